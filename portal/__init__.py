@@ -1,0 +1,164 @@
+"""Tutti's web application: ``create_app(config=None)`` builds it (no app object
+at import time)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+from flask import Flask, jsonify, render_template, request
+from flask.wrappers import Request
+from werkzeug.exceptions import HTTPException
+
+from . import config as config_module
+from .extensions import csrf, db, login, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+log = logging.getLogger(__name__)
+
+
+class TuttiRequest(Request):
+    """Uploads spool to a temp file beside the media store (never held in
+    memory), so a finished upload moves into storage by a link, not a copy."""
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None,
+                         content_length=None):
+        from flask import current_app
+
+        return current_app.extensions["tutti.storage"].new_temp_file()
+
+
+def create_app(config: dict | None = None) -> Flask:
+    instance_path = (config or {}).get("INSTANCE_PATH") or config_module.instance_path_from_env()
+    app = Flask(
+        __name__,
+        instance_path=str(Path(instance_path).resolve()) if instance_path else None,
+        instance_relative_config=True,
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.request_class = TuttiRequest
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(config_module.build_config(app.instance_path, config))
+    _configure_logging(app)
+
+    from .storage import Storage
+
+    app.extensions["tutti.storage"] = Storage(app.config["MEDIA_ROOT"])
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS))
+    login.init_app(app)
+    csrf.init_app(app)
+
+    from .models import Organizer
+
+    @login.user_loader
+    def load_organizer(organizer_id: str) -> Organizer | None:
+        return db.session.get(Organizer, int(organizer_id))
+
+    from .api import bp as api_bp
+    from .organize import bp as organize_bp
+    from .participate import bp as participate_bp
+    from .watch import bp as watch_bp
+
+    app.register_blueprint(participate_bp)
+    app.register_blueprint(organize_bp, url_prefix="/organize")
+    app.register_blueprint(watch_bp)
+    app.register_blueprint(api_bp, url_prefix="/api/v1")
+    csrf.exempt(api_bp)
+
+    from workers.celery_app import celery_init_app
+
+    celery_init_app(app)
+
+    from .cli import register_cli
+
+    register_cli(app)
+    _register_errors(app)
+    _register_filters(app)
+    if app.config.get("AUTO_MIGRATE", True):
+        upgrade_database(app)
+    return app
+
+
+_upgrade_lock = threading.Lock()
+
+
+def upgrade_database(app: Flask) -> None:
+    """Apply migrations, so every command works on a fresh database."""
+    from flask_migrate import upgrade
+
+    with _upgrade_lock, app.app_context():
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        if db.engine.dialect.name == "postgresql":
+            # Web and worker processes start together: one migrates, the others wait.
+            from sqlalchemy import text
+
+            with db.engine.connect() as conn:
+                conn.execute(text("SELECT pg_advisory_lock(7472797474)"))
+                try:
+                    upgrade(directory=str(MIGRATIONS))
+                finally:
+                    conn.execute(text("SELECT pg_advisory_unlock(7472797474)"))
+                    conn.commit()
+        else:
+            upgrade(directory=str(MIGRATIONS))
+
+
+def _configure_logging(app: Flask) -> None:
+    level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("portal").setLevel(level)
+    logging.getLogger("workers").setLevel(level)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or (
+        request.accept_mimetypes.best == "application/json"
+    )
+
+
+def _register_errors(app: Flask) -> None:
+    from .services import ServiceError
+
+    @app.errorhandler(ServiceError)
+    def service_error(exc: ServiceError):
+        if _wants_json():
+            body = {"error": exc.message}
+            if exc.field:
+                body["field"] = exc.field
+            return jsonify(body), exc.status
+        return render_template("error.html", message=exc.message, status=exc.status), exc.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        messages = {
+            404: "There is nothing at this address. Check the link you were given.",
+            413: "The file is larger than this portal accepts "
+                 f"({app.config['MAX_UPLOAD_MB']} MB). Please upload a shorter or smaller video.",
+            400: exc.description or "The request was not understood.",
+        }
+        message = messages.get(exc.code or 500, exc.description or exc.name)
+        if _wants_json():
+            return jsonify({"error": message}), exc.code
+        return render_template("error.html", message=message, status=exc.code), exc.code
+
+
+def _register_filters(app: Flask) -> None:
+    @app.template_filter("mmss")
+    def mmss(seconds: float | None) -> str:
+        if seconds is None:
+            return "--:--"
+        seconds = max(0, int(round(seconds)))
+        return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+    @app.template_filter("media_url")
+    def media_url(key: str | None) -> str | None:
+        from flask import url_for
+
+        return url_for("watch.media", key=key) if key else None

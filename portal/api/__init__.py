@@ -1,0 +1,85 @@
+"""JSON API, version 1. Errors are ``{"error": "...", "field": "..."}`` with the
+HTTP status that fits (400, 404, 409, 413)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, request, url_for
+
+from .. import services
+from ..models import Clip
+from ..states import CLIP_LABELS
+from ..upload_files import form_consent, uploaded_file
+
+bp = Blueprint("api", __name__)
+
+
+def _media(key: str | None) -> str | None:
+    return url_for("watch.media", key=key, _external=True) if key else None
+
+
+def clip_json(clip: Clip) -> dict:
+    published = clip.campaign.published_render
+    return {
+        "id": clip.token,
+        "campaign": clip.campaign.slug,
+        "status": clip.status,
+        "label": CLIP_LABELS.get(clip.status, clip.status),
+        "reason": clip.reason,
+        "name": clip.display_name,
+        "part": clip.part_name,
+        "location": clip.location,
+        "thumbnail_url": _media(clip.thumbnail_key),
+        "normalized_url": _media(clip.normalized_key),
+        "status_url": url_for("participate.status", token=clip.token, _external=True),
+        "media": clip.media,
+        "sync": {
+            "state": clip.sync_state,
+            "offset_seconds": clip.offset_seconds,
+            "confidence": clip.sync_confidence,
+            "method": clip.sync_method,
+            "drift_ppm": clip.drift_ppm,
+            "nudge_ms": clip.nudge_ms,
+        },
+        "in_mashup": bool(published and published.clip_ids and clip.id in published.clip_ids),
+        "events": [{"status": e.status, "reason": e.reason, "at": e.at.isoformat() + "Z"}
+                   for e in clip.events],
+    }
+
+
+@bp.get("/campaigns/<slug>")
+def campaign(slug: str):
+    c = services.get_campaign(slug)
+    published = c.published_render
+    return {
+        "slug": c.slug, "title": c.title, "description": c.description, "open": c.is_open,
+        "licence": c.licence, "parts": [p.name for p in c.parts],
+        "guide_url": _media(c.guide_key),
+        "upload_url": url_for("api.submit", slug=c.slug, _external=True),
+        "watch_url": url_for("watch.watch", slug=c.slug, _external=True),
+        "published": _media(published.output_key) if published else None,
+    }
+
+
+@bp.post("/campaigns/<slug>/clips")
+def submit(slug: str):
+    campaign = services.get_campaign(slug)
+    upload, spooled = uploaded_file("file")
+    clip = services.submit_clip(
+        campaign,
+        upload.stream if upload else None,
+        upload.filename if upload else "",
+        name=request.form.get("name", ""),
+        part=request.form.get("part", ""),
+        location=request.form.get("location", ""),
+        consent=form_consent(),
+        spooled_path=spooled,
+    )
+    api_url = url_for("api.clip", token=clip.token, _external=True)
+    status_url = url_for("participate.status", token=clip.token, _external=True)
+    body = {"id": clip.token, "status": clip.status, "status_url": status_url, "api_url": api_url}
+    return body, 201, {"Location": api_url}
+
+
+@bp.get("/clips/<token>")
+def clip(token: str):
+    return clip_json(services.get_clip(token))

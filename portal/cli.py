@@ -1,0 +1,348 @@
+"""The ``tutti`` command: serve, worker, demo, campaign, organizer, render,
+probe, align, compose, reconcile.
+
+Media commands (probe, align, compose) use the media engine alone: no app, no
+database. The others build the app from the environment (``TUTTI_*``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import click
+from flask import Flask
+
+log = logging.getLogger(__name__)
+
+
+def register_cli(app: Flask) -> None:
+    """``flask --app portal reconcile`` (the same use case as ``tutti reconcile``)."""
+
+    @app.cli.command("reconcile")
+    def flask_reconcile() -> None:
+        from .services import reconcile
+
+        click.echo(json.dumps(reconcile(timedelta(seconds=0))))
+
+
+def _app(**overrides: object) -> Flask:
+    from . import create_app
+
+    return create_app(overrides or None)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Tutti: crowdsourced video mash-ups."""
+
+
+# --- running -------------------------------------------------------------------
+
+class Background:
+    """The embedded worker and the reconciler, for one process that does it all."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.worker = None
+        self.stop_event = threading.Event()
+
+    def start(self) -> Background:
+        from workers.celery_app import EmbeddedWorker
+
+        if self.app.config["EMBEDDED_WORKER"]:
+            self.worker = EmbeddedWorker(self.app.extensions["celery"]).start()
+            self._reconcile(timedelta(seconds=0))  # the memory broker forgot what was queued
+        threading.Thread(target=self._loop, name="tutti-reconciler", daemon=True).start()
+        return self
+
+    def _reconcile(self, stale: timedelta) -> None:
+        from .services import reconcile
+
+        with self.app.app_context():
+            try:
+                reconcile(stale)
+            except Exception:  # noqa: BLE001 - keep the loop alive; the next round retries
+                log.exception("reconciler round failed")
+
+    def _loop(self) -> None:
+        period = int(self.app.config["RECONCILE_SECONDS"])
+        while not self.stop_event.wait(period):
+            self._reconcile(timedelta(seconds=period))
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.worker is not None:
+            self.worker.stop()
+
+
+def _serve(app: Flask, host: str, port: int) -> None:
+    from werkzeug.serving import run_simple
+
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve(host: str, port: int) -> None:
+    """Run the web portal (with an embedded worker unless TUTTI_BROKER_URL is set)."""
+    app = _app()
+    Background(app).start()
+    mode = "embedded worker" if app.config["EMBEDDED_WORKER"] else app.config["BROKER_URL"]
+    click.echo(f"Tutti on http://{host}:{port}/ ({mode}; database {app.config['DATABASE_URL']})")
+    _serve(app, host, port)
+
+
+@main.command()
+@click.option("--queues", "-Q", default="intake,render", show_default=True)
+@click.option("--concurrency", "-c", default=None, type=int, help="default: number of cores")
+@click.option("--beat/--no-beat", default=True, show_default=True,
+              help="also run the reconciler schedule (one worker per deployment needs it)")
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int | None, beat: bool, loglevel: str) -> None:
+    """Run a Celery worker (needs TUTTI_BROKER_URL=redis://...)."""
+    app = _app()
+    celery = app.extensions["celery"]
+    if str(app.config["BROKER_URL"]).startswith("memory"):
+        raise click.ClickException("`tutti worker` needs a shared broker: set "
+                                   "TUTTI_BROKER_URL=redis://127.0.0.1:6379/0 for it and for "
+                                   "`tutti serve`. (The embedded default runs its worker "
+                                   "inside `tutti serve`.)")
+    argv = ["worker", "-Q", queues, "--loglevel", loglevel, "--without-gossip",
+            "--without-mingle"]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    if beat:
+        celery.conf.beat_schedule = {"reconcile": {
+            "task": "tutti.reconcile", "schedule": float(app.config["RECONCILE_SECONDS"])}}
+        argv += ["--beat", "--schedule", f"{app.instance_path}/celerybeat-schedule"]
+    celery.worker_main(argv)
+
+
+@main.command()
+def reconcile() -> None:
+    """Re-enqueue every clip and render the database says is pending."""
+    from .services import reconcile as run
+
+    app = _app()
+    if app.config["EMBEDDED_WORKER"]:
+        raise click.ClickException("with the embedded default, `tutti serve` reconciles at start")
+    with app.app_context():
+        click.echo(json.dumps(run(timedelta(seconds=0))))
+
+
+# --- organizers and campaigns --------------------------------------------------
+
+@main.group()
+def organizer() -> None:
+    """Manage organizer accounts."""
+
+
+@organizer.command("create")
+@click.argument("email")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              envvar="TUTTI_ORGANIZER_PASSWORD")
+def organizer_create(email: str, password: str) -> None:
+    """Create an organizer who can log in at /organize."""
+    from .services import ServiceError, create_organizer
+
+    app = _app()
+    with app.app_context():
+        try:
+            created = create_organizer(email, password)
+        except ServiceError as exc:
+            raise click.ClickException(exc.message) from exc
+        click.echo(f"organizer {created.email} created")
+
+
+@main.group()
+def campaign() -> None:
+    """Manage campaigns."""
+
+
+@campaign.command("create")
+@click.argument("slug")
+@click.option("--title", required=True)
+@click.option("--guide", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="guide track (audio or video)")
+@click.option("--parts", default="Soprano,Alto,Tenor,Bass", show_default=True,
+              help="comma-separated part names ('' for none)")
+@click.option("--description", default="")
+@click.option("--canvas", default="1280x720", show_default=True)
+@click.option("--fps", default=30, show_default=True, type=int)
+def campaign_create(slug: str, title: str, guide: str | None, parts: str, description: str,
+                    canvas: str, fps: int) -> None:
+    """Create a campaign and print its participant link."""
+    from flask import url_for
+
+    from .services import ServiceError, create_campaign
+
+    try:
+        width, height = (int(v) for v in canvas.lower().split("x"))
+    except ValueError as exc:
+        raise click.BadParameter("use WIDTHxHEIGHT, e.g. 1280x720", param_hint="--canvas") from exc
+    app = _app()
+    with app.app_context():
+        try:
+            created = create_campaign(slug, title, description=description,
+                                      parts=parts.split(","), guide_path=guide,
+                                      canvas=(width, height), fps=fps)
+        except ServiceError as exc:
+            raise click.ClickException(exc.message) from exc
+        with app.test_request_context(base_url=app.config["BASE_URL"] or "http://127.0.0.1:5000"):
+            link = url_for("participate.campaign", slug=created.slug, _external=True)
+        click.echo(f"campaign {created.slug} created: {link}")
+
+
+@campaign.command("list")
+def campaign_list() -> None:
+    """List campaigns with their clip counts."""
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .models import Campaign
+
+    app = _app()
+    with app.app_context():
+        for c in db.session.scalars(select(Campaign).order_by(Campaign.id)):
+            click.echo(f"{c.slug}\t{c.title}\t{len(c.clips)} clips")
+
+
+@main.command()
+@click.argument("slug")
+@click.option("--wait", is_flag=True, help="wait for the render and print the output path")
+@click.option("--preview", is_flag=True, help="a fast low-resolution preview")
+@click.option("--timeout", default=3600, show_default=True, type=float)
+def render(slug: str, wait: bool, preview: bool, timeout: float) -> None:
+    """Render a campaign's approved clips through the portal's pipeline."""
+    from .services import ServiceError, get_campaign, request_render
+
+    app = _app()
+    background = None
+    if wait and app.config["EMBEDDED_WORKER"]:
+        background = Background(app).start()
+    try:
+        with app.app_context():
+            try:
+                job = request_render(get_campaign(slug), "preview" if preview else "final")
+            except ServiceError as exc:
+                raise click.ClickException(exc.message) from exc
+            click.echo(f"render #{job.id} queued")
+            if not wait:
+                if app.config["EMBEDDED_WORKER"]:
+                    click.echo("it runs when `tutti serve` starts (embedded worker)")
+                return
+            path = wait_for_render(app, job.id, timeout)
+            click.echo(path)
+    finally:
+        if background is not None:
+            background.stop()
+
+
+def wait_for_render(app: Flask, render_id: int, timeout: float) -> str:
+    from .extensions import db
+    from .models import Render
+
+    deadline = time.monotonic() + timeout
+    last = -1.0
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        job = db.session.get(Render, render_id)
+        if job.status == "done":
+            return str(app.extensions["tutti.storage"].path(job.output_key))
+        if job.status in ("failed", "cancelled"):
+            raise click.ClickException(f"render #{job.id} {job.status}: {job.reason}")
+        if job.progress - last >= 0.1:
+            last = job.progress
+            click.echo(f"render #{job.id}: {job.status} {job.progress:.0%}", err=True)
+        time.sleep(0.5)
+    raise click.ClickException(f"render #{render_id} did not finish in {timeout:.0f} s")
+
+
+# --- the media engine on its own -------------------------------------------------
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="print the facts as JSON")
+def probe(file: str, as_json: bool) -> None:
+    """Check that FILE is a usable video; exit 1 with a one-line reason if not."""
+    import os
+
+    from workers.media.ffmpeg import FFmpegError
+    from workers.media.probe import ProbeRejected, probe as run_probe
+
+    if not os.path.isfile(file):
+        click.echo(f"{file}: no such file", err=True)
+        sys.exit(2)
+    try:
+        info = run_probe(file)
+    except ProbeRejected as exc:
+        click.echo(f"{file}: {exc.reason}", err=True)
+        sys.exit(1)
+    except FFmpegError as exc:
+        click.echo(f"{file}: could not be read: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(info.to_dict(), indent=2))
+    else:
+        click.echo(f"{file}: {info.width}x{info.height} {info.fps:g} fps {info.duration:.2f} s "
+                   f"{info.video_codec}{' + ' + str(info.audio_codec) if info.has_audio else ', no audio'}")
+
+
+@main.command()
+@click.argument("guide", type=click.Path(exists=True, dir_okay=False))
+@click.argument("clip", type=click.Path(exists=True, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def align(guide: str, clip: str, as_json: bool) -> None:
+    """Find CLIP's offset against GUIDE (offset_seconds: trim that much from the clip)."""
+    from workers.media.align import CONFIDENCE_THRESHOLD, AlignError, align_files
+
+    try:
+        result = align_files(guide, clip)
+    except AlignError as exc:
+        click.echo(f"{clip}: {exc.reason}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(result.to_json_dict()))
+    else:
+        verdict = "synced" if result.trusted else "needs a manual check"
+        click.echo(f"offset {result.offset_seconds:+.3f} s, confidence {result.confidence:.2f} "
+                   f"(threshold {CONFIDENCE_THRESHOLD:.2f}: {verdict}), method {result.method}, "
+                   f"drift {result.drift_ppm:+.0f} ppm")
+
+
+@main.command()
+@click.argument("spec_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--poster", default=None, type=click.Path(dir_okay=False))
+@click.option("--engine", type=click.Choice(["ffmpeg"]), default="ffmpeg", show_default=True)
+def compose(spec_file: str, output: str, poster: str | None, engine: str) -> None:
+    """Render a RenderSpec JSON file to OUTPUT."""
+    from workers.media.ffmpeg import FFmpegError
+    from workers.media.render import render as render_spec
+    from workers.media.spec import SpecError, check_files, parse_spec
+
+    try:
+        with open(spec_file, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{spec_file} is not valid JSON: {exc}") from exc
+    try:
+        spec = parse_spec(data)
+        check_files(spec)
+    except SpecError as exc:
+        raise click.ClickException(f"{spec_file}: {exc}") from exc
+    try:
+        result = render_spec(spec, output, poster_path=poster)
+    except FFmpegError as exc:
+        raise click.ClickException(f"render failed: {exc}") from exc
+    click.echo(f"{result.path} ({result.width}x{result.height}, {result.duration:.2f} s)")
+
+
+from .demo import demo  # noqa: E402 - registers `tutti demo`
+
+main.add_command(demo)

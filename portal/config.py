@@ -1,0 +1,125 @@
+"""Configuration: defaults, then the environment (``TUTTI_*``).
+
+This is the only module that reads ``os.environ`` for the portal. Every setting
+can also be passed to ``create_app(config={...})`` (tests do that).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+ENV_PREFIX = "TUTTI_"
+
+# name -> (default, type). The environment variable is TUTTI_<NAME>.
+SETTINGS: dict[str, tuple[object, type]] = {
+    "DATABASE_URL": ("", str),  # default: sqlite file in the instance folder
+    "BROKER_URL": ("memory://", str),  # memory:// = embedded worker thread in the web process
+    "RESULT_BACKEND": ("", str),
+    "MEDIA_ROOT": ("", str),  # default: <instance>/media
+    "SECRET_KEY": ("", str),  # default: generated once and kept in the instance folder
+    "MAX_UPLOAD_MB": (1024, int),
+    "BASE_URL": ("", str),  # public URL for links printed by the CLI
+    "INTAKE_TIMEOUT": (1800, int),  # seconds one normalize may take
+    "RENDER_TIMEOUT": (4 * 3600, int),
+    "RECONCILE_SECONDS": (60, int),  # how often the reconciler re-enqueues pending work
+    "EMBEDDED_WORKER": ("auto", str),  # auto: on when the broker is memory://
+    "LOG_LEVEL": ("INFO", str),
+}
+
+
+def _coerce(value: str, kind: type) -> object:
+    if kind is int:
+        return int(value)
+    if kind is bool:
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return value
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, object]:
+    """Settings read from ``TUTTI_*`` variables (only those that are set)."""
+    environ = dict(os.environ) if environ is None else environ
+    found: dict[str, object] = {}
+    for name, (_default, kind) in SETTINGS.items():
+        raw = environ.get(ENV_PREFIX + name)
+        if raw is not None and raw != "":
+            try:
+                found[name] = _coerce(raw, kind)
+            except ValueError as exc:
+                raise SystemExit(f"{ENV_PREFIX}{name}={raw!r} is not a valid {kind.__name__}") from exc
+    return found
+
+
+def build_config(instance_path: str, overrides: dict | None = None) -> dict[str, object]:
+    """Defaults, then environment, then explicit overrides; derived values last."""
+    config: dict[str, object] = {name: default for name, (default, _k) in SETTINGS.items()}
+    config.update(from_environment())
+    config.update(overrides or {})
+    instance = Path(instance_path)
+
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = f"sqlite:///{instance / 'tutti.sqlite3'}"
+    if not config["MEDIA_ROOT"]:
+        config["MEDIA_ROOT"] = str(instance / "media")
+    if not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = _instance_secret(instance)
+    if not config["RESULT_BACKEND"]:
+        broker = str(config["BROKER_URL"])
+        config["RESULT_BACKEND"] = broker if broker.startswith("redis") else "cache+memory://"
+    if config["EMBEDDED_WORKER"] == "auto":
+        config["EMBEDDED_WORKER"] = str(config["BROKER_URL"]).startswith("memory")
+    else:
+        config["EMBEDDED_WORKER"] = _coerce(str(config["EMBEDDED_WORKER"]), bool)
+
+    config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"])
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    config.setdefault("MAX_CONTENT_LENGTH", int(config["MAX_UPLOAD_MB"]) * 1024 * 1024)
+    config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    config.setdefault("CELERY", celery_settings(config))
+    return config
+
+
+def celery_settings(config: dict[str, object]) -> dict[str, object]:
+    """Celery settings under one key. Reliability: the database says what is
+    pending, the broker only wakes workers; late acks re-deliver work a dead
+    worker held; the visibility timeout exceeds the longest task."""
+    hard_limit = int(config["RENDER_TIMEOUT"]) + 600
+    return {
+        "broker_url": config["BROKER_URL"],
+        "result_backend": config["RESULT_BACKEND"],
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {"visibility_timeout": hard_limit + 600},
+        "task_default_queue": "intake",
+        "task_routes": {
+            "tutti.intake_clip": {"queue": "intake"},
+            "tutti.align_clip": {"queue": "intake"},
+            "tutti.render": {"queue": "render"},
+            "tutti.reconcile": {"queue": "intake"},
+        },
+        "task_time_limit": hard_limit,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def _instance_secret(instance: Path) -> str:
+    """A secret key generated once per instance folder, so sessions survive restarts."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(key)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path.read_text().strip()
+
+
+def instance_path_from_env() -> str | None:
+    """``TUTTI_INSTANCE`` picks the instance folder (database, media, secret)."""
+    return os.environ.get(ENV_PREFIX + "INSTANCE") or None

@@ -1,0 +1,194 @@
+"""Database models (SQLAlchemy 2.0, typed). The database is the source of truth
+for every clip's and render's state; statuses change only through
+:mod:`portal.states`."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+from typing import Any
+
+from flask_login import UserMixin
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .extensions import db
+
+
+def utcnow() -> datetime:
+    """Naive UTC (stored the same way on SQLite and PostgreSQL)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_token() -> str:
+    """An unguessable id for private links (128 bits, URL-safe)."""
+    return secrets.token_urlsafe(16)
+
+
+class Organizer(UserMixin, db.Model):
+    __tablename__ = "organizers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
+class Campaign(db.Model):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    licence: Mapped[str] = mapped_column(
+        String(200), default="CC BY 4.0: the mash-up and credits may be published"
+    )
+    is_open: Mapped[bool] = mapped_column(default=True)
+    deadline: Mapped[datetime | None]
+    guide_key: Mapped[str | None] = mapped_column(String(300))
+    guide_duration: Mapped[float | None]
+    canvas_width: Mapped[int] = mapped_column(default=1280)
+    canvas_height: Mapped[int] = mapped_column(default=720)
+    fps: Mapped[int] = mapped_column(default=30)
+    tile_width: Mapped[int] = mapped_column(default=640)
+    tile_height: Mapped[int] = mapped_column(default=360)
+    published_render_id: Mapped[int | None] = mapped_column(
+        ForeignKey("renders.id", use_alter=True, name="fk_campaign_published_render",
+                   ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    parts: Mapped[list[Part]] = relationship(
+        back_populates="campaign", order_by="Part.position", cascade="all, delete-orphan"
+    )
+    clips: Mapped[list[Clip]] = relationship(
+        back_populates="campaign", order_by="Clip.id", cascade="all, delete-orphan"
+    )
+    renders: Mapped[list[Render]] = relationship(
+        back_populates="campaign",
+        order_by="Render.id.desc()",
+        cascade="all, delete-orphan",
+        foreign_keys="Render.campaign_id",
+    )
+    published_render: Mapped[Render | None] = relationship(
+        foreign_keys=[published_render_id], post_update=True
+    )
+
+    def part_named(self, name: str) -> Part | None:
+        wanted = name.strip().lower()
+        return next((p for p in self.parts if p.name.lower() == wanted), None)
+
+
+class Part(db.Model):
+    __tablename__ = "parts"
+    __table_args__ = (UniqueConstraint("campaign_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(80))
+    position: Mapped[int] = mapped_column(default=0)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="parts")
+
+
+class Clip(db.Model):
+    __tablename__ = "clips"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(40), unique=True, default=new_token)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    part_id: Mapped[int | None] = mapped_column(ForeignKey("parts.id", ondelete="SET NULL"))
+    display_name: Mapped[str] = mapped_column(String(120))
+    location: Mapped[str] = mapped_column(String(120), default="")
+    consent_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    status: Mapped[str] = mapped_column(String(20), default="received", index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    lease_until: Mapped[datetime | None]  # a worker holds this clip until then
+    attempts: Mapped[int] = mapped_column(default=0)
+
+    original_key: Mapped[str] = mapped_column(String(300))
+    original_filename: Mapped[str] = mapped_column(String(255), default="")
+    size_bytes: Mapped[int] = mapped_column(default=0)
+    normalized_key: Mapped[str | None] = mapped_column(String(300))
+    thumbnail_key: Mapped[str | None] = mapped_column(String(300))
+    media: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # probe facts
+
+    sync_state: Mapped[str | None] = mapped_column(String(20))  # pending/done/failed/None
+    offset_seconds: Mapped[float | None]
+    sync_confidence: Mapped[float | None]
+    sync_method: Mapped[str | None] = mapped_column(String(20))
+    drift_ppm: Mapped[float | None]
+    nudge_ms: Mapped[int] = mapped_column(default=0)
+    sync_plot_key: Mapped[str | None] = mapped_column(String(300))
+
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="clips")
+    part: Mapped[Part | None] = relationship()
+    events: Mapped[list[ClipEvent]] = relationship(
+        back_populates="clip", order_by="ClipEvent.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def part_name(self) -> str:
+        return self.part.name if self.part else ""
+
+    @property
+    def effective_offset(self) -> float:
+        """The offset renders use: the aligner's plus the organizer's nudge."""
+        return (self.offset_seconds or 0.0) + self.nudge_ms / 1000.0
+
+
+class ClipEvent(db.Model):
+    """One line of a clip's timeline, written by the state machine."""
+
+    __tablename__ = "clip_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    clip: Mapped[Clip] = relationship(back_populates="events")
+
+
+class Render(db.Model):
+    __tablename__ = "renders"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(40), unique=True, default=new_token)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20), default="final")  # preview | final
+    publish: Mapped[bool] = mapped_column(default=True)
+    status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[float] = mapped_column(default=0.0)
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    lease_until: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    clip_ids: Mapped[list[int] | None] = mapped_column(JSON)
+    output_key: Mapped[str | None] = mapped_column(String(300))
+    poster_key: Mapped[str | None] = mapped_column(String(300))
+    duration: Mapped[float | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="renders", foreign_keys=[campaign_id])

@@ -1,0 +1,83 @@
+"""Participants: the campaign page with its upload form, and the private status page."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from .. import services
+from ..extensions import db
+from ..models import Campaign
+from ..states import CLIP_LABELS
+from ..upload_files import form_consent, uploaded_file
+
+bp = Blueprint("participate", __name__)
+
+
+@bp.get("/")
+def index():
+    campaigns = db.session.scalars(select(Campaign).order_by(Campaign.created_at.desc())).all()
+    return render_template("participate/index.html", campaigns=campaigns)
+
+
+@bp.get("/c/<slug>")
+def campaign(slug: str):
+    campaign = services.get_campaign(slug)
+    return render_template("participate/campaign.html", campaign=campaign, form={}, error=None)
+
+
+@bp.post("/c/<slug>/upload")
+def upload(slug: str):
+    campaign = services.get_campaign(slug)
+    upload, spooled = uploaded_file("file")
+    try:
+        clip = services.submit_clip(
+            campaign,
+            upload.stream if upload else None,
+            upload.filename if upload else "",
+            name=request.form.get("name", ""),
+            part=request.form.get("part", ""),
+            location=request.form.get("location", ""),
+            consent=form_consent(),
+            spooled_path=spooled,
+        )
+    except services.ServiceError as exc:
+        if request.accept_mimetypes.best == "application/json":
+            raise
+        return render_template("participate/campaign.html", campaign=campaign,
+                               form=request.form, error=exc.message, field=exc.field), exc.status
+    if request.accept_mimetypes.best == "application/json":
+        return {"id": clip.token, "status": clip.status,
+                "status_url": url_for("participate.status", token=clip.token)}, 201
+    return redirect(url_for("participate.status", token=clip.token), code=303)
+
+
+@bp.get("/clip/<token>")
+def status(token: str):
+    clip = services.get_clip(token)
+    published = clip.campaign.published_render
+    in_mashup = bool(published and published.clip_ids and clip.id in published.clip_ids)
+    return render_template("participate/status.html", clip=clip, labels=CLIP_LABELS,
+                           in_mashup=in_mashup, published=published)
+
+
+@bp.post("/clip/<token>/replace")
+def replace(token: str):
+    clip = services.get_clip(token)
+    upload, spooled = uploaded_file("file")
+    if upload is None:
+        flash("Choose a video file to replace your clip.")
+        return redirect(url_for("participate.status", token=token), code=303)
+    services.replace_clip_file(clip, upload.stream, upload.filename or "", spooled_path=spooled)
+    flash("Thank you: your new file is being checked.")
+    return redirect(url_for("participate.status", token=token), code=303)
+
+
+@bp.post("/clip/<token>/withdraw")
+def withdraw(token: str):
+    clip = services.get_clip(token)
+    if request.form.get("confirm") != "yes":
+        abort(400, "Tick the box to confirm that you want to withdraw your clip.")
+    services.withdraw_clip(clip)
+    flash("Your clip was withdrawn and its files deleted.")
+    return redirect(url_for("participate.status", token=token), code=303)

@@ -1,0 +1,384 @@
+"""Use cases shared by the views, the JSON API and the CLI.
+
+They validate input, change rows through the state machines, commit, and only
+then enqueue work by id (a task never sees a row that is not committed yet).
+Errors are :class:`ServiceError` with a message for a person and an HTTP status.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import BinaryIO
+
+from flask import current_app
+from sqlalchemy import or_, select
+
+from . import states
+from .extensions import db
+from .models import Campaign, Clip, Organizer, Part, Render, utcnow
+from .storage import Storage, TooLarge
+
+log = logging.getLogger(__name__)
+
+SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".3gp", ".3g2", ".ts",
+                    ".mts", ".m2ts", ".ogv", ".flv", ".mpg", ".mpeg", ".wmv", ".qt"}
+GUIDE_EXTENSIONS = VIDEO_EXTENSIONS | {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".oga",
+                                       ".opus"}
+DEFAULT_PARTS = ("Soprano", "Alto", "Tenor", "Bass")
+
+
+class ServiceError(Exception):
+    """A request that cannot be done, with a message that says what to do."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.field = field
+
+
+def storage() -> Storage:
+    return current_app.extensions["tutti.storage"]
+
+
+# --- organizers --------------------------------------------------------------
+
+def create_organizer(email: str, password: str) -> Organizer:
+    email = email.strip().lower()
+    if not re.match(r"^[^@\s]+@[^@\s]+$", email):
+        raise ServiceError(f"{email!r} is not an e-mail address", field="email")
+    if len(password) < 8:
+        raise ServiceError("Choose a password of at least 8 characters", field="password")
+    if db.session.scalar(select(Organizer).filter_by(email=email)):
+        raise ServiceError(f"An organizer {email} exists already", status=409, field="email")
+    organizer = Organizer(email=email)
+    organizer.set_password(password)
+    db.session.add(organizer)
+    db.session.commit()
+    return organizer
+
+
+# --- campaigns -----------------------------------------------------------------
+
+def get_campaign(slug: str) -> Campaign:
+    campaign = db.session.scalar(select(Campaign).filter_by(slug=slug))
+    if campaign is None:
+        raise ServiceError(f"There is no campaign {slug!r}. Check the link you were given.",
+                           status=404)
+    return campaign
+
+
+def create_campaign(
+    slug: str,
+    title: str,
+    *,
+    description: str = "",
+    parts: Iterable[str] = DEFAULT_PARTS,
+    guide_path: str | None = None,
+    guide_filename: str | None = None,
+    canvas: tuple[int, int] = (1280, 720),
+    fps: int = 30,
+) -> Campaign:
+    slug = slug.strip().lower()
+    if not SLUG_RE.match(slug):
+        raise ServiceError("A campaign slug is 3-64 characters: lower-case letters, digits and "
+                           "hyphens, not starting or ending with a hyphen (e.g. ode-to-joy)",
+                           field="slug")
+    if not title.strip():
+        raise ServiceError("Give the campaign a title", field="title")
+    if db.session.scalar(select(Campaign).filter_by(slug=slug)):
+        raise ServiceError(f"A campaign {slug!r} exists already", status=409, field="slug")
+    width, height = canvas
+    if width % 2 or height % 2 or not (160 <= width <= 3840 and 90 <= height <= 2160):
+        raise ServiceError("The canvas must be even-sized, between 160×90 and 3840×2160",
+                           field="canvas")
+    if not 1 <= fps <= 60:
+        raise ServiceError("The frame rate must be between 1 and 60", field="fps")
+    names = [p.strip() for p in parts if p.strip()]
+    if len({n.lower() for n in names}) != len(names):
+        raise ServiceError("Part names must be different from each other", field="parts")
+    campaign = Campaign(slug=slug, title=title.strip(), description=description.strip(),
+                        canvas_width=width, canvas_height=height, fps=fps)
+    campaign.parts = [Part(name=n, position=i) for i, n in enumerate(names)]
+    db.session.add(campaign)
+    db.session.flush()
+    if guide_path:
+        set_guide(campaign, guide_path, filename=guide_filename, commit=False)
+    db.session.commit()
+    log.info("campaign %s created", slug)
+    return campaign
+
+
+def set_guide(campaign: Campaign, path: str, *, filename: str | None = None,
+              commit: bool = True) -> None:
+    """Store a guide track (audio or video) and measure it."""
+    from workers.media.audio import NoAudio, decode_audio
+
+    ext = os.path.splitext(filename or path)[1].lower()
+    if ext not in GUIDE_EXTENSIONS:
+        raise ServiceError("The guide must be an audio or video file (WAV, MP3, M4A, FLAC, OGG, "
+                           "MP4, MOV, WebM ...)", field="guide")
+    try:
+        samples = decode_audio(path, sample_rate=8000, max_seconds=3600)
+    except NoAudio as exc:
+        raise ServiceError(f"The guide has no sound we can read: {exc}", field="guide") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means an unusable guide
+        raise ServiceError("The guide could not be read as audio. Upload a WAV, MP3, M4A or "
+                           "MP4 file.", field="guide") from exc
+    if len(samples) < 8000:
+        raise ServiceError("The guide is shorter than one second", field="guide")
+    key = f"campaigns/{campaign.slug}/guide{ext}"
+    storage().put_file(key, path)
+    campaign.guide_key = key
+    campaign.guide_duration = len(samples) / 8000.0
+    if commit:
+        db.session.commit()
+
+
+# --- clips ---------------------------------------------------------------------
+
+def get_clip(token: str) -> Clip:
+    clip = db.session.scalar(select(Clip).filter_by(token=token))
+    if clip is None:
+        raise ServiceError("There is no clip at this link. Check that you copied it whole.",
+                           status=404)
+    return clip
+
+
+def submit_clip(
+    campaign: Campaign,
+    stream: BinaryIO | None,
+    filename: str,
+    *,
+    name: str,
+    part: str = "",
+    location: str = "",
+    consent: bool,
+    spooled_path: str | None = None,
+) -> Clip:
+    """Accept an upload: validate the form, store the original, record the clip,
+    commit, then enqueue intake. ``spooled_path`` is a finished upload on our
+    filesystem (moved, not copied); otherwise ``stream`` is copied in chunks."""
+    if not campaign.is_open:
+        raise ServiceError("This campaign is closed and takes no more contributions.", 403)
+    name = (name or "").strip()
+    if not name:
+        raise ServiceError("Please give the name to show in the credits.", field="name")
+    if len(name) > 120:
+        raise ServiceError("The name is too long (120 characters at most).", field="name")
+    if not consent:
+        raise ServiceError(f"Please agree to the campaign's licence ({campaign.licence}) so that "
+                           "your clip can be used in the mash-up.", field="consent")
+    location = (location or "").strip()[:120]
+    part_row = None
+    if part and part.strip():
+        part_row = campaign.part_named(part)
+        if part_row is None:
+            choices = ", ".join(p.name for p in campaign.parts) or "none"
+            raise ServiceError(f"Unknown part {part!r}. Choose one of: {choices}.", field="part")
+    elif campaign.parts:
+        choices = ", ".join(p.name for p in campaign.parts)
+        raise ServiceError(f"Please choose your part ({choices}).", field="part")
+    if stream is None and spooled_path is None:
+        raise ServiceError("Please choose a video file to upload.", field="file")
+    ext = os.path.splitext(filename or "")[1].lower()
+    if ext not in VIDEO_EXTENSIONS:
+        ext = ".bin"  # probed by content anyway; the extension is only a hint
+
+    clip = Clip(campaign=campaign, part=part_row, display_name=name, location=location,
+                original_filename=(filename or "")[:255], original_key="")
+    key = f"clips/{clip.token}/original{ext}"
+    max_bytes = int(current_app.config["MAX_CONTENT_LENGTH"])
+    try:
+        if spooled_path is not None:
+            size = os.path.getsize(spooled_path)
+            if size > max_bytes:
+                raise TooLarge()
+            storage().put_file(key, spooled_path, move=True)
+        else:
+            size = storage().put_stream(key, stream, max_bytes=max_bytes)
+    except TooLarge as exc:
+        storage().delete_prefix(f"clips/{clip.token}")
+        raise ServiceError(f"The file is larger than {max_bytes // (1024 * 1024)} MB. Please "
+                           "upload a shorter or smaller video.", status=413, field="file") from exc
+    if size == 0:
+        storage().delete_prefix(f"clips/{clip.token}")
+        raise ServiceError("The file is empty. Please choose the video again.", field="file")
+    clip.original_key = key
+    clip.size_bytes = size
+    db.session.add(clip)
+    clip.events.append(_event("received"))
+    try:
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        storage().delete_prefix(f"clips/{clip.token}")
+        raise
+    log.info("clip %s received for %s (%d bytes)", clip.id, campaign.slug, size)
+    enqueue("tutti.intake_clip", clip.id)
+    return clip
+
+
+def _event(status: str, reason: str | None = None):
+    from .models import ClipEvent
+
+    return ClipEvent(status=status, reason=reason)
+
+
+def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
+                      spooled_path: str | None = None) -> Clip:
+    """The participant uploads a new file for the same clip: intake starts again."""
+    if clip.status == "withdrawn":
+        raise ServiceError("This clip was withdrawn; submit a new one from the campaign page.",
+                           409)
+    ext = os.path.splitext(filename or "")[1].lower()
+    ext = ext if ext in VIDEO_EXTENSIONS else ".bin"
+    key = f"clips/{clip.token}/original{ext}"
+    max_bytes = int(current_app.config["MAX_CONTENT_LENGTH"])
+    try:
+        if spooled_path is not None:
+            if os.path.getsize(spooled_path) > max_bytes:
+                raise TooLarge()
+            size = storage().put_file(key, spooled_path, move=True)
+        else:
+            size = storage().put_stream(key, stream, max_bytes=max_bytes)
+    except TooLarge as exc:
+        raise ServiceError(f"The file is larger than {max_bytes // (1024 * 1024)} MB.", 413,
+                           field="file") from exc
+    if key != clip.original_key:
+        storage().delete(clip.original_key)
+    clip.original_key = key
+    clip.original_filename = (filename or "")[:255]
+    clip.size_bytes = size
+    for old in (clip.normalized_key, clip.thumbnail_key, clip.sync_plot_key):
+        storage().delete(old)
+    clip.normalized_key = clip.thumbnail_key = clip.sync_plot_key = None
+    clip.media = None
+    clip.offset_seconds = clip.sync_confidence = clip.drift_ppm = None
+    clip.sync_method = clip.sync_state = None
+    clip.lease_until = None
+    clip.attempts = 0
+    states.move_clip(clip, "received", "a new file was uploaded")
+    db.session.commit()
+    enqueue("tutti.intake_clip", clip.id)
+    return clip
+
+
+def withdraw_clip(clip: Clip) -> None:
+    if clip.status == "withdrawn":
+        return
+    states.move_clip(clip, "withdrawn", "withdrawn by the participant")
+    for key in (clip.original_key, clip.normalized_key, clip.thumbnail_key, clip.sync_plot_key):
+        storage().delete(key)
+    db.session.commit()
+
+
+def moderate_clip(clip: Clip, decision: str, reason: str | None = None) -> None:
+    if decision not in ("approved", "declined"):
+        raise ServiceError("A decision is 'approved' or 'declined'")
+    if not states.is_moderatable(clip):
+        raise ServiceError(f"This clip is {clip.status}; only processed clips can be moderated.",
+                           409)
+    if clip.status != decision:
+        states.move_clip(clip, decision, reason)
+    db.session.commit()
+
+
+def nudge_clip(clip: Clip, nudge_ms: int) -> None:
+    if abs(nudge_ms) > 600_000:
+        raise ServiceError("A nudge is at most ±600000 ms", field="nudge_ms")
+    clip.nudge_ms = int(nudge_ms)
+    db.session.commit()
+
+
+def retry_clip(clip: Clip) -> None:
+    if clip.status not in ("failed",):
+        raise ServiceError("Only a clip whose processing failed can be retried.", 409)
+    clip.lease_until = None
+    states.move_clip(clip, "received", "retry requested")
+    db.session.commit()
+    enqueue("tutti.intake_clip", clip.id)
+
+
+# --- renders -------------------------------------------------------------------
+
+def approved_clips(campaign: Campaign) -> list[Clip]:
+    return list(db.session.scalars(
+        select(Clip).filter_by(campaign_id=campaign.id, status="approved").order_by(Clip.id)
+    ))
+
+
+def request_render(campaign: Campaign, kind: str = "final", publish: bool | None = None) -> Render:
+    if kind not in ("preview", "final"):
+        raise ServiceError("A render is a 'preview' or a 'final'", field="kind")
+    if not approved_clips(campaign):
+        raise ServiceError("There are no approved clips yet: approve at least one clip, then "
+                           "render.", 409)
+    render = Render(campaign=campaign, kind=kind,
+                    publish=(kind == "final") if publish is None else publish)
+    db.session.add(render)
+    db.session.commit()
+    enqueue("tutti.render", render.id)
+    return render
+
+
+def cancel_render(render: Render) -> None:
+    if render.status == "queued":
+        states.move_render(render, "cancelled", "cancelled by an organizer")
+    elif render.status == "running":
+        render.cancel_requested = True
+    db.session.commit()
+
+
+def publish_render(render: Render) -> None:
+    if render.status != "done":
+        raise ServiceError("Only a finished render can be published.", 409)
+    render.campaign.published_render_id = render.id
+    db.session.commit()
+
+
+# --- queue ---------------------------------------------------------------------
+
+def enqueue(task_name: str, row_id: int) -> bool:
+    """Wake a worker for a committed row. A lost message is not lost work: the
+    reconciler finds the row pending and sends it again."""
+    celery = current_app.extensions.get("celery")
+    if celery is None:
+        return False
+    try:
+        celery.send_task(task_name, args=[row_id])
+        return True
+    except Exception:  # noqa: BLE001 - broker down: the reconciler will retry
+        log.exception("could not enqueue %s(%s); the reconciler will", task_name, row_id)
+        return False
+
+
+def reconcile(stale_after: timedelta = timedelta(seconds=60)) -> dict[str, int]:
+    """Re-enqueue work the database says is pending but nobody holds."""
+    now = utcnow()
+    cutoff = now - stale_after
+    counts = {"intake": 0, "align": 0, "render": 0}
+    free = or_(Clip.lease_until.is_(None), Clip.lease_until < now)
+    for clip_id in db.session.scalars(
+        select(Clip.id).where(Clip.status.in_(states.CLIP_INTAKE_PENDING), free,
+                              Clip.updated_at < cutoff)
+    ):
+        counts["intake"] += enqueue("tutti.intake_clip", clip_id)
+    for clip_id in db.session.scalars(
+        select(Clip.id).where(Clip.sync_state == "pending", free, Clip.updated_at < cutoff)
+    ):
+        counts["align"] += enqueue("tutti.align_clip", clip_id)
+    rfree = or_(Render.lease_until.is_(None), Render.lease_until < now)
+    for render_id in db.session.scalars(
+        select(Render.id).where(Render.status.in_(states.RENDER_PENDING), rfree,
+                                Render.updated_at < cutoff)
+    ):
+        counts["render"] += enqueue("tutti.render", render_id)
+    if any(counts.values()):
+        log.info("reconciler re-enqueued %s", counts)
+    return counts

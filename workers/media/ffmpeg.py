@@ -1,0 +1,248 @@
+"""Locate ffmpeg and run it: argv lists only, one runner that owns timeouts,
+process-group kill, progress parsing and a typed error with the stderr tail.
+
+The media engine knows nothing of Flask, Celery or the database. The one
+environment variable it honours is ``TUTTI_FFMPEG`` (an explicit binary), so the
+engine works the same from the portal and from the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+log = logging.getLogger(__name__)
+
+STDERR_TAIL_LINES = 20
+REPORT_MAX_LINES = 4000
+_PROGRESS_LINE = re.compile(r"^[a-z_0-9]+=\S*$")
+
+
+class FFmpegError(RuntimeError):
+    """ffmpeg failed or timed out. ``stderr_tail`` holds its last lines."""
+
+    def __init__(self, message: str, argv: Sequence[str] = (), returncode: int | None = None,
+                 stderr_tail: str = "", timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+        self.timed_out = timed_out
+
+    def __str__(self) -> str:  # the tail helps whoever reads a log line
+        base = super().__str__()
+        if self.stderr_tail:
+            last = self.stderr_tail.strip().splitlines()[-1:]
+            return f"{base}: {last[0]}" if last else base
+        return base
+
+
+@lru_cache(maxsize=1)
+def ffmpeg_path() -> str:
+    """The ffmpeg binary: ``TUTTI_FFMPEG``, else the imageio-ffmpeg wheel's, else PATH."""
+    explicit = os.environ.get("TUTTI_FFMPEG")
+    if explicit:
+        return explicit
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except Exception:  # noqa: BLE001 - the wheel may be absent or broken; fall back to PATH
+        found = shutil.which("ffmpeg")
+        if found:
+            return found
+    raise FFmpegError("ffmpeg not found: install imageio-ffmpeg or set TUTTI_FFMPEG")
+
+
+def parse_progress_time(line: str) -> float | None:
+    """Seconds of output done, from one ``-progress pipe:`` line (``out_time_us=...``)."""
+    if line.startswith("out_time_us=") or line.startswith("out_time_ms="):
+        value = line.split("=", 1)[1].strip()
+        if value.lstrip("-").isdigit():
+            return max(0.0, int(value) / 1_000_000)
+    return None
+
+
+def run_ffmpeg(
+    args: Sequence[str],
+    *,
+    timeout: float = 600.0,
+    duration: float | None = None,
+    progress: Callable[[float], None] | None = None,
+    stdout: int | None = subprocess.DEVNULL,
+    binary: str | None = None,
+) -> bytes:
+    """Run ``ffmpeg ARGS`` and return its stdout (when captured).
+
+    ``args`` excludes the binary. With ``progress`` and ``duration`` the callback
+    gets a fraction 0..1 as ffmpeg reports output time. On timeout the whole
+    process group is killed. Raises :class:`FFmpegError` on any failure.
+    """
+    outcome = _execute(args, timeout=timeout, duration=duration, progress=progress,
+                       stdout=stdout, binary=binary, keep_lines=STDERR_TAIL_LINES)
+    if outcome.returncode != 0:
+        raise FFmpegError(f"ffmpeg exited with status {outcome.returncode}", outcome.argv,
+                          outcome.returncode, outcome.stderr)
+    return outcome.stdout
+
+
+def ffmpeg_report(
+    args: Sequence[str],
+    *,
+    timeout: float = 60.0,
+    max_lines: int = REPORT_MAX_LINES,
+    duration: float | None = None,
+    progress: Callable[[float], None] | None = None,
+    binary: str | None = None,
+) -> tuple[int, str]:
+    """Run ``ffmpeg ARGS`` for what it prints: ``(exit status, stderr text)``.
+
+    Used to inspect media (there is no ffprobe) and to read measurements (loudnorm's
+    JSON): a non-zero status is returned, not raised, because ``ffmpeg -i FILE``
+    without an output exits 1 after describing the input. Only the first and the last
+    ``max_lines`` lines are kept, so a hostile file that makes ffmpeg log without end
+    cannot exhaust memory. Raises :class:`FFmpegError` on a timeout or when ffmpeg
+    cannot start.
+    """
+    outcome = _execute(args, timeout=timeout, keep_lines=max_lines, keep_head=True,
+                       duration=duration, progress=progress, binary=binary)
+    return outcome.returncode, outcome.stderr
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    argv: list[str]
+    returncode: int
+    stdout: bytes
+    stderr: str
+
+
+def _execute(
+    args: Sequence[str],
+    *,
+    timeout: float,
+    keep_lines: int,
+    keep_head: bool = False,
+    duration: float | None = None,
+    progress: Callable[[float], None] | None = None,
+    stdout: int | None = subprocess.DEVNULL,
+    binary: str | None = None,
+) -> _Outcome:
+    argv = [binary or ffmpeg_path(), "-hide_banner", "-nostdin", "-y"]
+    if progress is not None:
+        argv += ["-progress", "pipe:2", "-stats_period", "0.5"]
+    argv += [str(a) for a in args]
+    log.debug("ffmpeg: %s", " ".join(argv))
+    head: list[str] = []  # with keep_head: the first keep_lines lines, then the tail
+    lines: deque[str] = deque(maxlen=keep_lines)
+    out_chunks: list[bytes] = []
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout is None else stdout,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group, so a kill takes its children too
+        )
+    except OSError as exc:
+        raise FFmpegError(f"cannot start ffmpeg: {exc}", argv) from exc
+
+    def read_stdout() -> None:
+        assert proc.stdout is not None
+        for chunk in iter(lambda: proc.stdout.read(1 << 16), b""):
+            out_chunks.append(chunk)
+
+    reader = None
+    if stdout is None:
+        reader = threading.Thread(target=read_stdout, daemon=True)
+        reader.start()
+
+    timed_out = threading.Event()
+
+    def kill_group() -> None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def on_timeout() -> None:
+        timed_out.set()
+        kill_group()
+
+    timer = threading.Timer(timeout, on_timeout)
+    timer.daemon = True
+    timer.start()
+    started = time.monotonic()
+    last_fraction = -1.0
+    try:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            # the stats line ends in \r; keep only its last state
+            line = raw.decode("utf-8", "replace").rstrip().rsplit("\r", 1)[-1]
+            done = parse_progress_time(line) if progress is not None else None
+            if done is not None:
+                if duration:
+                    fraction = min(1.0, done / duration)
+                    if fraction > last_fraction:  # never report going backwards
+                        last_fraction = fraction
+                        progress(fraction)
+                continue
+            if progress is not None and _PROGRESS_LINE.match(line):
+                continue
+            if keep_head and len(head) < keep_lines:
+                head.append(line)
+            else:
+                lines.append(line)
+        returncode = proc.wait()
+    except BaseException:
+        kill_group()
+        proc.wait()
+        raise
+    finally:
+        timer.cancel()
+    if reader is not None:
+        reader.join()
+    stderr = "\n".join([*head, *lines])
+    if timed_out.is_set():
+        raise FFmpegError(f"ffmpeg timed out after {timeout:.0f} s", argv, returncode,
+                          stderr, timed_out=True)
+    log.debug("ffmpeg exited %s in %.2f s", returncode, time.monotonic() - started)
+    return _Outcome(argv, returncode, b"".join(out_chunks), stderr)
+
+
+def input_url(path: str) -> str:
+    """A local path as an ffmpeg URL: ``file:`` stops a name like ``pipe:1`` or
+    ``https://...`` or ``-`` from being read as anything but a local file."""
+    return "file:" + os.path.abspath(os.fspath(path))
+
+
+def remove_quietly(path: str) -> None:
+    """Delete a temp file if it exists (cleanup after a failure)."""
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:  # cleanup must not hide the original error
+        log.warning("could not remove %s: %s", path, exc)
+
+
+def replace_atomically(tmp_path: str, final_path: str) -> None:
+    """Publish a finished temp file under its final name (same directory, so rename is atomic)."""
+    os.replace(tmp_path, final_path)
+
+
+def temp_path_for(final_path: str, suffix: str | None = None) -> str:
+    """A temp name beside ``final_path`` that keeps its extension (ffmpeg picks the muxer by it)."""
+    head, tail = os.path.split(final_path)
+    stem, ext = os.path.splitext(tail)
+    return os.path.join(head, f".{stem}.{os.getpid()}.{threading.get_ident()}.tmp{suffix or ext}")

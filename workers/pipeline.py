@@ -1,0 +1,295 @@
+"""The pipeline steps: database in, database out.
+
+Each step claims its row with a lease (so a duplicate message or a second
+worker does not run it twice at once), calls the media engine with paths and
+plain values, and records the outcome through the state machines. Expected
+failures (a file that is not a video, an ffmpeg error) become a status with a
+reason a person can read; nothing is swallowed silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from portal import states
+from portal.extensions import db
+from portal.models import Campaign, Clip, Render, utcnow
+from portal.services import enqueue, storage
+from workers.media.ffmpeg import FFmpegError
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 3
+
+
+def _lease(seconds: float) -> object:
+    return utcnow() + timedelta(seconds=seconds)
+
+
+def _claim_clip(clip_id: int, *, statuses: tuple[str, ...] | None = None,
+                sync_pending: bool = False, lease_seconds: float) -> Clip | None:
+    """Take the clip for this worker, or return None (gone, done, or held)."""
+    clip = db.session.get(Clip, clip_id, with_for_update=True)
+    if clip is None:
+        log.info("clip %s: gone, nothing to do", clip_id)
+        return None
+    if statuses is not None and clip.status not in statuses:
+        log.info("clip %s: is %s, nothing to do", clip_id, clip.status)
+        db.session.rollback()
+        return None
+    if sync_pending and clip.sync_state != "pending":
+        db.session.rollback()
+        return None
+    if clip.lease_until is not None and clip.lease_until > utcnow():
+        log.info("clip %s: held by another worker until %s", clip_id, clip.lease_until)
+        db.session.rollback()
+        return None
+    clip.lease_until = _lease(lease_seconds)
+    clip.attempts += 1
+    db.session.commit()
+    return clip
+
+
+# --- intake ----------------------------------------------------------------------
+
+def intake(clip_id: int) -> None:
+    """Probe, normalize to the campaign's tile format, thumbnail."""
+    from workers.media.normalize import TileFormat, make_thumbnail, normalize_clip
+    from workers.media.probe import ProbeRejected, probe
+
+    timeout = float(current_app.config["INTAKE_TIMEOUT"])
+    clip = _claim_clip(clip_id, statuses=states.CLIP_INTAKE_PENDING, lease_seconds=timeout + 120)
+    if clip is None:
+        return
+    store = storage()
+    campaign = clip.campaign
+    started = time.monotonic()
+    try:
+        try:
+            info = probe(str(store.path(clip.original_key)))
+        except ProbeRejected as exc:
+            log.info("clip %s: rejected: %s", clip.id, exc.reason)
+            clip.lease_until = None
+            states.move_clip(clip, "rejected", exc.reason)
+            db.session.commit()
+            return
+        clip.media = info.to_dict()
+        if clip.status == "received":
+            states.move_clip(clip, "checked")
+        db.session.commit()
+
+        fmt = TileFormat(width=campaign.tile_width, height=campaign.tile_height, fps=campaign.fps)
+        normalized_key = f"clips/{clip.token}/normalized.mp4"
+        thumb_key = f"clips/{clip.token}/thumb.jpg"
+        normalize_clip(str(store.path(clip.original_key)), str(store.path(normalized_key)),
+                       info, fmt, timeout=timeout)
+        make_thumbnail(str(store.path(normalized_key)), str(store.path(thumb_key)))
+    except FFmpegError as exc:
+        _fail_clip(clip, "We could not convert this video. Please export it as an MP4 (H.264) "
+                         f"and upload it again. (Details: {exc})", exc)
+        return
+    clip.normalized_key = normalized_key
+    clip.thumbnail_key = thumb_key
+    clip.lease_until = None
+    clip.sync_state = "pending" if campaign.guide_key else None
+    states.move_clip(clip, "normalized")
+    db.session.commit()
+    log.info("clip %s: normalized in %.1f s", clip.id, time.monotonic() - started)
+    if clip.sync_state == "pending":
+        enqueue("tutti.align_clip", clip.id)
+
+
+def _fail_clip(clip: Clip, reason: str, exc: Exception) -> None:
+    log.warning("clip %s: intake failed (attempt %s): %s", clip.id, clip.attempts, exc)
+    db.session.rollback()
+    clip = db.session.get(Clip, clip.id)
+    if clip is None:
+        return
+    clip.lease_until = None
+    if getattr(exc, "timed_out", False) or clip.attempts >= MAX_ATTEMPTS or isinstance(
+        exc, FFmpegError
+    ):
+        states.move_clip(clip, "failed", reason)
+    db.session.commit()
+
+
+# --- align -----------------------------------------------------------------------
+
+def align(clip_id: int) -> None:
+    """Find the clip's offset against the campaign's guide."""
+    from workers.media.align import AlignError, align_files
+
+    clip = _claim_clip(clip_id, sync_pending=True, lease_seconds=900)
+    if clip is None:
+        return
+    store = storage()
+    campaign = clip.campaign
+    if not campaign.guide_key or not clip.normalized_key:
+        clip.sync_state = None
+        clip.lease_until = None
+        db.session.commit()
+        return
+    guide = str(store.path(campaign.guide_key))
+    media = str(store.path(clip.normalized_key))
+    try:
+        result = align_files(guide, media)
+    except AlignError as exc:
+        clip.sync_state = "failed"
+        clip.sync_method = "none"
+        clip.offset_seconds = clip.offset_seconds or 0.0
+        clip.sync_confidence = 0.0
+        clip.lease_until = None
+        if clip.status in ("normalized", "synced", "needs_sync"):
+            states.move_clip(clip, "needs_sync", f"{exc.reason}. An organizer will set the "
+                             "offset by hand.")
+        db.session.commit()
+        return
+    clip.offset_seconds = float(result.offset_seconds)
+    clip.sync_confidence = float(result.confidence)
+    clip.sync_method = result.method
+    clip.drift_ppm = float(result.drift_ppm)
+    clip.sync_state = "done"
+    clip.lease_until = None
+    try:
+        from workers.media.syncplot import render_sync_plot
+
+        plot_key = f"clips/{clip.token}/sync.png"
+        render_sync_plot(guide, media, clip.effective_offset, str(store.path(plot_key)))
+        clip.sync_plot_key = plot_key
+    except Exception:  # noqa: BLE001 - the picture is a help, not a step to fail on
+        log.exception("clip %s: sync picture failed", clip.id)
+    if clip.status in ("normalized", "synced", "needs_sync"):
+        if result.trusted:
+            states.move_clip(clip, "synced")
+        else:
+            states.move_clip(clip, "needs_sync", f"Sync confidence is low "
+                             f"({result.confidence:.2f}); an organizer will check it by ear.")
+    db.session.commit()
+
+
+# --- render ----------------------------------------------------------------------
+
+class RenderCancelled(Exception):
+    pass
+
+
+def build_spec(campaign: Campaign, clips: list[Clip], kind: str) -> dict:
+    """The RenderSpec (as data) for a campaign render of these clips."""
+    store = storage()
+    width, height = campaign.canvas_width, campaign.canvas_height
+    if kind == "preview" and width > 640:
+        height = int(round(height * 640 / width / 2)) * 2
+        width = 640
+    has_guide = bool(campaign.guide_key)
+    spec = {
+        "version": 1,
+        "canvas": {"width": width, "height": height, "fps": campaign.fps,
+                   "background": "#101010"},
+        "layout": {"type": "grid", "gap": 4 if kind == "final" else 2},
+        "audio": {"mode": "guide" if has_guide else "mix",
+                  "guide_path": str(store.path(campaign.guide_key)) if has_guide else None,
+                  "loudness_lufs": -16.0},
+        "video": {"preset": "veryfast", "crf": 23 if kind == "final" else 28},
+        "clips": [
+            {"id": c.token, "path": str(store.path(c.normalized_key)),
+             "offset": round(c.effective_offset, 4), "part": c.part_name,
+             "name": c.display_name, "location": c.location,
+             "has_audio": bool((c.media or {}).get("has_audio", True))}
+            for c in clips
+        ],
+    }
+    if has_guide and campaign.guide_duration:
+        spec["duration"] = round(campaign.guide_duration, 3)
+    return spec
+
+
+def _claim_render(render_id: int, lease_seconds: float) -> Render | None:
+    render = db.session.get(Render, render_id, with_for_update=True)
+    if render is None:
+        log.info("render %s: gone, nothing to do", render_id)
+        return None
+    if render.status not in states.RENDER_PENDING:
+        db.session.rollback()
+        return None
+    if render.lease_until is not None and render.lease_until > utcnow():
+        db.session.rollback()
+        return None
+    render.lease_until = _lease(lease_seconds)
+    render.attempts += 1
+    if render.status == "queued":
+        states.move_render(render, "running")
+    db.session.commit()
+    return render
+
+
+def render(render_id: int) -> None:
+    """Render a campaign's approved clips and publish the file atomically."""
+    from workers.media.render import render as render_spec
+    from workers.media.spec import SpecError, parse_spec
+
+    timeout = float(current_app.config["RENDER_TIMEOUT"])
+    job = _claim_render(render_id, lease_seconds=timeout + 300)
+    if job is None:
+        return
+    campaign = job.campaign
+    clips = [c for c in db.session.scalars(
+        select(Clip).filter_by(campaign_id=campaign.id, status="approved").order_by(Clip.id)
+    ) if c.normalized_key]
+    if not clips:
+        states.move_render(job, "failed", "There are no approved clips to render: approve at "
+                           "least one clip, then render again.")
+        db.session.commit()
+        return
+    data = build_spec(campaign, clips, job.kind)
+    job.spec = data
+    job.clip_ids = [c.id for c in clips]
+    db.session.commit()
+    store = storage()
+    out_key = f"renders/{campaign.slug}/{job.token}/mashup.mp4"
+    poster_key = f"renders/{campaign.slug}/{job.token}/poster.jpg"
+    last = [0.0]
+
+    def on_progress(fraction: float) -> None:
+        now = time.monotonic()
+        if now - last[0] < 1.0 and fraction < 1.0:
+            return
+        last[0] = now
+        job.progress = round(fraction, 4)
+        db.session.commit()  # the commit expires the row, so the next read sees a cancel
+        if job.cancel_requested:
+            raise RenderCancelled()
+
+    try:
+        spec = parse_spec(data)
+        result = render_spec(spec, str(store.path(out_key)), poster_path=str(store.path(poster_key)),
+                             progress=on_progress, timeout=timeout)
+    except RenderCancelled:
+        db.session.rollback()
+        states.move_render(job, "cancelled", "cancelled by an organizer")
+        db.session.commit()
+        return
+    except SpecError as exc:
+        db.session.rollback()
+        states.move_render(job, "failed", f"The render settings are invalid: {exc}")
+        db.session.commit()
+        return
+    except FFmpegError as exc:
+        db.session.rollback()
+        states.move_render(job, "failed", f"ffmpeg failed while rendering: {exc}. The "
+                           "published mash-up is unchanged.")
+        db.session.commit()
+        return
+    job.output_key = out_key
+    job.poster_key = poster_key if result.poster_path else None
+    job.duration = result.duration
+    job.progress = 1.0
+    states.move_render(job, "done")
+    if job.publish:
+        campaign.published_render_id = job.id
+    db.session.commit()
+    log.info("render %s: done, %s (%.1f s)", job.id, out_key, result.duration)

@@ -1,0 +1,35 @@
+"""Thin tasks: take an id, run one pipeline step inside the app context, let the
+pipeline record the outcome through the state machines. Idempotent: outputs go
+to fixed keys via temp file + rename, so a re-delivered message overwrites."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from sqlalchemy.exc import OperationalError
+
+from . import pipeline
+
+# Database hiccups are retried; media failures are recorded by the pipeline.
+_RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 5, "max_retries": 5}
+
+
+@shared_task(name="tutti.intake_clip", acks_late=True, **_RETRY)
+def intake_clip(clip_id: int) -> None:
+    pipeline.intake(clip_id)
+
+
+@shared_task(name="tutti.align_clip", acks_late=True, **_RETRY)
+def align_clip(clip_id: int) -> None:
+    pipeline.align(clip_id)
+
+
+@shared_task(name="tutti.render", acks_late=True, **_RETRY)
+def render(render_id: int) -> None:
+    pipeline.render(render_id)
+
+
+@shared_task(name="tutti.reconcile", ignore_result=True)
+def reconcile() -> dict[str, int]:
+    from portal.services import reconcile as run
+
+    return run()
