@@ -273,7 +273,8 @@ def probe(file: str, as_json: bool) -> None:
     import os
 
     from workers.media.ffmpeg import FFmpegError
-    from workers.media.probe import ProbeRejected, probe as run_probe
+    from workers.media.probe import ProbeRejected
+    from workers.media.probe import probe as run_probe
 
     if not os.path.isfile(file):
         click.echo(f"{file}: no such file", err=True)
@@ -289,8 +290,9 @@ def probe(file: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info.to_dict(), indent=2))
     else:
+        sound = f" + {info.audio_codec}" if info.has_audio else ", no audio"
         click.echo(f"{file}: {info.width}x{info.height} {info.fps:g} fps {info.duration:.2f} s "
-                   f"{info.video_codec}{' + ' + str(info.audio_codec) if info.has_audio else ', no audio'}")
+                   f"{info.video_codec}{sound}")
 
 
 @main.command()

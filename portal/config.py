@@ -47,7 +47,8 @@ def from_environment(environ: dict[str, str] | None = None) -> dict[str, object]
             try:
                 found[name] = _coerce(raw, kind)
             except ValueError as exc:
-                raise SystemExit(f"{ENV_PREFIX}{name}={raw!r} is not a valid {kind.__name__}") from exc
+                raise SystemExit(
+                    f"{ENV_PREFIX}{name}={raw!r} is not a valid {kind.__name__}") from exc
     return found
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 
 from . import states
 from .extensions import db
-from .models import Campaign, Clip, Organizer, Part, Render, utcnow
+from .models import Campaign, Clip, Organizer, Part, Render, new_token, utcnow
 from .storage import Storage, TooLarge
 
 log = logging.getLogger(__name__)
@@ -190,8 +190,8 @@ def submit_clip(
     if ext not in VIDEO_EXTENSIONS:
         ext = ".bin"  # probed by content anyway; the extension is only a hint
 
-    clip = Clip(campaign=campaign, part=part_row, display_name=name, location=location,
-                original_filename=(filename or "")[:255], original_key="")
+    clip = Clip(token=new_token(), campaign=campaign, part=part_row, display_name=name,
+                location=location, original_filename=(filename or "")[:255], original_key="")
     key = f"clips/{clip.token}/original{ext}"
     max_bytes = int(current_app.config["MAX_CONTENT_LENGTH"])
     try:
@@ -358,8 +358,11 @@ def enqueue(task_name: str, row_id: int) -> bool:
         return False
 
 
-def reconcile(stale_after: timedelta = timedelta(seconds=60)) -> dict[str, int]:
-    """Re-enqueue work the database says is pending but nobody holds."""
+def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
+    """Re-enqueue work the database says is pending but nobody holds (not
+    touched for ``stale_after``, by default the reconciler's period)."""
+    if stale_after is None:
+        stale_after = timedelta(seconds=int(current_app.config["RECONCILE_SECONDS"]))
     now = utcnow()
     cutoff = now - stale_after
     counts = {"intake": 0, "align": 0, "render": 0}

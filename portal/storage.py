@@ -47,6 +47,12 @@ class Storage:
             raise StorageError(f"invalid storage key {key!r}")
         return path
 
+    def path_for_writing(self, key: str) -> Path:
+        """The path for ``key`` with its folder made (the writer still publishes atomically)."""
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     def exists(self, key: str | None) -> bool:
         return bool(key) and self.path(key).is_file()
 

@@ -25,6 +25,17 @@ def celery_init_app(app: Flask) -> Celery:
         celery_app.conf.broker_transport_options = {"polling_interval": 0.2}
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+
+    from celery.signals import worker_process_init
+
+    @worker_process_init.connect(weak=False)
+    def fresh_connections_after_fork(**_kwargs: object) -> None:
+        # A forked pool process must not share the parent's database sockets.
+        from portal.extensions import db
+
+        with app.app_context():
+            db.engine.dispose(close=False)
+
     import workers.tasks  # noqa: F401 - registers the shared tasks on this app
 
     return celery_app

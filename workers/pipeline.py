@@ -24,9 +24,6 @@ from workers.media.ffmpeg import FFmpegError
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 3
-
-
 def _lease(seconds: float) -> object:
     return utcnow() + timedelta(seconds=seconds)
 
@@ -55,10 +52,39 @@ def _claim_clip(clip_id: int, *, statuses: tuple[str, ...] | None = None,
     return clip
 
 
+def _release_on_error(model: type, row_id: int):
+    """If a step breaks unexpectedly (database hiccup, bug), give the row's lease
+    back so the retry or the reconciler can take it at once, then re-raise."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def guard():
+        try:
+            yield
+        except BaseException:
+            db.session.rollback()
+            try:
+                row = db.session.get(model, row_id)
+                if row is not None:
+                    row.lease_until = None
+                    db.session.commit()
+            except Exception:  # noqa: BLE001 - the lease then expires by itself
+                db.session.rollback()
+                log.exception("%s %s: could not release the lease", model.__name__, row_id)
+            raise
+
+    return guard()
+
+
 # --- intake ----------------------------------------------------------------------
 
 def intake(clip_id: int) -> None:
     """Probe, normalize to the campaign's tile format, thumbnail."""
+    with _release_on_error(Clip, clip_id):
+        _intake(clip_id)
+
+
+def _intake(clip_id: int) -> None:
     from workers.media.normalize import TileFormat, make_thumbnail, normalize_clip
     from workers.media.probe import ProbeRejected, probe
 
@@ -106,15 +132,13 @@ def intake(clip_id: int) -> None:
 
 def _fail_clip(clip: Clip, reason: str, exc: Exception) -> None:
     log.warning("clip %s: intake failed (attempt %s): %s", clip.id, clip.attempts, exc)
+    clip_id = clip.id
     db.session.rollback()
-    clip = db.session.get(Clip, clip.id)
+    clip = db.session.get(Clip, clip_id)
     if clip is None:
         return
     clip.lease_until = None
-    if getattr(exc, "timed_out", False) or clip.attempts >= MAX_ATTEMPTS or isinstance(
-        exc, FFmpegError
-    ):
-        states.move_clip(clip, "failed", reason)
+    states.move_clip(clip, "failed", reason)
     db.session.commit()
 
 
@@ -122,6 +146,11 @@ def _fail_clip(clip: Clip, reason: str, exc: Exception) -> None:
 
 def align(clip_id: int) -> None:
     """Find the clip's offset against the campaign's guide."""
+    with _release_on_error(Clip, clip_id):
+        _align(clip_id)
+
+
+def _align(clip_id: int) -> None:
     from workers.media.align import AlignError, align_files
 
     clip = _claim_clip(clip_id, sync_pending=True, lease_seconds=900)
@@ -159,7 +188,8 @@ def align(clip_id: int) -> None:
         from workers.media.syncplot import render_sync_plot
 
         plot_key = f"clips/{clip.token}/sync.png"
-        render_sync_plot(guide, media, clip.effective_offset, str(store.path(plot_key)))
+        render_sync_plot(guide, media, clip.effective_offset,
+                         str(store.path_for_writing(plot_key)))
         clip.sync_plot_key = plot_key
     except Exception:  # noqa: BLE001 - the picture is a help, not a step to fail on
         log.exception("clip %s: sync picture failed", clip.id)
@@ -229,6 +259,11 @@ def _claim_render(render_id: int, lease_seconds: float) -> Render | None:
 
 def render(render_id: int) -> None:
     """Render a campaign's approved clips and publish the file atomically."""
+    with _release_on_error(Render, render_id):
+        _render(render_id)
+
+
+def _render(render_id: int) -> None:
     from workers.media.render import render as render_spec
     from workers.media.spec import SpecError, parse_spec
 
@@ -266,7 +301,8 @@ def render(render_id: int) -> None:
 
     try:
         spec = parse_spec(data)
-        result = render_spec(spec, str(store.path(out_key)), poster_path=str(store.path(poster_key)),
+        result = render_spec(spec, str(store.path_for_writing(out_key)),
+                             poster_path=str(store.path_for_writing(poster_key)),
                              progress=on_progress, timeout=timeout)
     except RenderCancelled:
         db.session.rollback()

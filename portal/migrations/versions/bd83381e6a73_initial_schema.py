@@ -1,13 +1,12 @@
 """initial schema
 
 Revision ID: bd83381e6a73
-Revises: 
+Revises:
 Create Date: 2026-11-24 16:15:08.485440
 
 """
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'bd83381e6a73'

@@ -1,0 +1,15 @@
+# One image for the web app and the workers; only the command differs.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY portal ./portal
+COPY workers ./workers
+COPY templates ./templates
+COPY static ./static
+RUN pip install -e . && useradd --create-home tutti && mkdir -p /data/media /data/instance \
+    && chown -R tutti /data
+USER tutti
+ENV TUTTI_INSTANCE=/data/instance TUTTI_MEDIA_ROOT=/data/media
+EXPOSE 8000
+CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--timeout", "600", "portal:create_app()"]

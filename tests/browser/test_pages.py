@@ -1,0 +1,122 @@
+"""The three users in real Chromium (Debian's, driven by Playwright): a
+participant uploads from a phone-sized screen and follows the status page; an
+organizer approves and renders; a viewer plays and seeks the mash-up.
+
+The app runs with its embedded default: a real Celery worker thread on the
+in-memory transport, SQLite, local storage."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Debian chromium is missing: `make setup` installs it (apt-get install "
+                    "chromium)")
+    from werkzeug.serving import make_server
+
+    from portal import create_app
+    from portal.cli import Background
+    from portal.services import create_campaign, create_organizer
+
+    root = tmp_path_factory.mktemp("live")
+    app = create_app({
+        "INSTANCE_PATH": str(root / "instance"),
+        "DATABASE_URL": f"sqlite:///{root / 'live.sqlite3'}",
+        "MEDIA_ROOT": str(root / "media"),
+        "SECRET_KEY": "browser",
+        "BROKER_URL": "memory://",
+        "EMBEDDED_WORKER": "true",
+    })
+    with app.app_context():
+        create_campaign("choir", "Browser Choir", parts=["Alto", "Bass"],
+                        description="Sing along!")
+        create_organizer("org@example.org", "correct horse")
+    background = Background(app).start()
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield {"app": app, "base": f"http://127.0.0.1:{server.server_port}"}
+    server.shutdown()
+    background.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_participant_organizer_viewer(live, browser, media_files: dict[str, Path], tmp_path):
+    base = live["base"]
+    # participant, on a phone-sized screen
+    phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
+                                has_touch=True)
+    page = phone.new_page()
+    page.goto(f"{base}/c/choir")
+    assert page.locator("h1").inner_text() == "Browser Choir"
+    # a forgotten consent box: the browser itself refuses (required), nothing is sent
+    page.set_input_files("input[name=file]", str(media_files["landscape"]))
+    page.fill("input[name=name]", "Ana from the browser")
+    page.select_option("select[name=part]", "Alto")
+    page.fill("input[name=location]", "Lisbon")
+    page.check("input[name=consent]")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r".*/clip/[A-Za-z0-9_-]{20,}$"))
+    status_url = page.url
+    # the status page follows the clip until it is converted (polling, then reload)
+    page.wait_for_selector("text=Converted for the mash-up", timeout=90_000)
+    assert page.locator("img.thumb").count() == 1
+    page.screenshot(path=str(tmp_path / "status.png"))
+    phone.close()
+
+    # organizer: log in, approve, render, see progress finish
+    desk = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = desk.new_page()
+    page.goto(f"{base}/organize/")
+    page.fill("input[name=email]", "org@example.org")
+    page.fill("input[name=password]", "correct horse")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/organize/")
+    page.click("text=Browser Choir")
+    page.click("button[value=approved]")
+    page.wait_for_selector("article.clip.state-approved")
+    page.click("button[value=final]")
+    page.wait_for_selector("td.render-status:has-text('done')", timeout=120_000)
+    assert "published" in page.locator("td.render-status").first.inner_text()
+
+    # viewer: the player loads, plays and seeks (range requests)
+    page.goto(f"{base}/watch/choir")
+    assert "Ana from the browser" in page.locator("table.credits").inner_text()
+    page.wait_for_function("document.querySelector('#mashup').readyState >= 1", timeout=30_000)
+    duration = page.evaluate("document.querySelector('#mashup').duration")
+    assert 1.5 < duration < 2.5
+    page.evaluate("v => { const m = document.querySelector('#mashup'); m.muted = true; "
+                  "m.currentTime = 1.2; }", None)
+    page.wait_for_function("document.querySelector('#mashup').readyState >= 2", timeout=30_000)
+    assert abs(page.evaluate("document.querySelector('#mashup').currentTime") - 1.2) < 0.3
+    page.screenshot(path=str(tmp_path / "watch.png"), full_page=True)
+    desk.close()
+
+    # the private status link now says the clip is in the mash-up
+    other = browser.new_page()
+    other.goto(status_url)
+    assert other.locator("text=You are in the mash-up").count() == 1
+    other.close()

@@ -1,0 +1,143 @@
+"""Shared fixtures: the app on SQLite and on PostgreSQL, generated media.
+
+The ``app`` fixture is parametrized over both databases, so every web and
+pipeline test runs against SQLite and against the real PostgreSQL on
+127.0.0.1:5432 (database ``test``). Set TUTTI_TEST_DATABASES=sqlite to skip
+PostgreSQL locally; CI runs both.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from workers.media.ffmpeg import run_ffmpeg
+
+PG_URL = os.environ.get("TUTTI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("TUTTI_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+DATABASES = [d.strip() for d in os.environ.get("TUTTI_TEST_DATABASES",
+                                               "sqlite,postgresql").split(",") if d.strip()]
+
+
+def reset_postgres(url: str) -> None:
+    """An empty public schema, so migrations start from nothing."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def database_url(kind: str, tmp_path: Path) -> str:
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.sqlite3'}"
+    reset_postgres(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture(params=DATABASES)
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def app(db_kind: str, tmp_path: Path):
+    from portal import create_app
+    from portal.extensions import db
+
+    app = create_app({
+        "TESTING": True,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "DATABASE_URL": database_url(db_kind, tmp_path),
+        "MEDIA_ROOT": str(tmp_path / "media"),
+        "SECRET_KEY": "test",
+        "WTF_CSRF_ENABLED": False,
+        "BROKER_URL": "memory://",
+        "EMBEDDED_WORKER": "false",
+        "SERVER_NAME": "tutti.test",
+    })
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def ctx(app):
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def organizer_client(app, client):
+    from portal.services import create_organizer
+
+    with app.app_context():
+        create_organizer("org@example.org", "correct horse")
+    answer = client.post("/organize/login", data={"email": "org@example.org",
+                                                  "password": "correct horse"})
+    assert answer.status_code == 303
+    return client
+
+
+@pytest.fixture
+def campaign(app):
+    from portal.services import create_campaign
+
+    with app.app_context():
+        created = create_campaign("ode-to-joy", "Ode to Joy", parts=["Soprano", "Alto"])
+        return created.slug
+
+
+# --- generated media (made once per session) ----------------------------------
+
+@pytest.fixture(scope="session")
+def media_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny clips: 160×90 for 2 s with a tone, a portrait one, one without audio,
+    and files that are not videos."""
+    root = tmp_path_factory.mktemp("media")
+    made: dict[str, Path] = {}
+
+    def make(name: str, args: list[str]) -> None:
+        out = root / name
+        run_ffmpeg([*args, str(out)], timeout=60)
+        made[name.split(".")[0]] = out
+
+    make("landscape.mp4", ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+                           "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+                           "-t", "2", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                           "-preset", "ultrafast", "-c:a", "aac", "-shortest"])
+    make("portrait.mp4", ["-f", "lavfi", "-i", "testsrc=size=90x160:rate=30",
+                          "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=48000",
+                          "-t", "2", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                          "-preset", "ultrafast", "-c:a", "aac", "-shortest"])
+    make("silent.mp4", ["-f", "lavfi", "-i", "color=c=red:size=160x90:rate=24", "-t", "2",
+                        "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast"])
+    make("guide.wav", ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3"])
+    text = root / "notes.mp4"  # a text file that claims to be a video
+    text.write_text("This is not a video, it is a shopping list.\n")
+    made["text"] = text
+    image = root / "photo.png"
+    run_ffmpeg(["-f", "lavfi", "-i", "color=c=blue:size=64x64", "-frames:v", "1", str(image)],
+               timeout=30)
+    made["image"] = image
+    return made
+
+
+def ffmpeg_info(path: str | Path) -> str:
+    """ffmpeg's own description of a file (stderr of ``ffmpeg -i``), for assertions."""
+    from workers.media.ffmpeg import ffmpeg_path
+
+    done = subprocess.run([ffmpeg_path(), "-hide_banner", "-i", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    return done.stderr

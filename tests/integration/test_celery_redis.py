@@ -1,0 +1,185 @@
+"""The production path on real parts: `tutti worker` (a real Celery worker
+process) on the real Redis, the web app served over HTTP in this process, the
+database on SQLite and on PostgreSQL, ffmpeg on generated clips."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+
+from tests.conftest import REDIS_URL, database_url, ffmpeg_info
+
+pytestmark = pytest.mark.integration
+
+
+def _redis_or_skip() -> redis.Redis:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:  # CI starts it; say plainly when it is missing
+        pytest.fail(f"Redis is not running on {REDIS_URL}: start it (see .ci/run): {exc}")
+    return client
+
+
+@pytest.fixture
+def stack(db_kind, tmp_path):
+    """Environment shared by the web app here and the worker subprocess."""
+    _redis_or_skip().flushdb()
+    env = {
+        **os.environ,
+        "TUTTI_INSTANCE": str(tmp_path / "instance"),
+        "TUTTI_DATABASE_URL": database_url(db_kind, tmp_path),
+        "TUTTI_BROKER_URL": REDIS_URL,
+        "TUTTI_MEDIA_ROOT": str(tmp_path / "media"),
+        "TUTTI_SECRET_KEY": "integration",
+        "TUTTI_RECONCILE_SECONDS": "2",
+    }
+    from portal import create_app
+    from portal.extensions import db
+
+    config = {key[len("TUTTI_"):]: value for key, value in env.items()
+              if key.startswith("TUTTI_") and key != "TUTTI_INSTANCE"}
+    config["INSTANCE_PATH"] = env["TUTTI_INSTANCE"]
+    config["RECONCILE_SECONDS"] = 2
+    app = create_app(config)
+    assert app.config["EMBEDDED_WORKER"] is False
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    workers: list[subprocess.Popen] = []
+
+    def start_worker(*extra: str) -> subprocess.Popen:
+        tutti = Path(sys.executable).with_name("tutti")
+        log_file = open(tmp_path / f"worker-{len(workers)}.log", "wb")  # read on failure
+        proc = subprocess.Popen([str(tutti), "worker", "--concurrency", "2", *extra],
+                                env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        log_file.close()
+        workers.append(proc)
+        return proc
+
+    yield {"app": app, "base": f"http://127.0.0.1:{server.server_port}", "env": env,
+           "start_worker": start_worker}
+    for proc in workers:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    server.shutdown()
+    for log in sorted(tmp_path.glob("worker-*.log")):
+        sys.stderr.write(f"--- {log.name} (tail) ---\n")
+        sys.stderr.write("\n".join(log.read_text(errors="replace").splitlines()[-40:]) + "\n")
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _wait_settled(base: str, tokens: list[str], timeout: float = 180) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    states: dict[str, dict] = {}
+    while time.monotonic() < deadline:
+        states = {t: requests.get(f"{base}/api/v1/clips/{t}", timeout=10).json() for t in tokens}
+        if all(s["status"] not in ("received", "checked") for s in states.values()):
+            return states
+        time.sleep(0.5)
+    raise AssertionError(f"clips not processed in {timeout} s: "
+                         f"{ {t: s['status'] for t, s in states.items()} }")
+
+
+def _upload(base: str, slug: str, path: Path, name: str, part: str = "Alto") -> str:
+    with open(path, "rb") as handle:
+        answer = requests.post(f"{base}/api/v1/campaigns/{slug}/clips",
+                               data={"name": name, "part": part, "location": "Earth",
+                                     "consent": "yes"},
+                               files={"file": (path.name, handle)}, timeout=60)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["id"]
+
+
+def test_upload_intake_render_through_a_real_worker_on_redis(stack, media_files):
+    from portal import services
+    from portal.extensions import db
+    from portal.models import Render
+
+    app, base = stack["app"], stack["base"]
+    with app.app_context():
+        services.create_campaign("tutti-live", "Live", parts=["Alto", "Bass"])
+    worker = stack["start_worker"]("--no-beat")
+    names = ["landscape", "portrait", "silent", "text"]
+    tokens = {n: _upload(base, "tutti-live", media_files[n], n) for n in names}
+    states = _wait_settled(base, list(tokens.values()))
+    assert worker.poll() is None, "the worker died"
+    assert states[tokens["text"]]["status"] == "rejected"
+    assert "video" in states[tokens["text"]]["reason"].lower()
+    for name in ("landscape", "portrait", "silent"):
+        body = states[tokens[name]]
+        assert body["status"] == "normalized", body
+        thumb = requests.get(body["thumbnail_url"], timeout=10)
+        assert thumb.status_code == 200 and thumb.content[:2] == b"\xff\xd8"  # a JPEG
+
+    with app.app_context():
+        campaign = services.get_campaign("tutti-live")
+        for clip in campaign.clips:
+            if clip.status == "normalized":
+                services.moderate_clip(clip, "approved")
+        job_id = services.request_render(campaign).id
+        deadline = time.monotonic() + 180
+        while True:
+            db.session.expire_all()
+            job = db.session.get(Render, job_id)
+            if job.status in ("done", "failed") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert job.status == "done", job.reason
+        output = app.extensions["tutti.storage"].path(job.output_key)
+    info = ffmpeg_info(output)
+    assert re.search(r"Video: h264.*1280x720", info), info
+    assert "Audio: aac" in info and "48000 Hz" in info
+    duration = re.search(r"Duration: (\d+):(\d+):([\d.]+)", info)
+    seconds = int(duration[1]) * 3600 + int(duration[2]) * 60 + float(duration[3])
+    assert abs(seconds - 2.0) < 0.2
+    page = requests.get(f"{base}/watch/tutti-live", timeout=10)
+    assert page.status_code == 200 and "landscape" in page.text and "<video" in page.text
+    ranged = requests.get(f"{base}/media/{job.output_key}", headers={"Range": "bytes=0-99"},
+                          timeout=10)
+    assert ranged.status_code == 206 and len(ranged.content) == 100
+
+
+def test_a_lost_broker_message_loses_no_clip(stack, media_files):
+    """Redis forgets the queue (a restart without persistence): the reconciler
+    in the worker's beat finds the clip pending in the database and sends it again."""
+    from portal import services
+
+    app, base = stack["app"], stack["base"]
+    with app.app_context():
+        services.create_campaign("lost-message", "Lost", parts=["Alto"])
+    token = _upload(base, "lost-message", media_files["landscape"], "Ana")
+    client = redis.Redis.from_url(REDIS_URL)
+    assert client.llen("intake") == 1  # the message waits for a worker
+    client.flushdb()  # ... and is lost
+    stack["start_worker"]()  # with --beat: the reconciler runs every 2 s
+    states = _wait_settled(base, [token], timeout=120)
+    assert states[token]["status"] == "normalized"
+
+
+def test_tutti_worker_refuses_the_memory_broker(tmp_path):
+    tutti = Path(sys.executable).with_name("tutti")
+    done = subprocess.run([str(tutti), "worker"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TUTTI_INSTANCE": str(tmp_path),
+                               "TUTTI_BROKER_URL": "memory://"})
+    assert done.returncode != 0
+    assert "TUTTI_BROKER_URL=redis://" in done.stderr

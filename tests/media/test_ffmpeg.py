@@ -1,0 +1,83 @@
+import os
+import time
+
+import pytest
+
+from workers.media.ffmpeg import (
+    FFmpegError,
+    ffmpeg_report,
+    input_url,
+    parse_progress_time,
+    remove_quietly,
+    run_ffmpeg,
+    temp_path_for,
+)
+
+
+def test_failure_raises_with_the_stderr_tail():
+    with pytest.raises(FFmpegError) as caught:
+        run_ffmpeg(["-i", "file:/nonexistent/clip.mp4", "-f", "null", "-"], timeout=30)
+    err = caught.value
+    assert err.returncode not in (0, None)
+    assert "No such file" in err.stderr_tail
+    assert "No such file" in str(err)
+    assert not err.timed_out
+
+
+def test_timeout_kills_the_process_group():
+    started = time.monotonic()
+    with pytest.raises(FFmpegError) as caught:
+        run_ffmpeg(["-re", "-f", "lavfi", "-i", "testsrc2=s=64x36:r=10", "-f", "null", "-"],
+                   timeout=0.5)
+    assert caught.value.timed_out
+    assert time.monotonic() - started < 5
+
+
+def test_progress_is_monotonic_and_reaches_the_end():
+    seen: list[float] = []
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=64x36:r=25:d=3", "-f", "null", "-"],
+               timeout=30, duration=3.0, progress=seen.append)
+    assert seen, "no progress reported"
+    assert seen == sorted(seen)
+    assert seen[-1] == pytest.approx(1.0, abs=0.05)
+
+
+def test_stdout_can_be_captured():
+    out = run_ffmpeg(["-f", "lavfi", "-i", "color=c=red:s=4x2", "-frames:v", "1",
+                      "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"], stdout=None)
+    assert len(out) == 4 * 2 * 3
+    assert out[0] > 240 and out[1] < 10 and out[2] < 10
+
+
+def test_report_returns_status_and_text_without_raising(tmp_path):
+    status, text = ffmpeg_report(["-f", "lavfi", "-i", "testsrc2=s=64x36:d=1"])
+    assert status != 0  # no output file given
+    assert "Input #0, lavfi" in text
+
+
+def test_parse_progress_time():
+    assert parse_progress_time("out_time_us=1500000") == 1.5
+    assert parse_progress_time("out_time_us=N/A") is None
+    assert parse_progress_time("frame=12") is None
+
+
+def test_temp_path_is_hidden_beside_the_final_and_keeps_the_extension(tmp_path):
+    final = str(tmp_path / "render.mp4")
+    tmp = temp_path_for(final)
+    assert os.path.dirname(tmp) == str(tmp_path)
+    assert os.path.basename(tmp).startswith(".render.")
+    assert tmp.endswith(".mp4") and tmp != final
+    assert temp_path_for(final, ".wav").endswith(".wav")
+
+
+def test_input_url_never_reads_a_name_as_a_protocol(tmp_path):
+    assert input_url("pipe:1") == "file:" + os.path.abspath("pipe:1")
+    assert input_url(str(tmp_path / "a.mp4")) == f"file:{tmp_path}/a.mp4"
+
+
+def test_remove_quietly(tmp_path):
+    path = tmp_path / "x"
+    path.write_text("x")
+    remove_quietly(str(path))
+    remove_quietly(str(path))  # already gone: no error
+    assert not path.exists()

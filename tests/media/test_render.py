@@ -1,0 +1,193 @@
+import os
+
+import pytest
+
+from workers.media.ffmpeg import FFmpegError, run_ffmpeg
+from workers.media.layout import grid_rects
+from workers.media.normalize import measure_loudness
+from workers.media.probe import probe
+from workers.media.render import RenderResult, render
+from workers.media.spec import SpecError, parse_spec
+
+W, H, FPS = 320, 180, 25
+BACKGROUND = (16, 16, 16)  # the default #101010
+COLOURS = ["red", "lime", "blue", "yellow"]
+
+
+def _spec(clips, **extra):
+    data = {"version": 1, "canvas": {"width": W, "height": H, "fps": FPS},
+            "video": {"preset": "ultrafast"}, "clips": clips}
+    data.update(extra)
+    return parse_spec(data)
+
+
+def _tiles(n):
+    return grid_rects(n, W, H, gap=4)
+
+
+def _only_expected_files(directory, *names):
+    assert sorted(os.listdir(directory)) == sorted(names)
+
+
+def test_grid_mix_poster_and_progress(make_clip, tmp_path, read_frame, colour_of, close_to):
+    clips = [
+        {"id": f"c{i}", "path": make_clip(color=colour, freq=440 + 110 * i),
+         "name": "Ana ' ; [x] \\ %{n}", "part": "alto:1", "location": "São Paulo, BR"}
+        for i, colour in enumerate(COLOURS)
+    ]
+    out, poster = tmp_path / "mash.mp4", tmp_path / "poster.jpg"
+    seen: list[float] = []
+    result = render(_spec(clips), str(out), poster_path=str(poster), progress=seen.append)
+
+    assert result == RenderResult(str(out), result.duration, W, H, str(poster))
+    info = probe(str(out))
+    assert (info.width, info.height, info.fps) == (W, H, FPS)
+    assert info.video_codec == "h264" and info.audio_codec == "aac"
+    assert (info.sample_rate, info.channels) == (48000, 2)
+    assert info.duration == pytest.approx(2.0, abs=2 / FPS)
+    assert result.duration == pytest.approx(info.duration, abs=0.01)
+
+    frame = read_frame(str(out), 1.0)
+    for rect, colour in zip(_tiles(4), COLOURS, strict=True):
+        assert close_to(colour_of(frame, rect.x, rect.y, rect.w, rect.h), colour), colour
+    assert close_to(tuple(int(v) for v in frame[0, W // 2]), BACKGROUND, tol=12)  # the gap
+
+    assert measure_loudness(str(out)).integrated == pytest.approx(-16.0, abs=1.0)
+    assert measure_loudness(str(out)).true_peak <= -0.5
+    assert poster.read_bytes()[:3] == b"\xff\xd8\xff"
+    assert seen and seen == sorted(seen) and seen[-1] == 1.0
+    _only_expected_files(tmp_path, "mash.mp4", "poster.jpg")
+
+
+def test_offsets_shift_content(make_clip, tmp_path, read_frame, colour_of, close_to):
+    switching = make_clip(color="red", color_after="blue", switch_at=1.0)
+    late = make_clip(color="lime")
+    spec = _spec([{"id": "early", "path": switching, "offset": 0.5},
+                  {"id": "late", "path": late, "offset": -0.5}])
+    out = tmp_path / "o.mp4"
+    result = render(spec, str(out))
+    # the late clip ends at 0.5 + 2.0 on the guide's timeline
+    assert result.duration == pytest.approx(2.5, abs=2 / FPS)
+    left, right = _tiles(2)
+
+    at_03 = read_frame(str(out), 0.3)
+    assert close_to(colour_of(at_03, left.x, left.y, left.w, left.h), "red")
+    assert close_to(colour_of(at_03, right.x, right.y, right.w, right.h), BACKGROUND, tol=12)
+
+    at_07 = read_frame(str(out), 0.7)  # clip time 1.2: after the switch
+    assert close_to(colour_of(at_07, left.x, left.y, left.w, left.h), "blue")
+    assert close_to(colour_of(at_07, right.x, right.y, right.w, right.h), "lime")
+
+    at_23 = read_frame(str(out), 2.3)  # the early clip has ended, the late one has not
+    assert close_to(colour_of(at_23, left.x, left.y, left.w, left.h), BACKGROUND, tol=12)
+    assert close_to(colour_of(at_23, right.x, right.y, right.w, right.h), "lime")
+
+
+def test_guide_audio_sets_duration_and_sound(make_clip, tmp_path):
+    guide = str(tmp_path / "guide.wav")
+    run_ffmpeg(["-f", "lavfi", "-i", "sine=frequency=880:sample_rate=44100:duration=3",
+                "-af", "volume=-20dB", guide])
+    spec = _spec([{"id": "a", "path": make_clip(color="red")}],
+                 audio={"mode": "guide", "guide_path": guide})
+    out = tmp_path / "g.mp4"
+    result = render(spec, str(out))
+    assert result.duration == pytest.approx(3.0, abs=2 / FPS)
+    assert probe(str(out)).has_audio
+    assert measure_loudness(str(out)).integrated == pytest.approx(
+        measure_loudness(guide).integrated, abs=1.0)
+
+
+def test_silence_and_explicit_duration(make_clip, tmp_path, read_frame, colour_of, close_to):
+    spec = _spec([
+        {"id": "mute", "path": make_clip(color="red", audio=False)},
+        {"id": "muted", "path": make_clip(color="blue"), "has_audio": False},
+    ], duration=1.0)
+    out = tmp_path / "s.mp4"
+    result = render(spec, str(out))
+    info = probe(str(out))
+    assert info.has_audio and info.channels == 2
+    assert result.duration == pytest.approx(1.0, abs=2 / FPS)
+    assert measure_loudness(str(out)).integrated == float("-inf")
+    left, right = _tiles(2)
+    frame = read_frame(str(out), 0.5)
+    assert close_to(colour_of(frame, left.x, left.y, left.w, left.h), "red")
+    assert close_to(colour_of(frame, right.x, right.y, right.w, right.h), "blue")
+
+
+def test_many_inputs_and_another_loudness_target(make_clip, tmp_path, read_frame, colour_of,
+                                                 close_to):
+    n = 12
+    clips = [{"id": f"c{i}", "path": make_clip(color=COLOURS[i % 4], freq=440 + 110 * (i % 4)),
+              "gain_db": -6.0 if i % 2 else 0.0}
+             for i in range(n)]
+    spec = _spec(clips, audio={"loudness_lufs": -23}, duration=1.0,
+                 canvas={"width": W, "height": H, "fps": FPS, "background": "#ffffff"})
+    out = tmp_path / "m.mp4"
+    render(spec, str(out))
+    frame = read_frame(str(out), 0.5)
+    for i, rect in enumerate(_tiles(n)):
+        assert close_to(colour_of(frame, rect.x, rect.y, rect.w, rect.h, margin=2),
+                        COLOURS[i % 4]), i
+    assert close_to(tuple(int(v) for v in frame[1, 1]), "white", tol=12)
+    assert measure_loudness(str(out)).integrated == pytest.approx(-23.0, abs=1.0)
+
+
+def test_failed_render_leaves_no_file_and_no_temp(make_clip, tmp_path):
+    out, poster = tmp_path / "final.mp4", tmp_path / "poster.jpg"
+    out.write_bytes(b"previous render")
+    spec = parse_spec({"version": 1, "canvas": {"width": 640, "height": 360},
+                       "video": {"preset": "veryslow"},
+                       "clips": [{"id": "a", "path": make_clip()}], "duration": 600})
+    with pytest.raises(FFmpegError) as caught:
+        render(spec, str(out), poster_path=str(poster), timeout=1.5)
+    assert caught.value.timed_out
+    assert out.read_bytes() == b"previous render"  # never replaced by a half-written file
+    _only_expected_files(tmp_path, "final.mp4")
+
+
+def test_broken_clip_fails_before_writing(make_sample, make_clip, tmp_path):
+    spec = _spec([{"id": "good", "path": make_clip()},
+                  {"id": "bad", "path": make_sample("truncated_mp4")}])
+    with pytest.raises(SpecError) as caught:
+        render(spec, str(tmp_path / "x.mp4"))
+    assert caught.value.field == "clips[1].path" and "'bad'" in str(caught.value)
+    _only_expected_files(tmp_path)
+
+
+def test_missing_clip_is_a_spec_error(make_clip, tmp_path):
+    spec = _spec([{"id": "gone", "path": str(tmp_path / "gone.mp4")}])
+    with pytest.raises(SpecError) as caught:
+        render(spec, str(tmp_path / "x.mp4"))
+    assert caught.value.field == "clips[0].path"
+    _only_expected_files(tmp_path)
+
+
+def test_guide_without_sound_is_a_spec_error(make_clip, tmp_path):
+    spec = _spec([{"id": "a", "path": make_clip()}],
+                 audio={"mode": "guide", "guide_path": make_clip(audio=False)})
+    with pytest.raises(SpecError) as caught:
+        render(spec, str(tmp_path / "x.mp4"))
+    assert caught.value.field == "audio.guide_path"
+    _only_expected_files(tmp_path)
+
+
+class Cancelled(Exception):
+    pass
+
+
+def test_progress_callback_can_cancel_and_nothing_is_left(make_clip, tmp_path):
+    spec = parse_spec({"version": 1, "canvas": {"width": 640, "height": 360},
+                       "video": {"preset": "veryslow"},
+                       "clips": [{"id": "a", "path": make_clip()}], "duration": 600})
+    calls: list[float] = []
+
+    def cancel(fraction: float) -> None:
+        calls.append(fraction)
+        if fraction > 0.15:  # once the picture pass is under way
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        render(spec, str(tmp_path / "c.mp4"), poster_path=str(tmp_path / "c.jpg"),
+               progress=cancel, timeout=60)
+    assert calls
+    _only_expected_files(tmp_path)

@@ -1,0 +1,74 @@
+"""The `tutti` command as a newcomer runs it: real processes, a fresh instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ffmpeg_info
+
+TUTTI = str(Path(sys.executable).with_name("tutti"))
+
+
+def run(*args: str, instance: Path | None = None, timeout: float = 120):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUTTI_")}
+    if instance is not None:
+        env["TUTTI_INSTANCE"] = str(instance)
+    return subprocess.run([TUTTI, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+
+
+def test_probe_json_for_a_usable_video(media_files):
+    done = run("probe", str(media_files["portrait"]), "--json")
+    assert done.returncode == 0, done.stderr
+    facts = json.loads(done.stdout)
+    assert (facts["width"], facts["height"]) == (90, 160)
+    assert facts["has_audio"] is True and abs(facts["duration"] - 2.0) < 0.1
+
+
+@pytest.mark.parametrize("name", ["text", "image"])
+def test_probe_refuses_what_is_not_a_video_with_one_line(media_files, name):
+    done = run("probe", str(media_files[name]), "--json")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a video" in lines[0]
+
+
+def test_probe_of_a_missing_file(tmp_path):
+    done = run("probe", str(tmp_path / "nope.mp4"))
+    assert done.returncode != 0 and "no such file" in done.stderr
+
+
+def test_admin_commands_work_on_a_fresh_database(tmp_path, media_files):
+    instance = tmp_path / "instance"
+    done = run("organizer", "create", "boss@example.org", "--password", "long enough",
+               instance=instance)
+    assert done.returncode == 0, done.stderr
+    done = run("campaign", "create", "spring-choir", "--title", "Spring Choir", "--guide",
+               str(media_files["guide"]), instance=instance)
+    assert done.returncode == 0, done.stderr
+    assert "/c/spring-choir" in done.stdout
+    again = run("campaign", "create", "spring-choir", "--title", "Again", instance=instance)
+    assert again.returncode != 0 and "exists already" in again.stderr
+    bad = run("campaign", "create", "Bad Slug!", "--title", "x", instance=instance)
+    assert bad.returncode != 0 and "slug" in bad.stderr
+    listing = run("campaign", "list", instance=instance)
+    assert "spring-choir" in listing.stdout
+    empty = run("render", "spring-choir", "--wait", instance=instance)
+    assert empty.returncode != 0 and "no approved clips" in empty.stderr
+
+
+def test_demo_no_serve_prints_a_playable_mashup(tmp_path):
+    done = run("demo", "--no-serve", "--clips", "3", "--seconds", "2",
+               instance=tmp_path / "instance", timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    path = done.stdout.strip().splitlines()[-1]
+    assert path.endswith(".mp4") and os.path.isfile(path)
+    info = ffmpeg_info(path)
+    assert "Video: h264" in info and "1280x720" in info and "Audio: aac" in info

@@ -1,0 +1,146 @@
+"""The pipeline steps run directly (no broker): intake, moderation, render."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from portal import services
+from portal.extensions import db
+from portal.models import Clip, Render
+from tests.conftest import ffmpeg_info
+from workers import pipeline
+
+
+def _submit(app, slug, path, name="Ana", part="Alto"):
+    with app.app_context(), open(path, "rb") as handle:
+        clip = services.submit_clip(services.get_campaign(slug), handle, path.name, name=name,
+                                    part=part, location="Lisbon", consent=True)
+        return clip.id
+
+
+def _clip(app, clip_id) -> Clip:
+    db.session.expire_all()
+    return db.session.get(Clip, clip_id)
+
+
+def test_intake_rejects_a_text_file_with_a_reason_and_nothing_else_moves(app, client, campaign,
+                                                                         media_files):
+    bad = _submit(app, campaign, media_files["text"])
+    good = _submit(app, campaign, media_files["landscape"])
+    with app.app_context():
+        pipeline.intake(bad)
+        clip = _clip(app, bad)
+        assert clip.status == "rejected"
+        assert "video" in clip.reason.lower()
+        assert clip.normalized_key is None
+        assert _clip(app, good).status == "received"
+        token = clip.token
+    body = client.get(f"/api/v1/clips/{token}").get_json()
+    assert body["status"] == "rejected" and body["reason"]
+    page = client.get(f"/clip/{token}")
+    assert body["reason"].split(".")[0].encode() in page.data
+
+
+def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, media_files):
+    clip_id = _submit(app, campaign, media_files["portrait"])
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = _clip(app, clip_id)
+        assert clip.status == "normalized", clip.reason
+        assert [e.status for e in clip.events] == ["received", "checked", "normalized"]
+        store = app.extensions["tutti.storage"]
+        info = ffmpeg_info(store.path(clip.normalized_key))
+        assert "640x360" in info and "h264" in info and "48000 Hz" in info and "stereo" in info
+        assert "30 fps" in info
+        assert store.path(clip.thumbnail_key).stat().st_size > 0
+        assert clip.media["width"] == 90 and clip.media["height"] == 160
+        # a re-delivered message finds the work done and changes nothing
+        pipeline.intake(clip_id)
+        assert len(_clip(app, clip_id).events) == 3
+
+
+def test_intake_of_a_vanished_clip_returns_quietly(app):
+    with app.app_context():
+        pipeline.intake(987654)
+        pipeline.render(987654)
+
+
+def test_render_of_approved_clips_publishes_a_playable_mashup(app, client, organizer_client,
+                                                              campaign, media_files):
+    ids = [_submit(app, campaign, media_files[n], name=n) for n in
+           ("landscape", "portrait", "silent")]
+    with app.app_context():
+        for clip_id in ids:
+            pipeline.intake(clip_id)
+    # moderation through the organizer's pages
+    for clip_id in ids[:2]:
+        answer = organizer_client.post(f"/organize/clips/{clip_id}/moderate",
+                                       data={"decision": "approved"})
+        assert answer.status_code == 303
+    organizer_client.post(f"/organize/clips/{ids[2]}/moderate", data={"decision": "declined"})
+    answer = organizer_client.post(f"/organize/c/{campaign}/render", data={"kind": "final"})
+    assert answer.status_code == 303
+    with app.app_context():
+        job = db.session.scalar(select(Render))
+        assert job.status == "queued"
+        pipeline.render(job.id)
+        db.session.expire_all()
+        job = db.session.get(Render, job.id)
+        assert job.status == "done", job.reason
+        assert job.progress == 1.0 and sorted(job.clip_ids) == sorted(ids[:2])
+        assert job.campaign.published_render_id == job.id
+        store = app.extensions["tutti.storage"]
+        info = ffmpeg_info(store.path(job.output_key))
+        assert "1280x720" in info and "Audio: aac" in info
+        assert store.path(job.poster_key).stat().st_size > 0
+        output_key = job.output_key
+    page = client.get(f"/watch/{campaign}")
+    assert page.status_code == 200
+    assert b"<video" in page.data and b"landscape" in page.data and b"silent" not in page.data
+    # the player can seek: range requests answer 206 with the asked bytes
+    url = f"/media/{output_key}"
+    part = client.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and len(part.data) == 100
+    assert part.headers["Content-Range"].startswith("bytes 100-199/")
+
+
+def test_render_without_approved_clips_is_a_clear_error(app, organizer_client, campaign):
+    with app.app_context():
+        with pytest.raises(services.ServiceError) as caught:
+            services.request_render(services.get_campaign(campaign))
+        assert caught.value.status == 409 and "approve" in caught.value.message
+    page = organizer_client.post(f"/organize/c/{campaign}/render", data={"kind": "final"},
+                                 follow_redirects=True)
+    assert b"no approved clips" in page.data
+
+
+def test_failed_render_keeps_the_published_mashup(app, campaign, media_files):
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    with app.app_context():
+        pipeline.intake(clip_id)
+        services.moderate_clip(_clip(app, clip_id), "approved")
+        first = services.request_render(services.get_campaign(campaign))
+        pipeline.render(first.id)
+        db.session.expire_all()
+        published = services.get_campaign(campaign).published_render_id
+        assert published == first.id
+        # the normalized file disappears: the next render fails and says why
+        store = app.extensions["tutti.storage"]
+        store.path(_clip(app, clip_id).normalized_key).unlink()
+        second = services.request_render(services.get_campaign(campaign))
+        pipeline.render(second.id)
+        db.session.expire_all()
+        second = db.session.get(Render, second.id)
+        assert second.status == "failed" and second.reason
+        assert services.get_campaign(campaign).published_render_id == first.id
+        assert store.path(db.session.get(Render, first.id).output_key).is_file()
+
+
+def test_media_route_never_serves_originals_or_escapes(app, client, campaign, media_files):
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    with app.app_context():
+        key = _clip(app, clip_id).original_key
+    assert client.get(f"/media/{key}").status_code == 404
+    assert client.get("/media/../secret_key").status_code == 404
+    assert client.get("/media/.tmp/x").status_code == 404

@@ -1,0 +1,123 @@
+"""Sync in the pipeline: a campaign with a guide aligns every clip after intake,
+stores offset, confidence and method, draws the picture, and lets the
+organizer nudge; renders use the offsets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+from portal import services
+from portal.extensions import db
+from portal.models import Clip
+from workers import pipeline
+from workers.media.ffmpeg import run_ffmpeg
+
+RATE = 48000
+DELAY = 0.7  # the clip's recording starts 0.7 s before the guide's t=0
+
+
+def _melody(seconds: float, seed: int) -> np.ndarray:
+    """Irregular notes with sharp attacks: something a performer could follow."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * RATE)) / RATE
+    out = np.zeros_like(t)
+    start = 0.3
+    while start < seconds - 0.3:
+        length = rng.uniform(0.15, 0.5)
+        freq = 220 * 2 ** (rng.integers(0, 24) / 12)
+        idx = (t >= start) & (t < start + length)
+        local = t[idx] - start
+        out[idx] += np.sin(2 * np.pi * freq * local) * np.exp(-local * 6)
+        start += length + rng.uniform(0.02, 0.2)
+    return (0.4 * out / np.abs(out).max()).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def sync_media(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sync")
+    guide = _melody(8.0, seed=1)
+    wavfile.write(root / "guide.wav", RATE, guide)
+    # the guide leaking into the participant's mic, recorded 0.7 s early, with noise
+    rng = np.random.default_rng(2)
+    leak = np.concatenate([np.zeros(int(DELAY * RATE), np.float32), 0.3 * guide])
+    leak = leak + rng.normal(0, 0.01, leak.size).astype(np.float32)
+    wavfile.write(root / "leak.wav", RATE, leak.astype(np.float32))
+    wavfile.write(root / "other.wav", RATE, _melody(8.7, seed=99))  # unrelated music
+    made = {"guide": root / "guide.wav"}
+    for name in ("leak", "other"):
+        out = root / f"{name}.mp4"
+        run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25", "-i",
+                    str(root / f"{name}.wav"), "-shortest", "-pix_fmt", "yuv420p",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(out)],
+                   timeout=60)
+        made[name] = out
+    return made
+
+
+def _submit_and_process(app, slug, path) -> int:
+    with app.app_context(), open(path, "rb") as handle:
+        clip = services.submit_clip(services.get_campaign(slug), handle, path.name, name="Ana",
+                                    part="", consent=True)
+        clip_id = clip.id
+        pipeline.intake(clip_id)
+        pipeline.align(clip_id)
+    return clip_id
+
+
+@pytest.fixture
+def guided(app, sync_media):
+    with app.app_context():
+        services.create_campaign("guided", "Guided", parts=[], guide_path=str(sync_media["guide"]))
+    return "guided"
+
+
+def test_a_leaking_clip_is_synced_with_its_offset_and_picture(app, client, organizer_client,
+                                                              guided, sync_media):
+    clip_id = _submit_and_process(app, guided, sync_media["leak"])
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "synced", clip.reason
+        assert clip.sync_state == "done"
+        assert abs(clip.offset_seconds - DELAY) < 0.02
+        assert clip.sync_confidence >= 0.5 and clip.sync_method
+        assert app.extensions["tutti.storage"].path(clip.sync_plot_key).read_bytes()[:4] == \
+            b"\x89PNG"
+        token = clip.token
+    assert b"Synced to the guide" in client.get(f"/clip/{token}").data
+    page = organizer_client.get(f"/organize/clips/{clip_id}")
+    assert b"img class=\"plot\"" in page.data
+    # the organizer nudges by +40 ms: kept, and used by renders
+    organizer_client.post(f"/organize/clips/{clip_id}/nudge", data={"nudge_ms": "40"})
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        assert clip.nudge_ms == 40
+        services.moderate_clip(clip, "approved")
+        spec = pipeline.build_spec(clip.campaign, [clip], "final")
+        assert abs(spec["clips"][0]["offset"] - (clip.offset_seconds + 0.04)) < 1e-3
+        assert spec["audio"]["mode"] == "guide"
+        assert abs(spec["duration"] - 8.0) < 0.05
+
+
+def test_unrelated_music_needs_a_manual_check(app, client, guided, sync_media):
+    clip_id = _submit_and_process(app, guided, sync_media["other"])
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "needs_sync"
+        assert clip.sync_confidence < 0.5
+        token = clip.token
+    assert b"Needs a manual sync check" in client.get(f"/clip/{token}").data
+
+
+def test_a_clip_without_audio_says_there_is_nothing_to_sync(app, guided, media_files):
+    clip_id = _submit_and_process(app, guided, media_files["silent"])
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "needs_sync"
+        assert "audio" in clip.reason.lower()
+        assert clip.sync_state == "failed"
+        # still usable: the organizer can approve it with a manual offset
+        services.nudge_clip(clip, -250)
+        services.moderate_clip(clip, "approved")
+        assert db.session.get(Clip, clip_id).effective_offset == pytest.approx(-0.25)

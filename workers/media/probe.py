@@ -1,0 +1,459 @@
+"""Safe probe of an uploaded file: sniff, allow-listed demuxers, caps.
+
+There is no ffprobe in the imageio-ffmpeg wheel, so we run ffmpeg itself and read
+the input description it prints. The order matters for hostile files:
+
+1. sniff the magic bytes, so a photo, a song or a document gets a clear reason
+   before any demuxer sees it;
+2. read the header with ffmpeg restricted to video container demuxers
+   (``-format_whitelist``) and the ``file`` protocol only, under a timeout;
+3. check duration, frame size and frame rate against :class:`ProbeLimits`;
+4. only then decode one frame (with a pixel cap), to prove the video is playable.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+
+from .ffmpeg import FFmpegError, ffmpeg_report, input_url, run_ffmpeg
+
+log = logging.getLogger(__name__)
+
+#: Demuxers a participant's video may come in (phones, cameras, browsers, old camcorders).
+VIDEO_DEMUXERS = (
+    "mov", "mp4", "m4a", "3gp", "3g2", "mj2",  # the "mov,mp4,m4a,3gp,3g2,mj2" demuxer
+    "matroska", "webm", "avi", "mpegts", "ogg", "flv", "asf", "mpeg",
+)
+#: Demuxers for any media the engine reads (a guide track may be audio only).
+MEDIA_DEMUXERS = VIDEO_DEMUXERS + ("wav", "w64", "mp3", "flac", "aac", "aiff", "caf")
+
+MIME_HINT = "Please upload a video file (MP4, MOV or WebM)."
+
+
+class ProbeRejected(Exception):
+    """The file is not a video we accept. ``code`` is for machines, ``reason`` for people."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
+class ProbeLimits:
+    min_duration: float = 0.5
+    max_duration: float = 900.0
+    max_width: int = 7680  # the long side of the displayed frame
+    max_height: int = 4320  # the short side of the displayed frame
+    max_fps: float = 240.0
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: str
+    container: str  # the demuxer name as ffmpeg prints it, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    duration: float
+    width: int  # displayed, i.e. after the rotation a player applies
+    height: int
+    rotation: int  # clockwise degrees a player turns the coded frame: 0, 90, 180 or 270
+    fps: float  # 0.0 when the file does not say (variable frame rate)
+    video_codec: str
+    has_audio: bool
+    audio_codec: str | None
+    sample_rate: int | None
+    channels: int | None
+    size_bytes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """One stream as ffmpeg describes it (only what the engine uses)."""
+
+    index: int
+    kind: str  # "video", "audio", "subtitle", "data", ...
+    codec: str
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    tbr: float | None = None
+    rotation: int = 0
+    sample_rate: int | None = None
+    channels: int | None = None
+    attached_pic: bool = False
+
+
+@dataclass(frozen=True)
+class InputReport:
+    """What ffmpeg printed about an input: container, duration and streams."""
+
+    container: str
+    duration: float | None
+    streams: tuple[StreamInfo, ...]
+
+    @property
+    def video(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.kind == "video" and not s.attached_pic), None)
+
+    @property
+    def audio(self) -> StreamInfo | None:
+        return next((s for s in self.streams if s.kind == "audio"), None)
+
+
+# --- sniffing ---------------------------------------------------------------------------------
+
+_IMAGE_BRANDS = {b"heic", b"heix", b"hevc", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis"}
+_AUDIO_BRANDS = {b"M4A ", b"M4B ", b"M4P "}
+
+
+def _not_video(kind: str) -> ProbeRejected:
+    return ProbeRejected("not_video", f"This file is {kind}, not a video. {MIME_HINT}")
+
+
+def sniff(head: bytes) -> ProbeRejected | None:
+    """A rejection for well-known non-video files, judged by their first bytes."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _not_video("a PNG image")
+    if head.startswith(b"\xff\xd8\xff"):
+        return _not_video("a JPEG photo")
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return _not_video("a GIF image")
+    if head.startswith(b"BM") and len(head) > 14 and head[6:10] == b"\0\0\0\0":
+        return _not_video("a BMP image")
+    if head.startswith((b"II*\0", b"MM\0*")):
+        return _not_video("a TIFF image")
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return _not_video("a WebP image")
+    if head[4:8] == b"ftyp" and head[8:12] in _IMAGE_BRANDS:
+        return _not_video("a HEIC/AVIF photo")
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return _audio_only("a WAV audio file")
+    if head.startswith(b"fLaC"):
+        return _audio_only("a FLAC audio file")
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0
+                                   and head[1] & 0x06):
+        return _audio_only("an MP3 audio file")
+    if head[4:8] == b"ftyp" and head[8:12] in _AUDIO_BRANDS:
+        return _audio_only("an M4A audio file")
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return _audio_only("an AIFF audio file")
+    if head.startswith(b"%PDF"):
+        return _not_video("a PDF document")
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return _not_video("a ZIP archive (or an Office document)")
+    if head.startswith((b"Rar!", b"7z\xbc\xaf\x27\x1c", b"\x1f\x8b")):
+        return _not_video("a compressed archive")
+    if head.startswith((b"\x7fELF", b"MZ")):
+        return _not_video("a program")
+    if _looks_like_text(head):
+        return _not_video("a text file")
+    return None
+
+
+def _audio_only(kind: str) -> ProbeRejected:
+    return ProbeRejected(
+        "not_video",
+        f"This file is {kind}: it has sound but no picture. Please upload a video of "
+        "yourself performing (MP4, MOV or WebM).",
+    )
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head or b"\0" in head:
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        # a multi-byte character cut at the end of the sample is still text
+        try:
+            text = head[:-3].decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+    printable = sum(ch.isprintable() or ch in "\r\n\t\f" for ch in text)
+    return printable >= 0.97 * len(text)
+
+
+# --- parsing ffmpeg's description of an input -------------------------------------------------
+
+_INPUT = re.compile(r"^Input #0, (?P<fmt>[^ ]+?), from ")
+_DURATION = re.compile(r"^\s+Duration: (?P<d>N/A|\d+:\d\d:\d\d(?:\.\d+)?)")
+_STREAM = re.compile(r"^\s+Stream #0:(?P<i>\d+)[^:]*: (?P<kind>[A-Za-z]+): (?P<rest>.*)$")
+_CODEC = re.compile(r"^(?P<codec>[A-Za-z0-9_\-.]+)")
+_SIZE = re.compile(r"(?:^|[ ,])(?P<w>\d{1,6})x(?P<h>\d{1,6})(?=[ ,\[]|$)")
+_FPS = re.compile(r"(?P<v>\d+(?:\.\d+)?)(?P<k>k?) fps\b")
+_TBR = re.compile(r"(?P<v>\d+(?:\.\d+)?)(?P<k>k?) tbr\b")
+_RATE = re.compile(r"(?P<v>\d+) Hz\b")
+_CHANNELS = re.compile(r"Hz, (?P<layout>[^,]+),")
+_ROTATION = re.compile(r"rotation of (?P<deg>-?\d+(?:\.\d+)?) degrees")
+_LAYOUT_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0": 4,
+                    "5.0": 5, "5.0(side)": 5, "5.1": 6, "5.1(side)": 6, "6.1": 7, "7.1": 8}
+
+
+def _clock_seconds(text: str) -> float:
+    h, m, s = text.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def _rate(match: re.Match[str] | None) -> float | None:
+    if match is None:
+        return None
+    return float(match["v"]) * (1000 if match["k"] else 1)
+
+
+def _channels(layout: str) -> int | None:
+    layout = layout.strip()
+    if layout in _LAYOUT_CHANNELS:
+        return _LAYOUT_CHANNELS[layout]
+    m = re.match(r"(\d+) channels", layout)
+    return int(m[1]) if m else None
+
+
+def parse_input_report(text: str) -> InputReport | None:
+    """Parse the ``Input #0`` block ffmpeg prints; None when there is none."""
+    container: str | None = None
+    duration: float | None = None
+    streams: list[dict] = []
+    for line in text.splitlines():
+        if container is None:
+            m = _INPUT.match(line)
+            if m:
+                container = m["fmt"]
+            continue
+        if not line.startswith(" "):  # the block has ended (Output, errors, ...)
+            if line.startswith(("Input #", "Output #", "Stream mapping")):
+                break
+            continue
+        m = _DURATION.match(line)
+        if m:
+            duration = None if m["d"] == "N/A" else _clock_seconds(m["d"])
+            continue
+        m = _STREAM.match(line)
+        if m:
+            streams.append(_parse_stream(int(m["i"]), m["kind"].lower(), m["rest"]))
+            continue
+        m = _ROTATION.search(line)
+        if m and streams:
+            # side data belongs to the last stream line above it
+            streams[-1]["rotation"] = round(-float(m["deg"])) % 360
+    if container is None:
+        return None
+    return InputReport(container, duration, tuple(StreamInfo(**s) for s in streams))
+
+
+def _parse_stream(index: int, kind: str, rest: str) -> dict:
+    codec_match = _CODEC.match(rest)
+    fields: dict = {"index": index, "kind": kind,
+                    "codec": codec_match["codec"] if codec_match else "unknown"}
+    if kind == "video":
+        size = _SIZE.search(rest)
+        if size:
+            fields["width"], fields["height"] = int(size["w"]), int(size["h"])
+        fields["fps"] = _rate(_FPS.search(rest))
+        fields["tbr"] = _rate(_TBR.search(rest))
+        fields["attached_pic"] = "(attached pic)" in rest
+    elif kind == "audio":
+        rate = _RATE.search(rest)
+        fields["sample_rate"] = int(rate["v"]) if rate else None
+        layout = _CHANNELS.search(rest)
+        fields["channels"] = _channels(layout["layout"]) if layout else None
+    return fields
+
+
+def read_input_report(path: str, *, timeout: float = 60.0,
+                      demuxers: tuple[str, ...] = MEDIA_DEMUXERS) -> InputReport:
+    """Describe a media file (header only, nothing decoded). Raises FFmpegError when
+    ffmpeg cannot open it and ProbeRejected for a demuxer outside ``demuxers``."""
+    status, text = ffmpeg_report(safe_input(path, demuxers), timeout=timeout)
+    report = parse_input_report(text)
+    if report is None:
+        if "not on whitelist" in text:
+            raise ProbeRejected(
+                "unsupported_format",
+                f"Tutti cannot read this kind of file. {MIME_HINT}",
+            )
+        raise FFmpegError("ffmpeg could not read the file", [], status,
+                          "\n".join(text.splitlines()[-8:]))
+    return report
+
+
+def media_duration(path: str, *, timeout: float = 60.0) -> float:
+    """Duration in seconds of any media file the engine reads (video or audio)."""
+    report = read_input_report(path, timeout=timeout)
+    if report.duration is not None:
+        return report.duration
+    return _measure_duration(path, timeout=timeout, demuxers=MEDIA_DEMUXERS)
+
+
+def safe_input(path: str, demuxers: tuple[str, ...] = VIDEO_DEMUXERS) -> list[str]:
+    """``-i`` for a local file, with only the ``file`` protocol and allow-listed demuxers."""
+    return ["-protocol_whitelist", "file", "-format_whitelist", ",".join(demuxers),
+            "-i", input_url(path)]
+
+
+def _measure_duration(path: str, *, timeout: float, demuxers: tuple[str, ...]) -> float:
+    """Duration of a file whose header does not say (e.g. a browser's MediaRecorder WebM):
+    copy every packet to the null muxer and read the last output time."""
+    status, text = ffmpeg_report(
+        ["-v", "error", "-progress", "pipe:2", *safe_input(path, demuxers),
+         "-map", "0", "-c", "copy", "-f", "null", "-"],
+        timeout=timeout,
+    )
+    times = [int(v) for v in re.findall(r"^out_time_us=(\d+)$", text, re.M)]
+    if status != 0 or not times:
+        raise FFmpegError("could not measure the duration", [], status, text[-2000:])
+    return times[-1] / 1_000_000
+
+
+# --- the probe ----------------------------------------------------------------------------------
+
+def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa: B008 - frozen
+    """Check an uploaded file and describe it, or raise :class:`ProbeRejected`.
+
+    Raises :class:`FFmpegError` only when ffmpeg itself cannot run (missing binary);
+    a file that makes ffmpeg time out is rejected as ``unreadable``.
+    """
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise ProbeRejected("unreadable", "Tutti could not open the uploaded file. "
+                            "Please upload it again.") from exc
+    if size == 0:
+        raise ProbeRejected("empty", "The uploaded file is empty (0 bytes). The upload may "
+                            "have been interrupted: please upload the video again.")
+    with open(path, "rb") as fh:
+        head = fh.read(4096)
+    rejected = sniff(head)
+    if rejected is not None:
+        log.info("probe %s: sniffed %s", path, rejected.code)
+        raise rejected
+
+    try:
+        report = read_input_report(path, timeout=limits.timeout, demuxers=VIDEO_DEMUXERS)
+    except FFmpegError as exc:
+        log.info("probe %s: ffmpeg cannot read it: %s", path, exc)
+        raise _unreadable(exc.timed_out) from exc
+
+    video = report.video
+    if video is None:
+        if report.audio is not None:
+            raise ProbeRejected("no_video_stream", "This file has sound but no picture. Please "
+                                "upload a video of yourself performing (MP4, MOV or WebM).")
+        raise ProbeRejected("no_video_stream", f"This file contains no video. {MIME_HINT}")
+    if not video.width or not video.height:
+        raise _unreadable(False)
+
+    rotation = video.rotation if video.rotation in (0, 90, 180, 270) else 0
+    width, height = (video.height, video.width) if rotation in (90, 270) else (
+        video.width, video.height)
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side > limits.max_width or short_side > limits.max_height:
+        raise ProbeRejected(
+            "frame_too_large",
+            f"This video's picture is {width}×{height} pixels, larger than Tutti accepts "
+            f"({limits.max_width}×{limits.max_height}). Please export it at 4K or less "
+            "and upload it again.",
+        )
+    fps = _plausible_rate(video.fps) or _plausible_rate(video.tbr) or 0.0
+    if fps > limits.max_fps:
+        raise ProbeRejected(
+            "unsupported_format",
+            f"This video has {fps:g} frames per second, more than Tutti accepts "
+            f"({limits.max_fps:g}). Please record at a normal frame rate (30 or 60) "
+            "and upload it again.",
+        )
+
+    duration = report.duration
+    try:
+        if duration is None:
+            duration = _measure_duration(path, timeout=limits.timeout, demuxers=VIDEO_DEMUXERS)
+        _check_duration(duration, limits)
+        _decode_one_frame(path, video, timeout=limits.timeout)
+    except FFmpegError as exc:
+        log.info("probe %s: not decodable: %s", path, exc)
+        raise _unreadable(exc.timed_out) from exc
+
+    audio = report.audio
+    info = MediaInfo(
+        path=path,
+        container=report.container,
+        duration=round(duration, 6),
+        width=width,
+        height=height,
+        rotation=rotation,
+        fps=round(fps, 3),
+        video_codec=video.codec,
+        has_audio=audio is not None,
+        audio_codec=audio.codec if audio else None,
+        sample_rate=audio.sample_rate if audio else None,
+        channels=audio.channels if audio else None,
+        size_bytes=size,
+    )
+    log.info("probe %s: %s %dx%d rot %d %.3f s %s fps audio=%s", path, info.container,
+             info.width, info.height, info.rotation, info.duration, info.fps, info.audio_codec)
+    return info
+
+
+def _plausible_rate(rate: float | None) -> float | None:
+    """A frame rate, or None when the value is a time base artefact: WebM from a
+    browser's MediaRecorder has no frame rate and ffmpeg shows its 1 ms time base
+    as "1k" fps/tbr."""
+    return rate if rate and rate < 1000 else None
+
+
+def _check_duration(duration: float, limits: ProbeLimits) -> None:
+    if not math.isfinite(duration) or duration < limits.min_duration:
+        raise ProbeRejected(
+            "too_short",
+            f"This video is only {max(duration, 0):.1f} seconds long; Tutti needs at least "
+            f"{limits.min_duration:g} seconds. Please record your whole part and upload it again.",
+        )
+    if duration > limits.max_duration:
+        raise ProbeRejected(
+            "too_long",
+            f"This video is {_human_duration(duration)} long; the limit is "
+            f"{_human_duration(limits.max_duration)}. Please trim it to your performance "
+            "and upload it again.",
+        )
+
+
+def _human_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    minutes, secs = divmod(seconds, 60)
+    if minutes and secs:
+        return f"{minutes} min {secs} s"
+    if minutes:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{secs} seconds"
+
+
+def _unreadable(timed_out: bool) -> ProbeRejected:
+    if timed_out:
+        return ProbeRejected("unreadable", "Tutti took too long to read this video; the file "
+                             "may be damaged. Please export it again from your phone or editor "
+                             "and upload the new file.")
+    return ProbeRejected("unreadable", "This video file is damaged or incomplete, so Tutti "
+                         "cannot play it. The upload may have been cut short: please upload "
+                         "it again, or export it again from your phone or editor.")
+
+
+def _decode_one_frame(path: str, video: StreamInfo, *, timeout: float) -> None:
+    """Decode the first video frame (to a 4x4 grey thumbnail on stdout) to prove that
+    the stream plays. A decoder pixel cap stops a forged header from allocating more."""
+    # coded frames are padded to whole macroblocks, so leave a margin
+    max_pixels = ((video.width or 0) + 64) * ((video.height or 0) + 64)
+    args = ["-v", "error", "-max_pixels", str(max_pixels), *safe_input(path, VIDEO_DEMUXERS),
+            "-map", f"0:{video.index}", "-frames:v", "1", "-vf", "scale=4:4",
+            "-pix_fmt", "gray", "-f", "rawvideo", "pipe:1"]
+    out = run_ffmpeg(args, timeout=timeout, stdout=None)
+    if len(out) != 16:
+        raise FFmpegError("no video frame could be decoded", args, 0, "")

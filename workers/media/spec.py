@@ -1,0 +1,294 @@
+"""RenderSpec: a render described by data, versioned and validated.
+
+Validation here is pure (no file system, no ffmpeg); :func:`check_files` is the one
+separate step that looks at the disk. Defaults live in one place, the dataclass
+field defaults below, and :func:`parse_spec` merges the given values over them
+section by section. Unknown keys are errors, so a typo never silently falls back
+to a default.
+
+Offset convention: ``clip.offset`` is the clip time (seconds) at which the guide's
+t=0 occurs. Positive: that much is trimmed from the clip's start. Negative: the clip
+starts late, after ``-offset`` seconds of background and silence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+SPEC_VERSION = 1
+MAX_CANVAS_LONG = 3840
+MAX_CANVAS_SHORT = 2160
+MIN_CANVAS = 16
+MAX_CLIPS = 1000
+MAX_TEXT = 200
+MAX_SECONDS = 6 * 3600.0
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
+                "slower", "veryslow")
+LAYOUT_TYPES = ("grid",)
+AUDIO_MODES = ("mix", "guide")
+_COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
+
+
+class SpecError(ValueError):
+    """A render spec is invalid. ``field`` names where, e.g. ``clips[3].offset``."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}" if field else problem)
+        self.field = field
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Canvas:
+    width: int = 1280
+    height: int = 720
+    fps: int = 30
+    background: str = "#101010"
+
+    @property
+    def background_hex(self) -> str:
+        """The background as ffmpeg's ``0xRRGGBB`` (validated, safe in a filtergraph)."""
+        digits = self.background[1:]
+        if len(digits) == 3:
+            digits = "".join(ch * 2 for ch in digits)
+        return "0x" + digits.lower()
+
+
+@dataclass(frozen=True)
+class LayoutSpec:
+    type: str = "grid"
+    gap: int = 4
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    mode: str = "mix"
+    guide_path: str | None = None
+    loudness_lufs: float = -16.0
+
+
+@dataclass(frozen=True)
+class VideoSpec:
+    preset: str = "veryfast"
+    crf: int = 23
+
+
+@dataclass(frozen=True)
+class SpecClip:
+    id: str
+    path: str
+    offset: float = 0.0
+    part: str = ""
+    name: str = ""
+    location: str = ""
+    gain_db: float = 0.0
+    has_audio: bool = True
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    version: int
+    canvas: Canvas = field(default_factory=Canvas)
+    layout: LayoutSpec = field(default_factory=LayoutSpec)
+    audio: AudioSpec = field(default_factory=AudioSpec)
+    video: VideoSpec = field(default_factory=VideoSpec)
+    clips: tuple[SpecClip, ...] = ()
+    duration: float | None = None
+
+
+# --- field readers: each takes the raw value and the field's name for errors ------------------
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON writers sometimes emit 30.0
+        else:
+            raise SpecError(name, f"must be a whole number, not {_shown(value)}")
+    if not lo <= value <= hi:
+        raise SpecError(name, f"must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def _float(value: Any, name: str, lo: float, hi: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SpecError(name, f"must be a number, not {_shown(value)}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise SpecError(name, "must be a finite number")
+    if not lo <= value <= hi:
+        raise SpecError(name, f"must be between {lo:g} and {hi:g}, not {value:g}")
+    return value
+
+
+def _str(value: Any, name: str, *, max_len: int = MAX_TEXT, required: bool = False) -> str:
+    if not isinstance(value, str):
+        raise SpecError(name, f"must be text, not {_shown(value)}")
+    if required and not value.strip():
+        raise SpecError(name, "must not be empty")
+    if len(value) > max_len:
+        raise SpecError(name, f"must be at most {max_len} characters")
+    return value
+
+
+def _label(value: Any, name: str) -> str:
+    """Optional display text: null (an empty database column) means none."""
+    return "" if value is None else _str(value, name)
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise SpecError(name, f"must be one of {', '.join(choices)}, not {_shown(value)}")
+    return value
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise SpecError(name, f"must be true or false, not {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _section(data: Any, name: str, cls: type) -> dict[str, Any]:
+    """The section's values merged over the dataclass defaults (the one place defaults
+    are merged). Unknown keys are errors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise SpecError(name, f"must be an object, not {_shown(data)}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            prefix = f"{name}." if name else ""
+            raise SpecError(f"{prefix}{key}", "is not a known setting")
+    merged: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            merged[f.name] = data[f.name]
+        elif f.default is not dataclasses.MISSING:
+            merged[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            merged[f.name] = None  # a nested section: its own defaults apply
+        else:
+            prefix = f"{name}." if name else ""
+            raise SpecError(f"{prefix}{f.name}", "is required")
+    return merged
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+def parse_spec(data: dict) -> RenderSpec:
+    """Validate ``data`` (e.g. decoded JSON) into a :class:`RenderSpec` or raise SpecError."""
+    if not isinstance(data, dict):
+        raise SpecError("", f"a render spec must be an object, not {_shown(data)}")
+    if "version" not in data:
+        raise SpecError("version", "is required")
+    version = data["version"]
+    if isinstance(version, bool) or version != SPEC_VERSION:
+        raise SpecError("version", f"{_shown(version)} is not supported (expected {SPEC_VERSION})")
+    top = _section(data, "", RenderSpec)
+
+    canvas = _parse_canvas(top["canvas"])
+    layout_values = _section(top["layout"], "layout", LayoutSpec)
+    layout = LayoutSpec(
+        type=_choice(layout_values["type"], "layout.type", LAYOUT_TYPES),
+        gap=_int(layout_values["gap"], "layout.gap", 0, 256),
+    )
+    audio = _parse_audio(top["audio"])
+    video_values = _section(top["video"], "video", VideoSpec)
+    video = VideoSpec(
+        preset=_choice(video_values["preset"], "video.preset", X264_PRESETS),
+        crf=_int(video_values["crf"], "video.crf", 0, 51),
+    )
+    clips = _parse_clips(top["clips"])
+    duration = top["duration"]
+    if duration is not None:
+        duration = _float(duration, "duration", 0.0, MAX_SECONDS)
+        if duration <= 0:
+            raise SpecError("duration", "must be more than 0 seconds")
+    return RenderSpec(SPEC_VERSION, canvas, layout, audio, video, clips, duration)
+
+
+def _parse_canvas(data: Any) -> Canvas:
+    values = _section(data, "canvas", Canvas)
+    width = _int(values["width"], "canvas.width", MIN_CANVAS, MAX_CANVAS_LONG)
+    height = _int(values["height"], "canvas.height", MIN_CANVAS, MAX_CANVAS_LONG)
+    for name, value in (("canvas.width", width), ("canvas.height", height)):
+        if value % 2:
+            raise SpecError(name, f"must be even (H.264 needs even sizes), not {value}")
+    if min(width, height) > MAX_CANVAS_SHORT:
+        raise SpecError("canvas", f"{width}x{height} is larger than "
+                        f"{MAX_CANVAS_LONG}x{MAX_CANVAS_SHORT}")
+    background = _str(values["background"], "canvas.background", max_len=7)
+    if not _COLOUR.match(background):
+        raise SpecError("canvas.background",
+                        f"must be a colour like #101010, not {_shown(background)}")
+    return Canvas(width, height, _int(values["fps"], "canvas.fps", 1, 120), background)
+
+
+def _parse_audio(data: Any) -> AudioSpec:
+    values = _section(data, "audio", AudioSpec)
+    mode = _choice(values["mode"], "audio.mode", AUDIO_MODES)
+    guide_path = values["guide_path"]
+    if guide_path is not None:
+        guide_path = _str(guide_path, "audio.guide_path", max_len=4096, required=True)
+    if mode == "guide" and guide_path is None:
+        raise SpecError("audio.guide_path", 'is required when audio.mode is "guide"')
+    loudness = _float(values["loudness_lufs"], "audio.loudness_lufs", -40.0, -5.0)
+    return AudioSpec(mode, guide_path, loudness)
+
+
+def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
+    if not isinstance(data, (list, tuple)):
+        raise SpecError("clips", f"must be a list, not {_shown(data)}")
+    if not data:
+        raise SpecError("clips", "must contain at least one clip")
+    if len(data) > MAX_CLIPS:
+        raise SpecError("clips", f"must contain at most {MAX_CLIPS} clips, not {len(data)}")
+    clips: list[SpecClip] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(data):
+        where = f"clips[{i}]"
+        values = _section(raw, where, SpecClip)
+        clip = SpecClip(
+            id=_str(values["id"], f"{where}.id", required=True),
+            path=_str(values["path"], f"{where}.path", max_len=4096, required=True),
+            offset=_float(values["offset"], f"{where}.offset", -MAX_SECONDS, MAX_SECONDS),
+            part=_label(values["part"], f"{where}.part"),
+            name=_label(values["name"], f"{where}.name"),
+            location=_label(values["location"], f"{where}.location"),
+            gain_db=_float(values["gain_db"], f"{where}.gain_db", -60.0, 24.0),
+            has_audio=_bool(values["has_audio"], f"{where}.has_audio"),
+        )
+        if clip.id in seen:
+            raise SpecError(f"{where}.id", f"{clip.id!r} is already used by clips[{seen[clip.id]}]")
+        seen[clip.id] = i
+        clips.append(clip)
+    return tuple(clips)
+
+
+def spec_to_dict(spec: RenderSpec) -> dict:
+    """A JSON-serialisable dict that :func:`parse_spec` turns back into ``spec``."""
+    data = dataclasses.asdict(spec)
+    data["clips"] = [dict(c) for c in data["clips"]]
+    return data
+
+
+def check_files(spec: RenderSpec) -> None:
+    """SpecError naming the first clip (or the guide) whose file is missing."""
+    if spec.audio.mode == "guide" and spec.audio.guide_path is not None:
+        if not os.path.isfile(spec.audio.guide_path):
+            raise SpecError("audio.guide_path",
+                            f"the guide file {spec.audio.guide_path!r} does not exist")
+    for i, clip in enumerate(spec.clips):
+        if not os.path.isfile(clip.path):
+            raise SpecError(f"clips[{i}].path",
+                            f"the file for clip {clip.id!r} does not exist: {clip.path!r}")
