@@ -41,6 +41,9 @@ class Song:
     duration: float
     guide_notes: list[Note] = field(default_factory=list)
     parts: dict[str, list[Note]] = field(default_factory=dict)
+    root: int = 60
+    scale: tuple[int, ...] = (0, 2, 4, 5, 7, 9, 11)
+    timbre: str = "piano"  # the guide's: "piano" (chords, melody, count-in) or "sine"
 
 
 @dataclass
@@ -70,16 +73,21 @@ RHYTHMS = [  # onsets within a 4/4 bar in beats, with durations
 
 
 def compose(rng: np.random.Generator, seconds: float, *, periodic: bool = False,
-            lead_in: float | None = None) -> Song:
-    tempo = float(rng.uniform(72, 138))
+            lead_in: float | None = None, min_bars: int = 4, tempo: float | None = None,
+            root: int | None = None, scale: list[int] | None = None) -> Song:
+    """A song of about ``seconds``; tempo, root and scale can be imposed (same-key negatives)."""
+    tempo_drawn = float(rng.uniform(72, 138))
+    tempo = tempo_drawn if tempo is None else tempo
     beat = 60.0 / tempo
     bar = 4 * beat
     lead_in = float(rng.uniform(0.3, 1.5)) if lead_in is None else lead_in
     count_in = [lead_in + k * beat for k in range(4)]
     music_start = lead_in + 4 * beat
-    n_bars = max(4, int((seconds - music_start) / bar))
-    root = int(rng.integers(55, 67))
-    scale = MAJOR if rng.random() < 0.6 else MINOR
+    n_bars = max(min_bars, int((seconds - music_start) / bar))
+    root_drawn = int(rng.integers(55, 67))
+    root = root_drawn if root is None else root
+    scale_drawn = MAJOR if rng.random() < 0.6 else MINOR
+    scale = scale_drawn if scale is None else scale
     degrees = [0, 3, 4, 5, 1, 2]
     if periodic:
         loop = [int(rng.choice(degrees)) for _ in range(int(rng.choice([1, 2])))]
@@ -136,7 +144,26 @@ def compose(rng: np.random.Generator, seconds: float, *, periodic: bool = False,
             for on, du in inner_rhythm:
                 parts[v].append(Note(t_bar + on * beat, du * beat, m))
     end = music_start + n_bars * bar + 1.5
-    return Song(tempo, beat, count_in, music_start, end, guide, parts)
+    return Song(tempo, beat, count_in, music_start, end, guide, parts, root, tuple(scale))
+
+
+def compose_melody(rng: np.random.Generator, seconds: float, *, root: int | None = None,
+                   scale: tuple[int, ...] | None = None) -> Song:
+    """A synth-style monophonic line of pure tones: random notes of one scale over two octaves,
+    0.15-0.5 s long with 0.02-0.2 s gaps, no count-in (what a short test jingle looks like).
+    Two of these on the same root and scale share every pitch: the hardest unrelated pair."""
+    root = int(rng.integers(52, 64)) if root is None else root
+    scale = tuple(MAJOR if rng.random() < 0.6 else MINOR) if scale is None else scale
+    pitches = [root + 12 * o + d for o in (0, 1) for d in scale] + [root + 24]
+    notes, t = [], 0.3
+    while t < seconds - 0.3:
+        length = float(rng.uniform(0.15, 0.5))
+        notes.append(Note(t, length, float(rng.choice(pitches))))
+        t += length + float(rng.uniform(0.02, 0.2))
+    # the performed "parts": the line itself and transpositions of it (a sixth, an octave down)
+    parts = {v: [Note(n.start, n.dur, n.midi + sh) for n in notes]
+             for v, sh in (("S", 0), ("A", -3), ("T", -12), ("B", -15))}
+    return Song(0.0, 0.5, [], 0.3, seconds, notes, parts, root, scale, "sine")
 
 
 # --------------------------------------------------------------------------- synthesis
@@ -165,6 +192,18 @@ def render_piano(notes: list[Note], seconds: float, rng: np.random.Generator) ->
         i = int(n.start * SR)
         seg = out[i:i + length]
         seg += n.vel * tone[:len(seg)]
+    return out[:int(seconds * SR)]
+
+
+def render_sines(notes: list[Note], seconds: float) -> np.ndarray:
+    """Pure sines from phase 0 at the onset, exponential decay, cut off at the note's end."""
+    out = np.zeros(int(seconds * SR) + SR)
+    for n in notes:
+        length = int(n.dur * SR)
+        t = np.arange(length) / SR
+        i = int(n.start * SR)
+        seg = out[i:i + length]
+        seg += (np.sin(2 * np.pi * _midi_hz(n.midi) * t) * np.exp(-6 * t))[:len(seg)]
     return out[:int(seconds * SR)]
 
 
@@ -271,6 +310,9 @@ def render_babble(seconds: float, rng: np.random.Generator) -> np.ndarray:
 
 
 def render_guide(song: Song, rng: np.random.Generator) -> np.ndarray:
+    if song.timbre == "sine":
+        g = render_sines(song.guide_notes, song.duration)
+        return (0.4 * g / (np.abs(g).max() + 1e-9)).astype(np.float32)
     g = render_piano(song.guide_notes, song.duration, rng)
     g = g / (np.sqrt(np.mean(g ** 2)) + 1e-9) * 0.12
     g += 0.25 * render_clicks(song.count_in, song.duration)
@@ -379,43 +421,64 @@ def make_clip(name: str, case: str, guide_id: int, song: Song, guide: np.ndarray
 
 # --------------------------------------------------------------------------- the corpus
 
-CASES = [  # (case, mode, count, seconds, periodic)
-    ("leak", "leak", 12, (30, 60), False),
-    ("clap", "clap", 10, (30, 60), False),
-    ("part", "part", 16, (30, 60), False),
-    ("periodic-part", "part", 6, (30, 60), True),
-    ("periodic-clap", "clap", 6, (30, 60), True),
-    ("long-leak", "leak", 1, (180, 180), False),
-    ("long-clap", "clap", 1, (180, 180), False),
-    ("long-part", "part", 2, (180, 180), False),
-    ("unrelated", "unrelated", 6, (30, 60), False),
-    ("speech", "speech", 4, (30, 60), False),
-    ("silence", "silence", 4, (30, 60), False),
+CASES = [  # (case, mode, count, seconds, style)
+    ("leak", "leak", 12, (30, 60), "song"),
+    ("clap", "clap", 10, (30, 60), "song"),
+    ("part", "part", 16, (30, 60), "song"),
+    ("periodic-part", "part", 6, (30, 60), "periodic"),
+    ("periodic-clap", "clap", 6, (30, 60), "periodic"),
+    ("long-leak", "leak", 1, (180, 180), "song"),
+    ("long-clap", "clap", 1, (180, 180), "song"),
+    ("long-part", "part", 2, (180, 180), "song"),
+    ("short-leak", "leak", 8, (5, 15), "song"),
+    ("short-clap", "clap", 6, (5, 15), "song"),
+    ("short-part", "part", 8, (5, 15), "song"),
+    ("sine-leak", "leak", 6, (5, 15), "sine"),
+    ("unrelated", "unrelated", 6, (30, 60), "song"),
+    ("speech", "speech", 4, (30, 60), "song"),
+    ("silence", "silence", 4, (30, 60), "song"),
+    ("short-unrelated", "unrelated", 6, (5, 15), "song"),
+    ("short-speech", "speech", 3, (5, 15), "song"),
+    ("short-silence", "silence", 3, (5, 15), "song"),
+    ("samekey-piano", "unrelated", 6, (5, 15), "samekey-piano"),
+    ("samekey-sine", "unrelated", 8, (5, 15), "samekey-sine"),
+    ("samekey-long", "unrelated", 4, (30, 60), "samekey-mix"),
 ]
+"""``samekey-*``: another song on the guide's own root and scale (so the same pitch set) in the
+guide's own timbre: piano chords, melody and count-in (half of them at the guide's tempo too),
+or a pure-sine line against a pure-sine guide; ``samekey-long`` has both at 30-60 s."""
 
 
 def build_corpus(seed: int = 1, scale: float = 1.0):
     """Yield (guide_id, guide, clips) groups; each guide serves a few clips of one case."""
     rng = np.random.default_rng(seed)
     gid = 0
-    for case, mode, count, (lo, hi), periodic in CASES:
+    for case, mode, count, (lo, hi), style in CASES:
         count = max(1, int(round(count * scale)))
+        short = hi <= 15
         done = 0
         while done < count:
             per_guide = min(2, count - done)
-            song = compose(rng, float(rng.uniform(lo, hi)), periodic=periodic)
+            seconds = float(rng.uniform(lo, hi))
+            sine = style in ("sine", "samekey-sine") or (style == "samekey-mix" and done % 2)
+            if sine:
+                song = compose_melody(rng, seconds)
+            else:
+                song = compose(rng, seconds, periodic=style == "periodic",
+                               min_bars=2 if short else 4)
             guide = render_guide(song, rng)
             clips = []
             for _ in range(per_guide):
+                late, early = (1.0, 3.0) if short else (2.0, 20.0)
                 if mode == "clap":
-                    offset = float(rng.uniform(0.2, 20.0))
+                    offset = float(rng.uniform(0.2, early))
                 elif rng.random() < 0.25:
-                    offset = float(rng.uniform(-2.0, -0.045))
+                    offset = float(rng.uniform(-late, -0.045))
                 else:
-                    offset = float(rng.uniform(0.0, 20.0))
+                    offset = float(rng.uniform(0.0, early))
                 drift = float(rng.uniform(-150, 150))
                 other = None
-                if mode == "unrelated":
+                if mode == "unrelated" and style == "song":
                     osong = compose(rng, song.duration + 25)
                     rv = str(rng.choice(["S", "A", "T", "B"]))
                     other = render_part(osong.parts[rv], osong.duration, rng,
@@ -423,6 +486,15 @@ def build_corpus(seed: int = 1, scale: float = 1.0):
                     if rng.random() < 0.5:  # sometimes the unrelated take has its own accompaniment
                         acc = render_guide(osong, rng).astype(np.float64)
                         other = other + 0.3 * acc[: len(other)]
+                elif mode == "unrelated" and sine:
+                    osong = compose_melody(rng, song.duration + 25, root=song.root,
+                                           scale=song.scale)
+                    other = render_guide(osong, rng).astype(np.float64)
+                elif mode == "unrelated":  # same key, same piano (and half the time same tempo)
+                    tempo = song.tempo if rng.random() < 0.5 else None
+                    osong = compose(rng, song.duration + 25, tempo=tempo, root=song.root,
+                                    scale=list(song.scale), min_bars=2)
+                    other = render_guide(osong, rng).astype(np.float64)
                 clip = make_clip(f"{case}-{done:02d}", case, gid, song, guide, rng, mode=mode,
                                  offset=offset, drift_ppm=drift,
                                  leak_db=float(rng.uniform(-30, -10)), other=other)

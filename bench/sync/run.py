@@ -27,9 +27,11 @@ from bench.sync.corpus import SR, build_corpus
 from workers.media.align import CONFIDENCE_THRESHOLD, AlignError, align_files
 from workers.media.ffmpeg import ffmpeg_path
 
-NEGATIVE = ("unrelated", "speech", "silence")
-LEAK_OR_CLAP = ("leak", "clap", "periodic-clap", "long-leak", "long-clap")
-PART_ONLY = ("part", "periodic-part", "long-part")
+NEGATIVE = ("unrelated", "speech", "silence", "short-unrelated", "short-speech", "short-silence",
+            "samekey-piano", "samekey-sine", "samekey-long")
+LEAK_OR_CLAP = ("leak", "clap", "periodic-clap", "long-leak", "long-clap", "short-leak",
+                "short-clap", "sine-leak")
+PART_ONLY = ("part", "periodic-part", "long-part", "short-part")
 
 
 def write_wav(path: str, x: np.ndarray) -> None:
@@ -195,7 +197,8 @@ def report(rows: list[dict], peer: bool, seed: int, t_gen: float) -> None:
 
     lc, po = errs(LEAK_OR_CLAP), errs(PART_ONLY)
     neg = [r for r in rows if r["case"] in NEGATIVE]
-    long_cpu = [r["cpu"] * 180.0 / r["seconds"] for r in rows if r["case"].startswith("long")]
+    long_cpu = [r["cpu"] * 180.0 / r["seconds"] for r in rows
+                if r["case"] in ("long-leak", "long-clap", "long-part")]
     pos = [r for r in rows if r["case"] not in NEGATIVE]
     print()
     goal = [

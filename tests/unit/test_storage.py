@@ -13,7 +13,8 @@ def _files(root):
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "", ".tmp/x", "a//..//b/../../c"])
+@pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "", ".tmp/x",
+                                 "a//..//b/../../c"])
 def test_keys_that_escape_are_refused(tmp_path, key):
     with pytest.raises(StorageError):
         Storage(tmp_path).path(key)

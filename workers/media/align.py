@@ -32,7 +32,7 @@ clips, see ``bench/README.md``):
   at the true offset of any positive; ``PART_SCORE_MID`` = 14.5 sits between the two, so
   negatives get <= 0.1. A runner-up peak within ``PART_MARGIN_MID`` of the best (periodic
   music: a beat or a bar away) pulls confidence down, because then the pick is a coin toss.
-- leak: the coherent GCC-PHAT peak reached at most 8.7 noise deviations on clips without leak;
+- leak: the coherent GCC-PHAT peak reached at most 9.1 noise deviations on clips without leak;
   ``LEAK_MIN_Z`` = 10 and every leak found was right to a millisecond, so a found leak starts
   above the threshold.
 - clap: four claps on the count-in beats add to the music score at that offset.

@@ -95,3 +95,54 @@ def grid_rects(n: int, width: int, height: int, *, tile_aspect: float = 16 / 9,
         y = _even_down(top + row * (h + gap))
         rects.extend(Rect(_even_down(left + col * (w + gap)), y, w, h) for col in range(in_row))
     return rects
+
+
+# --- the timeline: layouts as piecewise-constant scenes ---------------------------
+# Every layout type (grid, sections, spotlight, montage) becomes a list of scenes:
+# within a scene nothing moves, so an engine draws each scene with a fixed
+# filtergraph and a segment planner may cut the render at scene boundaries.
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Clip ``clip`` (an index into ``spec.clips``) drawn into ``rect``."""
+
+    clip: int
+    rect: Rect
+    label: bool = False  # draw the clip's name label inside the tile
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A text (a section's name, say) drawn as an image into ``rect``; never a filtergraph string."""
+
+    text: str
+    rect: Rect
+
+
+@dataclass(frozen=True)
+class Scene:
+    start: float  # seconds on the mash-up's timeline (0 = the guide's t=0)
+    end: float
+    placements: tuple[Placement, ...]
+    captions: tuple[Caption, ...] = ()
+
+
+def grid_timeline(n: int, duration: float, width: int, height: int, *,
+                  tile_aspect: float = 16 / 9, gap: int = 0, labels: bool = False) -> list[Scene]:
+    """The auto grid: one scene for the whole duration."""
+    rects = grid_rects(n, width, height, tile_aspect=tile_aspect, gap=gap)
+    return [Scene(0.0, duration, tuple(Placement(i, r, labels) for i, r in enumerate(rects)))]
+
+
+def timeline(spec, duration: float, activity: dict | None = None) -> list[Scene]:
+    """The scenes of ``spec`` (a RenderSpec) over ``duration`` seconds.
+
+    ``activity`` (optional) maps a clip id to a per-second audio-activity array,
+    for layouts that follow who is playing."""
+    canvas = spec.canvas
+    if spec.layout.type == "grid":
+        return grid_timeline(len(spec.clips), duration, canvas.width, canvas.height,
+                             gap=spec.layout.gap,
+                             labels=bool(getattr(spec.layout, "labels", False)))
+    raise ValueError(f"layout {spec.layout.type!r} has no timeline yet")

@@ -49,12 +49,12 @@ class TileFormat:
             raise ValueError(f"tile fps must be 1..120, not {self.fps}")
 
 
-def tile_video_filter(fmt: TileFormat) -> str:
+def tile_video_filter(fmt: TileFormat, duration: float) -> str:
     """Constant frame rate from t=0, fitted inside the tile, padded black to its size;
     the last frame is held if the sound runs longer than the picture (``-t`` ends it)."""
     w, h = fmt.width, fmt.height
     return (
-        f"fps=fps={fmt.fps}:start_time=0,tpad=stop=-1:stop_mode=clone,"
+        f"fps=fps={fmt.fps}:start_time=0,tpad=stop_mode=clone:stop_duration={duration:.6f},"
         f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
         f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p"
     )
@@ -67,9 +67,11 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat) -> list
     if info.has_audio:
         audio_map = "0:a:0"
         # async resampling fills gaps and starts the sound at t=0, as the picture does,
-        # and apad + -t makes the sound exactly as long as the clip
+        # and apad + -t makes the sound exactly as long as the clip. Pads are always
+        # finite: an endless pad cut by -t or atrim sometimes hangs ffmpeg 9.
         audio_filter = (f"aresample={fmt.sample_rate}:async=1:first_pts=0,"
-                        "aformat=sample_fmts=fltp:channel_layouts=stereo,apad")
+                        f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                        f"apad=whole_dur={duration}")
     else:
         args += ["-f", "lavfi", "-t", duration,
                  "-i", f"anullsrc=channel_layout=stereo:sample_rate={fmt.sample_rate}"]
@@ -79,7 +81,7 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat) -> list
         "-map", "0:v:0", "-map", audio_map,
         "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
         "-t", duration,
-        "-vf", tile_video_filter(fmt),
+        "-vf", tile_video_filter(fmt, info.duration),
         "-c:v", "libx264", "-preset", fmt.preset, "-crf", str(fmt.crf),
         "-pix_fmt", "yuv420p", "-profile:v", "high", "-g", str(2 * fmt.fps),
         "-af", audio_filter,

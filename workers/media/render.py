@@ -247,7 +247,7 @@ def mix_filter(sources: list[ClipSource], total: float) -> str:
     # the level of one voice; the float WAV cannot clip and loudnorm sets the level later
     headroom = -10 * math.log10(len(sources))
     parts.append(f"{inputs}amix=inputs={len(sources)}:normalize=0:duration=longest:"
-                 f"dropout_transition=0,volume={headroom:.3f}dB,apad,"
+                 f"dropout_transition=0,volume={headroom:.3f}dB,apad=whole_dur={total:.6f},"
                  f"atrim=0:{total:.6f},asplit=2[mix][measure]")
     parts.append("[measure]loudnorm=print_format=json,anullsink")
     return ";".join(parts)
@@ -322,7 +322,8 @@ def _video_argv(spec: RenderSpec, sources: list[ClipSource], rects: list[Rect], 
     sound = f"[{audio_input}:a:0]{_stereo()}"
     if audio.kind == "mix" and audio.loudness is not None:
         sound += f",{loudness_filter(audio.loudness, spec.audio.loudness_lufs)},{_stereo()}"
-    graph.append(f"{sound},apad[aout]")
+    # a finite pad: an endless one cut by -t sometimes hangs ffmpeg 9
+    graph.append(f"{sound},apad=whole_dur={total:.6f}[aout]")
 
     return args + [
         "-filter_complex", ";".join(graph),
