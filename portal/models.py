@@ -192,3 +192,11 @@ class Render(db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     campaign: Mapped[Campaign] = relationship(back_populates="renders", foreign_keys=[campaign_id])
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left, from the progress so far (None until there is some)."""
+        if self.status != "running" or not self.started_at or self.progress <= 0.01:
+            return None
+        elapsed = (utcnow() - self.started_at).total_seconds()
+        return max(0.0, elapsed * (1 - self.progress) / self.progress)

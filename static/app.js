@@ -67,7 +67,13 @@
         .then(function (r) { return r.json(); })
         .then(function (job) {
           row.querySelector("progress").value = job.progress;
-          row.querySelector(".pct").textContent = Math.round(job.progress * 100) + "%";
+          let text = Math.round(job.progress * 100) + "%";
+          if (job.eta_seconds !== null && job.eta_seconds !== undefined) {
+            const s = Math.round(job.eta_seconds);
+            text += " · " + String(Math.floor(s / 60)).padStart(2, "0") + ":" +
+              String(s % 60).padStart(2, "0") + " left";
+          }
+          row.querySelector(".pct").textContent = text;
           if (job.status !== row.dataset.status && ["queued", "running"].indexOf(job.status) < 0) {
             window.location.reload();
           } else { setTimeout(tick, 1500); }

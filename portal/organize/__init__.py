@@ -96,11 +96,15 @@ def campaign(slug: str):
     if status_filter:
         query = query.filter_by(status=status_filter)
     clips = db.session.scalars(query).all()
+    approved_ids = {c.id for c in campaign.clips if c.status == "approved"}
+    published = campaign.published_render
+    stale = bool(published and set(published.clip_ids or []) != approved_ids)
     counts = dict(db.session.execute(
         select(Clip.status, func.count()).filter_by(campaign_id=campaign.id).group_by(Clip.status)
     ).all())
     return render_template("organize/campaign.html", campaign=campaign, clips=clips,
-                           counts=counts, labels=CLIP_LABELS, status_filter=status_filter)
+                           counts=counts, labels=CLIP_LABELS, status_filter=status_filter,
+                           stale=stale)
 
 
 def _clip_by_id(clip_id: int) -> Clip:
@@ -189,7 +193,7 @@ def _render_by_id(render_id: int) -> Render:
 def render_status(render_id: int):
     job = _render_by_id(render_id)
     return {"id": job.id, "kind": job.kind, "status": job.status, "reason": job.reason,
-            "progress": job.progress, "duration": job.duration,
+            "progress": job.progress, "eta_seconds": job.eta_seconds, "duration": job.duration,
             "output_url": url_for("watch.media", key=job.output_key) if job.output_key else None,
             "published": job.campaign.published_render_id == job.id}
 

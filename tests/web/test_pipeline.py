@@ -103,6 +103,15 @@ def test_render_of_approved_clips_publishes_a_playable_mashup(app, client, organ
     part = client.get(url, headers={"Range": "bytes=100-199"})
     assert part.status_code == 206 and len(part.data) == 100
     assert part.headers["Content-Range"].startswith("bytes 100-199/")
+    # organizers see the render's outcome, and that a clip change calls for a re-render
+    with app.app_context():
+        render_id = db.session.scalar(select(Render)).id
+    status = organizer_client.get(f"/organize/renders/{render_id}.json").get_json()
+    assert status["status"] == "done" and status["published"] is True
+    assert "eta_seconds" in status
+    assert b'id="stale"' not in organizer_client.get(f"/organize/c/{campaign}").data
+    organizer_client.post(f"/organize/clips/{ids[2]}/moderate", data={"decision": "approved"})
+    assert b'id="stale"' in organizer_client.get(f"/organize/c/{campaign}").data
 
 
 def test_render_without_approved_clips_is_a_clear_error(app, organizer_client, campaign):

@@ -121,3 +121,23 @@ def test_a_clip_without_audio_says_there_is_nothing_to_sync(app, guided, media_f
         services.nudge_clip(clip, -250)
         services.moderate_clip(clip, "approved")
         assert db.session.get(Clip, clip_id).effective_offset == pytest.approx(-0.25)
+
+
+def test_tutti_align_json(sync_media, tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tutti = str(Path(sys.executable).with_name("tutti"))
+    done = subprocess.run([tutti, "align", str(sync_media["guide"]), str(sync_media["leak"]),
+                           "--json"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert {"offset_seconds", "confidence", "method", "drift_ppm"} <= set(result)
+    assert abs(result["offset_seconds"] - DELAY) < 0.02 and 0 <= result["confidence"] <= 1
+    silent = tmp_path / "silent.wav"
+    wavfile.write(silent, RATE, np.zeros(RATE * 8, np.float32))
+    done = subprocess.run([tutti, "align", str(silent), str(sync_media["leak"]), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "silent" in done.stderr.lower()
