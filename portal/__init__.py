@@ -62,13 +62,16 @@ def create_app(config: dict | None = None) -> Flask:
     from .api import bp as api_bp
     from .organize import bp as organize_bp
     from .participate import bp as participate_bp
+    from .uploads import bp as uploads_bp
     from .watch import bp as watch_bp
 
     app.register_blueprint(participate_bp)
     app.register_blueprint(organize_bp, url_prefix="/organize")
     app.register_blueprint(watch_bp)
     app.register_blueprint(api_bp, url_prefix="/api/v1")
+    app.register_blueprint(uploads_bp, url_prefix="/api/v1")
     csrf.exempt(api_bp)
+    csrf.exempt(uploads_bp)
 
     from workers.celery_app import celery_init_app
 

@@ -150,20 +150,10 @@ def get_clip(token: str) -> Clip:
     return clip
 
 
-def submit_clip(
-    campaign: Campaign,
-    stream: BinaryIO | None,
-    filename: str,
-    *,
-    name: str,
-    part: str = "",
-    location: str = "",
-    consent: bool,
-    spooled_path: str | None = None,
-) -> Clip:
-    """Accept an upload: validate the form, store the original, record the clip,
-    commit, then enqueue intake. ``spooled_path`` is a finished upload on our
-    filesystem (moved, not copied); otherwise ``stream`` is copied in chunks."""
+def validate_submission(campaign: Campaign, *, name: str, part: str = "", location: str = "",
+                        consent: bool) -> tuple[str, str, Part | None]:
+    """The form checks of a contribution, shared by plain and resumable uploads.
+    Returns the cleaned name, location and part."""
     if not campaign.is_open:
         raise ServiceError("This campaign is closed and takes no more contributions.", 403)
     name = (name or "").strip()
@@ -184,6 +174,25 @@ def submit_clip(
     elif campaign.parts:
         choices = ", ".join(p.name for p in campaign.parts)
         raise ServiceError(f"Please choose your part ({choices}).", field="part")
+    return name, location, part_row
+
+
+def submit_clip(
+    campaign: Campaign,
+    stream: BinaryIO | None,
+    filename: str,
+    *,
+    name: str,
+    part: str = "",
+    location: str = "",
+    consent: bool,
+    spooled_path: str | None = None,
+) -> Clip:
+    """Accept an upload: validate the form, store the original, record the clip,
+    commit, then enqueue intake. ``spooled_path`` is a finished upload on our
+    filesystem (moved, not copied); otherwise ``stream`` is copied in chunks."""
+    name, location, part_row = validate_submission(campaign, name=name, part=part,
+                                                   location=location, consent=consent)
     if stream is None and spooled_path is None:
         raise ServiceError("Please choose a video file to upload.", field="file")
     ext = os.path.splitext(filename or "")[1].lower()
@@ -382,6 +391,9 @@ def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
                                 Render.updated_at < cutoff)
     ):
         counts["render"] += enqueue("tutti.render", render_id)
+    from .uploads import drop_stale_uploads
+
+    counts["stale_uploads"] = drop_stale_uploads(storage().tmp_dir)
     if any(counts.values()):
-        log.info("reconciler re-enqueued %s", counts)
+        log.info("reconciler: %s", counts)
     return counts

@@ -70,6 +70,16 @@ def test_participant_organizer_viewer(live, browser, media_files: dict[str, Path
     phone = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True,
                                 has_touch=True)
     page = phone.new_page()
+    dropped: list[str] = []
+
+    def drop_first_chunk(route):  # the phone loses its connection once, mid-upload
+        if route.request.method == "PATCH" and not dropped:
+            dropped.append(route.request.url)
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/uploads/*", drop_first_chunk)
     page.goto(f"{base}/c/choir")
     assert page.locator("h1").inner_text() == "Browser Choir"
     # a forgotten consent box: the browser itself refuses (required), nothing is sent
@@ -81,6 +91,7 @@ def test_participant_organizer_viewer(live, browser, media_files: dict[str, Path
     page.click("button[type=submit]")
     page.wait_for_url(re.compile(r".*/clip/[A-Za-z0-9_-]{20,}$"))
     status_url = page.url
+    assert dropped, "the resumable uploader was not used"
     # the status page follows the clip until it is converted (polling, then reload)
     page.wait_for_selector("text=Converted for the mash-up", timeout=90_000)
     assert page.locator("img.thumb").count() == 1
