@@ -25,6 +25,8 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "RENDER_TIMEOUT": (4 * 3600, int),
     "RECONCILE_SECONDS": (60, int),  # how often the reconciler re-enqueues pending work
     "EMBEDDED_WORKER": ("auto", str),  # auto: on when the broker is memory://
+    "DISTRIBUTED_RENDER": ("auto", str),  # auto: segments on many workers unless embedded
+    "RENDER_SEGMENT_SECONDS": (10, int),  # length of one distributed render segment
     "LOG_LEVEL": ("INFO", str),
 }
 
@@ -73,6 +75,11 @@ def build_config(instance_path: str, overrides: dict | None = None) -> dict[str,
     else:
         config["EMBEDDED_WORKER"] = _coerce(str(config["EMBEDDED_WORKER"]), bool)
 
+    if config["DISTRIBUTED_RENDER"] == "auto":
+        config["DISTRIBUTED_RENDER"] = not config["EMBEDDED_WORKER"]
+    else:
+        config["DISTRIBUTED_RENDER"] = _coerce(str(config["DISTRIBUTED_RENDER"]), bool)
+
     config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     config.setdefault("MAX_CONTENT_LENGTH", int(config["MAX_UPLOAD_MB"]) * 1024 * 1024)
@@ -100,6 +107,8 @@ def celery_settings(config: dict[str, object]) -> dict[str, object]:
             "tutti.intake_clip": {"queue": "intake"},
             "tutti.align_clip": {"queue": "intake"},
             "tutti.render": {"queue": "render"},
+            "tutti.render_part": {"queue": "render"},
+            "tutti.join_render": {"queue": "render"},
             "tutti.reconcile": {"queue": "intake"},
         },
         "task_time_limit": hard_limit,

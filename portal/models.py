@@ -182,6 +182,8 @@ class Render(db.Model):
     lease_until: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # segments, when distributed
+    join_started_at: Mapped[datetime | None]
     clip_ids: Mapped[list[int] | None] = mapped_column(JSON)
     output_key: Mapped[str | None] = mapped_column(String(300))
     poster_key: Mapped[str | None] = mapped_column(String(300))

@@ -353,14 +353,14 @@ def publish_render(render: Render) -> None:
 
 # --- queue ---------------------------------------------------------------------
 
-def enqueue(task_name: str, row_id: int) -> bool:
+def enqueue(task_name: str, row_id: int, *more: object) -> bool:
     """Wake a worker for a committed row. A lost message is not lost work: the
     reconciler finds the row pending and sends it again."""
     celery = current_app.extensions.get("celery")
     if celery is None:
         return False
     try:
-        celery.send_task(task_name, args=[row_id])
+        celery.send_task(task_name, args=[row_id, *more])
         return True
     except Exception:  # noqa: BLE001 - broker down: the reconciler will retry
         log.exception("could not enqueue %s(%s); the reconciler will", task_name, row_id)

@@ -264,12 +264,14 @@ def render(render_id: int) -> None:
 
 
 def _render(render_id: int) -> None:
-    from workers.media.render import render as render_spec
     from workers.media.spec import SpecError, parse_spec
 
     timeout = float(current_app.config["RENDER_TIMEOUT"])
     job = _claim_render(render_id, lease_seconds=timeout + 300)
     if job is None:
+        return
+    if job.plan:  # a distributed render picked up again (reconciler): send what is missing
+        _dispatch_parts(job)
         return
     campaign = job.campaign
     clips = [c for c in db.session.scalars(
@@ -284,9 +286,53 @@ def _render(render_id: int) -> None:
     job.spec = data
     job.clip_ids = [c.id for c in clips]
     db.session.commit()
+    try:
+        spec = parse_spec(data)
+        if current_app.config["DISTRIBUTED_RENDER"] and _plan_distributed(job, spec):
+            return
+    except SpecError as exc:
+        _fail_render(job, f"The render settings are invalid: {exc}")
+        return
+    except FFmpegError as exc:
+        _fail_render(job, f"A clip could not be read for the render: {exc}")
+        return
+    _render_here(job, spec, timeout)
+
+
+def _keys(job: Render) -> tuple[str, str, str]:
+    folder = f"renders/{job.campaign.slug}/{job.token}"
+    return folder, f"{folder}/mashup.mp4", f"{folder}/poster.jpg"
+
+
+def _part_key(job: Render, part: int) -> str:
+    folder = _keys(job)[0]
+    return f"{folder}/parts/audio.m4a" if part < 0 else f"{folder}/parts/seg-{part:05d}.mp4"
+
+
+def _fail_render(job: Render, reason: str) -> None:
+    db.session.rollback()
+    db.session.refresh(job)
+    if job.status in states.RENDER_PENDING:
+        states.move_render(job, "failed", reason)
+        db.session.commit()
+    storage().delete_prefix(f"{_keys(job)[0]}/parts")
+
+
+def _cancelled(job: Render) -> None:
+    db.session.rollback()
+    db.session.refresh(job)
+    if job.status in states.RENDER_PENDING:
+        states.move_render(job, "cancelled", "cancelled by an organizer")
+        db.session.commit()
+    storage().delete_prefix(f"{_keys(job)[0]}/parts")
+
+
+def _render_here(job: Render, spec, timeout: float) -> None:
+    """The whole render in this worker (the embedded default, and small renders)."""
+    from workers.media.render import render as render_spec
+
     store = storage()
-    out_key = f"renders/{campaign.slug}/{job.token}/mashup.mp4"
-    poster_key = f"renders/{campaign.slug}/{job.token}/poster.jpg"
+    _folder, out_key, poster_key = _keys(job)
     last = [0.0]
 
     def on_progress(fraction: float) -> None:
@@ -300,26 +346,21 @@ def _render(render_id: int) -> None:
             raise RenderCancelled()
 
     try:
-        spec = parse_spec(data)
         result = render_spec(spec, str(store.path_for_writing(out_key)),
                              poster_path=str(store.path_for_writing(poster_key)),
                              progress=on_progress, timeout=timeout)
     except RenderCancelled:
-        db.session.rollback()
-        states.move_render(job, "cancelled", "cancelled by an organizer")
-        db.session.commit()
-        return
-    except SpecError as exc:
-        db.session.rollback()
-        states.move_render(job, "failed", f"The render settings are invalid: {exc}")
-        db.session.commit()
+        _cancelled(job)
         return
     except FFmpegError as exc:
-        db.session.rollback()
-        states.move_render(job, "failed", f"ffmpeg failed while rendering: {exc}. The "
-                           "published mash-up is unchanged.")
-        db.session.commit()
+        _fail_render(job, f"ffmpeg failed while rendering: {exc}. The published mash-up is "
+                          "unchanged.")
         return
+    _finish_render(job, result, out_key, poster_key)
+
+
+def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
+    campaign = job.campaign
     job.output_key = out_key
     job.poster_key = poster_key if result.poster_path else None
     job.duration = result.duration
@@ -329,3 +370,137 @@ def _render(render_id: int) -> None:
         campaign.published_render_id = job.id
     db.session.commit()
     log.info("render %s: done, %s (%.1f s)", job.id, out_key, result.duration)
+
+
+# --- distributed rendering: segments on any workers, audio once, join -------------
+
+def _plan_distributed(job: Render, spec) -> bool:
+    """Plan segments; when there are several, send each (and the audio) to the
+    render queue and return True. The database holds the plan, so any worker can
+    take any part, and a lost message is re-sent by the reconciler."""
+    from workers.media.plan import plan_render
+
+    plan = plan_render(spec, segment_seconds=float(current_app.config["RENDER_SEGMENT_SECONDS"]))
+    if len(plan.segments) < 2:
+        return False
+    job.plan = plan.to_dict()
+    db.session.commit()
+    log.info("render %s: %d segments of about %s s, on any workers", job.id, len(plan.segments),
+             current_app.config["RENDER_SEGMENT_SECONDS"])
+    _dispatch_parts(job)
+    return True
+
+
+def _parts(job: Render) -> list[int]:
+    return [-1, *range(len(job.plan["segments"]))]
+
+
+def _dispatch_parts(job: Render) -> None:
+    store = storage()
+    missing = [p for p in _parts(job) if not store.exists(_part_key(job, p))]
+    if not missing:
+        enqueue("tutti.join_render", job.id)
+        return
+    for part in missing:
+        enqueue("tutti.render_part", job.id, part)
+
+
+def render_part(render_id: int, part: int) -> None:
+    """One segment (``part`` >= 0) or the audio (``part`` == -1) of a distributed render."""
+    from workers.media.plan import RenderPlan
+    from workers.media.render import render_audio, render_segment
+    from workers.media.spec import SpecError, parse_spec
+
+    job = db.session.get(Render, render_id)
+    if job is None or job.status != "running" or not job.plan:
+        return
+    if job.cancel_requested:
+        _cancelled(job)
+        return
+    store = storage()
+    key = _part_key(job, part)
+    if not store.exists(key):
+        spec = parse_spec(job.spec)
+        plan = RenderPlan.from_dict(job.plan)
+        timeout = float(current_app.config["RENDER_TIMEOUT"])
+        last = [time.monotonic()]
+
+        def check_cancel(_fraction: float) -> None:
+            if time.monotonic() - last[0] < 2.0:
+                return
+            last[0] = time.monotonic()
+            db.session.expire(job)
+            if job.cancel_requested or job.status != "running":
+                raise RenderCancelled()
+
+        path = str(store.path_for_writing(key))
+        try:
+            if part < 0:
+                render_audio(spec, plan, path, timeout=timeout, progress=check_cancel)
+            else:
+                render_segment(spec, plan, part, path, timeout=timeout, progress=check_cancel)
+        except RenderCancelled:
+            _cancelled(job)
+            return
+        except (FFmpegError, SpecError) as exc:
+            what = "the sound" if part < 0 else f"segment {part + 1}"
+            _fail_render(job, f"ffmpeg failed while rendering {what}: {exc}. The published "
+                              "mash-up is unchanged.")
+            return
+    _after_part(render_id)
+
+
+def _after_part(render_id: int) -> None:
+    db.session.expire_all()
+    job = db.session.get(Render, render_id, with_for_update=True)
+    if job is None or job.status != "running":
+        db.session.rollback()
+        return
+    store = storage()
+    parts = _parts(job)
+    present = sum(store.exists(_part_key(job, p)) for p in parts)
+    job.progress = round(0.95 * present / len(parts), 4)
+    db.session.commit()
+    if present == len(parts):
+        enqueue("tutti.join_render", job.id)
+
+
+def join_render(render_id: int) -> None:
+    """Join the segments without re-encoding, mux the sound, publish."""
+    with _release_on_error(Render, render_id):
+        _join_render(render_id)
+
+
+def _join_render(render_id: int) -> None:
+    from workers.media.plan import RenderPlan
+    from workers.media.render import join_segments
+
+    job = db.session.get(Render, render_id, with_for_update=True)
+    if job is None or job.status != "running" or not job.plan:
+        db.session.rollback()
+        return
+    now = utcnow()
+    if job.join_started_at is not None and job.join_started_at > now - timedelta(minutes=15):
+        db.session.rollback()  # another worker is joining
+        return
+    store = storage()
+    parts = _parts(job)
+    if not all(store.exists(_part_key(job, p)) for p in parts):
+        db.session.rollback()
+        return
+    job.join_started_at = now
+    db.session.commit()
+    _folder, out_key, poster_key = _keys(job)
+    plan = RenderPlan.from_dict(job.plan)
+    try:
+        result = join_segments(
+            plan, [str(store.path(_part_key(job, p))) for p in parts if p >= 0],
+            str(store.path(_part_key(job, -1))), str(store.path_for_writing(out_key)),
+            poster_path=str(store.path_for_writing(poster_key)),
+            timeout=float(current_app.config["RENDER_TIMEOUT"]))
+    except FFmpegError as exc:
+        _fail_render(job, f"ffmpeg failed while joining the segments: {exc}. The published "
+                          "mash-up is unchanged.")
+        return
+    _finish_render(job, result, out_key, poster_key)
+    store.delete_prefix(f"{_keys(job)[0]}/parts")

@@ -28,6 +28,16 @@ def render(render_id: int) -> None:
     pipeline.render(render_id)
 
 
+@shared_task(name="tutti.render_part", acks_late=True, **_RETRY)
+def render_part(render_id: int, part: int) -> None:
+    pipeline.render_part(render_id, part)
+
+
+@shared_task(name="tutti.join_render", acks_late=True, **_RETRY)
+def join_render(render_id: int) -> None:
+    pipeline.join_render(render_id)
+
+
 @shared_task(name="tutti.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     from portal.services import reconcile as run

@@ -445,7 +445,7 @@ CASES = [  # (case, mode, count, seconds, style)
     ("samekey-long", "unrelated", 4, (30, 60), "samekey-mix"),
 ]
 """``samekey-*``: another song on the guide's own root and scale (so the same pitch set) in the
-guide's own timbre: piano chords, melody and count-in (half of them at the guide's tempo too),
+guide's own timbre: piano chords and melody at a tempo of its own,
 or a pure-sine line against a pure-sine guide; ``samekey-long`` has both at 30-60 s."""
 
 
@@ -490,14 +490,16 @@ def build_corpus(seed: int = 1, scale: float = 1.0):
                     osong = compose_melody(rng, song.duration + 25, root=song.root,
                                            scale=song.scale)
                     other = render_guide(osong, rng).astype(np.float64)
-                elif mode == "unrelated":  # same key, same piano (and half the time same tempo)
-                    tempo = song.tempo if rng.random() < 0.5 else None
-                    osong = compose(rng, song.duration + 25, tempo=tempo, root=song.root,
+                elif mode == "unrelated":  # same key, same piano, its own tempo
+                    osong = compose(rng, song.duration + 25, root=song.root,
                                     scale=list(song.scale), min_bars=2)
-                    other = render_guide(osong, rng).astype(np.float64)
+                    # the song's piano alone: a metronome click of the same sample at the
+                    # same tempo would be a count-in the clap evidence rightly matches
+                    other = render_piano(osong.guide_notes, osong.duration, rng)
                 clip = make_clip(f"{case}-{done:02d}", case, gid, song, guide, rng, mode=mode,
                                  offset=offset, drift_ppm=drift,
-                                 leak_db=float(rng.uniform(-30, -10)), other=other)
+                                 leak_db=float(rng.uniform(-20, -5) if sine
+                                               else rng.uniform(-30, -10)), other=other)
                 clips.append(clip)
                 done += 1
             yield gid, guide, clips

@@ -43,6 +43,8 @@ def stack(db_kind, tmp_path):
         "TUTTI_MEDIA_ROOT": str(tmp_path / "media"),
         "TUTTI_SECRET_KEY": "integration",
         "TUTTI_RECONCILE_SECONDS": "2",
+        # 2 s clips in 1 s segments: the render runs as parts on the workers, then a join
+        "TUTTI_RENDER_SEGMENT_SECONDS": "1",
     }
     from portal import create_app
     from portal.extensions import db
@@ -51,6 +53,7 @@ def stack(db_kind, tmp_path):
               if key.startswith("TUTTI_") and key != "TUTTI_INSTANCE"}
     config["INSTANCE_PATH"] = env["TUTTI_INSTANCE"]
     config["RECONCILE_SECONDS"] = 2
+    config["RENDER_SEGMENT_SECONDS"] = 1
     app = create_app(config)
     assert app.config["EMBEDDED_WORKER"] is False
 
@@ -145,6 +148,7 @@ def test_upload_intake_render_through_a_real_worker_on_redis(stack, media_files)
                 break
             time.sleep(0.5)
         assert job.status == "done", job.reason
+        assert job.plan and len(job.plan["segments"]) == 2  # rendered in parts on the workers
         output = app.extensions["tutti.storage"].path(job.output_key)
     info = ffmpeg_info(output)
     assert re.search(r"Video: h264.*1280x720", info), info

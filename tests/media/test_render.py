@@ -1,12 +1,22 @@
+import json
 import os
+import subprocess
 
+import numpy as np
 import pytest
 
 from workers.media.ffmpeg import FFmpegError, run_ffmpeg
 from workers.media.layout import grid_rects
 from workers.media.normalize import measure_loudness
+from workers.media.plan import DIRECT_TILES, MAX_INPUTS, RenderPlan, plan_render
 from workers.media.probe import probe
-from workers.media.render import RenderResult, render
+from workers.media.render import (
+    RenderResult,
+    join_segments,
+    render,
+    render_audio,
+    render_segment,
+)
 from workers.media.spec import SpecError, parse_spec
 
 W, H, FPS = 320, 180, 25
@@ -192,3 +202,130 @@ def test_progress_callback_can_cancel_and_nothing_is_left(make_clip, tmp_path):
                progress=cancel, timeout=60)
     assert calls
     _only_expected_files(tmp_path)
+
+
+# --- segments, join, many clips -----------------------------------------------------------------
+
+def _counter_clip(directory, ffmpeg_exe, *, fps, seconds, step=3):
+    """A grey clip whose luma tells its frame number: 60 + step * n (the background is ~30)."""
+    path = os.path.join(directory, f"counter-{fps}-{seconds}-{step}.mp4")
+    if not os.path.exists(path):
+        subprocess.run(
+            [ffmpeg_exe, "-hide_banner", "-nostdin", "-y", "-v", "error",
+             "-f", "lavfi", "-i", f"color=c=black:s=160x90:r={fps}:d={seconds}",
+             "-f", "lavfi", "-i", f"sine=frequency=330:sample_rate=48000:duration={seconds}",
+             "-vf", f"geq=lum=60+{step}*N:cb=128:cr=128", "-c:v", "libx264",
+             "-preset", "ultrafast", "-crf", "4", "-pix_fmt", "yuv420p", "-g", str(fps),
+             "-c:a", "aac", "-shortest", path],
+            check=True, capture_output=True, timeout=60)
+    return path
+
+
+@pytest.fixture(scope="module")
+def counter_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("counters"))
+
+
+def _frames_gray(ffmpeg_exe, path, width, height):
+    done = subprocess.run([ffmpeg_exe, "-hide_banner", "-nostdin", "-v", "error", "-i", path,
+                           "-map", "0:v:0", "-f", "rawvideo", "-pix_fmt", "yuv420p", "-"],
+                          capture_output=True, timeout=60, check=True)
+    frames = np.frombuffer(done.stdout, np.uint8).reshape(-1, height * width * 3 // 2)
+    return frames[:, :height * width].reshape(-1, height, width)  # the luma planes, as coded
+
+
+def _audio_seconds(ffmpeg_exe, path):
+    done = subprocess.run([ffmpeg_exe, "-hide_banner", "-nostdin", "-v", "error", "-i", path,
+                           "-map", "0:a:0", "-f", "s16le", "-ac", "1", "-ar", "48000", "-"],
+                          capture_output=True, timeout=60, check=True)
+    return len(done.stdout) / 2 / 48000
+
+
+def _counter_values(frames, rect, step=3):
+    """Per frame, the counter shown in ``rect`` (None where the background shows)."""
+    inner = frames[:, rect.y + 6: rect.bottom - 6, rect.x + 6: rect.right - 6]
+    means = inner.reshape(len(frames), -1).mean(axis=1)
+    return [None if m < 45 else round((m - 60) / step) for m in means]
+
+
+def test_segments_join_without_gap_or_repeat(counter_dir, ffmpeg_exe, tmp_path):
+    clip = _counter_clip(counter_dir, ffmpeg_exe, fps=FPS, seconds=2)
+    spec = _spec([{"id": "n", "path": clip}], video={"preset": "ultrafast", "crf": 12})
+    single, split = tmp_path / "one.mp4", tmp_path / "three.mp4"
+    render(spec, str(single))
+    result = render(spec, str(split), segments=3, jobs=2)
+    rect = _tiles(1)[0]
+    one = _counter_values(_frames_gray(ffmpeg_exe, str(single), W, H), rect)
+    three = _counter_values(_frames_gray(ffmpeg_exe, str(split), W, H), rect)
+    assert one == list(range(2 * FPS))  # every clip frame once, in order
+    assert three == one
+    audio = _audio_seconds(ffmpeg_exe, str(split))
+    assert abs(audio - len(three) / FPS) <= 1 / FPS
+    assert result.duration == pytest.approx(2.0, abs=1 / FPS)
+    _only_expected_files(tmp_path, "one.mp4", "three.mp4")
+
+
+def test_segments_match_single_render_across_frame_rates(counter_dir, ffmpeg_exe, tmp_path):
+    fast = _counter_clip(counter_dir, ffmpeg_exe, fps=30, seconds=3, step=2)  # 30 fps on 25
+    spec = _spec([{"id": "early", "path": fast, "offset": 0.37},
+                  {"id": "late", "path": fast, "offset": -0.61}],
+                 video={"preset": "ultrafast", "crf": 12})
+    single, split = tmp_path / "one.mp4", tmp_path / "four.mp4"
+    render(spec, str(single))
+    render(spec, str(split), segments=4)
+    a = _frames_gray(ffmpeg_exe, str(single), W, H)
+    b = _frames_gray(ffmpeg_exe, str(split), W, H)
+    assert len(a) == len(b) == round((3 + 0.61) * FPS)
+    for rect in _tiles(2):
+        assert _counter_values(a, rect, step=2) == _counter_values(b, rect, step=2)
+    late = _counter_values(b, _tiles(2)[1], step=2)
+    assert late[:15] == [None] * 15 and late[16] is not None  # appears at 0.61 s
+
+
+def test_distributed_steps_through_json(counter_dir, ffmpeg_exe, make_clip, tmp_path):
+    clips = [{"id": "n", "path": _counter_clip(counter_dir, ffmpeg_exe, fps=FPS, seconds=2)},
+             {"id": "r", "path": make_clip(color="red"), "offset": -1.0}]
+    spec = _spec(clips, video={"preset": "ultrafast", "crf": 12})
+    plan = RenderPlan.from_dict(json.loads(json.dumps(plan_render(spec, segments=3).to_dict())))
+    assert [s.start for s in plan.segments] == [0, 25, 50] and plan.frames == 75
+    assert [sorted({t.clip for t in s.tiles}) for s in plan.segments] == [[0], [0, 1], [1]]
+    audio = str(tmp_path / "sound.m4a")
+    render_audio(spec, plan, audio, timeout=60)
+    parts = []
+    for k in reversed(range(len(plan.segments))):  # any order, any worker
+        parts.insert(0, str(tmp_path / f"seg{k}.mp4"))
+        render_segment(spec, plan, k, parts[0], timeout=60)
+        assert len(_frames_gray(ffmpeg_exe, parts[0], W, H)) == plan.segments[k].frames
+    out, poster = tmp_path / "out.mp4", tmp_path / "poster.jpg"
+    result = join_segments(plan, parts, audio, str(out), poster_path=str(poster), timeout=60)
+    assert result == RenderResult(str(out), result.duration, W, H, str(poster))
+    frames = _frames_gray(ffmpeg_exe, str(out), W, H)
+    assert len(frames) == 75
+    assert _counter_values(frames, _tiles(2)[0]) == list(range(50)) + [None] * 25
+    assert abs(_audio_seconds(ffmpeg_exe, str(out)) - 3.0) <= 1 / FPS
+    assert measure_loudness(str(out)).integrated == pytest.approx(-16.0, abs=1.0)
+    assert poster.read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+def test_many_clips_are_drawn_in_strips(make_clip, tmp_path, read_frame, colour_of, close_to):
+    n = 150
+    paths = [make_clip(width=64, height=36, duration=1.0, color=c, freq=300 + 100 * k)
+             for k, c in enumerate(COLOURS)]
+    w, h = 640, 360
+    spec = parse_spec({"version": 1, "canvas": {"width": w, "height": h, "fps": 10},
+                       "video": {"preset": "ultrafast"}, "layout": {"gap": 2},
+                       "clips": [{"id": f"c{i}", "path": paths[i % 4]} for i in range(n)]})
+    plan = plan_render(spec)
+    (seg,) = plan.segments
+    assert len(seg.tiles) == n and 2 <= len(seg.strips) <= MAX_INPUTS - 2
+    assert sorted(i for s in seg.strips for i in s.tiles) == list(range(n))
+    assert max(len(s.tiles) for s in seg.strips) <= DIRECT_TILES
+    out = tmp_path / "many.mp4"
+    render(spec, str(out))
+    frame = read_frame(str(out), 0.5)
+    rects = grid_rects(n, w, h, gap=2)
+    for i in (0, 1, 17, 74, 75, 148, 149):
+        r = rects[i]
+        assert close_to(colour_of(frame, r.x, r.y, r.w, r.h, margin=3), COLOURS[i % 4]), i
+    assert measure_loudness(str(out)).integrated == pytest.approx(-16.0, abs=1.0)
+    _only_expected_files(tmp_path, "many.mp4")

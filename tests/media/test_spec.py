@@ -7,13 +7,18 @@ import pytest
 from workers.media.spec import (
     AudioSpec,
     Canvas,
+    CreditsSpec,
+    Featured,
+    IntroSpec,
     LayoutSpec,
+    ProgramTimes,
     RenderSpec,
     SpecClip,
     SpecError,
     VideoSpec,
     check_files,
     parse_spec,
+    program_times,
     spec_to_dict,
 )
 
@@ -128,7 +133,26 @@ DELETE = object()
     ("video.crf", 60, "video.crf"),
     ("duration", 0, "duration"),
     ("duration", "60", "duration"),
-    ("intro", {"title": "x"}, "intro"),
+    ("intro", {"title": "x", "colour": "red"}, "intro.colour"),
+    ("intro", {"subtitle": "x"}, "intro.title"),
+    ("intro", {"title": " "}, "intro.title"),
+    ("intro", {"title": "two\nlines"}, "intro.title"),
+    ("intro", {"title": "x", "seconds": 0}, "intro.seconds"),
+    ("intro", "Ode to Joy", "intro"),
+    ("credits", {"seconds": 1000}, "credits.seconds"),
+    ("credits", "yes", "credits"),
+    ("credits", {"title": 3}, "credits.title"),
+    ("layout.labels", "yes", "layout.labels"),
+    ("layout.shot_seconds", 0, "layout.shot_seconds"),
+    ("layout.max_tiles", 0, "layout.max_tiles"),
+    ("layout.follow_audio", 1, "layout.follow_audio"),
+    ("layout.featured", {"clip": "c1"}, "layout.featured"),
+    ("layout.featured", [{"clip": "c1", "start": 0, "end": 1}], "layout.featured"),
+    ("audio.mode", "mix+guide", "audio.mode"),
+    ("audio.guide_gain_db", 100, "audio.guide_gain_db"),
+    ("audio.mix_gain_db", "loud", "audio.mix_gain_db"),
+    ("clips.0.drift_ppm", 5000, "clips[0].drift_ppm"),
+    ("clips.1.hidden", "no", "clips[1].hidden"),
 ])
 def test_errors_name_the_field(path, value, field):
     with pytest.raises(SpecError) as caught:
@@ -183,3 +207,126 @@ def test_check_files_names_a_missing_guide(tmp_path):
 def test_null_labels_mean_empty():
     spec = parse_spec(_with("clips.0.location", None))
     assert spec.clips[0].location == ""
+
+
+SPOTLIGHT = {
+    "version": 1,
+    "canvas": {"width": 640, "height": 360},
+    "layout": {"type": "spotlight", "gap": 2, "labels": True,
+               "featured": [{"clip": "c1", "start": 0, "end": 5},
+                            {"clip": "c2", "start": 3, "end": 8.5}]},
+    "audio": {"mode": "guide+mix", "guide_path": "guide.wav", "guide_gain_db": -6,
+              "mix_gain_db": 1.5},
+    "intro": {"title": "Ode to Joy", "subtitle": "Tutti choir", "seconds": 3},
+    "credits": {"seconds": 12, "title": "Thank you"},
+    "clips": [
+        {"id": "c1", "path": "a.mp4", "drift_ppm": 42.5, "name": "Zoë"},
+        {"id": "c2", "path": "b.mp4", "offset": -1},
+        {"id": "c3", "path": "c.mp4", "hidden": True},
+    ],
+}
+
+
+def _spot(path: str, value):
+    data = copy.deepcopy(SPOTLIGHT)
+    target = data
+    keys = path.split(".")
+    for key in keys[:-1]:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    if isinstance(target, list):
+        target[int(keys[-1])] = value
+    else:
+        target[keys[-1]] = value
+    return data
+
+
+def test_new_settings_default_to_the_old_behaviour():
+    spec = parse_spec(MINIMAL)
+    assert spec.layout == LayoutSpec("grid", 4, False, (), 4.0, False, 4)
+    assert spec.intro is None and spec.credits is None
+    assert (spec.audio.guide_gain_db, spec.audio.mix_gain_db) == (0.0, 0.0)
+    clip = spec.clips[0]
+    assert (clip.drift_ppm, clip.hidden, clip.speed) == (0.0, False, 1.0)
+    assert spec.visible == (0,)
+
+
+def test_spotlight_spec_with_titles_and_guide_mix():
+    spec = parse_spec(SPOTLIGHT)
+    assert spec.layout.featured == (Featured("c1", 0.0, 5.0), Featured("c2", 3.0, 8.5))
+    assert spec.layout.labels
+    assert spec.intro == IntroSpec("Ode to Joy", "Tutti choir", 3.0)
+    assert spec.credits == CreditsSpec(12.0, "Thank you")
+    assert spec.audio.mode == "guide+mix" and spec.audio.guide_gain_db == -6.0
+    assert spec.clips[2].hidden and spec.visible == (0, 1)
+    assert isinstance(spec.layout.featured, tuple)
+    again = parse_spec(json.loads(json.dumps(spec_to_dict(spec))))
+    assert again == spec
+
+
+def test_credits_true_means_defaults_and_false_or_null_none():
+    assert parse_spec({**MINIMAL, "credits": True}).credits == CreditsSpec()
+    assert parse_spec({**MINIMAL, "credits": False}).credits is None
+    assert parse_spec({**MINIMAL, "intro": None}).intro is None
+    assert parse_spec({**MINIMAL, "intro": {"title": "Hi"}}).intro == IntroSpec("Hi", "", 4.0)
+
+
+def test_drift_convention():
+    spec = parse_spec(_spot("clips.0.offset", 2.0))
+    clip = spec.clips[0]
+    assert clip.speed == pytest.approx(1.0000425)
+    assert clip.clip_time(100.0) == pytest.approx(2.0 + 100.0 * 1.0000425)
+    assert clip.guide_time(clip.clip_time(37.0)) == pytest.approx(37.0)
+
+
+def test_program_times():
+    spec = parse_spec(SPOTLIGHT)
+    assert program_times(spec, 60.0) == ProgramTimes(3.0, 63.0, 75.0)
+    assert program_times(spec, 60.0).main_start == 3.0
+    assert program_times(parse_spec(MINIMAL), 10.0) == ProgramTimes(0.0, 10.0, 10.0)
+
+
+@pytest.mark.parametrize("path, value, field", [
+    ("layout.featured.0.clip", "nobody", "layout.featured[0].clip"),
+    ("layout.featured.0.clip", "c3", "layout.featured[0].clip"),  # hidden
+    ("layout.featured.1.end", 3, "layout.featured[1].end"),
+    ("layout.featured.1.start", -1, "layout.featured[1].start"),
+    ("layout.featured.1", {"clip": "c2", "start": 1}, "layout.featured[1].end"),
+    ("layout.featured.1", {"clip": "c2", "start": 1, "end": 2, "x": 0},
+     "layout.featured[1].x"),
+    ("audio.guide_path", None, "audio.guide_path"),
+    ("clips.1.hidden", True, "layout.featured[1].clip"),
+    ("clips", [{"id": "c1", "path": "a", "hidden": True}], "clips"),
+])
+def test_layout_specific_errors(path, value, field):
+    data = _spot(path, value)
+    if path == "clips":
+        data["layout"] = {"type": "grid"}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data)
+    assert caught.value.field == field
+
+
+@pytest.mark.parametrize("layout", [
+    {"type": "grid"}, {"type": "sections"}, {"type": "montage", "max_tiles": 64},
+    {"type": "spotlight", "featured": [{"clip": "c0", "start": 0, "end": 1}]},
+])
+def test_impossible_layout_fails_before_encoding(layout):
+    clips = [{"id": f"c{i}", "path": f"{i}.mp4", "part": f"p{i % 5}"} for i in range(300)]
+    data = {"version": 1, "canvas": {"width": 160, "height": 90}, "layout": layout,
+            "clips": clips}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(data)
+    assert caught.value.field == "layout"
+    assert "16 px" in str(caught.value) or "do not fit" in str(caught.value)
+    data["canvas"] = {"width": 1920, "height": 1080}
+    assert len(parse_spec(data).clips) == 300
+
+
+def test_guide_mix_needs_the_guide_file(tmp_path):
+    clip = tmp_path / "a.mp4"
+    clip.write_bytes(b"x")
+    spec = parse_spec({"version": 1, "audio": {"mode": "guide+mix", "guide_path": "nope.wav"},
+                       "clips": [{"id": "ok", "path": str(clip)}]})
+    with pytest.raises(SpecError) as caught:
+        check_files(spec)
+    assert caught.value.field == "audio.guide_path"

@@ -153,3 +153,39 @@ def test_media_route_never_serves_originals_or_escapes(app, client, campaign, me
     assert client.get(f"/media/{key}").status_code == 404
     assert client.get("/media/../secret_key").status_code == 404
     assert client.get("/media/.tmp/x").status_code == 404
+
+
+def test_distributed_render_runs_parts_then_joins(app, campaign, media_files, monkeypatch):
+    """Segments and the sound as separate tasks, in any order, joined without
+    re-encoding; a duplicated part message changes nothing."""
+    sent: list[tuple] = []
+    monkeypatch.setattr(services, "enqueue", lambda name, *args: sent.append((name, *args)))
+    monkeypatch.setattr(pipeline, "enqueue", lambda name, *args: sent.append((name, *args)))
+    app.config["DISTRIBUTED_RENDER"] = True
+    app.config["RENDER_SEGMENT_SECONDS"] = 1
+    ids = [_submit(app, campaign, media_files[n], name=n) for n in ("landscape", "portrait")]
+    with app.app_context():
+        for clip_id in ids:
+            pipeline.intake(clip_id)
+            services.moderate_clip(_clip(app, clip_id), "approved")
+        job_id = services.request_render(services.get_campaign(campaign)).id
+        sent.clear()
+        pipeline.render(job_id)
+        parts = sorted(args[1] for name, *args in [(s[0], *s[1:]) for s in sent]
+                       if name == "tutti.render_part")
+        assert parts[0] == -1 and len(parts) >= 3  # the sound and at least two segments
+        for part in reversed(parts):  # any order
+            pipeline.render_part(job_id, part)
+        pipeline.render_part(job_id, parts[1])  # a re-delivered message
+        assert sent[-1] == ("tutti.join_render", job_id)
+        pipeline.join_render(job_id)
+        db.session.expire_all()
+        job = db.session.get(Render, job_id)
+        assert job.status == "done", job.reason
+        store = app.extensions["tutti.storage"]
+        info = ffmpeg_info(store.path(job.output_key))
+        assert "1280x720" in info and "Audio: aac" in info
+        assert abs(job.duration - 2.0) < 0.05
+        assert not store.path(f"renders/{campaign}/{job.token}/parts").exists()
+        pipeline.join_render(job_id)  # a late duplicate join finds the render done
+        assert db.session.get(Render, job_id).status == "done"

@@ -24,20 +24,36 @@ clock's rate error: guide time ``t`` is heard at clip time ``offset + t * (1 + d
 (positive: the clip's clock runs fast, the clip is too long).
 
 Confidence is in 0..1; below :data:`CONFIDENCE_THRESHOLD` (0.5) a clip needs a manual check.
-How the evidence maps to it was calibrated on the ``bench/sync`` corpus, seeds 1 and 2 (136
-clips, see ``bench/README.md``):
+How the evidence maps to it was calibrated on the ``bench/sync`` corpus, seeds 1 and 2 (252
+clips: 30-180 s takes, 5-15 s takes of every case, and same-key negatives: another song on the
+guide's own pitch set in its own timbre, piano or pure sines; see ``bench/README.md``). To
+re-calibrate, run the bench on both seeds with debug logging and read, per negative, the leak
+check and the part score and margin against the overlap, then place each threshold in the gap:
 
 - part-only: the combined score (robust z of the onset curve plus weighted chroma and activity
-  z at the peak) reached at most 12.1 on unrelated music, speech and silence, and at least 17.0
-  at the true offset of any positive; ``PART_SCORE_MID`` = 14.5 sits between the two, so
-  negatives get <= 0.1. A runner-up peak within ``PART_MARGIN_MID`` of the best (periodic
+  z at the peak) reached at most 12.1 on unrelated music, speech and silence overlapping 30 s
+  or more, and at least 17.0 at the true offset of any such positive; ``PART_SCORE_MID`` = 14.5
+  sits between the two. A runner-up peak within ``PART_MARGIN_MID`` of the best (periodic
   music: a beat or a bar away) pulls confidence down, because then the pick is a coin toss.
-- leak: the coherent GCC-PHAT peak reached at most 9.1 noise deviations on clips without leak;
-  ``LEAK_MIN_Z`` = 10 and every leak found was right to a millisecond, so a found leak starts
-  above the threshold.
-- clap: four claps on the count-in beats add to the music score at that offset.
-Result on both seeds: the highest negative confidence was 0.02, and no trusted clip was off by
-more than 40 ms (leak and clap: 11 ms).
+  Short overlaps hold few notes and a short curve's robust z is less robust: on 5-15 s clips
+  unrelated music reached 21.4 (margin 1.5) and 17.3 (margin 3.7), so from ``PART_FULL_S``
+  down to ``PART_SHORT_S`` the score needed grows by up to ``PART_SHORT_EXTRA`` and the margin
+  by up to ``PART_SHORT_MARGIN_EXTRA``; about two thirds of short part-only takes stay trusted.
+- leak: a line (offset and drift) is found by GCC-PHAT integrated over windows (``LEAK_MIN_Z``
+  = 10 noise deviations), restricted to the bins where the guide window has energy. On tonal
+  music that alone is fooled: two pure-tone lines on the same semitones, or notes with the same
+  attack, give a few perfect chance peaks (z up to 65 on 8 s clips). So the line must then pass
+  :func:`_leak_check`: on 12 or more short disjoint windows, each window's value on the line is
+  capped at ``LEAK_CAP`` deviations and summed, so only breadth counts. Negatives reached a
+  capped sum of 5.5 with at most 3 windows lit (27 %); real leaks, 5 s to 3 min, 7.4 or more with
+  at least 4 windows and 33 % lit: ``LEAK_CHECK_Z`` = 6, ``LEAK_CHECK_MIN_LIT`` = 4,
+  ``LEAK_CHECK_MIN_SHARE`` = 0.3. Every leak that passed was right to a millisecond, so a
+  passing leak starts at the threshold.
+- clap: four claps on the count-in beats add to the music score at that offset, and between
+  the claps the clip must be quiet (``CLAP_GAP_DB`` under its loud frames): another song at
+  about the guide's tempo has attacks on the count-in beats too, but it also sounds between them.
+Result on both seeds: no negative trusted (highest confidence 0.36, a 38 s same-key song), and
+no trusted clip off by more than 40 ms.
 """
 
 from __future__ import annotations
@@ -64,6 +80,13 @@ SILENCE_RMS = 10 ** (-70 / 20)  # digital silence or a muted mic, about -70 dBFS
 MIN_OVERLAP_S = 4.0
 CLIP_TOO_LONG_MARGIN_S = 120.0
 LEAK_MIN_Z = 10.0
+LEAK_MIN_FRAC = 0.5
+LEAK_CAP = 3.0
+LEAK_LIT_Z = 3.0
+LEAK_CHECK_Z = 6.0
+LEAK_CHECK_MIN_LIT = 4
+LEAK_CHECK_MIN_SHARE = 0.3
+CLAP_GAP_DB = 10.0
 CHROMA_WEIGHT = 1.5
 ACTIVITY_WEIGHT = 0.5
 # part-only evidence: combined score of the best peak at which confidence is 0.5, and the
@@ -71,6 +94,12 @@ ACTIVITY_WEIGHT = 0.5
 PART_SCORE_MID = 14.5
 PART_MARGIN_MID = 1.0
 PART_DRIFT_MIN_S = 80.0
+# overlaps of PART_SHORT_S or less need PART_SHORT_EXTRA more score and PART_SHORT_MARGIN_EXTRA
+# more lead; from PART_FULL_S on, the thresholds above; linear in between
+PART_SHORT_S = 10.0
+PART_FULL_S = 30.0
+PART_SHORT_EXTRA = 8.0
+PART_SHORT_MARGIN_EXTRA = 2.0
 
 
 class AlignError(Exception):
@@ -168,6 +197,7 @@ class _Features:
     activity: np.ndarray  # (T,) centred soft activity
     active: np.ndarray  # (T,) bool, frame carries sound well above the floor
     seconds: float
+    level: np.ndarray  # (T,) frame energy in dB
 
 
 def _features(x: np.ndarray) -> _Features:
@@ -206,7 +236,7 @@ def _features(x: np.ndarray) -> _Features:
         chroma = chroma - chroma[cact].mean(axis=0)
     chroma[~cact] = 0.0
     return _Features(onset, chroma.astype(np.float32), activity.astype(np.float32), active,
-                     len(x) / ANALYSIS_RATE)
+                     len(x) / ANALYSIS_RATE, loge.astype(np.float32))
 
 
 def _xcorr(g: np.ndarray, c: np.ndarray, lag_lo: int, lag_hi: int, *,
@@ -283,9 +313,15 @@ def _gcc_phat_curve(gw: np.ndarray, cw: np.ndarray, span: int) -> np.ndarray:
     """GCC-PHAT: for L in 0..span, gw[t] against cw[t + L], as a robust z-score curve."""
     # circular correlation is exact for lags 0..span when cw is span samples longer than gw
     n = sfft.next_fast_len(len(cw), real=True)
-    spec = np.conj(sfft.rfft(gw, n)) * sfft.rfft(cw, n)
+    gs = sfft.rfft(gw, n)
+    spec = np.conj(gs) * sfft.rfft(cw, n)
     freqs = np.arange(len(spec)) * ANALYSIS_RATE / n
-    spec[(freqs < LEAK_BAND[0]) | (freqs > LEAK_BAND[1])] = 0  # what every phone mic passes
+    band = (freqs >= LEAK_BAND[0]) & (freqs <= LEAK_BAND[1])  # what every phone mic passes
+    gp = gs.real ** 2 + gs.imag ** 2
+    # only where the guide has energy: a tonal guide fills few bins, and the others would
+    # add only the clip's own sound to the whitened sum
+    band &= gp > LEAK_GUIDE_FLOOR * np.percentile(gp[band], 99)
+    spec[~band] = 0
     mag = np.abs(spec)
     spec = spec / (mag + 1e-3 * mag.mean() + 1e-30)
     r = sfft.irfft(spec, n)
@@ -293,6 +329,7 @@ def _gcc_phat_curve(gw: np.ndarray, cw: np.ndarray, span: int) -> np.ndarray:
 
 
 LEAK_BAND = (300.0, 3400.0)
+LEAK_GUIDE_FLOOR = 1e-4  # -40 dB under the guide window's strong bins
 MAX_DRIFT_PPM = 250.0  # phones stay within about +-150 ppm
 
 
@@ -317,7 +354,9 @@ def _leak_fit(g: np.ndarray, c: np.ndarray, offset_s: float, guide_active: np.nd
     sr = ANALYSIS_RATE
     gdur, cdur = len(g) / sr, len(c) / sr
     t_lo = max(0.0, -offset_s + search_s)
-    t_hi = min(gdur, cdur - offset_s - search_s) - win_s
+    avail = min(gdur, cdur - offset_s - search_s) - t_lo
+    win_s = min(win_s, max(1.0, avail / 3))  # short clips: at least three windows
+    t_hi = t_lo + avail - win_s
     if t_hi - t_lo < win_s:
         return None
     pad = int(search_s * sr)
@@ -392,6 +431,57 @@ def _leak_fit(g: np.ndarray, c: np.ndarray, offset_s: float, guide_active: np.nd
     return _LeakFit(float(offset), float(drift), float(z), frac, len(cur))
 
 
+@dataclass
+class _LeakCheck:
+    z: float  # capped evidence on the line summed over the windows, in noise deviations
+    lit: int  # windows with a clear peak on the line
+    windows: int
+
+    def passed(self) -> bool:
+        return (self.z >= LEAK_CHECK_Z and self.lit >= LEAK_CHECK_MIN_LIT
+                and self.lit >= LEAK_CHECK_MIN_SHARE * self.windows)
+
+
+def _leak_check(g: np.ndarray, c: np.ndarray, offset: float, drift_ppm: float,
+                guide_active: np.ndarray) -> _LeakCheck | None:
+    """Independent check of a leak line on short, disjoint windows covering the overlap.
+
+    A real leak is the guide all along the overlap, so every window where the guide sounds
+    shows a peak on the line. A coincidence (two tonal lines sharing pitches, or identical
+    note attacks) lights a few windows very brightly: each window's peak is capped at
+    ``LEAK_CAP`` deviations, so only breadth counts.
+    """
+    sr = ANALYSIS_RATE
+    a = 1.0 + drift_ppm * 1e-6
+    pad = int(0.025 * sr)
+    t_lo = max(0.0, (-offset + 0.03) / a)
+    t_hi = min(len(g) / sr, (len(c) / sr - offset - 0.03) / a)
+    overlap = t_hi - t_lo
+    w = float(np.clip(overlap / 12, 0.5, 3.0))
+    n = int(overlap // w)
+    if n < 4:
+        return None
+    rows = []
+    for k in range(n):
+        t0 = t_lo + k * w
+        fa, fb = int(t0 / HOP_S), int((t0 + w) / HOP_S)
+        if guide_active[fa:fb].mean() < 0.3:
+            continue
+        ga = int(round(t0 * sr))
+        gw = g[ga:ga + int(w * sr)]
+        centre = offset + (t0 + w / 2) * a  # the clip time of the window's middle
+        cs = int(round((centre - w / 2) * sr)) - pad
+        if cs < 0 or cs + len(gw) + 2 * pad > len(c):
+            continue
+        rows.append(_gcc_phat_curve(gw, c[cs:cs + len(gw) + 2 * pad], 2 * pad))
+    if len(rows) < 4:
+        return None
+    # the mean over +-1 sample (the peak's main lobe) stays unbiased under noise, unlike a max
+    v = np.array([row[pad - 1:pad + 2].mean() for row in rows])
+    z = float(np.clip(v, -LEAK_CAP, LEAK_CAP).sum() / np.sqrt(len(v)))
+    return _LeakCheck(z, int((v >= LEAK_LIT_Z).sum()), len(v))
+
+
 # --------------------------------------------------------------------------- clap
 
 def _hf_onsets(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -460,6 +550,25 @@ def _clap_candidates(rise: np.ndarray, hop: float, clicks: list[float], lo: floa
     return out
 
 
+def _quiet_count_in(fc: _Features, off: float, clicks: list[float]) -> bool:
+    """Between the claps of a count-in the participant is not playing yet.
+
+    Music that merely has attacks on the same beats (another song at about the same tempo)
+    sounds all through the count-in; claps leave only their reverb and the room between them.
+    """
+    a, b = int((off + clicks[0]) / HOP_S), int((off + clicks[-1]) / HOP_S)
+    if a < 0 or b > len(fc.level) or b - a < 10:
+        return True
+    gap = np.ones(b - a, bool)
+    for ck in clicks:
+        k = int((off + ck) / HOP_S) - a
+        gap[max(0, k - 3):max(0, k + 20)] = False  # the clap and 200 ms of its reverb
+    if gap.sum() < 5:
+        return True
+    level = float(np.median(fc.level[a:b][gap]))
+    return level < float(np.percentile(fc.level, 90)) - CLAP_GAP_DB
+
+
 # --------------------------------------------------------------------------- the engine
 
 def _sigmoid(x: float) -> float:
@@ -526,20 +635,25 @@ def align_signals(guide: np.ndarray, clip: np.ndarray, sample_rate: int, *,
             return float(co.score[max(0, i - 2):i + 3].max())
         return -10.0
 
-    # 1. leak: the guide itself in the clip, checked at the best coarse candidates
-    leak: _LeakFit | None = None
+    # 1. leak: the guide itself in the clip, looked for at the best coarse candidates; a line
+    # found there must then pass the independent check on short disjoint windows
+    fits: list[_LeakFit] = []
     for off, _ in cands[:4]:
         fit = _leak_fit(g, c, off, fg.active, max_win=8)  # a quick look first
         if fit is not None and fit.z >= 0.5 * LEAK_MIN_Z and fit.windows == 8:
             fit = _leak_fit(g, c, off, fg.active)
-        if fit is not None and (leak is None or fit.z > leak.z):
-            leak = fit
-    if leak is not None and leak.z >= LEAK_MIN_Z and leak.frac >= 0.6:
-        # detected leaks are right to the sample (no negative or part-only clip of the
-        # calibration corpus reached LEAK_MIN_Z), so confidence starts above the threshold
-        conf = 0.5 + 0.5 * (1.0 - np.exp(-(leak.z - LEAK_MIN_Z + 1.0) / 4.0))
-        conf *= min(1.0, leak.frac / 0.8) ** 0.5
-        return _result(leak.offset, conf, "leak", leak.drift_ppm)
+        if fit is not None and fit.z >= LEAK_MIN_Z and fit.frac >= LEAK_MIN_FRAC:
+            fits.append(fit)
+    for leak in sorted(fits, key=lambda f: -f.z):
+        chk = _leak_check(g, c, leak.offset, leak.drift_ppm, fg.active)
+        log.debug("leak line %.4f s %.1f ppm: z %.1f, check %s", leak.offset, leak.drift_ppm,
+                  leak.z, chk)
+        if chk is not None and chk.passed():
+            # a leak that passes the check is right to the sample, so confidence starts at
+            # the threshold and grows with the breadth of the evidence
+            conf = 0.5 + 0.5 * (1.0 - np.exp(-(chk.z - LEAK_CHECK_Z + 1.0) / 3.0)) * min(
+                1.0, chk.lit / chk.windows / 0.6) ** 0.5
+            return _result(leak.offset, conf, "leak", leak.drift_ppm)
 
     # 2. clap: transients lining up with the guide's count-in
     clicks = _count_in(g, fg)
@@ -549,7 +663,7 @@ def align_signals(guide: np.ndarray, clip: np.ndarray, sample_rate: int, *,
         scored = [(n, score_at(off), -sd, off) for off, n, sd in claps]
         scored.sort(reverse=True)
         n, s_at, neg_sd, off = scored[0]
-        if s_at >= 0.5 * best_score and s_at > 5.0:
+        if s_at >= 0.5 * best_score and s_at > 5.0 and _quiet_count_in(fc, off, clicks):
             drift, _ = _part_drift(fg, fc, off)
             # claps on every count-in beat plus music agreeing there: the count-in
             # pins the beat, so a lower music score suffices than for part-only
@@ -561,7 +675,13 @@ def align_signals(guide: np.ndarray, clip: np.ndarray, sample_rate: int, *,
         return AlignResult(0.0, 0.0, "none", 0.0, False)
     off = cands[0][0]
     margin = best_score - second
-    conf = _sigmoid(best_score - PART_SCORE_MID) * _sigmoid((margin - PART_MARGIN_MID) / 0.5)
+    # a short overlap holds few notes: chance alignments of unrelated music score higher
+    # there (and the robust z of a short curve is less robust), so more is asked of it
+    overlap = min(fg.seconds, fc.seconds - off) - max(0.0, -off)
+    short = float(np.clip((PART_FULL_S - overlap) / (PART_FULL_S - PART_SHORT_S), 0.0, 1.0))
+    mid = PART_SCORE_MID + short * PART_SHORT_EXTRA
+    margin_mid = PART_MARGIN_MID + short * PART_SHORT_MARGIN_EXTRA
+    conf = _sigmoid(best_score - mid) * _sigmoid((margin - margin_mid) / 0.5)
     drift, centre = _part_drift(fg, fc, off)
     off -= drift * 1e-6 * centre  # the coarse peak is the mean lag; report it at guide t=0
     method = "part" if conf >= 0.1 else "none"

@@ -9,6 +9,21 @@ to a default.
 Offset convention: ``clip.offset`` is the clip time (seconds) at which the guide's
 t=0 occurs. Positive: that much is trimmed from the clip's start. Negative: the clip
 starts late, after ``-offset`` seconds of background and silence.
+
+Drift convention: a clip recorded on a clock that runs ``drift_ppm`` parts per million
+fast holds guide time t at clip time ``offset + t * (1 + drift_ppm / 1e6)``
+(:meth:`SpecClip.clip_time`); an engine plays it at :attr:`SpecClip.speed`.
+
+Hidden clips (``"hidden": true``) are heard but not seen: they stay in the audio mix,
+the intro's count and the credits, and get no tile in any layout.
+
+The program: an optional intro card (silent), then the mash-up itself (``duration``
+seconds, t=0 = the guide's t=0, the times every layout scene uses), then optional
+scrolling credits (silent). :func:`program_times` gives the boundaries.
+
+Layout-specific checks (featured clips exist, the canvas has room for every tile at
+:data:`MIN_TILE` pixels) run in :func:`parse_spec`, so an impossible render fails before
+any encoding.
 """
 
 from __future__ import annotations
@@ -17,6 +32,7 @@ import dataclasses
 import math
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +45,12 @@ MAX_TEXT = 200
 MAX_SECONDS = 6 * 3600.0
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow",
                 "slower", "veryslow")
-LAYOUT_TYPES = ("grid",)
-AUDIO_MODES = ("mix", "guide")
+LAYOUT_TYPES = ("grid", "sections", "spotlight", "montage")
+AUDIO_MODES = ("mix", "guide", "guide+mix")
+MIN_TILE = 16  # the long side of the smallest tile a layout may produce, in pixels
+MAX_DRIFT_PPM = 2000.0  # phones and cameras drift tens of ppm; more is a wrong measurement
+MAX_FEATURED = 200
+MAX_TITLE_SECONDS = 60.0
 _COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
 
@@ -60,16 +80,49 @@ class Canvas:
 
 
 @dataclass(frozen=True)
+class Featured:
+    """Spotlight: clip ``clip`` (an id) is shown large from ``start`` to ``end`` (mash-up s)."""
+
+    clip: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class LayoutSpec:
     type: str = "grid"
     gap: int = 4
+    labels: bool = False  # a name label inside every tile whose clip has a name
+    featured: tuple[Featured, ...] = ()  # spotlight only; overlapping ranges are allowed
+    shot_seconds: float = 4.0  # montage: length of a shot
+    follow_audio: bool = False  # montage: pick the performers who are playing
+    max_tiles: int = 4  # montage: performers on screen per shot
 
 
 @dataclass(frozen=True)
 class AudioSpec:
-    mode: str = "mix"
+    mode: str = "mix"  # "mix", "guide" or "guide+mix" (the guide under the mix)
     guide_path: str | None = None
     loudness_lufs: float = -16.0
+    guide_gain_db: float = 0.0  # guide+mix: the guide's level in the sum
+    mix_gain_db: float = 0.0  # guide+mix: the clips' mix level in the sum
+
+
+@dataclass(frozen=True)
+class IntroSpec:
+    """A title card before the mash-up (silent)."""
+
+    title: str
+    subtitle: str = ""
+    seconds: float = 4.0
+
+
+@dataclass(frozen=True)
+class CreditsSpec:
+    """Credits scrolling after the mash-up (silent): every clip's name, part, location."""
+
+    seconds: float = 10.0
+    title: str = "Performers"
 
 
 @dataclass(frozen=True)
@@ -88,6 +141,21 @@ class SpecClip:
     location: str = ""
     gain_db: float = 0.0
     has_audio: bool = True
+    drift_ppm: float = 0.0
+    hidden: bool = False  # heard (mix, intro count, credits) but given no tile
+
+    @property
+    def speed(self) -> float:
+        """Clip seconds per guide second (1 + drift)."""
+        return 1.0 + self.drift_ppm / 1e6
+
+    def clip_time(self, t: float) -> float:
+        """The clip time that holds guide time ``t``."""
+        return self.offset + t * self.speed
+
+    def guide_time(self, clip_t: float) -> float:
+        """The guide time at clip time ``clip_t`` (the inverse of :meth:`clip_time`)."""
+        return (clip_t - self.offset) / self.speed
 
 
 @dataclass(frozen=True)
@@ -99,6 +167,34 @@ class RenderSpec:
     video: VideoSpec = field(default_factory=VideoSpec)
     clips: tuple[SpecClip, ...] = ()
     duration: float | None = None
+    intro: IntroSpec | None = None
+    credits: CreditsSpec | None = None
+
+    @property
+    def visible(self) -> tuple[int, ...]:
+        """Indices (into ``clips``) of the clips that get a tile."""
+        return tuple(i for i, c in enumerate(self.clips) if not c.hidden)
+
+
+@dataclass(frozen=True)
+class ProgramTimes:
+    """Where the intro, the mash-up and the credits sit in the output file (seconds)."""
+
+    intro_end: float  # the mash-up starts here (0 without an intro)
+    main_end: float  # the credits start here
+    total: float  # the output's length
+
+    @property
+    def main_start(self) -> float:
+        return self.intro_end
+
+
+def program_times(spec: RenderSpec, duration: float) -> ProgramTimes:
+    """The output's sections for a mash-up of ``duration`` seconds: mash-up time t is
+    output time ``intro_end + t``."""
+    intro = spec.intro.seconds if spec.intro else 0.0
+    credits = spec.credits.seconds if spec.credits else 0.0
+    return ProgramTimes(intro, intro + duration, intro + duration + credits)
 
 
 # --- field readers: each takes the raw value and the field's name for errors ------------------
@@ -197,11 +293,7 @@ def parse_spec(data: dict) -> RenderSpec:
     top = _section(data, "", RenderSpec)
 
     canvas = _parse_canvas(top["canvas"])
-    layout_values = _section(top["layout"], "layout", LayoutSpec)
-    layout = LayoutSpec(
-        type=_choice(layout_values["type"], "layout.type", LAYOUT_TYPES),
-        gap=_int(layout_values["gap"], "layout.gap", 0, 256),
-    )
+    layout = _parse_layout(top["layout"])
     audio = _parse_audio(top["audio"])
     video_values = _section(top["video"], "video", VideoSpec)
     video = VideoSpec(
@@ -214,7 +306,102 @@ def parse_spec(data: dict) -> RenderSpec:
         duration = _float(duration, "duration", 0.0, MAX_SECONDS)
         if duration <= 0:
             raise SpecError("duration", "must be more than 0 seconds")
-    return RenderSpec(SPEC_VERSION, canvas, layout, audio, video, clips, duration)
+    intro = _parse_intro(top["intro"])
+    credits = _parse_credits(top["credits"])
+    spec = RenderSpec(SPEC_VERSION, canvas, layout, audio, video, clips, duration, intro,
+                      credits)
+    _check_layout(spec)
+    return spec
+
+
+def _parse_layout(data: Any) -> LayoutSpec:
+    values = _section(data, "layout", LayoutSpec)
+    featured_data = values["featured"]
+    if not isinstance(featured_data, (list, tuple)):
+        raise SpecError("layout.featured", f"must be a list, not {_shown(featured_data)}")
+    if len(featured_data) > MAX_FEATURED:
+        raise SpecError("layout.featured", f"must hold at most {MAX_FEATURED} entries")
+    featured = []
+    for i, raw in enumerate(featured_data):
+        where = f"layout.featured[{i}]"
+        item = _section(raw, where, Featured)
+        entry = Featured(
+            clip=_str(item["clip"], f"{where}.clip", required=True),
+            start=_float(item["start"], f"{where}.start", 0.0, MAX_SECONDS),
+            end=_float(item["end"], f"{where}.end", 0.0, MAX_SECONDS),
+        )
+        if entry.end <= entry.start:
+            raise SpecError(f"{where}.end", f"must be after start ({entry.start:g} s), "
+                            f"not {entry.end:g} s")
+        featured.append(entry)
+    return LayoutSpec(
+        type=_choice(values["type"], "layout.type", LAYOUT_TYPES),
+        gap=_int(values["gap"], "layout.gap", 0, 256),
+        labels=_bool(values["labels"], "layout.labels"),
+        featured=tuple(featured),
+        shot_seconds=_float(values["shot_seconds"], "layout.shot_seconds", 0.5, 600.0),
+        follow_audio=_bool(values["follow_audio"], "layout.follow_audio"),
+        max_tiles=_int(values["max_tiles"], "layout.max_tiles", 1, 64),
+    )
+
+
+def _parse_intro(data: Any) -> IntroSpec | None:
+    if data is None or data is False:
+        return None
+    values = _section(data, "intro", IntroSpec)
+    return IntroSpec(
+        title=_text(values["title"], "intro.title", required=True),
+        subtitle=_text(values["subtitle"], "intro.subtitle"),
+        seconds=_seconds(values["seconds"], "intro.seconds"),
+    )
+
+
+def _parse_credits(data: Any) -> CreditsSpec | None:
+    if data is None or data is False:
+        return None
+    if data is True:  # "credits": true asks for the defaults
+        data = {}
+    values = _section(data, "credits", CreditsSpec)
+    return CreditsSpec(
+        seconds=_seconds(values["seconds"], "credits.seconds"),
+        title=_text(values["title"], "credits.title"),
+    )
+
+
+def _seconds(value: Any, name: str) -> float:
+    seconds = _float(value, name, 0.0, MAX_TITLE_SECONDS)
+    if seconds < 0.5:
+        raise SpecError(name, f"must be at least 0.5 seconds, not {seconds:g}")
+    return seconds
+
+
+def _text(value: Any, name: str, *, required: bool = False) -> str:
+    """Display text on one line: control characters (newlines, escapes) are refused."""
+    text = _str(value, name, required=required)
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        raise SpecError(name, "must be one line of text without control characters")
+    return text
+
+
+def _check_layout(spec: RenderSpec) -> None:
+    """Layout-specific checks: featured clips exist and are shown, every tile fits."""
+    from .layout import LayoutError, check_layout  # layout is pure and never imports spec
+
+    ids = {c.id: i for i, c in enumerate(spec.clips)}
+    for i, entry in enumerate(spec.layout.featured):
+        where = f"layout.featured[{i}].clip"
+        if entry.clip not in ids:
+            raise SpecError(where, f"there is no clip with id {entry.clip!r}")
+        if spec.clips[ids[entry.clip]].hidden:
+            raise SpecError(where, f"clip {entry.clip!r} is hidden")
+    if spec.layout.featured and spec.layout.type != "spotlight":
+        raise SpecError("layout.featured", 'is only used by layout.type "spotlight"')
+    if not spec.visible:
+        raise SpecError("clips", "every clip is hidden: at least one must be shown")
+    try:
+        check_layout(spec)
+    except LayoutError as exc:
+        raise SpecError("layout", str(exc)) from exc
 
 
 def _parse_canvas(data: Any) -> Canvas:
@@ -240,10 +427,12 @@ def _parse_audio(data: Any) -> AudioSpec:
     guide_path = values["guide_path"]
     if guide_path is not None:
         guide_path = _str(guide_path, "audio.guide_path", max_len=4096, required=True)
-    if mode == "guide" and guide_path is None:
-        raise SpecError("audio.guide_path", 'is required when audio.mode is "guide"')
+    if mode in ("guide", "guide+mix") and guide_path is None:
+        raise SpecError("audio.guide_path", f'is required when audio.mode is "{mode}"')
     loudness = _float(values["loudness_lufs"], "audio.loudness_lufs", -40.0, -5.0)
-    return AudioSpec(mode, guide_path, loudness)
+    guide_gain = _float(values["guide_gain_db"], "audio.guide_gain_db", -60.0, 24.0)
+    mix_gain = _float(values["mix_gain_db"], "audio.mix_gain_db", -60.0, 24.0)
+    return AudioSpec(mode, guide_path, loudness, guide_gain, mix_gain)
 
 
 def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
@@ -267,6 +456,9 @@ def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
             location=_label(values["location"], f"{where}.location"),
             gain_db=_float(values["gain_db"], f"{where}.gain_db", -60.0, 24.0),
             has_audio=_bool(values["has_audio"], f"{where}.has_audio"),
+            drift_ppm=_float(values["drift_ppm"], f"{where}.drift_ppm", -MAX_DRIFT_PPM,
+                             MAX_DRIFT_PPM),
+            hidden=_bool(values["hidden"], f"{where}.hidden"),
         )
         if clip.id in seen:
             raise SpecError(f"{where}.id", f"{clip.id!r} is already used by clips[{seen[clip.id]}]")
@@ -279,12 +471,13 @@ def spec_to_dict(spec: RenderSpec) -> dict:
     """A JSON-serialisable dict that :func:`parse_spec` turns back into ``spec``."""
     data = dataclasses.asdict(spec)
     data["clips"] = [dict(c) for c in data["clips"]]
+    data["layout"]["featured"] = [dict(f) for f in data["layout"]["featured"]]
     return data
 
 
 def check_files(spec: RenderSpec) -> None:
     """SpecError naming the first clip (or the guide) whose file is missing."""
-    if spec.audio.mode == "guide" and spec.audio.guide_path is not None:
+    if spec.audio.mode in ("guide", "guide+mix") and spec.audio.guide_path is not None:
         if not os.path.isfile(spec.audio.guide_path):
             raise SpecError("audio.guide_path",
                             f"the guide file {spec.audio.guide_path!r} does not exist")

@@ -1,0 +1,3 @@
+from bench.render.run import main
+
+raise SystemExit(main())

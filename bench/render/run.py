@@ -1,0 +1,173 @@
+"""Render benchmark: Tutti's engine beside moviepy's docs grid, an expert's xstack command
+and the floor (decode the inputs, encode one stream), on the same clips.
+
+    .venv/bin/python -m bench.render [--sizes 4,16,36,64,100] [--skip-moviepy]
+        [--moviepy-max 16] [--no-parallel] [--cache DIR]
+
+Every run is a fresh subprocess; wall time, CPU seconds (the process tree's, from
+getrusage) and peak RSS of the whole tree (VmRSS summed over the tree, sampled every
+50 ms) are recorded. Prints a table; see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from bench.render.corpus import corpus
+from bench.render.one import FPS, HEIGHT, SECONDS, WIDTH
+
+ENGINES = ("floor", "tutti", "xstack", "moviepy")
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+    except OSError:
+        pass
+    return kids
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss_kb(root: int) -> int:
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += _rss_kb(pid)
+        stack += _children(pid)
+    return total
+
+
+def measure(engine: str, n: int, cache: str, out_dir: str) -> dict:
+    out = os.path.join(out_dir, f"{engine}-{n}.mp4")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.render.one", engine, str(n), cache, out],
+                            stdout=subprocess.PIPE, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], tree_rss_kb(proc.pid))
+            done.wait(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, _ = proc.communicate()
+    wall = time.monotonic() - started
+    done.set()
+    sampler.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        return {"engine": engine, "n": n, "error": f"exit {proc.returncode}"}
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    row = {"engine": engine, "n": n, "wall": wall, "cpu": cpu, "rss_mb": peak[0] / 1024,
+           "max_proc_rss_mb": after.ru_maxrss / 1024}
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    if lines:
+        row.update(json.loads(lines[-1]))
+    if os.path.exists(out):
+        os.remove(out)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.render")
+    parser.add_argument("--sizes", default="4,16,36,64,100")
+    parser.add_argument("--skip-moviepy", action="store_true")
+    parser.add_argument("--moviepy-max", type=int, default=16,
+                        help="largest N given to moviepy (it takes minutes beyond)")
+    parser.add_argument("--no-parallel", action="store_true",
+                        help="skip the one-core-worker segment runs")
+    parser.add_argument("--cache",
+                        default=os.path.join(tempfile.gettempdir(), "tutti-bench-render"))
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    print(f"preparing clips ({WIDTH}x{HEIGHT}, {FPS} fps, {SECONDS:g} s) in {args.cache} ...",
+          flush=True)
+    corpus(args.cache, max(sizes), width=WIDTH, height=HEIGHT, fps=FPS, seconds=SECONDS)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="tutti-bench-out-") as out_dir:
+        for n in sizes:
+            engines = list(ENGINES)
+            if args.skip_moviepy or n > args.moviepy_max:
+                engines.remove("moviepy")
+            if not args.no_parallel:
+                engines += ["seg1", "seg2"]
+            for engine in engines:
+                row = measure(engine, n, args.cache, out_dir)
+                rows.append(row)
+                print("  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v
+                                         for k, v in row.items()}), flush=True)
+    print_table(rows, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+def print_table(rows: list[dict], args: argparse.Namespace) -> None:
+    print()
+    print(f"render benchmark: {WIDTH}x{HEIGHT}, {FPS} fps, {SECONDS:g} s clips, libx264 "
+          f"veryfast CRF 23; {os.cpu_count()} cores")
+    head = (f"{'N':>4} {'engine':<24} {'wall s':>7} {'x floor':>7} {'x rt':>6} {'CPU s':>7} "
+            f"{'peak RSS MB':>11}")
+    print(head)
+    print("-" * len(head))
+    names = {"floor": "floor (decode+encode)", "tutti": "tutti render()",
+             "xstack": "ffmpeg xstack+amix", "moviepy": "moviepy clips_array",
+             "seg1": "2 segments, 1 worker", "seg2": "2 segments, 2 workers"}
+    for n in sorted({r["n"] for r in rows}):
+        group = [r for r in rows if r["n"] == n]
+        floor = next((r["wall"] for r in group if r["engine"] == "floor" and "wall" in r), None)
+        for r in group:
+            name = names.get(r["engine"], r["engine"])
+            if "error" in r:
+                print(f"{n:>4} {name:<24} {r['error']}")
+                continue
+            ratio = f"{r['wall'] / floor:7.2f}" if floor else f"{'-':>7}"
+            print(f"{n:>4} {name:<24} {r['wall']:7.1f} {ratio} {SECONDS / r['wall']:6.2f} "
+                  f"{r['cpu']:7.1f} {r['rss_mb']:11.0f}")
+        one = next((r for r in group if r["engine"] == "seg1" and "wall" in r), None)
+        two = next((r for r in group if r["engine"] == "seg2" and "wall" in r), None)
+        if one and two:
+            print(f"{'':>4} two one-core workers vs one: {one['wall'] / two['wall']:.2f}x overall, "
+                  f"{one['segments_s'] / two['segments_s']:.2f}x on the segments")
+        if args.skip_moviepy or n > args.moviepy_max:
+            print(f"{'':>4} (moviepy not run at N={n}: "
+                  f"{'--skip-moviepy' if args.skip_moviepy else f'capped at {args.moviepy_max}'})")
+    by = {(r["engine"], r["n"]): r for r in rows if "wall" in r}
+    print()
+    for n in (16, 64):
+        if ("tutti", n) in by and ("floor", n) in by:
+            ratio = by[("tutti", n)]["wall"] / by[("floor", n)]["wall"]
+            verdict = "PASS" if ratio <= 1.2 else "MISS"
+            print(f"  goal N={n}: tutti within 1.2x of the floor: {ratio:.2f}x {verdict}")
+    if ("tutti", 16) in by and ("tutti", 100) in by:
+        ratio = by[("tutti", 100)]["rss_mb"] / by[("tutti", 16)]["rss_mb"]
+        print(f"  goal peak RSS at 100 <= 2x at 16: {ratio:.2f}x "
+              f"{'PASS' if ratio <= 2 else 'MISS'}")
+    for n in sorted({n for (_, n) in by}):
+        if ("seg1", n) in by and ("seg2", n) in by:
+            speed = by[("seg1", n)]["wall"] / by[("seg2", n)]["wall"]
+            print(f"  goal N={n}: two one-core workers >= 1.8x one: {speed:.2f}x "
+                  f"{'PASS' if speed >= 1.8 else 'MISS'}")

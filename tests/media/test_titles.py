@@ -1,0 +1,134 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from workers.media import titles
+from workers.media.spec import parse_spec
+from workers.media.titles import (
+    caption_image,
+    clean_text,
+    credit_groups,
+    credits_image,
+    credits_y,
+    credits_y_expr,
+    fit_text,
+    font,
+    intro_card,
+    label_image,
+    performers_line,
+)
+
+NAMES = ["Zoë Ångström", "Jürgen Groß", "李小龙", "Ana", "", "Ωmega Ελένη", "محمد"]
+
+
+def _spec(n: int = 7, **extra) -> object:
+    clips = [{"id": f"c{i}", "path": f"{i}.mp4", "name": NAMES[i % len(NAMES)],
+              "part": ["soprano", "alto", "tenor"][i % 3], "location": "Zürich" if i % 2 else ""}
+             for i in range(n)]
+    return parse_spec({"version": 1, "canvas": {"width": 320, "height": 180,
+                                                "background": "#203040"},
+                       "clips": clips, **extra})
+
+
+def _rgba(path) -> np.ndarray:
+    with Image.open(path) as image:
+        assert image.mode == "RGBA"
+        return np.asarray(image)
+
+
+def test_the_font_is_bundled():
+    assert titles.REGULAR_FONT.is_file() and titles.BOLD_FONT.is_file()
+    assert (titles.FONT_DIR / "LICENSE").is_file()
+    assert font(20).path == str(titles.REGULAR_FONT)
+
+
+def test_clean_text_removes_controls_and_bidi_overrides():
+    assert clean_text("  Ana\n\tMaria\u202e\x1b[31m ") == "Ana Maria[31m"
+    assert clean_text("Zoë 李") == "Zoë 李"
+
+
+def test_fit_text_adds_an_ellipsis():
+    face = font(20)
+    assert fit_text("Ana", face, 500) == "Ana"
+    cut = fit_text("Maximiliane Wilhelmina von Hohenzollern", face, 120)
+    assert cut.endswith("…") and face.getlength(cut) <= 120
+    assert fit_text("W", face, 1) == ""
+
+
+def test_label_image(tmp_path):
+    out = tmp_path / "label.png"
+    w, h = label_image("Zoë", 200, 24, str(out))
+    pixels = _rgba(out)
+    assert pixels.shape == (h, w, 4) and h == 24 and w % 2 == 0 and w < 200
+    assert 100 < pixels[1, 1, 3] < 255, "a semi-transparent box"
+    assert pixels[..., :3].max() > 200, "white text is drawn"
+    long_w, _ = label_image("A very long name that cannot possibly fit " * 3, 120, 24,
+                            str(tmp_path / "long.png"))
+    assert long_w <= 120
+
+
+@pytest.mark.parametrize("name", NAMES + ["🎻 Violin", "x" * 200])
+def test_unicode_names_render(tmp_path, name):
+    w, h = label_image(name, 160, 20, str(tmp_path / "n.png"))
+    assert w >= 2 and h == 20
+
+
+def test_caption_image(tmp_path):
+    out = caption_image("Sopranos", 200, 30, str(tmp_path / "cap.png"))
+    pixels = _rgba(out)
+    assert pixels.shape == (30, 200, 4)
+    assert pixels[0, -1, 3] == 0, "transparent background"
+    assert pixels[..., 3].max() == 255, "text is drawn"
+
+
+def test_intro_card(tmp_path):
+    spec = _spec(intro={"title": "Ode to Joy — Tutti", "subtitle": "Beethoven", "seconds": 2})
+    out = intro_card(spec, str(tmp_path / "intro.png"))
+    with Image.open(out) as image:
+        assert image.size == (320, 180) and image.mode == "RGB"
+        pixels = np.asarray(image)
+    assert tuple(pixels[2, 2]) == (0x20, 0x30, 0x40)
+    assert pixels.max() > 200
+    centre = pixels[60:120].reshape(-1, 3)
+    assert (np.abs(centre.astype(int) - [0x20, 0x30, 0x40]).sum(axis=1) > 100).any()
+    assert performers_line(spec) == "7 performers · 3 parts"
+    assert performers_line(_spec(1)) == "1 performer"
+
+
+def test_credits_list_everyone_grouped_by_part(tmp_path):
+    spec = _spec(credits={"seconds": 5, "title": "Thank you"})
+    groups = credit_groups(spec)
+    assert [part for part, _ in groups] == ["soprano", "alto", "tenor"]
+    assert groups[0][1][0] == "Zoë Ångström" and groups[0][1][1] == "Ana — Zürich"
+    assert groups[1][1] == ["Jürgen Groß — Zürich", "Anonymous"]
+    assert sum(len(names) for _, names in groups) == 7
+    path, height = credits_image(spec, str(tmp_path / "credits.png"))
+    pixels = _rgba(path)
+    assert pixels.shape == (height, 320, 4) and height % 2 == 0
+    assert height > 180 * 0.5
+    assert pixels[0, 0, 3] == 0, "transparent background"
+    rows_with_text = np.nonzero(pixels[..., 3].max(axis=1))[0]
+    assert rows_with_text.size and rows_with_text.max() < height
+
+
+def test_credits_of_many_clips_use_columns_and_stay_bounded(tmp_path):
+    clips = [{"id": f"c{i}", "path": "x", "name": f"Singer number {i}", "part": f"p{i % 8}"}
+             for i in range(1000)]
+    spec = parse_spec({"version": 1, "canvas": {"width": 1280, "height": 720},
+                       "credits": True, "clips": clips})
+    path, height = credits_image(spec, str(tmp_path / "c.png"))
+    assert height <= titles.MAX_CREDITS_HEIGHT
+    pixels = _rgba(path)
+    assert pixels[..., 3][:, :640].max() == 255 and pixels[..., 3][:, 640:].max() == 255
+
+
+def test_credits_scroll_from_bottom_to_top():
+    assert credits_y(0, 180, 400, 10) == 180
+    assert credits_y(10, 180, 400, 10) == -400
+    assert credits_y(5, 180, 400, 10) == pytest.approx(-110)
+    assert credits_y(-1, 180, 400, 10) == 180
+    expr = credits_y_expr(180, 400, 10, start=12.5)
+    assert expr == "180-58.000000*(t-12.500000)"
+    assert set(expr) <= set("0123456789.-*()t")
+    t = 17.5
+    assert eval(expr, {"t": t}) == pytest.approx(credits_y(t - 12.5, 180, 400, 10))

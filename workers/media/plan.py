@@ -1,0 +1,345 @@
+"""The render plan: a RenderSpec cut into frame-exact segments that any worker can render.
+
+:func:`plan_render` probes every clip once (in parallel), fixes the mash-up's length in
+frames, asks the layout for its scenes (:func:`layout.timeline`) and splits the frames
+into contiguous segments. Each segment lists only the tiles it shows (the clips visible
+in it, each with its rectangle and the frames of its scene), so a segment renderer opens
+only the inputs it needs. When a segment shows more tiles than one ffmpeg should decode
+at once, the plan groups them into strips (whole grid rows, or parts of a row) that are
+rendered one after another into intermediate files and then stacked: memory and open
+files stay bounded whatever the number of clips.
+
+A plan holds plain values and round-trips through JSON (:meth:`RenderPlan.to_dict`,
+:meth:`RenderPlan.from_dict`), so a Celery group can carry it to workers on other
+machines. Frame numbers are on the mash-up's timeline: frame ``k`` is shown at
+``k / fps`` seconds, the guide's t=0 being frame 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from .ffmpeg import FFmpegError
+from .layout import Rect, Scene, timeline
+from .probe import InputReport, ProbeRejected, media_duration, read_input_report
+from .spec import RenderSpec, SpecError, check_files
+
+log = logging.getLogger(__name__)
+
+PLAN_VERSION = 1
+#: At most this many tiles are decoded by one ffmpeg process; more are split into strips.
+DIRECT_TILES = 20
+#: Tiles per strip when a segment is split (raised when needed to keep strips <= MAX_INPUTS).
+STRIP_TILES = 20
+#: Inputs one ffmpeg process may open (file descriptors, decoder memory).
+MAX_INPUTS = 64
+PROBE_THREADS = 4
+
+
+@dataclass(frozen=True)
+class PlanClip:
+    """A spec clip as its file is: ``index`` into ``spec.clips``; ``has_audio`` is true when
+    the spec wants its sound and the file has some."""
+
+    index: int
+    duration: float
+    has_audio: bool
+    width: int
+    height: int
+    offset: float
+
+    @property
+    def start(self) -> float:
+        """Where the clip's first frame falls on the mash-up's timeline (seconds)."""
+        return -self.offset
+
+    @property
+    def end(self) -> float:
+        return self.duration - self.offset
+
+
+@dataclass(frozen=True)
+class Tile:
+    """Clip ``clip`` drawn into ``rect`` during timeline frames [start, end)."""
+
+    clip: int
+    rect: Rect
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Strip:
+    """Tiles (indices into the segment's ``tiles``) rendered together into ``rect`` for
+    timeline frames [start, end), background-filled, as one intermediate picture."""
+
+    rect: Rect
+    start: int
+    end: int
+    tiles: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    start: int  # first timeline frame
+    end: int  # one past the last
+    tiles: tuple[Tile, ...]
+    strips: tuple[Strip, ...] = ()  # empty: every tile is drawn directly
+
+    @property
+    def frames(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    width: int
+    height: int
+    fps: int
+    frames: int
+    audio: str  # "mix", "guide" or "silence"
+    clips: tuple[PlanClip, ...]
+    segments: tuple[Segment, ...]
+    version: int = PLAN_VERSION
+
+    @property
+    def duration(self) -> float:
+        """Exactly ``frames / fps`` seconds: the picture's and the sound's length."""
+        return self.frames / self.fps
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RenderPlan:
+        if data.get("version") != PLAN_VERSION:
+            raise ValueError(f"render plan version {data.get('version')!r} is not supported")
+
+        def rect(d: dict) -> Rect:
+            return Rect(int(d["x"]), int(d["y"]), int(d["w"]), int(d["h"]))
+
+        segments = tuple(
+            Segment(int(s["index"]), int(s["start"]), int(s["end"]),
+                    tuple(Tile(int(t["clip"]), rect(t["rect"]), int(t["start"]), int(t["end"]))
+                          for t in s["tiles"]),
+                    tuple(Strip(rect(b["rect"]), int(b["start"]), int(b["end"]),
+                                tuple(int(i) for i in b["tiles"])) for b in s["strips"]))
+            for s in data["segments"])
+        clips = tuple(PlanClip(int(c["index"]), float(c["duration"]), bool(c["has_audio"]),
+                               int(c["width"]), int(c["height"]), float(c["offset"]))
+                      for c in data["clips"])
+        return cls(int(data["width"]), int(data["height"]), int(data["fps"]),
+                   int(data["frames"]), str(data["audio"]), clips, segments)
+
+
+# --- planning -----------------------------------------------------------------------------------
+
+def plan_render(spec: RenderSpec, *, segments: int | None = None,
+                segment_seconds: float = 10.0, timeout: float = 600.0) -> RenderPlan:
+    """Probe the clips (and the guide) and cut the render into segments.
+
+    ``segments`` fixes their number; otherwise each is about ``segment_seconds`` long.
+    Raises SpecError for a missing or unreadable input (naming it)."""
+    deadline = time.monotonic() + timeout
+    check_files(spec)
+    clips = probe_clips(spec, timeout=timeout)
+    total = _total_duration(spec, clips, max(1.0, deadline - time.monotonic()))
+    fps = spec.canvas.fps
+    frames = max(1, round(total * fps))
+    scenes = timeline(spec, frames / fps)
+    if segments is None:
+        per = max(1, round(segment_seconds * fps))
+        segments = math.ceil(frames / per)
+    bounds = segment_bounds(frames, max(1, min(segments, frames)),
+                            [round(s.start * fps) for s in scenes[1:]])
+    audible = any(c.has_audio and c.start < frames / fps and c.end > 0 for c in clips)
+    audio = "guide" if spec.audio.mode == "guide" else ("mix" if audible else "silence")
+    planned = tuple(_segment(k, a, b, scenes, clips, fps)
+                    for k, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)))
+    plan = RenderPlan(spec.canvas.width, spec.canvas.height, fps, frames, audio, clips, planned)
+    log.info("plan: %d clips, %d frames at %d fps, %d segments, %d with strips", len(clips),
+             frames, fps, len(planned), sum(1 for s in planned if s.strips))
+    return plan
+
+
+def segment_bounds(frames: int, count: int, cuts: list[int] | tuple[int, ...] = ()) -> list[int]:
+    """``count + 1`` increasing frame numbers from 0 to ``frames``: even cuts, each moved
+    to a scene change (``cuts``) within a fifth of a segment, where a renderer would start
+    a new filtergraph anyway."""
+    count = max(1, min(count, frames))
+    bounds = [round(k * frames / count) for k in range(count + 1)]
+    reach = frames / count / 5
+    for k in range(1, count):
+        near = [c for c in cuts if abs(c - bounds[k]) <= reach and bounds[k - 1] < c < frames]
+        if near:
+            bounds[k] = min(near, key=lambda c: abs(c - bounds[k]))
+    for k in range(1, count + 1):  # keep them strictly increasing after the moves
+        bounds[k] = max(bounds[k], bounds[k - 1] + 1)
+    bounds[count] = frames
+    return bounds
+
+
+def _segment(index: int, start: int, end: int, scenes: list[Scene], clips: tuple[PlanClip, ...],
+             fps: int) -> Segment:
+    tiles: list[Tile] = []
+    for scene in scenes:
+        a = max(start, round(scene.start * fps))
+        b = min(end, round(scene.end * fps))
+        if a >= b:
+            continue
+        for p in scene.placements:
+            clip = clips[p.clip]
+            first = max(a, _frame_floor(clip.start * fps))
+            last = min(b, _frame_ceil(clip.end * fps))
+            if first < last and p.rect.w > 0 and p.rect.h > 0:
+                tiles.append(Tile(p.clip, p.rect, a, b))
+    strips: tuple[Strip, ...] = ()
+    if len(tiles) > DIRECT_TILES:
+        strips = group_strips(tiles)
+    return Segment(index, start, end, tuple(tiles), strips)
+
+
+def _frame_floor(x: float) -> int:
+    """The first frame a clip starting at ``x`` frames may show in: exact on the grid, one
+    frame of slack off it (the frame-rate conversion rounds to the nearest frame)."""
+    k = round(x)
+    return k if abs(x - k) < 1e-6 else math.floor(x) - 1
+
+
+def _frame_ceil(x: float) -> int:
+    k = round(x)
+    return k if abs(x - k) < 1e-6 else math.ceil(x) + 1
+
+
+def group_strips(tiles: list[Tile] | tuple[Tile, ...], per_strip: int = STRIP_TILES,
+                 max_strips: int = MAX_INPUTS - 2) -> tuple[Strip, ...]:
+    """Tiles grouped by scene (frame range) and row into strips of at most ``per_strip``
+    tiles: whole rows while they fit, a long row cut into pieces. Rows of one scene do not
+    overlap, so neither do their strips."""
+    while True:
+        strips: list[Strip] = []
+        by_range: dict[tuple[int, int], list[int]] = {}
+        for i, t in enumerate(tiles):
+            by_range.setdefault((t.start, t.end), []).append(i)
+        for (a, b), members in by_range.items():
+            rows: dict[tuple[int, int], list[int]] = {}
+            for i in sorted(members, key=lambda i: (tiles[i].rect.y, tiles[i].rect.x)):
+                rows.setdefault((tiles[i].rect.y, tiles[i].rect.h), []).append(i)
+            pending: list[int] = []
+            for row in rows.values():
+                if pending and len(pending) + len(row) > per_strip:
+                    strips.append(_strip(tiles, pending, a, b))
+                    pending = []
+                if len(row) > per_strip:  # a long row: in even pieces, alone
+                    pieces = math.ceil(len(row) / per_strip)
+                    size = math.ceil(len(row) / pieces)
+                    strips.extend(_strip(tiles, row[i:i + size], a, b)
+                                  for i in range(0, len(row), size))
+                else:
+                    pending += row
+            if pending:
+                strips.append(_strip(tiles, pending, a, b))
+        if len(strips) <= max_strips:
+            return tuple(strips)
+        per_strip = math.ceil(per_strip * len(strips) / max_strips) + 1
+
+
+def _strip(tiles: list[Tile] | tuple[Tile, ...], members: list[int], a: int, b: int) -> Strip:
+    x = min(tiles[i].rect.x for i in members)
+    y = min(tiles[i].rect.y for i in members)
+    right = max(tiles[i].rect.right for i in members)
+    bottom = max(tiles[i].rect.bottom for i in members)
+    return Strip(Rect(x, y, right - x, bottom - y), a, b, tuple(members))
+
+
+# --- probing ------------------------------------------------------------------------------------
+
+def probe_clips(spec: RenderSpec, *, timeout: float = 600.0) -> tuple[PlanClip, ...]:
+    """Every clip's duration, sound and size, probed a few at a time."""
+    with ThreadPoolExecutor(PROBE_THREADS) as pool:
+        return tuple(pool.map(lambda i: _probe_clip(spec, i, timeout), range(len(spec.clips))))
+
+
+def _probe_clip(spec: RenderSpec, index: int, timeout: float) -> PlanClip:
+    clip = spec.clips[index]
+    where = f"clips[{index}].path"
+    try:
+        facts: InputReport = read_input_report(clip.path, timeout=min(timeout, 60.0))
+        duration = facts.duration
+        if duration is None:
+            duration = media_duration(clip.path, timeout=min(timeout, 120.0))
+    except (FFmpegError, ProbeRejected) as exc:
+        raise SpecError(where, f"clip {clip.id!r} cannot be read: {exc}") from exc
+    video = facts.video
+    if video is None:
+        raise SpecError(where, f"clip {clip.id!r} has no video stream")
+    if clip.has_audio and facts.audio is None:
+        log.warning("clip %s: spec says it has sound but the file has none", clip.id)
+    return PlanClip(index, duration, clip.has_audio and facts.audio is not None,
+                    video.width or 0, video.height or 0, clip.offset)
+
+
+def _guide_duration(path: str, timeout: float) -> float:
+    try:
+        facts = read_input_report(path, timeout=min(timeout, 60.0))
+        if facts.audio is None:
+            raise SpecError("audio.guide_path", f"the guide {path!r} has no sound")
+        if facts.duration is not None:
+            return facts.duration
+        return media_duration(path, timeout=min(timeout, 120.0))
+    except (FFmpegError, ProbeRejected) as exc:
+        raise SpecError("audio.guide_path", f"the guide cannot be read: {exc}") from exc
+
+
+def _total_duration(spec: RenderSpec, clips: tuple[PlanClip, ...], timeout: float) -> float:
+    guide = None
+    if spec.audio.mode == "guide" and spec.audio.guide_path:
+        guide = _guide_duration(spec.audio.guide_path, timeout)  # also checks it has sound
+    if spec.duration is not None:
+        return spec.duration
+    if guide is not None:
+        return guide
+    total = max(c.end for c in clips)
+    if total <= 0:
+        raise SpecError("clips", "every clip ends before the guide starts: check the offsets")
+    return total
+
+
+# --- preview and progress -----------------------------------------------------------------------
+
+def preview_spec(spec: RenderSpec, *, width: int = 640, height: int = 360,
+                 preset: str = "ultrafast", crf: int = 28) -> RenderSpec:
+    """The same mash-up, fast and small: the canvas fitted into ``width``×``height`` (even
+    sizes, same aspect), a quick encoder setting. Gaps shrink with the canvas."""
+    canvas = spec.canvas
+    scale = min(1.0, width / canvas.width, height / canvas.height)
+    w = max(16, int(canvas.width * scale) // 2 * 2)
+    h = max(16, int(canvas.height * scale) // 2 * 2)
+    gap = int(round(spec.layout.gap * scale / 2)) * 2 if spec.layout.gap else 0
+    return dataclasses.replace(
+        spec,
+        canvas=dataclasses.replace(canvas, width=w, height=h),
+        layout=dataclasses.replace(spec.layout, gap=gap),
+        video=dataclasses.replace(spec.video, preset=preset, crf=crf),
+    )
+
+
+class ProgressClock:
+    """Turns progress fractions into (percent, seconds left): ``clock.update(f)``."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.started = time.monotonic() if now is None else now
+
+    def update(self, fraction: float, now: float | None = None) -> tuple[float, float | None]:
+        now = time.monotonic() if now is None else now
+        fraction = min(1.0, max(0.0, fraction))
+        elapsed = now - self.started
+        if fraction <= 0.02 or elapsed <= 0:
+            return 100 * fraction, None  # too early to tell
+        return 100 * fraction, elapsed * (1 - fraction) / fraction
