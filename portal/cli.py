@@ -321,9 +321,17 @@ def align(guide: str, clip: str, as_json: bool) -> None:
 @click.argument("spec_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
 @click.option("--poster", default=None, type=click.Path(dir_okay=False))
-@click.option("--engine", type=click.Choice(["ffmpeg"]), default="ffmpeg", show_default=True)
-def compose(spec_file: str, output: str, poster: str | None, engine: str) -> None:
+@click.option("--engine", type=click.Choice(["ffmpeg", "moviepy"]), default="ffmpeg",
+              show_default=True, help="moviepy: the slow, readable reference engine")
+@click.option("--segments", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="cut the picture into N segments, joined without re-encoding")
+@click.option("--jobs", default=None, type=click.IntRange(1, 64),
+              help="segments rendered at once (default: the number of cores)")
+def compose(spec_file: str, output: str, poster: str | None, engine: str, segments: int,
+            jobs: int | None) -> None:
     """Render a RenderSpec JSON file to OUTPUT."""
+    import os
+
     from workers.media.ffmpeg import FFmpegError
     from workers.media.render import render as render_spec
     from workers.media.spec import SpecError, check_files, parse_spec
@@ -338,9 +346,15 @@ def compose(spec_file: str, output: str, poster: str | None, engine: str) -> Non
         check_files(spec)
     except SpecError as exc:
         raise click.ClickException(f"{spec_file}: {exc}") from exc
+    if engine == "moviepy":
+        from workers.media.reference import render_reference
+
+        click.echo(render_reference(spec, output))
+        return
     try:
-        result = render_spec(spec, output, poster_path=poster)
-    except FFmpegError as exc:
+        result = render_spec(spec, output, poster_path=poster, segments=segments,
+                             jobs=jobs or min(segments, os.cpu_count() or 1))
+    except (FFmpegError, SpecError) as exc:
         raise click.ClickException(f"render failed: {exc}") from exc
     click.echo(f"{result.path} ({result.width}x{result.height}, {result.duration:.2f} s)")
 

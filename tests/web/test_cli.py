@@ -72,3 +72,26 @@ def test_demo_no_serve_prints_a_playable_mashup(tmp_path):
     assert path.endswith(".mp4") and os.path.isfile(path)
     info = ffmpeg_info(path)
     assert "Video: h264" in info and "1280x720" in info and "Audio: aac" in info
+
+
+def test_compose_renders_a_spec_file_and_names_bad_fields(tmp_path, media_files):
+    spec = {"version": 1, "canvas": {"width": 320, "height": 180, "fps": 25},
+            "clips": [{"id": "a", "path": str(media_files["landscape"]), "name": "Ana"},
+                      {"id": "b", "path": str(media_files["portrait"]), "offset": -0.5}]}
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps(spec))
+    out = tmp_path / "out.mp4"
+    done = run("compose", str(spec_file), "-o", str(out), "--segments", "2")
+    assert done.returncode == 0, done.stderr
+    info = ffmpeg_info(out)
+    assert "320x180" in info and "Audio: aac" in info
+    spec["clips"][1]["offset"] = "soon"
+    spec_file.write_text(json.dumps(spec))
+    bad = run("compose", str(spec_file), "-o", str(tmp_path / "bad.mp4"))
+    assert bad.returncode != 0 and "clips[1].offset" in bad.stderr
+    assert not (tmp_path / "bad.mp4").exists()
+    spec["clips"][1]["offset"] = 0
+    spec["clips"][1]["path"] = str(tmp_path / "missing.mp4")
+    spec_file.write_text(json.dumps(spec))
+    missing = run("compose", str(spec_file), "-o", str(tmp_path / "bad.mp4"))
+    assert missing.returncode != 0 and "missing.mp4" in missing.stderr
