@@ -183,6 +183,7 @@ class Render(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # segments, when distributed
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the organizer's choices
     join_started_at: Mapped[datetime | None]
     clip_ids: Mapped[list[int] | None] = mapped_column(JSON)
     output_key: Mapped[str | None] = mapped_column(String(300))

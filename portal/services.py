@@ -322,13 +322,37 @@ def approved_clips(campaign: Campaign) -> list[Clip]:
     ))
 
 
-def request_render(campaign: Campaign, kind: str = "final", publish: bool | None = None) -> Render:
+RENDER_LAYOUTS = ("grid", "sections", "montage")
+RENDER_AUDIO = ("auto", "guide", "mix", "guide+mix")
+
+
+def render_options(form: dict) -> dict:
+    """The organizer's render choices, checked: layout, labels, intro, credits, audio."""
+    layout = (form.get("layout") or "grid").strip()
+    if layout not in RENDER_LAYOUTS:
+        raise ServiceError(f"Layout is one of {', '.join(RENDER_LAYOUTS)}", field="layout")
+    audio = (form.get("audio") or "auto").strip()
+    if audio not in RENDER_AUDIO:
+        raise ServiceError(f"Audio is one of {', '.join(RENDER_AUDIO)}", field="audio")
+
+    def flag(name: str) -> bool:
+        return str(form.get(name, "")).lower() in ("1", "yes", "on", "true")
+
+    return {"layout": layout, "labels": flag("labels"), "intro": flag("intro"),
+            "credits": flag("credits"), "audio": audio}
+
+
+def request_render(campaign: Campaign, kind: str = "final", publish: bool | None = None,
+                   options: dict | None = None) -> Render:
     if kind not in ("preview", "final"):
         raise ServiceError("A render is a 'preview' or a 'final'", field="kind")
+    options = render_options(options or {})
+    if options["audio"] in ("guide", "guide+mix") and not campaign.guide_key:
+        raise ServiceError("This campaign has no guide track to put in the sound.", field="audio")
     if not approved_clips(campaign):
         raise ServiceError("There are no approved clips yet: approve at least one clip, then "
                            "render.", 409)
-    render = Render(campaign=campaign, kind=kind,
+    render = Render(campaign=campaign, kind=kind, options=options,
                     publish=(kind == "final") if publish is None else publish)
     db.session.add(render)
     db.session.commit()

@@ -208,8 +208,11 @@ class RenderCancelled(Exception):
     pass
 
 
-def build_spec(campaign: Campaign, clips: list[Clip], kind: str) -> dict:
-    """The RenderSpec (as data) for a campaign render of these clips."""
+def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
+               options: dict | None = None) -> dict:
+    """The RenderSpec (as data) for a campaign render of these clips, with the
+    organizer's options (layout, labels, intro, credits, audio)."""
+    options = options or {}
     store = storage()
     width, height = campaign.canvas_width, campaign.canvas_height
     if kind == "preview" and width > 640:
@@ -220,8 +223,9 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str) -> dict:
         "version": 1,
         "canvas": {"width": width, "height": height, "fps": campaign.fps,
                    "background": "#101010"},
-        "layout": {"type": "grid", "gap": 4 if kind == "final" else 2},
-        "audio": {"mode": "guide" if has_guide else "mix",
+        "layout": {"type": options.get("layout", "grid"), "gap": 4 if kind == "final" else 2,
+                   "labels": bool(options.get("labels"))},
+        "audio": {"mode": _audio_mode(options.get("audio", "auto"), has_guide),
                   "guide_path": str(store.path(campaign.guide_key)) if has_guide else None,
                   "loudness_lufs": -16.0},
         "video": {"preset": "veryfast", "crf": 23 if kind == "final" else 28},
@@ -229,10 +233,16 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str) -> dict:
             {"id": c.token, "path": str(store.path(c.normalized_key)),
              "offset": round(c.effective_offset, 4), "part": c.part_name,
              "name": c.display_name, "location": c.location,
-             "has_audio": bool((c.media or {}).get("has_audio", True))}
+             "has_audio": bool((c.media or {}).get("has_audio", True)),
+             "drift_ppm": round(c.drift_ppm or 0.0, 3)}
             for c in clips
         ],
     }
+    if options.get("intro"):
+        spec["intro"] = {"title": campaign.title[:200],
+                         "subtitle": f"{len(clips)} performers", "seconds": 4}
+    if options.get("credits"):
+        spec["credits"] = {"title": "Performers", "seconds": max(6, min(60, len(clips) * 0.5))}
     if has_guide and campaign.guide_duration:
         spec["duration"] = round(campaign.guide_duration, 3)
     return spec
@@ -282,7 +292,7 @@ def _render(render_id: int) -> None:
                            "least one clip, then render again.")
         db.session.commit()
         return
-    data = build_spec(campaign, clips, job.kind)
+    data = build_spec(campaign, clips, job.kind, job.options)
     job.spec = data
     job.clip_ids = [c.id for c in clips]
     db.session.commit()
@@ -297,6 +307,12 @@ def _render(render_id: int) -> None:
         _fail_render(job, f"A clip could not be read for the render: {exc}")
         return
     _render_here(job, spec, timeout)
+
+
+def _audio_mode(choice: str, has_guide: bool) -> str:
+    if choice == "auto" or (choice != "mix" and not has_guide):
+        return "guide" if has_guide else "mix"
+    return choice
 
 
 def _keys(job: Render) -> tuple[str, str, str]:

@@ -174,7 +174,7 @@ def render(slug: str):
     campaign = services.get_campaign(slug)
     kind = request.form.get("kind", "final")
     try:
-        job = services.request_render(campaign, kind)
+        job = services.request_render(campaign, kind, options=request.form.to_dict())
         flash(f"{kind.capitalize()} render #{job.id} queued.")
     except services.ServiceError as exc:
         flash(exc.message)

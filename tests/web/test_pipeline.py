@@ -189,3 +189,30 @@ def test_distributed_render_runs_parts_then_joins(app, campaign, media_files, mo
         assert not store.path(f"renders/{campaign}/{job.token}/parts").exists()
         pipeline.join_render(job_id)  # a late duplicate join finds the render done
         assert db.session.get(Render, job_id).status == "done"
+
+
+def test_render_options_reach_the_spec(app, organizer_client, campaign, media_files):
+    ids = [_submit(app, campaign, media_files[n], name=n) for n in ("landscape", "portrait")]
+    with app.app_context():
+        for clip_id in ids:
+            pipeline.intake(clip_id)
+            services.moderate_clip(_clip(app, clip_id), "approved")
+    answer = organizer_client.post(f"/organize/c/{campaign}/render", data={
+        "kind": "preview", "layout": "sections", "labels": "yes", "intro": "yes",
+        "credits": "yes", "audio": "mix"})
+    assert answer.status_code == 303
+    with app.app_context():
+        job = db.session.scalar(select(Render))
+        assert job.options == {"layout": "sections", "labels": True, "intro": True,
+                               "credits": True, "audio": "mix"}
+        clips = [_clip(app, i) for i in ids]
+        spec = pipeline.build_spec(job.campaign, clips, job.kind, job.options)
+        assert spec["layout"]["type"] == "sections" and spec["layout"]["labels"] is True
+        assert spec["intro"]["title"] == "Ode to Joy" and spec["credits"]
+        assert spec["canvas"]["width"] == 640 and spec["audio"]["mode"] == "mix"
+        from workers.media.spec import parse_spec
+
+        parse_spec(spec)  # valid for the engine
+    bad = organizer_client.post(f"/organize/c/{campaign}/render", data={
+        "kind": "final", "audio": "guide"}, follow_redirects=True)
+    assert b"no guide track" in bad.data
