@@ -44,5 +44,8 @@ lint: $(STAMP)
 bench-sync: $(STAMP)
 	$(BIN)/python -m bench.sync
 
+bench-render: $(STAMP)
+	$(BIN)/python -m bench.render
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
