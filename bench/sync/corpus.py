@@ -460,7 +460,8 @@ def build_corpus(seed: int = 1, scale: float = 1.0):
         while done < count:
             per_guide = min(2, count - done)
             seconds = float(rng.uniform(lo, hi))
-            sine = style in ("sine", "samekey-sine") or (style == "samekey-mix" and done % 2)
+            sine = style in ("sine", "samekey-sine") or (
+                style == "samekey-mix" and done // 2 % 2 == 1)  # samekey-long: piano, then sine
             if sine:
                 song = compose_melody(rng, seconds)
             else:

@@ -170,7 +170,7 @@ def report(rows: list[dict], peer: bool, seed: int, t_gen: float) -> None:
     cases = list(dict.fromkeys(r["case"] for r in rows))
     print(f"\nsync benchmark, seed {seed}: {len(rows)} clips "
           f"(corpus synthesised in {t_gen:.0f} s); threshold {CONFIDENCE_THRESHOLD}")
-    head = (f"{'case':14s} {'n':>3s} | {'tutti med':>9s} {'p95':>8s} {'<=40ms':>6s} "
+    head = (f"{'case':16s} {'n':>3s} | {'tutti med':>9s} {'p95':>8s} {'<=40ms':>6s} "
             f"{'trusted':>7s}")
     if peer:
         head += f" | {'syncstart med':>13s} {'p95':>8s} {'<=40ms':>6s} {'trusted':>7s}"
@@ -180,12 +180,12 @@ def report(rows: list[dict], peer: bool, seed: int, t_gen: float) -> None:
         rs = [r for r in rows if r["case"] == case]
         n_tr = sum(r["trusted"] for r in rs)
         if case in NEGATIVE:
-            line = f"{case:14s} {len(rs):3d} | {'-':>9s} {'-':>8s} {'-':>6s} {n_tr:7d}"
+            line = f"{case:16s} {len(rs):3d} | {'-':>9s} {'-':>8s} {'-':>6s} {n_tr:7d}"
             if peer:
                 line += f" | {'-':>13s} {'-':>8s} {'-':>6s} {len(rs):7d}"
         else:
             med, p95, w40 = stats([r["err"] if r["err"] is not None else 1e3 for r in rs])
-            line = f"{case:14s} {len(rs):3d} | {med:>9s} {p95:>8s} {w40:>6s} {n_tr:7d}"
+            line = f"{case:16s} {len(rs):3d} | {med:>9s} {p95:>8s} {w40:>6s} {n_tr:7d}"
             if peer:
                 pm, pp, pw = stats([r["peer_err"] if r["peer_err"] is not None else 1e3
                                     for r in rs])
