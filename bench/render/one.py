@@ -80,7 +80,7 @@ def run_floor(paths: list[str], out: str) -> None:
     """Decode every input's picture and encode one output stream; nothing else."""
     args: list[str] = []
     for p in paths:
-        args += ["-threads", "1", "-i", p] if len(paths) > 2 else ["-i", p]
+        args += ["-threads", "1", "-i", p] if len(paths) >= 8 else ["-i", p]
     args += ["-map", "0:v", "-c:v", "libx264", "-preset", PRESET, "-crf", str(CRF), out]
     args += [a for i in range(1, len(paths)) for a in ("-map", f"{i}:v")] + ["-f", "null", "-"]
     _ffmpeg(args)

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the one-core-worker segment runs")
     parser.add_argument("--cache",
                         default=os.path.join(tempfile.gettempdir(), "tutti-bench-render"))
+    parser.add_argument("--engines", default=",".join(ENGINES),
+                        help="which of floor,tutti,xstack,moviepy to run")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -108,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="tutti-bench-out-") as out_dir:
         for n in sizes:
-            engines = list(ENGINES)
-            if args.skip_moviepy or n > args.moviepy_max:
+            engines = [e for e in ENGINES if e in args.engines.split(",")]
+            if "moviepy" in engines and (args.skip_moviepy or n > args.moviepy_max):
                 engines.remove("moviepy")
             if not args.no_parallel:
                 engines += ["seg1", "seg2"]

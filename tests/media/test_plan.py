@@ -12,6 +12,7 @@ from workers.media.plan import (
     group_strips,
     plan_render,
     preview_spec,
+    program_bounds,
     segment_bounds,
 )
 from workers.media.spec import SpecError, parse_spec
@@ -110,3 +111,49 @@ def test_progress_clock_estimates_time_left():
     assert clock.update(0.0, now=101.0) == (0.0, None)
     percent, left = clock.update(0.25, now=110.0)
     assert percent == 25.0 and left == pytest.approx(30.0)
+
+
+def test_program_bounds_keep_the_titles_apart():
+    assert program_bounds(0, 100, 0, 3) == [0, 33, 67, 100]
+    assert program_bounds(25, 50, 30, 1) == [0, 25, 75, 105]  # at least one segment each
+    assert program_bounds(25, 100, 30, 4, [48]) == [0, 25, 73, 125, 155]  # scene cut
+    assert program_bounds(0, 100, 30, 1) == [0, 100, 130]
+
+
+def test_plan_carries_titles_labels_and_captions_through_json(make_clip):
+    spec = parse_spec({"version": 1, "canvas": {"width": 320, "height": 180, "fps": 10},
+                       "layout": {"type": "sections", "labels": True}, "duration": 2.0,
+                       "intro": {"title": "T", "seconds": 1.0}, "credits": {"seconds": 1.5},
+                       "clips": [{"id": "a", "path": make_clip(duration=2.0), "name": "Ana",
+                                  "part": "alto"},
+                                 {"id": "b", "path": make_clip(duration=1.0), "name": "Bo",
+                                  "part": "bass", "offset": -0.5},
+                                 {"id": "h", "path": make_clip(duration=2.0), "hidden": True}]})
+    plan = plan_render(spec, segments=3)
+    assert (plan.frames, plan.intro_frames, plan.credits_frames) == (45, 10, 15)
+    assert (plan.main_start, plan.main_end, plan.duration) == (10, 30, 4.5)
+    assert [(s.start, s.end) for s in plan.segments] == [(0, 10), (10, 30), (30, 45)]
+    intro, main, credits = plan.segments
+    assert not intro.tiles and not credits.tiles and not intro.captions
+    assert {c.text for c in main.captions} == {"alto", "bass"}
+    assert {t.clip for t in main.tiles} == {0, 1}  # the hidden clip has no tile
+    late = next(t for t in main.tiles if t.clip == 1)
+    assert late.label is not None and (late.label_start, late.label_end) == (15, 25)
+    assert RenderPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
+
+
+def test_montage_follows_the_audio(make_clip):
+    clips = [{"id": "quiet", "path": make_clip(color="red", audio=False)},
+             {"id": "mute", "path": make_clip(color="lime", audio=False)},
+             {"id": "loud", "path": make_clip(color="blue", volume_db=-6)}]
+    layout = {"type": "montage", "shot_seconds": 1.0, "max_tiles": 1}
+
+    def first_shot(follow):
+        spec = parse_spec({"version": 1, "canvas": {"width": 320, "height": 180, "fps": 10},
+                           "layout": {**layout, "follow_audio": follow}, "clips": clips})
+        plan = plan_render(spec, segments=2)
+        assert [s.start for s in plan.segments] == [0, 10]  # cut at the shot change
+        return [t.clip for t in plan.segments[0].tiles]
+
+    assert first_shot(False) == [0]
+    assert first_shot(True) == [2]

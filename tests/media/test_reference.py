@@ -69,10 +69,29 @@ def test_both_engines_scale_a_pattern_alike(clips, make_clip, tmp_path, read_fra
     _compare(spec, tmp_path, read_frame, colour_of, close_to, patterned=(0, 2))
 
 
-@pytest.mark.xfail(reason="render.py (ffmpeg engine) does not draw name labels yet", strict=False)
 def test_both_engines_draw_the_same_labels(clips, tmp_path, read_frame, colour_of, close_to):
     spec = _spec(clips, layout={"type": "grid", "gap": 4, "labels": True})
     _compare(spec, tmp_path, read_frame, colour_of, close_to)
+
+
+def test_both_engines_draw_the_same_sections(clips, tmp_path, read_frame, colour_of, close_to):
+    spec = _spec(clips, layout={"type": "sections", "gap": 4, "labels": True})
+    assert timeline(spec, 2.0)[0].captions  # the parts' names
+    _compare(spec, tmp_path, read_frame, colour_of, close_to)
+
+
+def test_both_engines_draw_the_same_titles(clips, tmp_path, read_frame):
+    """Intro card, labelled mash-up and scrolling credits, single and segmented."""
+    spec = _spec(clips, intro={"title": "Ode to Joy", "subtitle": "São Paulo ' ; [x]",
+                               "seconds": 1},
+                 credits={"seconds": 1.5}, layout={"type": "grid", "gap": 4, "labels": True},
+                 canvas={"width": 320, "height": 180, "fps": 25, "background": "#000"})
+    single, split = str(tmp_path / "one.mp4"), str(tmp_path / "split.mp4")
+    oracle = render_reference(spec, str(tmp_path / "reference.mp4"))
+    for out in (render(spec, single).path, render(spec, split, segments=4, jobs=2).path):
+        for t in (0.5, 1.5, 2.5, 3.3, 3.9):  # intro, mash-up, credits
+            a, b = read_frame(out, t), read_frame(oracle, t)
+            assert psnr(a, b) >= 30, f"{out}: PSNR at {t} s is {psnr(a, b):.1f} dB"
 
 
 def test_reference_intro_grid_and_credits(clips, tmp_path, read_frame, colour_of, close_to):

@@ -1,14 +1,17 @@
+import dataclasses
 import json
 import os
 import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from workers.media.ffmpeg import FFmpegError, run_ffmpeg
-from workers.media.layout import grid_rects
+from workers.media.audio import decode_audio
+from workers.media.ffmpeg import FFmpegError, ffmpeg_path, run_ffmpeg
+from workers.media.layout import grid_rects, timeline
 from workers.media.normalize import measure_loudness
-from workers.media.plan import DIRECT_TILES, MAX_INPUTS, RenderPlan, plan_render
+from workers.media.plan import DIRECT_TILES, MAX_INPUTS, RenderPlan, drift_speed, plan_render
 from workers.media.probe import probe
 from workers.media.render import (
     RenderResult,
@@ -18,6 +21,7 @@ from workers.media.render import (
     render_segment,
 )
 from workers.media.spec import SpecError, parse_spec
+from workers.media.titles import intro_card
 
 W, H, FPS = 320, 180, 25
 BACKGROUND = (16, 16, 16)  # the default #101010
@@ -329,3 +333,123 @@ def test_many_clips_are_drawn_in_strips(make_clip, tmp_path, read_frame, colour_
         assert close_to(colour_of(frame, r.x, r.y, r.w, r.h, margin=3), COLOURS[i % 4]), i
     assert measure_loudness(str(out)).integrated == pytest.approx(-16.0, abs=1.0)
     _only_expected_files(tmp_path, "many.mp4")
+
+
+# --- titles, drift, guide+mix, time-varying layouts ---------------------------------------------
+
+def _sound(path, rate=8000):
+    return decode_audio(str(path), sample_rate=rate)
+
+
+def _rms(samples, a, b, rate=8000):
+    part = samples[int(a * rate):int(b * rate)]
+    return float(np.sqrt(np.mean(np.square(part, dtype=np.float64))))
+
+
+def _psnr(a, b):
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def _text_top(frame):
+    """The first row holding bright (text) pixels."""
+    return int(np.nonzero(frame.max(axis=(1, 2)) > 200)[0].min())
+
+
+def test_intro_and_credits_frame_the_mash_up(make_clip, tmp_path, read_frame, colour_of,
+                                             close_to):
+    clips = [{"id": c, "path": make_clip(color=c, freq=440 + 110 * k), "name": c.title(),
+              "part": "alto"} for k, c in enumerate(COLOURS[:2])]
+    spec = _spec(clips, duration=2.0, intro={"title": "Ode to Joy", "seconds": 1},
+                 credits={"seconds": 1.2}, layout={"type": "grid", "gap": 4, "labels": True},
+                 canvas={"width": W, "height": H, "fps": FPS, "background": "#000"})
+    plan = plan_render(spec, segments=4)
+    assert (plan.frames, plan.intro_frames, plan.credits_frames) == (105, 25, 30)
+    assert plan.segments[0].end == 25 and plan.segments[-1].start == 75  # titles apart
+    card = np.asarray(Image.open(intro_card(spec, str(tmp_path / "card.png"))).convert("RGB"))
+    for segments in (1, 4):
+        out = tmp_path / f"titled{segments}.mp4"
+        result = render(spec, str(out), segments=segments, jobs=2)
+        assert result.duration == pytest.approx(1 + 2 + 1.2, abs=1 / FPS)
+        assert len(_frames_gray(ffmpeg_path(), str(out), W, H)) == 105
+        intro = read_frame(str(out), 0.5)
+        assert _psnr(intro, card) >= 35, "the intro shows the card"
+        main = read_frame(str(out), 2.0)
+        for rect, colour in zip(_tiles(2), COLOURS[:2], strict=True):
+            assert close_to(colour_of(main, rect.x, rect.y, rect.w // 2, rect.h // 2), colour)
+        early, late = read_frame(str(out), 3.3), read_frame(str(out), 3.9)
+        assert early.max() > 200 and late.max() > 200, "the credits are drawn"
+        assert _text_top(late) < _text_top(early), "the credits scroll up"
+        assert colour_of(early, 0, 0, 20, 20) == (0, 0, 0)
+        sound = _sound(out)
+        assert len(sound) / 8000 == pytest.approx(4.2, abs=1 / FPS)
+        assert _rms(sound, 0.05, 0.95) < 1e-3 and _rms(sound, 3.05, 4.15) < 1e-3  # silent
+        assert _rms(sound, 1.2, 2.8) > 0.05
+    _only_expected_files(tmp_path, "card.png", "titled1.mp4", "titled4.mp4")
+
+
+def test_drift_maps_the_clip_clock_onto_the_guide(counter_dir, ffmpeg_exe, make_clip, tmp_path):
+    counter = _counter_clip(counter_dir, ffmpeg_exe, fps=FPS, seconds=3, step=2)
+    spec = _spec([{"id": "fast", "path": counter},
+                  {"id": "long", "path": make_clip(color="red", duration=3.2, audio=False)}],
+                 video={"preset": "ultrafast", "crf": 12})
+    speed = 1.04  # 40000 ppm: far beyond a real clock, to make the mapping measurable
+    spec = dataclasses.replace(spec, clips=(
+        dataclasses.replace(spec.clips[0], drift_ppm=(speed - 1) * 1e6), spec.clips[1]))
+    plan = plan_render(spec)
+    assert plan.clips[0].speed == pytest.approx(speed)
+    assert plan.clips[0].end == pytest.approx(3 / speed)
+    out = tmp_path / "drift.mp4"
+    render(spec, str(out), segments=2)
+    values = _counter_values(_frames_gray(ffmpeg_exe, str(out), W, H), _tiles(2)[0], step=2)
+    shown = [(k, v) for k, v in enumerate(values) if v is not None]
+    assert all(abs(v - k * speed) <= 1 for k, v in shown), shown
+    assert shown[-1][0] == pytest.approx(3 * FPS / speed, abs=1.5)  # ends at 2.885 s, not 3
+    sound = _sound(out)
+    assert _rms(sound, 2.6, 2.84) > 0.05 and _rms(sound, 2.93, 3.15) < 1e-3
+
+
+def test_a_small_drift_is_not_corrected():
+    assert drift_speed(1 + 20e-6, 3.0, 25) == 1.0  # 60 µs over the clip: nothing to see
+    assert drift_speed(1 + 20e-6, 3600.0, 25) == 1 + 20e-6  # 72 ms over an hour
+
+
+def test_guide_plus_mix_is_normalised(make_clip, tmp_path):
+    guide = str(tmp_path / "guide.wav")
+    run_ffmpeg(["-f", "lavfi", "-i", "sine=frequency=880:sample_rate=44100:duration=2",
+                "-af", "volume=-30dB", guide])
+    spec = _spec([{"id": "a", "path": make_clip(color="red", freq=440, volume_db=-12)}],
+                 audio={"mode": "guide+mix", "guide_path": guide, "guide_gain_db": 6.0,
+                        "mix_gain_db": -12.0, "loudness_lufs": -20})
+    out = tmp_path / "gm.mp4"
+    result = render(spec, str(out))
+    assert result.duration == pytest.approx(2.0, abs=1 / FPS)
+    assert measure_loudness(str(out)).integrated == pytest.approx(-20.0, abs=1.0)
+    sound = _sound(out, rate=8000)[4000:12000]
+    spectrum = np.abs(np.fft.rfft(sound))
+    guide_level, mix_level = spectrum[880], spectrum[440]  # 1 Hz bins
+    # the guide at -30 + 6 dB, the mix at -12 - 12 dB: equal within a few dB
+    assert 0.5 < guide_level / mix_level < 2.0
+
+
+def test_spotlight_switches_and_hidden_clips_are_heard(make_clip, tmp_path, read_frame,
+                                                        colour_of, close_to):
+    clips = [{"id": c, "path": make_clip(color=c), "has_audio": False} for c in COLOURS[:3]]
+    clips.append({"id": "yellow", "path": make_clip(color="yellow"), "hidden": True})
+    spec = _spec(clips, duration=2.0, layout={"type": "spotlight", "gap": 4,
+                                              "featured": [{"clip": "blue", "start": 1,
+                                                            "end": 2}]})
+    first, second = timeline(spec, 2.0)
+    plan = plan_render(spec, segments=2)
+    assert [s.start for s in plan.segments] == [0, 25]  # cut at the switch
+    assert all(t.clip != 3 for s in plan.segments for t in s.tiles)
+    out = tmp_path / "spot.mp4"
+    render(spec, str(out), segments=2)
+    for scene, t in ((first, 0.5), (second, 1.5)):
+        frame = read_frame(str(out), t)
+        for p in scene.placements:
+            r = p.rect
+            assert close_to(colour_of(frame, r.x, r.y, r.w, r.h), COLOURS[p.clip]), (t, p)
+    big = max(second.placements, key=lambda p: p.rect.w)
+    assert big.clip == 2 and big.rect.w > max(p.rect.w for p in first.placements)
+    assert measure_loudness(str(out)).integrated == pytest.approx(-16.0, abs=1.0)  # heard

@@ -9,10 +9,17 @@ at once, the plan groups them into strips (whole grid rows, or parts of a row) t
 rendered one after another into intermediate files and then stacked: memory and open
 files stay bounded whatever the number of clips.
 
+The frames cover the whole program (:func:`workers.media.spec.program_times`): the
+intro card's ``intro_frames`` (silent), the mash-up, then the credits' ``credits_frames``
+(silent). Frame numbers are on the output's timeline: frame ``k`` is shown at ``k / fps``
+seconds and the guide's t=0 is frame ``intro_frames``. Each tile carries where its name
+label goes and when it shows (while the clip has pictures); each segment carries its
+section captions. Text is only ever drawn into images by :mod:`workers.media.titles`.
+
 A plan holds plain values and round-trips through JSON (:meth:`RenderPlan.to_dict`,
 :meth:`RenderPlan.from_dict`), so a Celery group can carry it to workers on other
-machines. Frame numbers are on the mash-up's timeline: frame ``k`` is shown at
-``k / fps`` seconds, the guide's t=0 being frame 0.
+machines; the intro card, the credits and the labels are drawn again from the spec by
+whichever worker needs them.
 """
 
 from __future__ import annotations
@@ -25,13 +32,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .ffmpeg import FFmpegError
-from .layout import Rect, Scene, timeline
+from .layout import Rect, Scene, activity_map, label_box, timeline
 from .probe import InputReport, ProbeRejected, media_duration, read_input_report
-from .spec import RenderSpec, SpecError, check_files
+from .spec import RenderSpec, SpecError, check_files, program_times
 
 log = logging.getLogger(__name__)
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2
 #: At most this many tiles are decoded by one ffmpeg process; more are split into strips.
 DIRECT_TILES = 20
 #: Tiles per strip when a segment is split (raised when needed to keep strips <= MAX_INPUTS).
@@ -44,7 +51,9 @@ PROBE_THREADS = 4
 @dataclass(frozen=True)
 class PlanClip:
     """A spec clip as its file is: ``index`` into ``spec.clips``; ``has_audio`` is true when
-    the spec wants its sound and the file has some."""
+    the spec wants its sound and the file has some. ``speed``: clip seconds per guide
+    second (:attr:`SpecClip.speed`), or exactly 1 when the drift moves no frame by half a
+    frame over the clip's length (then it is not corrected)."""
 
     index: int
     duration: float
@@ -52,22 +61,38 @@ class PlanClip:
     width: int
     height: int
     offset: float
+    speed: float = 1.0
 
     @property
     def start(self) -> float:
         """Where the clip's first frame falls on the mash-up's timeline (seconds)."""
-        return -self.offset
+        return -self.offset / self.speed
 
     @property
     def end(self) -> float:
-        return self.duration - self.offset
+        return (self.duration - self.offset) / self.speed
 
 
 @dataclass(frozen=True)
 class Tile:
-    """Clip ``clip`` drawn into ``rect`` during timeline frames [start, end)."""
+    """Clip ``clip`` drawn into ``rect`` during timeline frames [start, end); its name
+    label (when ``label`` is a box) drawn at the box's top-left during frames
+    [label_start, label_end), where the clip has pictures."""
 
     clip: int
+    rect: Rect
+    start: int
+    end: int
+    label: Rect | None = None
+    label_start: int = 0
+    label_end: int = 0
+
+
+@dataclass(frozen=True)
+class PlanCaption:
+    """A section caption (text drawn as an image) in ``rect`` during frames [start, end)."""
+
+    text: str
     rect: Rect
     start: int
     end: int
@@ -91,6 +116,7 @@ class Segment:
     end: int  # one past the last
     tiles: tuple[Tile, ...]
     strips: tuple[Strip, ...] = ()  # empty: every tile is drawn directly
+    captions: tuple[PlanCaption, ...] = ()
 
     @property
     def frames(self) -> int:
@@ -102,16 +128,37 @@ class RenderPlan:
     width: int
     height: int
     fps: int
-    frames: int
-    audio: str  # "mix", "guide" or "silence"
+    frames: int  # the whole program: intro + mash-up + credits
+    audio: str  # "mix", "guide", "guide+mix" or "silence"
     clips: tuple[PlanClip, ...]
     segments: tuple[Segment, ...]
+    intro_frames: int = 0  # the intro card: frames [0, intro_frames)
+    credits_frames: int = 0  # the credits: the last credits_frames frames
     version: int = PLAN_VERSION
 
     @property
     def duration(self) -> float:
         """Exactly ``frames / fps`` seconds: the picture's and the sound's length."""
         return self.frames / self.fps
+
+    @property
+    def main_start(self) -> int:
+        """The frame showing the guide's t=0."""
+        return self.intro_frames
+
+    @property
+    def main_end(self) -> int:
+        """The first frame of the credits (``frames`` without credits)."""
+        return self.frames - self.credits_frames
+
+    @property
+    def main_frames(self) -> int:
+        return self.main_end - self.main_start
+
+    @property
+    def main_duration(self) -> float:
+        """The mash-up's length in seconds (the sound's length without the titles)."""
+        return self.main_frames / self.fps
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -124,18 +171,26 @@ class RenderPlan:
         def rect(d: dict) -> Rect:
             return Rect(int(d["x"]), int(d["y"]), int(d["w"]), int(d["h"]))
 
+        def tile(t: dict) -> Tile:
+            return Tile(int(t["clip"]), rect(t["rect"]), int(t["start"]), int(t["end"]),
+                        rect(t["label"]) if t.get("label") else None,
+                        int(t.get("label_start", 0)), int(t.get("label_end", 0)))
+
         segments = tuple(
             Segment(int(s["index"]), int(s["start"]), int(s["end"]),
-                    tuple(Tile(int(t["clip"]), rect(t["rect"]), int(t["start"]), int(t["end"]))
-                          for t in s["tiles"]),
+                    tuple(tile(t) for t in s["tiles"]),
                     tuple(Strip(rect(b["rect"]), int(b["start"]), int(b["end"]),
-                                tuple(int(i) for i in b["tiles"])) for b in s["strips"]))
+                                tuple(int(i) for i in b["tiles"])) for b in s["strips"]),
+                    tuple(PlanCaption(str(c["text"]), rect(c["rect"]), int(c["start"]),
+                                      int(c["end"])) for c in s.get("captions", ())))
             for s in data["segments"])
         clips = tuple(PlanClip(int(c["index"]), float(c["duration"]), bool(c["has_audio"]),
-                               int(c["width"]), int(c["height"]), float(c["offset"]))
+                               int(c["width"]), int(c["height"]), float(c["offset"]),
+                               float(c.get("speed", 1.0)))
                       for c in data["clips"])
         return cls(int(data["width"]), int(data["height"]), int(data["fps"]),
-                   int(data["frames"]), str(data["audio"]), clips, segments)
+                   int(data["frames"]), str(data["audio"]), clips, segments,
+                   int(data.get("intro_frames", 0)), int(data.get("credits_frames", 0)))
 
 
 # --- planning -----------------------------------------------------------------------------------
@@ -151,20 +206,34 @@ def plan_render(spec: RenderSpec, *, segments: int | None = None,
     clips = probe_clips(spec, timeout=timeout)
     total = _total_duration(spec, clips, max(1.0, deadline - time.monotonic()))
     fps = spec.canvas.fps
-    frames = max(1, round(total * fps))
-    scenes = timeline(spec, frames / fps)
+    main = max(1, round(total * fps))
+    times = program_times(spec, main / fps)
+    intro = round(times.intro_end * fps)
+    credits = max(1, round(times.total * fps) - intro - main) if spec.credits is not None else 0
+    frames = intro + main + credits
+    activity = None
+    if spec.layout.type == "montage" and spec.layout.follow_audio:
+        activity = activity_map(spec, main / fps)
+    scenes = timeline(spec, main / fps, activity)
     if segments is None:
         per = max(1, round(segment_seconds * fps))
         segments = math.ceil(frames / per)
-    bounds = segment_bounds(frames, max(1, min(segments, frames)),
+    bounds = program_bounds(intro, main, credits, segments,
                             [round(s.start * fps) for s in scenes[1:]])
-    audible = any(c.has_audio and c.start < frames / fps and c.end > 0 for c in clips)
-    audio = "guide" if spec.audio.mode == "guide" else ("mix" if audible else "silence")
-    planned = tuple(_segment(k, a, b, scenes, clips, fps)
+    audible = any(c.has_audio and c.start < main / fps and c.end > 0 for c in clips)
+    if spec.audio.mode == "guide":
+        audio = "guide"
+    elif spec.audio.mode == "guide+mix":
+        audio = "guide+mix" if audible else "guide"
+    else:
+        audio = "mix" if audible else "silence"
+    planned = tuple(_segment(k, a, b, scenes, clips, fps, intro)
                     for k, (a, b) in enumerate(zip(bounds, bounds[1:], strict=False)))
-    plan = RenderPlan(spec.canvas.width, spec.canvas.height, fps, frames, audio, clips, planned)
-    log.info("plan: %d clips, %d frames at %d fps, %d segments, %d with strips", len(clips),
-             frames, fps, len(planned), sum(1 for s in planned if s.strips))
+    plan = RenderPlan(spec.canvas.width, spec.canvas.height, fps, frames, audio, clips, planned,
+                      intro, credits)
+    log.info("plan: %d clips, %d frames at %d fps (%d intro, %d credits), %d segments, "
+             "%d with strips", len(clips), frames, fps, intro, credits, len(planned),
+             sum(1 for s in planned if s.strips))
     return plan
 
 
@@ -185,24 +254,56 @@ def segment_bounds(frames: int, count: int, cuts: list[int] | tuple[int, ...] = 
     return bounds
 
 
+def program_bounds(intro: int, main: int, credits: int, count: int,
+                   cuts: list[int] | tuple[int, ...] = ()) -> list[int]:
+    """Segment bounds over the whole program: the intro and the credits are segments of
+    their own (cheap: no clip is decoded), the mash-up's frames are cut into about
+    ``count`` segments (:func:`segment_bounds`, ``cuts`` being its scene changes)."""
+    frames = intro + main + credits
+    titles = (1 if intro else 0) + (1 if credits else 0)
+    inner = segment_bounds(main, max(1, min(count - titles, main)), cuts)
+    bounds = [0] if intro else []
+    bounds += [intro + b for b in inner]
+    if credits:
+        bounds.append(frames)
+    return bounds
+
+
 def _segment(index: int, start: int, end: int, scenes: list[Scene], clips: tuple[PlanClip, ...],
-             fps: int) -> Segment:
+             fps: int, intro: int = 0) -> Segment:
+    """The tiles, labels and captions of frames [start, end); the mash-up's time 0 is
+    frame ``intro``."""
     tiles: list[Tile] = []
+    captions: list[PlanCaption] = []
     for scene in scenes:
-        a = max(start, round(scene.start * fps))
-        b = min(end, round(scene.end * fps))
+        a = max(start, intro + round(scene.start * fps))
+        b = min(end, intro + round(scene.end * fps))
         if a >= b:
             continue
         for p in scene.placements:
             clip = clips[p.clip]
-            first = max(a, _frame_floor(clip.start * fps))
-            last = min(b, _frame_ceil(clip.end * fps))
-            if first < last and p.rect.w > 0 and p.rect.h > 0:
+            first = max(a, intro + _frame_floor(clip.start * fps))
+            last = min(b, intro + _frame_ceil(clip.end * fps))
+            if not (first < last and p.rect.w > 0 and p.rect.h > 0):
+                continue
+            box = label_box(p.rect) if p.label else None
+            # the label shows on the frames whose time falls where the clip has pictures
+            shown = (max(a, intro + _frame_at_or_after(clip.start * fps)),
+                     min(b, intro + _frame_at_or_after(clip.end * fps)))
+            if box is not None and shown[0] < shown[1]:
+                tiles.append(Tile(p.clip, p.rect, a, b, box, *shown))
+            else:
                 tiles.append(Tile(p.clip, p.rect, a, b))
+        captions += [PlanCaption(c.text, c.rect, a, b) for c in scene.captions
+                     if c.rect.w > 0 and c.rect.h > 0]
     strips: tuple[Strip, ...] = ()
     if len(tiles) > DIRECT_TILES:
         strips = group_strips(tiles)
-    return Segment(index, start, end, tuple(tiles), strips)
+    return Segment(index, start, end, tuple(tiles), strips, tuple(captions))
+
+
+def _frame_at_or_after(x: float) -> int:
+    return math.ceil(x - 1e-6)
 
 
 def _frame_floor(x: float) -> int:
@@ -282,7 +383,14 @@ def _probe_clip(spec: RenderSpec, index: int, timeout: float) -> PlanClip:
     if clip.has_audio and facts.audio is None:
         log.warning("clip %s: spec says it has sound but the file has none", clip.id)
     return PlanClip(index, duration, clip.has_audio and facts.audio is not None,
-                    video.width or 0, video.height or 0, clip.offset)
+                    video.width or 0, video.height or 0, clip.offset,
+                    drift_speed(clip.speed, duration, spec.canvas.fps))
+
+
+def drift_speed(speed: float, duration: float, fps: int) -> float:
+    """``speed`` when correcting it moves the clip's last frame by more than half a frame,
+    else exactly 1 (no resampling for a drift nobody could see or hear)."""
+    return speed if abs(speed - 1.0) * duration > 0.5 / fps else 1.0
 
 
 def _guide_duration(path: str, timeout: float) -> float:
@@ -299,7 +407,7 @@ def _guide_duration(path: str, timeout: float) -> float:
 
 def _total_duration(spec: RenderSpec, clips: tuple[PlanClip, ...], timeout: float) -> float:
     guide = None
-    if spec.audio.mode == "guide" and spec.audio.guide_path:
+    if spec.audio.mode in ("guide", "guide+mix") and spec.audio.guide_path:
         guide = _guide_duration(spec.audio.guide_path, timeout)  # also checks it has sound
     if spec.duration is not None:
         return spec.duration

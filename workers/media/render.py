@@ -3,19 +3,25 @@
 The steps, each a plain function of paths and values (a Celery group can run the
 segments on any machines; :func:`render` runs them all here):
 
-1. :func:`workers.media.plan.plan_render` probes the clips and cuts the timeline into
-   frame-exact segments, listing per segment only the tiles it shows;
-2. :func:`render_audio`, once for the whole mash-up: every clip with sound, trimmed or
-   delayed by its offset and its gain applied, summed with headroom into a float WAV
-   while loudnorm measures the sum (EBU R128), then brought to the target loudness
-   (loudnorm, linear when the peaks allow, true peak -1 dBTP, then a limiter); or the
-   guide's sound, or silence; padded or cut to exactly the picture's length;
+1. :func:`workers.media.plan.plan_render` probes the clips and cuts the program (intro
+   card, mash-up, credits) into frame-exact segments, listing per segment only the tiles
+   (with their name labels) and captions it shows;
+2. :func:`render_audio`, once for the whole program: every clip with sound (hidden ones
+   too), trimmed or delayed by its offset, stretched by its drift, its gain applied,
+   summed with headroom (and, in "guide+mix", added to the guide at their two gains)
+   into a float WAV while loudnorm measures the sum (EBU R128), then brought to the
+   target loudness (loudnorm, linear when the peaks allow, true peak -1 dBTP, then a
+   limiter); or the guide's sound, or silence; silent under the intro and the credits,
+   padded or cut to exactly the picture's length;
 3. :func:`render_segment`, per segment: each visible clip, seeked near the segment's
-   start, put on the mash-up's frame grid, scaled into its tile and overlaid on the
-   background; a video-only H.264 file of exactly the segment's frames, starting on a
-   keyframe. A segment with many tiles is drawn strip by strip (a few grid rows each,
-   into intermediate files) and the strips stacked, so no ffmpeg opens more than
-   :data:`plan.MAX_INPUTS` files and memory does not grow with the number of clips;
+   start, put on the mash-up's frame grid (its drift corrected), scaled into its tile
+   and overlaid on the background, then the PNGs of :mod:`workers.media.titles` (name
+   labels, section captions, the intro card, the scrolling credits) overlaid by path and
+   numeric position; a video-only H.264 file of exactly the segment's frames, starting
+   on a keyframe. A segment with many tiles is drawn strip by strip (a few grid rows
+   each, with their labels, into intermediate files) and the strips stacked, so no
+   ffmpeg opens more than :data:`plan.MAX_INPUTS` files and memory does not grow with
+   the number of clips;
 4. :func:`join_segments`: the concat demuxer joins the segments without re-encoding,
    the sound is muxed in, the result published atomically, with a poster.
 
@@ -24,13 +30,20 @@ would (the mapping depends on absolute times only), so joins have no gap and no 
 frame. Measuring first and applying a linear gain second is what EBU R128 normalisation
 means; a single dynamic pass would also squash the choir's dynamics. Only numbers built
 here go into filtergraph strings: paths are separate argv items and clip names, parts
-and places never reach ffmpeg.
+and places never reach ffmpeg (they are drawn into PNGs with Pillow).
+
+Drift: a clip whose clock runs ``drift_ppm`` fast holds guide time t at clip time
+``offset + t * speed``; its frames are retimed (setpts) and its sound stretched (atempo,
+which keeps the pitch) by that speed, when it moves the clip by more than half a frame.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -47,9 +60,10 @@ from .ffmpeg import (
     temp_path_for,
 )
 from .normalize import AUDIO_RATE, Loudness, parse_loudnorm_json, thumbnail_argv
-from .plan import PlanClip, RenderPlan, Segment, Tile, plan_render
+from .plan import PlanCaption, PlanClip, RenderPlan, Segment, Tile, plan_render
 from .probe import MEDIA_DEMUXERS, media_duration, safe_input
 from .spec import RenderSpec, SpecClip
+from .titles import caption_image, credits_image, credits_y_expr, intro_card, label_image
 
 log = logging.getLogger(__name__)
 
@@ -89,21 +103,22 @@ class ClipSource:
     clip: SpecClip
     duration: float
     has_audio: bool
+    speed: float = 1.0  # clip seconds per guide second (1: no drift correction)
 
     @property
     def trim(self) -> float:
-        """Seconds cut from the clip's start."""
+        """Seconds cut from the clip's start (clip time)."""
         return max(0.0, self.clip.offset)
 
     @property
     def delay(self) -> float:
-        """Seconds of background/silence before the clip appears."""
-        return max(0.0, -self.clip.offset)
+        """Seconds of background/silence before the clip appears (guide time)."""
+        return max(0.0, -self.clip.offset) / self.speed
 
     @property
     def end(self) -> float:
         """Where the clip ends on the guide's timeline."""
-        return self.duration - self.clip.offset
+        return (self.duration - self.clip.offset) / self.speed
 
     def visible(self, total: float) -> bool:
         return self.trim < self.duration and self.delay < total
@@ -135,7 +150,7 @@ def render(
              len(plan.clips), plan.duration, canvas.width, canvas.height, canvas.fps,
              plan.audio, len(plan.segments))
     report = _progress_reporter(progress)
-    audio_share = AUDIO_SHARE if plan.audio == "mix" else 0.02
+    audio_share = AUDIO_SHARE if plan.audio in ("mix", "guide+mix") else 0.02
     video_share = 1.0 - audio_share - JOIN_SHARE
     tmp_audio = temp_path_for(out_path, ".audio.m4a")
     tmp_segments = [temp_path_for(out_path, f".seg{k}.mp4") for k in range(len(plan.segments))]
@@ -201,7 +216,7 @@ def _progress_reporter(progress: Callable[[float], None] | None) -> Callable[[fl
 
 
 def _sources(spec: RenderSpec, plan: RenderPlan) -> list[ClipSource]:
-    return [ClipSource(c.index, spec.clips[c.index], c.duration, c.has_audio)
+    return [ClipSource(c.index, spec.clips[c.index], c.duration, c.has_audio, c.speed)
             for c in plan.clips]
 
 
@@ -216,32 +231,51 @@ def _stereo(rate: int = AUDIO_RATE) -> str:
     return f"aresample={rate},aformat=sample_fmts=fltp:channel_layouts=stereo"
 
 
+def _tempo(speed: float) -> str:
+    """Stretch a clip's sound from its clock onto the guide's (``speed`` clip seconds per
+    guide second), keeping the pitch; nothing when there is no drift to correct."""
+    return "" if speed == 1.0 else f"atempo={speed:.9f},"
+
+
 def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = None,
-               measure: bool = True) -> str:
+               measure: bool = True, guide_gain_db: float | None = None,
+               mix_gain_db: float = 0.0) -> str:
     """Filtergraph summing input k's sound (k = position in ``sources``) into [mix] (and
-    measuring it, with ``measure``). ``voices``: how many voices the sum stands for."""
+    measuring it, with ``measure``). ``voices``: how many voices the sum stands for.
+
+    With ``guide_gain_db`` (audio mode "guide+mix"), input ``len(sources)`` is the guide:
+    the sum is ``guide * 10^(guide_gain_db/20) + mix * 10^(mix_gain_db/20)``."""
     parts = []
     for k, s in enumerate(sources):
         delay = round(s.delay * AUDIO_RATE)
-        parts.append(f"[{k}:a:0]{_stereo()},adelay=delays={delay}S:all=1,"
+        parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}adelay=delays={delay}S:all=1,"
                      f"volume={s.clip.gain_db:.3f}dB[a{k}]")
     inputs = "".join(f"[a{k}]" for k in range(len(sources)))
     # uncorrelated voices add in power: 10*log10(K) dB of headroom keeps the sum near
     # the level of one voice; the float WAV cannot clip and loudnorm sets the level later
     headroom = -10 * math.log10(voices or len(sources)) if measure else 0.0
     tail = ",asplit=2[mix][measure]" if measure else "[mix]"
-    parts.append(f"{inputs}amix=inputs={len(sources)}:normalize=0:duration=longest:"
-                 f"dropout_transition=0,volume={headroom:.3f}dB,apad=whole_dur={total:.6f},"
-                 f"atrim=0:{total:.6f}{tail}")
+    fit = f"apad=whole_dur={total:.6f},atrim=0:{total:.6f}"
+    amix = f"amix=inputs={len(sources)}:normalize=0:duration=longest:dropout_transition=0"
+    if guide_gain_db is None:
+        parts.append(f"{inputs}{amix},volume={headroom:.3f}dB,{fit}{tail}")
+    else:
+        g = len(sources)
+        parts.append(f"{inputs}{amix},volume={headroom + mix_gain_db:.3f}dB[clips]")
+        parts.append(f"[{g}:a:0]{_stereo()},volume={guide_gain_db:.3f}dB[guide]")
+        parts.append(f"[guide][clips]amix=inputs=2:normalize=0:duration=longest:"
+                     f"dropout_transition=0,{fit}{tail}")
     if measure:
         parts.append("[measure]loudnorm=print_format=json,anullsink")
     return ";".join(parts)
 
 
 def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float,
-               progress: Callable[[float], None]) -> Loudness:
+               progress: Callable[[float], None],
+               guide: tuple[str, float, float] | None = None) -> Loudness:
     """Sum the sources into a float WAV and measure it. More than MAX_AUDIO_INPUTS sources
-    are summed in groups first (float WAVs beside ``dst``), so no ffmpeg opens them all."""
+    are summed in groups first (float WAVs beside ``dst``), so no ffmpeg opens them all.
+    ``guide``: (path, guide_gain_db, mix_gain_db), the guide added under the sum."""
     deadline = time.monotonic() + timeout
     groups = [sources[i:i + MAX_AUDIO_INPUTS] for i in range(0, len(sources), MAX_AUDIO_INPUTS)]
     partial = [temp_path_for(dst, f".part{j}.wav") for j in range(len(groups))]
@@ -258,14 +292,16 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
                            progress=lambda f, j=j: progress((j + f) / steps))
             sums = [ClipSource(-1, SpecClip(id=f"part{j}", path=p), total, True)
                     for j, p in enumerate(partial)]
-            graph = mix_filter(sums, total, voices=len(sources))
             inputs = sums
         else:
-            graph = mix_filter(sources, total)
             inputs = sources
+        gains = {} if guide is None else {"guide_gain_db": guide[1], "mix_gain_db": guide[2]}
+        graph = mix_filter(inputs, total, voices=len(sources), **gains)
         args = ["-v", "info"]
         for s in inputs:
             args += _input_args(s)
+        if guide is not None:
+            args += safe_input(guide[0], MEDIA_DEMUXERS)
         args += ["-filter_complex", graph, "-map", "[mix]",
                  "-c:a", "pcm_f32le", "-f", "wav", input_url(dst)]
         status, text = ffmpeg_report(args, timeout=_remaining(deadline), duration=total,
@@ -303,20 +339,33 @@ def _sound_codec(out_path: str) -> list[str]:
 
 def render_audio(spec: RenderSpec, plan: RenderPlan, out_path: str, *, timeout: float = 3600,
                  progress: Callable[[float], None] | None = None) -> None:
-    """The whole mash-up's sound, once, to ``out_path`` (.m4a: AAC; .wav: PCM), exactly
-    ``plan.duration`` long: the mastered mix, the guide, or silence. Atomic."""
+    """The whole program's sound, once, to ``out_path`` (.m4a: AAC; .wav: PCM), exactly
+    ``plan.duration`` long: the mastered mix (with the guide under it in "guide+mix"),
+    the guide, or silence, for the mash-up; silence under the intro and the credits.
+    Atomic."""
     deadline = time.monotonic() + timeout
     total = plan.duration
+    main = plan.main_duration
     report = _progress_reporter(progress)
     samples = round(total * AUDIO_RATE)
-    fit = f"apad=whole_dur={total:.6f},atrim=end_sample={samples}"  # finite pad, then exact
+    # the mash-up cut to its length, after the intro's silence, padded to the end (finite
+    # pad, then exact)
+    lead = round(plan.main_start / plan.fps * AUDIO_RATE)
+    fit = (f"apad=whole_dur={main:.6f},atrim=end_sample={round(main * AUDIO_RATE)},"
+           + (f"adelay=delays={lead}S:all=1," if lead else "")
+           + f"apad=whole_dur={total:.6f},atrim=end_sample={samples}")
     tmp_mix = temp_path_for(out_path, ".mix.wav")
     tmp_out = temp_path_for(out_path)
     try:
-        if plan.audio == "mix":
-            sources = [s for s in _sources(spec, plan) if s.has_audio and s.visible(total)]
-            loudness = _mix_audio(sources, total, tmp_mix, _remaining(deadline),
-                                  lambda f: report(0.9 * f))
+        if plan.audio in ("mix", "guide+mix"):
+            sources = [s for s in _sources(spec, plan) if s.has_audio and s.visible(main)]
+            guide = None
+            if plan.audio == "guide+mix":
+                assert spec.audio.guide_path is not None
+                guide = (spec.audio.guide_path, spec.audio.guide_gain_db,
+                         spec.audio.mix_gain_db)
+            loudness = _mix_audio(sources, main, tmp_mix, _remaining(deadline),
+                                  lambda f: report(0.9 * f), guide)
             args = [*safe_input(tmp_mix, MEDIA_DEMUXERS), "-af",
                     f"{_stereo()},{loudness_filter(loudness, spec.audio.loudness_lufs)},"
                     f"{_stereo()},{fit}"]
@@ -330,8 +379,9 @@ def render_audio(spec: RenderSpec, plan: RenderPlan, out_path: str, *, timeout: 
                     "-af", fit]
         args += ["-map", "0:a:0", "-vn", "-ar", str(AUDIO_RATE), "-ac", "2",
                  *_sound_codec(out_path), "-map_metadata", "-1", input_url(tmp_out)]
+        mixed = plan.audio in ("mix", "guide+mix")
         run_ffmpeg(args, timeout=_remaining(deadline), duration=total,
-                   progress=lambda f: report(0.9 + 0.1 * f) if plan.audio == "mix" else report(f))
+                   progress=lambda f: report(0.9 + 0.1 * f) if mixed else report(f))
         replace_atomically(tmp_out, out_path)
     except BaseException:
         remove_quietly(tmp_out)
@@ -350,7 +400,8 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
     exactly ``segment.frames`` frames), written atomically to ``out_path``.
 
     ``proxies`` maps a clip index to a copy already scaled to its tile
-    (:func:`render_proxy`), decoded instead of the clip."""
+    (:func:`render_proxy`), decoded instead of the clip. Labels, captions, the intro card
+    and the credits are drawn into PNGs in a temp directory beside ``out_path``."""
     deadline = time.monotonic() + timeout
     seg = plan.segments[index]
     report = _progress_reporter(progress)
@@ -359,22 +410,25 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
     duration = seg.frames / plan.fps
     weights = [len(s.tiles) * (s.end - s.start) for s in seg.strips]
     whole = sum(weights) * 1.15 or 1  # the final stacking costs about as much as 15 % of it
+    titles = _Titles(spec, os.path.dirname(os.path.abspath(out_path)))
     try:
         done = 0.0
         for j, strip in enumerate(seg.strips):
             tiles = [seg.tiles[i] for i in strip.tiles]
             args = _picture_argv(spec, plan, tiles, strip.rect.x, strip.rect.y, strip.rect.w,
-                                 strip.rect.h, strip.start, strip.end - strip.start, proxies)
+                                 strip.rect.h, strip.start, strip.end - strip.start, proxies,
+                                 titles)
             args += _encode_args(STRIP_PRESET, STRIP_CRF, plan.fps, strip_paths[j])
             run_ffmpeg(args, timeout=_remaining(deadline),
                        duration=(strip.end - strip.start) / plan.fps,
                        progress=lambda f, d=done, w=weights[j]: report((d + w * f) / whole))
             done += weights[j]
+        layers = _segment_layers(plan, seg, titles)
         if seg.strips:
-            args = _stack_argv(spec, plan, seg, strip_paths)
+            args = _stack_argv(spec, plan, seg, strip_paths, layers)
         else:
             args = _picture_argv(spec, plan, list(seg.tiles), 0, 0, plan.width, plan.height,
-                                 seg.start, seg.frames, proxies)
+                                 seg.start, seg.frames, proxies, titles, layers)
         args += _encode_args(spec.video.preset, spec.video.crf, plan.fps, tmp_out)
         run_ffmpeg(args, timeout=_remaining(deadline), duration=duration,
                    progress=lambda f: report((done + (whole - done) * f) / whole))
@@ -385,7 +439,114 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
     finally:
         for path in strip_paths:
             remove_quietly(path)
+        titles.close()
     report(1.0)
+
+
+@dataclass(frozen=True)
+class _Layer:
+    """A PNG overlaid at (x, y) (canvas pixels, or for ``y`` an expression of the time t
+    made of numbers only) during timeline frames [start, end)."""
+
+    path: str
+    x: int
+    y: int | str
+    start: int
+    end: int
+    exact: bool = False  # blend in 4:4:4, so an odd ``y`` is kept (yuv420 rounds it to even)
+
+
+class _Titles:
+    """The PNGs a segment overlays, drawn on first use (one per distinct label or caption
+    group) into a temp directory that :meth:`close` removes."""
+
+    def __init__(self, spec: RenderSpec, directory: str) -> None:
+        self.spec = spec
+        self.directory = directory
+        self._work: str | None = None
+        self._paths: dict[tuple, str] = {}
+        self.credits_height = 0
+
+    def _path(self, name: str) -> str:
+        if self._work is None:
+            self._work = tempfile.mkdtemp(prefix=".tutti-titles-", dir=self.directory)
+        return os.path.join(self._work, f"{name}-{len(self._paths)}.png")
+
+    def label(self, clip: int, box) -> str:
+        name = self.spec.clips[clip].name
+        key = ("label", name, box.w, box.h)
+        if key not in self._paths:
+            path = self._path("label")
+            label_image(name, box.w, box.h, path)
+            self._paths[key] = path
+        return self._paths[key]
+
+    def captions(self, captions: Sequence[PlanCaption]) -> tuple[str, int, int]:
+        """One transparent PNG holding ``captions`` (which never overlap), cropped to
+        their bounding box; returns (path, x, y)."""
+        from PIL import Image
+
+        x0 = min(c.rect.x for c in captions)
+        y0 = min(c.rect.y for c in captions)
+        x1 = max(c.rect.right for c in captions)
+        y1 = max(c.rect.bottom for c in captions)
+        key = ("captions", tuple((c.text, c.rect) for c in captions))
+        if key not in self._paths:
+            sheet = Image.new("RGBA", (x1 - x0, y1 - y0), (0, 0, 0, 0))
+            for c in captions:
+                one = self._path("caption")
+                caption_image(c.text, c.rect.w, c.rect.h, one)
+                with Image.open(one) as image:
+                    sheet.alpha_composite(image.convert("RGBA"), (c.rect.x - x0, c.rect.y - y0))
+                os.remove(one)
+            path = self._path("captions")
+            sheet.save(path, format="PNG")
+            self._paths[key] = path
+        return self._paths[key], x0, y0
+
+    def intro(self) -> str:
+        if ("intro",) not in self._paths:
+            self._paths[("intro",)] = intro_card(self.spec, self._path("intro"))
+        return self._paths[("intro",)]
+
+    def credits(self) -> tuple[str, int]:
+        if ("credits",) not in self._paths:
+            path, self.credits_height = credits_image(self.spec, self._path("credits"))
+            self._paths[("credits",)] = path
+        return self._paths[("credits",)], self.credits_height
+
+    def close(self) -> None:
+        if self._work is not None:
+            shutil.rmtree(self._work, ignore_errors=True)
+            self._work = None
+        self._paths.clear()
+
+
+def _segment_layers(plan: RenderPlan, seg: Segment, titles: _Titles) -> list[_Layer]:
+    """What the final pass of a segment draws over its tiles: the section captions (one
+    image per scene), the intro card and the scrolling credits, each where it shows."""
+    layers: list[_Layer] = []
+    scenes: dict[tuple[int, int], list[PlanCaption]] = {}
+    for c in seg.captions:
+        scenes.setdefault((c.start, c.end), []).append(c)
+    for (a, b), captions in scenes.items():
+        path, x, y = titles.captions(captions)
+        layers.append(_Layer(path, x, y, a, b))
+    a, b = max(seg.start, 0), min(seg.end, plan.main_start)
+    if a < b:
+        layers.append(_Layer(titles.intro(), 0, 0, a, b))
+    a, b = max(seg.start, plan.main_end), min(seg.end, plan.frames)
+    if a < b:
+        path, height = titles.credits()
+        # the scroll speed of the reference (the spec's seconds), whatever the rounding
+        credits = titles.spec.credits
+        seconds = credits.seconds if credits is not None else plan.credits_frames / plan.fps
+        # t is the segment's own clock: the credits started at (main_end - start) / fps
+        y = credits_y_expr(plan.height, height, seconds,
+                           start=(plan.main_end - seg.start) / plan.fps)
+        # rounded to the pixel as the reference does (overlay truncates towards zero)
+        layers.append(_Layer(path, 0, f"floor({y}+0.5)", a, b, exact=True))
+    return layers
 
 
 def _encode_args(preset: str, crf: int, fps: int, dst: str) -> list[str]:
@@ -399,25 +560,65 @@ def _background(spec: RenderSpec, w: int, h: int, fps: int, frames: int) -> str:
             f"d={(frames + 1) / fps:.6f},trim=end_frame={frames},format=yuv420p[bg]")
 
 
+def _image_input(path: str) -> list[str]:
+    return ["-f", "png_pipe", *safe_input(path, ("png_pipe",))]
+
+
+def _layer_graph(k: int, layer: _Layer, last: str, ox: int, oy: int, origin: int, fps: int,
+                 out: str) -> list[str]:
+    """Input ``k`` (a still image) held for the layer's frames, overlaid on [last]."""
+    first = max(layer.start, origin)
+    y = f"{layer.y - oy}" if isinstance(layer.y, int) else f"{layer.y}-{oy}"
+    return [
+        f"[{k}:v:0]loop=loop={layer.end - first - 1}:size=1:start=0,"
+        f"setpts=N/({fps}*TB)+{first - origin}/({fps}*TB)[l{k}]",
+        f"[{last}][l{k}]overlay=x={layer.x - ox}:y={y}:eof_action=pass:repeatlast=0:"
+        f"format={'yuv444' if layer.exact else 'yuv420'}[{out}]",
+    ]
+
+
+def _tile_setpts(clip: PlanClip, seek: float, intro: int, origin: int, fps: int) -> str:
+    """After the seek a frame's time is (clip time - seek); its guide time is
+    (clip time - offset) / speed, shown at (guide time + intro / fps) on the output, which
+    is (that - origin / fps) on this picture's clock. So the same clip frame lands on the
+    same timeline frame whatever the segment."""
+    lead = (intro - origin) / fps
+    if clip.speed == 1.0:
+        return f"setpts=PTS+{seek - clip.offset + lead:.6f}/TB"
+    return f"setpts=(PTS+{seek - clip.offset:.6f}/TB)/{clip.speed:.9f}+{lead:.6f}/TB"
+
+
+def _fit(w: int, h: int, flags: str = "") -> str:
+    """Scale a picture to fit ``w``×``h`` keeping its aspect, both sides floored to even,
+    centred on black bars at an even offset (as the reference engine draws it)."""
+    s = f"min({w}/iw\\,{h}/ih)"
+    return (f"scale=w='2*floor({s}*iw/2+0.000001)':h='2*floor({s}*ih/2+0.000001)'{flags},"
+            f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black")
+
+
 def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox: int, oy: int,
                   w: int, h: int, origin: int, frames: int,
-                  proxies: Mapping[int, str] | None) -> list[str]:
-    """Inputs and filtergraph drawing ``tiles`` on a ``w``×``h`` background whose top-left
-    is the canvas point (ox, oy), for ``frames`` frames from timeline frame ``origin``;
-    the picture is labelled [vout]."""
+                  proxies: Mapping[int, str] | None, titles: _Titles | None = None,
+                  layers: Sequence[_Layer] = ()) -> list[str]:
+    """Inputs and filtergraph drawing ``tiles`` (and their name labels, with ``titles``),
+    then ``layers``, on a ``w``×``h`` background whose top-left is the canvas point
+    (ox, oy), for ``frames`` frames from timeline frame ``origin``; the picture is
+    labelled [vout]."""
     fps = plan.fps
     args: list[str] = []
     graph = [_background(spec, w, h, fps, frames)]
     last = "bg"
+    labels: list[_Layer] = []
     threads = ["-threads", "1"] if len(tiles) > 2 else []  # many decoders: one thread each
-    for k, tile in enumerate(tiles):
+    k = 0
+    for tile in tiles:
         clip: PlanClip = plan.clips[tile.clip]
         path = spec.clips[tile.clip].path
         src_w = clip.width
         if proxies and tile.clip in proxies:
             path, src_w = proxies[tile.clip], tile.rect.w
         # clip time at the tile's first frame; seek a little before it, decode from there
-        at = tile.start / fps + clip.offset
+        at = clip.offset + (tile.start - plan.main_start) / fps * clip.speed
         seek = max(0.0, at - SEEK_MARGIN)
         decode = [*threads]
         if src_w and tile.rect.w <= SKIP_DEBLOCK_BELOW * src_w:
@@ -426,27 +627,32 @@ def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox:
             decode += ["-ss", f"{seek:.6f}"]
         args += [*decode, *safe_input(path, MEDIA_DEMUXERS)]
         r = tile.rect
-        # after the seek a frame's time is (clip time - seek); on this picture's clock it is
-        # (timeline time - origin / fps), so the same clip frame lands on the same timeline
-        # frame whatever the segment
-        shift = seek - clip.offset - origin / fps
         flags = ":flags=bilinear" if src_w and r.w * 2 <= src_w else ""
         graph.append(
-            f"[{k}:v:0]setpts=PTS+{shift:.6f}/TB,fps={fps},"
+            f"[{k}:v:0]{_tile_setpts(clip, seek, plan.main_start, origin, fps)},fps={fps},"
             f"trim=start_pts={tile.start - origin}:end_pts={tile.end - origin},"
-            f"scale={r.w}:{r.h}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-            f"{flags},pad={r.w}:{r.h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1[t{k}]"
+            f"{_fit(r.w, r.h, flags)},setsar=1[t{k}]"
         )
         graph.append(f"[{last}][t{k}]overlay=x={r.x - ox}:y={r.y - oy}:eof_action=pass:"
                      f"repeatlast=0:format=yuv420[o{k}]")
         last = f"o{k}"
+        k += 1
+        if titles is not None and tile.label is not None and tile.label_start < tile.label_end:
+            box = tile.label
+            labels.append(_Layer(titles.label(tile.clip, box), box.x, box.y,
+                                 tile.label_start, tile.label_end))
+    for layer in [*labels, *layers]:
+        args += _image_input(layer.path)
+        graph += _layer_graph(k, layer, last, ox, oy, origin, fps, f"o{k}")
+        last = f"o{k}"
+        k += 1
     graph.append(f"[{last}]format=yuv420p,setsar=1[vout]")
     return args + ["-filter_complex", ";".join(graph), "-map", "[vout]",
                    "-frames:v", str(frames)]
 
 
 def _stack_argv(spec: RenderSpec, plan: RenderPlan, seg: Segment,
-                strip_paths: list[str]) -> list[str]:
+                strip_paths: list[str], layers: Sequence[_Layer] = ()) -> list[str]:
     fps = plan.fps
     args: list[str] = []
     graph = [_background(spec, plan.width, plan.height, fps, seg.frames)]
@@ -457,6 +663,10 @@ def _stack_argv(spec: RenderSpec, plan: RenderPlan, seg: Segment,
         graph.append(f"[{k}:v:0]setpts=PTS-STARTPTS+{strip.start - seg.start}/({fps}*TB)[s{k}]")
         graph.append(f"[{last}][s{k}]overlay=x={r.x}:y={r.y}:eof_action=pass:repeatlast=0:"
                      f"format=yuv420[o{k}]")
+        last = f"o{k}"
+    for k, layer in enumerate(layers, start=len(seg.strips)):
+        args += _image_input(layer.path)
+        graph += _layer_graph(k, layer, last, 0, 0, seg.start, fps, f"o{k}")
         last = f"o{k}"
     graph.append(f"[{last}]format=yuv420p,setsar=1[vout]")
     return args + ["-filter_complex", ";".join(graph), "-map", "[vout]",
@@ -472,9 +682,7 @@ def render_proxy(clip_path: str, out_path: str, width: int, height: int, fps: in
     try:
         run_ffmpeg([
             "-threads", "1", *safe_input(clip_path, MEDIA_DEMUXERS), "-map", "0:v:0", "-an",
-            "-vf", f"scale={width}:{height}:force_original_aspect_ratio=decrease:"
-                   f"force_divisible_by=2,pad={width}:{height}:(ow-iw)/2:(oh-ih)/2:"
-                   f"color=black,setsar=1,format=yuv420p",
+            "-vf", f"{_fit(width, height)},setsar=1,format=yuv420p",
             "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", STRIP_PRESET,
             "-crf", str(STRIP_CRF), "-g", str(fps), "-map_metadata", "-1",
             "-f", "mp4", input_url(tmp)], timeout=timeout)
