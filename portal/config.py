@@ -25,7 +25,7 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "RENDER_TIMEOUT": (4 * 3600, int),
     "RECONCILE_SECONDS": (60, int),  # how often the reconciler re-enqueues pending work
     "EMBEDDED_WORKER": ("auto", str),  # auto: on when the broker is memory://
-    "DISTRIBUTED_RENDER": ("auto", str),  # auto: segments on many workers unless embedded
+    "DISTRIBUTED_RENDER": ("auto", str),  # auto: segments on many workers with a shared broker
     "RENDER_SEGMENT_SECONDS": (10, int),  # length of one distributed render segment
     "LOG_LEVEL": ("INFO", str),
 }
@@ -75,8 +75,8 @@ def build_config(instance_path: str, overrides: dict | None = None) -> dict[str,
     else:
         config["EMBEDDED_WORKER"] = _coerce(str(config["EMBEDDED_WORKER"]), bool)
 
-    if config["DISTRIBUTED_RENDER"] == "auto":
-        config["DISTRIBUTED_RENDER"] = not config["EMBEDDED_WORKER"]
+    if config["DISTRIBUTED_RENDER"] == "auto":  # segments need workers that share a broker
+        config["DISTRIBUTED_RENDER"] = not str(config["BROKER_URL"]).startswith("memory")
     else:
         config["DISTRIBUTED_RENDER"] = _coerce(str(config["DISTRIBUTED_RENDER"]), bool)
 

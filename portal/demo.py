@@ -145,7 +145,8 @@ def demo(count: int, seconds: float, no_serve: bool, host: str, port: int) -> No
             for clip in campaign.clips:
                 if clip.status in ("normalized", "synced", "needs_sync"):
                     moderate_clip(clip, "approved")
-            job = request_render(campaign, "final")
+            job = request_render(campaign, "final", options={
+                "layout": "grid", "labels": "yes", "intro": "yes", "credits": "yes"})
             click.echo(f"rendering the mash-up (render #{job.id}) ...")
             path = wait_for_render(app, job.id, timeout=600 + 30 * count)
         if no_serve:

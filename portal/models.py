@@ -184,6 +184,7 @@ class Render(db.Model):
     spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # segments, when distributed
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the organizer's choices
+    appearances: Mapped[dict[str, float] | None] = mapped_column(JSON)  # clip token -> s
     join_started_at: Mapped[datetime | None]
     clip_ids: Mapped[list[int] | None] = mapped_column(JSON)
     output_key: Mapped[str | None] = mapped_column(String(300))
@@ -195,6 +196,10 @@ class Render(db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     campaign: Mapped[Campaign] = relationship(back_populates="renders", foreign_keys=[campaign_id])
+
+    def appears_at(self, clip: Clip) -> float | None:
+        """Where ``clip`` first shows in this render's file (seconds), if it does."""
+        return (self.appearances or {}).get(clip.token)
 
     @property
     def eta_seconds(self) -> float | None:

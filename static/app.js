@@ -118,6 +118,21 @@
     if (settled.indexOf(status.dataset.status) < 0) { setTimeout(poll, 2000); }
   }
 
+  // "Find yourself": a credit's timestamp seeks the player.
+  const player = document.getElementById("mashup");
+  if (player) {
+    const seek = function (seconds) { player.currentTime = seconds; player.play().catch(function () {}); };
+    document.querySelectorAll("[data-seek]").forEach(function (link) {
+      link.addEventListener("click", function (event) {
+        event.preventDefault();
+        seek(parseFloat(link.dataset.seek));
+        player.scrollIntoView({ behavior: "smooth" });
+      });
+    });
+    const hash = /^#t=([0-9.]+)$/.exec(window.location.hash);
+    if (hash) { player.addEventListener("loadedmetadata", function () { seek(parseFloat(hash[1])); }, { once: true }); }
+  }
+
   // Live render progress for organizers.
   document.querySelectorAll("tr.render").forEach(function (row) {
     if (["queued", "running"].indexOf(row.dataset.status) < 0) { return; }

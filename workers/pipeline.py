@@ -346,6 +346,7 @@ def _cancelled(job: Render) -> None:
 def _render_here(job: Render, spec, timeout: float) -> None:
     """The whole render in this worker (the embedded default, and small renders)."""
     from workers.media.render import render as render_spec
+    from workers.media.spec import SpecError
 
     store = storage()
     _folder, out_key, poster_key = _keys(job)
@@ -368,6 +369,10 @@ def _render_here(job: Render, spec, timeout: float) -> None:
     except RenderCancelled:
         _cancelled(job)
         return
+    except SpecError as exc:
+        _fail_render(job, f"A clip could not be used for the render: {exc}. The published "
+                          "mash-up is unchanged.")
+        return
     except FFmpegError as exc:
         _fail_render(job, f"ffmpeg failed while rendering: {exc}. The published mash-up is "
                           "unchanged.")
@@ -375,8 +380,35 @@ def _render_here(job: Render, spec, timeout: float) -> None:
     _finish_render(job, result, out_key, poster_key)
 
 
+def appearances(spec, total: float) -> dict[str, float]:
+    """Where each clip first shows in the output file ("find yourself"), from the
+    same timeline the engine draws: mash-up time plus the intro."""
+    from workers.media.layout import activity_map, timeline
+    from workers.media.spec import program_times
+
+    intro = spec.intro.seconds if spec.intro else 0.0
+    credits = spec.credits.seconds if spec.credits else 0.0
+    main = max(total - intro - credits, 1.0 / spec.canvas.fps)
+    activity = None
+    if spec.layout.type == "montage" and spec.layout.follow_audio:
+        activity = activity_map(spec, main)
+    start = program_times(spec, main).main_start
+    found: dict[str, float] = {}
+    for scene in timeline(spec, main, activity):
+        for placement in scene.placements:
+            clip_id = spec.clips[placement.clip].id
+            found.setdefault(clip_id, round(start + scene.start, 2))
+    return found
+
+
 def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
+    from workers.media.spec import parse_spec
+
     campaign = job.campaign
+    try:
+        job.appearances = appearances(parse_spec(job.spec), result.duration)
+    except Exception:  # noqa: BLE001 - timestamps are a help; the render itself is fine
+        log.exception("render %s: could not work out where each clip appears", job.id)
     job.output_key = out_key
     job.poster_key = poster_key if result.poster_path else None
     job.duration = result.duration

@@ -14,6 +14,7 @@ def test_defaults_are_the_embedded_setup(tmp_path, monkeypatch):
     assert built["DATABASE_URL"] == f"sqlite:///{tmp_path / 'tutti.sqlite3'}"
     assert built["MEDIA_ROOT"] == str(tmp_path / "media")
     assert built["EMBEDDED_WORKER"] is True
+    assert built["DISTRIBUTED_RENDER"] is False  # no other worker could take a segment
     assert built["CELERY"]["task_acks_late"] is True
     # the secret is generated once and kept
     assert config.build_config(str(tmp_path))["SECRET_KEY"] == built["SECRET_KEY"]
@@ -24,6 +25,7 @@ def test_environment_overrides_and_redis_turns_the_embedded_worker_off(tmp_path,
     monkeypatch.setenv("TUTTI_MAX_UPLOAD_MB", "5")
     built = config.build_config(str(tmp_path))
     assert built["EMBEDDED_WORKER"] is False
+    assert built["DISTRIBUTED_RENDER"] is True
     assert built["MAX_CONTENT_LENGTH"] == 5 * 1024 * 1024
     assert built["CELERY"]["broker_url"] == "redis://127.0.0.1:6379/3"
     visibility = built["CELERY"]["broker_transport_options"]["visibility_timeout"]

@@ -216,3 +216,34 @@ def test_render_options_reach_the_spec(app, organizer_client, campaign, media_fi
     bad = organizer_client.post(f"/organize/c/{campaign}/render", data={
         "kind": "final", "audio": "guide"}, follow_redirects=True)
     assert b"no guide track" in bad.data
+
+
+def test_find_yourself_times_follow_the_intro_and_the_montage(app, client, campaign,
+                                                              media_files):
+    ids = [_submit(app, campaign, media_files[n], name=n) for n in ("landscape", "portrait")]
+    with app.app_context():
+        for clip_id in ids:
+            pipeline.intake(clip_id)
+            services.moderate_clip(_clip(app, clip_id), "approved")
+        job = services.request_render(services.get_campaign(campaign), "preview", publish=True,
+                                      options={"intro": "yes", "labels": "yes"})
+        pipeline.render(job.id)
+        db.session.expire_all()
+        job = db.session.get(Render, job.id)
+        assert job.status == "done", job.reason
+        assert abs(job.duration - 6.0) < 0.1  # a 4 s title card, then 2 s of music
+        tokens = [_clip(app, i).token for i in ids]
+        assert job.appearances == {tokens[0]: 4.0, tokens[1]: 4.0}
+    page = client.get(f"/watch/{campaign}")
+    assert page.data.count(b'data-seek="4.0"') == 2 and b"00:04" in page.data
+    status = client.get(f"/clip/{tokens[0]}")
+    assert b"In the mash-up at" in status.data and b"00:04" in status.data
+
+    from workers.media.spec import parse_spec
+
+    spec = parse_spec({"version": 1, "layout": {"type": "montage", "shot_seconds": 2,
+                                                 "max_tiles": 2},
+                       "clips": [{"id": f"c{i}", "path": "/x.mp4"} for i in range(6)]})
+    seen = pipeline.appearances(spec, 12.0)
+    assert set(seen) == {f"c{i}" for i in range(6)}  # everyone appears
+    assert sorted(seen.values()) == [0.0, 0.0, 2.0, 2.0, 4.0, 4.0]
