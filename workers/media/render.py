@@ -133,17 +133,23 @@ def render(
     poster_path: str | None = None,
     progress: Callable[[float], None] | None = None,
     timeout: float = 3600,
-    segments: int = 1,
-    jobs: int = 1,
+    segments: int | None = None,
+    jobs: int | None = None,
 ) -> RenderResult:
     """Render ``spec`` to ``out_path`` (MP4) atomically and optionally a JPEG poster.
 
     ``segments`` > 1 cuts the picture into that many segments, rendered by ``jobs``
-    threads (each drives its own ffmpeg) and joined without re-encoding. Raises SpecError
+    threads (each drives its own ffmpeg) and joined without re-encoding. By default
+    both are the number of cores: one ffmpeg's filtergraph runs on one thread, so a
+    single process leaves the other cores idle while it overlays. Raises SpecError
     for a missing or unusable input, FFmpegError when ffmpeg fails or the render exceeds
     ``timeout`` seconds; either way ``out_path`` is left untouched and no temp file remains.
     """
     deadline = time.monotonic() + timeout
+    if jobs is None:
+        jobs = os.cpu_count() or 1
+    if segments is None:
+        segments = jobs
     plan = plan_render(spec, segments=segments, timeout=timeout)
     canvas = spec.canvas
     log.info("render %s: %d clips, %.3f s, %dx%d@%d, audio %s, %d segments", out_path,
