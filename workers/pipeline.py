@@ -345,21 +345,32 @@ def _cancelled(job: Render) -> None:
 
 def _render_here(job: Render, spec, timeout: float) -> None:
     """The whole render in this worker (the embedded default, and small renders)."""
+    import threading
+
     from workers.media.render import render as render_spec
     from workers.media.spec import SpecError
 
     store = storage()
     _folder, out_key, poster_key = _keys(job)
+    app = current_app._get_current_object()
+    render_id = job.id
     last = [0.0]
+    lock = threading.Lock()
 
     def on_progress(fraction: float) -> None:
-        now = time.monotonic()
-        if now - last[0] < 1.0 and fraction < 1.0:
-            return
-        last[0] = now
-        job.progress = round(fraction, 4)
-        db.session.commit()  # the commit expires the row, so the next read sees a cancel
-        if job.cancel_requested:
+        # called from the engine's segment threads: its own app context and session
+        with lock:
+            now = time.monotonic()
+            if now - last[0] < 1.0 and fraction < 1.0:
+                return
+            last[0] = now
+            with app.app_context():
+                row = db.session.get(Render, render_id)
+                row.progress = round(fraction, 4)
+                cancel = row.cancel_requested
+                db.session.commit()
+                db.session.remove()
+        if cancel:
             raise RenderCancelled()
 
     try:
@@ -374,6 +385,11 @@ def _render_here(job: Render, spec, timeout: float) -> None:
                           "mash-up is unchanged.")
         return
     except FFmpegError as exc:
+        db.session.rollback()
+        db.session.refresh(job)
+        if job.cancel_requested:  # a sibling segment saw the cancel first
+            _cancelled(job)
+            return
         _fail_render(job, f"ffmpeg failed while rendering: {exc}. The published mash-up is "
                           "unchanged.")
         return
