@@ -247,3 +247,26 @@ def test_find_yourself_times_follow_the_intro_and_the_montage(app, client, campa
     seen = pipeline.appearances(spec, 12.0)
     assert set(seen) == {f"c{i}" for i in range(6)}  # everyone appears
     assert sorted(seen.values()) == [0.0, 0.0, 2.0, 2.0, 4.0, 4.0]
+
+
+def test_a_cancelled_running_render_stops_and_publishes_nothing(app, campaign, media_files):
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    with app.app_context():
+        pipeline.intake(clip_id)
+        services.moderate_clip(_clip(app, clip_id), "approved")
+        job = services.request_render(services.get_campaign(campaign))
+        # a worker had started it (and died); the organizer pressed cancel meanwhile
+        from portal import states
+
+        states.move_render(job, "running")
+        db.session.commit()
+        services.cancel_render(job)
+        assert job.cancel_requested is True and job.status == "running"
+        pipeline.render(job.id)  # picked up again: it must see the cancel and stop
+        db.session.expire_all()
+        job = db.session.get(Render, job.id)
+        assert job.status == "cancelled" and "cancel" in job.reason
+        assert job.output_key is None
+        assert services.get_campaign(campaign).published_render_id is None
+        folder = app.extensions["tutti.storage"].root / "renders" / campaign / job.token
+        assert not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
