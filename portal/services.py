@@ -19,7 +19,7 @@ from sqlalchemy import or_, select
 
 from . import states
 from .extensions import db
-from .models import Campaign, Clip, Organizer, Part, Render, new_token, utcnow
+from .models import Campaign, Clip, ClipEvent, Organizer, Part, Render, new_token, utcnow
 from .storage import Storage, TooLarge
 
 log = logging.getLogger(__name__)
@@ -195,33 +195,20 @@ def submit_clip(
                                                    location=location, consent=consent)
     if stream is None and spooled_path is None:
         raise ServiceError("Please choose a video file to upload.", field="file")
-    ext = os.path.splitext(filename or "")[1].lower()
-    if ext not in VIDEO_EXTENSIONS:
-        ext = ".bin"  # probed by content anyway; the extension is only a hint
-
     clip = Clip(token=new_token(), campaign=campaign, part=part_row, display_name=name,
                 location=location, original_filename=(filename or "")[:255], original_key="")
-    key = f"clips/{clip.token}/original{ext}"
-    max_bytes = int(current_app.config["MAX_CONTENT_LENGTH"])
     try:
-        if spooled_path is not None:
-            size = os.path.getsize(spooled_path)
-            if size > max_bytes:
-                raise TooLarge()
-            storage().put_file(key, spooled_path, move=True)
-        else:
-            size = storage().put_stream(key, stream, max_bytes=max_bytes)
-    except TooLarge as exc:
+        key, size = _store_original(clip.token, stream, filename, spooled_path)
+    except ServiceError:
         storage().delete_prefix(f"clips/{clip.token}")
-        raise ServiceError(f"The file is larger than {max_bytes // (1024 * 1024)} MB. Please "
-                           "upload a shorter or smaller video.", status=413, field="file") from exc
+        raise
     if size == 0:
         storage().delete_prefix(f"clips/{clip.token}")
         raise ServiceError("The file is empty. Please choose the video again.", field="file")
     clip.original_key = key
     clip.size_bytes = size
     db.session.add(clip)
-    clip.events.append(_event("received"))
+    clip.events.append(ClipEvent(status="received"))
     try:
         db.session.commit()
     except Exception:
@@ -233,21 +220,15 @@ def submit_clip(
     return clip
 
 
-def _event(status: str, reason: str | None = None):
-    from .models import ClipEvent
-
-    return ClipEvent(status=status, reason=reason)
-
-
-def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
-                      spooled_path: str | None = None) -> Clip:
-    """The participant uploads a new file for the same clip: intake starts again."""
-    if clip.status == "withdrawn":
-        raise ServiceError("This clip was withdrawn; submit a new one from the campaign page.",
-                           409)
+def _store_original(token: str, stream: BinaryIO | None, filename: str,
+                    spooled_path: str | None) -> tuple[str, int]:
+    """Store an uploaded file as the clip's original, atomically and within the size
+    limit: a finished spooled upload is linked in, a stream is copied in chunks.
+    Returns the key and the size; over the limit nothing new is kept (413)."""
     ext = os.path.splitext(filename or "")[1].lower()
-    ext = ext if ext in VIDEO_EXTENSIONS else ".bin"
-    key = f"clips/{clip.token}/original{ext}"
+    if ext not in VIDEO_EXTENSIONS:
+        ext = ".bin"  # probed by content anyway; the extension is only a hint
+    key = f"clips/{token}/original{ext}"
     max_bytes = int(current_app.config["MAX_CONTENT_LENGTH"])
     try:
         if spooled_path is not None:
@@ -257,8 +238,18 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
         else:
             size = storage().put_stream(key, stream, max_bytes=max_bytes)
     except TooLarge as exc:
-        raise ServiceError(f"The file is larger than {max_bytes // (1024 * 1024)} MB.", 413,
-                           field="file") from exc
+        raise ServiceError(f"The file is larger than {max_bytes // (1024 * 1024)} MB. Please "
+                           "upload a shorter or smaller video.", status=413, field="file") from exc
+    return key, size
+
+
+def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
+                      spooled_path: str | None = None) -> Clip:
+    """The participant uploads a new file for the same clip: intake starts again."""
+    if clip.status == "withdrawn":
+        raise ServiceError("This clip was withdrawn; submit a new one from the campaign page.",
+                           409)
+    key, size = _store_original(clip.token, stream, filename, spooled_path)
     if key != clip.original_key:
         storage().delete(clip.original_key)
     clip.original_key = key

@@ -48,7 +48,6 @@ CLIP_TRANSITIONS: dict[str, set[str]] = {
 }
 # Statuses in which intake work is pending (the reconciler re-enqueues these).
 CLIP_INTAKE_PENDING = ("received", "checked")
-CLIP_USABLE = ("normalized", "synced", "needs_sync", "approved", "declined")
 
 # What a participant reads for each status.
 CLIP_LABELS = {

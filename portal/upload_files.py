@@ -21,3 +21,20 @@ def uploaded_file(field: str = "file") -> tuple[FileStorage | None, str | None]:
 
 def form_consent() -> bool:
     return (request.form.get("consent") or "").strip().lower() in {"yes", "on", "true", "1"}
+
+
+def submit_from_request(campaign):
+    """A contribution from a multipart request (the HTML form and the JSON API)."""
+    from . import services
+
+    upload, spooled = uploaded_file("file")
+    return services.submit_clip(
+        campaign,
+        upload.stream if upload else None,
+        upload.filename if upload else "",
+        name=request.form.get("name", ""),
+        part=request.form.get("part", ""),
+        location=request.form.get("location", ""),
+        consent=form_consent(),
+        spooled_path=spooled,
+    )

@@ -10,7 +10,10 @@ reason a person can read; nothing is swallowed silently.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from flask import current_app
@@ -52,28 +55,23 @@ def _claim_clip(clip_id: int, *, statuses: tuple[str, ...] | None = None,
     return clip
 
 
-def _release_on_error(model: type, row_id: int):
+@contextmanager
+def _release_on_error(model: type, row_id: int) -> Iterator[None]:
     """If a step breaks unexpectedly (database hiccup, bug), give the row's lease
     back so the retry or the reconciler can take it at once, then re-raise."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def guard():
+    try:
+        yield
+    except BaseException:
+        db.session.rollback()
         try:
-            yield
-        except BaseException:
+            row = db.session.get(model, row_id)
+            if row is not None:
+                row.lease_until = None
+                db.session.commit()
+        except Exception:  # noqa: BLE001 - the lease then expires by itself
             db.session.rollback()
-            try:
-                row = db.session.get(model, row_id)
-                if row is not None:
-                    row.lease_until = None
-                    db.session.commit()
-            except Exception:  # noqa: BLE001 - the lease then expires by itself
-                db.session.rollback()
-                log.exception("%s %s: could not release the lease", model.__name__, row_id)
-            raise
-
-    return guard()
+            log.exception("%s %s: could not release the lease", model.__name__, row_id)
+        raise
 
 
 # --- intake ----------------------------------------------------------------------
@@ -345,7 +343,6 @@ def _cancelled(job: Render) -> None:
 
 def _render_here(job: Render, spec, timeout: float) -> None:
     """The whole render in this worker (the embedded default, and small renders)."""
-    import threading
 
     from workers.media.render import render as render_spec
     from workers.media.spec import SpecError

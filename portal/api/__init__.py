@@ -3,12 +3,12 @@ HTTP status that fits (400, 404, 409, 413)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, request, url_for
+from flask import Blueprint, url_for
 
 from .. import services
 from ..models import Clip
 from ..states import CLIP_LABELS
-from ..upload_files import form_consent, uploaded_file
+from ..upload_files import submit_from_request
 
 bp = Blueprint("api", __name__)
 
@@ -63,17 +63,7 @@ def campaign(slug: str):
 @bp.post("/campaigns/<slug>/clips")
 def submit(slug: str):
     campaign = services.get_campaign(slug)
-    upload, spooled = uploaded_file("file")
-    clip = services.submit_clip(
-        campaign,
-        upload.stream if upload else None,
-        upload.filename if upload else "",
-        name=request.form.get("name", ""),
-        part=request.form.get("part", ""),
-        location=request.form.get("location", ""),
-        consent=form_consent(),
-        spooled_path=spooled,
-    )
+    clip = submit_from_request(campaign)
     api_url = url_for("api.clip", token=clip.token, _external=True)
     status_url = url_for("participate.status", token=clip.token, _external=True)
     body = {"id": clip.token, "status": clip.status, "status_url": status_url, "api_url": api_url}

@@ -9,7 +9,7 @@ from .. import services
 from ..extensions import db
 from ..models import Campaign
 from ..states import CLIP_LABELS
-from ..upload_files import form_consent, uploaded_file
+from ..upload_files import submit_from_request, uploaded_file
 
 bp = Blueprint("participate", __name__)
 
@@ -29,18 +29,8 @@ def campaign(slug: str):
 @bp.post("/c/<slug>/upload")
 def upload(slug: str):
     campaign = services.get_campaign(slug)
-    upload, spooled = uploaded_file("file")
     try:
-        clip = services.submit_clip(
-            campaign,
-            upload.stream if upload else None,
-            upload.filename if upload else "",
-            name=request.form.get("name", ""),
-            part=request.form.get("part", ""),
-            location=request.form.get("location", ""),
-            consent=form_consent(),
-            spooled_path=spooled,
-        )
+        clip = submit_from_request(campaign)
     except services.ServiceError as exc:
         if request.accept_mimetypes.best == "application/json":
             raise

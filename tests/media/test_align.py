@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 from scipy import signal
 
+from tests.signals import tone_melody
 from workers.media.align import (
     CONFIDENCE_THRESHOLD,
     AlignError,
@@ -212,21 +213,7 @@ def test_other_sample_rates_are_resampled():
 
 
 def melody(seconds: float, seed: int) -> np.ndarray:
-    """A synth line of pure tones: random semitones of 220 Hz over two octaves, each from phase
-    0 with an exponential decay, 0.15-0.5 s long, 0.02-0.2 s apart (as in the pipeline test).
-    Two of them share every pitch and every attack shape: the hardest unrelated pair."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
-    out = np.zeros_like(t)
-    start = 0.3
-    while start < seconds - 0.3:
-        length = rng.uniform(0.15, 0.5)
-        freq = 220 * 2 ** (rng.integers(0, 24) / 12)
-        idx = (t >= start) & (t < start + length)
-        local = t[idx] - start
-        out[idx] += np.sin(2 * np.pi * freq * local) * np.exp(-local * 6)
-        start += length + rng.uniform(0.02, 0.2)
-    return (0.4 * out / np.abs(out).max()).astype(np.float32)
+    return tone_melody(seconds, seed, SR)
 
 
 @pytest.mark.parametrize("seconds", [5.0, 8.0])

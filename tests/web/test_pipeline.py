@@ -19,6 +19,16 @@ def _submit(app, slug, path, name="Ana", part="Alto"):
         return clip.id
 
 
+def _approved(app, campaign, media_files, *names: str) -> list[int]:
+    """Submit the named generated clips, take them in, approve them."""
+    ids = [_submit(app, campaign, media_files[n], name=n) for n in names]
+    with app.app_context():
+        for clip_id in ids:
+            pipeline.intake(clip_id)
+            services.moderate_clip(_clip(app, clip_id), "approved")
+    return ids
+
+
 def _clip(app, clip_id) -> Clip:
     db.session.expire_all()
     return db.session.get(Clip, clip_id)
@@ -125,10 +135,8 @@ def test_render_without_approved_clips_is_a_clear_error(app, organizer_client, c
 
 
 def test_failed_render_keeps_the_published_mashup(app, campaign, media_files):
-    clip_id = _submit(app, campaign, media_files["landscape"])
+    [clip_id] = _approved(app, campaign, media_files, "landscape")
     with app.app_context():
-        pipeline.intake(clip_id)
-        services.moderate_clip(_clip(app, clip_id), "approved")
         first = services.request_render(services.get_campaign(campaign))
         pipeline.render(first.id)
         db.session.expire_all()
@@ -163,11 +171,8 @@ def test_distributed_render_runs_parts_then_joins(app, campaign, media_files, mo
     monkeypatch.setattr(pipeline, "enqueue", lambda name, *args: sent.append((name, *args)))
     app.config["DISTRIBUTED_RENDER"] = True
     app.config["RENDER_SEGMENT_SECONDS"] = 1
-    ids = [_submit(app, campaign, media_files[n], name=n) for n in ("landscape", "portrait")]
+    _approved(app, campaign, media_files, "landscape", "portrait")
     with app.app_context():
-        for clip_id in ids:
-            pipeline.intake(clip_id)
-            services.moderate_clip(_clip(app, clip_id), "approved")
         job_id = services.request_render(services.get_campaign(campaign)).id
         sent.clear()
         pipeline.render(job_id)
@@ -192,11 +197,7 @@ def test_distributed_render_runs_parts_then_joins(app, campaign, media_files, mo
 
 
 def test_render_options_reach_the_spec(app, organizer_client, campaign, media_files):
-    ids = [_submit(app, campaign, media_files[n], name=n) for n in ("landscape", "portrait")]
-    with app.app_context():
-        for clip_id in ids:
-            pipeline.intake(clip_id)
-            services.moderate_clip(_clip(app, clip_id), "approved")
+    ids = _approved(app, campaign, media_files, "landscape", "portrait")
     answer = organizer_client.post(f"/organize/c/{campaign}/render", data={
         "kind": "preview", "layout": "sections", "labels": "yes", "intro": "yes",
         "credits": "yes", "audio": "mix"})
@@ -220,11 +221,8 @@ def test_render_options_reach_the_spec(app, organizer_client, campaign, media_fi
 
 def test_find_yourself_times_follow_the_intro_and_the_montage(app, client, campaign,
                                                               media_files):
-    ids = [_submit(app, campaign, media_files[n], name=n) for n in ("landscape", "portrait")]
+    ids = _approved(app, campaign, media_files, "landscape", "portrait")
     with app.app_context():
-        for clip_id in ids:
-            pipeline.intake(clip_id)
-            services.moderate_clip(_clip(app, clip_id), "approved")
         job = services.request_render(services.get_campaign(campaign), "preview", publish=True,
                                       options={"intro": "yes", "labels": "yes"})
         pipeline.render(job.id)
@@ -250,10 +248,8 @@ def test_find_yourself_times_follow_the_intro_and_the_montage(app, client, campa
 
 
 def test_a_cancelled_running_render_stops_and_publishes_nothing(app, campaign, media_files):
-    clip_id = _submit(app, campaign, media_files["landscape"])
+    [clip_id] = _approved(app, campaign, media_files, "landscape")
     with app.app_context():
-        pipeline.intake(clip_id)
-        services.moderate_clip(_clip(app, clip_id), "approved")
         job = services.request_render(services.get_campaign(campaign))
         # a worker had started it (and died); the organizer pressed cancel meanwhile
         from portal import states

@@ -11,6 +11,7 @@ from scipy.io import wavfile
 from portal import services
 from portal.extensions import db
 from portal.models import Clip
+from tests.signals import tone_melody
 from workers import pipeline
 from workers.media.ffmpeg import run_ffmpeg
 
@@ -20,18 +21,7 @@ DELAY = 0.7  # the clip's recording starts 0.7 s before the guide's t=0
 
 def _melody(seconds: float, seed: int) -> np.ndarray:
     """Irregular notes with sharp attacks: something a performer could follow."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * RATE)) / RATE
-    out = np.zeros_like(t)
-    start = 0.3
-    while start < seconds - 0.3:
-        length = rng.uniform(0.15, 0.5)
-        freq = 220 * 2 ** (rng.integers(0, 24) / 12)
-        idx = (t >= start) & (t < start + length)
-        local = t[idx] - start
-        out[idx] += np.sin(2 * np.pi * freq * local) * np.exp(-local * 6)
-        start += length + rng.uniform(0.02, 0.2)
-    return (0.4 * out / np.abs(out).max()).astype(np.float32)
+    return tone_melody(seconds, seed, RATE)
 
 
 @pytest.fixture(scope="module")
