@@ -187,3 +187,50 @@ def test_tutti_worker_refuses_the_memory_broker(tmp_path):
                                "TUTTI_BROKER_URL": "memory://"})
     assert done.returncode != 0
     assert "TUTTI_BROKER_URL=redis://" in done.stderr
+
+
+def test_tutti_serve_and_tutti_worker_as_separate_processes(stack, media_files, tmp_path):
+    """The commands a deployment runs: `tutti serve` and `tutti worker` in their own
+    processes on Redis; an upload from this (third) process is taken in, and
+    `tutti render SLUG --wait` renders through the workers and prints the file."""
+    import socket
+
+    from portal import services
+
+    env = stack["env"]
+    tutti = str(Path(sys.executable).with_name("tutti"))
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+    log_file = open(tmp_path / "serve.log", "wb")
+    serve = subprocess.Popen([tutti, "serve", "--port", str(port)], env=env, stdout=log_file,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    log_file.close()
+    try:
+        stack["start_worker"]("--no-beat")
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{base}/", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.3)
+        with stack["app"].app_context():
+            services.create_campaign("two-procs", "Two processes", parts=[])
+        token = _upload(base, "two-procs", media_files["portrait"], "Ana", part="")
+        assert _wait_settled(base, [token])[token]["status"] == "normalized"
+        with stack["app"].app_context():
+            for clip in services.get_campaign("two-procs").clips:
+                services.moderate_clip(clip, "approved")
+        done = subprocess.run([tutti, "render", "two-procs", "--wait"], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        path = done.stdout.strip().splitlines()[-1]
+        assert path.endswith("mashup.mp4") and "Video: h264" in ffmpeg_info(path)
+        assert requests.get(f"{base}/watch/two-procs", timeout=10).status_code == 200
+    finally:
+        os.killpg(serve.pid, signal.SIGTERM)
+        serve.wait(timeout=20)
