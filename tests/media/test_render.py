@@ -8,14 +8,19 @@ import pytest
 from PIL import Image
 
 from workers.media.audio import decode_audio
-from workers.media.ffmpeg import FFmpegError, ffmpeg_path, run_ffmpeg
+from workers.media.ffmpeg import FFmpegError, ffmpeg_path, ffmpeg_report, run_ffmpeg
 from workers.media.layout import grid_rects, timeline
-from workers.media.normalize import measure_loudness
+from workers.media.normalize import (
+    Loudness,
+    measure_loudness,
+    parse_ebur128_summary,
+)
 from workers.media.plan import DIRECT_TILES, MAX_INPUTS, RenderPlan, drift_speed, plan_render
 from workers.media.probe import probe
 from workers.media.render import (
     RenderResult,
     join_segments,
+    loudness_filter,
     render,
     render_audio,
     render_segment,
@@ -126,6 +131,44 @@ def test_silence_and_explicit_duration(make_clip, tmp_path, read_frame, colour_o
     frame = read_frame(str(out), 0.5)
     assert close_to(colour_of(frame, left.x, left.y, left.w, left.h), "red")
     assert close_to(colour_of(frame, right.x, right.y, right.w, right.h), "blue")
+
+
+def test_mastering_is_a_linear_gain_when_the_peaks_allow():
+    master = loudness_filter(Loudness(-20.0, -8.0, 3.0, -30.0), -16.0)
+    assert master.startswith("volume=4.000dB,alimiter=")
+    # +14 dB would put a -3 dBTP peak at +11: loudnorm's dynamic mode instead
+    master = loudness_filter(Loudness(-30.0, -3.0, 3.0, -40.0), -16.0)
+    assert master.startswith("loudnorm=I=-16.00:TP=-1.00:") and "alimiter=" in master
+    # silence is not amplified
+    assert loudness_filter(Loudness(-70.0, float("-inf"), 0.0, 0.0), -16.0).startswith("alimiter")
+
+
+def test_the_mix_measurement_agrees_with_loudnorm(tmp_path):
+    wav = str(tmp_path / "tone.wav")
+    run_ffmpeg(["-f", "lavfi", "-i", "sine=frequency=330:sample_rate=48000:duration=3",
+                "-af", "volume=-7dB,aformat=channel_layouts=stereo", wav])
+    status, text = ffmpeg_report(["-v", "info", "-i", wav, "-af",
+                                  "ebur128=peak=true:framelog=quiet", "-f", "null", "-"])
+    ours, theirs = parse_ebur128_summary(status, text), measure_loudness(wav)
+    assert ours.integrated == pytest.approx(theirs.integrated, abs=0.3)
+    assert ours.true_peak == pytest.approx(theirs.true_peak, abs=0.3)
+    with pytest.raises(FFmpegError):
+        parse_ebur128_summary(0, "no summary here")
+
+
+def test_peaky_mix_keeps_its_true_peak_under_the_target(tmp_path):
+    """Clicks: quiet on average, loud at their peaks. The gain to -16 LUFS would clip, so
+    the mastering goes dynamic and the true peak stays under -1 dBTP."""
+    clip = str(tmp_path / "clicks.mp4")
+    run_ffmpeg(["-f", "lavfi", "-i", f"color=c=red:s={W}x{H}:r={FPS}:d=2",
+                "-f", "lavfi", "-i",
+                "aevalsrc='if(lt(mod(t\\,0.25)\\,0.002)\\,0.9\\,0)':s=48000:d=2",
+                "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", clip])
+    before = measure_loudness(clip)
+    assert before.true_peak + (-16.0 - before.integrated) > 3  # a linear gain would clip
+    out = tmp_path / "clicks-mash.mp4"
+    render(_spec([{"id": "a", "path": clip}]), str(out))
+    assert measure_loudness(str(out)).true_peak <= -0.9
 
 
 def test_many_inputs_and_another_loudness_target(make_clip, tmp_path, read_frame, colour_of,

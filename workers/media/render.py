@@ -9,10 +9,10 @@ segments on any machines; :func:`render` runs them all here):
 2. :func:`render_audio`, once for the whole program: every clip with sound (hidden ones
    too), trimmed or delayed by its offset, stretched by its drift, its gain applied,
    summed with headroom (and, in "guide+mix", added to the guide at their two gains)
-   into a float WAV while loudnorm measures the sum (EBU R128), then brought to the
-   target loudness (loudnorm, linear when the peaks allow, true peak -1 dBTP, then a
-   limiter); or the guide's sound, or silence; silent under the intro and the credits,
-   padded or cut to exactly the picture's length;
+   into a float WAV while ebur128 measures the sum (EBU R128), then brought to the
+   target loudness (a linear gain when the peaks allow, else loudnorm; true peak
+   -1 dBTP, then a limiter); or the guide's sound, or silence; silent under the intro
+   and the credits, padded or cut to exactly the picture's length;
 3. :func:`render_segment`, per segment: each visible clip, seeked near the segment's
    start, put on the mash-up's frame grid (its drift corrected), scaled into its tile
    and overlaid on the background, then the PNGs of :mod:`workers.media.titles` (name
@@ -59,7 +59,7 @@ from .ffmpeg import (
     run_ffmpeg,
     temp_path_for,
 )
-from .normalize import AUDIO_RATE, Loudness, parse_loudnorm_json, thumbnail_argv
+from .normalize import AUDIO_RATE, Loudness, parse_ebur128_summary, thumbnail_argv
 from .plan import PlanCaption, PlanClip, RenderPlan, Segment, Tile, plan_render
 from .probe import MEDIA_DEMUXERS, media_duration, safe_input
 from .spec import RenderSpec, SpecClip
@@ -82,6 +82,10 @@ STRIP_PRESET, STRIP_CRF = "ultrafast", 12
 #: A tile at most this share of its clip's width skips the deblocking filter while decoding
 #: (about 15 % of the decode time): its blocking is scaled away with the picture.
 SKIP_DEBLOCK_BELOW = 0.5
+#: Tiles smaller than their clip are scaled by area averaging (a box filter): as sharp as
+#: bilinear and half its cost, which matters as every input frame of every clip is scaled.
+#: Tiles as large as the clip or larger are scaled with swscale's default (bicubic).
+DOWNSCALE_FLAGS = ":flags=area"
 #: Sounds summed by one ffmpeg process; more are summed in groups first.
 MAX_AUDIO_INPUTS = 48
 
@@ -139,9 +143,10 @@ def render(
     """Render ``spec`` to ``out_path`` (MP4) atomically and optionally a JPEG poster.
 
     ``segments`` > 1 cuts the picture into that many segments, rendered by ``jobs``
-    threads (each drives its own ffmpeg) and joined without re-encoding. By default
-    both are the number of cores: one ffmpeg's filtergraph runs on one thread, so a
-    single process leaves the other cores idle while it overlays. Raises SpecError
+    threads (each drives its own ffmpeg; the sound is made by one more, beside them) and
+    joined without re-encoding. By default both are the number of cores: one ffmpeg's
+    filtergraph runs on one thread, so a single process leaves the other cores idle while
+    it overlays. Raises SpecError
     for a missing or unusable input, FFmpegError when ffmpeg fails or the render exceeds
     ``timeout`` seconds; either way ``out_path`` is left untouched and no temp file remains.
     """
@@ -161,36 +166,51 @@ def render(
     tmp_audio = temp_path_for(out_path, ".audio.m4a")
     tmp_segments = [temp_path_for(out_path, f".seg{k}.mp4") for k in range(len(plan.segments))]
     try:
-        render_audio(spec, plan, tmp_audio, timeout=_remaining(deadline),
-                     progress=lambda f: report(audio_share * f))
         done = [0.0] * len(plan.segments)
+        sound = [0.0]
         lock = threading.Lock()
         failed = threading.Event()
+
+        def advance() -> None:
+            report(audio_share * sound[0] + video_share * sum(done) / plan.frames)
+
+        def audio_progress(fraction: float) -> None:
+            if failed.is_set():
+                raise FFmpegError("another part of the render failed")
+            with lock:
+                sound[0] = fraction
+                advance()
 
         def segment_progress(k: int) -> Callable[[float], None]:
             def on(fraction: float) -> None:
                 if failed.is_set():
-                    raise FFmpegError("another segment failed")
+                    raise FFmpegError("another part of the render failed")
                 with lock:
                     done[k] = fraction * plan.segments[k].frames
-                    report(audio_share + video_share * sum(done) / plan.frames)
+                    advance()
             return on
 
-        def one(k: int) -> None:
+        def guarded(work: Callable[[], None]) -> None:
             try:
-                render_segment(spec, plan, k, tmp_segments[k], progress=segment_progress(k),
-                               timeout=_remaining(deadline))
+                work()
             except BaseException:
                 failed.set()
                 raise
 
-        if jobs > 1 and len(plan.segments) > 1:
-            with ThreadPoolExecutor(min(jobs, len(plan.segments))) as pool:
-                for future in [pool.submit(one, k) for k in range(len(plan.segments))]:
+        # the sound is one single-threaded ffmpeg: it runs beside the pictures, not before
+        steps = [lambda: render_audio(spec, plan, tmp_audio, timeout=_remaining(deadline),
+                                      progress=audio_progress)]
+        steps += [lambda k=k: render_segment(spec, plan, k, tmp_segments[k],
+                                             progress=segment_progress(k),
+                                             timeout=_remaining(deadline))
+                  for k in range(len(plan.segments))]
+        if jobs > 1:
+            with ThreadPoolExecutor(min(jobs, len(plan.segments)) + 1) as pool:
+                for future in [pool.submit(guarded, step) for step in steps]:
                     future.result()
         else:
-            for k in range(len(plan.segments)):
-                one(k)
+            for step in steps:
+                step()
         result = join_segments(plan, tmp_segments, tmp_audio, out_path,
                                poster_path=poster_path, timeout=_remaining(deadline))
     finally:
@@ -258,7 +278,7 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
                      f"volume={s.clip.gain_db:.3f}dB[a{k}]")
     inputs = "".join(f"[a{k}]" for k in range(len(sources)))
     # uncorrelated voices add in power: 10*log10(K) dB of headroom keeps the sum near
-    # the level of one voice; the float WAV cannot clip and loudnorm sets the level later
+    # the level of one voice; the float WAV cannot clip and the level is set later
     headroom = -10 * math.log10(voices or len(sources)) if measure else 0.0
     tail = ",asplit=2[mix][measure]" if measure else "[mix]"
     fit = f"apad=whole_dur={total:.6f},atrim=0:{total:.6f}"
@@ -272,7 +292,7 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
         parts.append(f"[guide][clips]amix=inputs=2:normalize=0:duration=longest:"
                      f"dropout_transition=0,{fit}{tail}")
     if measure:
-        parts.append("[measure]loudnorm=print_format=json,anullsink")
+        parts.append("[measure]ebur128=peak=true:framelog=quiet,anullsink")
     return ";".join(parts)
 
 
@@ -318,17 +338,22 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
     if status != 0:
         raise FFmpegError(f"audio mix failed (ffmpeg status {status})", args, status,
                           "\n".join(text.splitlines()[-20:]))
-    loudness = parse_loudnorm_json(status, text)
+    loudness = parse_ebur128_summary(status, text)
     log.info("mix of %d clips: %.1f LUFS, %.1f dBTP", len(sources), loudness.integrated,
              loudness.true_peak)
     return loudness
 
 
 def loudness_filter(loudness: Loudness, target_lufs: float) -> str:
-    """Bring a measured mix to ``target_lufs`` (linear gain when the true peak allows)."""
+    """Bring a measured mix to ``target_lufs``: a linear gain when the true peak stays
+    under the target with it (EBU R128 normalisation proper; loudnorm's linear mode does
+    the same, at 192 kHz), else loudnorm's dynamic mode; then a limiter."""
     limiter = f"alimiter=limit={10 ** (LIMITER_DB / 20):.4f}:level=false"
     if not loudness.integrated > SILENCE_LUFS:
         return limiter  # silence or near silence: do not amplify the noise floor
+    gain = target_lufs - loudness.integrated
+    if math.isfinite(loudness.true_peak) and loudness.true_peak + gain <= TRUE_PEAK_DBTP:
+        return f"volume={gain:.3f}dB,{limiter}"
     return (
         f"loudnorm=I={target_lufs:.2f}:TP={TRUE_PEAK_DBTP:.2f}:LRA={LOUDNESS_RANGE_LU:.1f}:"
         f"measured_I={loudness.integrated:.2f}:measured_TP={loudness.true_peak:.2f}:"
@@ -633,7 +658,7 @@ def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox:
             decode += ["-ss", f"{seek:.6f}"]
         args += [*decode, *safe_input(path, MEDIA_DEMUXERS)]
         r = tile.rect
-        flags = ":flags=bilinear" if src_w and r.w * 2 <= src_w else ""
+        flags = DOWNSCALE_FLAGS if src_w and r.w < src_w else ""
         graph.append(
             f"[{k}:v:0]{_tile_setpts(clip, seek, plan.main_start, origin, fps)},fps={fps},"
             f"trim=start_pts={tile.start - origin}:end_pts={tile.end - origin},"
