@@ -367,15 +367,18 @@ def test_many_clips_are_drawn_in_strips(make_clip, tmp_path, read_frame, colour_
     assert len(seg.tiles) == n and 2 <= len(seg.strips) <= MAX_INPUTS - 2
     assert sorted(i for s in seg.strips for i in s.tiles) == list(range(n))
     assert max(len(s.tiles) for s in seg.strips) <= DIRECT_TILES
-    out = tmp_path / "many.mp4"
-    render(spec, str(out))
+    out, serial = tmp_path / "many.mp4", tmp_path / "serial.mp4"
+    render(spec, str(out), jobs=2)  # one segment, its strips drawn two at a time
+    render(spec, str(serial), jobs=1)
     frame = read_frame(str(out), 0.5)
+    assert _psnr(frame, read_frame(str(serial), 0.5)) >= 40
+    assert probe(str(out)).duration == pytest.approx(1.0, abs=0.11)
     rects = grid_rects(n, w, h, gap=2)
     for i in (0, 1, 17, 74, 75, 148, 149):
         r = rects[i]
         assert close_to(colour_of(frame, r.x, r.y, r.w, r.h, margin=3), COLOURS[i % 4]), i
     assert measure_loudness(str(out)).integrated == pytest.approx(-16.0, abs=1.0)
-    _only_expected_files(tmp_path, "many.mp4")
+    _only_expected_files(tmp_path, "many.mp4", "serial.mp4")
 
 
 # --- titles, drift, guide+mix, time-varying layouts ---------------------------------------------

@@ -196,14 +196,18 @@ class RenderPlan:
 # --- planning -----------------------------------------------------------------------------------
 
 def plan_render(spec: RenderSpec, *, segments: int | None = None,
-                segment_seconds: float = 10.0, timeout: float = 600.0) -> RenderPlan:
+                segment_seconds: float = 10.0, timeout: float = 600.0,
+                clips: tuple[PlanClip, ...] | None = None) -> RenderPlan:
     """Probe the clips (and the guide) and cut the render into segments.
 
     ``segments`` fixes their number; otherwise each is about ``segment_seconds`` long.
-    Raises SpecError for a missing or unreadable input (naming it)."""
+    ``clips``: the clips as an earlier plan of the same spec probed them (to cut it
+    again without probing). Raises SpecError for a missing or unreadable input (naming
+    it)."""
     deadline = time.monotonic() + timeout
     check_files(spec)
-    clips = probe_clips(spec, timeout=timeout)
+    if clips is None:
+        clips = probe_clips(spec, timeout=timeout)
     total = _total_duration(spec, clips, max(1.0, deadline - time.monotonic()))
     fps = spec.canvas.fps
     main = max(1, round(total * fps))

@@ -18,10 +18,10 @@ segments on any machines; :func:`render` runs them all here):
    and overlaid on the background, then the PNGs of :mod:`workers.media.titles` (name
    labels, section captions, the intro card, the scrolling credits) overlaid by path and
    numeric position; a video-only H.264 file of exactly the segment's frames, starting
-   on a keyframe. A segment with many tiles is drawn strip by strip (a few grid rows
-   each, with their labels, into intermediate files) and the strips stacked, so no
-   ffmpeg opens more than :data:`plan.MAX_INPUTS` files and memory does not grow with
-   the number of clips;
+   on a keyframe. A segment with many tiles is drawn in strips (a few grid rows each,
+   with their labels, into intermediate files; a few strips at a time) and the strips
+   stacked, so no ffmpeg opens more than :data:`plan.MAX_INPUTS` files and memory does
+   not grow with the number of clips;
 4. :func:`join_segments`: the concat demuxer joins the segments without re-encoding,
    the sound is muxed in, the result published atomically, with a poster.
 
@@ -75,8 +75,10 @@ AUDIO_BITRATE = "192k"
 AUDIO_SHARE = 0.15  # the part of progress the audio pass reports
 JOIN_SHARE = 0.03
 POSTER_AT = 0.4
-#: Seek this long before a segment's first frame, so the frame held at its start is decoded.
-SEEK_MARGIN = 0.5
+#: Seek this long before a segment's first frame, so the frame held at its start is decoded
+#: (sources of 5 fps and more). A margin costs its length in decoding on average (when it
+#: reaches over a keyframe, decoding starts a GOP earlier), per clip and cut.
+SEEK_MARGIN = 0.2
 #: Strips are kept near-lossless: they are encoded once more in the final picture.
 STRIP_PRESET, STRIP_CRF = "ultrafast", 12
 #: A tile at most this share of its clip's width skips the deblocking filter while decoding
@@ -146,16 +148,28 @@ def render(
     threads (each drives its own ffmpeg; the sound is made by one more, beside them) and
     joined without re-encoding. By default both are the number of cores: one ffmpeg's
     filtergraph runs on one thread, so a single process leaves the other cores idle while
-    it overlays. Raises SpecError
+    it overlays. When no ``segments`` are given and the picture is drawn in strips, it is
+    not cut: its strips are drawn ``jobs`` at a time instead, so that no clip is decoded
+    twice around a cut (from the keyframe before it). Raises SpecError
     for a missing or unusable input, FFmpegError when ffmpeg fails or the render exceeds
     ``timeout`` seconds; either way ``out_path`` is left untouched and no temp file remains.
     """
     deadline = time.monotonic() + timeout
     if jobs is None:
         jobs = os.cpu_count() or 1
+    strip_jobs = 1
     if segments is None:
-        segments = jobs
-    plan = plan_render(spec, segments=segments, timeout=timeout)
+        # a picture drawn in strips is cut no further: its strips are drawn ``jobs`` at a
+        # time, so no clip is decoded twice around a cut (from the keyframe before it)
+        plan = plan_render(spec, segments=1, timeout=timeout)
+        if jobs > 1 and min((len(s.strips) for s in plan.segments if s.tiles),
+                            default=0) >= jobs:
+            strip_jobs = jobs
+        elif jobs > 1:
+            plan = plan_render(spec, segments=jobs, timeout=_remaining(deadline),
+                               clips=plan.clips)
+    else:
+        plan = plan_render(spec, segments=segments, timeout=timeout)
     canvas = spec.canvas
     log.info("render %s: %d clips, %.3f s, %dx%d@%d, audio %s, %d segments", out_path,
              len(plan.clips), plan.duration, canvas.width, canvas.height, canvas.fps,
@@ -202,7 +216,7 @@ def render(
                                       progress=audio_progress)]
         steps += [lambda k=k: render_segment(spec, plan, k, tmp_segments[k],
                                              progress=segment_progress(k),
-                                             timeout=_remaining(deadline))
+                                             timeout=_remaining(deadline), jobs=strip_jobs)
                   for k in range(len(plan.segments))]
         if jobs > 1:
             with ThreadPoolExecutor(min(jobs, len(plan.segments)) + 1) as pool:
@@ -426,10 +440,11 @@ def render_audio(spec: RenderSpec, plan: RenderPlan, out_path: str, *, timeout: 
 
 def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str, *,
                    progress: Callable[[float], None] | None = None, timeout: float = 3600,
-                   proxies: Mapping[int, str] | None = None) -> None:
+                   proxies: Mapping[int, str] | None = None, jobs: int = 1) -> None:
     """Segment ``index`` of ``plan`` as a video-only MP4 (H.264, starts on a keyframe,
     exactly ``segment.frames`` frames), written atomically to ``out_path``.
 
+    A segment drawn in strips draws ``jobs`` of them at a time (each in its own ffmpeg).
     ``proxies`` maps a clip index to a copy already scaled to its tile
     (:func:`render_proxy`), decoded instead of the clip. Labels, captions, the intro card
     and the credits are drawn into PNGs in a temp directory beside ``out_path``."""
@@ -442,9 +457,22 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
     weights = [len(s.tiles) * (s.end - s.start) for s in seg.strips]
     whole = sum(weights) * 1.15 or 1  # the final stacking costs about as much as 15 % of it
     titles = _Titles(spec, os.path.dirname(os.path.abspath(out_path)))
-    try:
-        done = 0.0
-        for j, strip in enumerate(seg.strips):
+    drawn = [0.0] * len(seg.strips)
+    lock = threading.Lock()
+    failed = threading.Event()
+
+    def strip_progress(j: int) -> Callable[[float], None]:
+        def on(fraction: float) -> None:
+            if failed.is_set():
+                raise FFmpegError("another strip failed")
+            with lock:
+                drawn[j] = weights[j] * fraction
+                report(sum(drawn) / whole)
+        return on
+
+    def draw_strip(j: int) -> None:
+        strip = seg.strips[j]
+        try:
             tiles = [seg.tiles[i] for i in strip.tiles]
             args = _picture_argv(spec, plan, tiles, strip.rect.x, strip.rect.y, strip.rect.w,
                                  strip.rect.h, strip.start, strip.end - strip.start, proxies,
@@ -452,8 +480,20 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
             args += _encode_args(STRIP_PRESET, STRIP_CRF, plan.fps, strip_paths[j])
             run_ffmpeg(args, timeout=_remaining(deadline),
                        duration=(strip.end - strip.start) / plan.fps,
-                       progress=lambda f, d=done, w=weights[j]: report((d + w * f) / whole))
-            done += weights[j]
+                       progress=strip_progress(j))
+        except BaseException:
+            failed.set()
+            raise
+
+    try:
+        if jobs > 1 and len(seg.strips) > 1:
+            with ThreadPoolExecutor(min(jobs, len(seg.strips))) as pool:
+                for future in [pool.submit(draw_strip, j) for j in range(len(seg.strips))]:
+                    future.result()
+        else:
+            for j in range(len(seg.strips)):
+                draw_strip(j)
+        done = sum(weights)
         layers = _segment_layers(plan, seg, titles)
         if seg.strips:
             args = _stack_argv(spec, plan, seg, strip_paths, layers)
@@ -497,6 +537,7 @@ class _Titles:
         self._work: str | None = None
         self._paths: dict[tuple, str] = {}
         self.credits_height = 0
+        self._lock = threading.Lock()  # strips are drawn from several threads
 
     def _path(self, name: str) -> str:
         if self._work is None:
@@ -506,11 +547,12 @@ class _Titles:
     def label(self, clip: int, box) -> str:
         name = self.spec.clips[clip].name
         key = ("label", name, box.w, box.h)
-        if key not in self._paths:
-            path = self._path("label")
-            label_image(name, box.w, box.h, path)
-            self._paths[key] = path
-        return self._paths[key]
+        with self._lock:
+            if key not in self._paths:
+                path = self._path("label")
+                label_image(name, box.w, box.h, path)
+                self._paths[key] = path
+            return self._paths[key]
 
     def captions(self, captions: Sequence[PlanCaption]) -> tuple[str, int, int]:
         """One transparent PNG holding ``captions`` (which never overlap), cropped to
