@@ -1,9 +1,9 @@
 """Bench clips: 1280x720, 30 fps, 12 s, H.264 + AAC, like normalized phone takes.
 
 A few distinct clips (a moving test pattern with camera-like grain, hue-shifted, and a
-tone each) are encoded once into a cache directory and reused under N names: decoding
-cost does not depend on which file a name points to, and building 100 distinct 720p
-clips would take longer than the benchmark itself.
+tone each) are encoded once into a cache directory and reused under N names (hard links):
+decoding cost does not depend on which file a name points to, and building 100 distinct
+720p clips would take longer than the benchmark itself.
 """
 
 from __future__ import annotations
@@ -39,15 +39,16 @@ def make_clip(path: str, k: int, width: int, height: int, fps: int, seconds: flo
 
 def corpus(cache: str, n: int, *, width: int = 1280, height: int = 720, fps: int = 30,
            seconds: float = 12.0) -> list[str]:
-    """``n`` clip paths (symlinks over DISTINCT encoded takes)."""
+    """``n`` clip paths (hard links to DISTINCT encoded takes: distinct paths, so nothing
+    that caches per file, such as proxies, sees through them)."""
     os.makedirs(cache, exist_ok=True)
     paths = []
     for i in range(n):
         k = i % DISTINCT
         src = clip_path(cache, k, width, height, fps, seconds)
         make_clip(src, k, width, height, fps, seconds)
-        link = os.path.join(cache, f"clip-{i:03d}-{width}x{height}-{fps}-{seconds:g}.mp4")
+        link = os.path.join(cache, f"take{i:03d}-{width}x{height}-{fps}-{seconds:g}.mp4")
         if not os.path.lexists(link):
-            os.symlink(os.path.basename(src), link)
+            os.link(src, link)
         paths.append(link)
     return paths

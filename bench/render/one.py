@@ -3,7 +3,9 @@
     python -m bench.render.one ENGINE N CACHE OUT
 
 ENGINE: tutti, moviepy, xstack, floor, seg1 (two segments, one worker on one core),
-seg2 (two segments, two workers each on its own core), segment (internal: one segment).
+seg2 (two segments, two workers each on its own core), proxies (a render that builds
+cell-size proxies into an empty cache, then a re-render that finds them: both timed),
+segment (internal: one segment).
 """
 
 from __future__ import annotations
@@ -35,6 +37,27 @@ def run_tutti(paths: list[str], out: str) -> None:
     from workers.media.render import render
 
     render(bench_spec(paths), out)
+
+
+def run_proxies(paths: list[str], out: str) -> dict:
+    """A first render with an empty proxy cache, then the same render again (as after a
+    nudge, a replaced clip or one more approval): the re-render decodes only proxies."""
+    import shutil
+    import time
+
+    from workers.media.render import render
+
+    cache = out + ".proxies"
+    try:
+        started = time.monotonic()
+        render(bench_spec(paths), out, proxy_dir=cache)
+        cold = time.monotonic() - started
+        started = time.monotonic()
+        render(bench_spec(paths), out, proxy_dir=cache)
+        warm = time.monotonic() - started
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    return {"cold_s": cold, "warm_s": warm}
 
 
 def run_moviepy(paths: list[str], out: str) -> None:
@@ -142,6 +165,8 @@ def main(argv: list[str]) -> int:
         run_xstack(paths, out)
     elif engine == "floor":
         run_floor(paths, out)
+    elif engine == "proxies":
+        extra = run_proxies(paths, out)
     elif engine in ("seg1", "seg2"):
         extra = run_segments(paths, out, 1 if engine == "seg1" else 2)
     elif engine == "segment":

@@ -24,7 +24,7 @@ import time
 from bench.render.corpus import corpus
 from bench.render.one import FPS, HEIGHT, SECONDS, WIDTH
 
-ENGINES = ("floor", "tutti", "xstack", "moviepy")
+ENGINES = ("floor", "tutti", "xstack", "moviepy", "proxies")
 
 
 def _children(pid: int) -> list[int]:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache",
                         default=os.path.join(tempfile.gettempdir(), "tutti-bench-render"))
     parser.add_argument("--engines", default=",".join(ENGINES),
-                        help="which of floor,tutti,xstack,moviepy to run")
+                        help="which of floor,tutti,xstack,moviepy,proxies to run")
     parser.add_argument("--json", help="also write the rows to this file")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -137,7 +137,8 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
     print("-" * len(head))
     names = {"floor": "floor (decode+encode)", "tutti": "tutti render()",
              "xstack": "ffmpeg xstack+amix", "moviepy": "moviepy clips_array",
-             "seg1": "2 segments, 1 worker", "seg2": "2 segments, 2 workers"}
+             "seg1": "2 segments, 1 worker", "seg2": "2 segments, 2 workers",
+             "proxies": "tutti, proxies cold+warm"}
     for n in sorted({r["n"] for r in rows}):
         group = [r for r in rows if r["n"] == n]
         floor = next((r["wall"] for r in group if r["engine"] == "floor" and "wall" in r), None)
@@ -149,6 +150,12 @@ def print_table(rows: list[dict], args: argparse.Namespace) -> None:
             ratio = f"{r['wall'] / floor:7.2f}" if floor else f"{'-':>7}"
             print(f"{n:>4} {name:<24} {r['wall']:7.1f} {ratio} {SECONDS / r['wall']:6.2f} "
                   f"{r['cpu']:7.1f} {r['rss_mb']:11.0f}")
+        cached = next((r for r in group if r["engine"] == "proxies" and "warm_s" in r), None)
+        if cached:
+            ratio = (f"{cached['cold_s'] / floor:.2f}x / {cached['warm_s'] / floor:.2f}x floor"
+                     if floor else "")
+            print(f"{'':>4} proxies: first render {cached['cold_s']:.1f} s (building them), "
+                  f"re-render {cached['warm_s']:.1f} s  {ratio}")
         one = next((r for r in group if r["engine"] == "seg1" and "wall" in r), None)
         two = next((r for r in group if r["engine"] == "seg2" and "wall" in r), None)
         if one and two:

@@ -62,6 +62,7 @@ from .ffmpeg import (
 from .normalize import AUDIO_RATE, Loudness, parse_ebur128_summary, thumbnail_argv
 from .plan import PlanCaption, PlanClip, RenderPlan, Segment, Tile, plan_render
 from .probe import MEDIA_DEMUXERS, media_duration, safe_input
+from .proxies import ensure_proxies, missing, proxy_scales
 from .spec import RenderSpec, SpecClip
 from .titles import caption_image, credits_image, credits_y_expr, intro_card, label_image
 
@@ -141,6 +142,7 @@ def render(
     timeout: float = 3600,
     segments: int | None = None,
     jobs: int | None = None,
+    proxy_dir: str | None = None,
 ) -> RenderResult:
     """Render ``spec`` to ``out_path`` (MP4) atomically and optionally a JPEG poster.
 
@@ -150,7 +152,9 @@ def render(
     filtergraph runs on one thread, so a single process leaves the other cores idle while
     it overlays. When no ``segments`` are given and the picture is drawn in strips, it is
     not cut: its strips are drawn ``jobs`` at a time instead, so that no clip is decoded
-    twice around a cut (from the keyframe before it). Raises SpecError
+    twice around a cut (from the keyframe before it). With ``proxy_dir`` (a cache
+    directory), clips drawn at half their size or less are decoded from cell-size proxies
+    kept there (:mod:`workers.media.proxies`), built first where missing. Raises SpecError
     for a missing or unusable input, FFmpegError when ffmpeg fails or the render exceeds
     ``timeout`` seconds; either way ``out_path`` is left untouched and no temp file remains.
     """
@@ -176,17 +180,31 @@ def render(
              plan.audio, len(plan.segments))
     report = _progress_reporter(progress)
     audio_share = AUDIO_SHARE if plan.audio in ("mix", "guide+mix") else 0.02
-    video_share = 1.0 - audio_share - JOIN_SHARE
+    scales = proxy_scales(plan) if proxy_dir else {}
+    paths = {i: spec.clips[i].path for i in scales}
+    building = missing(paths, scales, proxy_dir) if proxy_dir and scales else 0
+    # building a proxy decodes its clip: most of what drawing it would cost
+    proxy_share = 0.6 * (1.0 - audio_share - JOIN_SHARE) * building / len(plan.clips)
+    video_share = 1.0 - audio_share - JOIN_SHARE - proxy_share
     tmp_audio = temp_path_for(out_path, ".audio.m4a")
     tmp_segments = [temp_path_for(out_path, f".seg{k}.mp4") for k in range(len(plan.segments))]
     try:
         done = [0.0] * len(plan.segments)
         sound = [0.0]
+        built = [0.0]
         lock = threading.Lock()
         failed = threading.Event()
 
         def advance() -> None:
-            report(audio_share * sound[0] + video_share * sum(done) / plan.frames)
+            report(audio_share * sound[0] + proxy_share * built[0]
+                   + video_share * sum(done) / plan.frames)
+
+        def proxy_progress(fraction: float) -> None:
+            if failed.is_set():
+                raise FFmpegError("another part of the render failed")
+            with lock:
+                built[0] = fraction
+                advance()
 
         def audio_progress(fraction: float) -> None:
             if failed.is_set():
@@ -211,19 +229,34 @@ def render(
                 failed.set()
                 raise
 
-        # the sound is one single-threaded ffmpeg: it runs beside the pictures, not before
-        steps = [lambda: render_audio(spec, plan, tmp_audio, timeout=_remaining(deadline),
-                                      progress=audio_progress)]
-        steps += [lambda k=k: render_segment(spec, plan, k, tmp_segments[k],
-                                             progress=segment_progress(k),
-                                             timeout=_remaining(deadline), jobs=strip_jobs)
-                  for k in range(len(plan.segments))]
+        proxies: dict[int, str] = {}
+
+        def sound_step() -> None:
+            render_audio(spec, plan, tmp_audio, timeout=_remaining(deadline),
+                         progress=audio_progress)
+
+        def proxies_step() -> None:
+            if scales:
+                assert proxy_dir is not None
+                proxies.update(ensure_proxies(paths, scales, proxy_dir, jobs=jobs,
+                                              keyint=plan.fps, timeout=_remaining(deadline),
+                                              progress=proxy_progress))
+
+        segment_steps = [lambda k=k: render_segment(spec, plan, k, tmp_segments[k],
+                                                    progress=segment_progress(k),
+                                                    timeout=_remaining(deadline),
+                                                    proxies=proxies, jobs=strip_jobs)
+                         for k in range(len(plan.segments))]
         if jobs > 1:
+            # the sound is one single-threaded ffmpeg: it runs beside the pictures
             with ThreadPoolExecutor(min(jobs, len(plan.segments)) + 1) as pool:
-                for future in [pool.submit(guarded, step) for step in steps]:
+                futures = [pool.submit(guarded, sound_step)]
+                guarded(proxies_step)
+                futures += [pool.submit(guarded, step) for step in segment_steps]
+                for future in futures:
                     future.result()
         else:
-            for step in steps:
+            for step in [sound_step, proxies_step, *segment_steps]:
                 step()
         result = join_segments(plan, tmp_segments, tmp_audio, out_path,
                                poster_path=poster_path, timeout=_remaining(deadline))
@@ -445,9 +478,9 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
     exactly ``segment.frames`` frames), written atomically to ``out_path``.
 
     A segment drawn in strips draws ``jobs`` of them at a time (each in its own ffmpeg).
-    ``proxies`` maps a clip index to a copy already scaled to its tile
-    (:func:`render_proxy`), decoded instead of the clip. Labels, captions, the intro card
-    and the credits are drawn into PNGs in a temp directory beside ``out_path``."""
+    ``proxies`` maps a clip index to a smaller copy of it (:mod:`workers.media.proxies`),
+    decoded instead of the clip. Labels, captions, the intro card and the credits are
+    drawn into PNGs in a temp directory beside ``out_path``."""
     deadline = time.monotonic() + timeout
     seg = plan.segments[index]
     report = _progress_reporter(progress)
@@ -689,7 +722,7 @@ def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox:
         path = spec.clips[tile.clip].path
         src_w = clip.width
         if proxies and tile.clip in proxies:
-            path, src_w = proxies[tile.clip], tile.rect.w
+            path, src_w = proxies[tile.clip], 0  # already about the tile's size
         # clip time at the tile's first frame; seek a little before it, decode from there
         at = clip.offset + (tile.start - plan.main_start) / fps * clip.speed
         seek = max(0.0, at - SEEK_MARGIN)
@@ -744,25 +777,6 @@ def _stack_argv(spec: RenderSpec, plan: RenderPlan, seg: Segment,
     graph.append(f"[{last}]format=yuv420p,setsar=1[vout]")
     return args + ["-filter_complex", ";".join(graph), "-map", "[vout]",
                    "-frames:v", str(seg.frames)]
-
-
-def render_proxy(clip_path: str, out_path: str, width: int, height: int, fps: int, *,
-                 timeout: float = 1800) -> None:
-    """A picture-only copy of a clip fitted into ``width``×``height`` (a tile's size) with
-    its frame times kept, for :func:`render_segment`'s ``proxies``. Cache it per clip and
-    size: decoding a tile-sized copy costs a fraction of decoding the clip. Atomic."""
-    tmp = temp_path_for(out_path)
-    try:
-        run_ffmpeg([
-            "-threads", "1", *safe_input(clip_path, MEDIA_DEMUXERS), "-map", "0:v:0", "-an",
-            "-vf", f"{_fit(width, height)},setsar=1,format=yuv420p",
-            "-fps_mode", "passthrough", "-c:v", "libx264", "-preset", STRIP_PRESET,
-            "-crf", str(STRIP_CRF), "-g", str(fps), "-map_metadata", "-1",
-            "-f", "mp4", input_url(tmp)], timeout=timeout)
-        replace_atomically(tmp, out_path)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
 
 
 # --- join ---------------------------------------------------------------------------------------

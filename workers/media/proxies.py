@@ -1,0 +1,186 @@
+"""Cell-size proxies: decode a clip at full size once, then let every later render that
+draws it small decode a copy a fraction of its size.
+
+Decoding is most of a mash-up's cost (about 90 % of the floor at 100 clips), and a grid
+tile is a small part of its clip: a 10×10 grid of 1280×720 clips draws each at 1/8 of its
+size. A proxy is the clip's picture scaled by one of :data:`PROXY_SCALES` (the smallest
+that still covers the largest tile the clip gets in the render), H.264 near-lossless,
+with its frame times kept exactly, so a segment seeks and times it like the clip itself.
+The ladder of scales means a re-render whose grid changed a little (one more clip
+approved) still finds its proxies; a nudged offset, a changed gain, other labels, another
+layout of the same tile size or a replaced clip (only its proxy is made again) all reuse
+the rest.
+
+Proxies live in a cache directory, named by a digest of the clip file's path, size and
+modification time plus the scale, so a replaced file never meets a stale proxy. Several
+renders and workers may share the directory: a proxy is written atomically, and an
+exclusive lock per proxy makes one of them build it while the others wait and reuse it.
+:func:`prune` drops what no render used for a while.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+
+from .ffmpeg import input_url, remove_quietly, replace_atomically, run_ffmpeg, temp_path_for
+from .plan import RenderPlan
+from .probe import MEDIA_DEMUXERS, safe_input
+
+log = logging.getLogger(__name__)
+
+#: Scales of a clip's size a proxy may have (largest last). A tile needing more than the
+#: largest is drawn from the clip: a proxy would save too little decoding to pay for itself.
+PROXY_SCALES = (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)
+#: Near-lossless: the proxy is scaled and encoded once more in the mash-up.
+PROXY_PRESET, PROXY_CRF = "ultrafast", 12
+#: Proxies unused this long are removed by :func:`prune`.
+KEEP_SECONDS = 14 * 24 * 3600
+
+
+def proxy_scale(clip_w: int, clip_h: int, tile_w: int, tile_h: int) -> float | None:
+    """The smallest proxy scale whose copy of a ``clip_w``×``clip_h`` clip still covers
+    what a ``tile_w``×``tile_h`` tile shows of it (fitted, aspect kept); None when the
+    tile needs more than the largest scale (or the clip's size is unknown)."""
+    if clip_w <= 0 or clip_h <= 0 or tile_w <= 0 or tile_h <= 0:
+        return None
+    need = min(tile_w / clip_w, tile_h / clip_h)
+    return next((s for s in PROXY_SCALES if s >= need), None)
+
+
+def proxy_scales(plan: RenderPlan) -> dict[int, float]:
+    """Clip index -> proxy scale, for every clip of ``plan`` that a proxy can serve: the
+    scale covers the largest tile the clip gets in any segment."""
+    largest: dict[int, tuple[int, int]] = {}
+    for seg in plan.segments:
+        for tile in seg.tiles:
+            w, h = largest.get(tile.clip, (0, 0))
+            largest[tile.clip] = (max(w, tile.rect.w), max(h, tile.rect.h))
+    scales = {}
+    for index, (w, h) in largest.items():
+        clip = plan.clips[index]
+        scale = proxy_scale(clip.width, clip.height, w, h)
+        if scale is not None:
+            scales[index] = scale
+    return scales
+
+
+def proxy_name(clip_path: str, scale: float) -> str:
+    """The cache file name of ``clip_path``'s proxy at ``scale`` (it changes whenever the
+    file is replaced or rewritten)."""
+    st = os.stat(clip_path)
+    ident = f"{os.path.realpath(clip_path)}\0{st.st_size}\0{st.st_mtime_ns}"
+    return f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}-1of{round(1 / scale)}.mp4"
+
+
+def render_proxy(clip_path: str, out_path: str, scale: float, *, keyint: int = 30,
+                 timeout: float = 1800) -> None:
+    """A picture-only copy of a clip scaled by ``scale`` (both sides even, aspect kept),
+    its frame times kept exactly, a keyframe every ``keyint`` frames. Atomic."""
+    tmp = temp_path_for(out_path)
+    size = (f"scale=w='max(2\\,2*trunc(iw*{scale:.6f}/2+0.5))':"
+            f"h='max(2\\,2*trunc(ih*{scale:.6f}/2+0.5))':flags=area")
+    try:
+        run_ffmpeg([
+            "-threads", "1", *safe_input(clip_path, MEDIA_DEMUXERS), "-map", "0:v:0", "-an",
+            "-vf", f"{size},setsar=1,format=yuv420p", "-fps_mode", "passthrough",
+            "-c:v", "libx264", "-preset", PROXY_PRESET, "-crf", str(PROXY_CRF),
+            "-g", str(keyint), "-threads", "1", "-map_metadata", "-1",
+            "-f", "mp4", input_url(tmp)], timeout=timeout)
+        replace_atomically(tmp, out_path)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
+def ensure_proxy(clip_path: str, cache_dir: str, scale: float, *, keyint: int = 30,
+                 timeout: float = 1800) -> tuple[str, bool]:
+    """The path of ``clip_path``'s proxy at ``scale`` in ``cache_dir``, built when missing
+    (by one caller at a time: others wait for it); and whether this call built it."""
+    os.makedirs(cache_dir, exist_ok=True)
+    path = os.path.join(cache_dir, proxy_name(clip_path, scale))
+    if _touch(path):
+        return path, False
+    with open(path + ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _touch(path):  # built while this one waited
+            return path, False
+        started = time.monotonic()
+        render_proxy(clip_path, path, scale, keyint=keyint, timeout=timeout)
+        log.info("proxy of %s at 1/%d: %.2f s", clip_path, round(1 / scale),
+                 time.monotonic() - started)
+        return path, True
+
+
+def _touch(path: str) -> bool:
+    """Mark a proxy as used (for :func:`prune`); False when there is none."""
+    try:
+        os.utime(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def ensure_proxies(spec_paths: Mapping[int, str], scales: Mapping[int, float],
+                   cache_dir: str, *, clips: Iterable[int] | None = None, jobs: int = 1,
+                   keyint: int = 30, timeout: float = 1800, start: int = 0,
+                   progress: Callable[[float], None] | None = None) -> dict[int, str]:
+    """Clip index -> proxy path for ``clips`` (default: every clip in ``scales``), built
+    ``jobs`` at a time where missing. ``spec_paths`` maps a clip index to its file.
+    ``start`` rotates the order, so parallel renderers of one plan (its segments) build
+    different proxies first instead of queueing on the same lock."""
+    wanted = sorted(i for i in (scales if clips is None else clips) if i in scales)
+    if wanted:
+        shift = start % len(wanted)
+        wanted = wanted[shift:] + wanted[:shift]
+    done = [0]
+    deadline = time.monotonic() + timeout
+
+    def one(index: int) -> tuple[int, str]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            from .ffmpeg import FFmpegError
+
+            raise FFmpegError("proxies timed out", timed_out=True)
+        path, _built = ensure_proxy(spec_paths[index], cache_dir, scales[index],
+                                    keyint=keyint, timeout=left)
+        done[0] += 1
+        if progress is not None:
+            progress(done[0] / len(wanted))
+        return index, path
+
+    if jobs > 1 and len(wanted) > 1:
+        with ThreadPoolExecutor(min(jobs, len(wanted))) as pool:
+            return dict(pool.map(one, wanted))
+    return dict(one(i) for i in wanted)
+
+
+def missing(spec_paths: Mapping[int, str], scales: Mapping[int, float], cache_dir: str) -> int:
+    """How many of the proxies ``scales`` asks for are not in ``cache_dir`` yet."""
+    return sum(not os.path.exists(os.path.join(cache_dir, proxy_name(spec_paths[i], s)))
+               for i, s in scales.items())
+
+
+def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None = None) -> int:
+    """Remove proxies (and their lock files) unused for ``keep_seconds``; returns how many
+    files went."""
+    now = time.time() if now is None else now
+    removed = 0
+    try:
+        names = os.listdir(cache_dir)
+    except FileNotFoundError:
+        return 0
+    for name in names:
+        path = os.path.join(cache_dir, name)
+        try:
+            if now - os.stat(path).st_mtime > keep_seconds:
+                os.remove(path)
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
