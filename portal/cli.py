@@ -323,15 +323,17 @@ def align(guide: str, clip: str, as_json: bool) -> None:
 @click.option("--poster", default=None, type=click.Path(dir_okay=False))
 @click.option("--engine", type=click.Choice(["ffmpeg", "moviepy"]), default="ffmpeg",
               show_default=True, help="moviepy: the slow, readable reference engine")
-@click.option("--segments", default=1, show_default=True, type=click.IntRange(1, 1000),
-              help="cut the picture into N segments, joined without re-encoding")
+@click.option("--segments", default=None, type=click.IntRange(1, 1000),
+              help="cut the picture into N segments, joined without re-encoding "
+                   "(default: as many as there are cores, or none when it is drawn in strips)")
 @click.option("--jobs", default=None, type=click.IntRange(1, 64),
-              help="segments rendered at once (default: the number of cores)")
-def compose(spec_file: str, output: str, poster: str | None, engine: str, segments: int,
-            jobs: int | None) -> None:
+              help="segments (or strips) rendered at once (default: the number of cores)")
+@click.option("--proxies", "proxy_dir", default=None, type=click.Path(file_okay=False),
+              help="cache cell-size proxies of the clips in this directory: a re-render "
+                   "decodes them instead of the clips")
+def compose(spec_file: str, output: str, poster: str | None, engine: str,
+            segments: int | None, jobs: int | None, proxy_dir: str | None) -> None:
     """Render a RenderSpec JSON file to OUTPUT."""
-    import os
-
     from workers.media.ffmpeg import FFmpegError
     from workers.media.render import render as render_spec
     from workers.media.spec import SpecError, check_files, parse_spec
@@ -352,8 +354,8 @@ def compose(spec_file: str, output: str, poster: str | None, engine: str, segmen
         click.echo(render_reference(spec, output))
         return
     try:
-        result = render_spec(spec, output, poster_path=poster, segments=segments,
-                             jobs=jobs or min(segments, os.cpu_count() or 1))
+        result = render_spec(spec, output, poster_path=poster, segments=segments, jobs=jobs,
+                             proxy_dir=proxy_dir)
     except (FFmpegError, SpecError) as exc:
         raise click.ClickException(f"render failed: {exc}") from exc
     click.echo(f"{result.path} ({result.width}x{result.height}, {result.duration:.2f} s)")

@@ -27,6 +27,7 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "EMBEDDED_WORKER": ("auto", str),  # auto: on when the broker is memory://
     "DISTRIBUTED_RENDER": ("auto", str),  # auto: segments on many workers with a shared broker
     "RENDER_SEGMENT_SECONDS": (10, int),  # length of one distributed render segment
+    "RENDER_PROXIES": (True, bool),  # cache cell-size proxies: re-renders decode small copies
     "LOG_LEVEL": ("INFO", str),
 }
 

@@ -318,6 +318,16 @@ def _keys(job: Render) -> tuple[str, str, str]:
     return folder, f"{folder}/mashup.mp4", f"{folder}/poster.jpg"
 
 
+def _proxy_dir(job: Render) -> str | None:
+    """Where this campaign's cell-size proxies are cached (None: proxies are off). Keys
+    under proxies/ are never served."""
+    if not current_app.config["RENDER_PROXIES"]:
+        return None
+    path = storage().path(f"proxies/{job.campaign.id}")
+    path.mkdir(parents=True, exist_ok=True)
+    return str(path)
+
+
 def _part_key(job: Render, part: int) -> str:
     folder = _keys(job)[0]
     return f"{folder}/parts/audio.m4a" if part < 0 else f"{folder}/parts/seg-{part:05d}.mp4"
@@ -373,7 +383,7 @@ def _render_here(job: Render, spec, timeout: float) -> None:
     try:
         result = render_spec(spec, str(store.path_for_writing(out_key)),
                              poster_path=str(store.path_for_writing(poster_key)),
-                             progress=on_progress, timeout=timeout)
+                             progress=on_progress, timeout=timeout, proxy_dir=_proxy_dir(job))
     except RenderCancelled:
         _cancelled(job)
         return
@@ -431,6 +441,11 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
         campaign.published_render_id = job.id
     db.session.commit()
     log.info("render %s: done, %s (%.1f s)", job.id, out_key, result.duration)
+    cache = _proxy_dir(job)
+    if cache is not None:
+        from workers.media.proxies import prune
+
+        prune(cache)
 
 
 # --- distributed rendering: segments on any workers, audio once, join -------------
@@ -469,6 +484,7 @@ def _dispatch_parts(job: Render) -> None:
 def render_part(render_id: int, part: int) -> None:
     """One segment (``part`` >= 0) or the audio (``part`` == -1) of a distributed render."""
     from workers.media.plan import RenderPlan
+    from workers.media.proxies import ensure_proxies, proxy_scales
     from workers.media.render import render_audio, render_segment
     from workers.media.spec import SpecError, parse_spec
 
@@ -499,7 +515,20 @@ def render_part(render_id: int, part: int) -> None:
             if part < 0:
                 render_audio(spec, plan, path, timeout=timeout, progress=check_cancel)
             else:
-                render_segment(spec, plan, part, path, timeout=timeout, progress=check_cancel)
+                proxies = {}
+                cache = _proxy_dir(job)
+                if cache is not None:
+                    # what this segment draws; other segments' workers build the rest,
+                    # starting elsewhere in the list (a proxy is built once, under a lock)
+                    scales = proxy_scales(plan)
+                    shown = {t.clip for t in plan.segments[part].tiles}
+                    proxies = ensure_proxies({i: spec.clips[i].path for i in scales}, scales,
+                                             cache, clips=shown, keyint=plan.fps,
+                                             timeout=timeout, progress=check_cancel,
+                                             start=part * max(1, len(scales)) // len(
+                                                 plan.segments))
+                render_segment(spec, plan, part, path, timeout=timeout, progress=check_cancel,
+                               proxies=proxies)
         except RenderCancelled:
             _cancelled(job)
             return

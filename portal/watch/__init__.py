@@ -37,7 +37,7 @@ def media(key: str):
         path = storage.path(key)
     except StorageError:
         abort(404)
-    if not path.is_file() or "/original" in key:
+    if not path.is_file() or "/original" in key or key.startswith("proxies/"):
         abort(404)
     mimetype = MIME.get(path.suffix.lower(), "application/octet-stream")
     response = send_file(path, mimetype=mimetype, conditional=True, max_age=3600)

@@ -266,3 +266,41 @@ def test_a_cancelled_running_render_stops_and_publishes_nothing(app, campaign, m
         assert services.get_campaign(campaign).published_render_id is None
         folder = app.extensions["tutti.storage"].root / "renders" / campaign / job.token
         assert not folder.exists() or not any(p.is_file() for p in folder.rglob("*"))
+
+
+def test_renders_cache_cell_size_proxies_and_reuse_them(app, client, campaign, media_files,
+                                                        monkeypatch):
+    """A preview draws each clip at half its size: the first render builds a proxy per clip
+    under proxies/<campaign>, the next one (here distributed, in segments) reuses them; they
+    are never served."""
+    _approved(app, campaign, media_files, "landscape", "portrait")
+    with app.app_context():
+        first = services.request_render(services.get_campaign(campaign), kind="preview")
+        pipeline.render(first.id)
+        db.session.expire_all()
+        assert db.session.get(Render, first.id).status == "done"
+        store = app.extensions["tutti.storage"]
+        cache = store.path(f"proxies/{services.get_campaign(campaign).id}")
+        proxies = sorted(p for p in cache.iterdir() if p.suffix == ".mp4")
+        assert len(proxies) == 2
+        built = {p.name: p.stat().st_ino for p in proxies}
+        info = ffmpeg_info(proxies[0])
+        assert "320x180" in info and "Audio" not in info  # half of the 640x360 tile format
+        proxy_key = str(proxies[0].relative_to(store.root))
+
+        sent: list[tuple] = []
+        monkeypatch.setattr(pipeline, "enqueue", lambda name, *args: sent.append((name, *args)))
+        app.config["DISTRIBUTED_RENDER"] = True
+        app.config["RENDER_SEGMENT_SECONDS"] = 1
+        second = services.request_render(services.get_campaign(campaign), kind="preview")
+        pipeline.render(second.id)
+        for name, *args in list(sent):
+            if name == "tutti.render_part":
+                pipeline.render_part(*args)
+        pipeline.join_render(second.id)
+        db.session.expire_all()
+        job = db.session.get(Render, second.id)
+        assert job.status == "done", job.reason
+        assert "640x360" in ffmpeg_info(store.path(job.output_key))
+        assert {p.name: p.stat().st_ino for p in cache.iterdir() if p.suffix == ".mp4"} == built
+    assert client.get(f"/media/{proxy_key}").status_code == 404
