@@ -443,10 +443,42 @@ CASES = [  # (case, mode, count, seconds, style)
     ("samekey-piano", "unrelated", 6, (5, 15), "samekey-piano"),
     ("samekey-sine", "unrelated", 8, (5, 15), "samekey-sine"),
     ("samekey-long", "unrelated", 4, (30, 60), "samekey-mix"),
+    ("sametempo", "unrelated", 6, (30, 60), "sametempo"),
+    ("short-sametempo", "unrelated", 6, (5, 15), "sametempo"),
 ]
 """``samekey-*``: another song on the guide's own root and scale (so the same pitch set) in the
 guide's own timbre: piano chords and melody at a tempo of its own,
-or a pure-sine line against a pure-sine guide; ``samekey-long`` has both at 30-60 s."""
+or a pure-sine line against a pure-sine guide; ``samekey-long`` has both at 30-60 s.
+``*sametempo``: another song at exactly the guide's tempo, its beats on the guide's beats (from
+the guide's first bar or a few beats later), half of them in the guide's key: a part of it
+performed like a take, sometimes with its own piano accompaniment."""
+
+
+def sametempo_take(rng: np.random.Generator, song: Song,
+                   offset: float) -> tuple[np.ndarray, dict]:
+    """Another song performed on the guide's own beat grid, as ``make_clip`` lays it out.
+
+    ``make_clip`` puts an unrelated take's t=0 at guide time ``-(max(0, offset) + 0.5)``; the
+    other song's lead-in is chosen so that its beats land on the guide's beats there, and its
+    music starts with the guide's or 1-3 beats later. Its melody and harmony are its own,
+    in the guide's key half of the time. Returns the take and what to note in the clip's meta
+    (``grid_offset``: the offset at which its beats sit on the guide's).
+    """
+    pre = max(0.0, offset) + 0.5
+    late_beats = int(rng.integers(0, 4))
+    lead_in = pre + song.count_in[0] + late_beats * song.beat
+    same_key = rng.random() < 0.5
+    osong = compose(rng, song.duration + pre + 25, tempo=song.tempo, lead_in=lead_in,
+                    root=song.root if same_key else None,
+                    scale=list(song.scale) if same_key else None, min_bars=2)
+    voice = str(rng.choice(["S", "A", "T", "B"]))
+    other = render_part(osong.parts[voice], osong.duration, rng, str(rng.choice(TIMBRES)))
+    if rng.random() < 0.5:  # its own accompaniment, without a count-in click
+        acc = render_piano(osong.guide_notes, osong.duration, rng)
+        acc = acc / (np.sqrt(np.mean(acc ** 2)) + 1e-9) * 0.12
+        other = other + 0.3 * acc[: len(other)]
+    return other, {"grid_offset": round(offset, 4), "late_beats": late_beats,
+                   "same_key": bool(same_key)}
 
 
 def build_corpus(seed: int = 1, scale: float = 1.0):
@@ -478,7 +510,7 @@ def build_corpus(seed: int = 1, scale: float = 1.0):
                 else:
                     offset = float(rng.uniform(0.0, early))
                 drift = float(rng.uniform(-150, 150))
-                other = None
+                other, extra = None, {}
                 if mode == "unrelated" and style == "song":
                     osong = compose(rng, song.duration + 25)
                     rv = str(rng.choice(["S", "A", "T", "B"]))
@@ -487,6 +519,8 @@ def build_corpus(seed: int = 1, scale: float = 1.0):
                     if rng.random() < 0.5:  # sometimes the unrelated take has its own accompaniment
                         acc = render_guide(osong, rng).astype(np.float64)
                         other = other + 0.3 * acc[: len(other)]
+                elif mode == "unrelated" and style == "sametempo":
+                    other, extra = sametempo_take(rng, song, offset)
                 elif mode == "unrelated" and sine:
                     osong = compose_melody(rng, song.duration + 25, root=song.root,
                                            scale=song.scale)
@@ -501,6 +535,7 @@ def build_corpus(seed: int = 1, scale: float = 1.0):
                                  offset=offset, drift_ppm=drift,
                                  leak_db=float(rng.uniform(-20, -5) if sine
                                                else rng.uniform(-30, -10)), other=other)
+                clip.meta.update(extra)
                 clips.append(clip)
                 done += 1
             yield gid, guide, clips

@@ -28,7 +28,7 @@ from workers.media.align import CONFIDENCE_THRESHOLD, AlignError, align_files
 from workers.media.ffmpeg import ffmpeg_path
 
 NEGATIVE = ("unrelated", "speech", "silence", "short-unrelated", "short-speech", "short-silence",
-            "samekey-piano", "samekey-sine", "samekey-long")
+            "samekey-piano", "samekey-sine", "samekey-long", "sametempo", "short-sametempo")
 LEAK_OR_CLAP = ("leak", "clap", "periodic-clap", "long-leak", "long-clap", "short-leak",
                 "short-clap", "sine-leak")
 PART_ONLY = ("part", "periodic-part", "long-part", "short-part")

@@ -17,6 +17,7 @@ from PIL import Image
 from scipy import signal
 
 from tests.signals import tone_melody
+from workers.media import align
 from workers.media.align import (
     CONFIDENCE_THRESHOLD,
     AlignError,
@@ -328,3 +329,81 @@ def test_sync_plot_is_written_atomically(files):
     with Image.open(out) as img:
         assert img.size == (600, 240)
     assert [p for p in os.listdir(files) if ".tmp" in p] == []
+
+
+# --------------------------------------------------------------------------- beats, faint leaks
+
+def same_tempo_take(seed: int, other_seed: int, seconds: float = 24.0, offset: float = 1.3):
+    """The guide of ``case(seed)`` and a take of another song at the guide's very tempo and
+    key, its beats and bars on the guide's (same count-in): only the notes differ."""
+    rng = np.random.default_rng(seed)
+    guide, _ = case(seed, offset=0.0, mode="part", seconds=seconds)
+    _, _, other = song(other_seed, seconds)
+    perf = render(other, seconds, piano=False, rng=rng, jitter=0.015)
+    return guide, room_and_phone(take(perf, offset), rng).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed,other_seed", [(20, 101), (21, 102), (29, 102)])
+def test_another_song_at_the_guides_tempo_is_not_trusted(monkeypatch, seed, other_seed):
+    guide, clip = same_tempo_take(seed, other_seed)
+    r = align_signals(guide, clip, SR)
+    assert not r.trusted and r.confidence < 0.3, r
+    # what the harmony requirement prevents: on onsets alone the beats line up so well that
+    # the take passed for the part
+    monkeypatch.setattr(align, "_beat_strength", lambda onset: 0.0)
+    assert align_signals(guide, clip, SR).trusted
+
+
+def test_beat_strength_tells_a_song_from_a_free_melody():
+    guide, _ = case(4, offset=0.0, mode="part")
+    steady = align._beat_strength(align._features(guide).onset)
+    free = align._beat_strength(align._features(melody(15.0, 1)).onset)
+    assert steady > align.RHYTHM_BEAT_HI
+    assert free < align.RHYTHM_BEAT_LO
+
+
+def test_pitch_feature_names_the_sung_note_without_its_fundamental():
+    # a reedy A3 (220 Hz, odd harmonics) through a 300 Hz low cut: the strongest chroma class
+    # is its 3rd harmonic's (E), the pitch feature still says A
+    t = np.arange(2 * SR) / SR
+    x = sum(np.sin(2 * np.pi * 220 * h * t) / h for h in (1, 3, 5, 7))
+    x = signal.sosfilt(signal.butter(8, 300, btype="high", fs=SR, output="sos"), x)
+    quiet = 1e-4 * np.random.default_rng(0).standard_normal(SR)
+    f = align._features(np.concatenate([quiet, x, quiet]).astype(np.float32))
+    sung = f.pitch.any(axis=1)
+    assert sung.sum() > 20
+    assert np.mean(np.argmax(f.pitch[sung], axis=1) == 9) > 0.9  # A
+
+
+def test_leak_windows_go_where_a_short_guide_sounds():
+    # 9.5 s: 3.5 s of count-in silence, 3.5 s of music, 2.5 s of silence. Windows spread over
+    # the whole guide left one on the music, too few for a line, and the take fell back to
+    # its onsets (10-30 ms off)
+    rng = np.random.default_rng(12)
+    _, notes, _ = song(12, 7.0)
+    music = render([(s - 2.9, d, m) for s, d, m in notes if s < 6.4], 3.5, piano=True, rng=rng)
+    guide = np.concatenate([np.zeros(int(3.5 * SR)), music, np.zeros(int(2.5 * SR))])
+    clip = take(0.2 * guide, 0.6, 70) + 0.02 * rng.standard_normal(int((9.5 + 1.6) * SR))
+    active = align._features(guide.astype(np.float32)).active
+    fit = align._leak_fit(guide, clip, 0.61, active)
+    assert fit is not None
+    assert abs(fit.offset - 0.6) < 0.0005
+
+
+def test_a_leak_too_faint_to_trust_refines_the_part_offset(monkeypatch):
+    guide, clip = case(4, offset=2.4, mode="leak", leak_db=-28)
+    monkeypatch.setattr(align, "LEAK_MIN_Z", np.inf)  # as if the leak stage saw nothing
+    r = align_signals(guide, clip, SR)
+    monkeypatch.setattr(align, "_leak_near", lambda *a: None)
+    part = align_signals(guide, clip, SR)
+    assert part.method == "part" and ms(part, 2.4) > 5.0
+    assert r.method == "leak" and ms(r, 2.4) < 1.0
+    assert r.confidence == pytest.approx(part.confidence)  # the trust stays the part's
+
+
+def test_no_faint_leak_is_made_up_in_a_part_only_take(monkeypatch):
+    monkeypatch.setattr(align, "LEAK_MIN_Z", np.inf)
+    for seed, offset in ((4, 11.3), (5, -0.35), (14, 3.0)):
+        guide, clip = case(seed, offset=offset, mode="part")
+        r = align_signals(guide, clip, SR)
+        assert r.method in ("part", "none"), (seed, r)
