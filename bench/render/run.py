@@ -2,11 +2,12 @@
 and the floor (decode the inputs, encode one stream), on the same clips.
 
     .venv/bin/python -m bench.render [--sizes 4,16,36,64,100] [--skip-moviepy]
-        [--moviepy-max 16] [--no-parallel] [--cache DIR]
+        [--moviepy-max 16] [--no-parallel] [--cache DIR] [--repeat K]
 
 Every run is a fresh subprocess; wall time, CPU seconds (the process tree's, from
 getrusage) and peak RSS of the whole tree (VmRSS summed over the tree, sampled every
-50 ms) are recorded. Prints a table; see bench/README.md.
+50 ms) are recorded; with --repeat K each engine runs K times, interleaved, and the
+fastest run is kept (peak RSS: the largest). Prints a table; see bench/README.md.
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", default=",".join(ENGINES),
                         help="which of floor,tutti,xstack,moviepy,proxies to run")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run each engine this many times, interleaved, and keep the "
+                             "fastest (the machine's noise only ever adds time)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     print(f"preparing clips ({WIDTH}x{HEIGHT}, {FPS} fps, {SECONDS:g} s) in {args.cache} ...",
@@ -115,11 +119,20 @@ def main(argv: list[str] | None = None) -> int:
                 engines.remove("moviepy")
             if not args.no_parallel:
                 engines += ["seg1", "seg2"]
-            for engine in engines:
-                row = measure(engine, n, args.cache, out_dir)
-                rows.append(row)
-                print("  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v
-                                         for k, v in row.items()}), flush=True)
+            best: dict[str, dict] = {}
+            for _ in range(max(1, args.repeat)):
+                for engine in engines:
+                    row = measure(engine, n, args.cache, out_dir)
+                    print("  " + json.dumps({k: round(v, 2) if isinstance(v, float) else v
+                                             for k, v in row.items()}), flush=True)
+                    kept = best.get(engine)
+                    if kept is None or ("wall" in row and row["wall"] < kept.get("wall", 1e9)):
+                        if kept is not None and "rss_mb" in kept:
+                            row["rss_mb"] = max(row["rss_mb"], kept["rss_mb"])
+                        best[engine] = row
+                    elif "rss_mb" in row:
+                        kept["rss_mb"] = max(kept["rss_mb"], row["rss_mb"])
+            rows += [best[e] for e in engines]
     print_table(rows, args)
     if args.json:
         with open(args.json, "w") as f:
