@@ -19,7 +19,7 @@ from workers.media.proxies import (
     prune,
 )
 from workers.media.render import render
-from workers.media.spec import parse_spec
+from workers.media.spec import SpecError, parse_spec
 
 W, H, FPS = 320, 180, 25
 
@@ -144,6 +144,12 @@ def test_ensure_proxies_rotates_its_order_and_skips_clips_without_a_scale(counte
                          progress=order.append)
     assert set(got) == {0, 2} and got[0] != got[2]
     assert order == [0.5, 1.0]
+
+
+def test_a_clip_gone_since_the_plan_is_a_spec_error_naming_it(tmp_path):
+    with pytest.raises(SpecError) as caught:
+        ensure_proxies({3: str(tmp_path / "gone.mp4")}, {3: 1 / 4}, str(tmp_path / "cache"))
+    assert caught.value.field == "clips[3].path" and "gone.mp4" in str(caught.value)
 
 
 def test_prune_removes_only_what_went_unused(tmp_path):

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .ffmpeg import input_url, remove_quietly, replace_atomically, run_ffmpeg, temp_path_for
 from .plan import RenderPlan
 from .probe import MEDIA_DEMUXERS, safe_input
+from .spec import SpecError
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +134,8 @@ def ensure_proxies(spec_paths: Mapping[int, str], scales: Mapping[int, float],
     """Clip index -> proxy path for ``clips`` (default: every clip in ``scales``), built
     ``jobs`` at a time where missing. ``spec_paths`` maps a clip index to its file.
     ``start`` rotates the order, so parallel renderers of one plan (its segments) build
-    different proxies first instead of queueing on the same lock."""
+    different proxies first instead of queueing on the same lock. Raises SpecError when a
+    clip's file is gone, FFmpegError when a proxy cannot be made."""
     wanted = sorted(i for i in (scales if clips is None else clips) if i in scales)
     if wanted:
         shift = start % len(wanted)
@@ -147,8 +149,12 @@ def ensure_proxies(spec_paths: Mapping[int, str], scales: Mapping[int, float],
             from .ffmpeg import FFmpegError
 
             raise FFmpegError("proxies timed out", timed_out=True)
-        path, _built = ensure_proxy(spec_paths[index], cache_dir, scales[index],
-                                    keyint=keyint, timeout=left)
+        try:
+            path, _built = ensure_proxy(spec_paths[index], cache_dir, scales[index],
+                                        keyint=keyint, timeout=left)
+        except FileNotFoundError as exc:  # the clip went away after the plan was made
+            raise SpecError(f"clips[{index}].path",
+                            f"{spec_paths[index]} cannot be read: {exc.strerror}") from exc
         done[0] += 1
         if progress is not None:
             progress(done[0] / len(wanted))
