@@ -15,14 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 
 from bench.render.corpus import corpus
-from bench.render.run import _children, _rss_kb
+from bench.render.run import _rss_kb, run_sampled, tree_pids
 
 
 def _fds(pid: int) -> int:
@@ -40,18 +37,12 @@ def _is_ffmpeg(pid: int) -> bool:
         return False
 
 
-def sample_tree(root: int) -> dict:
-    total = biggest = fds = ffmpegs = 0
-    stack = [root]
-    while stack:
-        pid = stack.pop()
-        rss = _rss_kb(pid)
-        total += rss
-        biggest = max(biggest, rss)
-        fds = max(fds, _fds(pid))
-        ffmpegs += _is_ffmpeg(pid)
-        stack += _children(pid)
-    return {"rss_kb": total, "proc_rss_kb": biggest, "fds": fds, "ffmpegs": ffmpegs}
+def sample_tree(root: int) -> dict[str, int]:
+    pids = tree_pids(root)
+    rss = [_rss_kb(pid) for pid in pids]
+    return {"rss_kb": sum(rss), "proc_rss_kb": max(rss, default=0),
+            "fds": max((_fds(pid) for pid in pids), default=0),
+            "ffmpegs": sum(_is_ffmpeg(pid) for pid in pids)}
 
 
 RENDER = """
@@ -90,25 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         spec_path, out = os.path.join(work, "spec.json"), os.path.join(work, "mash.mp4")
         with open(spec_path, "w") as f:
             json.dump(spec, f)
-        started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-c", RENDER, spec_path, out],
-                                stdout=subprocess.PIPE, text=True)
-        peak = {"rss_kb": 0, "proc_rss_kb": 0, "fds": 0, "ffmpegs": 0}
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                now = sample_tree(proc.pid)
-                for key in peak:
-                    peak[key] = max(peak[key], now[key])
-                done.wait(0.05)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        stdout, _ = proc.communicate()
-        wall = time.monotonic() - started
-        done.set()
-        sampler.join()
+        proc, _stdout, wall, peak = run_sampled([sys.executable, "-c", RENDER, spec_path, out],
+                                                sample_tree)
         if proc.returncode != 0:
             print(f"render failed: exit {proc.returncode}")
             return 1

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 
 from bench.render.corpus import corpus
 from bench.render.one import FPS, HEIGHT, SECONDS, WIDTH
@@ -47,40 +48,56 @@ def _rss_kb(pid: int) -> int:
         return 0
 
 
-def tree_rss_kb(root: int) -> int:
-    total, stack = 0, [root]
+def tree_pids(root: int) -> list[int]:
+    """``root`` and every process below it."""
+    pids, stack = [], [root]
     while stack:
         pid = stack.pop()
-        total += _rss_kb(pid)
+        pids.append(pid)
         stack += _children(pid)
-    return total
+    return pids
 
 
-def measure(engine: str, n: int, cache: str, out_dir: str) -> dict:
-    out = os.path.join(out_dir, f"{engine}-{n}.mp4")
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+def tree_rss_kb(root: int) -> dict[str, int]:
+    return {"rss_kb": sum(_rss_kb(pid) for pid in tree_pids(root))}
+
+
+def run_sampled(argv: list[str], sample: Callable[[int], dict[str, int]],
+                every: float = 0.05) -> tuple[subprocess.Popen, str, float, dict[str, int]]:
+    """Run ``argv`` (stdout captured), calling ``sample(pid)`` every ``every`` seconds
+    meanwhile; returns the finished process, its stdout, the wall seconds and the peak of
+    each sampled value."""
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.render.one", engine, str(n), cache, out],
-                            stdout=subprocess.PIPE, text=True)
-    peak = [0]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    peak: dict[str, int] = {}
     done = threading.Event()
 
-    def sample() -> None:
+    def watch() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], tree_rss_kb(proc.pid))
-            done.wait(0.05)
+            for key, value in sample(proc.pid).items():
+                peak[key] = max(peak.get(key, 0), value)
+            done.wait(every)
 
-    sampler = threading.Thread(target=sample, daemon=True)
+    sampler = threading.Thread(target=watch, daemon=True)
     sampler.start()
     stdout, _ = proc.communicate()
     wall = time.monotonic() - started
     done.set()
     sampler.join()
+    return proc, stdout, wall, peak
+
+
+def measure(engine: str, n: int, cache: str, out_dir: str) -> dict:
+    out = os.path.join(out_dir, f"{engine}-{n}.mp4")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc, stdout, wall, peak = run_sampled(
+        [sys.executable, "-m", "bench.render.one", engine, str(n), cache, out], tree_rss_kb)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         return {"engine": engine, "n": n, "error": f"exit {proc.returncode}"}
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    row = {"engine": engine, "n": n, "wall": wall, "cpu": cpu, "rss_mb": peak[0] / 1024,
+    row = {"engine": engine, "n": n, "wall": wall, "cpu": cpu,
+           "rss_mb": peak.get("rss_kb", 0) / 1024,
            "max_proc_rss_mb": after.ru_maxrss / 1024}
     lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if lines:

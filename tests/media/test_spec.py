@@ -193,10 +193,11 @@ def test_check_files_names_the_missing_clip(tmp_path):
     assert "'lost'" in str(caught.value)
 
 
-def test_check_files_names_a_missing_guide(tmp_path):
+@pytest.mark.parametrize("mode", ["guide", "guide+mix"])
+def test_check_files_names_a_missing_guide(tmp_path, mode):
     present = tmp_path / "a.mp4"
     present.write_bytes(b"x")
-    spec = parse_spec({"version": 1, "audio": {"mode": "guide", "guide_path": "nope.wav"},
+    spec = parse_spec({"version": 1, "audio": {"mode": mode, "guide_path": "nope.wav"},
                        "clips": [{"id": "ok", "path": str(present)}]})
     with pytest.raises(SpecError) as caught:
         check_files(spec)
@@ -320,13 +321,3 @@ def test_impossible_layout_fails_before_encoding(layout):
     assert "16 px" in str(caught.value) or "do not fit" in str(caught.value)
     data["canvas"] = {"width": 1920, "height": 1080}
     assert len(parse_spec(data).clips) == 300
-
-
-def test_guide_mix_needs_the_guide_file(tmp_path):
-    clip = tmp_path / "a.mp4"
-    clip.write_bytes(b"x")
-    spec = parse_spec({"version": 1, "audio": {"mode": "guide+mix", "guide_path": "nope.wav"},
-                       "clips": [{"id": "ok", "path": str(clip)}]})
-    with pytest.raises(SpecError) as caught:
-        check_files(spec)
-    assert caught.value.field == "audio.guide_path"

@@ -197,17 +197,17 @@ class RenderPlan:
 
 def plan_render(spec: RenderSpec, *, segments: int | None = None,
                 segment_seconds: float = 10.0, timeout: float = 600.0,
-                clips: tuple[PlanClip, ...] | None = None) -> RenderPlan:
+                local_jobs: int | None = None) -> RenderPlan:
     """Probe the clips (and the guide) and cut the render into segments.
 
     ``segments`` fixes their number; otherwise each is about ``segment_seconds`` long.
-    ``clips``: the clips as an earlier plan of the same spec probed them (to cut it
-    again without probing). Raises SpecError for a missing or unreadable input (naming
-    it)."""
+    ``local_jobs`` plans for one machine drawing that many things at once instead: the
+    mash-up is cut into that many segments, unless it is drawn in at least as many strips
+    (which are then drawn in parallel), since a cut makes every clip decode again from the
+    keyframe before it. Raises SpecError for a missing or unreadable input (naming it)."""
     deadline = time.monotonic() + timeout
     check_files(spec)
-    if clips is None:
-        clips = probe_clips(spec, timeout=timeout)
+    clips = probe_clips(spec, timeout=timeout)
     total = _total_duration(spec, clips, max(1.0, deadline - time.monotonic()))
     fps = spec.canvas.fps
     main = max(1, round(total * fps))
@@ -219,7 +219,10 @@ def plan_render(spec: RenderSpec, *, segments: int | None = None,
     if spec.layout.type == "montage" and spec.layout.follow_audio:
         activity = activity_map(spec, main / fps)
     scenes = timeline(spec, main / fps, activity)
-    if segments is None:
+    if local_jobs is not None:
+        whole = _segment(0, intro, intro + main, scenes, clips, fps, intro)
+        segments = 1 if len(whole.strips) >= local_jobs else local_jobs
+    elif segments is None:
         per = max(1, round(segment_seconds * fps))
         segments = math.ceil(frames / per)
     bounds = program_bounds(intro, main, credits, segments,

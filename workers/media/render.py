@@ -163,15 +163,10 @@ def render(
         jobs = os.cpu_count() or 1
     strip_jobs = 1
     if segments is None:
-        # a picture drawn in strips is cut no further: its strips are drawn ``jobs`` at a
-        # time, so no clip is decoded twice around a cut (from the keyframe before it)
-        plan = plan_render(spec, segments=1, timeout=timeout)
-        if jobs > 1 and min((len(s.strips) for s in plan.segments if s.tiles),
-                            default=0) >= jobs:
+        plan = plan_render(spec, local_jobs=jobs, timeout=timeout)
+        # a picture left whole because it has enough strips draws them in parallel
+        if any(len(s.strips) >= jobs > 1 for s in plan.segments):
             strip_jobs = jobs
-        elif jobs > 1:
-            plan = plan_render(spec, segments=jobs, timeout=_remaining(deadline),
-                               clips=plan.clips)
     else:
         plan = plan_render(spec, segments=segments, timeout=timeout)
     canvas = spec.canvas
@@ -189,70 +184,34 @@ def render(
     tmp_audio = temp_path_for(out_path, ".audio.m4a")
     tmp_segments = [temp_path_for(out_path, f".seg{k}.mp4") for k in range(len(plan.segments))]
     try:
-        done = [0.0] * len(plan.segments)
-        sound = [0.0]
-        built = [0.0]
-        lock = threading.Lock()
-        failed = threading.Event()
-
-        def advance() -> None:
-            report(audio_share * sound[0] + proxy_share * built[0]
-                   + video_share * sum(done) / plan.frames)
-
-        def proxy_progress(fraction: float) -> None:
-            if failed.is_set():
-                raise FFmpegError("another part of the render failed")
-            with lock:
-                built[0] = fraction
-                advance()
-
-        def audio_progress(fraction: float) -> None:
-            if failed.is_set():
-                raise FFmpegError("another part of the render failed")
-            with lock:
-                sound[0] = fraction
-                advance()
-
-        def segment_progress(k: int) -> Callable[[float], None]:
-            def on(fraction: float) -> None:
-                if failed.is_set():
-                    raise FFmpegError("another part of the render failed")
-                with lock:
-                    done[k] = fraction * plan.segments[k].frames
-                    advance()
-            return on
-
-        def guarded(work: Callable[[], None]) -> None:
-            try:
-                work()
-            except BaseException:
-                failed.set()
-                raise
-
+        weights: dict[object, float] = {"sound": audio_share, "proxies": proxy_share}
+        weights.update({k: video_share * seg.frames / plan.frames
+                        for k, seg in enumerate(plan.segments)})
+        parts = _Parts(report, weights)
         proxies: dict[int, str] = {}
 
         def sound_step() -> None:
             render_audio(spec, plan, tmp_audio, timeout=_remaining(deadline),
-                         progress=audio_progress)
+                         progress=parts.progress("sound"))
 
         def proxies_step() -> None:
             if scales:
                 assert proxy_dir is not None
                 proxies.update(ensure_proxies(paths, scales, proxy_dir, jobs=jobs,
                                               keyint=plan.fps, timeout=_remaining(deadline),
-                                              progress=proxy_progress))
+                                              progress=parts.progress("proxies")))
 
         segment_steps = [lambda k=k: render_segment(spec, plan, k, tmp_segments[k],
-                                                    progress=segment_progress(k),
+                                                    progress=parts.progress(k),
                                                     timeout=_remaining(deadline),
                                                     proxies=proxies, jobs=strip_jobs)
                          for k in range(len(plan.segments))]
         if jobs > 1:
             # the sound is one single-threaded ffmpeg: it runs beside the pictures
             with ThreadPoolExecutor(min(jobs, len(plan.segments)) + 1) as pool:
-                futures = [pool.submit(guarded, sound_step)]
-                guarded(proxies_step)
-                futures += [pool.submit(guarded, step) for step in segment_steps]
+                futures = [pool.submit(parts.run, sound_step)]
+                parts.run(proxies_step)
+                futures += [pool.submit(parts.run, step) for step in segment_steps]
                 for future in futures:
                     future.result()
         else:
@@ -266,6 +225,34 @@ def render(
     report(1.0)
     log.info("render %s: done, %.3f s", out_path, result.duration)
     return result
+
+
+class _Parts:
+    """Progress of parts of one job that run side by side, each ``weights[part]`` of the
+    whole; the first part to fail (:meth:`run`) stops the others at their next report."""
+
+    def __init__(self, report: Callable[[float], None], weights: Mapping[object, float]):
+        self.report = report
+        self.weights = dict(weights)
+        self.done = dict.fromkeys(self.weights, 0.0)
+        self.lock = threading.Lock()
+        self.failed = threading.Event()
+
+    def progress(self, part: object) -> Callable[[float], None]:
+        def on(fraction: float) -> None:
+            if self.failed.is_set():
+                raise FFmpegError("another part of the render failed")
+            with self.lock:
+                self.done[part] = fraction
+                self.report(sum(w * self.done[p] for p, w in self.weights.items()))
+        return on
+
+    def run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except BaseException:
+            self.failed.set()
+            raise
 
 
 def _remaining(deadline: float) -> float:
@@ -487,46 +474,30 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
     tmp_out = temp_path_for(out_path)
     strip_paths = [temp_path_for(out_path, f".strip{j}.mp4") for j in range(len(seg.strips))]
     duration = seg.frames / plan.fps
-    weights = [len(s.tiles) * (s.end - s.start) for s in seg.strips]
-    whole = sum(weights) * 1.15 or 1  # the final stacking costs about as much as 15 % of it
+    sizes = [len(s.tiles) * (s.end - s.start) for s in seg.strips]
+    whole = sum(sizes) * 1.15 or 1  # the final stacking costs about as much as 15 % of it
+    parts = _Parts(report, {**{j: size / whole for j, size in enumerate(sizes)},
+                            "stack": 1 - sum(sizes) / whole})
     titles = _Titles(spec, os.path.dirname(os.path.abspath(out_path)))
-    drawn = [0.0] * len(seg.strips)
-    lock = threading.Lock()
-    failed = threading.Event()
-
-    def strip_progress(j: int) -> Callable[[float], None]:
-        def on(fraction: float) -> None:
-            if failed.is_set():
-                raise FFmpegError("another strip failed")
-            with lock:
-                drawn[j] = weights[j] * fraction
-                report(sum(drawn) / whole)
-        return on
 
     def draw_strip(j: int) -> None:
         strip = seg.strips[j]
-        try:
-            tiles = [seg.tiles[i] for i in strip.tiles]
-            args = _picture_argv(spec, plan, tiles, strip.rect.x, strip.rect.y, strip.rect.w,
-                                 strip.rect.h, strip.start, strip.end - strip.start, proxies,
-                                 titles)
-            args += _encode_args(STRIP_PRESET, STRIP_CRF, plan.fps, strip_paths[j])
-            run_ffmpeg(args, timeout=_remaining(deadline),
-                       duration=(strip.end - strip.start) / plan.fps,
-                       progress=strip_progress(j))
-        except BaseException:
-            failed.set()
-            raise
+        tiles = [seg.tiles[i] for i in strip.tiles]
+        args = _picture_argv(spec, plan, tiles, strip.rect.x, strip.rect.y, strip.rect.w,
+                             strip.rect.h, strip.start, strip.end - strip.start, proxies, titles)
+        args += _encode_args(STRIP_PRESET, STRIP_CRF, plan.fps, strip_paths[j])
+        run_ffmpeg(args, timeout=_remaining(deadline),
+                   duration=(strip.end - strip.start) / plan.fps, progress=parts.progress(j))
 
     try:
         if jobs > 1 and len(seg.strips) > 1:
             with ThreadPoolExecutor(min(jobs, len(seg.strips))) as pool:
-                for future in [pool.submit(draw_strip, j) for j in range(len(seg.strips))]:
+                steps = [lambda j=j: draw_strip(j) for j in range(len(seg.strips))]
+                for future in [pool.submit(parts.run, step) for step in steps]:
                     future.result()
         else:
             for j in range(len(seg.strips)):
                 draw_strip(j)
-        done = sum(weights)
         layers = _segment_layers(plan, seg, titles)
         if seg.strips:
             args = _stack_argv(spec, plan, seg, strip_paths, layers)
@@ -535,7 +506,7 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
                                  seg.start, seg.frames, proxies, titles, layers)
         args += _encode_args(spec.video.preset, spec.video.crf, plan.fps, tmp_out)
         run_ffmpeg(args, timeout=_remaining(deadline), duration=duration,
-                   progress=lambda f: report((done + (whole - done) * f) / whole))
+                   progress=parts.progress("stack"))
         replace_atomically(tmp_out, out_path)
     except BaseException:
         remove_quietly(tmp_out)
