@@ -2,13 +2,15 @@ import dataclasses
 import json
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from workers.media import render as render_module
 from workers.media.audio import decode_audio
-from workers.media.ffmpeg import FFmpegError, ffmpeg_path, ffmpeg_report, run_ffmpeg
+from workers.media.ffmpeg import FFmpegError, ffmpeg_path, ffmpeg_report, pin, run_ffmpeg
 from workers.media.layout import grid_rects, timeline
 from workers.media.normalize import (
     Loudness,
@@ -18,12 +20,14 @@ from workers.media.normalize import (
 from workers.media.plan import DIRECT_TILES, MAX_INPUTS, RenderPlan, drift_speed, plan_render
 from workers.media.probe import probe
 from workers.media.render import (
+    Cores,
     RenderResult,
     join_segments,
     loudness_filter,
     render,
     render_audio,
     render_segment,
+    usable_cores,
 )
 from workers.media.spec import SpecError, parse_spec
 from workers.media.titles import intro_card
@@ -251,6 +255,29 @@ def test_progress_callback_can_cancel_and_nothing_is_left(make_clip, tmp_path):
     _only_expected_files(tmp_path)
 
 
+def test_parts_raise_the_first_failure_not_the_stops_it_caused():
+    from concurrent.futures import ThreadPoolExecutor
+
+    class Cancelled(Exception):
+        pass
+
+    parts = render_module._Parts(lambda fraction: None, {"a": 0.5, "b": 0.5})
+
+    def first():  # listed first, stops because the second failed
+        assert parts.failed.wait(10)
+        parts.progress("a")(0.5)
+
+    def second():
+        raise Cancelled()
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(parts.run, first), pool.submit(parts.run, second)]
+        with pytest.raises(Cancelled):
+            parts.wait(futures)
+    with pytest.raises(FFmpegError, match="another part"):
+        futures[0].result()
+
+
 # --- segments, join, many clips -----------------------------------------------------------------
 
 def _counter_clip(directory, ffmpeg_exe, *, fps, seconds, step=3):
@@ -310,6 +337,68 @@ def test_segments_join_without_gap_or_repeat(counter_dir, ffmpeg_exe, tmp_path):
     assert abs(audio - len(three) / FPS) <= 1 / FPS
     assert result.duration == pytest.approx(2.0, abs=1 / FPS)
     _only_expected_files(tmp_path, "one.mp4", "three.mp4")
+
+
+two_cores = pytest.mark.skipif(usable_cores() < 2, reason="pinning needs two cores")
+
+
+@two_cores
+def test_cores_lends_each_core_to_one_process_at_a_time():
+    allowed = os.sched_getaffinity(0)
+    cores = Cores(2)
+    with cores.take() as first, cores.take() as second:
+        assert len(first) == len(second) == 1 and first != second
+        assert first | second <= allowed
+    with cores.take() as again:  # given back
+        assert again <= first | second
+    for jobs in (1, len(allowed) + 1):  # one process, or more than there are cores: none
+        with Cores(jobs).take() as none:
+            assert none is None
+
+
+@two_cores
+def test_segments_side_by_side_each_keep_a_core(counter_dir, ffmpeg_exe, tmp_path,
+                                                monkeypatch):
+    seen = []
+    real = render_module.run_ffmpeg
+
+    def spy(args, **kw):
+        seen.append((str(args[-1]), kw.get("cpus")))
+        return real(args, **kw)
+
+    monkeypatch.setattr(render_module, "run_ffmpeg", spy)
+    clip = _counter_clip(counter_dir, ffmpeg_exe, fps=FPS, seconds=2)
+    spec = _spec([{"id": "n", "path": clip}], video={"preset": "ultrafast", "crf": 12})
+    render(spec, str(tmp_path / "two.mp4"), segments=2, jobs=2)
+    pinned = [cpus for out, cpus in seen if ".seg" in out]
+    assert len(pinned) == 2 and all(c is not None and len(c) == 1 for c in pinned)
+    assert not any(cpus for out, cpus in seen if ".seg" not in out)  # sound, join: free
+    seen.clear()
+    render(spec, str(tmp_path / "free.mp4"), segments=2, jobs=2, pin=False)
+    assert seen and not any(cpus for _, cpus in seen)
+    seen.clear()
+    render(spec, str(tmp_path / "one.mp4"), segments=1, jobs=2)  # alone: every core
+    assert seen and not any(cpus for _, cpus in seen)
+
+
+@two_cores
+def test_pinned_ffmpeg_and_all_its_threads_stay_on_the_core(ffmpeg_exe):
+    cpu = max(os.sched_getaffinity(0))
+    # a run long enough to be looked at, with decoding, filtering and encoding threads
+    proc = subprocess.Popen([ffmpeg_exe, "-hide_banner", "-nostdin", "-v", "error", "-re",
+                             "-f", "lavfi", "-i", "testsrc2=s=320x180:r=25:d=4",
+                             "-c:v", "libx264", "-preset", "ultrafast", "-f", "null", "-"])
+    try:
+        pin(proc.pid, {cpu})
+        deadline = time.monotonic() + 10
+        while len(os.listdir(f"/proc/{proc.pid}/task")) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tids = [int(t) for t in os.listdir(f"/proc/{proc.pid}/task")]
+        assert len(tids) >= 3
+        assert all(os.sched_getaffinity(t) == {cpu} for t in tids)
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_segments_match_single_render_across_frame_rates(counter_dir, ffmpeg_exe, tmp_path):

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -73,6 +73,20 @@ def parse_progress_time(line: str) -> float | None:
     return None
 
 
+def pin(pid: int, cpus: Collection[int]) -> None:
+    """Keep process ``pid`` and its threads on ``cpus``. Called as soon as ffmpeg has
+    started: its main thread first (the threads it starts later inherit that), then any
+    thread already running. Only a matter of speed, so a process already gone or a
+    refusal is ignored."""
+    try:
+        os.sched_setaffinity(pid, cpus)
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            if int(tid) != pid:
+                os.sched_setaffinity(int(tid), cpus)
+    except (OSError, AttributeError) as exc:  # AttributeError: no such call on this OS
+        log.debug("cannot pin ffmpeg %d to %s: %s", pid, sorted(cpus), exc)
+
+
 def run_ffmpeg(
     args: Sequence[str],
     *,
@@ -81,15 +95,18 @@ def run_ffmpeg(
     progress: Callable[[float], None] | None = None,
     stdout: int | None = subprocess.DEVNULL,
     binary: str | None = None,
+    cpus: Collection[int] | None = None,
 ) -> bytes:
     """Run ``ffmpeg ARGS`` and return its stdout (when captured).
 
     ``args`` excludes the binary. With ``progress`` and ``duration`` the callback
-    gets a fraction 0..1 as ffmpeg reports output time. On timeout the whole
-    process group is killed. Raises :class:`FFmpegError` on any failure.
+    gets a fraction 0..1 as ffmpeg reports output time. ``cpus`` pins the process to
+    those cores (:func:`pin`). On timeout the whole process group is killed. Raises
+    :class:`FFmpegError` on any failure.
     """
     outcome = _execute(args, timeout=timeout, duration=duration, progress=progress,
-                       stdout=stdout, binary=binary, keep_lines=STDERR_TAIL_LINES)
+                       stdout=stdout, binary=binary, keep_lines=STDERR_TAIL_LINES,
+                       cpus=cpus)
     if outcome.returncode != 0:
         raise FFmpegError(f"ffmpeg exited with status {outcome.returncode}", outcome.argv,
                           outcome.returncode, outcome.stderr)
@@ -137,6 +154,7 @@ def _execute(
     progress: Callable[[float], None] | None = None,
     stdout: int | None = subprocess.DEVNULL,
     binary: str | None = None,
+    cpus: Collection[int] | None = None,
 ) -> _Outcome:
     argv = [binary or ffmpeg_path(), "-hide_banner", "-nostdin", "-y"]
     if progress is not None:
@@ -156,6 +174,8 @@ def _execute(
         )
     except OSError as exc:
         raise FFmpegError(f"cannot start ffmpeg: {exc}", argv) from exc
+    if cpus:
+        pin(proc.pid, cpus)
 
     def read_stdout() -> None:
         assert proc.stdout is not None
