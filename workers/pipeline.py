@@ -468,7 +468,16 @@ def _plan_distributed(job: Render, spec) -> bool:
 
 
 def _parts(job: Render) -> list[int]:
-    return [-1, *range(len(job.plan["segments"]))]
+    """The parts of a distributed render in the order they are sent: the segments with the
+    most drawing first and the sound (part -1, a small one) last, so that workers that
+    finish early take the short parts and all finish near the same time."""
+    segments = job.plan["segments"]
+
+    def work(k: int) -> int:
+        s = segments[k]
+        return (s["end"] - s["start"]) * (1 + len(s["tiles"]))
+
+    return [*sorted(range(len(segments)), key=lambda k: (-work(k), k)), -1]
 
 
 def _dispatch_parts(job: Render) -> None:

@@ -4,8 +4,7 @@
 
 ENGINE: tutti, moviepy, xstack, floor, seg1 (two segments, one worker on one core),
 seg2 (two segments, two workers each on its own core), proxies (a render that builds
-cell-size proxies into an empty cache, then a re-render that finds them: both timed),
-segment (internal: one segment).
+cell-size proxies into an empty cache, then a re-render that finds them: both timed).
 """
 
 from __future__ import annotations
@@ -109,48 +108,67 @@ def run_floor(paths: list[str], out: str) -> None:
     _ffmpeg(args)
 
 
+_WORKER: dict = {}
+
+
+def _start_worker(cores, everyone, spec: RenderSpec, plan_dict: dict) -> None:
+    """A pool process standing in for a Celery worker on a machine of one core: it takes
+    a core of its own and keeps the spec and plan, as a worker reads them from the job;
+    then it waits until every worker has started."""
+    from workers.media.plan import RenderPlan
+
+    os.sched_setaffinity(0, {cores.get()})
+    _WORKER.update(spec=spec, plan=RenderPlan.from_dict(plan_dict))
+    everyone.wait(120)
+
+
+def _part(part: int, path: str) -> tuple[int, float]:
+    import time
+
+    from workers.media.render import render_audio, render_segment
+
+    spec, plan = _WORKER["spec"], _WORKER["plan"]
+    if part < 0:
+        render_audio(spec, plan, path)
+    else:
+        render_segment(spec, plan, part, path)
+    return part, time.monotonic()
+
+
 def run_segments(paths: list[str], out: str, workers: int) -> dict:
-    """Two segments: rendered by one worker (pinned to core 0) or two (one core each)."""
+    """A distributed render of two segments, as the portal runs one: the plan, then its
+    parts (the segments, longest first, then the sound) on a pool of ``workers`` already
+    running, each on a core of its own (one or two "machines"), then the join. The time
+    starts at the plan: the workers' start-up is not a render's cost."""
+    import multiprocessing
     import time
 
     from workers.media.plan import plan_render
-    from workers.media.render import join_segments, render_audio, render_segment
+    from workers.media.render import join_segments
 
-    os.sched_setaffinity(0, {0})
     spec = bench_spec(paths)
-    plan = plan_render(spec, segments=2)
-    audio = out + ".audio.m4a"
-    parts = [f"{out}.seg{k}.mp4" for k in range(2)]
-    render_audio(spec, plan, audio)
+    ctx = multiprocessing.get_context("spawn")
+    cores = ctx.Queue()
+    for k in range(workers):
+        cores.put(k % os.cpu_count())
     started = time.monotonic()
-    if workers == 1:
-        for k in range(2):
-            render_segment(spec, plan, k, parts[k])
-    else:
-        plan_file = out + ".plan.json"
-        with open(plan_file, "w") as f:
-            json.dump(plan.to_dict(), f)
-        procs = [subprocess.Popen([sys.executable, "-m", "bench.render.one", "segment",
-                                   str(len(paths)), os.path.dirname(paths[0]), parts[k],
-                                   plan_file, str(k)]) for k in range(2)]
-        if any(p.wait() != 0 for p in procs):
-            raise SystemExit("a segment worker failed")
-        os.remove(plan_file)
-    segments_s = time.monotonic() - started
+    plan = plan_render(spec, segments=2)
+    planned = time.monotonic() - started
+    everyone = ctx.Barrier(workers)
+    with ctx.Pool(workers, _start_worker, (cores, everyone, spec, plan.to_dict())) as pool:
+        pool.apply(os.getpid)  # runs once every worker is up
+        audio = out + ".audio.m4a"
+        parts = [f"{out}.seg{k}.mp4" for k in range(2)]
+        order = sorted(range(2), key=lambda k: -plan.segments[k].frames) + [-1]
+        started = time.monotonic()
+        done = dict(pool.starmap(_part, [(k, audio if k < 0 else parts[k]) for k in order],
+                                 chunksize=1))
+    segments_s = max(done[k] for k in range(2)) - started
     join_segments(plan, parts, audio, out)
+    render_s = planned + time.monotonic() - started
     for path in [audio, *parts]:
         os.remove(path)
-    return {"segments_s": segments_s}
-
-
-def run_one_segment(paths: list[str], out: str, plan_file: str, index: int) -> None:
-    from workers.media.plan import RenderPlan
-    from workers.media.render import render_segment
-
-    os.sched_setaffinity(0, {index % os.cpu_count()})  # one core per "machine"
-    with open(plan_file) as f:
-        plan = RenderPlan.from_dict(json.load(f))
-    render_segment(bench_spec(paths), plan, index, out)
+    return {"segments_s": segments_s, "render_s": render_s}
 
 
 def main(argv: list[str]) -> int:
@@ -169,8 +187,6 @@ def main(argv: list[str]) -> int:
         extra = run_proxies(paths, out)
     elif engine in ("seg1", "seg2"):
         extra = run_segments(paths, out, 1 if engine == "seg1" else 2)
-    elif engine == "segment":
-        run_one_segment(paths, out, argv[4], int(argv[5]))
     else:
         raise SystemExit(f"unknown engine {engine}")
     if extra:

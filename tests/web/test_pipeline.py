@@ -176,9 +176,14 @@ def test_distributed_render_runs_parts_then_joins(app, campaign, media_files, mo
         job_id = services.request_render(services.get_campaign(campaign)).id
         sent.clear()
         pipeline.render(job_id)
-        parts = sorted(args[1] for name, *args in [(s[0], *s[1:]) for s in sent]
-                       if name == "tutti.render_part")
+        sent_order = [s[2] for s in sent if s[0] == "tutti.render_part"]
+        parts = sorted(sent_order)
         assert parts[0] == -1 and len(parts) >= 3  # the sound and at least two segments
+        # the most drawing first, the sound last: early finishers take the short parts
+        segments = db.session.get(Render, job_id).plan["segments"]
+        work = [(segments[k]["end"] - segments[k]["start"]) * (1 + len(segments[k]["tiles"]))
+                for k in sent_order[:-1]]
+        assert sent_order[-1] == -1 and work == sorted(work, reverse=True)
         for part in reversed(parts):  # any order
             pipeline.render_part(job_id, part)
         pipeline.render_part(job_id, parts[1])  # a re-delivered message
