@@ -345,13 +345,14 @@ two_cores = pytest.mark.skipif(usable_cores() < 2, reason="pinning needs two cor
 @two_cores
 def test_cores_lends_each_core_to_one_process_at_a_time():
     allowed = os.sched_getaffinity(0)
-    cores = Cores(2)
+    cores = Cores(len(allowed))
     with cores.take() as first, cores.take() as second:
         assert len(first) == len(second) == 1 and first != second
         assert first | second <= allowed
     with cores.take() as again:  # given back
         assert again <= first | second
-    for jobs in (1, len(allowed) + 1):  # one process, or more than there are cores: none
+    # one process, fewer than all cores (which are free?) or more than there are: none
+    for jobs in {1, len(allowed) - 1, len(allowed) + 1}:
         with Cores(jobs).take() as none:
             assert none is None
 
@@ -369,15 +370,15 @@ def test_segments_side_by_side_each_keep_a_core(counter_dir, ffmpeg_exe, tmp_pat
     monkeypatch.setattr(render_module, "run_ffmpeg", spy)
     clip = _counter_clip(counter_dir, ffmpeg_exe, fps=FPS, seconds=2)
     spec = _spec([{"id": "n", "path": clip}], video={"preset": "ultrafast", "crf": 12})
-    render(spec, str(tmp_path / "two.mp4"), segments=2, jobs=2)
+    render(spec, str(tmp_path / "two.mp4"), segments=2, jobs=usable_cores())
     pinned = [cpus for out, cpus in seen if ".seg" in out]
     assert len(pinned) == 2 and all(c is not None and len(c) == 1 for c in pinned)
     assert not any(cpus for out, cpus in seen if ".seg" not in out)  # sound, join: free
     seen.clear()
-    render(spec, str(tmp_path / "free.mp4"), segments=2, jobs=2, pin=False)
+    render(spec, str(tmp_path / "free.mp4"), segments=2, jobs=usable_cores(), pin=False)
     assert seen and not any(cpus for _, cpus in seen)
     seen.clear()
-    render(spec, str(tmp_path / "one.mp4"), segments=1, jobs=2)  # alone: every core
+    render(spec, str(tmp_path / "one.mp4"), segments=1, jobs=usable_cores())  # alone: every core
     assert seen and not any(cpus for _, cpus in seen)
 
 

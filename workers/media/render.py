@@ -250,8 +250,9 @@ class Cores:
     left to roam, two of them side by side keep trading their working sets (every clip's
     reference frames) between the cores' caches. On the render benchmark (16 clips, two
     segments on two cores) that cost about a fifth more CPU time than the same two pinned.
-    With fewer than 2 cores, or ``jobs`` above the cores there are, :meth:`take` lends none:
-    the processes are left to the OS."""
+    Only a render given every core this process may use (``jobs`` equal to their number,
+    at least 2) pins: one given fewer cannot know which of them are free, so :meth:`take`
+    then lends none and the processes are left to the OS."""
 
     def __init__(self, jobs: int) -> None:
         try:
@@ -259,9 +260,9 @@ class Cores:
         except AttributeError:
             allowed = []
         self.free: queue.SimpleQueue[int] | None = None
-        if 2 <= jobs <= len(allowed):
+        if 2 <= jobs == len(allowed):
             self.free = queue.SimpleQueue()
-            for cpu in allowed[:jobs]:
+            for cpu in allowed:
                 self.free.put(cpu)
 
     @contextmanager
