@@ -327,7 +327,8 @@ def align(guide: str, clip: str, as_json: bool) -> None:
               help="cut the picture into N segments, joined without re-encoding "
                    "(default: as many as there are cores, or none when it is drawn in strips)")
 @click.option("--jobs", default=None, type=click.IntRange(1, 64),
-              help="segments (or strips) rendered at once (default: the number of cores)")
+              help="segments (or strips) rendered at once (default: the number of cores, "
+                   "each process then kept on a core of its own)")
 @click.option("--proxies", "proxy_dir", default=None, type=click.Path(file_okay=False),
               help="cache cell-size proxies of the clips in this directory: a re-render "
                    "decodes them instead of the clips")
