@@ -407,3 +407,21 @@ def test_no_faint_leak_is_made_up_in_a_part_only_take(monkeypatch):
         guide, clip = case(seed, offset=offset, mode="part")
         r = align_signals(guide, clip, SR)
         assert r.method in ("part", "none"), (seed, r)
+
+
+def test_part_evidence_loses_trust_when_the_notes_fit_better_elsewhere():
+    """Onsets and chroma can lock onto a repeat of the music two bars away (a short take
+    of a song trusted while 4.1 s off, found by bench/sync seed 3): the clip's notes then
+    sound better in the guide at another lag, and that contradiction must cost the trust."""
+    rng = np.random.default_rng(5)
+    curve = rng.normal(0.0, 0.6, 2000)
+    peak = 1200
+    curve[peak - 20:peak + 21] += 6.0 * np.hanning(41)  # a peak with its broad shoulder
+    assert align._harmony(curve, peak) > 0.8  # the notes sound there, and nowhere better
+    elsewhere = curve.copy()
+    elsewhere[700:741] += 9.8 * np.hanning(41)  # 4.6 s earlier they fit far better
+    assert align._harmony(elsewhere, peak) < 0.05
+    near_equal = curve.copy()
+    near_equal[700:741] += 6.5 * np.hanning(41)  # a repeat about as good: no contradiction
+    assert align._harmony(near_equal, peak) > 0.5
+    assert align._harmony(curve, 300) < 0.05  # no harmony at a lag where nothing fits

@@ -138,6 +138,10 @@ PART_SHORT_MARGIN_EXTRA = 2.0
 RHYTHM_BEAT_LO = 0.15
 RHYTHM_BEAT_HI = 0.3
 PITCH_Z_MID = 4.5
+# part-only: the clip's pitch evidence elsewhere (over this far from the peak) may not beat
+# the peak's by more than this many deviations (a true peak's own shoulder stays under 0.2)
+PITCH_ALT_AWAY_S = 0.5
+PITCH_ALT_MARGIN = 1.5
 # a faint leak near the clap or part offset: how far to look, and how clear the line must be
 LEAK_NEAR_S = 0.05
 LEAK_NEAR_Z = 8.0
@@ -380,6 +384,20 @@ def _coarse(fg: _Features, fc: _Features, lag_lo: int, lag_hi: int) -> _Coarse:
     # onsets give sharp peaks; harmony and phrasing are broad but tell a bar from the next
     score = on_z + CHROMA_WEIGHT * np.maximum(ch_z, -3) + ACTIVITY_WEIGHT * np.maximum(ac_z, -3)
     return _Coarse(lags * HOP_S, score, on_z, ch_z, ac_z, pi_z)
+
+
+def _harmony(pitch_z: np.ndarray, i: int) -> float:
+    """0..1: do the clip's notes sound in the guide at lag index ``i`` (``pitch_z``: the
+    clip's main notes against the guide's chroma, per lag), and not clearly better elsewhere?
+
+    Better elsewhere (beyond this peak's broad shoulder) means that onsets and chroma have
+    locked onto a repeat of the music a bar or two away, not onto the take."""
+    harmony = _sigmoid((float(pitch_z[i]) - PITCH_Z_MID) / 0.5)
+    far = np.abs(np.arange(len(pitch_z)) - i) > int(PITCH_ALT_AWAY_S / HOP_S)
+    if far.any():
+        here = float(pitch_z[max(0, i - 5):i + 6].max())
+        harmony *= _sigmoid(-(float(pitch_z[far].max()) - here - PITCH_ALT_MARGIN) / 0.3)
+    return harmony
 
 
 def _beat_strength(onset: np.ndarray) -> float:
@@ -788,8 +806,7 @@ def align_signals(guide: np.ndarray, clip: np.ndarray, sample_rate: int, *,
     rhythm = float(np.clip((_beat_strength(fg.onset) - RHYTHM_BEAT_LO)
                            / (RHYTHM_BEAT_HI - RHYTHM_BEAT_LO), 0.0, 1.0))
     if rhythm > 0:
-        harmony = _sigmoid((float(co.pitch_z[cand_idx[0]]) - PITCH_Z_MID) / 0.5)
-        conf *= 1.0 - rhythm * (1.0 - harmony)
+        conf *= 1.0 - rhythm * (1.0 - _harmony(co.pitch_z, cand_idx[0]))
     drift, centre = _part_drift(fg, fc, off)
     off -= drift * 1e-6 * centre  # the coarse peak is the mean lag; report it at guide t=0
     if conf < 0.1:
