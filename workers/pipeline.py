@@ -445,7 +445,8 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
     if cache is not None:
         from workers.media.proxies import prune
 
-        prune(cache)
+        # replaced takes and clips no longer approved leave proxies nothing will draw
+        prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips])
 
 
 # --- distributed rendering: segments on any workers, audio once, join -------------

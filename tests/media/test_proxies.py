@@ -161,3 +161,31 @@ def test_prune_removes_only_what_went_unused(tmp_path):
     assert prune(str(tmp_path), keep_seconds=14 * 86400, now=now) == 1
     assert sorted(os.listdir(tmp_path)) == ["fresh.mp4"]
     assert prune(str(tmp_path / "missing")) == 0
+
+
+def test_prune_drops_proxies_of_files_no_longer_drawn_once_idle(tmp_path):
+    clips, cache = tmp_path / "clips", tmp_path / "cache"
+    clips.mkdir()
+    cache.mkdir()
+    kept, replaced = clips / "kept.mp4", clips / "replaced.mp4"
+    kept.write_bytes(b"take")
+    replaced.write_bytes(b"first take")
+    now = time.time()
+    names = {}
+    for label, clip, scale, age in [("kept-old", kept, 1 / 4, 7200), ("kept-2", kept, 1 / 2, 10),
+                                    ("stale", replaced, 1 / 4, 7200),
+                                    ("recent", replaced, 1 / 8, 600)]:
+        names[label] = proxy_name(str(clip), scale)
+        path = cache / names[label]
+        path.write_bytes(b"proxy")
+        os.utime(path, (now - age, now - age))
+    (cache / (names["stale"] + ".lock")).write_bytes(b"")
+    os.utime(cache / (names["stale"] + ".lock"), (now - 7200, now - 7200))
+    replaced.write_bytes(b"the take sent again")  # a new file: new proxies' names
+    assert prune(str(cache), now=now, current=[str(kept), str(replaced)]) == 2
+    # an unused hour is not enough for a current clip's proxy; a render planned before the
+    # change may still open a recent one
+    assert sorted(os.listdir(cache)) == sorted([names["kept-old"], names["kept-2"],
+                                                names["recent"]])
+    assert prune(str(cache), now=now + 3600, current=[str(kept)]) == 1
+    assert sorted(os.listdir(cache)) == sorted([names["kept-old"], names["kept-2"]])

@@ -42,6 +42,9 @@ PROXY_SCALES = (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)
 PROXY_PRESET, PROXY_CRF = "ultrafast", 12
 #: Proxies unused this long are removed by :func:`prune`.
 KEEP_SECONDS = 14 * 24 * 3600
+#: Proxies of files a campaign no longer draws (a replaced take, a rejected clip) go once
+#: unused this long: a render planned before the change may still be about to open them.
+STALE_SECONDS = 3600
 
 
 def proxy_scale(clip_w: int, clip_h: int, tile_w: int, tile_h: int) -> float | None:
@@ -172,10 +175,25 @@ def missing(spec_paths: Mapping[int, str], scales: Mapping[int, float], cache_di
                for i, s in scales.items())
 
 
-def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None = None) -> int:
-    """Remove proxies (and their lock files) unused for ``keep_seconds``; returns how many
-    files went."""
+def _digest(name: str) -> str:
+    """The source part of a proxy's (or its lock file's) name: the same at every scale."""
+    return name.split("-1of", 1)[0]
+
+
+def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None = None, *,
+          current: Iterable[str] | None = None, stale_seconds: float = STALE_SECONDS) -> int:
+    """Remove proxies (and their lock files) unused for ``keep_seconds``; with ``current``
+    (the clip files the campaign now draws), also those of any other file once unused for
+    ``stale_seconds``. Returns how many files went."""
     now = time.time() if now is None else now
+    keep = None
+    if current is not None:
+        keep = set()
+        for path in current:
+            try:
+                keep.add(_digest(proxy_name(path, 1.0)))
+            except OSError:  # gone: its proxies are stale too
+                pass
     removed = 0
     try:
         names = os.listdir(cache_dir)
@@ -184,7 +202,9 @@ def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None 
     for name in names:
         path = os.path.join(cache_dir, name)
         try:
-            if now - os.stat(path).st_mtime > keep_seconds:
+            unused = now - os.stat(path).st_mtime
+            if unused > keep_seconds or (
+                    keep is not None and _digest(name) not in keep and unused > stale_seconds):
                 os.remove(path)
                 removed += 1
         except FileNotFoundError:
