@@ -58,6 +58,10 @@ against the overlap and the pitch z, then place each threshold in the gap:
   0.08-0.13) passes ``RHYTHM_BEAT_HI``, confidence is multiplied by a sigmoid of the pitch z
   around ``PITCH_Z_MID`` = 4.5. The cost: about a third of the part-only takes that onsets
   alone trusted now ask for a manual check (nearly all periodic ones, half the short ones).
+  The pitch z must also not be beaten elsewhere: a short take trusted at 0.94 while 4.1 s
+  off had onsets and chroma locked onto a repeat two bars away (pitch z 6.0 there, 9.5 at
+  the truth); correct peaks stay within +0.13 of their best beyond 0.5 s, so more than
+  ``PITCH_ALT_MARGIN`` = 1.5 above the peak's own (:func:`_harmony`) takes the trust away.
 - leak: a line (offset and drift) is found by GCC-PHAT integrated over windows (``LEAK_MIN_Z``
   = 10 noise deviations), restricted to the bins where the guide window has energy. On tonal
   music that alone is fooled: two pure-tone lines on the same semitones, or notes with the same
