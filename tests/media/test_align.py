@@ -425,3 +425,25 @@ def test_part_evidence_loses_trust_when_the_notes_fit_better_elsewhere():
     near_equal[700:741] += 6.5 * np.hanning(41)  # a repeat about as good: no contradiction
     assert align._harmony(near_equal, peak) > 0.5
     assert align._harmony(curve, 300) < 0.05  # no harmony at a lag where nothing fits
+
+
+def test_the_guide_is_analysed_once_for_a_campaigns_clips(files, monkeypatch):
+    from workers.media import audio
+
+    decoded = []
+    real = audio.decode_audio
+
+    def counting(path, **kw):
+        decoded.append(os.path.basename(path))
+        return real(path, **kw)
+
+    monkeypatch.setattr(audio, "decode_audio", counting)
+    monkeypatch.setattr(align, "_GUIDES", {})
+    guide, clip = str(files / "guide.wav"), str(files / "clip.wav")
+    first = align_files(guide, clip)
+    again = align_files(guide, clip)
+    assert decoded == ["guide.wav", "clip.wav", "clip.wav"]  # kept for the next clip
+    assert again == first and ms(first, 2.5) < 2.0
+    os.utime(guide, ns=(10**18, 10**18))  # the guide replaced: analysed again
+    assert align_files(guide, clip) == first
+    assert decoded.count("guide.wav") == 2

@@ -89,13 +89,16 @@ against the overlap and the pitch z, then place each threshold in the gap:
 - clap: four claps on the count-in beats add to the music score at that offset, and between
   the claps the clip must be quiet (``CLAP_GAP_DB`` under its loud frames): another song at
   about the guide's tempo has attacks on the count-in beats too, but it also sounds between them.
-Result on seeds 1-3: no negative trusted (highest confidence 0.07); one trusted clip off by more
-than 40 ms (an 18 s part-only take trusted 4.1 s off, seed 3; it was before these changes too).
+Result on seeds 1-3: no negative trusted (highest confidence 0.07); no trusted clip off by more
+than 40 ms (an 18 s part-only take of seed 3 was trusted 4.1 s off until the pitch check at other
+lags, :func:`_harmony`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -729,13 +732,30 @@ def _check_inputs(g: np.ndarray, c: np.ndarray, max_lead: float, max_lag: float)
                          f" at most {limit:.0f} s can be synced): trim it and upload again")
 
 
-def align_signals(guide: np.ndarray, clip: np.ndarray, sample_rate: int, *,
-                  max_lead: float = 60.0, max_lag: float = 10.0) -> AlignResult:
-    """Align ``clip`` to ``guide`` (mono float arrays at ``sample_rate``)."""
+@dataclass(frozen=True)
+class GuideAnalysis:
+    """A guide resampled for analysis with its features: the same for every clip of a
+    campaign, so :func:`align_files` keeps the last few (:func:`analyse_guide`)."""
+
+    samples: np.ndarray
+    features: _Features
+
+
+def analyse_guide(guide: np.ndarray, sample_rate: int) -> GuideAnalysis:
     g = _resample(np.nan_to_num(np.asarray(guide, dtype=np.float32)), sample_rate)
+    return GuideAnalysis(g, _features(g))
+
+
+def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_rate: int, *,
+                  max_lead: float = 60.0, max_lag: float = 10.0) -> AlignResult:
+    """Align ``clip`` to ``guide`` (mono float arrays at ``sample_rate``; the guide may
+    also be given analysed already)."""
+    if not isinstance(guide, GuideAnalysis):
+        guide = analyse_guide(guide, sample_rate)
+    g, fg = guide.samples, guide.features
     c = _resample(np.nan_to_num(np.asarray(clip, dtype=np.float32)), sample_rate)
     _check_inputs(g, c, max_lead, max_lag)
-    fg, fc = _features(g), _features(c)
+    fc = _features(c)
     if not fc.active.any():
         return AlignResult(0.0, 0.0, "none", 0.0, False)
     lag_lo, lag_hi = _lag_range(fg.seconds, fc.seconds, max_lead, max_lag)
@@ -888,18 +908,36 @@ def _result(offset: float, conf: float, method: str, drift: float) -> AlignResul
     return AlignResult(float(offset), conf, method, float(drift), conf >= CONFIDENCE_THRESHOLD)
 
 
+#: Guides analysed by :func:`align_files`, newest last, keyed by path, size and mtime (a
+#: replaced guide is analysed again): a worker aligns a campaign's clips one after another.
+GUIDES_KEPT = 4
+_GUIDES: dict[tuple[str, int, int], GuideAnalysis] = {}
+_GUIDES_LOCK = threading.Lock()
+
+
 def align_files(guide_path: str, clip_path: str, **kw) -> AlignResult:
-    """Decode both files and align them; :class:`AlignError` with a clear reason otherwise."""
+    """Decode both files and align them; :class:`AlignError` with a clear reason otherwise.
+    The guide's decoding and analysis are kept for the next clip (:data:`GUIDES_KEPT`)."""
     from .audio import NoAudio, decode_audio
 
     timeout = float(kw.pop("timeout", 300))
     max_lead = float(kw.get("max_lead", 60.0))
     max_lag = float(kw.get("max_lag", 10.0))
-    try:
-        guide = decode_audio(guide_path, sample_rate=ANALYSIS_RATE, timeout=timeout)
-    except NoAudio as exc:
-        raise AlignError("silent_guide", "the guide has no sound track to sync to") from exc
-    limit = max_clip_seconds(len(guide) / ANALYSIS_RATE, max_lead=max_lead, max_lag=max_lag)
+    st = os.stat(guide_path)
+    key = (os.path.realpath(guide_path), st.st_size, st.st_mtime_ns)
+    with _GUIDES_LOCK:
+        guide = _GUIDES.get(key)
+    if guide is None:
+        try:
+            samples = decode_audio(guide_path, sample_rate=ANALYSIS_RATE, timeout=timeout)
+        except NoAudio as exc:
+            raise AlignError("silent_guide", "the guide has no sound track to sync to") from exc
+        guide = analyse_guide(samples, ANALYSIS_RATE)
+        with _GUIDES_LOCK:
+            _GUIDES[key] = guide
+            while len(_GUIDES) > GUIDES_KEPT:
+                _GUIDES.pop(next(iter(_GUIDES)))
+    limit = max_clip_seconds(guide.features.seconds, max_lead=max_lead, max_lag=max_lag)
     try:
         clip = decode_audio(clip_path, sample_rate=ANALYSIS_RATE, max_seconds=limit + 1.0,
                             timeout=timeout)
