@@ -342,6 +342,20 @@ def test_segments_join_without_gap_or_repeat(counter_dir, ffmpeg_exe, tmp_path):
 two_cores = pytest.mark.skipif(usable_cores() < 2, reason="pinning needs two cores")
 
 
+def test_usable_cores_heed_a_cgroup_quota(tmp_path):
+    allowed = len(os.sched_getaffinity(0))
+    limit = tmp_path / "cpu.max"
+    limit.write_text("max 100000\n")  # no quota: the affinity decides
+    assert usable_cores(str(limit)) == allowed
+    limit.write_text("100000 100000\n")  # docker --cpus 1
+    assert usable_cores(str(limit)) == 1
+    limit.write_text("50000 100000\n")  # half a core still runs one process
+    assert usable_cores(str(limit)) == 1
+    limit.write_text(f"{200000 * allowed} 100000\n")  # a quota above the cores: the cores
+    assert usable_cores(str(limit)) == allowed
+    assert usable_cores(str(tmp_path / "none")) == allowed  # no cgroup v2 file
+
+
 @two_cores
 def test_cores_lends_each_core_to_one_process_at_a_time():
     allowed = os.sched_getaffinity(0)

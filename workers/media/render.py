@@ -235,12 +235,22 @@ def render(
     return result
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity, e.g. a container's cpuset)."""
+def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The cores this process may use: those of its affinity (e.g. a container's cpuset),
+    and no more than a cgroup CPU quota allows (``docker run --cpus 2`` on a larger host:
+    ``cpu.max`` then reads "200000 100000")."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # no affinity calls on this OS
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    try:
+        with open(cpu_max) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return cores
 
 
 class Cores:
