@@ -443,6 +443,26 @@ def _gcc_phat_curve(gw: np.ndarray, cw: np.ndarray, span: int) -> np.ndarray:
 LEAK_BAND = (300.0, 3400.0)
 LEAK_GUIDE_FLOOR = 1e-4  # -40 dB under the guide window's strong bins
 MAX_DRIFT_PPM = 250.0  # phones stay within about +-150 ppm
+#: Above this drift a leak line is looked for again with the clip read on the guide's clock:
+#: 30 ppm over a 3 s window is 1.4 samples at 16 kHz, about a whitened peak's half-width.
+LEAK_STRETCH_PPM = 30.0
+
+
+def _clip_window(c: np.ndarray, start: float, length: int, rate: float) -> np.ndarray | None:
+    """``length`` samples of ``c`` from sample position ``start`` taken every ``rate``
+    samples (linear interpolation): a window of a drifting clip on the guide's clock, so
+    that its correlation peak is not smeared (150 ppm over 3 s is 7 samples at 16 kHz,
+    wider than a whitened peak). None when it would reach outside the clip."""
+    end = start + (length - 1) * rate
+    if start < 0 or end > len(c) - 1:
+        return None
+    if rate == 1.0 and start == int(start):
+        return c[int(start):int(start) + length]
+    pos = start + np.arange(length) * rate
+    i = pos.astype(np.int64)
+    frac = (pos - i).astype(np.float32)
+    nxt = np.minimum(i + 1, len(c) - 1)
+    return c[i] * (1 - frac) + c[nxt] * frac
 
 
 @dataclass
@@ -455,13 +475,16 @@ class _LeakFit:
 
 
 def _leak_fit(g: np.ndarray, c: np.ndarray, offset_s: float, guide_active: np.ndarray,
-              *, search_s: float = 0.08, win_s: float = 3.0, max_win: int = 24) -> _LeakFit | None:
+              *, search_s: float = 0.08, win_s: float = 3.0, max_win: int = 24,
+              stretch_ppm: float = 0.0) -> _LeakFit | None:
     """Is the guide itself in the clip near ``offset_s``? Windowed GCC-PHAT, integrated.
 
     Each window's whitened correlation is a noisy curve; summed over windows along the line
     of each drift hypothesis the true lag adds up coherently while noise grows only as the
     square root, so leaks far below the performed part are found. Each window is then
-    re-read near the line for a sub-sample fit of offset and drift.
+    re-read near the line for a sub-sample fit of offset and drift. With ``stretch_ppm``
+    (a drift found before), each window is read on the guide's clock (:func:`_clip_window`)
+    and the lines are searched around that drift.
     """
     sr = ANALYSIS_RATE
     gdur, cdur = len(g) / sr, len(c) / sr
@@ -485,11 +508,16 @@ def _leak_fit(g: np.ndarray, c: np.ndarray, offset_s: float, guide_active: np.nd
         if guide_active[fa:fb].mean() < 0.3:
             continue
         a = int(t0 * sr)
-        cs = int(round((t0 + offset_s) * sr)) - pad
-        if cs < 0 or cs + int(win_s * sr) + 2 * pad > len(c):
-            continue
         gw = g[a:a + int(win_s * sr)]
-        cw = c[cs:cs + len(gw) + 2 * pad]
+        if stretch_ppm:
+            rate = 1.0 + stretch_ppm * 1e-6
+            cw = _clip_window(c, (offset_s + t0 * rate) * sr - pad * rate, len(gw) + 2 * pad,
+                              rate)
+        else:
+            cs = int(round((t0 + offset_s) * sr)) - pad
+            cw = _clip_window(c, cs, len(gw) + 2 * pad, 1.0)
+        if cw is None:
+            continue
         curves.append(_gcc_phat_curve(gw, cw, 2 * pad))  # index pad <-> offset_s
         centres.append(t0 + win_s / 2)
     if len(curves) < 3:
@@ -548,6 +576,7 @@ def _leak_fit(g: np.ndarray, c: np.ndarray, offset_s: float, guide_active: np.nd
         slope, icpt = np.polyfit(np.array(ts), np.array(lags), 1)
         if abs(slope * 1e6 - d0) < 2 * fine + 5:
             offset, drift = float(icpt), float(slope * 1e6)
+    drift += stretch_ppm
     log.debug("leak fit near %.3f s: z %.1f, on-line windows %.0f%%, drift %.1f ppm",
               offset_s, z, 100 * frac, drift)
     return _LeakFit(float(offset), float(drift), float(z), frac, len(cur))
@@ -562,6 +591,18 @@ class _LeakCheck:
     def passed(self) -> bool:
         return (self.z >= LEAK_CHECK_Z and self.lit >= LEAK_CHECK_MIN_LIT
                 and self.lit >= LEAK_CHECK_MIN_SHARE * self.windows)
+
+
+def _leak_fit_on_clock(g: np.ndarray, c: np.ndarray, offset_s: float,
+                      guide_active: np.ndarray, **kw) -> _LeakFit | None:
+    """:func:`_leak_fit`, then, when the line found drifts by more than
+    ``LEAK_STRETCH_PPM``, again with each window read on the guide's clock at that drift;
+    the stronger of the two."""
+    fit = _leak_fit(g, c, offset_s, guide_active, **kw)
+    if fit is None or abs(fit.drift_ppm) <= LEAK_STRETCH_PPM:
+        return fit
+    again = _leak_fit(g, c, offset_s, guide_active, stretch_ppm=fit.drift_ppm, **kw)
+    return again if again is not None and again.z > fit.z else fit
 
 
 def _leak_check(g: np.ndarray, c: np.ndarray, offset: float, drift_ppm: float,
@@ -591,11 +632,11 @@ def _leak_check(g: np.ndarray, c: np.ndarray, offset: float, drift_ppm: float,
             continue
         ga = int(round(t0 * sr))
         gw = g[ga:ga + int(w * sr)]
-        centre = offset + (t0 + w / 2) * a  # the clip time of the window's middle
-        cs = int(round((centre - w / 2) * sr)) - pad
-        if cs < 0 or cs + len(gw) + 2 * pad > len(c):
+        # the window read on the guide's clock: a drifting clip's peak is not smeared
+        cw = _clip_window(c, (offset + t0 * a) * sr - pad * a, len(gw) + 2 * pad, a)
+        if cw is None:
             continue
-        rows.append(_gcc_phat_curve(gw, c[cs:cs + len(gw) + 2 * pad], 2 * pad))
+        rows.append(_gcc_phat_curve(gw, cw, 2 * pad))
     if len(rows) < 4:
         return None
     # the mean over +-1 sample (the peak's main lobe) stays unbiased under noise, unlike a max
@@ -780,7 +821,7 @@ def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_ra
     for off, _ in cands[:4]:
         fit = _leak_fit(g, c, off, fg.active, max_win=8)  # a quick look first
         if fit is not None and fit.z >= 0.5 * LEAK_MIN_Z and fit.windows == 8:
-            fit = _leak_fit(g, c, off, fg.active)
+            fit = _leak_fit_on_clock(g, c, off, fg.active)
         if fit is not None and fit.z >= LEAK_MIN_Z and fit.frac >= LEAK_MIN_FRAC:
             fits.append(fit)
     for leak in sorted(fits, key=lambda f: -f.z):
@@ -850,7 +891,7 @@ def _leak_near(g: np.ndarray, c: np.ndarray, off: float,
     millisecond instead of the 5-30 ms of note onsets, so a weaker line suffices than the
     leak stage needs to trust a clip on its own.
     """
-    fit = _leak_fit(g, c, off, guide_active, search_s=LEAK_NEAR_S)
+    fit = _leak_fit_on_clock(g, c, off, guide_active, search_s=LEAK_NEAR_S)
     if (fit is None or fit.z < LEAK_NEAR_Z or fit.frac < LEAK_NEAR_FRAC
             or abs(fit.offset - off) > LEAK_NEAR_S):
         return None
