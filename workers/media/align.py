@@ -78,6 +78,10 @@ against the overlap and the pitch z, then place each threshold in the gap:
   tail, three windows spread over the whole guide left one on the music, and faint leaks in
   short takes were not found at all. The drift grid misses no window by more than 0.1 ms (the
   main lobe of a whitened peak): a 0.25 ms miss once let a 59 s, -12 dB leak pick a chance line.
+  Within a window the same holds: a clock 150 ppm off smears a 3 s window's peak over 7
+  samples, so a line drifting by more than ``LEAK_STRETCH_PPM`` = 30 is looked for again with
+  every window read at its rate (:func:`_clip_window`); a 48 s take leaking 28 dB under a
+  flute at 144 ppm was missed until then (bench seed 1).
 - faint leak near clap or part evidence (:func:`_leak_near`, within ``LEAK_NEAR_S``): the line
   only refines an offset that other evidence already gives, so it may be weaker than one that
   is trusted on its own: ``LEAK_NEAR_Z`` = 8 and ``LEAK_NEAR_FRAC`` = 0.5 of the windows on
