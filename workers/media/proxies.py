@@ -28,7 +28,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
-from .ffmpeg import input_url, remove_quietly, replace_atomically, run_ffmpeg, temp_path_for
+from .ffmpeg import (
+    FFmpegError,
+    input_url,
+    remove_quietly,
+    replace_atomically,
+    run_ffmpeg,
+    temp_path_for,
+)
 from .plan import RenderPlan
 from .probe import MEDIA_DEMUXERS, safe_input
 from .spec import SpecError
@@ -74,12 +81,17 @@ def proxy_scales(plan: RenderPlan) -> dict[int, float]:
     return scales
 
 
+def _source_digest(clip_path: str) -> str:
+    """Names the clip file as it is now: its path, size and modification time."""
+    st = os.stat(clip_path)
+    ident = f"{os.path.realpath(clip_path)}\0{st.st_size}\0{st.st_mtime_ns}"
+    return hashlib.sha256(ident.encode()).hexdigest()[:24]
+
+
 def proxy_name(clip_path: str, scale: float) -> str:
     """The cache file name of ``clip_path``'s proxy at ``scale`` (it changes whenever the
     file is replaced or rewritten)."""
-    st = os.stat(clip_path)
-    ident = f"{os.path.realpath(clip_path)}\0{st.st_size}\0{st.st_mtime_ns}"
-    return f"{hashlib.sha256(ident.encode()).hexdigest()[:24]}-1of{round(1 / scale)}.mp4"
+    return f"{_source_digest(clip_path)}-1of{round(1 / scale)}.mp4"
 
 
 def render_proxy(clip_path: str, out_path: str, scale: float, *, keyint: int = 30,
@@ -149,8 +161,6 @@ def ensure_proxies(spec_paths: Mapping[int, str], scales: Mapping[int, float],
     def one(index: int) -> tuple[int, str]:
         left = deadline - time.monotonic()
         if left <= 0:
-            from .ffmpeg import FFmpegError
-
             raise FFmpegError("proxies timed out", timed_out=True)
         try:
             path, _built = ensure_proxy(spec_paths[index], cache_dir, scales[index],
@@ -176,7 +186,7 @@ def missing(spec_paths: Mapping[int, str], scales: Mapping[int, float], cache_di
 
 
 def _digest(name: str) -> str:
-    """The source part of a proxy's (or its lock file's) name: the same at every scale."""
+    """The :func:`_source_digest` part of a proxy's (or its lock file's) name."""
     return name.split("-1of", 1)[0]
 
 
@@ -191,7 +201,7 @@ def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None 
         keep = set()
         for path in current:
             try:
-                keep.add(_digest(proxy_name(path, 1.0)))
+                keep.add(_source_digest(path))
             except OSError:  # gone: its proxies are stale too
                 pass
     removed = 0

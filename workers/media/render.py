@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .ffmpeg import (
@@ -176,7 +176,7 @@ def render(
     else:
         plan = plan_render(spec, segments=segments, timeout=timeout)
     # processes side by side each keep a core; one alone keeps them all
-    cores = Cores(jobs) if pin and (len(plan.segments) > 1 or strip_jobs > 1) else None
+    cores = Cores(jobs) if pin and (len(plan.segments) > 1 or strip_jobs > 1) else _UNPINNED
     canvas = spec.canvas
     log.info("render %s: %d clips, %.3f s, %dx%d@%d, audio %s, %d segments", out_path,
              len(plan.clips), plan.duration, canvas.width, canvas.height, canvas.fps,
@@ -235,14 +235,20 @@ def render(
     return result
 
 
-def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
-    """The cores this process may use: those of its affinity (e.g. a container's cpuset),
-    and no more than a cgroup CPU quota allows (``docker run --cpus 2`` on a larger host:
-    ``cpu.max`` then reads "200000 100000")."""
+def _affinity() -> list[int]:
+    """The cores this process may run on (e.g. a container's cpuset); [] where the OS
+    has no affinity calls."""
     try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity calls on this OS
-        cores = os.cpu_count() or 1
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return []
+
+
+def usable_cores(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The cores this process may use: those of its affinity, and no more than a cgroup
+    CPU quota allows (``docker run --cpus 2`` on a larger host: ``cpu.max`` then reads
+    "200000 100000")."""
+    cores = len(_affinity()) or os.cpu_count() or 1
     try:
         with open(cpu_max) as f:
             quota, period = f.read().split()[:2]
@@ -262,13 +268,10 @@ class Cores:
     segments on two cores) that cost about a fifth more CPU time than the same two pinned.
     Only a render given every core this process may use (``jobs`` equal to their number,
     at least 2) pins: one given fewer cannot know which of them are free, so :meth:`take`
-    then lends none and the processes are left to the OS."""
+    then lends none and the processes are left to the OS (as with ``Cores(0)``)."""
 
     def __init__(self, jobs: int) -> None:
-        try:
-            allowed = sorted(os.sched_getaffinity(0))
-        except AttributeError:
-            allowed = []
+        allowed = _affinity()
         self.free: queue.SimpleQueue[int] | None = None
         if 2 <= jobs == len(allowed):
             self.free = queue.SimpleQueue()
@@ -289,8 +292,7 @@ class Cores:
             self.free.put(cpu)
 
 
-def _on_core(cores: Cores | None) -> AbstractContextManager[set[int] | None]:
-    return cores.take() if cores is not None else nullcontext()
+_UNPINNED = Cores(0)
 
 
 class _Parts:
@@ -569,7 +571,7 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
         args = _picture_argv(spec, plan, tiles, strip.rect.x, strip.rect.y, strip.rect.w,
                              strip.rect.h, strip.start, strip.end - strip.start, proxies, titles)
         args += _encode_args(STRIP_PRESET, STRIP_CRF, plan.fps, strip_paths[j])
-        with _on_core(cores) as cpus:
+        with (cores or _UNPINNED).take() as cpus:
             run_ffmpeg(args, timeout=_remaining(deadline), cpus=cpus,
                        duration=(strip.end - strip.start) / plan.fps, progress=parts.progress(j))
 
@@ -588,7 +590,7 @@ def render_segment(spec: RenderSpec, plan: RenderPlan, index: int, out_path: str
             args = _picture_argv(spec, plan, list(seg.tiles), 0, 0, plan.width, plan.height,
                                  seg.start, seg.frames, proxies, titles, layers)
         args += _encode_args(spec.video.preset, spec.video.crf, plan.fps, tmp_out)
-        with _on_core(cores if jobs <= 1 else None) as cpus:
+        with (cores if cores and jobs <= 1 else _UNPINNED).take() as cpus:
             run_ffmpeg(args, timeout=_remaining(deadline), duration=duration, cpus=cpus,
                        progress=parts.progress("stack"))
         replace_atomically(tmp_out, out_path)
