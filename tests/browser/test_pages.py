@@ -131,3 +131,68 @@ def test_participant_organizer_viewer(live, browser, media_files: dict[str, Path
     other.goto(status_url)
     assert other.locator("text=You are in the mash-up").count() == 1
     other.close()
+
+
+def test_a_synced_clip_its_picture_and_a_nudge(live, browser, tmp_path):
+    """A campaign with a guide: the worker syncs a clip whose mic hears the guide 0.7 s
+    into the recording; the participant's page says so; the organizer sees the sync
+    picture (it loads) and nudges the offset by +40 ms, which the page then shows."""
+    import time
+
+    import numpy as np
+    from scipy.io import wavfile
+
+    from portal import services
+    from portal.extensions import db
+    from portal.models import Clip
+    from tests.signals import tone_melody
+    from workers.media.ffmpeg import run_ffmpeg
+
+    rate = 48000
+    guide = tone_melody(8.0, 1, rate)
+    wavfile.write(tmp_path / "guide.wav", rate, guide)
+    leak = np.concatenate([np.zeros(int(0.7 * rate), np.float32), 0.3 * guide])
+    leak = leak + np.random.default_rng(2).normal(0, 0.01, leak.size).astype(np.float32)
+    wavfile.write(tmp_path / "leak.wav", rate, leak.astype(np.float32))
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+                "-i", str(tmp_path / "leak.wav"), "-shortest", "-pix_fmt", "yuv420p",
+                "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+                str(tmp_path / "leak.mp4")], timeout=60)
+    app, base = live["app"], live["base"]
+    with app.app_context():
+        campaign = services.create_campaign("guided", "Guided Choir", parts=["Alto"],
+                                            guide_path=str(tmp_path / "guide.wav"))
+        with open(tmp_path / "leak.mp4", "rb") as handle:
+            clip = services.submit_clip(campaign, handle, "leak.mp4", name="Bea", part="Alto",
+                                        consent=True)
+        clip_id, token = clip.id, clip.token
+    deadline = time.monotonic() + 120
+    while True:
+        with app.app_context():
+            status = db.session.get(Clip, clip_id).status
+        if status in ("synced", "needs_sync", "failed", "rejected") or \
+                time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert status == "synced"
+
+    page = browser.new_page()
+    page.goto(f"{base}/clip/{token}")
+    assert page.locator("text=Synced to the guide").first.is_visible()
+    page.goto(f"{base}/organize/")
+    if page.locator("input[name=email]").count():
+        page.fill("input[name=email]", "org@example.org")
+        page.fill("input[name=password]", "correct horse")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/organize/")
+    page.goto(f"{base}/organize/clips/{clip_id}")
+    page.wait_for_function("document.querySelector('img.plot').naturalWidth > 0",
+                           timeout=30_000)
+    page.fill("input[name=nudge_ms]", "40")
+    page.click("text=Save nudge")
+    page.wait_for_selector("text=nudge 40 ms")
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        assert clip.nudge_ms == 40
+        assert abs(clip.effective_offset - (clip.offset_seconds + 0.04)) < 1e-6
+    page.close()

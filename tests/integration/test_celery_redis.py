@@ -234,3 +234,51 @@ def test_tutti_serve_and_tutti_worker_as_separate_processes(stack, media_files, 
     finally:
         os.killpg(serve.pid, signal.SIGTERM)
         serve.wait(timeout=20)
+
+
+def test_a_guided_campaign_syncs_each_clip_on_a_real_worker(stack, tmp_path):
+    """With a guide, intake is followed by the align task on the worker: the clip's page
+    says it is synced and the API gives the offset (the guide leaks into the mic, 0.7 s
+    of the clip before the guide's start); unrelated music asks for a manual check."""
+    import numpy as np
+    from scipy.io import wavfile
+
+    from portal import services
+    from tests.signals import tone_melody
+    from workers.media.ffmpeg import run_ffmpeg
+
+    rate, delay = 48000, 0.7
+    guide = tone_melody(8.0, 1, rate)
+    wavfile.write(tmp_path / "guide.wav", rate, guide)
+    leak = np.concatenate([np.zeros(int(delay * rate), np.float32), 0.3 * guide])
+    leak = leak + np.random.default_rng(2).normal(0, 0.01, leak.size).astype(np.float32)
+    wavfile.write(tmp_path / "leak.wav", rate, leak.astype(np.float32))
+    wavfile.write(tmp_path / "other.wav", rate, tone_melody(8.7, 99, rate))
+    for name in ("leak", "other"):
+        run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+                    "-i", str(tmp_path / f"{name}.wav"), "-shortest", "-pix_fmt", "yuv420p",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
+                    str(tmp_path / f"{name}.mp4")], timeout=60)
+    app, base = stack["app"], stack["base"]
+    with app.app_context():
+        services.create_campaign("guided-live", "Guided", parts=["Alto"],
+                                 guide_path=str(tmp_path / "guide.wav"))
+    stack["start_worker"]("--no-beat")
+    tokens = {n: _upload(base, "guided-live", tmp_path / f"{n}.mp4", n)
+              for n in ("leak", "other")}
+    deadline = time.monotonic() + 180
+    while True:
+        states = {n: requests.get(f"{base}/api/v1/clips/{t}", timeout=10).json()
+                  for n, t in tokens.items()}
+        if all(s["status"] in ("synced", "needs_sync", "failed", "rejected")
+               for s in states.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert states["leak"]["status"] == "synced", states["leak"]
+    assert states["other"]["status"] == "needs_sync", states["other"]
+    page = requests.get(f"{base}/clip/{tokens['leak']}", timeout=10)
+    assert "Synced to the guide" in page.text
+    assert "Needs a manual sync check" in requests.get(f"{base}/clip/{tokens['other']}",
+                                                       timeout=10).text
+    sync = states["leak"]["sync"]
+    assert abs(sync["offset_seconds"] - delay) < 0.02 and sync["confidence"] >= 0.5
