@@ -17,7 +17,6 @@ from PIL import Image
 from scipy import signal
 
 from tests.signals import tone_melody
-from workers.media import align
 from workers.media.align import (
     CONFIDENCE_THRESHOLD,
     AlignError,
@@ -25,6 +24,10 @@ from workers.media.align import (
     align_files,
     align_signals,
     correlation_curve,
+    decide,
+    features,
+    leak,
+    music,
 )
 from workers.media.ffmpeg import run_ffmpeg
 from workers.media.syncplot import render_sync_plot
@@ -350,16 +353,16 @@ def test_another_song_at_the_guides_tempo_is_not_trusted(monkeypatch, seed, othe
     assert not r.trusted and r.confidence < 0.3, r
     # what the harmony requirement prevents: on onsets alone the beats line up so well that
     # the take passed for the part
-    monkeypatch.setattr(align, "_beat_strength", lambda onset: 0.0)
+    monkeypatch.setattr(decide, "beat_strength", lambda onset: 0.0)
     assert align_signals(guide, clip, SR).trusted
 
 
 def test_beat_strength_tells_a_song_from_a_free_melody():
     guide, _ = case(4, offset=0.0, mode="part")
-    steady = align._beat_strength(align._features(guide).onset)
-    free = align._beat_strength(align._features(melody(15.0, 1)).onset)
-    assert steady > align.RHYTHM_BEAT_HI
-    assert free < align.RHYTHM_BEAT_LO
+    steady = features.beat_strength(features.compute_features(guide).onset)
+    free = features.beat_strength(features.compute_features(melody(15.0, 1)).onset)
+    assert steady > music.RHYTHM_BEAT_HI
+    assert free < music.RHYTHM_BEAT_LO
 
 
 def test_pitch_feature_names_the_sung_note_without_its_fundamental():
@@ -369,7 +372,7 @@ def test_pitch_feature_names_the_sung_note_without_its_fundamental():
     x = sum(np.sin(2 * np.pi * 220 * h * t) / h for h in (1, 3, 5, 7))
     x = signal.sosfilt(signal.butter(8, 300, btype="high", fs=SR, output="sos"), x)
     quiet = 1e-4 * np.random.default_rng(0).standard_normal(SR)
-    f = align._features(np.concatenate([quiet, x, quiet]).astype(np.float32))
+    f = features.compute_features(np.concatenate([quiet, x, quiet]).astype(np.float32))
     sung = f.pitch.any(axis=1)
     assert sung.sum() > 20
     assert np.mean(np.argmax(f.pitch[sung], axis=1) == 9) > 0.9  # A
@@ -384,17 +387,17 @@ def test_leak_windows_go_where_a_short_guide_sounds():
     music = render([(s - 2.9, d, m) for s, d, m in notes if s < 6.4], 3.5, piano=True, rng=rng)
     guide = np.concatenate([np.zeros(int(3.5 * SR)), music, np.zeros(int(2.5 * SR))])
     clip = take(0.2 * guide, 0.6, 70) + 0.02 * rng.standard_normal(int((9.5 + 1.6) * SR))
-    active = align._features(guide.astype(np.float32)).active
-    fit = align._leak_fit(guide, clip, 0.61, active)
+    active = features.compute_features(guide.astype(np.float32)).active
+    fit = leak.leak_fit(guide, clip, 0.61, active)
     assert fit is not None
     assert abs(fit.offset - 0.6) < 0.0005
 
 
 def test_a_leak_too_faint_to_trust_refines_the_part_offset(monkeypatch):
     guide, clip = case(4, offset=2.4, mode="leak", leak_db=-28)
-    monkeypatch.setattr(align, "LEAK_MIN_Z", np.inf)  # as if the leak stage saw nothing
+    monkeypatch.setattr(decide, "LEAK_MIN_Z", np.inf)  # as if the leak stage saw nothing
     r = align_signals(guide, clip, SR)
-    monkeypatch.setattr(align, "_leak_near", lambda *a: None)
+    monkeypatch.setattr(decide, "leak_near", lambda *a: None)
     part = align_signals(guide, clip, SR)
     assert part.method == "part" and ms(part, 2.4) > 5.0
     assert r.method == "leak" and ms(r, 2.4) < 1.0
@@ -402,7 +405,7 @@ def test_a_leak_too_faint_to_trust_refines_the_part_offset(monkeypatch):
 
 
 def test_no_faint_leak_is_made_up_in_a_part_only_take(monkeypatch):
-    monkeypatch.setattr(align, "LEAK_MIN_Z", np.inf)
+    monkeypatch.setattr(decide, "LEAK_MIN_Z", np.inf)
     for seed, offset in ((4, 11.3), (5, -0.35), (14, 3.0)):
         guide, clip = case(seed, offset=offset, mode="part")
         r = align_signals(guide, clip, SR)
@@ -417,14 +420,14 @@ def test_part_evidence_loses_trust_when_the_notes_fit_better_elsewhere():
     curve = rng.normal(0.0, 0.6, 2000)
     peak = 1200
     curve[peak - 20:peak + 21] += 6.0 * np.hanning(41)  # a peak with its broad shoulder
-    assert align._harmony(curve, peak) > 0.8  # the notes sound there, and nowhere better
+    assert music.pitch_agreement(curve, peak) > 0.8  # the notes sound there, and nowhere better
     elsewhere = curve.copy()
     elsewhere[700:741] += 9.8 * np.hanning(41)  # 4.6 s earlier they fit far better
-    assert align._harmony(elsewhere, peak) < 0.05
+    assert music.pitch_agreement(elsewhere, peak) < 0.05
     near_equal = curve.copy()
     near_equal[700:741] += 6.5 * np.hanning(41)  # a repeat about as good: no contradiction
-    assert align._harmony(near_equal, peak) > 0.5
-    assert align._harmony(curve, 300) < 0.05  # no harmony at a lag where nothing fits
+    assert music.pitch_agreement(near_equal, peak) > 0.5
+    assert music.pitch_agreement(curve, 300) < 0.05  # no harmony at a lag where nothing fits
 
 
 def test_the_guide_is_analysed_once_for_a_campaigns_clips(files, monkeypatch):
@@ -438,7 +441,7 @@ def test_the_guide_is_analysed_once_for_a_campaigns_clips(files, monkeypatch):
         return real(path, **kw)
 
     monkeypatch.setattr(audio, "decode_audio", counting)
-    monkeypatch.setattr(align, "_GUIDES", {})
+    monkeypatch.setattr(decide, "_GUIDES", {})
     guide, clip = str(files / "guide.wav"), str(files / "clip.wav")
     first = align_files(guide, clip)
     again = align_files(guide, clip)
@@ -457,14 +460,14 @@ def test_a_faint_leak_of_a_fast_clock_is_read_on_the_guides_clock(monkeypatch):
     r = align_signals(guide, clip, SR)
     assert r.method == "leak" and ms(r, 2.0) < 1.0
     assert 135 < r.drift_ppm < 165
-    monkeypatch.setattr(align, "LEAK_STRETCH_PPM", float("inf"))  # as it was
+    monkeypatch.setattr(leak, "LEAK_STRETCH_PPM", float("inf"))  # as it was
     assert ms(align_signals(guide, clip, SR), 2.0) > 5.0
 
 
 def test_a_clip_window_on_the_guides_clock():
     c = np.arange(100, dtype=np.float32)
-    assert np.array_equal(align._clip_window(c, 10, 5, 1.0), c[10:15])
-    w = align._clip_window(c, 10.5, 4, 2.0)  # every other sample, interpolated
+    assert np.array_equal(leak.clip_window(c, 10, 5, 1.0), c[10:15])
+    w = leak.clip_window(c, 10.5, 4, 2.0)  # every other sample, interpolated
     assert np.allclose(w, [10.5, 12.5, 14.5, 16.5])
-    assert align._clip_window(c, 97.0, 5, 1.0) is None  # would run past the end
-    assert align._clip_window(c, -0.5, 5, 1.0) is None
+    assert leak.clip_window(c, 97.0, 5, 1.0) is None  # would run past the end
+    assert leak.clip_window(c, -0.5, 5, 1.0) is None

@@ -13,7 +13,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .align import ANALYSIS_RATE, correlation_curve, max_clip_seconds
+from .align import correlation_curve, max_clip_seconds
+from .align.features import ANALYSIS_RATE
 from .audio import decode_audio
 from .ffmpeg import temp_path_for
 

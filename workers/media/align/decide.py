@@ -1,0 +1,383 @@
+"""Offset, clock drift and a calibrated confidence of a clip against the guide.
+
+Participants mostly wear headphones, so a clip rarely holds the guide itself: it holds their own
+part, in their own timbre, maybe a clap along the count-in, maybe some guide leaking out of the
+headphones. The engine therefore looks for three kinds of evidence and says which one it used:
+
+``leak``  the guide is audible in the clip: whitened cross-correlation (GCC-PHAT) of the raw
+          audio gives a sharp peak; fitted over several windows it gives offset and drift to
+          well under a millisecond.
+``clap``  the participant clapped the guide's count-in: broadband transients in the clip that
+          line up with the guide's count-in clicks, one beat apart.
+``part``  only the performed part: the clip's note onsets (band-wise log spectral flux),
+          harmony (chroma) and phrasing (activity) correlated with the guide's, whitened; when
+          the guide has a steady beat, the clip's main notes must also sound in the guide.
+``none``  nothing convincing (unrelated music, speech, silence): confidence stays low.
+
+A coarse search over the whole lag window on 10 ms feature envelopes finds candidates (its top
+peaks: in periodic music the truth and its neighbours a beat or a bar away); leak evidence is
+checked at each, clap evidence is searched on its own and must agree with the music. Harmony
+and phrasing weigh in so that the next bar, which has the same rhythm, loses to the truth.
+When clap or part evidence decides, a leak too faint to be trusted on its own is still looked
+for near that offset: if a line is there, it gives the offset (method ``leak``, confidence
+still the clap's or the part's).
+
+Convention: ``offset_seconds`` is the clip time at which the guide's t=0 occurs (trim that much
+from the clip's start; negative: the clip started late, pad it). ``drift_ppm`` is the clip
+clock's rate error: guide time ``t`` is heard at clip time ``offset + t * (1 + drift_ppm/1e6)``
+(positive: the clip's clock runs fast, the clip is too long).
+
+Confidence is in 0..1; below :data:`CONFIDENCE_THRESHOLD` (0.5) a clip needs a manual check.
+How the evidence maps to it was calibrated on the ``bench/sync`` corpus, seeds 1 to 3 (414
+clips: 30-180 s takes, 5-15 s takes of every case, same-key negatives: another song on the
+guide's own pitch set in its own timbre, piano or pure sines, and same-tempo negatives: another
+song on the guide's own beat grid; see ``bench/README.md``). To re-calibrate, run the bench on
+the seeds with debug logging and read, per negative, the leak check, the part score and margin
+against the overlap and the pitch z, then place each threshold in the gap:
+
+- part-only: the combined score (robust z of the onset curve plus weighted chroma and activity
+  z at the peak) reached at most 12.1 on unrelated music, speech and silence overlapping 30 s
+  or more, and at least 17.0 at the true offset of any such positive; ``PART_SCORE_MID`` = 14.5
+  sits between the two. A runner-up peak within ``PART_MARGIN_MID`` of the best (periodic
+  music: a beat or a bar away) pulls confidence down, because then the pick is a coin toss.
+  Short overlaps hold few notes and a short curve's robust z is less robust: on 5-15 s clips
+  unrelated music reached 21.4 (margin 1.5) and 17.3 (margin 3.7), so from ``PART_FULL_S``
+  down to ``PART_SHORT_S`` the score needed grows by up to ``PART_SHORT_EXTRA`` and the margin
+  by up to ``PART_SHORT_MARGIN_EXTRA``.
+- part-only on a steady beat: another song at exactly the guide's tempo, its attacks on the
+  guide's beats, reached onset z 66 and part confidence 1.0 on 19 of 36 such takes (its
+  rhythm, drawn from the same few bar patterns, can match the guide's for bars on end; the
+  chroma z was no help: real parts as low as 0.1, same-tempo takes up to 8.3). What tells them
+  apart is the note: the clip's main pitch class per 50 ms frame (harmonic summation, so that a
+  low voice whose fundamental the phone cut is not read as its fifth) correlated with the
+  guide's centred chroma, as a robust z over the lags. Same-tempo and other negatives that the
+  onsets alone would trust reached a pitch z of 3.6; most real parts at the truth 4-22, some
+  2-4, and periodic songs on one or two chords -2 to 5, inner voices of short takes -1 to 5.
+  So when
+  the guide's beat strength (:func:`beat_strength`: songs 0.34-0.85, free pure-tone melodies
+  0.08-0.13) passes ``RHYTHM_BEAT_HI``, confidence is multiplied by a sigmoid of the pitch z
+  around ``PITCH_Z_MID`` = 4.5. The cost: about a third of the part-only takes that onsets
+  alone trusted now ask for a manual check (nearly all periodic ones, half the short ones).
+  The pitch z must also not be beaten elsewhere: a short take trusted at 0.94 while 4.1 s
+  off had onsets and chroma locked onto a repeat two bars away (pitch z 6.0 there, 9.5 at
+  the truth); correct peaks stay within +0.13 of their best beyond 0.5 s, so more than
+  ``PITCH_ALT_MARGIN`` = 1.5 above the peak's own (:func:`pitch_agreement`) takes the trust away.
+- leak: a line (offset and drift) is found by GCC-PHAT integrated over windows (``LEAK_MIN_Z``
+  = 10 noise deviations), restricted to the bins where the guide window has energy. On tonal
+  music that alone is fooled: two pure-tone lines on the same semitones, or notes with the same
+  attack, give a few perfect chance peaks (z up to 65 on 8 s clips). So the line must then pass
+  :func:`leak_check`: on about 12 short disjoint windows (0.5-3 s), each window's value on the
+  line is capped at ``LEAK_CAP`` deviations and summed, so only breadth counts. No corpus
+  negative got a line through the first stage; 190 pairs of unrelated pure-tone lines on the same 24
+  semitones (5-30 s, ``tests/media/test_align.py``'s ``melody``) did, and reached a capped sum
+  of 4.3 with at most 2 windows lit; real leaks, 5 s to 3 min, 6.1 or more with at least 4
+  windows and 33 % lit: ``LEAK_CHECK_Z`` = 6, ``LEAK_CHECK_MIN_LIT`` = 4,
+  ``LEAK_CHECK_MIN_SHARE`` = 0.3 (before the check, 4 of 5 such 8 s pairs were "leaks").
+  Every leak that passed was right to 5 ms, so a passing leak starts at the threshold.
+  The windows lie where the guide sounds: on a 9 s guide with a 3 s count-in and a silent
+  tail, three windows spread over the whole guide left one on the music, and faint leaks in
+  short takes were not found at all. The drift grid misses no window by more than 0.1 ms (the
+  main lobe of a whitened peak): a 0.25 ms miss once let a 59 s, -12 dB leak pick a chance line.
+  Within a window the same holds: a clock 150 ppm off smears a 3 s window's peak over 7
+  samples, so a line drifting by more than ``LEAK_STRETCH_PPM`` = 30 is looked for again with
+  every window read at its rate (:func:`clip_window`); a 48 s take leaking 28 dB under a
+  flute at 144 ppm was missed until then (bench seed 1).
+- faint leak near clap or part evidence (:func:`leak_near`, within ``LEAK_NEAR_S``): the line
+  only refines an offset that other evidence already gives, so it may be weaker than one that
+  is trusted on its own: ``LEAK_NEAR_Z`` = 8 and ``LEAK_NEAR_FRAC`` = 0.5 of the windows on
+  the line, and the short-window check at ``LEAK_NEAR_CHECK_Z`` = 4. Near the clap or part
+  offsets of the three seeds, chance lines reached z 8.6 (with 36 % of windows on it) and
+  7.4 (with 67 %); one periodic take gave z 11 with 69 % (every window holds the same bar)
+  but a check of 0.6; the faint real leaks found this way had checks of 4.8-9.2 and are right
+  to 1.3 ms.
+- clap: four claps on the count-in beats add to the music score at that offset, and between
+  the claps the clip must be quiet (``CLAP_GAP_DB`` under its loud frames): another song at
+  about the guide's tempo has attacks on the count-in beats too, but it also sounds between them.
+Result on seeds 1-3: no negative trusted (highest confidence 0.07); no trusted clip off by more
+than 40 ms (an 18 s part-only take of seed 3 was trusted 4.1 s off until the pitch check at other
+lags, :func:`pitch_agreement`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from .clap import clap_candidates, count_in, hf_onsets, quiet_count_in
+from .features import (
+    ANALYSIS_RATE,
+    HOP_S,
+    SILENCE_RMS,
+    Features,
+    beat_strength,
+    compute_features,
+    parabolic,
+    peaks,
+    resample,
+    sigmoid,
+)
+from .leak import (
+    LEAK_CHECK_Z,
+    LEAK_MIN_FRAC,
+    LEAK_MIN_Z,
+    LeakFit,
+    leak_check,
+    leak_fit,
+    leak_fit_on_clock,
+    leak_near,
+)
+from .music import RHYTHM_BEAT_HI, RHYTHM_BEAT_LO, music_curves, part_drift, pitch_agreement
+
+log = logging.getLogger(__name__)
+
+CONFIDENCE_THRESHOLD = 0.5
+"""Below this a clip is flagged "needs a manual check" (calibration: the module docstring)."""
+
+
+MIN_OVERLAP_S = 4.0
+CLIP_TOO_LONG_MARGIN_S = 120.0
+
+# part-only evidence: combined score of the best peak at which confidence is 0.5, and the
+# lead over the runner-up peak (periodic music: the next beat or bar) at which it halves
+PART_SCORE_MID = 14.5
+PART_MARGIN_MID = 1.0
+
+# overlaps of PART_SHORT_S or less need PART_SHORT_EXTRA more score and PART_SHORT_MARGIN_EXTRA
+# more lead; from PART_FULL_S on, the thresholds above; linear in between
+PART_SHORT_S = 10.0
+PART_FULL_S = 30.0
+PART_SHORT_EXTRA = 8.0
+PART_SHORT_MARGIN_EXTRA = 2.0
+# a guide whose beat strength (see beat_strength) reaches RHYTHM_BEAT_HI has a steady beat:
+# part-only evidence then also needs the clip's notes in the guide (pitch z about PITCH_Z_MID)
+
+
+
+class AlignError(Exception):
+    """The pair cannot be aligned at all. ``code`` for machines, ``reason`` for people."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AlignResult:
+    offset_seconds: float
+    confidence: float
+    method: str  # "leak", "clap", "part" or "none"
+    drift_ppm: float
+    trusted: bool
+
+    def to_json_dict(self) -> dict:
+        return {
+            "offset_seconds": round(float(self.offset_seconds), 4),
+            "confidence": round(float(self.confidence), 3),
+            "method": self.method,
+            "drift_ppm": round(float(self.drift_ppm), 1),
+            "trusted": bool(self.trusted),
+        }
+
+
+def max_clip_seconds(guide_seconds: float, *, max_lead: float = 60.0,
+                     max_lag: float = 10.0) -> float:
+    """The longest clip worth analysing for a guide; longer clips are refused as too long."""
+    return guide_seconds + max_lead + max_lag + CLIP_TOO_LONG_MARGIN_S
+
+
+
+# --------------------------------------------------------------------------- the engine
+
+def correlation_curve(guide: np.ndarray, clip: np.ndarray, sample_rate: int, *,
+                      max_lead: float = 60.0, max_lag: float = 10.0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Lags (offset candidates, seconds) and the combined coarse evidence score at each."""
+    g = resample(guide, sample_rate)
+    c = resample(clip, sample_rate)
+    fg, fc = compute_features(g), compute_features(c)
+    lag_lo, lag_hi = lag_range(fg.seconds, fc.seconds, max_lead, max_lag)
+    co = music_curves(fg, fc, lag_lo, lag_hi)
+    return co.lags_s, co.score
+
+
+def lag_range(gsec: float, csec: float, max_lead: float, max_lag: float) -> tuple[int, int]:
+    min_overlap = min(MIN_OVERLAP_S, 0.5 * min(gsec, csec))
+    hi = min(max_lead, csec - min_overlap)
+    lo = max(-max_lag, -(gsec - min_overlap))
+    if hi < lo:
+        hi = lo
+    return int(np.floor(lo / HOP_S)), int(np.ceil(hi / HOP_S))
+
+
+def check_inputs(g: np.ndarray, c: np.ndarray, max_lead: float, max_lag: float) -> None:
+    if g.size == 0 or float(np.sqrt(np.mean(g.astype(np.float64) ** 2))) < SILENCE_RMS:
+        raise AlignError("silent_guide", "the guide is silent: there is nothing to sync to")
+    if c.size < ANALYSIS_RATE // 2:
+        raise AlignError("silent_clip", "no audio to sync: the clip's sound is too short")
+    if float(np.sqrt(np.mean(c.astype(np.float64) ** 2))) < SILENCE_RMS:
+        raise AlignError("silent_clip", "no audio to sync: the clip is silent")
+    limit = max_clip_seconds(len(g) / ANALYSIS_RATE, max_lead=max_lead, max_lag=max_lag)
+    if len(c) / ANALYSIS_RATE > limit:
+        raise AlignError("clip_too_long",
+                         f"the clip is far longer than the guide ({len(c) / ANALYSIS_RATE:.0f} s;"
+                         f" at most {limit:.0f} s can be synced): trim it and upload again")
+
+
+@dataclass(frozen=True)
+class GuideAnalysis:
+    """A guide resampled for analysis with its features: the same for every clip of a
+    campaign, so :func:`align_files` keeps the last few (:func:`analyse_guide`)."""
+
+    samples: np.ndarray
+    features: Features
+
+
+def analyse_guide(guide: np.ndarray, sample_rate: int) -> GuideAnalysis:
+    g = resample(np.nan_to_num(np.asarray(guide, dtype=np.float32)), sample_rate)
+    return GuideAnalysis(g, compute_features(g))
+
+
+def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_rate: int, *,
+                  max_lead: float = 60.0, max_lag: float = 10.0) -> AlignResult:
+    """Align ``clip`` to ``guide`` (mono float arrays at ``sample_rate``; the guide may
+    also be given analysed already)."""
+    if not isinstance(guide, GuideAnalysis):
+        guide = analyse_guide(guide, sample_rate)
+    g, fg = guide.samples, guide.features
+    c = resample(np.nan_to_num(np.asarray(clip, dtype=np.float32)), sample_rate)
+    check_inputs(g, c, max_lead, max_lag)
+    fc = compute_features(c)
+    if not fc.active.any():
+        return AlignResult(0.0, 0.0, "none", 0.0, False)
+    lag_lo, lag_hi = lag_range(fg.seconds, fc.seconds, max_lead, max_lag)
+    co = music_curves(fg, fc, lag_lo, lag_hi)
+    lo_s, hi_s = lag_lo * HOP_S, lag_hi * HOP_S
+
+    cand_idx = peaks(co.score, 6, int(0.06 / HOP_S))
+    cands = [(co.lags_s[0] + parabolic(co.score, i) * HOP_S, float(co.score[i]))
+             for i in cand_idx]
+    best_score = cands[0][1] if cands else 0.0
+    second = cands[1][1] if len(cands) > 1 else 0.0
+
+    def score_at(off: float) -> float:
+        i = int(round((off - co.lags_s[0]) / HOP_S))
+        if 0 <= i < len(co.score):
+            return float(co.score[max(0, i - 2):i + 3].max())
+        return -10.0
+
+    # 1. leak: the guide itself in the clip, looked for at the best coarse candidates; a line
+    # found there must then pass the independent check on short disjoint windows
+    fits: list[LeakFit] = []
+    for off, _ in cands[:4]:
+        fit = leak_fit(g, c, off, fg.active, max_win=8)  # a quick look first
+        if fit is not None and fit.z >= 0.5 * LEAK_MIN_Z and fit.windows == 8:
+            fit = leak_fit_on_clock(g, c, off, fg.active)
+        if fit is not None and fit.z >= LEAK_MIN_Z and fit.frac >= LEAK_MIN_FRAC:
+            fits.append(fit)
+    for leak in sorted(fits, key=lambda f: -f.z):
+        chk = leak_check(g, c, leak.offset, leak.drift_ppm, fg.active)
+        log.debug("leak line %.4f s %.1f ppm: z %.1f, check %s", leak.offset, leak.drift_ppm,
+                  leak.z, chk)
+        if chk is not None and chk.passed():
+            # a leak that passes the check is right to the sample, so confidence starts at
+            # the threshold and grows with the breadth of the evidence
+            conf = 0.5 + 0.5 * (1.0 - np.exp(-(chk.z - LEAK_CHECK_Z + 1.0) / 3.0)) * min(
+                1.0, chk.lit / chk.windows / 0.6) ** 0.5
+            return _result(leak.offset, conf, "leak", leak.drift_ppm)
+
+    # 2. clap: transients lining up with the guide's count-in
+    clicks = count_in(g, fg)
+    rise, hop = hf_onsets(c)
+    claps = clap_candidates(rise, float(hop), clicks, lo_s, hi_s)
+    if claps:
+        scored = [(n, score_at(off), -sd, off) for off, n, sd in claps]
+        scored.sort(reverse=True)
+        n, s_at, neg_sd, off = scored[0]
+        if s_at >= 0.5 * best_score and s_at > 5.0 and quiet_count_in(fc, off, clicks):
+            drift, _ = part_drift(fg, fc, off)
+            # claps on every count-in beat plus music agreeing there: the count-in
+            # pins the beat, so a lower music score suffices than for part-only
+            conf = sigmoid((s_at + 3.0 * (n - 3) - PART_SCORE_MID) / 1.5)
+            near = leak_near(g, c, off, fg.active)
+            if near is not None:
+                return _result(near.offset, conf, "leak", near.drift_ppm)
+            return _result(off, conf, "clap", drift)
+
+    # 3. part: the coarse onset/harmony/phrasing evidence
+    if not cands:
+        return AlignResult(0.0, 0.0, "none", 0.0, False)
+    off = cands[0][0]
+    margin = best_score - second
+    # a short overlap holds few notes: chance alignments of unrelated music score higher
+    # there (and the robust z of a short curve is less robust), so more is asked of it
+    overlap = min(fg.seconds, fc.seconds - off) - max(0.0, -off)
+    short = float(np.clip((PART_FULL_S - overlap) / (PART_FULL_S - PART_SHORT_S), 0.0, 1.0))
+    mid = PART_SCORE_MID + short * PART_SHORT_EXTRA
+    margin_mid = PART_MARGIN_MID + short * PART_SHORT_MARGIN_EXTRA
+    conf = sigmoid(best_score - mid) * sigmoid((margin - margin_mid) / 0.5)
+    # another song at the guide's tempo has attacks on the guide's beats, at every beat, and
+    # its rhythm can match the guide's for bars on end; so when the guide has a steady beat,
+    # onsets alone prove little, and the clip's notes must also sound in the guide there
+    rhythm = float(np.clip((beat_strength(fg.onset) - RHYTHM_BEAT_LO)
+                           / (RHYTHM_BEAT_HI - RHYTHM_BEAT_LO), 0.0, 1.0))
+    if rhythm > 0:
+        conf *= 1.0 - rhythm * (1.0 - pitch_agreement(co.pitch_z, cand_idx[0]))
+    drift, centre = part_drift(fg, fc, off)
+    off -= drift * 1e-6 * centre  # the coarse peak is the mean lag; report it at guide t=0
+    if conf < 0.1:
+        return _result(off, conf, "none", drift)
+    near = leak_near(g, c, off, fg.active)
+    if near is not None:
+        return _result(near.offset, conf, "leak", near.drift_ppm)
+    return _result(off, conf, "part", drift)
+
+
+
+
+def _result(offset: float, conf: float, method: str, drift: float) -> AlignResult:
+    conf = float(np.clip(conf, 0.0, 1.0))
+    return AlignResult(float(offset), conf, method, float(drift), conf >= CONFIDENCE_THRESHOLD)
+
+
+#: Guides analysed by :func:`align_files`, newest last, keyed by path, size and mtime (a
+#: replaced guide is analysed again): a worker aligns a campaign's clips one after another.
+GUIDES_KEPT = 4
+_GUIDES: dict[tuple[str, int, int], GuideAnalysis] = {}
+_GUIDES_LOCK = threading.Lock()
+
+
+def align_files(guide_path: str, clip_path: str, **kw) -> AlignResult:
+    """Decode both files and align them; :class:`AlignError` with a clear reason otherwise.
+    The guide's decoding and analysis are kept for the next clip (:data:`GUIDES_KEPT`)."""
+    from ..audio import NoAudio, decode_audio
+
+    timeout = float(kw.pop("timeout", 300))
+    max_lead = float(kw.get("max_lead", 60.0))
+    max_lag = float(kw.get("max_lag", 10.0))
+    st = os.stat(guide_path)
+    key = (os.path.realpath(guide_path), st.st_size, st.st_mtime_ns)
+    with _GUIDES_LOCK:
+        guide = _GUIDES.get(key)
+    if guide is None:
+        try:
+            samples = decode_audio(guide_path, sample_rate=ANALYSIS_RATE, timeout=timeout)
+        except NoAudio as exc:
+            raise AlignError("silent_guide", "the guide has no sound track to sync to") from exc
+        guide = analyse_guide(samples, ANALYSIS_RATE)
+        with _GUIDES_LOCK:
+            _GUIDES[key] = guide
+            while len(_GUIDES) > GUIDES_KEPT:
+                _GUIDES.pop(next(iter(_GUIDES)))
+    limit = max_clip_seconds(guide.features.seconds, max_lead=max_lead, max_lag=max_lag)
+    try:
+        clip = decode_audio(clip_path, sample_rate=ANALYSIS_RATE, max_seconds=limit + 1.0,
+                            timeout=timeout)
+    except NoAudio as exc:
+        raise AlignError("no_audio", exc.reason) from exc
+    return align_signals(guide, clip, ANALYSIS_RATE, **kw)
+
