@@ -15,22 +15,27 @@ CLAP_GAP_DB = 10.0
 
 # --------------------------------------------------------------------------- clap
 
-def hf_onsets(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A 2 ms-resolution broadband-transient strength curve (claps, clicks) and its hop (s)."""
+def hf_onsets(x: np.ndarray, *, from_silence: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A 2 ms-resolution broadband-transient strength curve (claps, clicks) and its hop (s).
+
+    ``from_silence``: the recording starts out of silence (a guide exported from notation
+    software), so a click in its very first frame is a rise too; a take may start in the
+    middle of a sound, so its first frames are compared with themselves."""
     sos = signal.butter(4, [1000, 6000], btype="band", fs=ANALYSIS_RATE, output="sos")
     hf = signal.sosfilt(sos, x)
     hop = 32
     e = hf[: len(hf) // hop * hop].reshape(-1, hop)
     e = np.log(np.mean(e ** 2, axis=1) + 1e-10)
     m = ndimage.maximum_filter1d(e, size=10)  # m[i] = max(e[i-5 .. i+4])
-    prev = np.concatenate([np.full(5, e[0]), m[:-5]])  # max of the previous 20 ms
+    before = float(e.min()) if from_silence else float(e[0])
+    prev = np.concatenate([np.full(5, before), m[:-5]])  # max of the previous 20 ms
     rise = np.maximum(0.0, e - prev)
     return rise, np.array(hop / ANALYSIS_RATE)
 
 
 def count_in(g: np.ndarray, fg: Features) -> list[float]:
     """Times of the guide's count-in clicks: isolated transients before the music starts."""
-    rise, hop = hf_onsets(g)
+    rise, hop = hf_onsets(g, from_silence=True)
     hop = float(hop)
     act = fg.active
     # music start: first 400 ms of continuous activity
@@ -41,10 +46,10 @@ def count_in(g: np.ndarray, fg: Features) -> list[float]:
     n = int(limit / hop)
     if n < 10:
         return []
-    r = rise[:n]
+    r = np.concatenate([[0.0], rise[:n]])  # a click in the first frame is a peak too
     thr = max(3.0, 0.3 * float(r.max()))
     peaks, _ = signal.find_peaks(r, height=thr, distance=int(0.2 / hop))
-    times = [p * hop for p in peaks]
+    times = [(p - 1) * hop for p in peaks]
     if len(times) < 2:
         return []
     return times[-8:]

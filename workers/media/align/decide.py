@@ -124,13 +124,21 @@ from .leak import (
     LEAK_CHECK_Z,
     LEAK_MIN_FRAC,
     LEAK_MIN_Z,
+    LEAK_NEAR_S,
     LeakFit,
     leak_check,
     leak_fit,
     leak_fit_on_clock,
     leak_near,
 )
-from .music import RHYTHM_BEAT_HI, RHYTHM_BEAT_LO, music_curves, part_drift, pitch_agreement
+from .music import (
+    RHYTHM_BEAT_HI,
+    RHYTHM_BEAT_LO,
+    music_curves,
+    onset_leading_edge,
+    part_drift,
+    pitch_agreement,
+)
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +160,31 @@ PART_SHORT_S = 10.0
 PART_FULL_S = 30.0
 PART_SHORT_EXTRA = 8.0
 PART_SHORT_MARGIN_EXTRA = 2.0
-# a guide whose beat strength (see beat_strength) reaches RHYTHM_BEAT_HI has a steady beat:
-# part-only evidence then also needs the clip's notes in the guide (pitch z about PITCH_Z_MID)
+#: Two offsets farther apart than this are different answers, not one peak's shoulders (a beat
+#: at 200 bpm is 0.3 s).
+RIVAL_S = 0.25
+#: Part-only: other peaks of the music score reaching this share of the best are its periodic
+#: rivals (a beat or a bar away), to be decided by the notes.
+PART_RIVAL_SHARE = 0.7
+#: ... and those reaching this share are a near tie, which the notes may decide.
+PART_SWITCH_SHARE = 0.85
+#: A leak line that also passes the check at a rival offset with this share of its z: the
+#: guide repeats there (a looped accompaniment).
+LEAK_RIVAL_SHARE = 0.7
+#: Pitch z by which the notes must prefer one periodic rival over another to decide between
+#: them (a full lead gives the factor 0.5 at NOTES_MARGIN, near 1 two deviations above).
+NOTES_MARGIN = 3.0
+#: Pitch z by which the notes may fit better elsewhere (farther than NOTES_AWAY_S) before the
+#: offset is taken to contradict them.
+NOTES_CONTRA = 1.5
+NOTES_AWAY_S = 0.5
+#: Claps matching every count-in click are specific evidence: the notes contradict them only
+#: where they fit elsewhere at least this well (on short takes chance reaches a pitch z of 6.5).
+NOTES_STRONG = 8.0
+#: How many candidates a result lists.
+MAX_CANDIDATES = 5
+#: Candidates listed are at least this far apart (one peak's shoulders are not choices).
+CANDIDATE_SEP_S = 0.1
 
 
 
@@ -173,6 +204,8 @@ class AlignResult:
     method: str  # "leak", "clap", "part" or "none"
     drift_ppm: float
     trusted: bool
+    #: the chosen offset first, then the best few others the evidence points at
+    candidates: tuple[Candidate, ...] = ()
 
     def to_json_dict(self) -> dict:
         return {
@@ -181,7 +214,29 @@ class AlignResult:
             "method": self.method,
             "drift_ppm": round(float(self.drift_ppm), 1),
             "trusted": bool(self.trusted),
+            "candidates": [k.to_json_dict() for k in self.candidates],
         }
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An offset the evidence points at, with what each kind of evidence says there.
+
+    ``music``: the combined onset, chroma and activity z (periodic: it may be almost as high a
+    beat or a bar away); ``notes``: the clip's main notes against the guide's harmony (pitch z;
+    not periodic); ``claps``: count-in claps that line up (0: none); ``leak``: the leak check's
+    z on a line there (0: none found)."""
+
+    offset_seconds: float
+    music: float
+    notes: float
+    claps: int = 0
+    leak: float = 0.0
+
+    def to_json_dict(self) -> dict:
+        return {"offset_seconds": round(float(self.offset_seconds), 4),
+                "music": round(float(self.music), 1), "notes": round(float(self.notes), 1),
+                "claps": int(self.claps), "leak": round(float(self.leak), 1)}
 
 
 def max_clip_seconds(guide_seconds: float, *, max_lead: float = 60.0,
@@ -199,7 +254,7 @@ def correlation_curve(guide: np.ndarray, clip: np.ndarray, sample_rate: int, *,
     """Lags (offset candidates, seconds) and the combined coarse evidence score at each."""
     g = resample(guide, sample_rate)
     c = resample(clip, sample_rate)
-    fg, fc = compute_features(g), compute_features(c)
+    fg, fc = compute_features(g, guide=True), compute_features(c)
     lag_lo, lag_hi = lag_range(fg.seconds, fc.seconds, max_lead, max_lag)
     co = music_curves(fg, fc, lag_lo, lag_hi)
     return co.lags_s, co.score
@@ -239,13 +294,20 @@ class GuideAnalysis:
 
 def analyse_guide(guide: np.ndarray, sample_rate: int) -> GuideAnalysis:
     g = resample(np.nan_to_num(np.asarray(guide, dtype=np.float32)), sample_rate)
-    return GuideAnalysis(g, compute_features(g))
+    return GuideAnalysis(g, compute_features(g, guide=True))
 
 
 def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_rate: int, *,
                   max_lead: float = 60.0, max_lag: float = 10.0) -> AlignResult:
-    """Align ``clip`` to ``guide`` (mono float arrays at ``sample_rate``; the guide may
-    also be given analysed already)."""
+    """Align ``clip`` to ``guide``: mono float arrays at ``sample_rate`` Hz (any rate; both are
+    resampled to :data:`ANALYSIS_RATE`), the guide possibly analysed already
+    (:func:`analyse_guide`). The clip may start up to ``max_lead`` s before the guide's t=0 and
+    up to ``max_lag`` s after it.
+
+    Returns an :class:`AlignResult` whose ``candidates`` hold the offsets the evidence points
+    at (the chosen one first) for a person to choose from when the result is not trusted.
+    Raises :class:`AlignError` for a silent guide or clip or a clip far longer than the guide.
+    """
     if not isinstance(guide, GuideAnalysis):
         guide = analyse_guide(guide, sample_rate)
     g, fg = guide.samples, guide.features
@@ -255,25 +317,90 @@ def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_ra
     if not fc.active.any():
         return AlignResult(0.0, 0.0, "none", 0.0, False)
     lag_lo, lag_hi = lag_range(fg.seconds, fc.seconds, max_lead, max_lag)
-    co = music_curves(fg, fc, lag_lo, lag_hi)
-    lo_s, hi_s = lag_lo * HOP_S, lag_hi * HOP_S
+    ev = _Evidence(music_curves(fg, fc, lag_lo, lag_hi))
+    return _decide(g, c, fg, fc, ev, lag_lo * HOP_S, lag_hi * HOP_S)
 
-    cand_idx = peaks(co.score, 6, int(0.06 / HOP_S))
-    cands = [(co.lags_s[0] + parabolic(co.score, i) * HOP_S, float(co.score[i]))
-             for i in cand_idx]
-    best_score = cands[0][1] if cands else 0.0
-    second = cands[1][1] if len(cands) > 1 else 0.0
 
-    def score_at(off: float) -> float:
-        i = int(round((off - co.lags_s[0]) / HOP_S))
-        if 0 <= i < len(co.score):
-            return float(co.score[max(0, i - 2):i + 3].max())
+class _Evidence:
+    """The part evidence curves over all lags, read at an offset."""
+
+    def __init__(self, co) -> None:
+        self.co = co
+        idx = peaks(co.score, 6, int(0.06 / HOP_S))
+        #: the best peaks of the combined music score: (offset, score), best first
+        self.coarse = [(float(co.lags_s[0] + parabolic(co.score, i) * HOP_S), float(co.score[i]))
+                       for i in idx]
+        self.coarse_idx = idx
+        # where the clip's notes fit the guide best, a beat or more apart
+        self.notes_peaks = [float(co.lags_s[i]) for i in peaks(co.pitch_z, 3, int(RIVAL_S / HOP_S))]
+
+    def _read(self, curve: np.ndarray, off: float, half: int) -> float:
+        i = int(round((off - self.co.lags_s[0]) / HOP_S))
+        if 0 <= i < len(curve):
+            return float(curve[max(0, i - half):i + half + 1].max())
         return -10.0
 
-    # 1. leak: the guide itself in the clip, looked for at the best coarse candidates; a line
-    # found there must then pass the independent check on short disjoint windows
+    def music(self, off: float) -> float:
+        """The combined onset, chroma and activity z at ``off`` (periodic evidence)."""
+        return self._read(self.co.score, off, 2)
+
+    def notes(self, off: float) -> float:
+        """The clip's main notes against the guide's harmony at ``off`` (pitch z): a beat or a
+        bar away the chords differ, so this evidence is not periodic."""
+        return self._read(self.co.pitch_z, off, 3)
+
+    def notes_elsewhere(self, off: float) -> float:
+        """The best notes evidence farther than :data:`NOTES_AWAY_S` from ``off``."""
+        lags = self.co.lags_s
+        far = np.abs(lags - off) > NOTES_AWAY_S
+        return float(self.co.pitch_z[far].max()) if far.any() else -10.0
+
+    def index(self, off: float) -> int:
+        return int(np.clip(round((off - self.co.lags_s[0]) / HOP_S), 0, len(self.co.score) - 1))
+
+
+def _contradiction(ev: _Evidence, off: float, *, at_least: float = -np.inf) -> float:
+    """0..1: near 1 unless an offset farther than :data:`NOTES_AWAY_S` fits the clip's notes
+    better than ``off`` does by more than :data:`NOTES_CONTRA` deviations, and reaches
+    ``at_least``; then the offset disagrees with evidence the take holds."""
+    elsewhere = ev.notes_elsewhere(off)
+    if elsewhere < at_least:
+        return 1.0
+    return sigmoid(-(elsewhere - ev.notes(off) - NOTES_CONTRA) / 0.3)
+
+
+def _notes_decide(ev: _Evidence, first: float, rivals: list[float]) -> float:
+    """Between ``first`` (what the periodic evidence prefers) and ``rivals`` (offsets a beat
+    or more away that it finds about as good), the one whose notes fit the guide best if it
+    leads ``first`` by :data:`NOTES_MARGIN` or more; else ``first``."""
+    best = max([first, *rivals], key=ev.notes)
+    return best if ev.notes(best) - ev.notes(first) >= NOTES_MARGIN else first
+
+
+def _notes_lead(ev: _Evidence, off: float, others: list[float]) -> float:
+    """0..1: how clearly the notes prefer ``off`` over every one of ``others`` farther than
+    :data:`RIVAL_S` away (0.5 at a lead of :data:`NOTES_MARGIN`); 1 when there are none."""
+    rest = [o for o in others if abs(o - off) > RIVAL_S]
+    if not rest:
+        return 1.0
+    lead = ev.notes(off) - max(ev.notes(o) for o in rest)
+    return sigmoid((lead - NOTES_MARGIN) / 0.5)
+
+
+def _decide(g: np.ndarray, c: np.ndarray, fg: Features, fc: Features, ev: _Evidence,
+            lo_s: float, hi_s: float) -> AlignResult:
+    """The decision between candidate offsets (the module's notes say how it is calibrated)."""
+    cands = ev.coarse
+    best_score = cands[0][1] if cands else 0.0
+    second = cands[1][1] if len(cands) > 1 else 0.0
+    seen: list[_Seen] = []
+
+    # 1. leak: the guide itself in the clip, looked for at the best coarse candidates and where
+    # the notes fit best; a line found there must pass the independent check on short windows
     fits: list[LeakFit] = []
-    for off, _ in cands[:4]:
+    looks = [off for off, _ in cands[:4]]
+    looks += [o for o in ev.notes_peaks[:2] if all(abs(o - x) > 0.03 for x in looks)]
+    for off in looks:
         fit = leak_fit(g, c, off, fg.active, max_win=8)  # a quick look first
         if fit is not None and fit.z >= 0.5 * LEAK_MIN_Z and fit.windows == 8:
             fit = leak_fit_on_clock(g, c, off, fg.active)
@@ -283,65 +410,153 @@ def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_ra
         chk = leak_check(g, c, leak.offset, leak.drift_ppm, fg.active)
         log.debug("leak line %.4f s %.1f ppm: z %.1f, check %s", leak.offset, leak.drift_ppm,
                   leak.z, chk)
-        if chk is not None and chk.passed():
-            # a leak that passes the check is right to the sample, so confidence starts at
-            # the threshold and grows with the breadth of the evidence
-            conf = 0.5 + 0.5 * (1.0 - np.exp(-(chk.z - LEAK_CHECK_Z + 1.0) / 3.0)) * min(
-                1.0, chk.lit / chk.windows / 0.6) ** 0.5
-            return _result(leak.offset, conf, "leak", leak.drift_ppm)
+        if chk is None or not chk.passed():
+            continue
+        # a leak that passes the check is right to the sample, so confidence starts at the
+        # threshold and grows with the breadth of the evidence
+        conf = 0.5 + 0.5 * (1.0 - np.exp(-(chk.z - LEAK_CHECK_Z + 1.0) / 3.0)) * min(
+            1.0, chk.lit / chk.windows / 0.6) ** 0.5
+        seen.append(_Seen(leak.offset, leak=chk.z))
+        # a looped accompaniment leaks the same a bar away: when the line passes the check at
+        # a rival offset too, only the notes can tell them apart
+        rivals = []
+        for off in [o for o, _ in cands[:4]] + ev.notes_peaks[:2]:
+            if abs(off - leak.offset) <= RIVAL_S or any(abs(off - r) <= RIVAL_S for r in rivals):
+                continue
+            other = leak_check(g, c, off, leak.drift_ppm, fg.active)
+            if other is not None and other.passed() and other.z >= LEAK_RIVAL_SHARE * chk.z:
+                rivals.append(off)
+                seen.append(_Seen(off, leak=other.z))
+        if rivals:
+            off = _notes_decide(ev, leak.offset, rivals)
+            clear = _notes_lead(ev, off, [leak.offset, *rivals])
+            log.debug("leak line %.4f s repeats at %s: notes choose %.4f (%.2f)", leak.offset,
+                      rivals, off, clear)
+            if off != leak.offset:
+                near = leak_fit_on_clock(g, c, off, fg.active, search_s=LEAK_NEAR_S)
+                off = near.offset if near is not None and abs(near.offset - off) < LEAK_NEAR_S \
+                    else off
+            conf *= clear
+            return _result(off, conf, "leak", leak.drift_ppm, ev, seen)
+        return _result(leak.offset, conf, "leak", leak.drift_ppm, ev, seen)
 
     # 2. clap: transients lining up with the guide's count-in
     clicks = count_in(g, fg)
     rise, hop = hf_onsets(c)
-    claps = clap_candidates(rise, float(hop), clicks, lo_s, hi_s)
+    claps = [(off, n, sd) for off, n, sd in clap_candidates(rise, float(hop), clicks, lo_s, hi_s)
+             if ev.music(off) >= 0.5 * best_score and ev.music(off) > 5.0
+             and quiet_count_in(fc, off, clicks)]
     if claps:
-        scored = [(n, score_at(off), -sd, off) for off, n, sd in claps]
-        scored.sort(reverse=True)
-        n, s_at, neg_sd, off = scored[0]
-        if s_at >= 0.5 * best_score and s_at > 5.0 and quiet_count_in(fc, off, clicks):
-            drift, _ = part_drift(fg, fc, off)
-            # claps on every count-in beat plus music agreeing there: the count-in
-            # pins the beat, so a lower music score suffices than for part-only
-            conf = sigmoid((s_at + 3.0 * (n - 3) - PART_SCORE_MID) / 1.5)
-            near = leak_near(g, c, off, fg.active)
-            if near is not None:
-                return _result(near.offset, conf, "leak", near.drift_ppm)
-            return _result(off, conf, "clap", drift)
+        n_max = max(n for _, n, _ in claps)
+        top = sorted([cl for cl in claps if cl[1] == n_max], key=lambda cl: cl[2])
+        first = top[0][0]
+        # the same number of claps a beat away (a clap missed, a click not heard): a tie that
+        # only the notes can break
+        tied = _distinct([o for o, _, _ in top[1:]], first)
+        off = _notes_decide(ev, first, tied)
+        clear = _notes_lead(ev, off, [first, *tied])
+        n = n_max
+        for o, k, _ in claps:
+            seen.append(_Seen(o, claps=k))
+        # claps on every count-in beat plus music agreeing there: the count-in pins the beat,
+        # so a lower music score suffices than for part-only
+        conf = sigmoid((ev.music(off) + 3.0 * (n - 3) - PART_SCORE_MID) / 1.5)
+        conf *= clear * _contradiction(ev, off, at_least=NOTES_STRONG)
+        drift, _ = part_drift(fg, fc, off)
+        near = leak_near(g, c, off, fg.active)
+        if near is not None:
+            seen.append(_Seen(near.offset, leak=near.z))
+            return _result(near.offset, conf, "leak", near.drift_ppm, ev, seen)
+        return _result(off, conf, "clap", drift, ev, seen)
 
     # 3. part: the coarse onset/harmony/phrasing evidence
     if not cands:
         return AlignResult(0.0, 0.0, "none", 0.0, False)
-    off = cands[0][0]
-    margin = best_score - second
+    first = cands[0][0]
+    # peaks a beat or a bar away that the music score finds about as good: a near tie may be
+    # decided by the notes; any of them leaves trust to the notes alone
+    rivals = _distinct([o for o, s in cands[1:] if s >= PART_RIVAL_SHARE * best_score], first)
+    off = _notes_decide(ev, first, [o for o in rivals if ev.music(o) >= PART_SWITCH_SHARE
+                                    * best_score])
+    score = ev.music(off)
+    margin = score - max((s for o, s in cands if abs(o - off) > 0.03), default=second)
     # a short overlap holds few notes: chance alignments of unrelated music score higher
     # there (and the robust z of a short curve is less robust), so more is asked of it
     overlap = min(fg.seconds, fc.seconds - off) - max(0.0, -off)
     short = float(np.clip((PART_FULL_S - overlap) / (PART_FULL_S - PART_SHORT_S), 0.0, 1.0))
     mid = PART_SCORE_MID + short * PART_SHORT_EXTRA
     margin_mid = PART_MARGIN_MID + short * PART_SHORT_MARGIN_EXTRA
-    conf = sigmoid(best_score - mid) * sigmoid((margin - margin_mid) / 0.5)
+    # trusted when the pick beats every other peak clearly on the music score, or, where a
+    # beat or a bar away scores about as well, on the notes
+    if rivals:
+        conf = sigmoid(score - mid) * _notes_lead(ev, off, [first, *rivals])
+    else:
+        conf = sigmoid(score - mid) * sigmoid((margin - margin_mid) / 0.5)
     # another song at the guide's tempo has attacks on the guide's beats, at every beat, and
     # its rhythm can match the guide's for bars on end; so when the guide has a steady beat,
     # onsets alone prove little, and the clip's notes must also sound in the guide there
     rhythm = float(np.clip((beat_strength(fg.onset) - RHYTHM_BEAT_LO)
                            / (RHYTHM_BEAT_HI - RHYTHM_BEAT_LO), 0.0, 1.0))
     if rhythm > 0:
-        conf *= 1.0 - rhythm * (1.0 - pitch_agreement(co.pitch_z, cand_idx[0]))
+        conf *= 1.0 - rhythm * (1.0 - pitch_agreement(ev.co.pitch_z, ev.index(off)))
     drift, centre = part_drift(fg, fc, off)
+    # the onsets of sung and bowed notes come late: read where the notes begin
+    off = onset_leading_edge(fg, fc, off)
     off -= drift * 1e-6 * centre  # the coarse peak is the mean lag; report it at guide t=0
     if conf < 0.1:
-        return _result(off, conf, "none", drift)
+        return _result(off, conf, "none", drift, ev, seen)
     near = leak_near(g, c, off, fg.active)
     if near is not None:
-        return _result(near.offset, conf, "leak", near.drift_ppm)
-    return _result(off, conf, "part", drift)
+        seen.append(_Seen(near.offset, leak=near.z))
+        return _result(near.offset, conf, "leak", near.drift_ppm, ev, seen)
+    return _result(off, conf, "part", drift, ev, seen)
 
 
+def _distinct(offsets: list[float], first: float) -> list[float]:
+    """``offsets`` farther than :data:`RIVAL_S` from ``first`` and from each other."""
+    out: list[float] = []
+    for o in offsets:
+        if abs(o - first) > RIVAL_S and all(abs(o - x) > RIVAL_S for x in out):
+            out.append(o)
+    return out
 
 
-def _result(offset: float, conf: float, method: str, drift: float) -> AlignResult:
+@dataclass(frozen=True)
+class _Seen:
+    """Clap or leak evidence met at an offset on the way (for the candidates list)."""
+
+    offset: float
+    claps: int = 0
+    leak: float = 0.0
+
+
+def _result(offset: float, conf: float, method: str, drift: float, ev: _Evidence | None = None,
+            seen: list[_Seen] | None = None) -> AlignResult:
     conf = float(np.clip(conf, 0.0, 1.0))
-    return AlignResult(float(offset), conf, method, float(drift), conf >= CONFIDENCE_THRESHOLD)
+    cands = _candidates(offset, ev, seen or []) if ev is not None else ()
+    return AlignResult(float(offset), conf, method, float(drift), conf >= CONFIDENCE_THRESHOLD,
+                       cands)
+
+
+def _candidates(offset: float, ev: _Evidence, seen: list[_Seen]) -> tuple[Candidate, ...]:
+    """The chosen offset and the best few others, each with what the evidence says there:
+    for a person to choose from by ear when the result is not trusted."""
+    offs = [offset] + [s.offset for s in seen] + [o for o, _ in ev.coarse] + ev.notes_peaks
+    picked: list[float] = []
+    for o in offs:
+        if all(abs(o - p) > CANDIDATE_SEP_S for p in picked):
+            picked.append(o)
+
+    def claps_at(o: float) -> int:
+        return max((s.claps for s in seen if abs(s.offset - o) <= 0.03), default=0)
+
+    def leak_at(o: float) -> float:
+        return max((s.leak for s in seen if abs(s.offset - o) <= 0.03), default=0.0)
+
+    out = [Candidate(o, ev.music(o), ev.notes(o), claps_at(o), leak_at(o)) for o in picked]
+    first, rest = out[0], out[1:]
+    rest.sort(key=lambda k: (k.leak > 0, k.claps, k.notes + k.music), reverse=True)
+    return (first, *rest[:MAX_CANDIDATES - 1])
 
 
 #: Guides analysed by :func:`align_files`, newest last, keyed by path, size and mtime (a

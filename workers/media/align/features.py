@@ -107,7 +107,19 @@ class Features:
     level: np.ndarray  # (T,) frame energy in dB
 
 
-def compute_features(x: np.ndarray) -> Features:
+#: Frames under this level (dB of band energy) are digital silence: notation software exports
+#: guides that begin and end in exact zeros, and they must not set the level statistics.
+DIGITAL_SILENCE_DB = -100.0
+LOG_FLOOR = 1e-5
+
+
+def compute_features(x: np.ndarray, *, guide: bool = False) -> Features:
+    """The features of a mono recording ``x`` at :data:`ANALYSIS_RATE` (float32, any length).
+
+    ``guide``: the recording is a guide, which is music throughout: its active frames are
+    those within 10 dB of its loud ones even when its level hardly moves (a church organ),
+    where a take's must stand 10 dB above its own floor.
+    """
     hop = int(HOP_S * ANALYSIS_RATE)
     p = power_frames(x, N_FFT, hop)
     bands = p @ _BANDS
@@ -115,20 +127,26 @@ def compute_features(x: np.ndarray) -> Features:
     # SuperFlux-style onset strength: log spectral flux over 20 ms against a reference frame
     # max-filtered across frequency, so vibrato and pitch glides do not read as onsets; each
     # band weighs the same and the log makes it gain- and timbre-independent
-    logp = np.log(p + 1e-5 * loud / p.shape[1])
+    logp = np.log(p + LOG_FLOOR * loud / p.shape[1])
     ref = ndimage.maximum_filter1d(logp, size=5, axis=1)
     flux = np.maximum(0.0, logp[2:] - ref[:-2]) @ _BAND_WEIGHTS
     onset = np.concatenate([np.zeros(2, np.float32), flux]).astype(np.float32)
     onset = onset - moving_mean(onset, 31)
-    spread = np.sqrt(moving_mean(onset ** 2, 301))
-    onset = onset / (spread + np.percentile(spread, 75) + 1e-9)
+    # float64 and a floor at zero: the moving mean of squares of float32 values can dip a hair
+    # below zero after exact digital silence, and its square root would be NaN
+    spread = np.sqrt(np.maximum(moving_mean(onset.astype(np.float64) ** 2, 301), 0.0))
+    onset = (onset / (spread + np.percentile(spread, 75) + 1e-9)).astype(np.float32)
 
     energy = bands.sum(axis=1)
     loge = 10 * np.log10(energy + 1e-12)
+    sounding = loge > DIGITAL_SILENCE_DB
     lo, hi = np.percentile(loge, [10, 97])
     act = np.clip((loge - lo - 6) / max(hi - lo - 6, 6.0), 0, 1)
     act = moving_mean(act, 10)
-    active = loge > lo + max(10.0, 0.4 * (hi - lo))
+    threshold = lo + max(10.0, 0.4 * (hi - lo))
+    if guide:
+        threshold = min(threshold, hi - 10.0)
+    active = sounding & (loge > threshold)
     activity = act - act.mean()
 
     pc = power_frames(x, CHROMA_N_FFT, hop * CHROMA_HOP)

@@ -105,3 +105,51 @@ def part_drift(fg: Features, fc: Features, off: float) -> tuple[float, float]:
         return 0.0, centre
     return float(slope * 1e6), float(tt.mean())
 
+
+
+#: Part-only: the level, between the local floor and the peak of the onset correlation, whose
+#: crossing on the early side marks where the take's notes begin (see :func:`onset_leading_edge`).
+EDGE_LEVEL = 0.3
+EDGE_SPAN_S = 0.15
+
+
+def _rising_crossing(r: np.ndarray, i: int, level: float) -> float | None:
+    """The fractional index before peak ``i`` where ``r`` last rises through ``level``."""
+    j = i
+    while j > 0 and r[j - 1] >= level:
+        j -= 1
+    if j == 0 or r[j] == r[j - 1]:
+        return None
+    return (j - 1) + float((level - r[j - 1]) / (r[j] - r[j - 1]))
+
+
+def onset_leading_edge(fg: Features, fc: Features, off: float) -> float:
+    """The part-only offset near ``off`` (seconds) read on the leading edge of the onset
+    correlation, not at its peak.
+
+    A sung or bowed note's attack (and the room after it) spreads the take's onset evidence
+    over the tens of milliseconds after the note begins, never before it, so the correlation
+    with the guide's sharp onsets is the guide's own onset autocorrelation smeared late: its
+    peak comes 10-40 ms after the true offset (issue 9: part-only takes 12-39 ms late). Its
+    early side still rises where the notes begin. The guide is measured the same way: the
+    early-side crossing of its onset autocorrelation at the same level gives the distance from
+    edge to peak of an unsmeared correlation, which is added back, so a take with attacks as
+    sharp as the guide's keeps the peak. Returns ``off`` when no clear edge is found.
+    """
+    span = int(EDGE_SPAN_S / HOP_S)
+    centre = int(round(off / HOP_S))
+    xc = xcorr(fg.onset, fc.onset, centre - span, centre + span, beta=0.5)
+    ac = xcorr(fg.onset, fg.onset, -span, span, beta=0.5)
+    i = int(np.argmax(xc))
+    if not 0 < i < len(xc) - 1:
+        return off
+    floor, peak = float(np.median(xc)), float(xc[i])
+    cross = _rising_crossing(xc, i, floor + EDGE_LEVEL * (peak - floor))
+    a_floor, a_peak = float(np.median(ac)), float(ac[span])
+    a_cross = _rising_crossing(ac, span, a_floor + EDGE_LEVEL * (a_peak - a_floor))
+    if cross is None or a_cross is None:
+        return off
+    edge = (centre - span + cross + (span - a_cross)) * HOP_S
+    peak_at = (centre - span + parabolic(xc, i)) * HOP_S
+    # the edge is never later than the peak, and a smear over 100 ms is not an attack
+    return float(np.clip(edge, peak_at - 0.1, peak_at))
