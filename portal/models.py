@@ -131,6 +131,9 @@ class Clip(db.Model):
     drift_ppm: Mapped[float | None]
     nudge_ms: Mapped[int] = mapped_column(default=0)
     sync_plot_key: Mapped[str | None] = mapped_column(String(300))
+    # the aligner's candidate offsets with their evidence, the chosen one first (list of
+    # {offset_seconds, music, notes, claps, leak}); a person picks one by ear when untrusted
+    sync_candidates: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -8,6 +8,7 @@ Errors are :class:`ServiceError` with a message for a person and an HTTP status.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -293,6 +294,26 @@ def nudge_clip(clip: Clip, nudge_ms: int) -> None:
     if abs(nudge_ms) > 600_000:
         raise ServiceError("A nudge is at most ±600000 ms", field="nudge_ms")
     clip.nudge_ms = int(nudge_ms)
+    db.session.commit()
+
+
+def choose_sync_offset(clip: Clip, offset_seconds: float, who: str = "an organizer") -> None:
+    """An organizer confirmed an offset by ear (one of the aligner's candidates, or their
+    own): it becomes the clip's offset, the nudge is cleared, and a clip that needed a manual
+    sync check is synced (method ``manual``, confidence 1)."""
+    if not math.isfinite(offset_seconds) or abs(offset_seconds) > 600:
+        raise ServiceError("An offset is a number of seconds between -600 and 600.",
+                           field="offset_seconds")
+    if not clip.campaign.guide_key:
+        raise ServiceError("This campaign has no guide track, so its clips are not synced.",
+                           409)
+    clip.offset_seconds = float(offset_seconds)
+    clip.nudge_ms = 0
+    clip.sync_method = "manual"
+    clip.sync_confidence = 1.0
+    clip.sync_state = "done"
+    if clip.status in ("normalized", "needs_sync", "synced"):
+        states.move_clip(clip, "synced", f"offset {offset_seconds:+.3f} s chosen by ear by {who}")
     db.session.commit()
 
 

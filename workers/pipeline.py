@@ -170,6 +170,7 @@ def _align(clip_id: int) -> None:
         clip.sync_method = "none"
         clip.offset_seconds = clip.offset_seconds or 0.0
         clip.sync_confidence = 0.0
+        clip.sync_candidates = None
         clip.lease_until = None
         if clip.status in ("normalized", "synced", "needs_sync"):
             states.move_clip(clip, "needs_sync", f"{exc.reason}. An organizer will set the "
@@ -179,6 +180,7 @@ def _align(clip_id: int) -> None:
     clip.offset_seconds = float(result.offset_seconds)
     clip.sync_confidence = float(result.confidence)
     clip.sync_method = result.method
+    clip.sync_candidates = [k.to_json_dict() for k in result.candidates]
     clip.drift_ppm = float(result.drift_ppm)
     clip.sync_state = "done"
     clip.lease_until = None

@@ -5,7 +5,16 @@ from __future__ import annotations
 import os
 import tempfile
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy import func, select
 
@@ -153,6 +162,55 @@ def nudge(clip_id: int):
     else:
         services.nudge_clip(clip, value)
     return redirect(url_for("organize.clip", clip_id=clip.id), code=303)
+
+
+@bp.post("/clips/<int:clip_id>/sync-choice")
+@login_required
+def choose_offset(clip_id: int):
+    """The organizer confirmed one of the aligner's candidate offsets (or their own) by ear."""
+    clip = _clip_by_id(clip_id)
+    try:
+        offset = float(request.form.get("offset_seconds", ""))
+    except ValueError:
+        flash("An offset is a number of seconds, e.g. 7.693.")
+    else:
+        try:
+            services.choose_sync_offset(clip, offset, current_user.email)
+        except services.ServiceError as exc:
+            flash(exc.message)
+        else:
+            flash(f"Offset {offset:+.3f} s saved; the clip is synced.")
+    return redirect(url_for("organize.clip", clip_id=clip.id), code=303)
+
+
+@bp.get("/clips/<int:clip_id>/listen.wav")
+@login_required
+def listen(clip_id: int):
+    """The guide in the left ear and the take in the right, the take moved by ``offset``
+    (default: the clip's own), from guide time ``start`` for 20 s: to check a sync by ear."""
+    from workers.media.audio import NoAudio
+    from workers.media.ffmpeg import FFmpegError
+    from workers.media.syncplot import sync_listen_wav
+
+    clip = _clip_by_id(clip_id)
+    if not clip.campaign.guide_key or not clip.normalized_key:
+        abort(404)
+    try:
+        offset = float(request.args.get("offset", clip.effective_offset))
+        start = float(request.args.get("start", 0.0))
+    except ValueError:
+        abort(400)
+    if not (abs(offset) <= 600 and 0 <= start <= 36000):
+        abort(400)
+    store = services.storage()
+    try:
+        data = sync_listen_wav(str(store.path(clip.campaign.guide_key)),
+                               str(store.path(clip.normalized_key)), offset, start_seconds=start)
+    except (NoAudio, FFmpegError):
+        abort(404)
+    response = current_app.response_class(data, mimetype="audio/wav")
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 @bp.post("/clips/<int:clip_id>/retry")

@@ -131,3 +131,63 @@ def test_tutti_align_json(sync_media, tmp_path):
     done = subprocess.run([tutti, "align", str(silent), str(sync_media["leak"]), "--json"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "silent" in done.stderr.lower()
+
+
+def test_an_untrusted_clip_offers_candidates_to_hear_and_choose(app, organizer_client, guided,
+                                                                 sync_media):
+    """Issue 9: for a take that stays untrusted the clip page lists the best few offsets with
+    their evidence; each plays guide (left ear) against the take (right ear) at that offset,
+    and one click makes it the clip's offset."""
+    import io
+
+    clip_id = _submit_and_process(app, guided, sync_media["other"])
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "needs_sync"
+        cands = clip.sync_candidates
+        assert cands and cands[0]["offset_seconds"] == pytest.approx(clip.offset_seconds,
+                                                                     abs=1e-3)
+        assert {"offset_seconds", "music", "notes", "claps", "leak"} <= set(cands[0])
+    page = organizer_client.get(f"/organize/clips/{clip_id}").get_data(as_text=True)
+    assert "Check by ear" in page and page.count("Use this offset") >= len(cands)
+    assert "synccheck.js" in page
+    for k in cands:
+        assert f"offset={k['offset_seconds']:.4f}" in page
+
+    # the WAV: guide left, take right, the take moved by the offset asked for
+    answer = organizer_client.get(f"/organize/clips/{clip_id}/listen.wav?offset=0.7")
+    assert answer.status_code == 200 and answer.mimetype == "audio/wav"
+    assert "no-store" in answer.headers["Cache-Control"]
+    rate, stereo = wavfile.read(io.BytesIO(answer.data))
+    assert stereo.ndim == 2 and stereo.shape[1] == 2
+    with app.app_context():
+        from workers.media.audio import decode_audio
+        guide = decode_audio(str(sync_media["guide"]), sample_rate=rate)
+    left = stereo[:, 0].astype(np.float64)
+    n = min(len(left), len(guide))
+    assert np.corrcoef(left[:n], guide[:n])[0, 1] > 0.99  # the guide, from its start
+    # the leak take at its true offset lines up with the guide in the right ear
+    leak_id = _submit_and_process(app, guided, sync_media["leak"])
+    answer = organizer_client.get(f"/organize/clips/{leak_id}/listen.wav?offset={DELAY}")
+    _, both = wavfile.read(io.BytesIO(answer.data))
+    lag = np.argmax(np.correlate(both[:8000, 1].astype(float), both[:12000, 0].astype(float),
+                                 "full")) - (12000 - 1)
+    assert abs(lag) <= 2, lag
+    for bad in ("offset=abc", "offset=1e9", "start=-3"):
+        assert organizer_client.get(f"/organize/clips/{clip_id}/listen.wav?{bad}")\
+            .status_code == 400
+
+    # one click: that offset, nudge cleared, synced by a person
+    chosen = cands[-1]["offset_seconds"]
+    answer = organizer_client.post(f"/organize/clips/{clip_id}/sync-choice",
+                                   data={"offset_seconds": f"{chosen:.4f}"})
+    assert answer.status_code == 303
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "synced" and clip.sync_method == "manual"
+        assert clip.offset_seconds == pytest.approx(chosen, abs=1e-4) and clip.nudge_ms == 0
+        assert "by ear" in clip.events[-1].reason
+    assert organizer_client.post(f"/organize/clips/{clip_id}/sync-choice",
+                                 data={"offset_seconds": "nan"}).status_code == 303
+    with app.app_context():
+        assert db.session.get(Clip, clip_id).offset_seconds == pytest.approx(chosen, abs=1e-4)

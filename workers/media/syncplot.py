@@ -113,3 +113,50 @@ def render_sync_plot(guide_path: str, clip_path: str, offset_seconds: float, out
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+LISTEN_RATE = 24000
+
+
+def sync_listen_wav(guide_path: str, clip_path: str, offset_seconds: float, *,
+                    start_seconds: float = 0.0, seconds: float = 20.0) -> bytes:
+    """A stereo WAV (16-bit, :data:`LISTEN_RATE` Hz) to check a sync by ear: the guide in the
+    left ear and the clip's sound in the right, the clip moved by ``offset_seconds`` (the clip
+    time at which the guide's t=0 occurs), from guide time ``start_seconds`` for ``seconds``.
+
+    Each side is brought to the same loudness (RMS), so a quiet take or a loud guide does not
+    hide the other; where the clip has not started or has ended, its side is silent. Raises
+    :class:`~workers.media.audio.NoAudio` when either file has no sound, and
+    :class:`~workers.media.ffmpeg.FFmpegError` when one cannot be decoded."""
+    import io
+    import wave
+
+    start = max(0.0, float(start_seconds))
+    seconds = float(np.clip(seconds, 1.0, 60.0))
+    n = int(seconds * LISTEN_RATE)
+    guide = decode_audio(guide_path, sample_rate=LISTEN_RATE, max_seconds=start + seconds)
+    left = np.zeros(n, np.float32)
+    part = guide[int(start * LISTEN_RATE):][:n]
+    left[: len(part)] = part
+    # clip time offset + t holds guide time t
+    clip_from = float(offset_seconds) + start
+    clip = decode_audio(clip_path, sample_rate=LISTEN_RATE,
+                        max_seconds=max(0.0, clip_from) + seconds)
+    right = np.zeros(n, np.float32)
+    a = int(round(clip_from * LISTEN_RATE))
+    src_lo, dst_lo = max(0, a), max(0, -a)
+    take = clip[src_lo:src_lo + n - dst_lo]
+    right[dst_lo:dst_lo + len(take)] = take
+
+    def level(x: np.ndarray) -> np.ndarray:
+        rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+        return x * (0.1 / rms) if rms > 1e-5 else x
+
+    stereo = np.clip(np.stack([level(left), level(right)], axis=1), -1.0, 1.0)
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(LISTEN_RATE)
+        w.writeframes((stereo * 32767).astype("<i2").tobytes())
+    return buf.getvalue()
