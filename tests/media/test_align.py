@@ -356,10 +356,12 @@ def test_another_song_at_the_guides_tempo_is_not_trusted(monkeypatch, seed, othe
     guide, clip = same_tempo_take(seed, other_seed)
     r = align_signals(guide, clip, SR)
     assert not r.trusted and r.confidence < 0.3, r
-    # what the harmony requirement and the rule for periodic rivals prevent: on onsets alone
-    # the beats line up so well that the take passed for the part
+    # what the harmony requirement, the rule for periodic rivals and the notes' veto prevent:
+    # on onsets alone the beats line up so well that the take passed for the part
     monkeypatch.setattr(decide, "beat_strength", lambda onset: 0.0)
     monkeypatch.setattr(decide, "PART_RIVAL_SHARE", np.inf)
+    monkeypatch.setattr(decide, "NOTES_CONTRA", np.inf)
+    monkeypatch.setattr(decide, "PART_MARGIN_MID", 1.0)
     assert align_signals(guide, clip, SR).trusted
 
 
@@ -591,3 +593,12 @@ def test_takes_from_outside_are_right_or_untrusted(guide, take_name, truth):
     trusted, 39 ms late, or one beat off and untrusted: now within 40 ms and trusted."""
     r = align_files(os.path.join(SHARED_SYNC, guide), os.path.join(SHARED_SYNC, take_name))
     assert ms(r, truth) < 40.0 and r.trusted, r
+
+
+def test_an_excerpt_that_starts_mid_piece_is_found():
+    """A participant who sings only the second verse starts recording 15 s into the guide:
+    the search used to stop 10 s after the guide's start."""
+    guide, clip = case(51, offset=-15.0, mode="leak", seconds=40.0, leak_db=-20)
+    clip = clip[: 20 * SR]  # the excerpt: 20 s from guide time 15 s
+    r = align_signals(guide, clip, SR)
+    assert ms(r, -15.0) < 5.0 and r.trusted and r.method == "leak"

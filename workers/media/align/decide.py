@@ -152,7 +152,7 @@ CLIP_TOO_LONG_MARGIN_S = 120.0
 # part-only evidence: combined score of the best peak at which confidence is 0.5, and the
 # lead over the runner-up peak (periodic music: the next beat or bar) at which it halves
 PART_SCORE_MID = 14.5
-PART_MARGIN_MID = 1.0
+PART_MARGIN_MID = 2.5
 
 # overlaps of PART_SHORT_S or less need PART_SHORT_EXTRA more score and PART_SHORT_MARGIN_EXTRA
 # more lead; from PART_FULL_S on, the thresholds above; linear in between
@@ -249,7 +249,7 @@ def max_clip_seconds(guide_seconds: float, *, max_lead: float = 60.0,
 # --------------------------------------------------------------------------- the engine
 
 def correlation_curve(guide: np.ndarray, clip: np.ndarray, sample_rate: int, *,
-                      max_lead: float = 60.0, max_lag: float = 10.0
+                      max_lead: float = 60.0, max_lag: float | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Lags (offset candidates, seconds) and the combined coarse evidence score at each."""
     g = resample(guide, sample_rate)
@@ -260,23 +260,28 @@ def correlation_curve(guide: np.ndarray, clip: np.ndarray, sample_rate: int, *,
     return co.lags_s, co.score
 
 
-def lag_range(gsec: float, csec: float, max_lead: float, max_lag: float) -> tuple[int, int]:
+def lag_range(gsec: float, csec: float, max_lead: float,
+              max_lag: float | None) -> tuple[int, int]:
+    """The lags searched, in 10 ms frames: the clip may start up to ``max_lead`` s before the
+    guide's t=0 and ``max_lag`` s after it (None: anywhere in the guide, an excerpt that starts
+    mid-piece), as long as the two overlap by :data:`MIN_OVERLAP_S` (half the shorter one's
+    length for short ones)."""
     min_overlap = min(MIN_OVERLAP_S, 0.5 * min(gsec, csec))
     hi = min(max_lead, csec - min_overlap)
-    lo = max(-max_lag, -(gsec - min_overlap))
+    lo = -(gsec - min_overlap) if max_lag is None else max(-max_lag, -(gsec - min_overlap))
     if hi < lo:
         hi = lo
     return int(np.floor(lo / HOP_S)), int(np.ceil(hi / HOP_S))
 
 
-def check_inputs(g: np.ndarray, c: np.ndarray, max_lead: float, max_lag: float) -> None:
+def check_inputs(g: np.ndarray, c: np.ndarray, max_lead: float) -> None:
     if g.size == 0 or float(np.sqrt(np.mean(g.astype(np.float64) ** 2))) < SILENCE_RMS:
         raise AlignError("silent_guide", "the guide is silent: there is nothing to sync to")
     if c.size < ANALYSIS_RATE // 2:
         raise AlignError("silent_clip", "no audio to sync: the clip's sound is too short")
     if float(np.sqrt(np.mean(c.astype(np.float64) ** 2))) < SILENCE_RMS:
         raise AlignError("silent_clip", "no audio to sync: the clip is silent")
-    limit = max_clip_seconds(len(g) / ANALYSIS_RATE, max_lead=max_lead, max_lag=max_lag)
+    limit = max_clip_seconds(len(g) / ANALYSIS_RATE, max_lead=max_lead)
     if len(c) / ANALYSIS_RATE > limit:
         raise AlignError("clip_too_long",
                          f"the clip is far longer than the guide ({len(c) / ANALYSIS_RATE:.0f} s;"
@@ -298,11 +303,11 @@ def analyse_guide(guide: np.ndarray, sample_rate: int) -> GuideAnalysis:
 
 
 def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_rate: int, *,
-                  max_lead: float = 60.0, max_lag: float = 10.0) -> AlignResult:
+                  max_lead: float = 60.0, max_lag: float | None = None) -> AlignResult:
     """Align ``clip`` to ``guide``: mono float arrays at ``sample_rate`` Hz (any rate; both are
     resampled to :data:`ANALYSIS_RATE`), the guide possibly analysed already
     (:func:`analyse_guide`). The clip may start up to ``max_lead`` s before the guide's t=0 and
-    up to ``max_lag`` s after it.
+    up to ``max_lag`` s after it (None: anywhere in the guide).
 
     Returns an :class:`AlignResult` whose ``candidates`` hold the offsets the evidence points
     at (the chosen one first) for a person to choose from when the result is not trusted.
@@ -312,7 +317,7 @@ def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_ra
         guide = analyse_guide(guide, sample_rate)
     g, fg = guide.samples, guide.features
     c = resample(np.nan_to_num(np.asarray(clip, dtype=np.float32)), sample_rate)
-    check_inputs(g, c, max_lead, max_lag)
+    check_inputs(g, c, max_lead)
     fc = compute_features(c)
     if not fc.active.any():
         return AlignResult(0.0, 0.0, "none", 0.0, False)
@@ -499,6 +504,9 @@ def _decide(g: np.ndarray, c: np.ndarray, fg: Features, fc: Features, ev: _Evide
                            / (RHYTHM_BEAT_HI - RHYTHM_BEAT_LO), 0.0, 1.0))
     if rhythm > 0:
         conf *= 1.0 - rhythm * (1.0 - pitch_agreement(ev.co.pitch_z, ev.index(off)))
+    # and whatever the beat, the notes may not fit clearly better somewhere else (a guide
+    # with a weak beat, an organ's, does not excuse a pick the notes contradict)
+    conf *= _contradiction(ev, off)
     drift, centre = part_drift(fg, fc, off)
     # the onsets of sung and bowed notes come late: read where the notes begin
     off = onset_leading_edge(fg, fc, off)
@@ -573,7 +581,6 @@ def align_files(guide_path: str, clip_path: str, **kw) -> AlignResult:
 
     timeout = float(kw.pop("timeout", 300))
     max_lead = float(kw.get("max_lead", 60.0))
-    max_lag = float(kw.get("max_lag", 10.0))
     st = os.stat(guide_path)
     key = (os.path.realpath(guide_path), st.st_size, st.st_mtime_ns)
     with _GUIDES_LOCK:
@@ -588,7 +595,7 @@ def align_files(guide_path: str, clip_path: str, **kw) -> AlignResult:
             _GUIDES[key] = guide
             while len(_GUIDES) > GUIDES_KEPT:
                 _GUIDES.pop(next(iter(_GUIDES)))
-    limit = max_clip_seconds(guide.features.seconds, max_lead=max_lead, max_lag=max_lag)
+    limit = max_clip_seconds(guide.features.seconds, max_lead=max_lead)
     try:
         clip = decode_audio(clip_path, sample_rate=ANALYSIS_RATE, max_seconds=limit + 1.0,
                             timeout=timeout)
