@@ -27,10 +27,57 @@ PARTS = ("Bass", "Tenor", "Alto", "Soprano")
 SIZES = ((640, 360), (360, 640), (480, 480), (320, 240), (426, 240), (240, 426))
 RATES = (30, 25, 24, 29.97, 60, 15)
 SOURCES = ("testsrc2", "smptebars", "rgbtestsrc", "testsrc", "mandelbrot", "cellauto")
-NAMES = ("Ana", "Ben", "Chiara", "Dmitri", "Esi", "Farid", "Greta", "Hiro", "Ines", "Jonas",
-         "Kemi", "Lars", "Maya", "Noor", "Oskar", "Priya", "Quentin", "Rosa", "Sven", "Tala")
-PLACES = ("Lisbon", "Accra", "Osaka", "Bergen", "Quito", "Pune", "Tallinn", "Perth", "Nairobi",
-          "Montréal")
+# Participants from around the world: a real name and a home town in the script of each of
+# the 30 most spoken languages (Ethnologue's ranking by total speakers), then the other
+# scripts the renderer must draw (Hebrew, Greek, more Indic scripts, Ge'ez), mixed-direction
+# names and emoji. The typesetting tests draw every one of them. (language, name, place)
+WORLD_NAMES: tuple[tuple[str, str, str], ...] = (
+    ("en", "Emily Johnson", "Manchester"),
+    ("zh", "李小龙", "北京"),
+    ("hi", "प्रिया शर्मा", "वाराणसी"),
+    ("es", "José Martínez Peña", "Sevilla"),
+    ("fr", "Zoé Lefèvre", "Besançon"),
+    ("ar", "محمد عبد الله", "الرياض"),
+    ("bn", "সৌমিত্র চট্টোপাধ্যায়", "ঢাকা"),
+    ("pt", "João Gonçalves", "São Paulo"),
+    ("ru", "Дмитрий Шостакович", "Санкт-Петербург"),
+    ("ur", "عائشہ خان", "لاہور"),
+    ("id", "Siti Nurhaliza", "Yogyakarta"),
+    ("de", "Jürgen Groß", "Köln"),
+    ("ja", "佐藤 さくら", "大阪"),
+    ("pcm", "Chukwuemeka Okafor", "Lagos"),
+    ("arz", "أحمد مصطفى", "القاهرة"),
+    ("mr", "ज्ञानेश्वर कुलकर्णी", "पुणे"),
+    ("vi", "Nguyễn Thị Hương", "Hà Nội"),
+    ("te", "శ్రీనివాస్ రెడ్డి", "హైదరాబాద్"),
+    ("ha", "Ƙasimu Ɗanjuma", "Kano"),
+    ("tr", "Çağrı Yılmaz", "İstanbul"),
+    ("pnb", "گرپریت سنگھ", "فیصل آباد"),
+    ("sw", "Wanjiru Amani", "Mombasa"),
+    ("tl", "Niño Dela Cruz", "Maynila"),
+    ("ta", "கார்த்திக் சுப்பிரமணியம்", "சென்னை"),
+    ("yue", "陳嘉欣", "香港"),
+    ("wuu", "徐志摩", "上海"),
+    ("fa", "فرشته رضایی", "تهران"),
+    ("ko", "김민준", "서울"),
+    ("th", "สมชาย ใจดี", "เชียงใหม่"),
+    ("jv", "Sêkar Ayu Wulandari", "Surakarta"),
+    ("he", "נועה כהן", "תל אביב"),
+    ("el", "Γιώργος Παπαδόπουλος", "Θεσσαλονίκη"),
+    ("uk", "Олена Коваленко", "Київ"),
+    ("pa", "ਗੁਰਪ੍ਰੀਤ ਸਿੰਘ", "ਅੰਮ੍ਰਿਤਸਰ"),
+    ("gu", "ભાવના પટેલ", "અમદાવાદ"),
+    ("kn", "ಅನಿಲ್ ಕುಮಾರ್", "ಬೆಂಗಳೂರು"),
+    ("ml", "അനഘ നായർ", "കൊച്ചി"),
+    ("am", "አበበ ቢቂላ", "አዲስ አበባ"),
+    ("ar", "Maria القحطاني", "Dubai"),
+    ("he", "Sarah לוי", "חיפה"),
+    ("pt", "Ana 🎻", "Lisboa"),
+    ("ja", "Hiro 🇯🇵🎺", "Osaka"),
+    ("en", "👩🏽‍🎤 Maya", "Accra"),
+)
+NAMES = tuple(name for _, name, _ in WORLD_NAMES)
+PLACES = tuple(place for _, _, place in WORLD_NAMES)
 
 
 @dataclass(frozen=True)
@@ -70,7 +117,7 @@ def make_demo_clips(directory: str, count: int, seconds: float = 8.0) -> list[De
         run_ffmpeg(demo_clip_argv(i, path, seconds), timeout=120)
         clips.append(DemoClip(path, NAMES[i % len(NAMES)] + ("" if i < len(NAMES) else f" {i}"),
                               PARTS[(i % len(CHORD_HZ)) * len(PARTS) // len(CHORD_HZ)],
-                              PLACES[i % len(PLACES)]))
+                              PLACES[i % len(NAMES)]))
     return clips
 
 
