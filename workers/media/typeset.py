@@ -2,7 +2,7 @@
 
 Names come from everywhere, so a line is set the way a browser would set it:
 
-1. :func:`clean_text` keeps what can be drawn: NFC, no control or format characters (bidi
+1. :func:`clean_text` keeps what can be drawn: no control or format characters (bidi
    overrides, isolates and marks included; ZWJ and ZWNJ stay, they shape Indic scripts and
    emoji), combining-mark floods capped at :data:`MAX_MARKS` per letter, whitespace collapsed.
 2. :func:`graphemes` splits it into extended grapheme clusters (UAX #29, via the ``regex``
@@ -153,13 +153,13 @@ class Line:
 # --- cleaning and clusters -----------------------------------------------------------------------
 
 def clean_text(text: str) -> str:
-    """One line of drawable text: NFC-normalized; control, format (bidi overrides,
-    isolates, marks), private-use, surrogate and unassigned characters removed except ZWJ
-    and ZWNJ; at most :data:`MAX_MARKS` combining marks on a letter and none without one;
-    line breaks and runs of whitespace collapsed to one space."""
+    """One line of drawable text: control, format (bidi overrides, isolates, marks),
+    private-use, surrogate and unassigned characters removed except ZWJ and ZWNJ; at most
+    :data:`MAX_MARKS` combining marks on a letter (the first ones typed) and none without
+    one; line breaks and runs of whitespace collapsed to one space; NFC-normalized."""
     out: list[str] = []
     marks = 0
-    for ch in unicodedata.normalize("NFC", text or ""):
+    for ch in text or "":
         if ch.isspace():
             out.append(" ")
             marks = 0
@@ -174,7 +174,7 @@ def clean_text(text: str) -> str:
         else:
             marks = 0
         out.append(ch)
-    return " ".join("".join(out).split())
+    return unicodedata.normalize("NFC", " ".join("".join(out).split()))
 
 
 def graphemes(text: str) -> list[str]:
