@@ -99,11 +99,13 @@ _IGNORABLE = regex.compile(r"[\u200c\u200d\u034f\u180b-\u180f\ufe00-\ufe0f"
                            r"\U000e0020-\U000e007f\U000e0100-\U000e01ef]")
 _EMOJI = regex.compile(r"\p{Emoji_Presentation}|\ufe0f|\u20e3|\p{Emoji_Modifier}"
                        r"|\p{Regional_Indicator}")
+_SPACE = regex.compile(r"[\s\p{Z}]")
+_UNDRAWABLE = regex.compile(r"(?V1)[\p{Cc}\p{Cs}\p{Co}\p{Cn}[\p{Cf}--[\u200c\u200d]]]")
+_MARK = regex.compile(r"\p{M}")
 _LETTER = regex.compile(r"[\p{L}\p{M}]")
 _KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
 _HANGUL = regex.compile(r"\p{Hangul}")
 _BOPOMOFO = regex.compile(r"\p{Bopomofo}")
-_KEEP_FORMAT = {"\u200c", "\u200d"}  # ZWNJ, ZWJ: they change shaping, so they stay
 _ISOLATES = {"\u2066", "\u2067", "\u2068", "\u2069"}  # LRI RLI FSI PDI: only ours, see layout
 
 _draw_lock = threading.Lock()
@@ -156,18 +158,13 @@ def clean_text(text: str) -> str:
     """One line of drawable text: control, format (bidi overrides, isolates, marks),
     private-use, surrogate and unassigned characters removed except ZWJ and ZWNJ; at most
     :data:`MAX_MARKS` combining marks on a letter (the first ones typed) and none without
-    one; line breaks and runs of whitespace collapsed to one space; NFC-normalized."""
+    one; line breaks and runs of whitespace collapsed to one space; NFC-normalized.
+    Character classes come from the ``regex`` package's Unicode data, newer than Python's
+    own ``unicodedata`` (so this year's emoji are kept)."""
     out: list[str] = []
     marks = 0
-    for ch in text or "":
-        if ch.isspace():
-            out.append(" ")
-            marks = 0
-            continue
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Cs", "Co", "Cn") or (category == "Cf" and ch not in _KEEP_FORMAT):
-            continue
-        if category[0] == "M":
+    for ch in _UNDRAWABLE.sub("", _SPACE.sub(" ", text or "")):
+        if _MARK.match(ch):
             if not out or out[-1] == " " or marks >= MAX_MARKS:
                 continue  # a mark on nothing, or a flood of marks on one letter
             marks += 1
