@@ -19,7 +19,7 @@ import click
 log = logging.getLogger(__name__)
 
 DEMO_SLUG = "demo"
-DEMO_TITLE = "A chord from around the world · 世界の和音 · وتر من حول العالم"
+DEMO_TITLE = "A world chord · 世界の和音 · وتر العالم"
 DEMO_ORGANIZER = ("demo@example.org", "tutti-demo")
 
 # A C-major chord spread over the voices, and the parts that sing it.

@@ -167,9 +167,20 @@ def test_a_name_is_cut_between_graphemes(text):
         assert line.width <= room
         if not line.text:
             continue
-        assert line.text.endswith(typeset.ELLIPSIS)
-        kept = graphemes(line.text[:-1])
+        body = line.text.rstrip("\u200e\u200f")  # the ellipsis's direction mark
+        assert body.endswith(typeset.ELLIPSIS)
+        kept = graphemes(body[:-1])
         assert kept == clusters[:len(kept)], "only whole clusters are kept"
+
+
+def test_the_ellipsis_follows_the_last_letter_kept_in_reading_order():
+    line = fit("A chord · وتر من حول العالم", 20, 150)
+    assert [(run.text, run.rtl) for run in line.runs] == [
+        ("A chord · ", False), ("…", True), ("وتر", True)], "at the cut (left) end of the Arabic"
+    line = fit("محمد عبد الله القحطاني", 20, 150)
+    assert line.runs[0].text == "…" and line.runs[0].x == 0, "a right-to-left line ends left"
+    line = fit("Maria Smith Johnson", 20, 150)
+    assert line.runs[-1].text.endswith("…")
 
 
 def test_a_line_that_fits_is_not_cut_and_nothing_fits_in_no_room():
@@ -192,7 +203,7 @@ def test_clean_text_strips_controls_and_caps_mark_floods():
 
 def test_a_huge_name_is_bounded_before_layout():
     line = fit("x" * 100_000, 12, 200)
-    assert line.width <= 200 and line.text.endswith(typeset.ELLIPSIS)
+    assert line.width <= 200 and line.text.rstrip("\u200e").endswith(typeset.ELLIPSIS)
 
 
 @pytest.mark.parametrize("tile", [Rect(0, 0, 64, 36), Rect(0, 0, 96, 54), Rect(0, 0, 160, 90),

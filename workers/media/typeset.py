@@ -106,7 +106,8 @@ _LETTER = regex.compile(r"[\p{L}\p{M}]")
 _KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
 _HANGUL = regex.compile(r"\p{Hangul}")
 _BOPOMOFO = regex.compile(r"\p{Bopomofo}")
-_ISOLATES = {"\u2066", "\u2067", "\u2068", "\u2069"}  # LRI RLI FSI PDI: only ours, see layout
+# LRI RLI FSI PDI, LRM RLM: steer the bidi algorithm, never drawn (only ours: see layout)
+_ISOLATES = {"\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f"}
 
 _draw_lock = threading.Lock()
 
@@ -463,20 +464,35 @@ def _visual_order(levels: list[int]) -> list[int]:
     return order
 
 
+def _direction_mark(kept: str) -> str:
+    """RLM when the last letter kept is right-to-left, else LRM: the ellipsis then follows
+    the last kept letter in reading order (the left end of a cut Arabic run)."""
+    for ch in reversed(kept):
+        direction = unicodedata.bidirectional(ch)
+        if direction in ("R", "AL"):
+            return "\u200f"
+        if direction == "L":
+            return "\u200e"
+    return ""
+
+
 def fit(text: str, size: int, max_width: float, bold: bool = False) -> Line:
     """:func:`layout` of ``text``, shortened at a grapheme cluster boundary and ended with
     an ellipsis when it is wider than ``max_width`` pixels (an empty line when not even
-    one cluster and the ellipsis fit)."""
+    one cluster and the ellipsis fit). The ellipsis takes the direction of the last letter
+    kept, so it follows that letter in reading order."""
     clusters = graphemes(text)
     if len(clusters) > MAX_CLUSTERS:
-        text = "".join(clusters[:MAX_CLUSTERS]).rstrip() + ELLIPSIS
         clusters = clusters[:MAX_CLUSTERS]
+        kept = "".join(clusters).rstrip()
+        text = kept + ELLIPSIS + _direction_mark(kept)
     line = layout(text, size, bold)
     if line.width <= max_width:
         return line
 
     def cut(k: int) -> Line:
-        return layout("".join(clusters[:k]).rstrip() + ELLIPSIS, size, bold)
+        kept = "".join(clusters[:k]).rstrip()
+        return layout(kept + ELLIPSIS + _direction_mark(kept), size, bold)
 
     lo, hi = 0, len(clusters) - 1  # the most clusters that fit with the ellipsis
     while lo < hi:
