@@ -43,7 +43,7 @@ def _save(image: Image.Image, out_path: str) -> None:
     head, tail = os.path.split(os.path.abspath(out_path))
     tmp = os.path.join(head, f".{tail}.{os.getpid()}.tmp.png")
     try:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", compress_level=1)  # read once by ffmpeg: speed over size
         os.replace(tmp, out_path)
     except BaseException:
         if os.path.exists(tmp):

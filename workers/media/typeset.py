@@ -125,6 +125,18 @@ class Face:
     only: tuple[tuple[int, int], ...] = ()  # inclusive code point ranges; () for all it has
 
 
+class FontChain(tuple):
+    """The faces of a chain in lookup order (a tuple of :class:`Face`) that remembers the
+    face it gave each grapheme cluster, so a character is looked up once per process."""
+
+    picks: dict[tuple[str, bool], Face | None]
+
+    def __new__(cls, faces: Iterable[Face]) -> FontChain:
+        chain = super().__new__(cls, faces)
+        chain.picks = {}
+        return chain
+
+
 @dataclass(frozen=True)
 class Run:
     """A piece of a line in one font and one direction: ``text`` in logical order, its
@@ -211,7 +223,7 @@ def _face_index(path: str, family: str) -> int:
 
 
 @lru_cache(maxsize=16)
-def font_chain(bold: bool = False, cjk: str = "SC") -> tuple[Face, ...]:
+def font_chain(bold: bool = False, cjk: str = "SC") -> FontChain:
     """The fonts a line is set with, in lookup order, of those installed: the bundled
     DejaVu Sans for Latin, Greek and Cyrillic, the Noto families (bold where the family has
     it), the Noto Sans CJK face ``cjk`` (JP, KR, SC or TC), symbols, Noto Color Emoji, and
@@ -240,7 +252,7 @@ def font_chain(bold: bool = False, cjk: str = "SC") -> tuple[Face, ...]:
     add(*EMOJI_FAMILY, bitmap=EMOJI_BITMAP_SIZE)
     add(*LAST_RESORT)
     _warn_once(tuple(face.family for face in chain))
-    return tuple(chain)
+    return FontChain(chain)
 
 
 @lru_cache(maxsize=1)
@@ -349,7 +361,14 @@ def _holds(face: Face, cluster: str) -> bool:
     return all(ord(ch) in cmap or _IGNORABLE.match(ch) for ch in cluster)
 
 
-def _pick(cluster: str, chain: tuple[Face, ...], emoji: bool) -> Face | None:
+def _pick(cluster: str, chain: FontChain, emoji: bool) -> Face | None:
+    key = (cluster, emoji)
+    if key not in chain.picks:
+        chain.picks[key] = _lookup(cluster, chain, emoji)
+    return chain.picks[key]
+
+
+def _lookup(cluster: str, chain: FontChain, emoji: bool) -> Face | None:
     if emoji:
         for face in chain:
             if face.bitmap_size and _holds(face, cluster):
@@ -363,7 +382,7 @@ def _pick(cluster: str, chain: tuple[Face, ...], emoji: bool) -> Face | None:
     return None
 
 
-def _faces(clusters: list[str], chain: tuple[Face, ...]) -> tuple[list[Face], list[str]]:
+def _faces(clusters: list[str], chain: FontChain) -> tuple[list[Face], list[str]]:
     """The face of each cluster: letters and emoji by the chain; spaces, digits and
     punctuation in the face of the letters before (or after) them when it holds them."""
     faces: list[Face | None] = [None] * len(clusters)
@@ -372,12 +391,13 @@ def _faces(clusters: list[str], chain: tuple[Face, ...]) -> tuple[list[Face], li
     for i, cluster in enumerate(clusters):
         if strong[i] and not _ISOLATES.issuperset(cluster):
             faces[i] = _pick(cluster, chain, bool(_EMOJI.search(cluster)))
+    following: list[Face | None] = [None] * len(clusters)  # the next letter's face
+    for i in range(len(clusters) - 2, -1, -1):
+        following[i] = faces[i + 1] or following[i + 1]
     for i, cluster in enumerate(clusters):
         if faces[i] is not None or (strong[i] and not _ISOLATES.issuperset(cluster)):
             continue
-        before = faces[i - 1] if i else None
-        after = next((faces[j] for j in range(i + 1, len(clusters)) if faces[j]), None)
-        for face in (before, after):
+        for face in (faces[i - 1] if i else None, following[i]):
             if face is not None and not face.bitmap_size and _holds(face, cluster):
                 faces[i] = face
                 break
@@ -423,7 +443,7 @@ def layout(text: str, size: int, bold: bool = False) -> Line:
         drawn = "".join(ch for ch in cluster if ch not in _ISOLATES)
         if not drawn:
             continue
-        if pieces and pieces[-1][1] == face and pieces[-1][2] == level:
+        if pieces and pieces[-1][1] is face and pieces[-1][2] == level:
             pieces[-1] = (pieces[-1][0] + drawn, face, level)
         else:
             pieces.append((drawn, face, level))
