@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo serve test test-fast lint bench-sync bench-render chromium fonts clean
+.PHONY: setup demo serve test test-fast lint bench-sync bench-render chromium fonts ocr clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tutti needs Python 3.11 or newer"'
@@ -35,7 +35,16 @@ fonts:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(FONT_PACKAGES) >/dev/null; \
 	else echo "warning: no apt-get: install the Noto fonts (Sans, Sans CJK, Color Emoji) and fribidi, or non-Latin names show boxes"; fi
 
-setup: $(STAMP) chromium fonts
+# Optional: OCR of the credits in the tests (they skip it without tesseract).
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-ara tesseract-ocr-hin tesseract-ocr-rus tesseract-ocr-ell
+ocr:
+	@if command -v dpkg >/dev/null && dpkg -s $(OCR_PACKAGES) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "installing tesseract-ocr (the credits OCR test)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(OCR_PACKAGES) >/dev/null; \
+	else echo "note: no apt-get: the OCR test is skipped without tesseract"; fi
+
+setup: $(STAMP) chromium fonts ocr
 
 demo: $(STAMP)
 	$(BIN)/tutti demo

@@ -269,3 +269,36 @@ def test_the_world_credits_draw_every_name(tmp_path):
     with Image.open(path) as image:
         alpha = np.asarray(image)[..., 3]
     assert (alpha.max(axis=1) > 0).sum() > len(WORLD_NAMES) * 10
+
+
+OCR_CASES = [("ara", "محمد عبد الله"), ("hin", "प्रिया शर्मा"), ("hin", "ज्ञानेश्वर कुलकर्णी"),
+             ("rus", "Дмитрий Шостакович"), ("ell", "Γιώργος Παπαδόπουλος")]
+
+
+@pytest.mark.parametrize(("lang", "name"), OCR_CASES)
+def test_ocr_reads_the_credits_line_back(tmp_path, lang, name):
+    """Tesseract (Debian's tesseract-ocr with its language data) reads the credits line as
+    the name itself: Arabic joined and right to left, Devanagari conjuncts formed. (The
+    scripts and names where tesseract's fast models are reliable on clean text.)"""
+    import shutil
+    import subprocess
+
+    from workers.media.spec import parse_spec
+
+    if shutil.which("tesseract") is None:
+        pytest.skip("tesseract-ocr is not installed (`make setup` installs it)")
+    langs = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True).stdout
+    if lang not in langs.split():
+        pytest.skip(f"tesseract-ocr-{lang} is not installed (`make setup` installs it)")
+    spec = parse_spec({"version": 1, "canvas": {"width": 1280, "height": 720}, "credits": True,
+                       "clips": [{"id": "a", "path": "a.mp4", "name": name}]})
+    path, _ = credits_image(spec, str(tmp_path / "credits.png"))
+    with Image.open(path) as image:
+        alpha = np.asarray(image)[..., 3]
+    line_h = round(720 / 22)  # credits_image's line height on this canvas
+    top = round(line_h * 2.2)  # the first line under the credits title
+    ink = Image.fromarray(255 - alpha[top - 6:top + line_h + 6]).convert("L")  # dark on white
+    ink.save(tmp_path / "line.png")
+    read = subprocess.run(["tesseract", str(tmp_path / "line.png"), "-", "-l", lang, "--psm", "7"],
+                          capture_output=True, text=True, timeout=60).stdout.strip()
+    assert read == name
