@@ -99,6 +99,7 @@ _IGNORABLE = regex.compile(r"[\u200c\u200d\u034f\u180b-\u180f\ufe00-\ufe0f"
                            r"\U000e0020-\U000e007f\U000e0100-\U000e01ef]")
 _EMOJI = regex.compile(r"\p{Emoji_Presentation}|\ufe0f|\u20e3|\p{Emoji_Modifier}"
                        r"|\p{Regional_Indicator}")
+_GRAPHEME = regex.compile(r"\X")
 _SPACE = regex.compile(r"[\s\p{Z}]")
 _UNDRAWABLE = regex.compile(r"(?V1)[\p{Cc}\p{Cs}\p{Co}\p{Cn}[\p{Cf}--[\u200c\u200d]]]")
 _MARK = regex.compile(r"\p{M}")
@@ -190,7 +191,7 @@ def clean_text(text: str) -> str:
 def graphemes(text: str) -> list[str]:
     """``text`` split into extended grapheme clusters (UAX #29): what a reader sees as one
     character, e.g. ``["क्षि", "👨‍👩‍👧", "🇯🇵", "é"]``."""
-    return regex.findall(r"\X", text)
+    return _GRAPHEME.findall(text)
 
 
 # --- fonts ---------------------------------------------------------------------------------------
