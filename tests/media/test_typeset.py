@@ -58,9 +58,10 @@ def test_the_list_covers_the_30_most_spoken_languages_and_the_scripts():
     assert any(regex.search(r"\p{Emoji_Presentation}", t) for t in TEXTS)
 
 
+@pytest.mark.parametrize("bold", [False, True], ids=["regular", "bold"])
 @pytest.mark.parametrize("text", TEXTS)
-def test_every_character_is_drawn_from_a_font_that_holds_it(text):
-    line = layout(clean_text(text), 24)
+def test_every_character_is_drawn_from_a_font_that_holds_it(text, bold):
+    line = layout(clean_text(text), 24, bold)
     assert line.missing == ()
     assert "".join(run.text for run in line.runs) != ""
     for run in line.runs:
@@ -240,12 +241,14 @@ def test_without_the_noto_fonts_text_still_draws_and_says_what_to_install(
     caches = (typeset._font_files, typeset.font_chain, typeset._warn_once, typeset.layout)
     for cached in caches:
         cached.cache_clear()
+    typeset._reported.clear()
     monkeypatch.setattr(typeset, "FONT_DIRS", (typeset.BUNDLED_FONTS,))
     try:
         with caplog.at_level(logging.WARNING, logger="workers.media.typeset"):
             assert {face.family for face in typeset.font_chain()} == {"DejaVu Sans"}
             line = layout("Ana 李小龙", 20)
             assert line.missing == ("李", "小", "龙")
+            assert "no installed font holds 李 小 龙" in caplog.text
             w, h = label_image("Ana 李小龙", 200, 24, str(tmp_path / "label.png"))
             assert w > 20
         assert "make fonts" in caplog.text and "fonts-noto-cjk" in caplog.text

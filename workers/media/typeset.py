@@ -111,6 +111,7 @@ _BOPOMOFO = regex.compile(r"\p{Bopomofo}")
 _ISOLATES = {"\u2066", "\u2067", "\u2068", "\u2069", "\u200e", "\u200f"}
 
 _draw_lock = threading.Lock()
+_reported: set[str] = set()  # clusters already warned about (once per process)
 
 
 @dataclass(frozen=True)
@@ -456,8 +457,11 @@ def layout(text: str, size: int, bold: bool = False) -> Line:
         width = _run_width(face, size, piece, bool(level % 2))
         runs.append(Run(piece, face, x, width, bool(level % 2)))
         x += width
-    if missing:
-        log.debug("no font holds %r (in %r)", missing, text)
+    new = [cluster for cluster in missing if cluster not in _reported]
+    if new:
+        _reported.update(new)
+        log.warning("no installed font holds %s (in %r): drawn as boxes; `tutti fonts TEXT` "
+                    "shows the fonts; %s", " ".join(new), text, INSTALL_HINT)
     return Line(text, tuple(runs), x, size, float(ascent), float(descent), tuple(missing))
 
 
