@@ -306,3 +306,21 @@ def test_ocr_reads_the_credits_line_back(tmp_path, lang, name):
     read = subprocess.run(["tesseract", str(tmp_path / "line.png"), "-", "-l", lang, "--psm", "7"],
                           capture_output=True, text=True, timeout=60).stdout.strip()
     assert read == name
+
+
+def test_emoji_in_a_right_to_left_name_run_right_to_left():
+    line = layout("محمد 🎻🎺", 30)
+    emoji = line.runs[0]
+    assert emoji.face.bitmap_size and emoji.rtl and emoji.text == "🎻🎺"
+    image = Image.new("RGBA", (int(line.width) + 8, 50), (0, 0, 0, 0))
+    draw_line(image, line, 4, 36, (255, 255, 255, 255))
+    seen = np.asarray(image)[:, 4:4 + int(emoji.width) // 2, :3].astype(int)
+    one = layout("🎺", 30)
+    alone = Image.new("RGBA", (int(one.width) + 8, 50), (0, 0, 0, 0))
+    draw_line(alone, one, 4, 36, (255, 255, 255, 255))
+    trumpet = np.asarray(alone)[:, 4:4 + seen.shape[1], :3].astype(int)
+    other = layout("🎻", 30)
+    violin = Image.new("RGBA", (int(other.width) + 8, 50), (0, 0, 0, 0))
+    draw_line(violin, other, 4, 36, (255, 255, 255, 255))
+    fiddle = np.asarray(violin)[:, 4:4 + seen.shape[1], :3].astype(int)
+    assert np.abs(seen - trumpet).mean() * 3 < np.abs(seen - fiddle).mean(), "🎺 is leftmost"

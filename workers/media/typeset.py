@@ -534,14 +534,17 @@ def fit(text: str, size: int, max_width: float, bold: bool = False) -> Line:
 # --- drawing -------------------------------------------------------------------------------------
 
 @lru_cache(maxsize=256)
-def _bitmap_run(face: Face, text: str, size: int) -> Image.Image:
+def _bitmap_run(face: Face, text: str, size: int, rtl: bool = False) -> Image.Image:
     """A colour-bitmap run (emoji) drawn at the font's own size and scaled to ``size``
-    pixels per em; its top edge is ``ascent * size / bitmap_size`` above the baseline."""
+    pixels per em, right to left when ``rtl`` (emoji inside a right-to-left name); its
+    top edge is ``ascent * size / bitmap_size`` above the baseline."""
     font = pil_font(face, face.bitmap_size)
     ascent, descent = font.getmetrics()
-    width = max(1, round(font.getlength(text)))
+    kwargs = {"direction": "rtl" if rtl else "ltr"} if shaping_available() else {}
+    width = max(1, round(font.getlength(text, **kwargs)))
     image = Image.new("RGBA", (width, ascent + descent), (0, 0, 0, 0))
-    ImageDraw.Draw(image).text((0, ascent), text, font=font, embedded_color=True, anchor="ls")
+    ImageDraw.Draw(image).text((0, ascent), text, font=font, embedded_color=True, anchor="ls",
+                               **kwargs)
     scale = size / face.bitmap_size
     return image.resize((max(1, round(width * scale)), max(1, round((ascent + descent) * scale))),
                         Image.Resampling.LANCZOS)
@@ -570,7 +573,7 @@ def draw_line(image: Image.Image, line: Line, x: float, baseline: float,
         for run in line.runs:
             left = x + run.x
             if run.face.bitmap_size:
-                picture = _bitmap_run(run.face, run.text, line.size)
+                picture = _bitmap_run(run.face, run.text, line.size, run.rtl)
                 ascent = pil_font(run.face, run.face.bitmap_size).getmetrics()[0]
                 top = baseline - ascent * line.size / run.face.bitmap_size
                 _paste(image, picture, round(left), round(top))
