@@ -46,10 +46,10 @@ ocr:
 
 setup: $(STAMP) chromium fonts ocr
 
-demo: $(STAMP)
+demo: $(STAMP) fonts
 	$(BIN)/tutti demo
 
-serve: $(STAMP)
+serve: $(STAMP) fonts
 	$(BIN)/tutti serve
 
 test: setup
