@@ -60,8 +60,13 @@ def test_label_image(tmp_path):
 
 @pytest.mark.parametrize("name", NAMES + ["🎻 Violin", "x" * 200])
 def test_unicode_names_render(tmp_path, name):
+    """Every name is drawn with glyphs (no font's box), as ink in the label; the test of
+    every script is tests/media/test_typeset.py."""
     w, h = label_image(name, 160, 20, str(tmp_path / "n.png"))
     assert w >= 2 and h == 20
+    assert typeset.missing_glyphs([name]) == {}
+    if name:
+        assert _rgba(tmp_path / "n.png")[..., :3].max() > 200, "the name is drawn"
 
 
 def test_caption_image(tmp_path):
