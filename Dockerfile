@@ -2,6 +2,9 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
+# Names in every script: the Noto fonts, and FriBiDi for Pillow's raqm text layout.
+RUN apt-get update && apt-get install -y --no-install-recommends fonts-noto-core fonts-noto-cjk \
+    fonts-noto-color-emoji libfribidi0 && rm -rf /var/lib/apt/lists/*
 COPY pyproject.toml README.md ./
 COPY portal ./portal
 COPY workers ./workers

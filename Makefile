@@ -1,5 +1,6 @@
 # Tutti: everything the project needs installs from here.
 #   make setup   virtualenv + the package with its test tools + Debian chromium (browser tests)
+#                + the Noto fonts and FriBiDi that draw every participant's name (make fonts)
 #   make demo    the main job: generate clips, submit them over HTTP, render, serve the watch page
 #   make test    the whole suite (SQLite and PostgreSQL, real Redis + Celery worker, Chromium)
 PYTHON ?= python3
@@ -8,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo serve test test-fast lint bench-sync bench-render chromium clean
+.PHONY: setup demo serve test test-fast lint bench-sync bench-render chromium fonts ocr clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tutti needs Python 3.11 or newer"'
@@ -24,18 +25,37 @@ chromium:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
 	else echo "warning: no apt-get: install chromium at /usr/bin/chromium for the browser tests"; fi
 
-setup: $(STAMP) chromium
+# Names in every script: Noto for each script, CJK and colour emoji; FriBiDi for Pillow's
+# raqm layout (shaping, right-to-left). Without them names render, with boxes for the rest.
+FONT_PACKAGES := fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji libfribidi0
+fonts:
+	@if command -v dpkg >/dev/null && dpkg -s $(FONT_PACKAGES) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "installing the Noto fonts and FriBiDi (names in every script)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(FONT_PACKAGES) >/dev/null; \
+	else echo "warning: no apt-get: install the Noto fonts (Sans, Sans CJK, Color Emoji) and fribidi, or non-Latin names show boxes"; fi
 
-demo: $(STAMP)
+# Optional: OCR of the credits in the tests (they skip it without tesseract).
+OCR_PACKAGES := tesseract-ocr tesseract-ocr-ara tesseract-ocr-hin tesseract-ocr-rus tesseract-ocr-ell
+ocr:
+	@if command -v dpkg >/dev/null && dpkg -s $(OCR_PACKAGES) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "installing tesseract-ocr (the credits OCR test)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(OCR_PACKAGES) >/dev/null; \
+	else echo "note: no apt-get: the OCR test is skipped without tesseract"; fi
+
+setup: $(STAMP) chromium fonts ocr
+
+demo: $(STAMP) fonts
 	$(BIN)/tutti demo
 
-serve: $(STAMP)
+serve: $(STAMP) fonts
 	$(BIN)/tutti serve
 
 test: setup
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) fonts
 	TUTTI_TEST_DATABASES=sqlite $(BIN)/python -m pytest -m "not integration and not browser"
 
 lint: $(STAMP)

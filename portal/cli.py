@@ -296,6 +296,37 @@ def probe(file: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("texts", nargs=-1)
+def fonts(texts: tuple[str, ...]) -> None:
+    """Show the fonts names are drawn with; with TEXTS, which font draws each part of each
+    text. Exit 1 when a font or the text shaping is missing, or a text has characters no
+    font holds."""
+    from workers.media.typeset import INSTALL_HINT, clean_text, layout, text_support
+
+    support = text_support()
+    click.echo(f"shaping (raqm: HarfBuzz + FriBiDi): {'yes' if support['shaping'] else 'NO'}")
+    click.echo("fonts, in lookup order: " + ", ".join(support["fonts"]))
+    failed = False
+    if support["missing"]:
+        click.echo(f"missing: {', '.join(support['missing'])}: {INSTALL_HINT}", err=True)
+        failed = True
+    if not support["shaping"]:
+        click.echo("no text shaping: install libfribidi0 (Debian) so Pillow's raqm layout works",
+                   err=True)
+        failed = True
+    for text in texts:
+        line = layout(clean_text(text), 24)
+        parts = " | ".join(f"{run.text.strip()} ({run.face.family}{', rtl' if run.rtl else ''})"
+                           for run in line.runs)
+        click.echo(f"{text}: {parts}")
+        if line.missing:
+            click.echo(f"  no font holds: {' '.join(line.missing)}", err=True)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
 @click.argument("guide", type=click.Path(exists=True, dir_okay=False))
 @click.argument("clip", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)

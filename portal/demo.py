@@ -19,6 +19,7 @@ import click
 log = logging.getLogger(__name__)
 
 DEMO_SLUG = "demo"
+DEMO_TITLE = "A world chord · 世界の和音 · وتر العالم"
 DEMO_ORGANIZER = ("demo@example.org", "tutti-demo")
 
 # A C-major chord spread over the voices, and the parts that sing it.
@@ -27,10 +28,58 @@ PARTS = ("Bass", "Tenor", "Alto", "Soprano")
 SIZES = ((640, 360), (360, 640), (480, 480), (320, 240), (426, 240), (240, 426))
 RATES = (30, 25, 24, 29.97, 60, 15)
 SOURCES = ("testsrc2", "smptebars", "rgbtestsrc", "testsrc", "mandelbrot", "cellauto")
-NAMES = ("Ana", "Ben", "Chiara", "Dmitri", "Esi", "Farid", "Greta", "Hiro", "Ines", "Jonas",
-         "Kemi", "Lars", "Maya", "Noor", "Oskar", "Priya", "Quentin", "Rosa", "Sven", "Tala")
-PLACES = ("Lisbon", "Accra", "Osaka", "Bergen", "Quito", "Pune", "Tallinn", "Perth", "Nairobi",
-          "Montréal")
+# Participants from around the world: a real name and a home town in the script of each of
+# the 30 most spoken languages (Ethnologue's ranking by total speakers), and the other
+# scripts the renderer must draw (Hebrew, Greek, more Indic scripts, Ge'ez), mixed-direction
+# names and emoji; the first 16 (a 4x4 demo) span the most scripts. The typesetting tests
+# draw every one of them. (language, name, place)
+WORLD_NAMES: tuple[tuple[str, str, str], ...] = (
+    ("en", "Emily Johnson", "Manchester"),
+    ("zh", "李小龙", "北京"),
+    ("hi", "प्रिया शर्मा", "वाराणसी"),
+    ("ar", "محمد عبد الله", "الرياض"),
+    ("ja", "佐藤 さくら", "大阪"),
+    ("ru", "Дмитрий Шостакович", "Санкт-Петербург"),
+    ("bn", "সৌমিত্র চট্টোপাধ্যায়", "ঢাকা"),
+    ("ko", "김민준", "서울"),
+    ("th", "สมชาย ใจดี", "เชียงใหม่"),
+    ("ar", "Maria القحطاني", "Dubai"),
+    ("ta", "கார்த்திக் சுப்பிரமணியம்", "சென்னை"),
+    ("pt", "Ana 🎻", "Lisboa"),
+    ("he", "נועה כהן", "תל אביב"),
+    ("vi", "Nguyễn Thị Hương", "Hà Nội"),
+    ("el", "Γιώργος Παπαδόπουλος", "Θεσσαλονίκη"),
+    ("en", "👩🏽‍🎤 Maya", "Accra"),
+    ("es", "José Martínez Peña", "Sevilla"),
+    ("fr", "Zoé Lefèvre", "Besançon"),
+    ("pt", "João Gonçalves", "São Paulo"),
+    ("ur", "عائشہ خان", "لاہور"),
+    ("id", "Siti Nurhaliza", "Yogyakarta"),
+    ("de", "Jürgen Groß", "Köln"),
+    ("pcm", "Chukwuemeka Okafor", "Lagos"),
+    ("arz", "أحمد مصطفى", "القاهرة"),
+    ("mr", "ज्ञानेश्वर कुलकर्णी", "पुणे"),
+    ("te", "శ్రీనివాస్ రెడ్డి", "హైదరాబాద్"),
+    ("ha", "Ƙasimu Ɗanjuma", "Kano"),
+    ("tr", "Çağrı Yılmaz", "İstanbul"),
+    ("pnb", "گرپریت سنگھ", "فیصل آباد"),
+    ("sw", "Wanjiru Amani", "Mombasa"),
+    ("tl", "Niño Dela Cruz", "Maynila"),
+    ("yue", "陳嘉欣", "香港"),
+    ("wuu", "徐志摩", "上海"),
+    ("fa", "فرشته رضایی", "تهران"),
+    ("jv", "Sêkar Ayu Wulandari", "Surakarta"),
+    ("uk", "Олена Коваленко", "Київ"),
+    ("pa", "ਗੁਰਪ੍ਰੀਤ ਸਿੰਘ", "ਅੰਮ੍ਰਿਤਸਰ"),
+    ("gu", "ભાવના પટેલ", "અમદાવાદ"),
+    ("kn", "ಅನಿಲ್ ಕುಮಾರ್", "ಬೆಂಗಳೂರು"),
+    ("ml", "അനഘ നായർ", "കൊച്ചി"),
+    ("am", "አበበ ቢቂላ", "አዲስ አበባ"),
+    ("he", "Sarah לוי", "חיפה"),
+    ("ja", "Hiro 🇯🇵🎺", "Osaka"),
+)
+NAMES = tuple(name for _, name, _ in WORLD_NAMES)
+PLACES = tuple(place for _, _, place in WORLD_NAMES)
 
 
 @dataclass(frozen=True)
@@ -70,7 +119,7 @@ def make_demo_clips(directory: str, count: int, seconds: float = 8.0) -> list[De
         run_ffmpeg(demo_clip_argv(i, path, seconds), timeout=120)
         clips.append(DemoClip(path, NAMES[i % len(NAMES)] + ("" if i < len(NAMES) else f" {i}"),
                               PARTS[(i % len(CHORD_HZ)) * len(PARTS) // len(CHORD_HZ)],
-                              PLACES[i % len(PLACES)]))
+                              PLACES[i % len(NAMES)]))
     return clips
 
 
@@ -110,6 +159,10 @@ def demo(count: int, seconds: float, no_serve: bool, host: str, port: int) -> No
     from .services import create_campaign, get_campaign, moderate_clip, request_render
 
     app = create_app()
+    from workers.media.typeset import INSTALL_HINT, text_support
+
+    if text_support()["missing"]:
+        click.echo(f"warning: some names will show boxes: {INSTALL_HINT}", err=True)
     if not app.config["EMBEDDED_WORKER"]:
         click.echo(f"using the workers on {app.config['BROKER_URL']}: start `tutti worker` too")
     background = Background(app).start()
@@ -119,9 +172,10 @@ def demo(count: int, seconds: float, no_serve: bool, host: str, port: int) -> No
     try:
         with app.app_context():
             _reset_demo_campaign()
-            create_campaign(DEMO_SLUG, "Tutti demo: a chord from around the world",
-                            description="Twelve synthetic participants, each holding one note "
-                                        "of a C-major chord.", parts=PARTS)
+            create_campaign(DEMO_SLUG, DEMO_TITLE,
+                            description=f"{count} synthetic participants from around the "
+                                        "world, each holding one note of a C-major chord.",
+                            parts=PARTS)
         with tempfile.TemporaryDirectory(prefix="tutti-demo-") as tmp:
             click.echo(f"generating {count} participant clips with ffmpeg ...")
             clips = make_demo_clips(tmp, count, seconds)

@@ -239,8 +239,8 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
         ],
     }
     if options.get("intro"):
-        spec["intro"] = {"title": campaign.title[:200],
-                         "subtitle": f"{len(clips)} performers", "seconds": 4}
+        # no subtitle: the card's own last line counts the performers and parts
+        spec["intro"] = {"title": campaign.title[:200], "seconds": 4}
     if options.get("credits"):
         spec["credits"] = {"title": "Performers", "seconds": max(6, min(60, len(clips) * 0.5))}
     if has_guide and campaign.guide_duration:

@@ -196,3 +196,42 @@ def test_a_synced_clip_its_picture_and_a_nudge(live, browser, tmp_path):
         assert clip.nudge_ms == 40
         assert abs(clip.effective_offset - (clip.offset_seconds + 0.04)) < 1e-6
     page.close()
+
+
+_TEXT_X = """([needle, scope]) => {
+  const root = document.querySelector(scope);
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const at = node.data.indexOf(needle);
+    if (at >= 0) {
+      const range = document.createRange();
+      range.setStart(node, at);
+      range.setEnd(node, at + needle.length);
+      return range.getBoundingClientRect().x;
+    }
+  }
+  return null;
+}"""
+
+
+def test_right_to_left_user_text_keeps_its_place(live, browser, media_files: dict[str, Path]):
+    """A Latin name with an Arabic part and an Arabic town: each field is isolated, so the
+    " · " between the two Arabic fields does not turn right to left and swap them."""
+    from portal.services import create_campaign, get_campaign, submit_clip
+
+    with live["app"].app_context():
+        create_campaign("world", "جوقة العالم", parts=["Alto", "سوبرانو"])
+        with open(media_files["landscape"], "rb") as handle:
+            clip = submit_clip(get_campaign("world"), handle, "a.mp4", name="Maria",
+                               part="سوبرانو", location="القاهرة", consent=True)
+        token = clip.token
+    page = browser.new_page()
+    page.goto(f"{live['base']}/clip/{token}")
+    xs = [page.evaluate(_TEXT_X, [text, "#clip-status"]) for text in
+          ("Maria", "سوبرانو", "القاهرة")]
+    assert None not in xs and xs[0] < xs[1] < xs[2], xs
+    page.goto(f"{live['base']}/c/world")
+    assert page.evaluate("document.querySelector('h1').matches(':dir(rtl)')")
+    assert page.evaluate("document.querySelector('input[name=name]').getAttribute('dir')") == \
+        "auto"
+    page.close()

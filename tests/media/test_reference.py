@@ -4,11 +4,14 @@ import math
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from workers.media.layout import timeline
+from tests.media.conftest import COLOURS as COLOUR_RGB
+from workers.media.layout import label_box, timeline
 from workers.media.reference import render_reference
 from workers.media.render import render
 from workers.media.spec import parse_spec
+from workers.media.titles import label_image
 
 COLOURS = ["red", "lime", "blue", "yellow"]
 SAMPLES = (0.5, 1.5)
@@ -154,3 +157,55 @@ def test_reference_keeps_offsets(make_clip, tmp_path, read_frame, colour_of, clo
     assert colour_of(read_frame(out, 0.4), 0, 0, 160, 90) == (0, 0, 0)
     assert close_to(colour_of(read_frame(out, 1.2), 0, 0, 160, 90), "red")
     assert close_to(colour_of(read_frame(out, 1.9), 0, 0, 160, 90), "blue")
+
+
+WORLD = ["محمد عبد الله", "李小龙 🎻", "प्रिया शर्मा", "Maria القحطاني"]
+
+
+def _world_spec(clips, **extra):
+    spec = _spec(clips, layout={"type": "grid", "gap": 4, "labels": True},
+                 canvas={"width": 640, "height": 360, "fps": 25}, **extra)
+    data = _spec_dict(spec)
+    for clip, name in zip(data["clips"], WORLD, strict=True):
+        clip["name"] = name
+    return parse_spec(data)
+
+
+def _label_drawing(name, box, colour, directory):
+    """The label as the titles module draws it, over the tile's colour: the expected look."""
+    path = str(directory / "expected-label.png")
+    w, h = label_image(name, box.w, box.h, path)
+    tile = Image.new("RGBA", (w, h), (*COLOUR_RGB[colour], 255))
+    with Image.open(path) as label:
+        tile.alpha_composite(label.convert("RGBA"))
+    return np.asarray(tile.convert("RGB")), w, h
+
+
+def test_world_names_in_a_rendered_frame_match_their_drawing(clips, tmp_path, read_frame):
+    """Each tile's label in a frame of the ffmpeg render (Arabic, CJK with an emoji,
+    Devanagari, a mixed-direction name) looks like the label drawn the same way on its own,
+    and not like another name's label: what is encoded is the shaped, fallback-font text."""
+    spec = _world_spec(clips)
+    out = render(spec, str(tmp_path / "world.mp4")).path
+    frame = read_frame(out, 1.0)
+    scene = timeline(spec, 2.0)[0]
+    for p in scene.placements:
+        box = label_box(p.rect)
+        assert box is not None and p.label
+        expected, w, h = _label_drawing(WORLD[p.clip], box, COLOURS[p.clip], tmp_path)
+        seen = frame[box.y:box.y + h, box.x:box.x + w]
+        other = WORLD[(p.clip + 1) % len(WORLD)]
+        wrong, w2, h2 = _label_drawing(other, box, COLOURS[p.clip], tmp_path)
+        span = min(w, w2)
+        assert psnr(seen, expected) >= 24, (WORLD[p.clip], psnr(seen, expected))
+        assert psnr(seen[:, :span], expected[:, :span]) > psnr(seen[:, :span], wrong[:, :span]) + 6
+
+
+def test_both_engines_draw_world_names_alike(clips, tmp_path, read_frame):
+    spec = _world_spec(clips, intro={"title": "نشيد الفرح · 歓喜の歌 · Ode an die Freude",
+                                     "seconds": 1}, credits={"seconds": 1.5})
+    engine = render(spec, str(tmp_path / "engine.mp4")).path
+    oracle = render_reference(spec, str(tmp_path / "oracle.mp4"))
+    for t in (0.5, 1.5, 3.4):  # intro, labelled grid, credits
+        a, b = read_frame(engine, t), read_frame(oracle, t)
+        assert psnr(a, b) >= 30, f"PSNR at {t} s is {psnr(a, b):.1f} dB"

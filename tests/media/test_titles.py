@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workers.media import titles
+from workers.media import titles, typeset
 from workers.media.spec import parse_spec
 from workers.media.titles import (
     caption_image,
@@ -11,8 +11,6 @@ from workers.media.titles import (
     credits_image,
     credits_y,
     credits_y_expr,
-    fit_text,
-    font,
     intro_card,
     label_image,
     performers_line,
@@ -36,23 +34,16 @@ def _rgba(path) -> np.ndarray:
         return np.asarray(image)
 
 
-def test_the_font_is_bundled():
-    assert titles.REGULAR_FONT.is_file() and titles.BOLD_FONT.is_file()
-    assert (titles.FONT_DIR / "LICENSE").is_file()
-    assert font(20).path == str(titles.REGULAR_FONT)
+def test_the_last_resort_font_is_bundled():
+    assert (typeset.BUNDLED_FONTS / "DejaVuSans.ttf").is_file()
+    assert (typeset.BUNDLED_FONTS / "DejaVuSans-Bold.ttf").is_file()
+    assert (typeset.BUNDLED_FONTS / "LICENSE").is_file()
+    assert typeset.font_chain()[-1].path == str(typeset.BUNDLED_FONTS / "DejaVuSans.ttf")
 
 
 def test_clean_text_removes_controls_and_bidi_overrides():
     assert clean_text("  Ana\n\tMaria\u202e\x1b[31m ") == "Ana Maria[31m"
     assert clean_text("Zoë 李") == "Zoë 李"
-
-
-def test_fit_text_adds_an_ellipsis():
-    face = font(20)
-    assert fit_text("Ana", face, 500) == "Ana"
-    cut = fit_text("Maximiliane Wilhelmina von Hohenzollern", face, 120)
-    assert cut.endswith("…") and face.getlength(cut) <= 120
-    assert fit_text("W", face, 1) == ""
 
 
 def test_label_image(tmp_path):
@@ -69,8 +60,13 @@ def test_label_image(tmp_path):
 
 @pytest.mark.parametrize("name", NAMES + ["🎻 Violin", "x" * 200])
 def test_unicode_names_render(tmp_path, name):
+    """Every name is drawn with glyphs (no font's box), as ink in the label; the test of
+    every script is tests/media/test_typeset.py."""
     w, h = label_image(name, 160, 20, str(tmp_path / "n.png"))
     assert w >= 2 and h == 20
+    assert typeset.missing_glyphs([name]) == {}
+    if name:
+        assert _rgba(tmp_path / "n.png")[..., :3].max() > 200, "the name is drawn"
 
 
 def test_caption_image(tmp_path):
@@ -99,8 +95,9 @@ def test_credits_list_everyone_grouped_by_part(tmp_path):
     spec = _spec(credits={"seconds": 5, "title": "Thank you"})
     groups = credit_groups(spec)
     assert [part for part, _ in groups] == ["soprano", "alto", "tenor"]
-    assert groups[0][1][0] == "Zoë Ångström" and groups[0][1][1] == "Ana — Zürich"
-    assert groups[1][1] == ["Jürgen Groß — Zürich", "Anonymous"]
+    assert groups[0][1][0] == "Zoë Ångström"
+    assert groups[0][1][1] == "Ana — \u2068Zürich\u2069", "the place is a bidi isolate"
+    assert groups[1][1] == ["Jürgen Groß — \u2068Zürich\u2069", "Anonymous"]
     assert sum(len(names) for _, names in groups) == 7
     path, height = credits_image(spec, str(tmp_path / "credits.png"))
     pixels = _rgba(path)

@@ -45,6 +45,16 @@ def test_probe_of_a_missing_file(tmp_path):
     assert done.returncode != 0 and "no such file" in done.stderr
 
 
+def test_fonts_names_the_font_of_each_part_of_a_name():
+    done = run("fonts", "Maria القحطاني", "李小龙 🎻")
+    assert done.returncode == 0, done.stderr
+    assert "shaping (raqm: HarfBuzz + FriBiDi): yes" in done.stdout
+    assert "القحطاني (Noto Sans Arabic, rtl)" in done.stdout
+    assert "李小龙 (Noto Sans CJK SC)" in done.stdout and "🎻 (Noto Color Emoji)" in done.stdout
+    unknown = run("fonts", "x\U0001fae9")  # an emoji newer than the installed fonts
+    assert unknown.returncode == 1 and "no font holds" in unknown.stderr
+
+
 def test_admin_commands_work_on_a_fresh_database(tmp_path, media_files):
     instance = tmp_path / "instance"
     done = run("organizer", "create", "boss@example.org", "--password", "long enough",

@@ -1,13 +1,14 @@
 """Text as images: tile name labels, section captions, the intro card and the credits.
 
-User text (names, parts, places, titles) is only ever drawn here, with Pillow and the
-DejaVu Sans fonts bundled in ``fonts/`` (so every machine draws the same pixels), into
-PNG files that an engine overlays by path and numeric position. It never goes into an
-ffmpeg filtergraph string, so no quoting bug can turn a name into a filter.
+User text (names, parts, places, titles) is only ever drawn here, with Pillow, into PNG
+files that an engine overlays by path and numeric position. It never goes into an ffmpeg
+filtergraph string, so no quoting bug can turn a name into a filter.
 
-Coverage: DejaVu Sans covers Latin, Greek, Cyrillic, Arabic, Hebrew and more, but not
-CJK or emoji; such characters are drawn as the font's replacement box rather than
-failing. Control and formatting characters (newlines, bidi overrides) are removed.
+Every line goes through :mod:`workers.media.typeset`: cleaned (no control or bidi-override
+characters, combining-mark floods capped), set with a per-character font fallback chain
+(Noto for every script, colour emoji, the bundled DejaVu Sans last), shaped by raqm
+(Arabic joins, Indic conjuncts, Thai marks), right-to-left runs in their order, and
+shortened with an ellipsis at a grapheme boundary when it does not fit.
 
 Every writer goes through a temp file and a rename, so a PNG on disk is always whole.
 """
@@ -16,52 +17,22 @@ from __future__ import annotations
 
 import math
 import os
-import unicodedata
-from functools import lru_cache
-from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
-FONT_DIR = Path(__file__).with_name("fonts")
-REGULAR_FONT = FONT_DIR / "DejaVuSans.ttf"
-BOLD_FONT = FONT_DIR / "DejaVuSans-Bold.ttf"
-ELLIPSIS = "…"
+from .typeset import ELLIPSIS, Line, centred_baseline, clean_text, draw_line, fit, layout
+
+__all__ = ["ELLIPSIS", "caption_image", "clean_text", "credit_groups", "credits_image",
+           "credits_y", "credits_y_expr", "intro_card", "label_image", "performers_line"]
+
 DASH = " — "
+FSI, PDI = "\u2068", "\u2069"  # isolate a place from the name before it (UAX #9 isolates)
 LABEL_BOX = (0, 0, 0, 150)  # the name label's semi-transparent dark box
 TEXT = (255, 255, 255, 255)
 DIM = (200, 200, 200, 255)
 ACCENT = (255, 214, 120, 255)  # part headings in the credits
 MAX_CREDITS_HEIGHT = 16384  # more lines than fit in this go into more columns
 CREDITS_LINES_PER_COLUMN = 40
-
-
-@lru_cache(maxsize=64)
-def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    """The bundled DejaVu Sans at ``size`` pixels."""
-    return ImageFont.truetype(str(BOLD_FONT if bold else REGULAR_FONT), max(4, int(size)))
-
-
-def clean_text(text: str) -> str:
-    """One line of drawable text: control and format characters removed, runs of
-    whitespace collapsed."""
-    kept = "".join(" " if ch.isspace() else ch for ch in text
-                   if unicodedata.category(ch) not in ("Cc", "Cf", "Cs", "Co", "Cn")
-                   or ch.isspace())
-    return " ".join(kept.split())
-
-
-def fit_text(text: str, face: ImageFont.FreeTypeFont, max_width: float) -> str:
-    """``text``, cut and ended with an ellipsis if it is wider than ``max_width``."""
-    if face.getlength(text) <= max_width:
-        return text
-    lo, hi = 0, len(text)  # the longest prefix that fits with the ellipsis
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if face.getlength(text[:mid].rstrip() + ELLIPSIS) <= max_width:
-            lo = mid
-        else:
-            hi = mid - 1
-    return text[:lo].rstrip() + ELLIPSIS if lo else ""
 
 
 def _even_up(value: float) -> int:
@@ -72,7 +43,7 @@ def _save(image: Image.Image, out_path: str) -> None:
     head, tail = os.path.split(os.path.abspath(out_path))
     tmp = os.path.join(head, f".{tail}.{os.getpid()}.tmp.png")
     try:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", compress_level=1)  # read once by ffmpeg: speed over size
         os.replace(tmp, out_path)
     except BaseException:
         if os.path.exists(tmp):
@@ -89,19 +60,23 @@ def _rgb(colour: str) -> tuple[int, int, int]:
 
 # --- labels and captions -------------------------------------------------------------------------
 
+def _draw_centred(image: Image.Image, line: Line, centre_x: float, middle: float,
+                  fill: tuple[int, ...]) -> None:
+    draw_line(image, line, centre_x - line.width / 2, centred_baseline(line, middle), fill)
+
+
 def label_image(text: str, max_width: int, height: int, out_path: str) -> tuple[int, int]:
     """A name label: white text on a semi-transparent dark box, ``height`` tall and as
     wide as the text needs up to ``max_width`` (cut with an ellipsis beyond). Writes an
     RGBA PNG and returns its (even) width and height."""
     height = max(2, height - height % 2)
     max_width = max(2, max_width - max_width % 2)
-    face = font(round(height * 0.62))
     pad = max(2, round(height * 0.3))
-    shown = fit_text(clean_text(text), face, max_width - 2 * pad)
-    width = min(max_width, _even_up(face.getlength(shown) + 2 * pad)) if shown else 2
+    line = fit(clean_text(text), round(height * 0.62), max_width - 2 * pad)
+    width = min(max_width, _even_up(line.width + 2 * pad)) if line.runs else 2
     image = Image.new("RGBA", (width, height), LABEL_BOX)
-    if shown:
-        ImageDraw.Draw(image).text((pad, height / 2), shown, font=face, fill=TEXT, anchor="lm")
+    if line.runs:
+        draw_line(image, line, pad, centred_baseline(line, height / 2), TEXT)
     _save(image, out_path)
     return width, height
 
@@ -110,11 +85,10 @@ def caption_image(text: str, width: int, height: int, out_path: str) -> str:
     """A section caption: the part's name in bold, left-aligned and vertically centred
     on a transparent ``width`` x ``height`` RGBA PNG (the background shows through)."""
     image = Image.new("RGBA", (max(2, width), max(2, height)), (0, 0, 0, 0))
-    face = font(round(height * 0.66), bold=True)
     pad = max(2, round(height * 0.15))
-    shown = fit_text(clean_text(text), face, width - 2 * pad)
-    if shown:
-        ImageDraw.Draw(image).text((pad, height / 2), shown, font=face, fill=DIM, anchor="lm")
+    line = fit(clean_text(text), round(height * 0.66), width - 2 * pad, bold=True)
+    if line.runs:
+        draw_line(image, line, pad, centred_baseline(line, height / 2), DIM)
     _save(image, out_path)
     return out_path
 
@@ -138,47 +112,49 @@ def intro_card(spec, out_path: str) -> str:
     card then shows the performers only)."""
     width, height = spec.canvas.width, spec.canvas.height
     image = Image.new("RGB", (width, height), _rgb(spec.canvas.background))
-    draw = ImageDraw.Draw(image)
     intro = spec.intro
-    lines: list[tuple[str, ImageFont.FreeTypeFont, tuple[int, ...]]] = []
     room = width * 0.9
+    lines: list[tuple[Line, tuple[int, ...]]] = []
     if intro is not None and clean_text(intro.title):
-        lines.append((clean_text(intro.title), _shrink(clean_text(intro.title), height * 0.11,
-                                                       room, bold=True), TEXT))
+        title = clean_text(intro.title)
+        lines.append((fit(title, _shrink(title, height * 0.11, room), room, bold=True), TEXT))
     if intro is not None and clean_text(intro.subtitle):
-        lines.append((clean_text(intro.subtitle), font(round(height * 0.055)), DIM))
-    lines.append((performers_line(spec), font(round(height * 0.04)), DIM))
-    gaps = [face.size * 0.6 for _, face, _ in lines[1:]]
-    total = sum(face.size * 1.2 for _, face, _ in lines) + sum(gaps)
+        lines.append((fit(clean_text(intro.subtitle), round(height * 0.055), room), DIM))
+    lines.append((fit(performers_line(spec), round(height * 0.04), room), DIM))
+    gaps = [line.size * 0.6 for line, _ in lines[1:]]
+    total = sum(line.size * 1.2 for line, _ in lines) + sum(gaps)
     y = (height - total) / 2
-    for k, (text, face, colour) in enumerate(lines):
+    for k, (line, colour) in enumerate(lines):
         if k:
             y += gaps[k - 1]
-        draw.text((width / 2, y + face.size * 0.6), fit_text(text, face, room), font=face,
-                  fill=colour[:3], anchor="mm")
-        y += face.size * 1.2
+        _draw_centred(image, line, width / 2, y + line.size * 0.6, colour)
+        y += line.size * 1.2
     _save(image, out_path)
     return out_path
 
 
-def _shrink(text: str, size: float, room: float, *, bold: bool) -> ImageFont.FreeTypeFont:
-    """The font at ``size``, smaller (down to half) if ``text`` would not fit ``room``."""
-    face = font(round(size), bold)
-    while face.getlength(text) > room and face.size > size / 2:
-        face = font(face.size - 2, bold)
-    return face
+def _shrink(text: str, size: float, room: float) -> int:
+    """``size`` (pixels per em), smaller (down to half) if ``text`` would not fit ``room``
+    in bold."""
+    shown = round(size)
+    while layout(text, shown, True).width > room and shown > size / 2:
+        shown -= 2
+    return shown
 
 
 # --- credits -------------------------------------------------------------------------------------
 
 def credit_groups(spec) -> list[tuple[str, list[str]]]:
     """(part, ["Name — Location", ...]) for every clip (hidden ones included), parts in
-    order of first appearance; a clip without a name is credited as "Anonymous"."""
+    order of first appearance; a clip without a name is credited as "Anonymous". The
+    place is wrapped in a first-strong isolate (U+2068 .. U+2069) so a right-to-left
+    name and a left-to-right place (or the reverse) keep their own order."""
     groups: dict[str, list[str]] = {}
     for clip in spec.clips:
         name = clean_text(clip.name) or "Anonymous"
         place = clean_text(clip.location)
-        groups.setdefault(clean_text(clip.part), []).append(name + (DASH + place if place else ""))
+        groups.setdefault(clean_text(clip.part), []).append(
+            name + (DASH + FSI + place + PDI if place else ""))
     return list(groups.items())
 
 
@@ -190,9 +166,8 @@ def credits_image(spec, out_path: str) -> tuple[str, int]:
     :func:`credits_y` / :func:`credits_y_expr`."""
     width, canvas_h = spec.canvas.width, spec.canvas.height
     line_h = max(12, round(canvas_h / 22))
-    face = font(round(line_h * 0.7))
-    heading = font(round(line_h * 0.72), bold=True)
-    title_face = font(round(line_h * 1.3), bold=True)
+    size, heading_size, title_size = (round(line_h * 0.7), round(line_h * 0.72),
+                                      round(line_h * 1.3))
     rows: list[tuple[str, bool]] = []  # (text, is a part heading)
     for part, names in credit_groups(spec):
         if rows:
@@ -200,7 +175,7 @@ def credits_image(spec, out_path: str) -> tuple[str, int]:
         if part:
             rows.append((part, True))
         rows.extend((name, False) for name in names)
-    max_cols = max(1, int(width // (face.size * 16)))
+    max_cols = max(1, int(width // (size * 16)))
     cols = min(max_cols, max(1, math.ceil(len(rows) / CREDITS_LINES_PER_COLUMN)))
     while cols < max_cols and math.ceil(len(rows) / cols) * line_h > MAX_CREDITS_HEIGHT:
         cols += 1
@@ -209,19 +184,19 @@ def credits_image(spec, out_path: str) -> tuple[str, int]:
     top = round(line_h * 2.2) if title else 0
     height = _even_up(min(MAX_CREDITS_HEIGHT, top + per_col * line_h + line_h))
     image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
-    draw = ImageDraw.Draw(image)
     if title:
-        draw.text((width / 2, line_h), fit_text(title, title_face, width * 0.9),
-                  font=title_face, fill=TEXT, anchor="mm")
+        _draw_centred(image, fit(title, title_size, width * 0.9, bold=True), width / 2, line_h,
+                      TEXT)
     col_w = width / cols
     for k, (text, is_heading) in enumerate(rows):
         col, row = divmod(k, per_col)
         y = top + row * line_h + line_h / 2
         if y + line_h / 2 > height:
             break  # only with an absurd number of clips on a narrow canvas
-        which = heading if is_heading else face
-        draw.text((col_w * (col + 0.5), y), fit_text(text, which, col_w * 0.92), font=which,
-                  fill=ACCENT if is_heading else TEXT, anchor="mm")
+        if not text:
+            continue
+        line = fit(text, heading_size if is_heading else size, col_w * 0.92, bold=is_heading)
+        _draw_centred(image, line, col_w * (col + 0.5), y, ACCENT if is_heading else TEXT)
     _save(image, out_path)
     return out_path, height
 
