@@ -702,7 +702,7 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
 def guide_plan(rng: np.random.Generator, case: Case) -> dict:
     """What guide a case's takes are made against (the style is drawn)."""
     count_in = "click" if case.mode in ("clap", "clap+leak") else str(
-        rng.choice(["click", "none", "intro"], p=[0.4, 0.3, 0.3]))
+        rng.choice(["click", "none", "intro"], p=[0.3, 0.35, 0.35]))
     bpm = float(rng.uniform(60, 100))
     chorale = str(rng.choice(CHORALES))
     verses = 1
