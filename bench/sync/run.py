@@ -228,7 +228,18 @@ def main(argv: list[str] | None = None) -> int:
                          "<corpus>-seed<N> each when several are run)")
     ap.add_argument("--generate-only", action="store_true",
                     help="with --save: write the corpus, align nothing")
+    ap.add_argument("--from-csv", nargs="+", default=None, metavar="CSV",
+                    help="print the tables again from rows that --csv wrote; run nothing")
     args = ap.parse_args(argv)
+    if args.from_csv:
+        results = rows_from_csv(args.from_csv)
+        peer = all(r["peer_err"] is not None or r["kind"] == "negative"
+                   for _, _, rows, _ in results for r in rows)
+        for name, seed, rows, _ in results:
+            report(rows, peer, f"{name} corpus, seed {seed}", float("nan"))
+        if len(results) > 1:
+            summary(results)
+        return 0
     if args.generate_only and not args.save:
         ap.error("--generate-only needs --save DIR")
     seeds = parse_seeds(args.seed)
@@ -281,6 +292,23 @@ def main(argv: list[str] | None = None) -> int:
 
 # --------------------------------------------------------------------------- the report
 
+FLOATS = ("seconds", "true", "est", "err", "conf", "drift_true", "drift", "cpu", "peer_est",
+          "peer_err", "peer_cpu")
+
+
+def rows_from_csv(paths: list[str]) -> list[tuple[str, int, list[dict], float]]:
+    """Rows that ``--csv`` wrote, typed again and grouped by corpus and seed."""
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for path in paths:
+        with open(path, newline="") as f:
+            for r in csv.DictReader(f):
+                for k in FLOATS:
+                    r[k] = float(r[k]) if r.get(k) not in (None, "") else None
+                r["trusted"] = r["trusted"] == "True"
+                groups.setdefault((r["corpus"], int(r["seed"])), []).append(r)
+    return [(name, seed, rows, float("nan")) for (name, seed), rows in groups.items()]
+
+
 def is_wrong_trust(r: dict) -> bool:
     """Trusted, and off by more than 40 ms (a negative has no right offset)."""
     return bool(r["trusted"]) and (r["err"] is None or abs(r["err"]) > OFF_S)
@@ -288,7 +316,8 @@ def is_wrong_trust(r: dict) -> bool:
 
 def report(rows: list[dict], peer: bool, title: str, t_gen: float) -> None:
     cases = list(dict.fromkeys(r["case"] for r in rows))
-    print(f"\nsync benchmark, {title}: {len(rows)} takes (corpus made in {t_gen:.0f} s); "
+    made = "" if np.isnan(t_gen) else f" (corpus made in {t_gen:.0f} s)"
+    print(f"\nsync benchmark, {title}: {len(rows)} takes{made}; "
           f"threshold {CONFIDENCE_THRESHOLD}")
     head = (f"{'case':16s} {'n':>3s} | {'tutti med':>9s} {'p95':>8s} {'<=40ms':>6s} "
             f"{'trusted':>7s} {'T>40ms':>6s}")
@@ -318,7 +347,29 @@ def report(rows: list[dict], peer: bool, title: str, t_gen: float) -> None:
     print("-" * len(head))
     print(f"{'total':16s} {len(rows):3d} | {'':>9s} {'':>8s} {'':>6s} {n_tr:7d} {n_bad:6d}")
     print("  (T>40ms: trusted and off by more than 40 ms; for a negative, trusted at all)")
+    by_guide(rows)
     goals(rows, peer)
+
+
+def by_guide(rows: list[dict]) -> None:
+    """The positives again, by what their guide is like (real corpus: instrument, start, edges);
+    excerpts left out (they start beyond the engine's default search window)."""
+    pos = [r for r in rows if r["kind"] != "negative" and r.get("guide_style")
+           and not r["case"].startswith("excerpt")]
+    if not pos:
+        return
+    print(f"\n{'positives by guide':22s} {'n':>3s} {'<=40ms':>6s} {'trusted':>7s} {'T>40ms':>6s} "
+          f"{'none':>5s}")
+    for i, label in enumerate(("instrument", "start", "edges")):
+        for value in sorted({r["guide_style"].split("/")[i] for r in pos}):
+            rs = [r for r in pos if r["guide_style"].split("/")[i] == value]
+            w40 = 100 * np.mean([r["err"] is not None and abs(r["err"]) <= OFF_S for r in rs])
+            n_tr = sum(bool(r["trusted"]) for r in rs)
+            n_bad = sum(is_wrong_trust(r) for r in rs)
+            n_none = sum(r["method"] == "none" for r in rs)
+            print(f"  {label + ' ' + value:20s} {len(rs):3d} {w40:5.0f}% {n_tr:7d} {n_bad:6d} "
+                  f"{n_none:5d}")
+    print("  (excerpts left out; none: the engine found no evidence, confidence about 0)")
 
 
 def goals(rows: list[dict], peer: bool) -> None:
