@@ -262,26 +262,30 @@ def write_midi(tracks: list[tuple[int, list[Event]]], path: str) -> None:
 
 
 def render_events(tracks: list[tuple[int, list[Event]]], *, reverb: bool) -> np.ndarray:
-    """FluidSynth render of the tracks (44.1 kHz mono float32, t=0 at the file's start), cached."""
+    """FluidSynth render of the tracks (44.1 kHz mono float32, t=0 at the file's start).
+
+    Cached as FLAC of the 16-bit stereo WAV FluidSynth writes (lossless: a third of the size of
+    float32 mono), keyed by what was rendered. (FluidSynth's own FLAC output converts its
+    samples otherwise than its WAV output: not used, so that cached and fresh renders agree.)"""
     key = hashlib.sha1(repr((tracks, reverb, SOUNDFONT)).encode()).hexdigest()[:20]
-    path = os.path.join(CACHE, "fluid", f"{key}.npy")
-    if os.path.exists(path):
-        return np.load(path)
-    with tempfile.TemporaryDirectory(prefix="tutti-fluid-") as tmp:
-        mid, wav = os.path.join(tmp, "x.mid"), os.path.join(tmp, "x.wav")
-        write_midi(tracks, mid)
-        flag = "1" if reverb else "0"
-        subprocess.run(["fluidsynth", "-ni", "-q", "-R", flag, "-C", flag, "-g", "0.4",
-                        "-r", str(GUIDE_SR), "-F", wav, SOUNDFONT, mid], check=True,
-                       capture_output=True)
-        import wave
-        with wave.open(wav) as w:
-            ch = w.getnchannels()
-            x = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-        x = x.reshape(-1, ch).mean(axis=1).astype(np.float32)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    np.save(path, x)
-    return x
+    path = os.path.join(CACHE, "fluid", f"{key}.flac")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="tutti-fluid-") as tmp:
+            mid, wav = os.path.join(tmp, "x.mid"), os.path.join(tmp, "x.wav")
+            out = os.path.join(tmp, "x.flac")
+            write_midi(tracks, mid)
+            flag = "1" if reverb else "0"
+            subprocess.run(["fluidsynth", "-ni", "-q", "-R", flag, "-C", flag, "-g", "0.4",
+                            "-r", str(GUIDE_SR), "-F", wav, SOUNDFONT, mid],
+                           check=True, capture_output=True)
+            subprocess.run([ffmpeg_path(), "-v", "error", "-i", wav, "-c:a", "flac", out],
+                           check=True, capture_output=True)
+            shutil.move(out, path)
+    pcm = subprocess.run([ffmpeg_path(), "-v", "error", "-i", path, "-f", "s16le", "-"],
+                         check=True, capture_output=True).stdout
+    x = np.frombuffer(pcm, "<i2").astype(np.float32) / 32768
+    return x.reshape(-1, 2).mean(axis=1).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- guides
