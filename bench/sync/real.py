@@ -151,6 +151,19 @@ def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) + 1e-12
 
 
+def active_rms(x: np.ndarray, sr: int = SR) -> float:
+    """RMS over the 50 ms frames within 30 dB of the loudest: the level of a sound where it
+    sounds (a part's rests and a guide's silences left out); 0 for silence."""
+    n = int(0.05 * sr)
+    m = len(x) // n
+    if m == 0:
+        return rms(x)
+    frames = np.mean(np.square(x[: m * n].reshape(m, n), dtype=np.float64), axis=1)
+    if frames.max() <= 0:
+        return 0.0
+    return float(np.sqrt(np.mean(frames[frames >= frames.max() * 1e-3])))
+
+
 @functools.cache
 def clap_samples() -> tuple[np.ndarray, ...]:
     """Real recorded hand claps (16 kHz, onset-trimmed, peak 1)."""
@@ -635,9 +648,8 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
         meta.update(lang=SPEECH[k][0], espeak_variant=variant)
     meta.update(perf_meta)
 
-    sung = mouth[np.abs(mouth) > 0]
-    level = rms(sung) if len(sung) else 0.05
     scene = convolve(mouth, rirs[0])
+    level = active_rms(scene) or 1e-3  # the part as the phone hears it: leak and noise by it
     if leak:
         src = other if mode in ("other-chorale", "other-tempo") else guide
         lk = np.zeros(n)
@@ -650,8 +662,7 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
                             btype="band", fs=SR, output="sos")  # what escapes the ear cups
         lk = convolve(signal.sosfilt(sos, lk), rirs[1])
         leak_db = float(rng.uniform(-30, -10))
-        active = np.abs(lk) > 1e-6
-        lk *= level * 10 ** (leak_db / 20) / (rms(lk[active]) if active.any() else 1.0)
+        lk *= level * 10 ** (leak_db / 20) / (active_rms(lk) or 1.0)
         scene += lk
         meta["leak_db"] = round(leak_db, 1)
     if claps:
@@ -681,7 +692,7 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
         noise += sum(0.3 / h * np.sin(2 * np.pi * hz * h * tt + rng.uniform(0, 6))
                      for h in (1, 2, 3)) * rms(noise)
         meta["hum_hz"] = hz
-    ref = level if mode != "silence" else 0.05
+    ref = level if mode != "silence" else 1e-3
     noise *= ref * 10 ** (-snr_db / 20) / rms(noise)
     if mode == "silence":
         noise *= float(rng.uniform(0.05, 0.5))
