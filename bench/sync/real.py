@@ -560,8 +560,10 @@ recording; long: about 3 minutes (verses repeated). Negatives: a part of another
 at another tempo (sometimes with that guide leaking), speech, room tone."""
 
 
-def pick_timbre(rng: np.random.Generator, voice: str) -> str:
-    names = [k for k, (_, _, vs) in TAKE_PROGRAMS.items() if voice in vs]
+def pick_timbre(rng: np.random.Generator, voice: str, guide_program: int) -> str:
+    """An instrument that plays in ``voice``'s range, other than the guide's."""
+    names = [k for k, (prog, _, vs) in TAKE_PROGRAMS.items()
+             if voice in vs and prog != guide_program]
     return str(rng.choice(names))
 
 
@@ -570,7 +572,7 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
     """One take of ``case`` against ``guide`` (``other``: the negative's own guide)."""
     beat = guide.beat
     voice = str(rng.choice(list(VOICES)))
-    timbre = pick_timbre(rng, voice)
+    timbre = pick_timbre(rng, voice, GUIDE_PROGRAMS[guide.instrument])
     drift = float(rng.uniform(-150, 150))
     jitter = float(rng.uniform(0.015, 0.030))
     rubato = float(rng.uniform(0.01, 0.03))
