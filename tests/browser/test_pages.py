@@ -195,6 +195,23 @@ def test_a_synced_clip_its_picture_and_a_nudge(live, browser, tmp_path):
         clip = db.session.get(Clip, clip_id)
         assert clip.nudge_ms == 40
         assert abs(clip.effective_offset - (clip.offset_seconds + 0.04)) < 1e-6
+        candidates = clip.sync_candidates
+    # check by ear: Listen plays guide (left) against the take (right) at that offset in the
+    # page's player; Use this offset keeps it
+    assert len(candidates) >= 2
+    other = candidates[1]["offset_seconds"]
+    page.locator("table.candidates a[data-listen]").nth(1).click()
+    page.wait_for_function("() => { const a = document.getElementById('sync-listen');"
+                           " return a.readyState >= 1 && a.duration > 5; }", timeout=30_000)
+    src = page.eval_on_selector("#sync-listen", "a => a.src")
+    assert f"offset={other:.4f}" in src
+    assert page.locator("table.candidates tr.listening").count() == 1
+    page.locator("table.candidates button", has_text="Use this offset").nth(1).click()
+    page.wait_for_selector("text=the clip is synced")
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        assert clip.sync_method == "manual" and abs(clip.offset_seconds - other) < 1e-3
+        assert clip.nudge_ms == 0
     page.close()
 
 
