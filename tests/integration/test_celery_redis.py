@@ -282,3 +282,10 @@ def test_a_guided_campaign_syncs_each_clip_on_a_real_worker(stack, tmp_path):
                                                        timeout=10).text
     sync = states["leak"]["sync"]
     assert abs(sync["offset_seconds"] - delay) < 0.02 and sync["confidence"] >= 0.5
+    # the worker stored the candidates a person chooses from when sync is not sure
+    from portal.extensions import db
+    from portal.models import Clip
+
+    with app.app_context():
+        other = db.session.scalar(db.select(Clip).filter_by(token=tokens["other"]))
+        assert other.sync_candidates and "notes" in other.sync_candidates[0]
