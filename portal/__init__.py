@@ -13,7 +13,7 @@ from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException
 
 from . import config as config_module
-from .extensions import csrf, db, login, migrate
+from .extensions import csrf, db, limiter, login, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -52,12 +52,13 @@ def create_app(config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     login.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
 
-    from .models import Organizer
+    from . import security
+    from .auth import load_organizer
 
-    @login.user_loader
-    def load_organizer(organizer_id: str) -> Organizer | None:
-        return db.session.get(Organizer, int(organizer_id))
+    login.user_loader(load_organizer)
+    security.init_app(app)
 
     from .api import bp as api_bp
     from .organize import bp as organize_bp

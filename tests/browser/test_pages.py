@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ensure_organizer
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,9 +45,9 @@ def live(tmp_path_factory):
         "EMBEDDED_WORKER": "true",
     })
     with app.app_context():
+        owner = create_organizer("org@example.org", "correct horse")
         create_campaign("choir", "Browser Choir", parts=["Alto", "Bass"],
-                        description="Sing along!")
-        create_organizer("org@example.org", "correct horse")
+                        description="Sing along!", owner=owner)
     background = Background(app).start()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -161,7 +163,8 @@ def test_a_synced_clip_its_picture_and_a_nudge(live, browser, tmp_path):
     app, base = live["app"], live["base"]
     with app.app_context():
         campaign = services.create_campaign("guided", "Guided Choir", parts=["Alto"],
-                                            guide_path=str(tmp_path / "guide.wav"))
+                                            guide_path=str(tmp_path / "guide.wav"),
+                                            owner=ensure_organizer())
         with open(tmp_path / "leak.mp4", "rb") as handle:
             clip = services.submit_clip(campaign, handle, "leak.mp4", name="Bea", part="Alto",
                                         consent=True)
