@@ -118,7 +118,9 @@ def create():
     campaign = services.get_campaign(meta.get("campaign", ""))
     # the same checks as a plain upload, before any byte travels
     services.validate_submission(campaign, name=meta.get("name", ""), part=meta.get("part", ""),
+                                 location=meta.get("location", ""),
                                  consent=meta.get("consent", "") in ("yes", "on", "true", "1"))
+    services.filename_of(meta.get("filename", ""))
     upload_id = secrets.token_urlsafe(24)
     part, meta_path = _paths(upload_id)
     part.touch()
