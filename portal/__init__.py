@@ -146,6 +146,10 @@ def _register_errors(app: Flask) -> None:
             413: "The file is larger than this portal accepts "
                  f"({app.config['MAX_UPLOAD_MB']} MB). Please upload a shorter or smaller video.",
             400: exc.description or "The request was not understood.",
+            429: "Too many attempts in a short time. Please wait a little and try again"
+                 + (f" (in {exc.response.headers['Retry-After']} s)."
+                    if exc.response is not None and "Retry-After" in exc.response.headers
+                    else "."),
         }
         message = messages.get(exc.code or 500, exc.description or exc.name)
         if _wants_json():

@@ -31,6 +31,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from .. import services
+from ..throttle import upload_limits
 
 log = logging.getLogger(__name__)
 bp = Blueprint("uploads", __name__)
@@ -101,6 +102,7 @@ def options():
 
 
 @bp.post("/uploads")
+@upload_limits
 def create():
     try:
         length = int(request.headers.get("Upload-Length", ""))
