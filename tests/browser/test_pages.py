@@ -118,12 +118,14 @@ def test_participant_organizer_viewer(live, browser, media_files: dict[str, Path
     # viewer: the player loads, plays and seeks (range requests)
     page.goto(f"{base}/watch/choir")
     assert "Ana from the browser" in page.locator("table.credits").inner_text()
-    page.wait_for_function("document.querySelector('#mashup').readyState >= 1", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#mashup').readyState >= 1",
+                           timeout=30_000)
     duration = page.evaluate("document.querySelector('#mashup').duration")
     assert 7.5 < duration < 8.5  # 2 s of music, then 6 s of credits (checked by default)
     page.evaluate("v => { const m = document.querySelector('#mashup'); m.muted = true; "
                   "m.currentTime = 1.2; }", None)
-    page.wait_for_function("document.querySelector('#mashup').readyState >= 2", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#mashup').readyState >= 2",
+                           timeout=30_000)
     assert abs(page.evaluate("document.querySelector('#mashup').currentTime") - 1.2) < 0.3
     page.screenshot(path=str(tmp_path / "watch.png"), full_page=True)
     desk.close()
@@ -189,7 +191,7 @@ def test_a_synced_clip_its_picture_and_a_nudge(live, browser, tmp_path):
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/organize/")
     page.goto(f"{base}/organize/clips/{clip_id}")
-    page.wait_for_function("document.querySelector('img.plot').naturalWidth > 0",
+    page.wait_for_function("() => document.querySelector('img.plot').naturalWidth > 0",
                            timeout=30_000)
     page.fill("input[name=nudge_ms]", "40")
     page.click("text=Save nudge")
