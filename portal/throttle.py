@@ -17,7 +17,20 @@ from .extensions import limiter
 
 def _upload_campaign() -> str:
     """The campaign an upload is for: the URL's slug, or the tus ``campaign`` metadata."""
-    slug = (request.view_args or {}).get("slug")
+    args = request.view_args or {}
+    slug = args.get("slug")
+    if slug is None and "token" in args:  # a participant replacing their clip's file
+        from .services import TOKEN_RE
+
+        slug = ""
+        if TOKEN_RE.match(args["token"]):
+            from sqlalchemy import select
+
+            from .extensions import db
+            from .models import Campaign, Clip
+
+            slug = db.session.scalar(select(Campaign.slug).join(Clip).where(
+                Clip.token == args["token"])) or ""
     if slug is None:
         for pair in request.headers.get("Upload-Metadata", "").split(","):
             key, _, value = pair.strip().partition(" ")
@@ -30,8 +43,8 @@ def _upload_campaign() -> str:
 
 
 def upload_limits(view: Callable) -> Callable:
-    """New uploads (plain, API and resumable creation) per client address and per
-    campaign, shared across the three routes."""
+    """New uploads (plain, API, resumable creation and a participant's replacement
+    file) per client address and per campaign, shared across these routes."""
     view = limiter.shared_limit(lambda: current_app.config["UPLOAD_LIMIT_CAMPAIGN"],
                                 scope="uploads-per-campaign", key_func=_upload_campaign,
                                 methods=["POST"])(view)

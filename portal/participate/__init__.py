@@ -54,6 +54,7 @@ def status(token: str):
 
 
 @bp.post("/clip/<token>/replace")
+@upload_limits
 def replace(token: str):
     clip = services.get_clip(token)
     upload, spooled = uploaded_file("file")

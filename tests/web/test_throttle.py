@@ -94,7 +94,14 @@ def test_uploads_are_throttled_per_address_and_per_campaign(app, client, campaig
     crowded = _upload(client, campaign, "192.0.2.4")
     assert crowded.status_code == 429 and "Retry-After" in crowded.headers
     assert _tus_create(client, campaign, "192.0.2.5").status_code == 429
-    assert _upload(client, "other", "192.0.2.6").status_code == 201
+    other = _upload(client, "other", "192.0.2.6")
+    assert other.status_code == 201
+    # replacing a clip's file counts as an upload of its campaign
+    token = other.get_json()["id"]
+    replaced = client.post(f"/clip/{token}/replace", environ_base={"REMOTE_ADDR": "192.0.2.1"},
+                           data={"file": (io.BytesIO(b"y"), "b.mp4")},
+                           content_type="multipart/form-data")
+    assert replaced.status_code == 429  # that address used its 3 already
 
 
 @pytest.mark.integration
