@@ -259,6 +259,15 @@ def create_invite(campaign: Campaign, role: str, by: Organizer | None = None,
     return token
 
 
+def revoke_invite(campaign: Campaign, invite_id: int) -> None:
+    """Delete an invite of ``campaign`` so that its link stops working."""
+    invite = db.session.get(CampaignInvite, invite_id)
+    if invite is None or invite.campaign_id != campaign.id:
+        raise ServiceError("There is no such invite in this campaign.", 404)
+    db.session.delete(invite)
+    db.session.commit()
+
+
 def find_invite(token: str) -> CampaignInvite:
     """The open invite with ``token``: 404 when unknown, 410 when used or expired."""
     invite = None

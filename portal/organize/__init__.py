@@ -318,6 +318,17 @@ def create_invite(slug: str):
                            invite_url=url, error=None)
 
 
+@bp.post("/c/<slug>/invites/<int:invite_id>/revoke")
+def revoke_invite(slug: str, invite_id: int):
+    campaign = campaign_for(slug, "members")
+    try:
+        services.revoke_invite(campaign, invite_id)
+        flash("The invite link no longer works.")
+    except services.ServiceError as exc:
+        flash(exc.message)
+    return redirect(url_for("organize.members", slug=campaign.slug), code=303)
+
+
 @bp.route("/invite/<token>", methods=["GET", "POST"])
 def invite(token: str):
     found = services.find_invite(token)

@@ -265,6 +265,14 @@ def test_creator_owns_and_invites_by_email_and_by_single_use_link(csrf_app):
         expired = services.create_invite(services.get_campaign("new-choir"), "owner",
                                          hours=-1)
     assert bob.get(f"/organize/invite/{expired}").status_code == 410
+    # a revoked link is refused
+    with app.app_context():
+        revoked = services.create_invite(services.get_campaign("new-choir"), "owner")
+        invite_id = db.session.scalar(select(CampaignInvite.id).order_by(
+            CampaignInvite.id.desc()))
+    assert alice.post(f"/organize/c/new-choir/invites/{invite_id}/revoke",
+                      data={"csrf_token": token}).status_code == 303
+    assert bob.get(f"/organize/invite/{revoked}").status_code == 404
     # the last owner cannot leave
     with app.app_context():
         c = services.get_campaign("new-choir")

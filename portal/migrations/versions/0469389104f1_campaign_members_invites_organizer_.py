@@ -69,6 +69,17 @@ def upgrade():
         batch_op.add_column(sa.Column('is_admin', sa.Boolean(), server_default=sa.false(), nullable=False))
 
     # ### end Alembic commands ###
+    # Campaigns made before roles existed: on a one-organizer install that organizer owns
+    # them all. With several organizers nobody can tell who made what; an administrator
+    # (`tutti organizer create EMAIL --admin`) sees them all and assigns owners with
+    # `tutti campaign add-member SLUG EMAIL --role owner`.
+    conn = op.get_bind()
+    organizers = conn.execute(sa.text("SELECT id FROM organizers")).fetchall()
+    if len(organizers) == 1:
+        conn.execute(sa.text(
+            "INSERT INTO campaign_members (campaign_id, organizer_id, role, created_at) "
+            "SELECT id, :organizer, 'owner', CURRENT_TIMESTAMP FROM campaigns"),
+            {"organizer": organizers[0][0]})
 
 
 def downgrade():
