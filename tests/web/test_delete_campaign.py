@@ -69,3 +69,33 @@ def test_deleting_a_campaign_deletes_its_files_and_private_links(app, organizer_
     with app.app_context():
         assert db.session.scalar(select(func.count(Clip.id))) == 1
         assert db.session.scalar(select(func.count(Render.id))) == 1
+
+
+def test_a_render_running_when_its_campaign_is_deleted_leaves_no_file(app, media_files,
+                                                                      monkeypatch):
+    import workers.media.render as engine
+    from workers import pipeline
+
+    ids = _with_files(app, "busy", media_files)
+    with app.app_context():
+        clip = services.get_clip(ids["token"])
+        clip.status, clip.normalized_key = "approved", ids["keys"][1]
+        job = Render(campaign=clip.campaign, kind="final")
+        db.session.add(job)
+        db.session.commit()
+        render_id, folder = job.id, f"renders/busy/{job.token}"
+
+    def slow_render(spec, output, poster_path=None, progress=None, **_kw):
+        with open(output, "wb") as out:
+            out.write(b"half a mash-up")
+        with app.app_context():  # an owner deletes the campaign meanwhile
+            services.delete_campaign(services.get_campaign("busy"))
+        progress(0.5)
+        raise AssertionError("the render went on after its campaign was deleted")
+
+    monkeypatch.setattr(engine, "render", slow_render)
+    with app.app_context():
+        pipeline.render(render_id)
+    store = app.extensions["tutti.storage"]
+    assert not store.path(folder).exists()
+    assert [p for p in store.root.rglob("*") if p.is_file() and "busy" in str(p)] == []
