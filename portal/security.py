@@ -99,6 +99,10 @@ def init_app(app: Flask) -> None:
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         if not framed:
             headers.setdefault("X-Frame-Options", "DENY")
+        if request.blueprint == "organize" or request.endpoint == "participate.status":
+            # organizer pages and a participant's private page: no copy in any cache
+            response.cache_control.no_store = True
+            response.cache_control.private = True
         if request.is_secure:
             headers.setdefault("Strict-Transport-Security", HSTS)
         return response

@@ -165,6 +165,18 @@ def create_campaign(
     return campaign
 
 
+def update_campaign(campaign: Campaign, *, title: str, description: str, is_open: bool) -> None:
+    """Change a campaign's title, call for contributions and whether it takes clips."""
+    title = text(title, "title", max_length=200)
+    if not title:
+        raise ServiceError("Give the campaign a title", field="title")
+    campaign.title = title
+    campaign.description = text(description, "description", max_length=MAX_DESCRIPTION,
+                                multiline=True, name=False)
+    campaign.is_open = bool(is_open)
+    db.session.commit()
+
+
 def set_guide(campaign: Campaign, path: str, *, filename: str | None = None,
               commit: bool = True) -> None:
     """Store a guide track (audio or video) and measure it."""

@@ -265,7 +265,21 @@ def publish_render(render_id: int):
     return redirect(url_for("organize.campaign", slug=job.campaign.slug), code=303)
 
 
-# --- members, invites, deletion (owners) -------------------------------------------
+# --- settings, members, invites, deletion (owners) ---------------------------------
+
+@bp.post("/c/<slug>/settings")
+def settings(slug: str):
+    campaign = campaign_for(slug, "settings")
+    try:
+        services.update_campaign(campaign, title=request.form.get("title", ""),
+                                 description=request.form.get("description", ""),
+                                 is_open=request.form.get("is_open") == "yes")
+        flash("Campaign settings saved.")
+    except services.ServiceError as exc:
+        db.session.rollback()
+        flash(exc.message)
+    return redirect(url_for("organize.campaign", slug=campaign.slug), code=303)
+
 
 @bp.get("/c/<slug>/members")
 def members(slug: str):

@@ -132,7 +132,8 @@ def test_every_organizer_route_of_another_campaign_answers_404_and_changes_nothi
     token = csrf_token_of(client, "/organize/")
     form = {"csrf_token": token, "decision": "approved", "reason": "fine", "nudge_ms": "250",
             "kind": "preview", "layout": "grid", "audio": "mix", "email": A[0],
-            "role": "owner", "confirm": theirs["slug"], "next": "/organize/"}
+            "role": "owner", "confirm": theirs["slug"], "next": "/organize/",
+            "title": "Taken over", "description": "", "is_open": ""}
     before = snapshot(app, theirs)
     tried = []
     with app.test_request_context():
@@ -202,6 +203,7 @@ def test_roles_owner_moderator_and_administrator(csrf_app):
                       (f"/organize/c/{slug}/members", {"email": "mod@example.org",
                                                        "role": "owner"}),
                       (f"/organize/c/{slug}/invites", {"role": "owner"}),
+                      (f"/organize/c/{slug}/settings", {"title": "Mine", "is_open": ""}),
                       (f"/organize/c/{slug}/delete", {"confirm": slug})]:
         assert moderator.post(url, data={"csrf_token": token, **data}).status_code == 403, url
     assert moderator.get(f"/organize/c/{slug}/members").status_code == 403
@@ -213,6 +215,17 @@ def test_roles_owner_moderator_and_administrator(csrf_app):
     page = admin.get("/organize/").get_data(as_text=True)
     assert "Campaign alpha" in page and "Campaign bravo" in page
     assert admin.get(f"/organize/c/{slug}/members").status_code == 200
+
+    # an owner changes the settings (and closes the campaign)
+    owner = app.test_client()
+    log_in(owner, *B)
+    saved = owner.post(f"/organize/c/{slug}/settings", data={
+        "csrf_token": csrf_token_of(owner, "/organize/"), "title": "Bravo!",
+        "description": "Sing", "is_open": ""})
+    assert saved.status_code == 303
+    with app.app_context():
+        changed = services.get_campaign(slug)
+        assert (changed.title, changed.description, changed.is_open) == ("Bravo!", "Sing", False)
 
 
 def test_creator_owns_and_invites_by_email_and_by_single_use_link(csrf_app):

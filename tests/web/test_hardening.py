@@ -153,6 +153,8 @@ def test_private_media_is_not_kept_by_shared_caches(app, client, campaign):
     assert "private" in thumb.headers["Cache-Control"]
     assert "public" not in thumb.headers["Cache-Control"]
     _check_headers(thumb, "media")
+    status_page = client.get(f"/clip/{ids['token']}")
+    assert "no-store" in status_page.headers["Cache-Control"]
     preview = client.get(f"/media/{ids['preview']}")
     assert "private" in preview.headers["Cache-Control"]
     published = client.get(f"/media/{ids['output']}", headers={"Range": "bytes=0-3"})
