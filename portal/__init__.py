@@ -13,7 +13,7 @@ from flask.wrappers import Request
 from werkzeug.exceptions import HTTPException
 
 from . import config as config_module
-from .extensions import csrf, db, login, migrate
+from .extensions import csrf, db, limiter, login, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -52,12 +52,13 @@ def create_app(config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     login.init_app(app)
     csrf.init_app(app)
+    limiter.init_app(app)
 
-    from .models import Organizer
+    from . import security
+    from .auth import load_organizer
 
-    @login.user_loader
-    def load_organizer(organizer_id: str) -> Organizer | None:
-        return db.session.get(Organizer, int(organizer_id))
+    login.user_loader(load_organizer)
+    security.init_app(app)
 
     from .api import bp as api_bp
     from .organize import bp as organize_bp
@@ -145,6 +146,10 @@ def _register_errors(app: Flask) -> None:
             413: "The file is larger than this portal accepts "
                  f"({app.config['MAX_UPLOAD_MB']} MB). Please upload a shorter or smaller video.",
             400: exc.description or "The request was not understood.",
+            429: "Too many attempts in a short time. Please wait a little and try again"
+                 + (f" (in {exc.response.headers['Retry-After']} s)."
+                    if exc.response is not None and "Retry-After" in exc.response.headers
+                    else "."),
         }
         message = messages.get(exc.code or 500, exc.description or exc.name)
         if _wants_json():

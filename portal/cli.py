@@ -146,17 +146,38 @@ def organizer() -> None:
 @click.argument("email")
 @click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
               envvar="TUTTI_ORGANIZER_PASSWORD")
-def organizer_create(email: str, password: str) -> None:
+@click.option("--admin", is_flag=True, help="a site administrator: sees and manages every "
+                                            "campaign")
+def organizer_create(email: str, password: str, admin: bool) -> None:
     """Create an organizer who can log in at /organize."""
     from .services import ServiceError, create_organizer
 
     app = _app()
     with app.app_context():
         try:
-            created = create_organizer(email, password)
+            created = create_organizer(email, password, is_admin=admin)
         except ServiceError as exc:
             raise click.ClickException(exc.message) from exc
-        click.echo(f"organizer {created.email} created")
+        click.echo(f"organizer {created.email} created" + (" (administrator)" if admin else ""))
+
+
+@organizer.command("logout-everywhere")
+@click.argument("email")
+def organizer_logout_everywhere(email: str) -> None:
+    """End every session (and remember cookie) of an organizer."""
+    from sqlalchemy import select
+
+    from .auth import end_all_sessions
+    from .extensions import db
+    from .models import Organizer
+    from .services import normalize_email
+
+    app = _app()
+    with app.app_context():
+        found = db.session.scalar(select(Organizer).filter_by(email=normalize_email(email)))
+        if found is None:
+            raise click.ClickException(f"There is no organizer {email}")
+        click.echo(f"{end_all_sessions(found)} session(s) of {found.email} ended")
 
 
 @main.group()
@@ -174,8 +195,11 @@ def campaign() -> None:
 @click.option("--description", default="")
 @click.option("--canvas", default="1280x720", show_default=True)
 @click.option("--fps", default=30, show_default=True, type=int)
+@click.option("--owner", default=None, metavar="EMAIL",
+              help="the organizer who owns it (without one, only administrators see it "
+                   "until `tutti campaign add-member`)")
 def campaign_create(slug: str, title: str, guide: str | None, parts: str, description: str,
-                    canvas: str, fps: int) -> None:
+                    canvas: str, fps: int, owner: str | None) -> None:
     """Create a campaign and print its participant link."""
     from flask import url_for
 
@@ -188,14 +212,63 @@ def campaign_create(slug: str, title: str, guide: str | None, parts: str, descri
     app = _app()
     with app.app_context():
         try:
+            owner_row = _organizer_named(owner) if owner else None
             created = create_campaign(slug, title, description=description,
                                       parts=parts.split(","), guide_path=guide,
-                                      canvas=(width, height), fps=fps)
+                                      canvas=(width, height), fps=fps, owner=owner_row)
         except ServiceError as exc:
             raise click.ClickException(exc.message) from exc
         with app.test_request_context(base_url=app.config["BASE_URL"] or "http://127.0.0.1:5000"):
             link = url_for("participate.campaign", slug=created.slug, _external=True)
         click.echo(f"campaign {created.slug} created: {link}")
+
+
+def _organizer_named(email: str):
+    from sqlalchemy import select
+
+    from .extensions import db
+    from .models import Organizer
+    from .services import ServiceError, normalize_email
+
+    found = db.session.scalar(select(Organizer).filter_by(email=normalize_email(email)))
+    if found is None:
+        raise ServiceError(f"There is no organizer {email}: create one first with "
+                           f"`tutti organizer create {email}`", 404, "email")
+    return found
+
+
+@campaign.command("members")
+@click.argument("slug")
+def campaign_members(slug: str) -> None:
+    """List a campaign's organizers and their roles (e-mail TAB role)."""
+    from .services import ServiceError, get_campaign
+
+    app = _app()
+    with app.app_context():
+        try:
+            found = get_campaign(slug)
+        except ServiceError as exc:
+            raise click.ClickException(exc.message) from exc
+        for member in found.members:
+            click.echo(f"{member.organizer.email}\t{member.role}")
+
+
+@campaign.command("add-member")
+@click.argument("slug")
+@click.argument("email")
+@click.option("--role", type=click.Choice(["owner", "moderator"]), default="moderator",
+              show_default=True)
+def campaign_add_member(slug: str, email: str, role: str) -> None:
+    """Give an existing organizer a role in a campaign (or change it)."""
+    from .services import ServiceError, add_member, get_campaign
+
+    app = _app()
+    with app.app_context():
+        try:
+            member = add_member(get_campaign(slug), email, role)
+        except ServiceError as exc:
+            raise click.ClickException(exc.message) from exc
+        click.echo(f"{member.organizer.email} is {member.role} of {slug}")
 
 
 @campaign.command("list")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 ENV_PREFIX = "TUTTI_"
@@ -29,6 +30,17 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "RENDER_SEGMENT_SECONDS": (10, int),  # length of one distributed render segment
     "RENDER_PROXIES": (True, bool),  # cache cell-size proxies: re-renders decode small copies
     "LOG_LEVEL": ("INFO", str),
+    # security
+    "TRUSTED_PROXIES": (0, int),  # reverse proxies in front (X-Forwarded-* read via ProxyFix)
+    "SESSION_DAYS": (14, int),  # an organizer's log-in (and remember cookie) lasts this long
+    "SESSION_PROTECTION": ("strong", str),  # Flask-Login: basic | strong
+    "INVITE_HOURS": (72, int),  # an invite link expires after this
+    "LOGIN_LIMIT_ACCOUNT": ("5 per minute; 20 per hour", str),  # failed log-ins per e-mail
+    "LOGIN_LIMIT_ADDRESS": ("10 per minute; 50 per hour", str),  # failed log-ins per address
+    "UPLOAD_LIMIT_ADDRESS": ("60 per hour", str),  # new uploads per client address
+    "UPLOAD_LIMIT_CAMPAIGN": ("1000 per hour", str),  # new uploads per campaign
+    "RATELIMIT_STORAGE": ("", str),  # default: the broker when it is Redis, else memory://
+    "UPLOAD_EXPIRE_HOURS": (24, int),  # an unfinished resumable upload expires after this
 }
 
 
@@ -81,6 +93,19 @@ def build_config(instance_path: str, overrides: dict | None = None) -> dict[str,
     else:
         config["DISTRIBUTED_RENDER"] = _coerce(str(config["DISTRIBUTED_RENDER"]), bool)
 
+    if not config["RATELIMIT_STORAGE"]:
+        broker = str(config["BROKER_URL"])
+        config["RATELIMIT_STORAGE"] = broker if broker.startswith("redis") else "memory://"
+    config.setdefault("RATELIMIT_STORAGE_URI", config["RATELIMIT_STORAGE"])
+    config.setdefault("RATELIMIT_HEADERS_ENABLED", True)  # 429 answers carry Retry-After
+    config.setdefault("RATELIMIT_KEY_PREFIX", "tutti")
+    # cookies: never readable by scripts, not sent along cross-site posts; Secure is
+    # added per response when the request came over HTTPS (see portal.security)
+    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    config.setdefault("REMEMBER_COOKIE_HTTPONLY", True)
+    config.setdefault("REMEMBER_COOKIE_SAMESITE", "Lax")
+    config.setdefault("REMEMBER_COOKIE_DURATION", timedelta(days=int(config["SESSION_DAYS"])))
     config.setdefault("SQLALCHEMY_DATABASE_URI", config["DATABASE_URL"])
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     config.setdefault("MAX_CONTENT_LENGTH", int(config["MAX_UPLOAD_MB"]) * 1024 * 1024)

@@ -123,24 +123,19 @@ def make_demo_clips(directory: str, count: int, seconds: float = 8.0) -> list[De
     return clips
 
 
-def _reset_demo_campaign() -> None:
+def _reset_demo_campaign():
+    """Delete an earlier demo campaign with its files; returns the demo organizer."""
     from sqlalchemy import select
 
     from .extensions import db
     from .models import Campaign, Organizer
-    from .services import create_organizer, storage
+    from .services import create_organizer, delete_campaign
 
     existing = db.session.scalar(select(Campaign).filter_by(slug=DEMO_SLUG))
     if existing is not None:
-        for clip in existing.clips:
-            storage().delete_prefix(f"clips/{clip.token}")
-        storage().delete_prefix(f"renders/{DEMO_SLUG}")
-        existing.published_render_id = None
-        db.session.flush()
-        db.session.delete(existing)
-        db.session.commit()
-    if db.session.scalar(select(Organizer).filter_by(email=DEMO_ORGANIZER[0])) is None:
-        create_organizer(*DEMO_ORGANIZER)
+        delete_campaign(existing)
+    return (db.session.scalar(select(Organizer).filter_by(email=DEMO_ORGANIZER[0]))
+            or create_organizer(*DEMO_ORGANIZER))
 
 
 @click.command()
@@ -158,7 +153,9 @@ def demo(count: int, seconds: float, no_serve: bool, host: str, port: int) -> No
     from .cli import Background, wait_for_render
     from .services import create_campaign, get_campaign, moderate_clip, request_render
 
-    app = create_app()
+    # the demo's participants all upload from this machine: let them past the
+    # per-address upload limit (the other limits stay as configured)
+    app = create_app({"UPLOAD_LIMIT_ADDRESS": f"{count + 60} per hour"})
     from workers.media.typeset import INSTALL_HINT, text_support
 
     if text_support()["missing"]:
@@ -171,11 +168,11 @@ def demo(count: int, seconds: float, no_serve: bool, host: str, port: int) -> No
     threading.Thread(target=server.serve_forever, name="tutti-http", daemon=True).start()
     try:
         with app.app_context():
-            _reset_demo_campaign()
+            owner = _reset_demo_campaign()
             create_campaign(DEMO_SLUG, DEMO_TITLE,
                             description=f"{count} synthetic participants from around the "
                                         "world, each holding one note of a C-major chord.",
-                            parts=PARTS)
+                            parts=PARTS, owner=owner)
         with tempfile.TemporaryDirectory(prefix="tutti-demo-") as tmp:
             click.echo(f"generating {count} participant clips with ffmpeg ...")
             clips = make_demo_clips(tmp, count, seconds)

@@ -4,12 +4,13 @@ for every clip's and render's state; statuses change only through
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -26,19 +27,92 @@ def new_token() -> str:
     return secrets.token_urlsafe(16)
 
 
+def token_digest(token: str) -> str:
+    """What the database keeps of a secret token (sessions, invites): its SHA-256,
+    so a copy of the database opens no session and accepts no invite."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+ROLES = ("owner", "moderator")
+
+
 class Organizer(UserMixin, db.Model):
     __tablename__ = "organizers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)
     password_hash: Mapped[str] = mapped_column(String(256))
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    # The server-side session this object was loaded through (see OrganizerSession):
+    # Flask-Login keeps it in the session cookie and in the remember cookie.
+    session_token = None
+
+    def get_id(self) -> str | None:
+        return self.session_token
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)
+
+
+class OrganizerSession(db.Model):
+    """One log-in: its cookie (session and remember) names it; log-out deletes it,
+    so an old cookie opens nothing. A password change and "log out everywhere"
+    delete them all."""
+
+    __tablename__ = "organizer_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    organizer_id: Mapped[int] = mapped_column(
+        ForeignKey("organizers.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+
+    organizer: Mapped[Organizer] = relationship()
+
+
+class CampaignMember(db.Model):
+    """An organizer's role in one campaign: ``owner`` or ``moderator``."""
+
+    __tablename__ = "campaign_members"
+    __table_args__ = (UniqueConstraint("campaign_id", "organizer_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    organizer_id: Mapped[int] = mapped_column(
+        ForeignKey("organizers.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    campaign: Mapped[Campaign] = relationship(back_populates="members")
+    organizer: Mapped[Organizer] = relationship()
+
+
+class CampaignInvite(db.Model):
+    """A single-use invite link to join a campaign with a role; it expires."""
+
+    __tablename__ = "campaign_invites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizers.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    used_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizers.id", ondelete="SET NULL"))
+
+    campaign: Mapped[Campaign] = relationship(back_populates="invites")
 
 
 class Campaign(db.Model):
@@ -80,6 +154,12 @@ class Campaign(db.Model):
     )
     published_render: Mapped[Render | None] = relationship(
         foreign_keys=[published_render_id], post_update=True
+    )
+    members: Mapped[list[CampaignMember]] = relationship(
+        back_populates="campaign", order_by="CampaignMember.id", cascade="all, delete-orphan"
+    )
+    invites: Mapped[list[CampaignInvite]] = relationship(
+        back_populates="campaign", order_by="CampaignInvite.id", cascade="all, delete-orphan"
     )
 
     def part_named(self, name: str) -> Part | None:

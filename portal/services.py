@@ -20,12 +20,29 @@ from sqlalchemy import or_, select
 
 from . import states
 from .extensions import db
-from .models import Campaign, Clip, ClipEvent, Organizer, Part, Render, new_token, utcnow
+from .models import (
+    ROLES,
+    Campaign,
+    CampaignInvite,
+    CampaignMember,
+    Clip,
+    ClipEvent,
+    Organizer,
+    Part,
+    Render,
+    new_token,
+    token_digest,
+    utcnow,
+)
 from .storage import Storage, TooLarge
+from .validation import InvalidText, clean_filename, clean_text
 
 log = logging.getLogger(__name__)
 
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$")
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_PARTS = 50
+MAX_DESCRIPTION = 5000
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".webm", ".mkv", ".avi", ".3gp", ".3g2", ".ts",
                     ".mts", ".m2ts", ".ogv", ".flv", ".mpg", ".mpeg", ".wmv", ".qt"}
 GUIDE_EXTENSIONS = VIDEO_EXTENSIONS | {".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".oga",
@@ -47,17 +64,40 @@ def storage() -> Storage:
     return current_app.extensions["tutti.storage"]
 
 
+def text(value: str | None, field: str, **rules: object) -> str:
+    """:func:`portal.validation.clean_text` with its error as a 400 naming the field."""
+    try:
+        return clean_text(value, field, **rules)
+    except InvalidText as exc:
+        raise ServiceError(exc.message, 400, exc.field) from exc
+
+
 # --- organizers --------------------------------------------------------------
 
-def create_organizer(email: str, password: str) -> Organizer:
-    email = email.strip().lower()
+def normalize_email(email: str) -> str:
+    """An e-mail address as organizers are stored (trimmed, lower case); 400 when it
+    is not one."""
+    email = text(email, "email", max_length=254, label="e-mail address", name=False).lower()
     if not re.match(r"^[^@\s]+@[^@\s]+$", email):
         raise ServiceError(f"{email!r} is not an e-mail address", field="email")
+    return email
+
+
+def check_password_rules(password: str) -> None:
+    """8 to 1024 characters (the upper bound keeps hashing cheap)."""
     if len(password) < 8:
         raise ServiceError("Choose a password of at least 8 characters", field="password")
+    if len(password) > 1024:
+        raise ServiceError("The password is too long (1024 characters at most)",
+                           field="password")
+
+
+def create_organizer(email: str, password: str, *, is_admin: bool = False) -> Organizer:
+    email = normalize_email(email)
+    check_password_rules(password)
     if db.session.scalar(select(Organizer).filter_by(email=email)):
         raise ServiceError(f"An organizer {email} exists already", status=409, field="email")
-    organizer = Organizer(email=email)
+    organizer = Organizer(email=email, is_admin=is_admin)
     organizer.set_password(password)
     db.session.add(organizer)
     db.session.commit()
@@ -67,7 +107,9 @@ def create_organizer(email: str, password: str) -> Organizer:
 # --- campaigns -----------------------------------------------------------------
 
 def get_campaign(slug: str) -> Campaign:
-    campaign = db.session.scalar(select(Campaign).filter_by(slug=slug))
+    campaign = None
+    if SLUG_RE.match(slug or ""):  # anything else cannot be a slug (nor reach the database)
+        campaign = db.session.scalar(select(Campaign).filter_by(slug=slug))
     if campaign is None:
         raise ServiceError(f"There is no campaign {slug!r}. Check the link you were given.",
                            status=404)
@@ -84,13 +126,18 @@ def create_campaign(
     guide_filename: str | None = None,
     canvas: tuple[int, int] = (1280, 720),
     fps: int = 30,
+    owner: Organizer | None = None,
 ) -> Campaign:
-    slug = slug.strip().lower()
+    """A new campaign; ``owner`` (the organizer who creates it) becomes its owner."""
+    slug = (slug or "").strip().lower()
     if not SLUG_RE.match(slug):
         raise ServiceError("A campaign slug is 3-64 characters: lower-case letters, digits and "
                            "hyphens, not starting or ending with a hyphen (e.g. ode-to-joy)",
                            field="slug")
-    if not title.strip():
+    title = text(title, "title", max_length=200)
+    description = text(description, "description", max_length=MAX_DESCRIPTION,
+                       multiline=True, name=False)
+    if not title:
         raise ServiceError("Give the campaign a title", field="title")
     if db.session.scalar(select(Campaign).filter_by(slug=slug)):
         raise ServiceError(f"A campaign {slug!r} exists already", status=409, field="slug")
@@ -100,12 +147,16 @@ def create_campaign(
                            field="canvas")
     if not 1 <= fps <= 60:
         raise ServiceError("The frame rate must be between 1 and 60", field="fps")
-    names = [p.strip() for p in parts if p.strip()]
+    names = [n for n in (text(p, "parts", max_length=80, label="part name") for p in parts) if n]
+    if len(names) > MAX_PARTS:
+        raise ServiceError(f"A campaign has at most {MAX_PARTS} parts", field="parts")
     if len({n.lower() for n in names}) != len(names):
         raise ServiceError("Part names must be different from each other", field="parts")
-    campaign = Campaign(slug=slug, title=title.strip(), description=description.strip(),
+    campaign = Campaign(slug=slug, title=title, description=description,
                         canvas_width=width, canvas_height=height, fps=fps)
     campaign.parts = [Part(name=n, position=i) for i, n in enumerate(names)]
+    if owner is not None:
+        campaign.members = [CampaignMember(organizer_id=owner.id, role="owner")]
     db.session.add(campaign)
     db.session.flush()
     if guide_path:
@@ -113,6 +164,18 @@ def create_campaign(
     db.session.commit()
     log.info("campaign %s created", slug)
     return campaign
+
+
+def update_campaign(campaign: Campaign, *, title: str, description: str, is_open: bool) -> None:
+    """Change a campaign's title, call for contributions and whether it takes clips."""
+    title = text(title, "title", max_length=200)
+    if not title:
+        raise ServiceError("Give the campaign a title", field="title")
+    campaign.title = title
+    campaign.description = text(description, "description", max_length=MAX_DESCRIPTION,
+                                multiline=True, name=False)
+    campaign.is_open = bool(is_open)
+    db.session.commit()
 
 
 def set_guide(campaign: Campaign, path: str, *, filename: str | None = None,
@@ -141,10 +204,135 @@ def set_guide(campaign: Campaign, path: str, *, filename: str | None = None,
         db.session.commit()
 
 
+# --- members and invites -----------------------------------------------------------
+
+def _check_role(role: str) -> str:
+    role = (role or "").strip().lower()
+    if role not in ROLES:
+        raise ServiceError(f"A role is one of: {', '.join(ROLES)}", field="role")
+    return role
+
+
+def add_member(campaign: Campaign, email: str, role: str) -> CampaignMember:
+    """Give the existing organizer with ``email`` a ``role`` in ``campaign`` (or change
+    their role). 404 when nobody has that e-mail address."""
+    role = _check_role(role)
+    organizer = db.session.scalar(select(Organizer).filter_by(email=normalize_email(email)))
+    if organizer is None:
+        raise ServiceError(f"There is no organizer with the e-mail address {email.strip()}. "
+                           "Send them an invite link instead, or ask an administrator to "
+                           "create their account (`tutti organizer create EMAIL`).", 404, "email")
+    return _set_role(campaign, organizer, role)
+
+
+def _set_role(campaign: Campaign, organizer: Organizer, role: str) -> CampaignMember:
+    member = db.session.scalar(select(CampaignMember).filter_by(
+        campaign_id=campaign.id, organizer_id=organizer.id))
+    if member is None:
+        member = CampaignMember(campaign_id=campaign.id, organizer_id=organizer.id, role=role)
+        db.session.add(member)
+    else:
+        if member.role == "owner" and role != "owner":
+            _keep_an_owner(campaign, member)
+        member.role = role
+    db.session.commit()
+    log.info("campaign %s: organizer %s is %s", campaign.slug, organizer.id, role)
+    return member
+
+
+def _keep_an_owner(campaign: Campaign, leaving: CampaignMember) -> None:
+    owners = [m for m in campaign.members if m.role == "owner" and m.id != leaving.id]
+    if not owners:
+        raise ServiceError("A campaign keeps at least one owner: make someone else an owner "
+                           "first.", 409)
+
+
+def remove_member(campaign: Campaign, member_id: int) -> None:
+    member = db.session.get(CampaignMember, member_id)
+    if member is None or member.campaign_id != campaign.id:
+        raise ServiceError("There is no such member in this campaign.", 404)
+    if member.role == "owner":
+        _keep_an_owner(campaign, member)
+    db.session.delete(member)
+    db.session.commit()
+
+
+def create_invite(campaign: Campaign, role: str, by: Organizer | None = None,
+                  hours: float | None = None) -> str:
+    """A single-use invite to join ``campaign`` with ``role``; returns its secret
+    token (the database keeps only its digest). It expires after ``hours``
+    (``INVITE_HOURS`` by default)."""
+    role = _check_role(role)
+    hours = float(current_app.config["INVITE_HOURS"] if hours is None else hours)
+    token = new_token()
+    db.session.add(CampaignInvite(campaign_id=campaign.id, token_hash=token_digest(token),
+                                  role=role, created_by_id=by.id if by else None,
+                                  expires_at=utcnow() + timedelta(hours=hours)))
+    db.session.commit()
+    return token
+
+
+def revoke_invite(campaign: Campaign, invite_id: int) -> None:
+    """Delete an invite of ``campaign`` so that its link stops working."""
+    invite = db.session.get(CampaignInvite, invite_id)
+    if invite is None or invite.campaign_id != campaign.id:
+        raise ServiceError("There is no such invite in this campaign.", 404)
+    db.session.delete(invite)
+    db.session.commit()
+
+
+def find_invite(token: str) -> CampaignInvite:
+    """The open invite with ``token``: 404 when unknown, 410 when used or expired."""
+    invite = None
+    if TOKEN_RE.match(token or ""):
+        invite = db.session.scalar(select(CampaignInvite).filter_by(
+            token_hash=token_digest(token)))
+    if invite is None:
+        raise ServiceError("This invite link is not valid. Ask the campaign's owner for a "
+                           "new one.", 404)
+    if invite.used_at is not None or invite.expires_at < utcnow():
+        raise ServiceError("This invite link was used already or has expired. Ask the "
+                           "campaign's owner for a new one.", 410)
+    return invite
+
+
+def accept_invite(token: str, organizer: Organizer) -> CampaignMember:
+    """``organizer`` joins the invite's campaign with its role; the invite is spent."""
+    invite = find_invite(token)
+    invite.used_at = utcnow()
+    invite.used_by_id = organizer.id
+    current = db.session.scalar(select(CampaignMember).filter_by(
+        campaign_id=invite.campaign_id, organizer_id=organizer.id))
+    if current is not None and current.role == "owner":
+        db.session.commit()  # an owner keeps owning; the link is spent all the same
+        return current
+    return _set_role(invite.campaign, organizer, invite.role)
+
+
+def delete_campaign(campaign: Campaign) -> None:
+    """Delete ``campaign``, its rows and every file that belongs to it: originals,
+    normalized clips, thumbnails, sync pictures, proxies, renders, the guide. The
+    participants' private links answer 404 afterwards."""
+    store = storage()
+    slug, campaign_id = campaign.slug, campaign.id
+    prefixes = [f"clips/{token}" for token in db.session.scalars(
+        select(Clip.token).filter_by(campaign_id=campaign_id))]
+    prefixes += [f"campaigns/{slug}", f"renders/{slug}", f"proxies/{campaign_id}"]
+    campaign.published_render_id = None
+    db.session.flush()
+    db.session.delete(campaign)
+    db.session.commit()
+    for prefix in prefixes:
+        store.delete_prefix(prefix)
+    log.info("campaign %s deleted with %d file folder(s)", slug, len(prefixes))
+
+
 # --- clips ---------------------------------------------------------------------
 
 def get_clip(token: str) -> Clip:
-    clip = db.session.scalar(select(Clip).filter_by(token=token))
+    clip = None
+    if TOKEN_RE.match(token or ""):
+        clip = db.session.scalar(select(Clip).filter_by(token=token))
     if clip is None:
         raise ServiceError("There is no clip at this link. Check that you copied it whole.",
                            status=404)
@@ -157,17 +345,16 @@ def validate_submission(campaign: Campaign, *, name: str, part: str = "", locati
     Returns the cleaned name, location and part."""
     if not campaign.is_open:
         raise ServiceError("This campaign is closed and takes no more contributions.", 403)
-    name = (name or "").strip()
+    name = text(name, "name", max_length=120)
     if not name:
         raise ServiceError("Please give the name to show in the credits.", field="name")
-    if len(name) > 120:
-        raise ServiceError("The name is too long (120 characters at most).", field="name")
     if not consent:
         raise ServiceError(f"Please agree to the campaign's licence ({campaign.licence}) so that "
                            "your clip can be used in the mash-up.", field="consent")
-    location = (location or "").strip()[:120]
+    location = text(location, "location", max_length=120)
+    part = text(part, "part", max_length=80)
     part_row = None
-    if part and part.strip():
+    if part:
         part_row = campaign.part_named(part)
         if part_row is None:
             choices = ", ".join(p.name for p in campaign.parts) or "none"
@@ -194,10 +381,11 @@ def submit_clip(
     filesystem (moved, not copied); otherwise ``stream`` is copied in chunks."""
     name, location, part_row = validate_submission(campaign, name=name, part=part,
                                                    location=location, consent=consent)
+    filename = filename_of(filename)
     if stream is None and spooled_path is None:
         raise ServiceError("Please choose a video file to upload.", field="file")
     clip = Clip(token=new_token(), campaign=campaign, part=part_row, display_name=name,
-                location=location, original_filename=(filename or "")[:255], original_key="")
+                location=location, original_filename=filename, original_key="")
     try:
         key, size = _store_original(clip.token, stream, filename, spooled_path)
     except ServiceError:
@@ -219,6 +407,14 @@ def submit_clip(
     log.info("clip %s received for %s (%d bytes)", clip.id, campaign.slug, size)
     enqueue("tutti.intake_clip", clip.id)
     return clip
+
+
+def filename_of(filename: str | None) -> str:
+    """The client's file name as kept on the clip (400 ``filename`` when unusable)."""
+    try:
+        return clean_filename(filename)
+    except InvalidText as exc:
+        raise ServiceError(exc.message, 400, exc.field) from exc
 
 
 def _store_original(token: str, stream: BinaryIO | None, filename: str,
@@ -250,11 +446,12 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
     if clip.status == "withdrawn":
         raise ServiceError("This clip was withdrawn; submit a new one from the campaign page.",
                            409)
+    filename = filename_of(filename)
     key, size = _store_original(clip.token, stream, filename, spooled_path)
     if key != clip.original_key:
         storage().delete(clip.original_key)
     clip.original_key = key
-    clip.original_filename = (filename or "")[:255]
+    clip.original_filename = filename
     clip.size_bytes = size
     for old in (clip.normalized_key, clip.thumbnail_key, clip.sync_plot_key):
         storage().delete(old)
@@ -282,6 +479,7 @@ def withdraw_clip(clip: Clip) -> None:
 def moderate_clip(clip: Clip, decision: str, reason: str | None = None) -> None:
     if decision not in ("approved", "declined"):
         raise ServiceError("A decision is 'approved' or 'declined'")
+    reason = text(reason, "reason", max_length=2000, multiline=True, name=False) or None
     if not states.is_moderatable(clip):
         raise ServiceError(f"This clip is {clip.status}; only processed clips can be moderated.",
                            409)

@@ -33,6 +33,9 @@ def reset_postgres(url: str) -> None:
     engine.dispose()
 
 
+ORGANIZER = ("org@example.org", "correct horse")
+
+
 def database_url(kind: str, tmp_path: Path) -> str:
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite3'}"
@@ -45,12 +48,11 @@ def db_kind(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-@pytest.fixture
-def app(db_kind: str, tmp_path: Path):
+def make_app(db_kind: str, tmp_path: Path, **overrides: object):
+    """A test app on ``db_kind`` in ``tmp_path``; ``overrides`` change its config."""
     from portal import create_app
-    from portal.extensions import db
 
-    app = create_app({
+    return create_app({
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "DATABASE_URL": database_url(db_kind, tmp_path),
@@ -60,11 +62,49 @@ def app(db_kind: str, tmp_path: Path):
         "BROKER_URL": "memory://",
         "EMBEDDED_WORKER": "false",
         "SERVER_NAME": "tutti.test",
+        **overrides,
     })
-    yield app
+
+
+def dispose(app) -> None:
+    from portal.extensions import db
+
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def app(db_kind: str, tmp_path: Path):
+    app = make_app(db_kind, tmp_path)
+    yield app
+    dispose(app)
+
+
+@pytest.fixture
+def csrf_app(db_kind: str, tmp_path: Path):
+    """The app with CSRF protection on, as in production: every form post needs the
+    session's token (see :func:`csrf_token_of`)."""
+    app = make_app(db_kind, tmp_path, WTF_CSRF_ENABLED=True)
+    yield app
+    dispose(app)
+
+
+def csrf_token_of(client, path: str = "/organize/login") -> str:
+    """The CSRF token a page at ``path`` gives this client's session."""
+    import re
+
+    page = client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def log_in(client, email: str = ORGANIZER[0], password: str = ORGANIZER[1], **headers):
+    """Log ``client`` in through the form, CSRF token included; returns the answer."""
+    token = csrf_token_of(client)
+    return client.post("/organize/login", data={"email": email, "password": password,
+                                                "csrf_token": token}, headers=headers)
 
 
 @pytest.fixture
@@ -78,24 +118,36 @@ def ctx(app):
         yield app
 
 
-@pytest.fixture
-def organizer_client(app, client):
+def ensure_organizer(email: str = ORGANIZER[0], password: str = ORGANIZER[1], **kw):
+    """The organizer with ``email`` (created when missing); call in an app context."""
+    from sqlalchemy import select
+
+    from portal.extensions import db
+    from portal.models import Organizer
     from portal.services import create_organizer
 
+    return (db.session.scalar(select(Organizer).filter_by(email=email))
+            or create_organizer(email, password, **kw))
+
+
+@pytest.fixture
+def organizer_client(app, client):
     with app.app_context():
-        create_organizer("org@example.org", "correct horse")
-    answer = client.post("/organize/login", data={"email": "org@example.org",
-                                                  "password": "correct horse"})
+        ensure_organizer()
+    answer = client.post("/organize/login", data={"email": ORGANIZER[0],
+                                                  "password": ORGANIZER[1]})
     assert answer.status_code == 303
     return client
 
 
 @pytest.fixture
 def campaign(app):
+    """The campaign ``ode-to-joy``, owned by the organizer of ``organizer_client``."""
     from portal.services import create_campaign
 
     with app.app_context():
-        created = create_campaign("ode-to-joy", "Ode to Joy", parts=["Soprano", "Alto"])
+        created = create_campaign("ode-to-joy", "Ode to Joy", parts=["Soprano", "Alto"],
+                                  owner=ensure_organizer())
         return created.slug
 
 

@@ -360,7 +360,7 @@ def _render_here(job: Render, spec, timeout: float) -> None:
     from workers.media.spec import SpecError
 
     store = storage()
-    _folder, out_key, poster_key = _keys(job)
+    folder, out_key, poster_key = _keys(job)
     app = current_app._get_current_object()
     render_id = job.id
     last = [0.0]
@@ -375,9 +375,11 @@ def _render_here(job: Render, spec, timeout: float) -> None:
             last[0] = now
             with app.app_context():
                 row = db.session.get(Render, render_id)
-                row.progress = round(fraction, 4)
-                cancel = row.cancel_requested
-                db.session.commit()
+                cancel = row is None  # its campaign was deleted meanwhile
+                if row is not None:
+                    row.progress = round(fraction, 4)
+                    cancel = row.cancel_requested
+                    db.session.commit()
                 db.session.remove()
         if cancel:
             raise RenderCancelled()
@@ -387,6 +389,11 @@ def _render_here(job: Render, spec, timeout: float) -> None:
                              poster_path=str(store.path_for_writing(poster_key)),
                              progress=on_progress, timeout=timeout, proxy_dir=_proxy_dir(job))
     except RenderCancelled:
+        db.session.rollback()
+        if db.session.scalar(select(Render.id).where(Render.id == render_id)) is None:
+            store.delete_prefix(folder)  # the campaign was deleted: leave no file behind
+            log.info("render %s: its campaign was deleted, render dropped", render_id)
+            return
         _cancelled(job)
         return
     except SpecError as exc:

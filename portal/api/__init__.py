@@ -8,6 +8,7 @@ from flask import Blueprint, url_for
 from .. import services
 from ..models import Clip
 from ..states import CLIP_LABELS
+from ..throttle import upload_limits
 from ..upload_files import submit_from_request
 
 bp = Blueprint("api", __name__)
@@ -61,6 +62,7 @@ def campaign(slug: str):
 
 
 @bp.post("/campaigns/<slug>/clips")
+@upload_limits
 def submit(slug: str):
     campaign = services.get_campaign(slug)
     clip = submit_from_request(campaign)

@@ -9,6 +9,7 @@ from .. import services
 from ..extensions import db
 from ..models import Campaign
 from ..states import CLIP_LABELS
+from ..throttle import upload_limits
 from ..upload_files import submit_from_request, uploaded_file
 
 bp = Blueprint("participate", __name__)
@@ -27,6 +28,7 @@ def campaign(slug: str):
 
 
 @bp.post("/c/<slug>/upload")
+@upload_limits
 def upload(slug: str):
     campaign = services.get_campaign(slug)
     try:
@@ -52,6 +54,7 @@ def status(token: str):
 
 
 @bp.post("/clip/<token>/replace")
+@upload_limits
 def replace(token: str):
     clip = services.get_clip(token)
     upload, spooled = uploaded_file("file")

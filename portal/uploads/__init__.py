@@ -1,44 +1,63 @@
-"""Resumable uploads: the core of the tus 1.0.0 protocol (with the creation and
-termination extensions), so a phone on a bad connection resumes where it
-stopped instead of starting again.
+"""Resumable uploads: the tus 1.0.0 protocol with the creation, termination,
+checksum and expiration extensions, so a phone on a bad connection resumes where
+it stopped instead of starting again.
 
-    POST   /api/v1/uploads          Upload-Length + Upload-Metadata (campaign, name, part,
+    OPTIONS /api/v1/uploads         what this server offers (versions, extensions, sizes)
+    POST    /api/v1/uploads         Upload-Length + Upload-Metadata (campaign, name, part,
                                     location, consent, filename): the form is checked
                                     here, before a single byte is sent
-    HEAD   /api/v1/uploads/<id>     Upload-Offset: how much arrived
-    PATCH  /api/v1/uploads/<id>     Upload-Offset + bytes (application/offset+octet-stream)
-    DELETE /api/v1/uploads/<id>     give up
-    GET    /api/v1/uploads/<id>     JSON: progress, and the clip once the upload is complete
+    HEAD    /api/v1/uploads/<id>    Upload-Offset: how much arrived; Upload-Expires
+    PATCH   /api/v1/uploads/<id>    Upload-Offset + bytes (application/offset+octet-stream),
+                                    optionally Upload-Checksum (sha1 or sha256)
+    DELETE  /api/v1/uploads/<id>    give up: the bytes are deleted, a PATCH still
+                                    sending ends with 410
+    GET     /api/v1/uploads/<id>    JSON: progress, and the clip (id, status URL) once complete
 
-State lives beside the media (``.tmp/uploads/<id>.part`` and ``.json``), so every
-web process that shares the media volume can continue any upload. The last
-PATCH hands the finished file to :func:`portal.services.submit_clip`.
+Answers: 412 for a ``Tus-Resumable`` other than 1.0.0; 409 when Upload-Offset is
+not what arrived; 413 when a PATCH goes beyond Upload-Length (nothing of it is
+kept; the upload stays resumable); 460 when the chunk's checksum does not match
+(the chunk is discarded); 404 for an unknown upload, 410 for one that was deleted
+or expired.
+
+State lives beside the media (``.tmp/uploads/<id>.part``, ``.json`` and ``.lock``),
+so every web process that shares the media volume can continue any upload. Two
+locks: the ``.part`` file's lock gives one writer per upload; the ``.lock``
+file's guards the state (the ``.json``) between a PATCH, a DELETE and the
+finishing step, so a deleted upload is never re-created nor turned into a clip.
+The last PATCH hands the finished file to :func:`portal.services.submit_clip`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import fcntl
+import hashlib
 import json
 import logging
 import os
 import re
 import secrets
 import time
+from collections.abc import Iterator
+from email.utils import formatdate
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from .. import services
+from ..throttle import upload_limits
 
 log = logging.getLogger(__name__)
 bp = Blueprint("uploads", __name__)
 
 TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,termination,checksum,expiration"
+CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 CHUNK = 1 << 20
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
-STALE_AFTER = 24 * 3600  # unfinished uploads are dropped after a day
+STALE_AFTER = 24 * 3600  # unfinished uploads without an expiry time are dropped after a day
 
 
 def _dir() -> Path:
@@ -54,6 +73,15 @@ def _paths(upload_id: str) -> tuple[Path, Path]:
     return base.with_suffix(".part"), base.with_suffix(".json")
 
 
+@contextlib.contextmanager
+def _state_lock(meta_path: Path) -> Iterator[None]:
+    """Hold the upload's state lock (across processes) while reading or changing
+    its ``.json``, deleting it or finishing it."""
+    with open(meta_path.with_suffix(".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _tus(response: Response, **headers: str) -> Response:
     response.headers["Tus-Resumable"] = TUS_VERSION
     response.headers["Cache-Control"] = "no-store"
@@ -64,6 +92,45 @@ def _tus(response: Response, **headers: str) -> Response:
 
 def _empty(status: int, **headers: str) -> Response:
     return _tus(Response(status=status), **headers)
+
+
+def _error(status: int, message: str, **headers: str) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return _tus(response, **headers)
+
+
+def _http_date(timestamp: float) -> str:
+    return formatdate(timestamp, usegmt=True)
+
+
+def _expires_at(meta: dict) -> float:
+    return float(meta.get("expires") or meta.get("created", 0) + STALE_AFTER)
+
+
+def _lifetime() -> float:
+    return float(current_app.config["UPLOAD_EXPIRE_HOURS"]) * 3600
+
+
+@bp.after_request
+def tus_header(response: Response) -> Response:
+    response.headers["Tus-Resumable"] = TUS_VERSION
+    return response
+
+
+@bp.before_request
+def check_version():
+    """tus: every request but OPTIONS names the protocol version; GET may leave it
+    out (a browser opening the URL does)."""
+    if request.method == "OPTIONS":
+        return None
+    version = request.headers.get("Tus-Resumable")
+    if version is None and request.method == "GET":
+        return None
+    if version != TUS_VERSION:
+        return _error(412, f"This server speaks tus {TUS_VERSION}: send Tus-Resumable: "
+                           f"{TUS_VERSION}.", Tus_Version=TUS_VERSION)
+    return None
 
 
 def parse_metadata(header: str) -> dict[str, str]:
@@ -78,16 +145,36 @@ def parse_metadata(header: str) -> dict[str, str]:
     return found
 
 
+class Gone(Exception):
+    """The upload was deleted (or expired) while this request was working on it."""
+
+
+def _read_meta(meta_path: Path) -> dict:
+    try:
+        return json.loads(meta_path.read_text())
+    except FileNotFoundError as exc:
+        raise Gone() from exc
+
+
 def _load(upload_id: str) -> tuple[Path, Path, dict]:
+    """The upload's paths and state; 404 when unknown, 410 when it has expired."""
     part, meta_path = _paths(upload_id)
-    if not meta_path.exists():
-        raise services.ServiceError("There is no upload at this address (it may have expired "
-                                    "after a day unfinished). Please start the upload again.",
-                                    404)
-    return part, meta_path, json.loads(meta_path.read_text())
+    try:
+        meta = _read_meta(meta_path)
+    except Gone:
+        raise services.ServiceError("There is no upload at this address (it was deleted, or "
+                                    "expired unfinished). Please start the upload again.",
+                                    404) from None
+    if not meta.get("clip") and _expires_at(meta) < time.time():
+        raise services.ServiceError("This upload expired unfinished. Please start the upload "
+                                    "again.", 410)
+    return part, meta_path, meta
 
 
 def _save(meta_path: Path, meta: dict) -> None:
+    """Write the state; only under the state lock, and never re-creating a deleted one."""
+    if not meta_path.exists():
+        raise Gone()
     tmp = meta_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(meta))
     os.replace(tmp, meta_path)
@@ -96,11 +183,12 @@ def _save(meta_path: Path, meta: dict) -> None:
 @bp.route("/uploads", methods=["OPTIONS"])
 def options():
     max_size = str(current_app.config["MAX_CONTENT_LENGTH"])
-    return _empty(204, Tus_Version=TUS_VERSION, Tus_Extension="creation,termination",
-                  Tus_Max_Size=max_size)
+    return _empty(204, Tus_Version=TUS_VERSION, Tus_Extension=TUS_EXTENSIONS,
+                  Tus_Max_Size=max_size, Tus_Checksum_Algorithm=",".join(CHECKSUMS))
 
 
 @bp.post("/uploads")
+@upload_limits
 def create():
     try:
         length = int(request.headers.get("Upload-Length", ""))
@@ -118,32 +206,80 @@ def create():
     campaign = services.get_campaign(meta.get("campaign", ""))
     # the same checks as a plain upload, before any byte travels
     services.validate_submission(campaign, name=meta.get("name", ""), part=meta.get("part", ""),
+                                 location=meta.get("location", ""),
                                  consent=meta.get("consent", "") in ("yes", "on", "true", "1"))
+    services.filename_of(meta.get("filename", ""))
     upload_id = secrets.token_urlsafe(24)
     part, meta_path = _paths(upload_id)
     part.touch()
-    _save(meta_path, {"length": length, "meta": meta, "created": time.time(), "clip": None})
+    now = time.time()
+    state = {"length": length, "meta": meta, "created": now, "expires": now + _lifetime(),
+             "clip": None}
+    tmp = meta_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, meta_path)
     location = url_for("uploads.upload", upload_id=upload_id, _external=True)
     log.info("upload %s created for %s (%d bytes)", upload_id, campaign.slug, length)
-    return _empty(201, Location=location, Upload_Offset="0")
+    return _empty(201, Location=location, Upload_Offset="0",
+                  Upload_Expires=_http_date(state["expires"]))
+
+
+def _offset(part: Path, meta: dict) -> int:
+    if meta.get("clip"):
+        return int(meta["length"])
+    try:
+        return part.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 @bp.route("/uploads/<upload_id>", methods=["HEAD"])
 def head(upload_id: str):
     part, _meta_path, meta = _load(upload_id)
-    offset = meta["length"] if meta.get("clip") else part.stat().st_size
-    return _empty(200, Upload_Offset=str(offset), Upload_Length=str(meta["length"]))
+    headers = {"Upload_Offset": str(_offset(part, meta)), "Upload_Length": str(meta["length"])}
+    if not meta.get("clip"):
+        headers["Upload_Expires"] = _http_date(_expires_at(meta))
+    return _empty(200, **headers)
 
 
 @bp.get("/uploads/<upload_id>")
 def upload(upload_id: str):
+    """Progress as JSON; once complete, the clip's ``id``, ``status_url`` and ``api_url``."""
     part, _meta_path, meta = _load(upload_id)
-    body = {"length": meta["length"],
-            "offset": meta["length"] if meta.get("clip") else part.stat().st_size,
-            "clip": meta.get("clip")}
+    body = {"length": meta["length"], "offset": _offset(part, meta), "clip": meta.get("clip"),
+            "complete": bool(meta.get("clip"))}
     if meta.get("clip"):
+        body["id"] = meta["clip"]
         body["status_url"] = url_for("participate.status", token=meta["clip"], _external=True)
+        body["api_url"] = url_for("api.clip", token=meta["clip"], _external=True)
+    else:
+        body["expires"] = _http_date(_expires_at(meta))
     return _tus(jsonify(body))
+
+
+def _checksum() -> tuple[str, bytes] | None:
+    """The ``Upload-Checksum`` header as (algorithm, digest), or None; 400 when unusable."""
+    header = request.headers.get("Upload-Checksum")
+    if header is None:
+        return None
+    algorithm, _, encoded = header.strip().partition(" ")
+    if algorithm not in CHECKSUMS:
+        raise services.ServiceError(f"Upload-Checksum: {algorithm!r} is not supported; use "
+                                    f"one of {', '.join(CHECKSUMS)}.")
+    try:
+        return algorithm, base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error as exc:
+        raise services.ServiceError("Upload-Checksum: the digest is not base64.") from exc
+
+
+def _drain(stream, limit: int = 64 << 20) -> None:
+    """Read (and drop) what the client still sends, so that it gets to read our answer."""
+    with contextlib.suppress(OSError):
+        while limit > 0:
+            chunk = stream.read(min(CHUNK, limit))
+            if not chunk:
+                break
+            limit -= len(chunk)
 
 
 @bp.patch("/uploads/<upload_id>")
@@ -155,37 +291,78 @@ def patch(upload_id: str):
         claimed = int(request.headers.get("Upload-Offset", ""))
     except ValueError as exc:
         raise services.ServiceError("Upload-Offset is required.") from exc
-    with open(part, "ab") as out:
-        fcntl.flock(out, fcntl.LOCK_EX)  # one writer per upload, across processes
-        meta = json.loads(meta_path.read_text())  # as the previous writer left it
-        offset = out.seek(0, os.SEEK_END)
+    checksum = _checksum()
+    gone = ("This upload was deleted while the chunk was arriving; nothing of it was kept. "
+            "Start the upload again to send the file.")
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_APPEND)  # never re-creates a deleted upload
+    except FileNotFoundError:
         if meta.get("clip"):
             return _empty(204, Upload_Offset=str(meta["length"]), Tutti_Clip=meta["clip"])
+        return _error(410, gone)
+    with os.fdopen(fd, "ab") as out:
+        fcntl.flock(out, fcntl.LOCK_EX)  # one writer per upload, across processes
+        try:
+            meta = _read_meta(meta_path)  # as the previous writer left it
+        except Gone:
+            return _error(410, gone)
+        if meta.get("clip"):
+            return _empty(204, Upload_Offset=str(meta["length"]), Tutti_Clip=meta["clip"])
+        length = int(meta["length"])
+        start = offset = out.seek(0, os.SEEK_END)
         if claimed != offset:
-            return _tus(jsonify({"error": f"Upload-Offset is {claimed} but {offset} bytes have "
-                                          "arrived: ask with HEAD and continue from there"}),
-                        Upload_Offset=str(offset)), 409
+            return _error(409, f"Upload-Offset is {claimed} but {offset} bytes have arrived: "
+                               "ask with HEAD and continue from there",
+                          Upload_Offset=str(offset))
+        too_long = _error(413, f"This chunk goes beyond the file's length ({length} bytes); "
+                               f"nothing of it was kept. Continue from byte {start}.",
+                          Upload_Offset=str(start))
+        if request.content_length is not None and start + request.content_length > length:
+            return too_long
+        digest = CHECKSUMS[checksum[0]]() if checksum else None
         stream = request.stream
+        interrupted = False
         try:
             while True:
                 chunk = stream.read(CHUNK)
                 if not chunk:
                     break
-                if offset + len(chunk) > meta["length"]:
-                    out.write(chunk[: meta["length"] - offset])
-                    offset = meta["length"]
-                    break
+                if offset + len(chunk) > length:
+                    out.truncate(start)
+                    return too_long
                 out.write(chunk)
                 offset += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+                if not meta_path.exists():  # deleted while we were receiving
+                    _drain(stream)
+                    return _error(410, gone)
         except OSError:  # the client went away: keep what arrived, it resumes from there
+            interrupted = True
             log.info("upload %s interrupted at %d bytes", upload_id, offset)
+        if checksum and (interrupted or digest.digest() != checksum[1]):
+            out.truncate(start)  # a chunk we cannot verify is not kept
+            out.flush()
+            if interrupted:
+                return _empty(204, Upload_Offset=str(start))
+            return _error(460, "The chunk's checksum does not match what arrived; nothing of "
+                               f"it was kept. Send it again from byte {start}.",
+                          Upload_Offset=str(start))
         out.flush()
         os.fsync(out.fileno())
-        if offset < meta["length"]:
-            return _empty(204, Upload_Offset=str(offset))
-        clip = _finish(part, meta)
-        meta["clip"] = clip.token
-        _save(meta_path, meta)
+        with _state_lock(meta_path):
+            try:
+                meta = _read_meta(meta_path)
+                if offset < length:
+                    meta["expires"] = time.time() + _lifetime()
+                    _save(meta_path, meta)
+                    return _empty(204, Upload_Offset=str(offset),
+                                  Upload_Expires=_http_date(meta["expires"]))
+                clip = _finish(part, meta)
+                meta["clip"] = clip.token
+                _save(meta_path, meta)
+            except Gone:
+                return _error(410, gone)
     part.unlink(missing_ok=True)
     status_url = url_for("participate.status", token=clip.token, _external=True)
     return _empty(204, Upload_Offset=str(meta["length"]), Tutti_Clip=clip.token,
@@ -201,24 +378,52 @@ def _finish(part: Path, meta: dict):
         consent=info.get("consent", "") in ("yes", "on", "true", "1"), spooled_path=str(part))
 
 
+def _remove(meta_path: Path) -> None:
+    meta_path.unlink(missing_ok=True)
+    meta_path.with_suffix(".part").unlink(missing_ok=True)
+    meta_path.with_suffix(".json.tmp").unlink(missing_ok=True)
+
+
 @bp.delete("/uploads/<upload_id>")
 def delete(upload_id: str):
-    part, meta_path, _meta = _load(upload_id)
-    part.unlink(missing_ok=True)
-    meta_path.unlink(missing_ok=True)
+    _part, meta_path = _paths(upload_id)
+    with _state_lock(meta_path):
+        if not meta_path.exists():
+            meta_path.with_suffix(".lock").unlink(missing_ok=True)
+            raise services.ServiceError("There is no upload at this address.", 404)
+        _remove(meta_path)
+    meta_path.with_suffix(".lock").unlink(missing_ok=True)
+    log.info("upload %s deleted", upload_id)
     return _empty(204)
 
 
 def drop_stale_uploads(root: Path, max_age: float = STALE_AFTER) -> int:
-    """Remove unfinished uploads older than ``max_age`` seconds (the reconciler calls it)."""
+    """Remove unfinished uploads past their ``Upload-Expires`` (or older than
+    ``max_age`` seconds when they have none), and finished ones a day after they
+    finished; the reconciler calls it periodically. Returns how many went."""
     folder = root / "uploads"
     if not folder.is_dir():
         return 0
     dropped = 0
-    cutoff = time.time() - max_age
+    now = time.time()
     for meta_path in folder.glob("*.json"):
-        if meta_path.stat().st_mtime < cutoff:
-            meta_path.with_suffix(".part").unlink(missing_ok=True)
-            meta_path.unlink(missing_ok=True)
+        try:
+            modified = meta_path.stat().st_mtime
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            continue  # deleted meanwhile
+        except ValueError:
+            meta = {}
+        if meta and not meta.get("clip"):
+            expires = _expires_at(meta)
+        else:
+            expires = modified + max_age
+        if expires < now:
+            with _state_lock(meta_path):
+                _remove(meta_path)
+            meta_path.with_suffix(".lock").unlink(missing_ok=True)
             dropped += 1
+    for orphan in list(folder.glob("*.lock")) + list(folder.glob("*.part")):
+        if not orphan.with_suffix(".json").exists() and orphan.stat().st_mtime < now - 3600:
+            orphan.unlink(missing_ok=True)
     return dropped

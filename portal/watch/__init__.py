@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from .. import services
 from ..extensions import db
-from ..models import Clip
+from ..models import Campaign, Clip, Render
+from ..security import embeddable
 from ..storage import StorageError
 
 bp = Blueprint("watch", __name__)
@@ -28,6 +29,29 @@ def watch(slug: str):
     return render_template("watch/watch.html", campaign=campaign, render=render, credits=credits)
 
 
+@bp.get("/watch/<slug>/embed")
+@embeddable
+def embed(slug: str):
+    """The player alone, for other sites to show in a frame (the only framable page)."""
+    campaign = services.get_campaign(slug)
+    return render_template("watch/embed.html", campaign=campaign,
+                           render=campaign.published_render)
+
+
+def is_public(key: str) -> bool:
+    """Public media (shared caches may keep it): a campaign's guide and the files of
+    its published render. Everything else (clips, thumbnails, previews) is private."""
+    parts = key.split("/")
+    if parts[0] == "campaigns" and len(parts) == 3 and parts[2].startswith("guide"):
+        return True
+    if parts[0] == "renders" and len(parts) == 4:
+        published = db.session.scalar(
+            select(Render.id).join(Campaign, Campaign.published_render_id == Render.id)
+            .where(Render.token == parts[2], Campaign.slug == parts[1]))
+        return published is not None
+    return False
+
+
 @bp.get("/media/<path:key>")
 def media(key: str):
     """Stored media by key. Keys of private files hold an unguessable token, so
@@ -42,4 +66,7 @@ def media(key: str):
     mimetype = MIME.get(path.suffix.lower(), "application/octet-stream")
     response = send_file(path, mimetype=mimetype, conditional=True, max_age=3600)
     response.headers["Accept-Ranges"] = "bytes"
+    if not is_public(key):
+        response.cache_control.public = False
+        response.cache_control.private = True
     return response

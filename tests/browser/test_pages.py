@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ensure_organizer
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
@@ -43,9 +45,9 @@ def live(tmp_path_factory):
         "EMBEDDED_WORKER": "true",
     })
     with app.app_context():
+        owner = create_organizer("org@example.org", "correct horse")
         create_campaign("choir", "Browser Choir", parts=["Alto", "Bass"],
-                        description="Sing along!")
-        create_organizer("org@example.org", "correct horse")
+                        description="Sing along!", owner=owner)
     background = Background(app).start()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -116,12 +118,14 @@ def test_participant_organizer_viewer(live, browser, media_files: dict[str, Path
     # viewer: the player loads, plays and seeks (range requests)
     page.goto(f"{base}/watch/choir")
     assert "Ana from the browser" in page.locator("table.credits").inner_text()
-    page.wait_for_function("document.querySelector('#mashup').readyState >= 1", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#mashup').readyState >= 1",
+                           timeout=30_000)
     duration = page.evaluate("document.querySelector('#mashup').duration")
     assert 7.5 < duration < 8.5  # 2 s of music, then 6 s of credits (checked by default)
     page.evaluate("v => { const m = document.querySelector('#mashup'); m.muted = true; "
                   "m.currentTime = 1.2; }", None)
-    page.wait_for_function("document.querySelector('#mashup').readyState >= 2", timeout=30_000)
+    page.wait_for_function("() => document.querySelector('#mashup').readyState >= 2",
+                           timeout=30_000)
     assert abs(page.evaluate("document.querySelector('#mashup').currentTime") - 1.2) < 0.3
     page.screenshot(path=str(tmp_path / "watch.png"), full_page=True)
     desk.close()
@@ -161,7 +165,8 @@ def test_a_synced_clip_its_picture_and_a_nudge(live, browser, tmp_path):
     app, base = live["app"], live["base"]
     with app.app_context():
         campaign = services.create_campaign("guided", "Guided Choir", parts=["Alto"],
-                                            guide_path=str(tmp_path / "guide.wav"))
+                                            guide_path=str(tmp_path / "guide.wav"),
+                                            owner=ensure_organizer())
         with open(tmp_path / "leak.mp4", "rb") as handle:
             clip = services.submit_clip(campaign, handle, "leak.mp4", name="Bea", part="Alto",
                                         consent=True)
@@ -186,7 +191,7 @@ def test_a_synced_clip_its_picture_and_a_nudge(live, browser, tmp_path):
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/organize/")
     page.goto(f"{base}/organize/clips/{clip_id}")
-    page.wait_for_function("document.querySelector('img.plot').naturalWidth > 0",
+    page.wait_for_function("() => document.querySelector('img.plot').naturalWidth > 0",
                            timeout=30_000)
     page.fill("input[name=nudge_ms]", "40")
     page.click("text=Save nudge")

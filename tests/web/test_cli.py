@@ -105,3 +105,30 @@ def test_compose_renders_a_spec_file_and_names_bad_fields(tmp_path, media_files)
     spec_file.write_text(json.dumps(spec))
     missing = run("compose", str(spec_file), "-o", str(tmp_path / "bad.mp4"))
     assert missing.returncode != 0 and "missing.mp4" in missing.stderr
+
+
+def test_campaign_members_from_the_command_line(tmp_path):
+    instance = tmp_path / "instance"
+    for email, extra in (("own@example.org", []), ("mod@example.org", []),
+                         ("root@example.org", ["--admin"])):
+        done = run("organizer", "create", email, "--password", "long enough", *extra,
+                   instance=instance)
+        assert done.returncode == 0, done.stderr
+    assert "administrator" in done.stdout
+    done = run("campaign", "create", "team-choir", "--title", "Team", "--owner",
+               "own@example.org", instance=instance)
+    assert done.returncode == 0, done.stderr
+    done = run("campaign", "add-member", "team-choir", "mod@example.org", "--role", "moderator",
+               instance=instance)
+    assert done.returncode == 0, done.stderr
+    members = run("campaign", "members", "team-choir", instance=instance)
+    assert members.stdout.splitlines() == ["own@example.org\towner", "mod@example.org\tmoderator"]
+    nobody = run("campaign", "add-member", "team-choir", "who@example.org", "--role", "owner",
+                 instance=instance)
+    assert nobody.returncode != 0 and "no organizer" in nobody.stderr
+    bad_role = run("campaign", "add-member", "team-choir", "mod@example.org", "--role", "king",
+                   instance=instance)
+    assert bad_role.returncode != 0
+    no_owner = run("campaign", "create", "x-choir", "--title", "X", "--owner", "who@example.org",
+                   instance=instance)
+    assert no_owner.returncode != 0 and "organizer create" in no_owner.stderr

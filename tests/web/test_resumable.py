@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from sqlalchemy import select
 
 from portal.extensions import db
@@ -76,3 +77,230 @@ def test_termination_and_unknown_uploads(client, campaign):
         == 404
     options = client.options("/api/v1/uploads")
     assert "creation" in options.headers["Tus-Extension"]
+
+
+# --- tus 1.0.0 completed: version, 413, checksum, expiration, GET after completion -------
+
+def _part_size(app, url: str) -> int:
+    upload_id = url.rstrip("/").rsplit("/", 1)[1]
+    part = app.extensions["tutti.storage"].tmp_dir / "uploads" / f"{upload_id}.part"
+    return part.stat().st_size if part.exists() else -1
+
+
+def _upload_files(app) -> list[str]:
+    folder = app.extensions["tutti.storage"].tmp_dir / "uploads"
+    return sorted(p.name for p in folder.glob("*") if p.suffix != ".lock") \
+        if folder.exists() else []
+
+
+def test_an_unsupported_tus_version_is_412(client, campaign):
+    old = {"Tus-Resumable": "0.2.2"}
+    answer = client.post("/api/v1/uploads", headers={**old, "Upload-Length": "10"})
+    assert answer.status_code == 412 and answer.headers["Tus-Version"] == "1.0.0"
+    url = _create(client, 10).headers["Location"]
+    assert client.head(url, headers=old).status_code == 412
+    assert client.patch(url, data=b"x", headers={
+        "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"}) \
+        .status_code == 412  # no version at all
+    assert client.delete(url, headers=old).status_code == 412
+    assert client.head(url, headers=TUS).status_code == 200  # nothing happened to it
+    assert client.options("/api/v1/uploads").status_code == 204  # OPTIONS needs no version
+    assert client.get(url).status_code == 200  # nor does a browser opening the URL
+
+
+def test_a_patch_beyond_upload_length_is_413_keeps_nothing_and_stays_resumable(app, client,
+                                                                              campaign):
+    data = bytes(range(256)) * 4  # 1024 bytes
+    url = _create(client, 100).headers["Location"]
+    over = _patch(client, url, 0, data[:150])
+    assert over.status_code == 413 and over.headers["Upload-Offset"] == "0"
+    assert _part_size(app, url) == 0
+    assert _patch(client, url, 0, data[:60]).headers["Upload-Offset"] == "60"
+    over = _patch(client, url, 60, data[60:120])
+    assert over.status_code == 413 and "60" in over.get_json()["error"]
+    assert _part_size(app, url) == 60
+    assert client.head(url, headers=TUS).headers["Upload-Offset"] == "60"
+    done = _patch(client, url, 60, data[60:100])
+    assert done.status_code == 204 and "Tutti-Clip" in done.headers
+    with app.app_context():
+        clip = db.session.scalar(select(Clip).filter_by(token=done.headers["Tutti-Clip"]))
+        assert app.extensions["tutti.storage"].path(clip.original_key).read_bytes() == data[:100]
+
+
+def test_checksums_sha1_and_sha256_and_460_on_a_mismatch(app, client, campaign):
+    import hashlib
+
+    options = client.options("/api/v1/uploads")
+    assert {"checksum", "expiration", "creation", "termination"} <= \
+        set(options.headers["Tus-Extension"].split(","))
+    assert set(options.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256"}
+    data = b"0123456789" * 10
+    url = _create(client, len(data)).headers["Location"]
+
+    def checksum(algorithm: str, chunk: bytes) -> str:
+        return f"{algorithm} {base64.b64encode(hashlib.new(algorithm, chunk).digest()).decode()}"
+
+    good = client.patch(url, data=data[:40], headers={
+        **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+        "Upload-Checksum": checksum("sha1", data[:40])})
+    assert good.status_code == 204 and good.headers["Upload-Offset"] == "40"
+    bad = client.patch(url, data=data[40:80], headers={
+        **TUS, "Upload-Offset": "40", "Content-Type": "application/offset+octet-stream",
+        "Upload-Checksum": checksum("sha256", b"something else")})
+    assert bad.status_code == 460 and bad.headers["Upload-Offset"] == "40"
+    assert _part_size(app, url) == 40  # the chunk was discarded
+    unknown = client.patch(url, data=data[40:80], headers={
+        **TUS, "Upload-Offset": "40", "Content-Type": "application/offset+octet-stream",
+        "Upload-Checksum": checksum("md5", data[40:80])})
+    assert unknown.status_code == 400 and _part_size(app, url) == 40
+    done = client.patch(url, data=data[40:], headers={
+        **TUS, "Upload-Offset": "40", "Content-Type": "application/offset+octet-stream",
+        "Upload-Checksum": checksum("sha256", data[40:])})
+    assert done.status_code == 204 and "Tutti-Clip" in done.headers
+
+
+def test_uploads_expire_and_are_cleaned_up(app, client, campaign):
+    import time
+    from email.utils import parsedate_to_datetime
+
+    from portal.services import reconcile
+
+    answer = _create(client, 100)
+    expires = parsedate_to_datetime(answer.headers["Upload-Expires"]).timestamp()
+    assert 23.9 * 3600 < expires - time.time() <= 24 * 3600
+    url = answer.headers["Location"]
+    patched = _patch(client, url, 0, b"x" * 10)
+    assert parsedate_to_datetime(patched.headers["Upload-Expires"]).timestamp() >= expires
+    assert "Upload-Expires" in client.head(url, headers=TUS).headers
+
+    app.config["UPLOAD_EXPIRE_HOURS"] = 0
+    stale = _create(client, 100).headers["Location"]
+    time.sleep(0.05)
+    assert client.head(stale, headers=TUS).status_code == 410
+    assert _patch(client, stale, 0, b"x").status_code == 410
+    with app.app_context():
+        counts = reconcile()  # the periodic clean-up
+    assert counts["stale_uploads"] == 1
+    assert client.head(stale, headers=TUS).status_code == 404
+    assert client.head(url, headers=TUS).status_code == 200  # the live one stays
+
+
+def test_get_after_completion_gives_the_clip_and_its_status_url(client, campaign):
+    data = b"v" * 50
+    url = _create(client, len(data)).headers["Location"]
+    progress = client.get(url, headers={"Accept": "application/json"}).get_json()
+    assert progress["offset"] == 0 and progress["complete"] is False
+    token = _patch(client, url, 0, data).headers["Tutti-Clip"]
+    body = client.get(url, headers={"Accept": "application/json"}).get_json()
+    assert body["id"] == token and body["complete"] is True
+    assert body["status_url"].endswith(f"/clip/{token}")
+    assert client.get(body["api_url"]).get_json()["id"] == token
+
+
+# --- against a real HTTP server: tuspy, chunked bodies, a DELETE during a PATCH ---------
+
+@pytest.fixture
+def live(db_kind, tmp_path):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from portal import services
+    from tests.conftest import dispose, make_app
+
+    app = make_app(db_kind, tmp_path, SERVER_NAME=None)
+    with app.app_context():
+        services.create_campaign("ode-to-joy", "Ode to Joy", parts=["Soprano", "Alto"])
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield app, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    dispose(app)
+
+
+METADATA = {"campaign": "ode-to-joy", "name": "Ana", "part": "Alto", "location": "Lisbon",
+            "consent": "yes", "filename": "me.mp4"}
+
+
+def test_tuspy_uploads_with_checksums_and_resumes(live, media_files):
+    from tusclient.client import TusClient
+
+    app, base = live
+    data = media_files["landscape"].read_bytes()
+    client = TusClient(f"{base}/api/v1/uploads")
+    first = client.uploader(file_path=str(media_files["landscape"]), chunk_size=16 * 1024,
+                            metadata=METADATA, upload_checksum=True)
+    first.upload_chunk()  # one chunk, then the "connection drops"
+    assert first.offset == 16 * 1024
+    again = client.uploader(file_path=str(media_files["landscape"]), url=first.url,
+                            chunk_size=32 * 1024, metadata=METADATA, upload_checksum=True)
+    assert again.offset == 16 * 1024  # asked the server with HEAD
+    again.upload()
+    import requests
+
+    body = requests.get(first.url, headers={"Accept": "application/json"}, timeout=10).json()
+    with app.app_context():
+        clip = db.session.scalar(select(Clip).filter_by(token=body["id"]))
+        assert clip.display_name == "Ana"
+        assert app.extensions["tutti.storage"].path(clip.original_key).read_bytes() == data
+
+
+def test_a_chunked_patch_beyond_the_length_is_413_over_http(live):
+    import requests
+
+    app, base = live
+    answer = requests.post(f"{base}/api/v1/uploads", timeout=10, headers={
+        **TUS, "Upload-Length": "100", "Upload-Metadata": _metadata(**METADATA)})
+    url = answer.headers["Location"]
+
+    def body():  # no Content-Length: the server only finds out while reading
+        yield b"a" * 60
+        yield b"b" * 60
+
+    over = requests.patch(url, data=body(), timeout=30, headers={
+        **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+    assert over.status_code == 413
+    head = requests.head(url, headers=TUS, timeout=10)
+    assert head.headers["Upload-Offset"] == "0" and _part_size(app, url) == 0
+
+
+def test_a_delete_during_a_patch_ends_that_patch_with_410_and_leaves_no_file(live):
+    import threading
+
+    import requests
+
+    app, base = live
+    size = 8 << 20
+    answer = requests.post(f"{base}/api/v1/uploads", timeout=10, headers={
+        **TUS, "Upload-Length": str(size), "Upload-Metadata": _metadata(**METADATA)})
+    url = answer.headers["Location"]
+    deleted = threading.Event()
+    result = {}
+
+    def body():
+        yield b"a" * (1 << 20)
+        yield b"a" * (1 << 20)
+        deleted.wait(30)
+        for _ in range(6):
+            yield b"b" * (1 << 20)
+
+    def send():
+        result["answer"] = requests.patch(url, data=body(), timeout=60, headers={
+            **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    import time
+
+    deadline = time.monotonic() + 20
+    while _part_size(app, url) < (1 << 20) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the PATCH is under way
+    assert requests.delete(url, headers=TUS, timeout=10).status_code == 204
+    deleted.set()
+    sender.join(60)
+    assert result["answer"].status_code in (404, 410)
+    assert _upload_files(app) == []
+    assert requests.head(url, headers=TUS, timeout=10).status_code == 404
+    with app.app_context():
+        assert db.session.scalars(select(Clip)).all() == []

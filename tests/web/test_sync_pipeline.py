@@ -11,6 +11,7 @@ from scipy.io import wavfile
 from portal import services
 from portal.extensions import db
 from portal.models import Clip
+from tests.conftest import ensure_organizer
 from tests.signals import tone_melody
 from workers import pipeline
 from workers.media.ffmpeg import run_ffmpeg
@@ -59,7 +60,8 @@ def _submit_and_process(app, slug, path) -> int:
 @pytest.fixture
 def guided(app, sync_media):
     with app.app_context():
-        services.create_campaign("guided", "Guided", parts=[], guide_path=str(sync_media["guide"]))
+        services.create_campaign("guided", "Guided", parts=[], guide_path=str(sync_media["guide"]),
+                                 owner=ensure_organizer())
     return "guided"
 
 

@@ -1,0 +1,130 @@
+"""Throttling (Flask-Limiter): log-in per account and per address, uploads per
+address and per campaign; 429 with Retry-After; Redis storage with a Redis broker."""
+
+from __future__ import annotations
+
+import io
+import secrets
+
+import pytest
+
+from portal import services
+from tests.conftest import REDIS_URL, dispose, ensure_organizer, make_app
+
+
+def _login(client, email: str, password: str = "wrong password", address: str = "198.51.100.1"):
+    return client.post("/organize/login", data={"email": email, "password": password},
+                       environ_base={"REMOTE_ADDR": address})
+
+
+def test_log_in_is_throttled_per_account_and_per_address(app, client):
+    with app.app_context():
+        ensure_organizer("victim@example.org", "the right one")
+    # per account: 5 wrong passwords, then even the right one waits
+    for _ in range(5):
+        assert _login(client, "victim@example.org").status_code == 401
+    blocked = _login(client, "victim@example.org", "the right one", address="198.51.100.2")
+    assert blocked.status_code == 429
+    assert int(blocked.headers["Retry-After"]) > 0
+    assert "try again" in blocked.get_data(as_text=True)
+    # per address: 10 failures over many accounts, then that address waits
+    for i in range(10):
+        assert _login(client, f"guess{i}@example.org", address="203.0.113.7").status_code == 401
+    over = _login(client, "guess-more@example.org", address="203.0.113.7")
+    assert over.status_code == 429 and "Retry-After" in over.headers
+    # another address and account is not affected
+    assert _login(client, "other@example.org", address="203.0.113.8").status_code == 401
+
+
+def test_successful_log_ins_do_not_use_up_the_limit(app, client):
+    with app.app_context():
+        ensure_organizer("busy@example.org", "the right one")
+    for _ in range(12):
+        client.post("/organize/logout")
+        assert _login(client, "busy@example.org", "the right one").status_code == 303
+
+
+def test_an_unknown_e_mail_costs_the_same_password_check(app, client, monkeypatch):
+    import portal.auth as auth
+
+    calls = []
+    real = auth.check_password_hash
+    monkeypatch.setattr(auth, "check_password_hash",
+                        lambda stored, given: calls.append(stored) or real(stored, given))
+    with app.app_context():
+        organizer = ensure_organizer("known@example.org", "the right one")
+        method = organizer.password_hash.split("$", 1)[0]
+    assert _login(client, "nobody@example.org").status_code == 401
+    assert len(calls) == 1 and calls[0].split("$", 1)[0] == method  # same hashing work
+
+
+def _upload(client, slug: str, address: str):
+    data = {"name": "Ana", "part": "Alto", "consent": "yes",
+            "file": (io.BytesIO(b"bytes"), "me.mp4")}
+    return client.post(f"/api/v1/campaigns/{slug}/clips", data=data,
+                       content_type="multipart/form-data", environ_base={"REMOTE_ADDR": address})
+
+
+def _tus_create(client, slug: str, address: str):
+    import base64
+
+    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in
+                    {"campaign": slug, "name": "Ana", "part": "Alto", "consent": "yes"}.items())
+    return client.post("/api/v1/uploads", environ_base={"REMOTE_ADDR": address}, headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": "10", "Upload-Metadata": meta})
+
+
+def test_uploads_are_throttled_per_address_and_per_campaign(app, client, campaign):
+    app.config.update(UPLOAD_LIMIT_ADDRESS="3 per hour", UPLOAD_LIMIT_CAMPAIGN="5 per hour")
+    with app.app_context():
+        services.create_campaign("other", "Other", parts=["Alto"])
+    # per address, across the plain, API and resumable routes
+    assert _upload(client, campaign, "192.0.2.1").status_code == 201
+    assert _tus_create(client, campaign, "192.0.2.1").status_code == 201
+    assert client.post(f"/c/{campaign}/upload", environ_base={"REMOTE_ADDR": "192.0.2.1"},
+                       data={"name": "Ana", "part": "Alto", "consent": "yes",
+                             "file": (io.BytesIO(b"x"), "a.mp4")},
+                       content_type="multipart/form-data").status_code == 303
+    over = _upload(client, "other", "192.0.2.1")
+    assert over.status_code == 429 and int(over.headers["Retry-After"]) > 0
+    assert "error" in over.get_json()
+    # per campaign: other addresses fill ode-to-joy's 5, the other campaign still takes clips
+    assert _upload(client, campaign, "192.0.2.2").status_code == 201
+    assert _tus_create(client, campaign, "192.0.2.3").status_code == 201
+    crowded = _upload(client, campaign, "192.0.2.4")
+    assert crowded.status_code == 429 and "Retry-After" in crowded.headers
+    assert _tus_create(client, campaign, "192.0.2.5").status_code == 429
+    other = _upload(client, "other", "192.0.2.6")
+    assert other.status_code == 201
+    # replacing a clip's file counts as an upload of its campaign
+    token = other.get_json()["id"]
+    replaced = client.post(f"/clip/{token}/replace", environ_base={"REMOTE_ADDR": "192.0.2.1"},
+                           data={"file": (io.BytesIO(b"y"), "b.mp4")},
+                           content_type="multipart/form-data")
+    assert replaced.status_code == 429  # that address used its 3 already
+
+
+@pytest.mark.integration
+def test_limits_are_counted_in_redis_when_the_broker_is_redis(tmp_path):
+    import redis
+
+    app = make_app("sqlite", tmp_path, BROKER_URL=REDIS_URL)
+    email = f"x-{secrets.token_hex(4)}@example.org"
+    server = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert app.config["RATELIMIT_STORAGE_URI"] == REDIS_URL
+        client = app.test_client()
+        for _ in range(5):
+            assert _login(client, email, address="192.0.2.50").status_code == 401
+        assert _login(client, email, address="192.0.2.51").status_code == 429
+        keys = server.keys(f"*login-account:{email}*")
+        assert keys, "no limiter counters in Redis"
+        # the counters live in Redis (shared by every web process): without them,
+        # the account may try again
+        server.delete(*keys)
+        assert _login(client, email, address="192.0.2.52").status_code == 401
+    finally:
+        leftovers = server.keys(f"*{email}*") + server.keys("*192.0.2.5*")
+        if leftovers:
+            server.delete(*leftovers)
+        dispose(app)
