@@ -1,7 +1,7 @@
 """campaign members, invites, organizer sessions
 
 Revision ID: 0469389104f1
-Revises: 503e5481eb38
+Revises: 6ba0ce289fcc
 Create Date: 2026-12-02 16:33:41.392129
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0469389104f1'
-down_revision = '503e5481eb38'
+down_revision = '6ba0ce289fcc'
 branch_labels = None
 depends_on = None
 
