@@ -120,7 +120,11 @@ def colour_filter(info: MediaInfo, picture: tuple[int, int]) -> str:
     pw, ph = picture
     colour: Colour = info.colour
     if colour.hdr:
-        return (f"scale={pw}:{ph}:flags=bicubic,"
+        # zscale needs every property known: fill in what an HDR file leaves untagged
+        tags = (f"setparams=color_trc={colour.transfer}:"
+                f"color_primaries={colour.primaries or 'bt2020'}:"
+                f"colorspace={colour.matrix or 'bt2020nc'}:range={colour.range or 'tv'}")
+        return (f"scale={pw}:{ph}:flags=bicubic,{tags},"
                 "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
                 "tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
     in_range = "pc" if colour.range == "pc" else "tv"

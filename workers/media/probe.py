@@ -264,6 +264,10 @@ _LAYOUT_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0"
                     "5.0": 5, "5.0(side)": 5, "5.1": 6, "5.1(side)": 6, "6.1": 7, "7.1": 8}
 
 
+_NAMED_LAYOUTS = {"mono": 1, "stereo": 2, "downmix": 2, "quad": 4, "hexagonal": 6,
+                  "octagonal": 8, "cube": 8, "hexadecagonal": 16, "binaural": 2}
+
+
 def _clock_seconds(text: str) -> float:
     h, m, s = text.split(":")
     return int(h) * 3600 + int(m) * 60 + float(s)
@@ -276,11 +280,18 @@ def _rate(match: re.Match[str] | None) -> float | None:
 
 
 def _channels(layout: str) -> int | None:
+    """Channels of a layout as ffmpeg names it: "stereo", "5.1(side)", "7.1.4" (the
+    numbers add up), "hexagonal", "10 channels"."""
     layout = layout.strip()
     if layout in _LAYOUT_CHANNELS:
         return _LAYOUT_CHANNELS[layout]
     m = re.match(r"(\d+) channels", layout)
-    return int(m[1]) if m else None
+    if m:
+        return int(m[1])
+    base = layout.split("(")[0]
+    if re.fullmatch(r"\d+(?:\.\d+)+", base):
+        return sum(int(n) for n in base.split("."))
+    return _NAMED_LAYOUTS.get(base)
 
 
 def parse_input_report(text: str) -> InputReport | None:
@@ -573,7 +584,7 @@ def _declared_rate(video: StreamInfo, container: str) -> float:
 
 def _too_fast(fps: float, limits: ProbeLimits) -> ProbeRejected:
     return ProbeRejected(
-        "frame_rate_too_high",
+        "unsupported_format",
         f"This video has {fps:.0f} frames per second, more than Tutti accepts "
         f"({limits.max_fps:g}). Please record at a normal frame rate (30 or 60) "
         "and upload it again.",
