@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from portal import services
@@ -64,7 +65,20 @@ def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, me
         assert "640x360" in info and "h264" in info and "48000 Hz" in info and "stereo" in info
         assert "30 fps" in info
         assert store.path(clip.thumbnail_key).stat().st_size > 0
-        assert clip.media["width"] == 90 and clip.media["height"] == 160
+        assert clip.media["width"] == 108 and clip.media["height"] == 192
+        # portrait in a landscape campaign: accepted, with a warning the participant reads
+        assert [c["code"] for c in clip.checks] == ["portrait"]
+        assert clip.checks[0]["severity"] == "warning"
+        with Image.open(store.path(clip.contact_sheet_key)) as sheet:
+            assert sheet.format == "JPEG" and sheet.size == (964, 544)
+        token = clip.token
+    page = app.test_client().get(f"/clip/{token}").data.decode()
+    assert "You filmed upright (portrait)" in page
+    api = app.test_client().get(f"/api/v1/clips/{token}").get_json()
+    assert api["checks"] == [{"code": "portrait", "severity": "warning",
+                              "message": api["checks"][0]["message"]}]
+    assert api["contact_sheet_url"].endswith("/sheet.jpg")
+    with app.app_context():
         # a re-delivered message finds the work done and changes nothing
         pipeline.intake(clip_id)
         assert len(_clip(app, clip_id).events) == 3
