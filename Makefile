@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo serve test test-fast lint bench-sync bench-render chromium clean
+.PHONY: setup demo serve test test-fast lint bench-sync bench-render bench-intake chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tutti needs Python 3.11 or newer"'
@@ -47,6 +47,9 @@ bench-sync: $(STAMP)
 
 bench-render: $(STAMP)
 	$(BIN)/python -m bench.render
+
+bench-intake: $(STAMP)
+	$(BIN)/python -m bench.intake
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
