@@ -331,3 +331,26 @@ def test_sound_check_rules_on_numbers():
     assert all(c.message.endswith(".") and c.severity in ("warning", "info")
                for c in sound_checks(SoundStats(float("-inf"), float("-inf"), float("-inf"),
                                                 0), True))
+
+
+# --- bad input: a reason each, no hang, nothing left behind -----------------------------------
+
+def _children() -> set[int]:
+    kids: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{tid}/children") as f:
+            kids |= {int(k) for k in f.read().split()}
+    return kids
+
+
+@pytest.mark.parametrize("kind", ["cut", "fps_bomb", "fps_bomb_mkv", "tiny", "low_rate",
+                                  "many_channels"])
+def test_bad_input_leaves_no_process_and_no_temp_file(kinds, tmp_path, kind):
+    src = tmp_path / ("upload" + Path(kinds(kind)).suffix)
+    src.write_bytes(Path(kinds(kind)).read_bytes())
+    before = _children()
+    with pytest.raises(ProbeRejected) as caught:
+        probe(str(src), ProbeLimits(timeout=30))
+    assert caught.value.reason.endswith(".") and len(caught.value.reason) > 40
+    assert _children() - before == set()
+    assert os.listdir(tmp_path) == [src.name]
