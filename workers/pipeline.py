@@ -127,12 +127,16 @@ def _intake(clip_id: int) -> None:
         thumb_key = f"clips/{clip.token}/thumb.jpg"
         sheet_key = f"clips/{clip.token}/sheet.jpg"
         sheet_path = store.path(sheet_key)
-        normalize_clip(str(store.path(clip.original_key)), str(store.path(normalized_key)),
-                       info, fmt, timeout=timeout, sheet=str(sheet_path))
-        make_thumbnail(str(store.path(normalized_key)), str(store.path(thumb_key)))
+        # one decode: the clip, its contact sheet, its thumbnail, its sound measured
+        done = normalize_clip(str(store.path(clip.original_key)),
+                              str(store.path(normalized_key)), info, fmt, timeout=timeout,
+                              sheet=str(sheet_path), thumbnail=str(store.path(thumb_key)),
+                              meter=True)
+        if done.thumbnail is None:
+            make_thumbnail(str(store.path(normalized_key)), str(store.path(thumb_key)))
         checks = intake_checks(info, canvas=(campaign.canvas_width, campaign.canvas_height),
                                guide_duration=campaign.guide_duration if campaign.guide_key
-                               else None, timeout=timeout)
+                               else None, sound=done.sound, timeout=timeout)
     except FFmpegError as exc:
         _fail_clip(clip, "We could not convert this video. Please export it as an MP4 (H.264) "
                          f"and upload it again. (Details: {exc})", exc)

@@ -24,9 +24,12 @@ def main(argv: list[str]) -> int:
                      min_width=int(width) // 2 // 2 * 2, min_height=int(height) // 2 // 2 * 2)
     if engine == "tutti":
         info = probe(src)
-        normalize_clip(src, out, info, fmt, sheet=out + ".sheet.jpg")
-        make_thumbnail(out, out + ".thumb.jpg")
-        checks = intake_checks(info, canvas=(fmt.width, fmt.height), guide_duration=None)
+        done = normalize_clip(src, out, info, fmt, sheet=out + ".sheet.jpg",
+                              thumbnail=out + ".thumb.jpg", meter=True)
+        if done.thumbnail is None:
+            make_thumbnail(out, out + ".thumb.jpg")
+        checks = intake_checks(info, canvas=(fmt.width, fmt.height), guide_duration=None,
+                               sound=done.sound)
         print(json.dumps({"duration": info.duration, "checks": [c.code for c in checks]}))
     elif engine == "ffmpeg":
         run_ffmpeg(["-i", src, "-vf", f"scale={width}:{height}", "-pix_fmt", "yuv420p",

@@ -294,6 +294,21 @@ def test_sound_measure_reads_the_played_track(kinds):
     assert stats.true_peak >= -0.1 and stats.peak_level >= -0.01
 
 
+@pytest.mark.parametrize("kind", ["loud", "quiet", "two_tracks"])
+def test_the_normalize_pass_measures_the_sound_and_takes_the_thumbnail(kinds, tmp_path, kind):
+    src = kinds(kind)
+    info = probe(src)
+    thumb = tmp_path / "thumb.jpg"
+    done = normalize_clip(src, str(tmp_path / "n.mp4"), info, TILE, thumbnail=str(thumb),
+                          meter=True)
+    alone = measure_sound(src, info.audio_stream)
+    assert done.sound is not None
+    assert done.sound.integrated == pytest.approx(alone.integrated, abs=0.5)
+    assert done.sound.true_peak == pytest.approx(alone.true_peak, abs=0.5)
+    assert done.thumbnail == str(thumb) and thumb.read_bytes()[:3] == b"\xff\xd8\xff"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.mp4", "thumb.jpg"]
+
+
 def test_portrait_in_a_landscape_campaign_is_a_warning(kinds):
     info = probe(kinds("portrait"))
     checks = orientation_checks(info, (1280, 720))
@@ -338,8 +353,11 @@ def test_sound_check_rules_on_numbers():
 def _children() -> set[int]:
     kids: set[int] = set()
     for tid in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{tid}/children") as f:
-            kids |= {int(k) for k in f.read().split()}
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                kids |= {int(k) for k in f.read().split()}
+        except OSError:  # a thread that has just ended
+            continue
     return kids
 
 

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from .ffmpeg import FFmpegError, ffmpeg_report
-from .normalize import parse_ebur128_summary
+from .normalize import SOUND_METER, SoundStats, parse_sound_stats
 from .probe import MEDIA_DEMUXERS, MediaInfo, safe_input
 
 log = logging.getLogger(__name__)
@@ -51,36 +50,13 @@ class Check:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class SoundStats:
-    """Integrated loudness (LUFS, -inf for silence), true peak (dBTP), sample peak
-    (dBFS) and how often the signal reached that peak (astats' "Peak count")."""
-
-    integrated: float
-    true_peak: float
-    peak_level: float
-    peak_count: int
-
-
 def measure_sound(path: str, stream: int | str = "a:0", *, timeout: float = 600) -> SoundStats:
     """Measure one audio stream of ``path`` (an input stream index, or a specifier like
-    "a:0"). Decodes the sound only. Raises :class:`FFmpegError` on failure."""
+    "a:0") on its own; intake measures in its normalize pass instead. Decodes the sound
+    only. Raises :class:`FFmpegError` on failure."""
     args = ["-v", "info", *safe_input(path, MEDIA_DEMUXERS), "-map", f"0:{stream}", "-vn",
-            "-af", "astats=metadata=0:measure_perchannel=none,ebur128=peak=true",
-            "-f", "null", "-"]
-    status, text = ffmpeg_report(args, timeout=timeout)
-    loud = parse_ebur128_summary(status, text)
-    return SoundStats(loud.integrated, loud.true_peak, *parse_astats_overall(text))
-
-
-def parse_astats_overall(text: str) -> tuple[float, int]:
-    """(peak level dBFS, peak count) from astats' overall summary (-inf, 0 when absent)."""
-    start = text.rfind("Overall")
-    part = text[start:] if start >= 0 else text
-    level = re.search(r"Peak level dB:\s*(-?inf|-?[\d.]+)", part)
-    count = re.search(r"Peak count:\s*(\d+(?:\.\d+)?)", part)
-    peak = float(level.group(1)) if level else -math.inf
-    return peak, int(float(count.group(1))) if count else 0
+            "-af", SOUND_METER, "-f", "null", "-"]
+    return parse_sound_stats(*ffmpeg_report(args, timeout=timeout))
 
 
 def _clock(seconds: float) -> str:
@@ -163,15 +139,16 @@ def sync_checks(method: str | None, confidence: float | None) -> list[Check]:
 
 
 def intake_checks(info: MediaInfo, *, canvas: tuple[int, int], guide_duration: float | None,
+                  sound: SoundStats | None = None, measure: bool = True,
                   timeout: float = 600) -> list[Check]:
-    """All checks intake can make of an accepted upload (the sound measured here)."""
-    stats = None
-    if info.has_audio and info.audio_stream is not None:
+    """All checks intake can make of an accepted upload. ``sound`` as the normalize pass
+    measured it; without it (and with ``measure``) the sound is measured here."""
+    if sound is None and measure and info.has_audio and info.audio_stream is not None:
         try:
-            stats = measure_sound(info.path, info.audio_stream, timeout=timeout)
+            sound = measure_sound(info.path, info.audio_stream, timeout=timeout)
         except FFmpegError as exc:  # the checks help; the clip itself is fine
             log.warning("sound checks of %s failed: %s", info.path, exc)
-    return [*sound_checks(stats, info.has_audio), *length_checks(info, guide_duration),
+    return [*sound_checks(sound, info.has_audio), *length_checks(info, guide_duration),
             *orientation_checks(info, canvas)]
 
 

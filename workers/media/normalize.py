@@ -113,10 +113,10 @@ def source_matrix(info: MediaInfo) -> str:
 def colour_filter(info: MediaInfo, picture: tuple[int, int]) -> str:
     """Scale to ``picture`` and convert to SDR BT.709 limited range, as a player shows it.
 
-    HDR (HLG or PQ) is scaled first (cheap at the output size), then linearised,
-    converted to BT.709 primaries and tone-mapped (mobius: keeps saturated colours
-    saturated; zscale does the transfer maths). SDR pictures take swscale's matrix and
-    range conversion within the same scale."""
+    HDR (HLG or PQ): one zscale resizes, linearises and converts to BT.709 primaries (in
+    float, at the output size), tonemap (mobius: keeps saturated colours saturated) brings
+    it into SDR, a second zscale applies the BT.709 transfer and matrix. SDR pictures take
+    swscale's matrix and range conversion within the same scale."""
     pw, ph = picture
     colour: Colour = info.colour
     if colour.hdr:
@@ -124,8 +124,7 @@ def colour_filter(info: MediaInfo, picture: tuple[int, int]) -> str:
         tags = (f"setparams=color_trc={colour.transfer}:"
                 f"color_primaries={colour.primaries or 'bt2020'}:"
                 f"colorspace={colour.matrix or 'bt2020nc'}:range={colour.range or 'tv'}")
-        return (f"scale={pw}:{ph}:flags=bicubic,{tags},"
-                "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+        return (f"{tags},zscale=w={pw}:h={ph}:t=linear:npl=100:p=bt709,format=gbrpf32le,"
                 "tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
     in_range = "pc" if colour.range == "pc" else "tv"
     return (f"scale={pw}:{ph}:in_color_matrix={source_matrix(info)}:out_color_matrix=bt709:"
@@ -156,46 +155,117 @@ def sheet_filter(duration: float, cell_width: int = SHEET_CELL_WIDTH) -> str:
             f"scale={cell_width}:-2,tile=3x3:padding=2:color=black,format=yuvj420p")
 
 
+def thumbnail_time(duration: float) -> float:
+    """Where the thumbnail is taken: at 1 s, or a third into a shorter clip."""
+    return min(1.0, duration / 3)
+
+
+#: the sound's statistics: astats (sample peak and how often it is reached) and ebur128
+#: (integrated loudness, true peak), logged at the end of the run
+SOUND_METER = "astats=metadata=0:measure_perchannel=none,ebur128=peak=true:framelog=verbose"
+
+
 def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
-                   sheet: str | None = None) -> list[str]:
-    """ffmpeg arguments (without the binary) that turn ``src`` into ``dst`` (and, with
-    ``sheet``, a 3×3 contact sheet JPEG of the normalized picture, in the same pass)."""
+                   sheet: str | None = None, thumbnail: str | None = None,
+                   thumbnail_width: int = 320, meter: bool = False) -> list[str]:
+    """ffmpeg arguments (without the binary) that turn ``src`` into ``dst``; from the same
+    decode, with ``sheet`` a 3×3 contact sheet JPEG, with ``thumbnail`` a JPEG still
+    (``thumbnail_width`` wide) and with ``meter`` the sound's statistics in the log
+    (:func:`parse_sound_stats`)."""
     duration = f"{info.duration:.6f}"
-    args = [*safe_input(src)]
+    args: list[str] = []
+    if info.coded_width * info.coded_height > 2 * 1920 * 1080:
+        # fewer decoder threads: each holds 4K frames (memory), and the encoder and the
+        # filters keep the other cores busy
+        args += ["-threads", "2"]
+    args += [*safe_input(src)]
+    graph: list[str] = []
     if info.has_audio:
-        audio_map = f"0:{info.audio_stream}" if info.audio_stream is not None else "0:a:0"
+        stream = f"0:{info.audio_stream}" if info.audio_stream is not None else "0:a:0"
         # async resampling fills gaps and starts the sound at t=0, as the picture does,
         # and apad + -t makes the sound exactly as long as the clip. Pads are always
         # finite: an endless pad cut by -t or atrim sometimes hangs ffmpeg 9.
-        audio_filter = (f"aresample={fmt.sample_rate}:async=1:first_pts=0,"
-                        f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
-                        f"apad=whole_dur={duration}")
+        sound = (f"aresample={fmt.sample_rate}:async=1:first_pts=0,"
+                 f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                 f"apad=whole_dur={duration}[a]")
+        if meter:  # measured as the source has it (its own channels and rate)
+            graph.append(f"[{stream}]asplit=2[am][au]")
+            graph.append(f"[am]{SOUND_METER},anullsink")
+            graph.append(f"[au]{sound}")
+        else:
+            graph.append(f"[{stream}]{sound}")
     else:
         args += ["-f", "lavfi", "-t", duration,
                  "-i", f"anullsrc=channel_layout=stereo:sample_rate={fmt.sample_rate}"]
-        audio_map = "1:a:0"
-        audio_filter = "anull"
+        graph.append("[1:a:0]anull[a]")
     frame = fmt.frame_size(info.width, info.height)
-    video = tile_video_filter(fmt, info.duration, info, frame)
-    graph = f"[0:{info.video_stream}]{video}"
-    graph += f",split=2[v][s];[s]{sheet_filter(info.duration)}[sheet]" if sheet else "[v]"
+    video = f"[0:{info.video_stream}]{tile_video_filter(fmt, info.duration, info, frame)}"
+    branches = ["v"] + (["s"] if sheet else []) + (["t"] if thumbnail else [])
+    if len(branches) > 1:
+        video += f",split={len(branches)}" + "".join(f"[{b}]" for b in branches)
+    else:
+        video += "[v]"
+    graph.append(video)
+    if sheet:
+        graph.append(f"[s]{sheet_filter(info.duration)}[sheet]")
+    if thumbnail:
+        at = thumbnail_time(info.duration)
+        graph.append(f"[t]select='gte(t\\,{at:.6f})',scale={thumbnail_width}:-2,"
+                     "format=yuvj420p[thumb]")
     args += [
-        "-filter_complex", graph,
-        "-map", "[v]", "-map", audio_map,
+        "-filter_complex", ";".join(graph),
+        "-map", "[v]", "-map", "[a]",
         "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
         "-t", duration,
         "-c:v", "libx264", "-preset", fmt.preset, "-crf", str(fmt.crf),
         "-pix_fmt", "yuv420p", "-profile:v", "high", "-g", str(2 * fmt.fps),
         "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
         "-color_range", "tv",
-        "-af", audio_filter,
         "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(fmt.sample_rate), "-ac", "2",
         "-movflags", "+faststart", "-f", "mp4", input_url(dst),
     ]
-    if sheet:
-        args += ["-map", "[sheet]", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "4",
-                 "-f", "image2", "-update", "1", input_url(sheet)]
+    for label, path in (("sheet", sheet), ("thumb", thumbnail)):
+        if path:
+            args += ["-map", f"[{label}]", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "4",
+                     "-f", "image2", "-update", "1", input_url(path)]
     return args
+
+
+@dataclass(frozen=True)
+class SoundStats:
+    """The sound of a clip as measured: integrated loudness (LUFS, -inf for silence),
+    true peak (dBTP), sample peak (dBFS) and how often the signal reached that peak
+    (astats' "Peak count")."""
+
+    integrated: float
+    true_peak: float
+    peak_level: float
+    peak_count: int
+
+
+def parse_sound_stats(status: int, text: str) -> SoundStats:
+    """The :class:`SoundStats` of a log with ebur128's summary and astats' overall lines
+    (:data:`SOUND_METER`). Raises :class:`FFmpegError` when the summary is missing."""
+    loud = parse_ebur128_summary(status, text)
+    start = text.rfind("Overall")
+    part = text[start:] if start >= 0 else text
+    level = re.search(r"Peak level dB:\s*(-?inf|-?[\d.]+)", part)
+    count = re.search(r"Peak count:\s*(\d+(?:\.\d+)?)", part)
+    peak = float(level.group(1)) if level else -math.inf
+    return SoundStats(loud.integrated, loud.true_peak, peak,
+                      int(float(count.group(1))) if count else 0)
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """What normalizing wrote and measured: the contact sheet and thumbnail paths (None
+    when none was asked for or made) and the sound's statistics (None without sound or
+    ``meter``)."""
+
+    path: str
+    sheet: str | None = None
+    thumbnail: str | None = None
+    sound: SoundStats | None = None
 
 
 def normalize_clip(
@@ -207,28 +277,49 @@ def normalize_clip(
     timeout: float = 1800,
     progress: Callable[[float], None] | None = None,
     sheet: str | None = None,
-) -> None:
-    """Write the normalized clip to ``dst`` atomically (never a half-written ``dst``),
-    and with ``sheet`` its 3×3 contact sheet (JPEG) from the same decode. Raises
-    :class:`FFmpegError`; nothing is left behind on failure."""
+    thumbnail: str | None = None,
+    meter: bool = False,
+) -> Normalized:
+    """Write the normalized clip to ``dst`` atomically (never a half-written ``dst``);
+    from the same decode, optionally its 3×3 contact sheet (``sheet``), a thumbnail and
+    the sound's statistics (``meter``). Raises :class:`FFmpegError`; nothing is left
+    behind on failure."""
     tmp = temp_path_for(dst)
-    sheet_tmp = temp_path_for(sheet) if sheet else None
+    extras = {"sheet": sheet, "thumbnail": thumbnail}
+    temps = {k: temp_path_for(v) for k, v in extras.items() if v}
     try:
-        run_ffmpeg(normalize_argv(src, tmp, info, fmt, sheet=sheet_tmp), timeout=timeout,
-                   duration=info.duration, progress=progress)
+        args = normalize_argv(src, tmp, info, fmt, sheet=temps.get("sheet"),
+                              thumbnail=temps.get("thumbnail"), meter=meter)
+        status, text = ffmpeg_report(["-v", "info", "-nostats", *args], timeout=timeout,
+                                     max_lines=400, duration=info.duration,
+                                     progress=progress)
+        if status != 0:
+            raise FFmpegError(f"ffmpeg exited with status {status}", args, status,
+                              "\n".join(text.splitlines()[-20:]))
+        sound = None
+        if meter and info.has_audio:
+            try:
+                sound = parse_sound_stats(status, text)
+            except FFmpegError as exc:  # a measurement that helps; the clip is fine
+                log.warning("no sound statistics for %s: %s", src, exc)
         replace_atomically(tmp, dst)
-        if sheet_tmp and _nonempty(sheet_tmp):
-            replace_atomically(sheet_tmp, sheet)
-        elif sheet_tmp:
-            log.warning("no contact sheet for %s (too few frames)", src)
+        made: dict[str, str | None] = {}
+        for key, final in extras.items():
+            made[key] = None
+            if final and _nonempty(temps[key]):
+                replace_atomically(temps[key], final)
+                made[key] = final
+            elif final:
+                log.warning("no %s for %s", key, src)
     except BaseException:
         remove_quietly(tmp)
         raise
     finally:
-        if sheet_tmp:
-            remove_quietly(sheet_tmp)
+        for path in temps.values():
+            remove_quietly(path)
     w, h = fmt.frame_size(info.width, info.height)
     log.info("normalized %s -> %s (%dx%d@%d)", src, dst, w, h, fmt.fps)
+    return Normalized(dst, made["sheet"], made["thumbnail"], sound)
 
 
 def thumbnail_argv(src: str, dst: str, at: float, width: int) -> list[str]:
