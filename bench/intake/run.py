@@ -48,12 +48,18 @@ def measure(engine: str, src: str, out_dir: str, canvas: tuple[int, int], fps: i
 
 def ssim_of_frame(rendered: str, source: str, canvas: tuple[int, int], at: float) -> float:
     """SSIM (All) of the rendered frame at ``at`` s against the source's frame scaled once
-    (bicubic) to the canvas, both as a player shows them (BT.709)."""
-    w, h = canvas
+    to the canvas (bicubic; an HDR source tone-mapped in the same step, as a player shows
+    it)."""
+    from workers.media.normalize import colour_filter
+    from workers.media.probe import probe
+
+    info = probe(source)
+    reference = (colour_filter(info, canvas) if info.colour.hdr
+                 else f"scale={canvas[0]}:{canvas[1]}:flags=bicubic")
     done = subprocess.run(
         [ffmpeg_path(), "-hide_banner", "-nostdin", "-ss", f"{at:.3f}", "-i", rendered,
          "-ss", f"{at:.3f}", "-i", source, "-filter_complex",
-         f"[1:v]scale={w}:{h}:flags=bicubic,format=yuv420p[ref];[0:v]format=yuv420p[main];"
+         f"[1:v]{reference},format=yuv420p[ref];[0:v]format=yuv420p[main];"
          "[main][ref]ssim", "-frames:v", "1", "-f", "null", "-"],
         capture_output=True, text=True, timeout=600)
     found = re.findall(r"All:([\d.]+)", done.stderr)
