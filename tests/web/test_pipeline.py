@@ -53,7 +53,8 @@ def test_intake_rejects_a_text_file_with_a_reason_and_nothing_else_moves(app, cl
     assert body["reason"].split(".")[0].encode() in page.data
 
 
-def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, media_files):
+def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, media_files,
+                                                               organizer_client):
     clip_id = _submit(app, campaign, media_files["portrait"])
     with app.app_context():
         pipeline.intake(clip_id)
@@ -78,6 +79,10 @@ def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, me
     assert api["checks"] == [{"code": "portrait", "severity": "warning",
                               "message": api["checks"][0]["message"]}]
     assert api["contact_sheet_url"].endswith("/sheet.jpg")
+    # moderation: the contact sheet beside the thumbnail, and the checks
+    queue = organizer_client.get(f"/organize/c/{campaign}").data.decode()
+    assert f"clips/{token}/sheet.jpg" in queue and "You filmed upright" in queue
+    assert organizer_client.get(api["contact_sheet_url"]).status_code == 200
     with app.app_context():
         # a re-delivered message finds the work done and changes nothing
         pipeline.intake(clip_id)
