@@ -29,7 +29,7 @@ from workers.media.normalize import TileFormat, normalize_clip
 from workers.media.probe import ProbeLimits, ProbeRejected, parse_input_report, probe
 
 from .conftest import _run
-from .measures import dominant_frequency, mean_saturation_and_luma, white_box
+from .measures import dominant_frequency, mean_saturation_and_luma, ssim, white_box
 
 TILE = TileFormat(width=320, height=180, fps=30)
 #: outputs are probed as they are (a tile may be smaller than an upload may be)
@@ -259,6 +259,31 @@ def test_a_large_source_keeps_the_canvas_size_a_small_one_is_not_blown_up(kinds,
     assert fmt.frame_size(960, 540) == (960, 540)  # shown at its own size
     assert fmt.frame_size(540, 960) == (1280, 720)  # a tall one fills the height
     assert fmt.frame_size(3840, 2160) == (1280, 720)
+
+
+def test_a_full_frame_spotlight_keeps_the_detail(kinds, tmp_path):
+    """A performer shown full frame is scaled once (normalized at the canvas size), not
+    shrunk to a tile and blown up again: SSIM >= 0.95 against the source scaled once."""
+    from workers.media.render import render
+    from workers.media.spec import parse_spec
+
+    src = kinds("hd")  # 1280x720, a 640x360 canvas here (1080p in bench/intake)
+    scores = {}
+    for label, fmt in (("canvas", TileFormat(width=640, height=360, fps=30, min_width=320,
+                                             min_height=180)),
+                       ("old tile", TileFormat(width=320, height=180, fps=30))):
+        clip = _normalize(src, tmp_path / f"{label}.mp4", fmt)
+        spec = parse_spec({"version": 1, "canvas": {"width": 640, "height": 360, "fps": 30},
+                           "layout": {"type": "spotlight", "gap": 0,
+                                      "featured": [{"clip": "a", "start": 0, "end": 60}]},
+                           "audio": {"mode": "mix"}, "video": {"preset": "ultrafast",
+                                                               "crf": 18},
+                           "clips": [{"id": "a", "path": clip}]})
+        out = str(tmp_path / f"spot-{label}.mp4")
+        render(spec, out)
+        scores[label] = ssim(out, src, size="640x360", at=0.5)
+    assert scores["canvas"] >= 0.95
+    assert scores["canvas"] > scores["old tile"] + 0.01
 
 
 def test_contact_sheet_has_nine_frames_from_the_same_pass(kinds, tmp_path):
