@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo serve test test-fast lint bench-sync bench-sync-deps bench-render chromium fonts ocr clean
+.PHONY: setup demo serve test test-fast lint bench-sync bench-sync-deps bench-render bench-intake chromium fonts ocr clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tutti needs Python 3.11 or newer"'
@@ -82,6 +82,9 @@ bench-sync: bench-sync-deps
 
 bench-render: $(STAMP)
 	$(BIN)/python -m bench.render
+
+bench-intake: $(STAMP)
+	$(BIN)/python -m bench.intake
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -202,7 +202,10 @@ class Clip(db.Model):
     size_bytes: Mapped[int] = mapped_column(default=0)
     normalized_key: Mapped[str | None] = mapped_column(String(300))
     thumbnail_key: Mapped[str | None] = mapped_column(String(300))
+    contact_sheet_key: Mapped[str | None] = mapped_column(String(300))  # 3x3 frames
     media: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # probe facts
+    #: what the participant should know about the take: [{code, severity, message}]
+    checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
     sync_state: Mapped[str | None] = mapped_column(String(20))  # pending/done/failed/None
     offset_seconds: Mapped[float | None]

@@ -453,10 +453,12 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
     clip.original_key = key
     clip.original_filename = filename
     clip.size_bytes = size
-    for old in (clip.normalized_key, clip.thumbnail_key, clip.sync_plot_key):
+    for old in (clip.normalized_key, clip.thumbnail_key, clip.sync_plot_key,
+                clip.contact_sheet_key):
         storage().delete(old)
     clip.normalized_key = clip.thumbnail_key = clip.sync_plot_key = None
-    clip.media = None
+    clip.contact_sheet_key = None
+    clip.media = clip.checks = None
     clip.offset_seconds = clip.sync_confidence = clip.drift_ppm = None
     clip.sync_method = clip.sync_state = None
     clip.lease_until = None
@@ -471,7 +473,8 @@ def withdraw_clip(clip: Clip) -> None:
     if clip.status == "withdrawn":
         return
     states.move_clip(clip, "withdrawn", "withdrawn by the participant")
-    for key in (clip.original_key, clip.normalized_key, clip.thumbnail_key, clip.sync_plot_key):
+    for key in (clip.original_key, clip.normalized_key, clip.thumbnail_key, clip.sync_plot_key,
+                clip.contact_sheet_key):
         storage().delete(key)
     db.session.commit()
 

@@ -165,15 +165,15 @@ def media_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         run_ffmpeg([*args, str(out)], timeout=60)
         made[name.split(".")[0]] = out
 
-    make("landscape.mp4", ["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+    make("landscape.mp4", ["-f", "lavfi", "-i", "testsrc2=size=192x108:rate=25",
                            "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
                            "-t", "2", "-pix_fmt", "yuv420p", "-c:v", "libx264",
                            "-preset", "ultrafast", "-c:a", "aac", "-shortest"])
-    make("portrait.mp4", ["-f", "lavfi", "-i", "testsrc=size=90x160:rate=30",
+    make("portrait.mp4", ["-f", "lavfi", "-i", "testsrc=size=108x192:rate=30",
                           "-f", "lavfi", "-i", "sine=frequency=660:sample_rate=48000",
                           "-t", "2", "-pix_fmt", "yuv420p", "-c:v", "libx264",
                           "-preset", "ultrafast", "-c:a", "aac", "-shortest"])
-    make("silent.mp4", ["-f", "lavfi", "-i", "color=c=red:size=160x90:rate=24", "-t", "2",
+    make("silent.mp4", ["-f", "lavfi", "-i", "color=c=red:size=192x108:rate=24", "-t", "2",
                         "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast"])
     make("guide.wav", ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "3"])
     text = root / "notes.mp4"  # a text file that claims to be a video

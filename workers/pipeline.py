@@ -24,6 +24,7 @@ from portal.extensions import db
 from portal.models import Campaign, Clip, Render, utcnow
 from portal.services import enqueue, storage
 from workers.media.ffmpeg import FFmpegError
+from workers.media.normalize import TileFormat
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,22 @@ def intake(clip_id: int) -> None:
         _intake(clip_id)
 
 
+def clip_format(campaign: Campaign) -> TileFormat:
+    """The normalized clip format of a campaign: its canvas size at most (a performer
+    shown full frame keeps the detail), the grid tile's size at least, in the canvas's
+    shape."""
+    from workers.media.normalize import TileFormat
+
+    cw, ch = campaign.canvas_width, campaign.canvas_height
+    shrink = min(1.0, max(campaign.tile_width / cw, campaign.tile_height / ch))
+    return TileFormat(width=cw, height=ch, fps=campaign.fps,
+                      min_width=max(2, int(cw * shrink / 2) * 2),
+                      min_height=max(2, int(ch * shrink / 2) * 2))
+
+
 def _intake(clip_id: int) -> None:
-    from workers.media.normalize import TileFormat, make_thumbnail, normalize_clip
+    from workers.media.checks import intake_checks
+    from workers.media.normalize import make_thumbnail, normalize_clip
     from workers.media.probe import ProbeRejected, probe
 
     timeout = float(current_app.config["INTAKE_TIMEOUT"])
@@ -107,18 +122,29 @@ def _intake(clip_id: int) -> None:
             states.move_clip(clip, "checked")
         db.session.commit()
 
-        fmt = TileFormat(width=campaign.tile_width, height=campaign.tile_height, fps=campaign.fps)
+        fmt = clip_format(campaign)
         normalized_key = f"clips/{clip.token}/normalized.mp4"
         thumb_key = f"clips/{clip.token}/thumb.jpg"
-        normalize_clip(str(store.path(clip.original_key)), str(store.path(normalized_key)),
-                       info, fmt, timeout=timeout)
-        make_thumbnail(str(store.path(normalized_key)), str(store.path(thumb_key)))
+        sheet_key = f"clips/{clip.token}/sheet.jpg"
+        sheet_path = store.path(sheet_key)
+        # one decode: the clip, its contact sheet, its thumbnail, its sound measured
+        done = normalize_clip(str(store.path(clip.original_key)),
+                              str(store.path(normalized_key)), info, fmt, timeout=timeout,
+                              sheet=str(sheet_path), thumbnail=str(store.path(thumb_key)),
+                              meter=True)
+        if done.thumbnail is None:
+            make_thumbnail(str(store.path(normalized_key)), str(store.path(thumb_key)))
+        checks = intake_checks(info, canvas=(campaign.canvas_width, campaign.canvas_height),
+                               guide_duration=campaign.guide_duration if campaign.guide_key
+                               else None, sound=done.sound, timeout=timeout)
     except FFmpegError as exc:
         _fail_clip(clip, "We could not convert this video. Please export it as an MP4 (H.264) "
                          f"and upload it again. (Details: {exc})", exc)
         return
     clip.normalized_key = normalized_key
     clip.thumbnail_key = thumb_key
+    clip.contact_sheet_key = sheet_key if sheet_path.is_file() else None
+    clip.checks = [c.to_dict() for c in checks]
     clip.lease_until = None
     clip.sync_state = "pending" if campaign.guide_key else None
     states.move_clip(clip, "normalized")
@@ -150,6 +176,8 @@ def align(clip_id: int) -> None:
 
 def _align(clip_id: int) -> None:
     from workers.media.align import AlignError, align_files
+    from workers.media.checks import merge as merge_checks
+    from workers.media.checks import sync_checks
 
     clip = _claim_clip(clip_id, sync_pending=True, lease_seconds=900)
     if clip is None:
@@ -181,6 +209,8 @@ def _align(clip_id: int) -> None:
     clip.sync_confidence = float(result.confidence)
     clip.sync_method = result.method
     clip.sync_candidates = [k.to_json_dict() for k in result.candidates]
+    clip.checks = merge_checks(clip.checks or [], sync_checks(result.method, result.confidence),
+                               replace=["song_not_heard"])
     clip.drift_ppm = float(result.drift_ppm)
     clip.sync_state = "done"
     clip.lease_until = None

@@ -30,9 +30,11 @@ def clip_json(clip: Clip) -> dict:
         "part": clip.part_name,
         "location": clip.location,
         "thumbnail_url": _media(clip.thumbnail_key),
+        "contact_sheet_url": _media(clip.contact_sheet_key),
         "normalized_url": _media(clip.normalized_key),
         "status_url": url_for("participate.status", token=clip.token, _external=True),
         "media": clip.media,
+        "checks": clip.checks or [],
         "sync": {
             "state": clip.sync_state,
             "offset_seconds": clip.offset_seconds,

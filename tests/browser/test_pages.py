@@ -158,7 +158,7 @@ def test_a_synced_clip_its_picture_and_a_nudge(live, browser, tmp_path):
     leak = np.concatenate([np.zeros(int(0.7 * rate), np.float32), 0.3 * guide])
     leak = leak + np.random.default_rng(2).normal(0, 0.01, leak.size).astype(np.float32)
     wavfile.write(tmp_path / "leak.wav", rate, leak.astype(np.float32))
-    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=192x108:rate=25",
                 "-i", str(tmp_path / "leak.wav"), "-shortest", "-pix_fmt", "yuv420p",
                 "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
                 str(tmp_path / "leak.mp4")], timeout=60)

@@ -255,7 +255,7 @@ def test_a_guided_campaign_syncs_each_clip_on_a_real_worker(stack, tmp_path):
     wavfile.write(tmp_path / "leak.wav", rate, leak.astype(np.float32))
     wavfile.write(tmp_path / "other.wav", rate, tone_melody(8.7, 99, rate))
     for name in ("leak", "other"):
-        run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+        run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=192x108:rate=25",
                     "-i", str(tmp_path / f"{name}.wav"), "-shortest", "-pix_fmt", "yuv420p",
                     "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac",
                     str(tmp_path / f"{name}.mp4")], timeout=60)

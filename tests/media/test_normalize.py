@@ -21,7 +21,7 @@ def _normalized(src: str, dst: str) -> MediaInfo:
 
 
 def test_landscape_clip_fills_the_tile(make_clip, tmp_path, read_frame, colour_of, close_to):
-    src = make_clip(width=160, height=90, fps=25, color="red", duration=2.0)
+    src = make_clip(width=192, height=108, fps=25, color="red", duration=2.0)
     out = _normalized(src, str(tmp_path / "n.mp4"))
     assert (out.width, out.height, out.rotation) == (320, 180, 0)
     assert out.fps == 30
@@ -34,7 +34,7 @@ def test_landscape_clip_fills_the_tile(make_clip, tmp_path, read_frame, colour_o
 
 def test_constant_frame_rate_and_yuv420p(make_clip, tmp_path):
     dst = str(tmp_path / "n.mp4")
-    _normalized(make_clip(fps=25, duration=2.0), dst)
+    _normalized(make_clip(width=192, height=108, fps=25, duration=2.0), dst)
     status, text = ffmpeg_report(["-i", dst, "-map", "0:v", "-c", "copy", "-f", "null", "-"])
     assert status == 0
     assert "yuv420p" in text
@@ -43,7 +43,7 @@ def test_constant_frame_rate_and_yuv420p(make_clip, tmp_path):
 
 
 def test_portrait_clip_is_pillarboxed(make_clip, tmp_path, read_frame, colour_of, close_to):
-    src = make_clip(width=90, height=160, color="lime")
+    src = make_clip(width=108, height=192, color="lime")
     out = _normalized(src, str(tmp_path / "p.mp4"))
     assert (out.width, out.height) == (320, 180)
     frame = read_frame(out.path, 0.5)
@@ -54,7 +54,7 @@ def test_portrait_clip_is_pillarboxed(make_clip, tmp_path, read_frame, colour_of
 
 def test_rotation_is_applied_and_not_left_in_metadata(make_clip, tmp_path, read_frame,
                                                       colour_of, close_to):
-    src = make_clip(width=160, height=90, color="blue", rotation=90)
+    src = make_clip(width=192, height=108, color="blue", rotation=90)
     dst = str(tmp_path / "r.mp4")
     out = _normalized(src, dst)
     assert out.rotation == 0
@@ -69,7 +69,7 @@ def test_rotation_is_applied_and_not_left_in_metadata(make_clip, tmp_path, read_
 
 
 def test_clip_without_audio_gets_silence_of_the_same_length(make_clip, tmp_path):
-    src = make_clip(audio=False, duration=2.0)
+    src = make_clip(width=192, height=108, audio=False, duration=2.0)
     out = _normalized(src, str(tmp_path / "s.mp4"))
     assert out.has_audio and out.audio_codec == "aac" and out.channels == 2
     assert out.duration == pytest.approx(2.0, abs=0.05)
@@ -77,13 +77,14 @@ def test_clip_without_audio_gets_silence_of_the_same_length(make_clip, tmp_path)
 
 
 def test_webm_from_a_browser(make_clip, tmp_path):
-    out = _normalized(make_clip(container="webm-live"), str(tmp_path / "w.mp4"))
+    out = _normalized(make_clip(width=192, height=108, container="webm-live"),
+                      str(tmp_path / "w.mp4"))
     assert (out.width, out.height, out.fps) == (320, 180, 30)
     assert out.duration == pytest.approx(2.0, abs=0.1)
 
 
 def test_sound_keeps_its_level(make_clip, tmp_path):
-    src = make_clip(volume_db=-12.0)
+    src = make_clip(width=192, height=108, volume_db=-12.0)
     out = _normalized(src, str(tmp_path / "l.mp4"))
     # mono becomes stereo at -3 dB a channel, so the loudness stays the same
     assert measure_loudness(out.path).integrated == pytest.approx(
@@ -91,7 +92,7 @@ def test_sound_keeps_its_level(make_clip, tmp_path):
 
 
 def test_argv_is_a_list_of_plain_arguments(make_clip, tmp_path):
-    src = make_clip()
+    src = make_clip(width=192, height=108)
     argv = normalize_argv(src, str(tmp_path / "x.mp4"), probe(src), TILE)
     assert all(isinstance(a, str) for a in argv)
     assert argv[argv.index("-i") + 1] == f"file:{os.path.abspath(src)}"
@@ -99,7 +100,7 @@ def test_argv_is_a_list_of_plain_arguments(make_clip, tmp_path):
 
 
 def test_failure_leaves_no_output_and_no_temp(make_sample, make_clip, tmp_path):
-    info = probe(make_clip())
+    info = probe(make_clip(width=192, height=108))
     broken = make_sample("truncated_mp4")
     dst = tmp_path / "n.mp4"
     with pytest.raises(FFmpegError):
@@ -108,7 +109,7 @@ def test_failure_leaves_no_output_and_no_temp(make_sample, make_clip, tmp_path):
 
 
 def test_thumbnail(make_clip, tmp_path):
-    src = make_clip(width=160, height=90)
+    src = make_clip(width=192, height=108)
     dst = tmp_path / "t.jpg"
     make_thumbnail(src, str(dst))
     data = dst.read_bytes()

@@ -14,43 +14,43 @@ from workers.media.probe import (
 
 
 def test_landscape_clip(make_clip):
-    path = make_clip(width=160, height=90, duration=2.0, fps=25)
+    path = make_clip(width=192, height=108, duration=2.0, fps=25)
     info = probe(path)
     assert isinstance(info, MediaInfo)
     assert info.path == path
     assert "mp4" in info.container.split(",")
     assert info.duration == pytest.approx(2.0, abs=0.05)
-    assert (info.width, info.height, info.rotation) == (160, 90, 0)
+    assert (info.width, info.height, info.rotation) == (192, 108, 0)
     assert info.fps == 25
     assert info.video_codec == "h264"
     assert info.has_audio and info.audio_codec == "aac"
     assert info.sample_rate == 48000 and info.channels == 1
     assert info.size_bytes == os.path.getsize(path)
     json.dumps(info.to_dict())
-    assert info.to_dict()["width"] == 160
+    assert info.to_dict()["width"] == 192
 
 
 def test_portrait_clip(make_clip):
-    info = probe(make_clip(width=90, height=160))
-    assert (info.width, info.height, info.rotation) == (90, 160, 0)
+    info = probe(make_clip(width=108, height=192))
+    assert (info.width, info.height, info.rotation) == (108, 192, 0)
 
 
 @pytest.mark.parametrize("rotation", [90, 270, 180])
 def test_phone_rotation_gives_the_displayed_size(make_clip, rotation):
-    info = probe(make_clip(width=160, height=90, rotation=rotation))
+    info = probe(make_clip(width=192, height=108, rotation=rotation))
     assert info.rotation == rotation
-    expected = (90, 160) if rotation in (90, 270) else (160, 90)
+    expected = (108, 192) if rotation in (90, 270) else (192, 108)
     assert (info.width, info.height) == expected
 
 
 def test_clip_without_audio(make_clip):
-    info = probe(make_clip(audio=False))
+    info = probe(make_clip(width=192, height=108, audio=False))
     assert not info.has_audio
     assert info.audio_codec is None and info.sample_rate is None and info.channels is None
 
 
 def test_webm_without_duration_is_measured(make_clip):
-    path = make_clip(container="webm-live", duration=2.0)
+    path = make_clip(width=192, height=108, container="webm-live", duration=2.0)
     info = probe(path)
     assert info.container == "matroska,webm"
     assert info.video_codec == "vp8" and info.audio_codec == "opus"
@@ -59,7 +59,7 @@ def test_webm_without_duration_is_measured(make_clip):
 
 
 def test_mov_container(make_clip):
-    info = probe(make_clip(container="mov"))
+    info = probe(make_clip(width=192, height=108, container="mov"))
     assert "mov" in info.container.split(",")
 
 
@@ -101,7 +101,7 @@ def test_missing_file_is_unreadable(tmp_path):
 
 
 def test_limits(make_clip):
-    path = make_clip(duration=2.0)
+    path = make_clip(width=192, height=108, duration=2.0)
     with pytest.raises(ProbeRejected) as short:
         probe(path, ProbeLimits(min_duration=3.0))
     assert short.value.code == "too_short" and "2.0 seconds" in short.value.reason
@@ -109,23 +109,24 @@ def test_limits(make_clip):
         probe(path, ProbeLimits(max_duration=1.0))
     assert long.value.code == "too_long"
     with pytest.raises(ProbeRejected) as large:
-        probe(path, ProbeLimits(max_width=128))
-    assert large.value.code == "frame_too_large" and "160×90" in large.value.reason
+        probe(path, ProbeLimits(max_width=160))
+    assert large.value.code == "frame_too_large" and "192×108" in large.value.reason
     with pytest.raises(ProbeRejected) as fast:
         probe(path, ProbeLimits(max_fps=24))
     assert fast.value.code == "unsupported_format"
 
 
 def test_a_rotated_portrait_within_limits_is_accepted(make_clip):
-    # 160x90 turned upright is 90x160: the long side is compared with max_width
-    info = probe(make_clip(rotation=90), ProbeLimits(max_width=160, max_height=90))
-    assert (info.width, info.height) == (90, 160)
+    # 192x108 turned upright is 108x192: the long side is compared with max_width
+    info = probe(make_clip(width=192, height=108, rotation=90),
+                 ProbeLimits(max_width=192, max_height=108))
+    assert (info.width, info.height) == (108, 192)
 
 
 def test_file_name_is_never_read_as_a_protocol(make_clip, tmp_path):
     odd = tmp_path / "pipe:0"
-    odd.write_bytes(open(make_clip(), "rb").read())
-    assert probe(str(odd)).width == 160
+    odd.write_bytes(open(make_clip(width=192, height=108), "rb").read())
+    assert probe(str(odd)).width == 192
 
 
 REPORT = """Input #0, mov,mp4,m4a,3gp,3g2,mj2, from 'x, from y.mp4':

@@ -8,7 +8,7 @@ import pytest
 
 from workers.media.layout import Rect, grid_rects
 from workers.media.plan import plan_render
-from workers.media.probe import probe
+from workers.media.probe import ProbeLimits, probe
 from workers.media.proxies import (
     PROXY_SCALES,
     ensure_proxies,
@@ -93,7 +93,8 @@ def test_a_proxy_is_built_once_keeps_the_frame_times_and_follows_the_file(
     paths = {p for p, _ in results}
     assert len(paths) == 1 and sorted(b for _, b in results) == [False, False, True]
     (path,) = paths
-    info, original = probe(path), probe(counter_clip)
+    any_size = ProbeLimits(min_side=2)  # a proxy is smaller than an upload may be
+    info, original = probe(path, any_size), probe(counter_clip, any_size)
     assert (info.width, info.height) == (160, 90) and not info.has_audio
     assert info.fps == original.fps and info.duration == pytest.approx(original.duration,
                                                                        abs=0.05)

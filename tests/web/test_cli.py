@@ -27,7 +27,7 @@ def test_probe_json_for_a_usable_video(media_files):
     done = run("probe", str(media_files["portrait"]), "--json")
     assert done.returncode == 0, done.stderr
     facts = json.loads(done.stdout)
-    assert (facts["width"], facts["height"]) == (90, 160)
+    assert (facts["width"], facts["height"]) == (108, 192)
     assert facts["has_audio"] is True and abs(facts["duration"] - 2.0) < 0.1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 from sqlalchemy import select
 
 from portal import services
@@ -52,7 +53,8 @@ def test_intake_rejects_a_text_file_with_a_reason_and_nothing_else_moves(app, cl
     assert body["reason"].split(".")[0].encode() in page.data
 
 
-def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, media_files):
+def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, media_files,
+                                                               organizer_client):
     clip_id = _submit(app, campaign, media_files["portrait"])
     with app.app_context():
         pipeline.intake(clip_id)
@@ -64,7 +66,24 @@ def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, me
         assert "640x360" in info and "h264" in info and "48000 Hz" in info and "stereo" in info
         assert "30 fps" in info
         assert store.path(clip.thumbnail_key).stat().st_size > 0
-        assert clip.media["width"] == 90 and clip.media["height"] == 160
+        assert clip.media["width"] == 108 and clip.media["height"] == 192
+        # portrait in a landscape campaign: accepted, with a warning the participant reads
+        assert [c["code"] for c in clip.checks] == ["portrait"]
+        assert clip.checks[0]["severity"] == "warning"
+        with Image.open(store.path(clip.contact_sheet_key)) as sheet:
+            assert sheet.format == "JPEG" and sheet.size == (964, 544)
+        token = clip.token
+    page = app.test_client().get(f"/clip/{token}").data.decode()
+    assert "You filmed upright (portrait)" in page
+    api = app.test_client().get(f"/api/v1/clips/{token}").get_json()
+    assert api["checks"] == [{"code": "portrait", "severity": "warning",
+                              "message": api["checks"][0]["message"]}]
+    assert api["contact_sheet_url"].endswith("/sheet.jpg")
+    # moderation: the contact sheet beside the thumbnail, and the checks
+    queue = organizer_client.get(f"/organize/c/{campaign}").data.decode()
+    assert f"clips/{token}/sheet.jpg" in queue and "You filmed upright" in queue
+    assert organizer_client.get(api["contact_sheet_url"]).status_code == 200
+    with app.app_context():
         # a re-delivered message finds the work done and changes nothing
         pipeline.intake(clip_id)
         assert len(_clip(app, clip_id).events) == 3

@@ -39,7 +39,7 @@ def sync_media(tmp_path_factory):
     made = {"guide": root / "guide.wav"}
     for name in ("leak", "other"):
         out = root / f"{name}.mp4"
-        run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25", "-i",
+        run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=192x108:rate=25", "-i",
                     str(root / f"{name}.wav"), "-shortest", "-pix_fmt", "yuv420p",
                     "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(out)],
                    timeout=60)
@@ -98,8 +98,13 @@ def test_unrelated_music_needs_a_manual_check(app, client, guided, sync_media):
         clip = db.session.get(Clip, clip_id)
         assert clip.status == "needs_sync"
         assert clip.sync_confidence < 0.5
+        # no evidence of the song at all: the participant is told while they can re-record
+        assert clip.sync_method == "none"
+        assert "song_not_heard" in [c["code"] for c in clip.checks]
         token = clip.token
-    assert b"Needs a manual sync check" in client.get(f"/clip/{token}").data
+    page = client.get(f"/clip/{token}").data
+    assert b"Needs a manual sync check" in page
+    assert b"We could not hear the song in this take" in page
 
 
 def test_a_clip_without_audio_says_there_is_nothing_to_sync(app, guided, media_files):

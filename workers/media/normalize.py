@@ -1,9 +1,18 @@
-"""Normalize a participant's clip to the campaign's tile format; thumbnails; loudness.
+"""Normalize a participant's clip to the campaign's clip format; thumbnails; contact
+sheets; loudness.
 
 Every accepted clip becomes the same kind of file, so alignment and rendering never
-meet a surprise: MP4, H.264 yuv420p at a constant frame rate, the picture fitted
-inside the tile and padded to its exact size, rotation applied, AAC 48 kHz stereo
-(silence when the clip had no sound), no user metadata (phones store GPS there).
+meet a surprise: MP4, H.264 yuv420p BT.709 limited range at a constant frame rate, the
+picture as a standard player shows it (display matrix turned, anamorphic pixels made
+square, HDR in HLG or PQ tone-mapped to SDR, BT.601 and full-range pictures converted),
+fitted inside the campaign canvas and padded to its aspect; the sound of the track a
+player plays (the default, enabled one) as AAC 48 kHz stereo (silence when the clip had
+none); no user metadata (phones store GPS there).
+
+The clip keeps the canvas size when the source is that large, so a performer shown full
+frame in a spotlight or montage is scaled once, by the render; smaller sources are not
+blown up here (never below the grid tile size). The cell-size proxies of
+:mod:`workers.media.proxies` serve grids.
 """
 
 from __future__ import annotations
@@ -25,70 +34,238 @@ from .ffmpeg import (
     run_ffmpeg,
     temp_path_for,
 )
-from .probe import MEDIA_DEMUXERS, MediaInfo, media_duration, safe_input
+from .probe import MEDIA_DEMUXERS, Colour, MediaInfo, media_duration, safe_input
 
 log = logging.getLogger(__name__)
 
 AUDIO_RATE = 48000
 AUDIO_BITRATE = "160k"
+#: width of one frame of a contact sheet (3×3 frames)
+SHEET_CELL_WIDTH = 320
 
 
 @dataclass(frozen=True)
 class TileFormat:
+    """The normalized clip format. ``width``×``height`` is the largest picture (the
+    campaign canvas); a smaller source gets a picture of the same aspect at its own size,
+    but never smaller than ``min_width``×``min_height`` (default: always the full size)."""
+
     width: int = 640
     height: int = 360
     fps: int = 30
     sample_rate: int = AUDIO_RATE
     crf: int = 23
     preset: str = "veryfast"
+    min_width: int | None = None
+    min_height: int | None = None
 
     def __post_init__(self) -> None:
         if self.width <= 0 or self.height <= 0 or self.width % 2 or self.height % 2:
             raise ValueError(f"tile size must be positive and even, not {self.width}x{self.height}")
         if not 1 <= self.fps <= 120:
             raise ValueError(f"tile fps must be 1..120, not {self.fps}")
+        for side in (self.min_width, self.min_height):
+            if side is not None and (side <= 0 or side % 2):
+                raise ValueError(f"minimum tile sides must be positive and even, not {side}")
+
+    def frame_size(self, width: int, height: int) -> tuple[int, int]:
+        """The normalized frame size for a displayed ``width``×``height`` source: the
+        canvas when the source fills it, else the canvas-shaped frame in which the source
+        is shown at its own size (even sides, at least the minimum)."""
+        scale = min(self.width / width, self.height / height)
+        if scale <= 1.0:
+            return self.width, self.height
+        w = min(self.width, _even(self.width / scale))
+        h = min(self.height, _even(self.height / scale))
+        min_w = self.min_width or self.width
+        min_h = self.min_height or self.height
+        if w < min_w or h < min_h:
+            return min_w, min_h
+        return w, h
 
 
-def tile_video_filter(fmt: TileFormat, duration: float) -> str:
-    """Constant frame rate from t=0, fitted inside the tile, padded black to its size;
-    the last frame is held if the sound runs longer than the picture (``-t`` ends it)."""
-    w, h = fmt.width, fmt.height
-    return (
-        f"fps=fps={fmt.fps}:start_time=0,tpad=stop_mode=clone:stop_duration={duration:.6f},"
-        f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
-        f"pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,format=yuv420p"
-    )
+def _even(value: float) -> int:
+    return max(2, int(math.floor(value / 2 + 1e-6)) * 2)
 
 
-def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat) -> list[str]:
-    """ffmpeg arguments (without the binary) that turn ``src`` into ``dst``."""
+def picture_size(info: MediaInfo, frame: tuple[int, int]) -> tuple[int, int]:
+    """The displayed picture fitted inside ``frame`` (even sides)."""
+    fw, fh = frame
+    scale = min(fw / info.width, fh / info.height)
+    return min(fw, _even(info.width * scale)), min(fh, _even(info.height * scale))
+
+
+#: swscale's names for the matrices ffmpeg reports
+_SWS_MATRIX = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601", "fcc": "fcc",
+               "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
+
+
+def source_matrix(info: MediaInfo) -> str:
+    """The YCbCr matrix a player reads the source with (swscale's name): the tagged one,
+    else, as players guess, BT.709 for HD pictures and BT.601 for smaller ones."""
+    tagged = _SWS_MATRIX.get(info.colour.matrix or "")
+    if tagged:
+        return tagged
+    return "bt709" if max(info.coded_width, info.coded_height) >= 1280 or min(
+        info.coded_width, info.coded_height) >= 720 else "bt601"
+
+
+def colour_filter(info: MediaInfo, picture: tuple[int, int]) -> str:
+    """Scale to ``picture`` and convert to SDR BT.709 limited range, as a player shows it.
+
+    HDR (HLG or PQ): one zscale resizes, linearises and converts to BT.709 primaries (in
+    float, at the output size), tonemap (mobius: keeps saturated colours saturated) brings
+    it into SDR, a second zscale applies the BT.709 transfer and matrix. SDR pictures take
+    swscale's matrix and range conversion within the same scale."""
+    pw, ph = picture
+    colour: Colour = info.colour
+    if colour.hdr:
+        # zscale needs every property known: fill in what an HDR file leaves untagged
+        tags = (f"setparams=color_trc={colour.transfer}:"
+                f"color_primaries={colour.primaries or 'bt2020'}:"
+                f"colorspace={colour.matrix or 'bt2020nc'}:range={colour.range or 'tv'}")
+        return (f"{tags},zscale=w={pw}:h={ph}:t=linear:npl=100:p=bt709,format=gbrpf32le,"
+                "tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
+    in_range = "pc" if colour.range == "pc" else "tv"
+    return (f"scale={pw}:{ph}:in_color_matrix={source_matrix(info)}:out_color_matrix=bt709:"
+            f"in_range={in_range}:out_range=tv,format=yuv420p")
+
+
+def tile_video_filter(fmt: TileFormat, duration: float, info: MediaInfo | None = None,
+                      frame: tuple[int, int] | None = None) -> str:
+    """Constant frame rate from t=0, the picture as a player shows it fitted inside the
+    frame and padded black to its size, tagged BT.709; the last frame is held if the
+    sound runs longer than the picture (``-t`` ends it)."""
+    w, h = frame or (fmt.width, fmt.height)
+    head = (f"fps=fps={fmt.fps}:start_time=0,"
+            f"tpad=stop_mode=clone:stop_duration={duration:.6f},")
+    if info is None:
+        fit = (f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
+               "format=yuv420p")
+    else:
+        fit = colour_filter(info, picture_size(info, (w, h)))
+    return (f"{head}{fit},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,"
+            "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709")
+
+
+def sheet_filter(duration: float, cell_width: int = SHEET_CELL_WIDTH) -> str:
+    """Nine frames spread over ``duration`` seconds, tiled 3×3 (a JPEG-ready picture)."""
+    step = max(duration, 1e-3) / 9
+    return (f"select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,{step:.6f})',"
+            f"scale={cell_width}:-2,tile=3x3:padding=2:color=black,format=yuvj420p")
+
+
+def thumbnail_time(duration: float) -> float:
+    """Where the thumbnail is taken: at 1 s, or a third into a shorter clip."""
+    return min(1.0, duration / 3)
+
+
+#: the sound's statistics: astats (sample peak and how often it is reached) and ebur128
+#: (integrated loudness, true peak), logged at the end of the run
+SOUND_METER = "astats=metadata=0:measure_perchannel=none,ebur128=peak=true:framelog=verbose"
+
+
+def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
+                   sheet: str | None = None, thumbnail: str | None = None,
+                   thumbnail_width: int = 320, meter: bool = False) -> list[str]:
+    """ffmpeg arguments (without the binary) that turn ``src`` into ``dst``; from the same
+    decode, with ``sheet`` a 3×3 contact sheet JPEG, with ``thumbnail`` a JPEG still
+    (``thumbnail_width`` wide) and with ``meter`` the sound's statistics in the log
+    (:func:`parse_sound_stats`)."""
     duration = f"{info.duration:.6f}"
-    args = [*safe_input(src)]
+    args: list[str] = []
+    if info.coded_width * info.coded_height > 2 * 1920 * 1080:
+        # fewer decoder threads: each holds 4K frames (memory), and the encoder and the
+        # filters keep the other cores busy
+        args += ["-threads", "2"]
+    args += [*safe_input(src)]
+    graph: list[str] = []
     if info.has_audio:
-        audio_map = "0:a:0"
+        stream = f"0:{info.audio_stream}" if info.audio_stream is not None else "0:a:0"
         # async resampling fills gaps and starts the sound at t=0, as the picture does,
         # and apad + -t makes the sound exactly as long as the clip. Pads are always
         # finite: an endless pad cut by -t or atrim sometimes hangs ffmpeg 9.
-        audio_filter = (f"aresample={fmt.sample_rate}:async=1:first_pts=0,"
-                        f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
-                        f"apad=whole_dur={duration}")
+        sound = (f"aresample={fmt.sample_rate}:async=1:first_pts=0,"
+                 f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
+                 f"apad=whole_dur={duration}[a]")
+        if meter:  # measured as the source has it (its own channels and rate)
+            graph.append(f"[{stream}]asplit=2[am][au]")
+            graph.append(f"[am]{SOUND_METER},anullsink")
+            graph.append(f"[au]{sound}")
+        else:
+            graph.append(f"[{stream}]{sound}")
     else:
         args += ["-f", "lavfi", "-t", duration,
                  "-i", f"anullsrc=channel_layout=stereo:sample_rate={fmt.sample_rate}"]
-        audio_map = "1:a:0"
-        audio_filter = "anull"
+        graph.append("[1:a:0]anull[a]")
+    frame = fmt.frame_size(info.width, info.height)
+    video = f"[0:{info.video_stream}]{tile_video_filter(fmt, info.duration, info, frame)}"
+    branches = ["v"] + (["s"] if sheet else []) + (["t"] if thumbnail else [])
+    if len(branches) > 1:
+        video += f",split={len(branches)}" + "".join(f"[{b}]" for b in branches)
+    else:
+        video += "[v]"
+    graph.append(video)
+    if sheet:
+        graph.append(f"[s]{sheet_filter(info.duration)}[sheet]")
+    if thumbnail:
+        at = thumbnail_time(info.duration)
+        graph.append(f"[t]select='gte(t\\,{at:.6f})',scale={thumbnail_width}:-2,"
+                     "format=yuvj420p[thumb]")
     args += [
-        "-map", "0:v:0", "-map", audio_map,
+        "-filter_complex", ";".join(graph),
+        "-map", "[v]", "-map", "[a]",
         "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
         "-t", duration,
-        "-vf", tile_video_filter(fmt, info.duration),
         "-c:v", "libx264", "-preset", fmt.preset, "-crf", str(fmt.crf),
         "-pix_fmt", "yuv420p", "-profile:v", "high", "-g", str(2 * fmt.fps),
-        "-af", audio_filter,
+        "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+        "-color_range", "tv",
         "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(fmt.sample_rate), "-ac", "2",
         "-movflags", "+faststart", "-f", "mp4", input_url(dst),
     ]
+    for label, path in (("sheet", sheet), ("thumb", thumbnail)):
+        if path:
+            args += ["-map", f"[{label}]", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "4",
+                     "-f", "image2", "-update", "1", input_url(path)]
     return args
+
+
+@dataclass(frozen=True)
+class SoundStats:
+    """The sound of a clip as measured: integrated loudness (LUFS, -inf for silence),
+    true peak (dBTP), sample peak (dBFS) and how often the signal reached that peak
+    (astats' "Peak count")."""
+
+    integrated: float
+    true_peak: float
+    peak_level: float
+    peak_count: int
+
+
+def parse_sound_stats(status: int, text: str) -> SoundStats:
+    """The :class:`SoundStats` of a log with ebur128's summary and astats' overall lines
+    (:data:`SOUND_METER`). Raises :class:`FFmpegError` when the summary is missing."""
+    loud = parse_ebur128_summary(status, text)
+    start = text.rfind("Overall")
+    part = text[start:] if start >= 0 else text
+    level = re.search(r"Peak level dB:\s*(-?inf|-?[\d.]+)", part)
+    count = re.search(r"Peak count:\s*(\d+(?:\.\d+)?)", part)
+    peak = float(level.group(1)) if level else -math.inf
+    return SoundStats(loud.integrated, loud.true_peak, peak,
+                      int(float(count.group(1))) if count else 0)
+
+
+@dataclass(frozen=True)
+class Normalized:
+    """What normalizing wrote and measured: the contact sheet and thumbnail paths (None
+    when none was asked for or made) and the sound's statistics (None without sound or
+    ``meter``)."""
+
+    path: str
+    sheet: str | None = None
+    thumbnail: str | None = None
+    sound: SoundStats | None = None
 
 
 def normalize_clip(
@@ -99,17 +276,50 @@ def normalize_clip(
     *,
     timeout: float = 1800,
     progress: Callable[[float], None] | None = None,
-) -> None:
-    """Write the normalized clip to ``dst`` atomically (never a half-written ``dst``)."""
+    sheet: str | None = None,
+    thumbnail: str | None = None,
+    meter: bool = False,
+) -> Normalized:
+    """Write the normalized clip to ``dst`` atomically (never a half-written ``dst``);
+    from the same decode, optionally its 3×3 contact sheet (``sheet``), a thumbnail and
+    the sound's statistics (``meter``). Raises :class:`FFmpegError`; nothing is left
+    behind on failure."""
     tmp = temp_path_for(dst)
+    extras = {"sheet": sheet, "thumbnail": thumbnail}
+    temps = {k: temp_path_for(v) for k, v in extras.items() if v}
     try:
-        run_ffmpeg(normalize_argv(src, tmp, info, fmt), timeout=timeout,
-                   duration=info.duration, progress=progress)
+        args = normalize_argv(src, tmp, info, fmt, sheet=temps.get("sheet"),
+                              thumbnail=temps.get("thumbnail"), meter=meter)
+        status, text = ffmpeg_report(["-v", "info", "-nostats", *args], timeout=timeout,
+                                     max_lines=400, duration=info.duration,
+                                     progress=progress)
+        if status != 0:
+            raise FFmpegError(f"ffmpeg exited with status {status}", args, status,
+                              "\n".join(text.splitlines()[-20:]))
+        sound = None
+        if meter and info.has_audio:
+            try:
+                sound = parse_sound_stats(status, text)
+            except FFmpegError as exc:  # a measurement that helps; the clip is fine
+                log.warning("no sound statistics for %s: %s", src, exc)
         replace_atomically(tmp, dst)
+        made: dict[str, str | None] = {}
+        for key, final in extras.items():
+            made[key] = None
+            if final and _nonempty(temps[key]):
+                replace_atomically(temps[key], final)
+                made[key] = final
+            elif final:
+                log.warning("no %s for %s", key, src)
     except BaseException:
         remove_quietly(tmp)
         raise
-    log.info("normalized %s -> %s (%dx%d@%d)", src, dst, fmt.width, fmt.height, fmt.fps)
+    finally:
+        for path in temps.values():
+            remove_quietly(path)
+    w, h = fmt.frame_size(info.width, info.height)
+    log.info("normalized %s -> %s (%dx%d@%d)", src, dst, w, h, fmt.fps)
+    return Normalized(dst, made["sheet"], made["thumbnail"], sound)
 
 
 def thumbnail_argv(src: str, dst: str, at: float, width: int) -> list[str]:

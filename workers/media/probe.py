@@ -7,8 +7,13 @@ the input description it prints. The order matters for hostile files:
    before any demuxer sees it;
 2. read the header with ffmpeg restricted to video container demuxers
    (``-format_whitelist``) and the ``file`` protocol only, under a timeout;
-3. check duration, frame size and frame rate against :class:`ProbeLimits`;
-4. only then decode one frame (with a pixel cap), to prove the video is playable.
+3. check everything the header claims against :class:`ProbeLimits` (picture size, frame
+   rate, duration, sample rate, channels), one readable reason each;
+4. only then read every packet of the streams a player would play (the real video, the
+   default and enabled audio track), without decoding, to learn the length that really
+   plays: a cut-off upload is rejected as incomplete, and a frame rate that the packets
+   contradict (a few-KB file "at 1,000 fps") is refused;
+5. decode one frame (with a pixel cap), to prove the video is playable.
 """
 
 from __future__ import annotations
@@ -48,20 +53,59 @@ class ProbeRejected(Exception):
 
 @dataclass(frozen=True)
 class ProbeLimits:
+    """What an upload may claim. Sizes in displayed pixels, rates in frames per second
+    and Hz, durations in seconds."""
+
     min_duration: float = 0.5
     max_duration: float = 900.0
     max_width: int = 7680  # the long side of the displayed frame
     max_height: int = 4320  # the short side of the displayed frame
+    min_side: int = 96  # the short side of the displayed frame
     max_fps: float = 240.0
+    min_sample_rate: int = 8000
+    max_sample_rate: int = 192000
+    max_channels: int = 8
+    #: a file that stops this much before the length its header states is incomplete
+    max_missing_seconds: float = 0.5
     timeout: float = 60.0
 
 
 @dataclass(frozen=True)
+class Colour:
+    """How a picture's samples are meant to be read (ffmpeg's names; None: not tagged).
+
+    ``matrix`` e.g. "bt709", "bt470bg", "smpte170m", "bt2020nc"; ``transfer`` e.g.
+    "bt709", "arib-std-b67" (HLG), "smpte2084" (PQ); ``primaries`` e.g. "bt709",
+    "bt2020"; ``range`` "tv" (limited) or "pc" (full)."""
+
+    matrix: str | None = None
+    primaries: str | None = None
+    transfer: str | None = None
+    range: str | None = None
+
+    @property
+    def hdr(self) -> str | None:
+        """"hlg" or "pq" for a high dynamic range picture, else None."""
+        return {"arib-std-b67": "hlg", "smpte2084": "pq"}.get(self.transfer or "")
+
+
+@dataclass(frozen=True)
 class MediaInfo:
+    """What a player would show and play of an accepted upload.
+
+    ``width``×``height`` is the displayed picture in square pixels: after the rotation
+    a player applies and after the sample aspect ratio (``sar``, "num:den"; anamorphic
+    video is stretched to its display aspect). ``duration`` is the length that really
+    plays (seconds: the end of the last readable picture or sound), ``stated_duration``
+    what the header claims; ``video_end`` and ``audio_end`` are where each stream stops.
+    ``video_stream``/``audio_stream`` are ffmpeg input stream indexes: the real video
+    (never cover art) and the audio track a player picks (the default, enabled one).
+    """
+
     path: str
     container: str  # the demuxer name as ffmpeg prints it, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
     duration: float
-    width: int  # displayed, i.e. after the rotation a player applies
+    width: int  # displayed, i.e. after the rotation and the sample aspect ratio
     height: int
     rotation: int  # clockwise degrees a player turns the coded frame: 0, 90, 180 or 270
     fps: float  # 0.0 when the file does not say (variable frame rate)
@@ -71,6 +115,17 @@ class MediaInfo:
     sample_rate: int | None
     channels: int | None
     size_bytes: int
+    video_stream: int = 0
+    audio_stream: int | None = None
+    coded_width: int = 0
+    coded_height: int = 0
+    sar: str = "1:1"
+    pix_fmt: str | None = None
+    colour: Colour = Colour()
+    stated_duration: float | None = None
+    video_end: float | None = None
+    audio_end: float | None = None
+    measured_fps: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -91,6 +146,10 @@ class StreamInfo:
     sample_rate: int | None = None
     channels: int | None = None
     attached_pic: bool = False
+    default: bool = False  # the "default" disposition (MOV: an enabled track)
+    pix_fmt: str | None = None
+    colour: Colour = Colour()
+    sar: tuple[int, int] = (1, 1)
 
 
 @dataclass(frozen=True)
@@ -107,7 +166,10 @@ class InputReport:
 
     @property
     def audio(self) -> StreamInfo | None:
-        return next((s for s in self.streams if s.kind == "audio"), None)
+        """The track a player plays: the first default (in MOV: enabled) audio track,
+        else the first audio track. A disabled first track is often silent."""
+        tracks = [s for s in self.streams if s.kind == "audio"]
+        return next((s for s in tracks if s.default), tracks[0] if tracks else None)
 
 
 # --- sniffing ---------------------------------------------------------------------------------
@@ -195,8 +257,15 @@ _TBR = re.compile(r"(?P<v>\d+(?:\.\d+)?)(?P<k>k?) tbr\b")
 _RATE = re.compile(r"(?P<v>\d+) Hz\b")
 _CHANNELS = re.compile(r"Hz, (?P<layout>[^,]+),")
 _ROTATION = re.compile(r"rotation of (?P<deg>-?\d+(?:\.\d+)?) degrees")
+_PIX = re.compile(r", (?P<pix>[a-z][a-z0-9_]*)(?:\((?P<props>[^)]*)\))?, \d{1,6}x\d{1,6}\b")
+_SAR = re.compile(r"SAR (?P<n>\d{1,6}):(?P<d>\d{1,6}) DAR")
+_RANGES = ("tv", "pc")
 _LAYOUT_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0": 4,
                     "5.0": 5, "5.0(side)": 5, "5.1": 6, "5.1(side)": 6, "6.1": 7, "7.1": 8}
+
+
+_NAMED_LAYOUTS = {"mono": 1, "stereo": 2, "downmix": 2, "quad": 4, "hexagonal": 6,
+                  "octagonal": 8, "cube": 8, "hexadecagonal": 16, "binaural": 2}
 
 
 def _clock_seconds(text: str) -> float:
@@ -211,11 +280,18 @@ def _rate(match: re.Match[str] | None) -> float | None:
 
 
 def _channels(layout: str) -> int | None:
+    """Channels of a layout as ffmpeg names it: "stereo", "5.1(side)", "7.1.4" (the
+    numbers add up), "hexagonal", "10 channels"."""
     layout = layout.strip()
     if layout in _LAYOUT_CHANNELS:
         return _LAYOUT_CHANNELS[layout]
     m = re.match(r"(\d+) channels", layout)
-    return int(m[1]) if m else None
+    if m:
+        return int(m[1])
+    base = layout.split("(")[0]
+    if re.fullmatch(r"\d+(?:\.\d+)+", base):
+        return sum(int(n) for n in base.split("."))
+    return _NAMED_LAYOUTS.get(base)
 
 
 def parse_input_report(text: str) -> InputReport | None:
@@ -261,12 +337,43 @@ def _parse_stream(index: int, kind: str, rest: str) -> dict:
         fields["fps"] = _rate(_FPS.search(rest))
         fields["tbr"] = _rate(_TBR.search(rest))
         fields["attached_pic"] = "(attached pic)" in rest
+        pix = _PIX.search(rest)
+        if pix:
+            fields["pix_fmt"] = pix["pix"]
+            fields["colour"] = _parse_colour(pix["props"] or "", pix["pix"])
+        sar = _SAR.search(rest)
+        if sar and int(sar["n"]) > 0 and int(sar["d"]) > 0:
+            fields["sar"] = (int(sar["n"]), int(sar["d"]))
     elif kind == "audio":
         rate = _RATE.search(rest)
         fields["sample_rate"] = int(rate["v"]) if rate else None
         layout = _CHANNELS.search(rest)
         fields["channels"] = _channels(layout["layout"]) if layout else None
+    fields["default"] = "(default)" in rest
     return fields
+
+
+def _parse_colour(props: str, pix_fmt: str) -> Colour:
+    """``tv, bt2020nc/bt2020/arib-std-b67, progressive`` -> Colour. ffmpeg prints one
+    name when matrix, primaries and transfer agree, else all three (``unknown`` for an
+    untagged one); the J pixel formats (yuvj420p, ...) are full range."""
+    found: dict[str, str | None] = {}
+    for item in (p.strip() for p in props.split(",")):
+        if item in _RANGES:
+            found["range"] = item
+        elif item.count("/") == 2:
+            names = [None if n in ("unknown", "reserved", "") else n for n in item.split("/")]
+            found["matrix"], found["primaries"], found["transfer"] = names
+        elif item and not found.get("matrix") and item not in ("progressive", "top first",
+                                                                "bottom first",
+                                                                "top coded first (swapped)",
+                                                                "bottom coded first (swapped)"):
+            if re.fullmatch(r"[a-z0-9\-]+", item) and not item.startswith(("left", "center",
+                                                                           "top", "bottom")):
+                found["matrix"] = found["primaries"] = found["transfer"] = item
+    if "range" not in found and pix_fmt.startswith("yuvj"):
+        found["range"] = "pc"
+    return Colour(**found)
 
 
 def read_input_report(path: str, *, timeout: float = 60.0,
@@ -353,36 +460,52 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
         raise _unreadable(False)
 
     rotation = video.rotation if video.rotation in (0, 90, 180, 270) else 0
-    width, height = (video.height, video.width) if rotation in (90, 270) else (
-        video.width, video.height)
-    long_side, short_side = max(width, height), min(width, height)
-    if long_side > limits.max_width or short_side > limits.max_height:
-        raise ProbeRejected(
-            "frame_too_large",
-            f"This video's picture is {width}×{height} pixels, larger than Tutti accepts "
-            f"({limits.max_width}×{limits.max_height}). Please export it at 4K or less "
-            "and upload it again.",
-        )
-    fps = _plausible_rate(video.fps) or _plausible_rate(video.tbr) or 0.0
+    sar_n, sar_d = video.sar
+    # what a player shows: anamorphic pixels stretched (or squeezed) to square ones,
+    # then the display matrix turns the picture
+    shown_w = max(2, int(round(video.width * sar_n / sar_d / 2)) * 2)
+    width, height = (video.height, shown_w) if rotation in (90, 270) else (
+        shown_w, video.height)
+    _check_picture(width, height, video, limits)
+    fps = _declared_rate(video, report.container)
     if fps > limits.max_fps:
-        raise ProbeRejected(
-            "unsupported_format",
-            f"This video has {fps:g} frames per second, more than Tutti accepts "
-            f"({limits.max_fps:g}). Please record at a normal frame rate (30 or 60) "
-            "and upload it again.",
-        )
+        raise _too_fast(fps, limits)
+    audio = report.audio
+    if audio is not None:
+        _check_sound(audio, limits)
+    if report.duration is not None:
+        _check_duration(report.duration, limits)
 
-    duration = report.duration
     try:
-        if duration is None:
-            duration = _measure_duration(path, timeout=limits.timeout, demuxers=VIDEO_DEMUXERS)
+        # reading is bound by the disk: allow for a large file at 20 MB/s
+        ends = measure_streams(path, video.index, audio.index if audio else None,
+                               timeout=limits.timeout + size / 20e6, demuxers=VIDEO_DEMUXERS)
+    except FFmpegError as exc:
+        log.info("probe %s: packets unreadable: %s", path, exc)
+        raise _unreadable(exc.timed_out) from exc
+    if ends.video_end <= 0 or ends.video_frames == 0:
+        raise _unreadable(False)
+    measured_fps = ends.video_frames / ends.video_end if ends.video_end > 0 else 0.0
+    # a few frames over (rounding, a last frame's duration) is not a lie
+    if ends.video_frames > 2 and measured_fps > limits.max_fps * 1.05:
+        raise _too_fast(measured_fps, limits)
+    playable = max(ends.video_end, ends.audio_end or 0.0)
+    stated = report.duration
+    if stated is not None and stated - playable > limits.max_missing_seconds:
+        raise ProbeRejected(
+            "incomplete",
+            f"This video stops after {playable:.1f} seconds, but the file says it lasts "
+            f"{stated:.1f} seconds: the upload was probably cut short. Please upload the "
+            "video again (on a steady connection).",
+        )
+    duration = playable if stated is None else min(stated, playable)
+    try:
         _check_duration(duration, limits)
         _decode_one_frame(path, video, timeout=limits.timeout)
     except FFmpegError as exc:
         log.info("probe %s: not decodable: %s", path, exc)
         raise _unreadable(exc.timed_out) from exc
 
-    audio = report.audio
     info = MediaInfo(
         path=path,
         container=report.container,
@@ -397,10 +520,146 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
         sample_rate=audio.sample_rate if audio else None,
         channels=audio.channels if audio else None,
         size_bytes=size,
+        video_stream=video.index,
+        audio_stream=audio.index if audio else None,
+        coded_width=video.width,
+        coded_height=video.height,
+        sar=f"{sar_n}:{sar_d}",
+        pix_fmt=video.pix_fmt,
+        colour=video.colour,
+        stated_duration=None if stated is None else round(stated, 6),
+        video_end=round(ends.video_end, 6),
+        audio_end=None if ends.audio_end is None else round(ends.audio_end, 6),
+        measured_fps=round(measured_fps, 3),
     )
-    log.info("probe %s: %s %dx%d rot %d %.3f s %s fps audio=%s", path, info.container,
-             info.width, info.height, info.rotation, info.duration, info.fps, info.audio_codec)
+    log.info("probe %s: %s %dx%d rot %d %.3f s %s fps audio=%s (stream %s)", path,
+             info.container, info.width, info.height, info.rotation, info.duration, info.fps,
+             info.audio_codec, info.audio_stream)
     return info
+
+
+def _check_picture(width: int, height: int, video: StreamInfo, limits: ProbeLimits) -> None:
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side > limits.max_width or short_side > limits.max_height:
+        raise ProbeRejected(
+            "frame_too_large",
+            f"This video's picture is {width}×{height} pixels, larger than Tutti accepts "
+            f"({limits.max_width}×{limits.max_height}). Please export it at 4K or less "
+            "and upload it again.",
+        )
+    if short_side < limits.min_side:
+        raise ProbeRejected(
+            "frame_too_small",
+            f"This video's picture is only {width}×{height} pixels; Tutti needs at least "
+            f"{limits.min_side} pixels on its short side. Please record with your phone's "
+            "or computer's camera at a normal size (720p or more) and upload it again.",
+        )
+
+
+def _check_sound(audio: StreamInfo, limits: ProbeLimits) -> None:
+    rate = audio.sample_rate
+    if rate is not None and not limits.min_sample_rate <= rate <= limits.max_sample_rate:
+        raise ProbeRejected(
+            "unsupported_audio",
+            f"This video's sound has a sample rate of {rate} Hz; Tutti accepts "
+            f"{limits.min_sample_rate} to {limits.max_sample_rate} Hz. Please export it "
+            "with standard sound (44.1 or 48 kHz) and upload it again.",
+        )
+    if audio.channels is not None and audio.channels > limits.max_channels:
+        raise ProbeRejected(
+            "unsupported_audio",
+            f"This video's sound has {audio.channels} channels; Tutti accepts up to "
+            f"{limits.max_channels}. Please export it in stereo and upload it again.",
+        )
+
+
+def _declared_rate(video: StreamInfo, container: str) -> float:
+    """The frame rate the header declares (``fps``, else ``tbr``), 0.0 when it says
+    nothing. Matroska/WebM (a browser's MediaRecorder) has no frame rate field and ffmpeg
+    shows its 1 ms time base as "1k": not a claim there (the measured rate decides); in
+    any other container "1k fps" is one."""
+    if "matroska" in container or "webm" in container:
+        return _plausible_rate(video.fps) or _plausible_rate(video.tbr) or 0.0
+    return video.fps or video.tbr or 0.0
+
+
+def _too_fast(fps: float, limits: ProbeLimits) -> ProbeRejected:
+    return ProbeRejected(
+        "unsupported_format",
+        f"This video has {fps:.0f} frames per second, more than Tutti accepts "
+        f"({limits.max_fps:g}). Please record at a normal frame rate (30 or 60) "
+        "and upload it again.",
+    )
+
+
+@dataclass(frozen=True)
+class StreamEnds:
+    """Where the readable packets of a file's streams stop, in seconds from the first
+    packet of either, and how many video frames there are."""
+
+    video_end: float
+    audio_end: float | None
+    video_frames: int
+
+
+_FRAMECRC_TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)$")
+_FRAMECRC_PACKET = re.compile(r"^(\d+),\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*(\d+),\s*0x[0-9a-f]+"
+                              r"(?:, F=0x(?P<flags>[0-9A-F]+))?")
+#: packet flags that say the packet will not play (AV_PKT_FLAG_CORRUPT, _DISCARD)
+_UNPLAYABLE = 0x2 | 0x4
+#: at most this much packet listing is read (a 15-minute 240 fps clip needs a third of it)
+_MAX_LISTING = 48 << 20
+
+
+def measure_streams(path: str, video_index: int, audio_index: int | None, *,
+                    timeout: float = 60.0,
+                    demuxers: tuple[str, ...] = VIDEO_DEMUXERS) -> StreamEnds:
+    """Read every packet of the two streams (copied, not decoded: a second for an hour of
+    4K) and return where each stops. Packets a cut-off upload lacks are simply not there;
+    packets flagged corrupt or discarded (edit lists) are not counted. Raises
+    :class:`FFmpegError` when ffmpeg cannot read the file or times out."""
+    maps = ["-map", f"0:{video_index}"]
+    if audio_index is not None:
+        maps += ["-map", f"0:{audio_index}"]
+    out = run_ffmpeg(["-v", "error", *safe_input(path, demuxers), *maps, "-c", "copy",
+                      "-fs", str(_MAX_LISTING), "-f", "framecrc", "pipe:1"],
+                     timeout=timeout, stdout=None)
+    return parse_framecrc(out.decode("ascii", "replace"), audio=audio_index is not None)
+
+
+def parse_framecrc(text: str, *, audio: bool) -> StreamEnds:
+    """The :class:`StreamEnds` of a ``framecrc`` listing whose output stream 0 is the
+    video and stream 1 (with ``audio``) the sound."""
+    time_bases: dict[int, float] = {}
+    first: dict[int, float] = {}
+    last: dict[int, float] = {}
+    frames = 0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            m = _FRAMECRC_TB.match(line)
+            if m and int(m[3]):
+                time_bases[int(m[1])] = int(m[2]) / int(m[3])
+            continue
+        m = _FRAMECRC_PACKET.match(line)
+        if m is None:
+            continue
+        stream = int(m[1])
+        if m["flags"] and int(m["flags"], 16) & _UNPLAYABLE:
+            continue
+        tb = time_bases.get(stream)
+        if tb is None:
+            continue
+        pts, dur = int(m[3]), int(m[4])
+        first[stream] = min(first.get(stream, pts * tb), pts * tb)
+        last[stream] = max(last.get(stream, 0.0), (pts + dur) * tb)
+        if stream == 0:
+            frames += 1
+    if not first:
+        return StreamEnds(0.0, None if not audio else 0.0, 0)
+    origin = min(first.values())
+    video_end = max(0.0, last.get(0, origin) - origin)
+    audio_end = max(0.0, last.get(1, origin) - origin) if audio else None
+    return StreamEnds(video_end, audio_end, frames)
 
 
 def _plausible_rate(rate: float | None) -> float | None:

@@ -1,0 +1,46 @@
+"""One measured intake run, in a process of its own (so its peak RSS is its own):
+
+    python -m bench.intake.one tutti|ffmpeg SRC OUT WIDTH HEIGHT FPS
+
+"tutti" does what the intake task does, minus the database: probe, normalize at the
+campaign canvas (with the contact sheet, in the same pass), thumbnail, checks. "ffmpeg"
+is plain ffmpeg's one transcode of the same file to the same size: scale, libx264 at the
+same preset and quality, AAC. Prints one JSON line."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from workers.media.checks import intake_checks
+from workers.media.ffmpeg import run_ffmpeg
+from workers.media.normalize import TileFormat, make_thumbnail, normalize_clip
+from workers.media.probe import probe
+
+
+def main(argv: list[str]) -> int:
+    engine, src, out, width, height, fps = argv
+    fmt = TileFormat(width=int(width), height=int(height), fps=int(fps),
+                     min_width=int(width) // 2 // 2 * 2, min_height=int(height) // 2 // 2 * 2)
+    if engine == "tutti":
+        info = probe(src)
+        done = normalize_clip(src, out, info, fmt, sheet=out + ".sheet.jpg",
+                              thumbnail=out + ".thumb.jpg", meter=True)
+        if done.thumbnail is None:
+            make_thumbnail(out, out + ".thumb.jpg")
+        checks = intake_checks(info, canvas=(fmt.width, fmt.height), guide_duration=None,
+                               sound=done.sound)
+        print(json.dumps({"duration": info.duration, "checks": [c.code for c in checks]}))
+    elif engine == "ffmpeg":
+        run_ffmpeg(["-i", src, "-vf", f"scale={width}:{height}", "-pix_fmt", "yuv420p",
+                    "-c:v", "libx264", "-preset", fmt.preset, "-crf", str(fmt.crf),
+                    "-c:a", "aac", "-b:a", "160k", "-movflags", "+faststart", out],
+                   timeout=3600)
+        print(json.dumps({}))
+    else:
+        raise SystemExit(f"unknown engine {engine}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

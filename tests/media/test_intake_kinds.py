@@ -1,0 +1,399 @@
+"""Every kind of file a phone, camera or browser makes, checked on the normalized output:
+what a standard player shows and plays (square pixels, SDR BT.709 colour, the default
+audio track, the length that really plays), the caps on what a header claims, and the
+checks a participant reads. Each kind is generated tiny by ffmpeg here; the real-world
+examples in ``../shared/cases/media`` are in ``test_shared_cases.py``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workers.media.checks import (
+    Check,
+    SoundStats,
+    intake_checks,
+    length_checks,
+    measure_sound,
+    merge,
+    orientation_checks,
+    sound_checks,
+    sync_checks,
+)
+from workers.media.normalize import TileFormat, normalize_clip
+from workers.media.probe import ProbeLimits, ProbeRejected, parse_input_report, probe
+
+from .conftest import _run
+from .measures import dominant_frequency, mean_saturation_and_luma, ssim, white_box
+
+TILE = TileFormat(width=320, height=180, fps=30)
+#: outputs are probed as they are (a tile may be smaller than an upload may be)
+ANY = ProbeLimits(min_side=2)
+
+
+@pytest.fixture(scope="module")
+def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
+    """Files of each kind by name, made once per module."""
+    made: dict[str, str] = {}
+    ff = [ffmpeg_exe, "-hide_banner", "-nostdin", "-y"]
+    pattern = "testsrc2=s=192x108:r=30:d=2"
+    tone = "sine=frequency={f}:sample_rate=48000:duration={d}"
+    x264 = ["-c:v", "libx264", "-preset", "ultrafast"]
+
+    def make(kind: str) -> str:
+        if kind in made:
+            return made[kind]
+        out = str(media_dir / f"kind-{kind}")
+        if kind == "sdr":  # the SDR twin of the HDR kinds
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", pattern, *x264, "-pix_fmt", "yuv420p",
+                  "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+                  out])
+        elif kind in ("hlg", "pq"):
+            trc = {"hlg": "arib-std-b67", "pq": "smpte2084"}[kind]
+            out += ".mov"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-vf",
+                  "setparams=color_trc=bt709:color_primaries=bt709:colorspace=bt709:range=tv,"
+                  "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt2020,"
+                  f"zscale=t={trc}:m=bt2020nc:r=tv:npl=100,format=yuv420p10le",
+                  "-c:v", "libx265", "-preset", "ultrafast", "-x265-params", "log-level=error",
+                  "-tag:v", "hvc1", "-colorspace", "bt2020nc", "-color_primaries", "bt2020",
+                  "-color_trc", trc, out])
+        elif kind == "bt601":  # SD camera: BT.601 matrix, full-range JPEG-style pixels
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-vf",
+                  "scale=out_color_matrix=bt601:out_range=pc,format=yuvj420p",
+                  *x264, "-colorspace", "smpte170m", "-color_range", "pc", out])
+        elif kind == "bt601_tv":
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-vf",
+                  "scale=out_color_matrix=bt601:out_range=tv,format=yuv420p",
+                  *x264, "-colorspace", "smpte170m", out])
+        elif kind == "anamorphic":  # a white square on a 192x108 display, stored squeezed
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", "color=c=black:s=192x108:r=30:d=1", "-vf",
+                  "drawbox=x=66:y=24:w=60:h=60:c=white:t=fill,scale=96:108,setsar=2/1",
+                  *x264, "-pix_fmt", "yuv420p", out])
+        elif kind == "two_tracks":  # first track disabled (300 Hz), second default (1 kHz)
+            out += ".mov"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i",
+                  tone.format(f=300, d=2), "-f", "lavfi", "-i", tone.format(f=1000, d=2),
+                  "-map", "0:v", "-map", "1:a", "-map", "2:a", *x264, "-c:a", "aac",
+                  "-disposition:a:0", "0", "-disposition:a:1", "default", out])
+        elif kind == "cut":  # index at the front, the upload stopped at half the file
+            full = out + "-full.mp4"
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi",
+                  "-i", tone.format(f=440, d=4), *x264, "-c:a", "aac",
+                  "-movflags", "+faststart", full])
+            out += ".mp4"
+            data = Path(full).read_bytes()
+            Path(out).write_bytes(data[: len(data) // 2])
+        elif kind in ("picture_short", "sound_short"):
+            v, a = (1, 3) if kind == "picture_short" else (3, 1)
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", f"testsrc2=s=192x108:r=30:d={v}", "-f", "lavfi",
+                  "-i", tone.format(f=440, d=a), *x264, "-c:a", "aac", out])
+        elif kind == "fps_bomb":  # a few KB declaring 1,000 frames per second
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", "color=s=128x128:r=1000:d=2", *x264, out])
+        elif kind == "fps_bomb_mkv":  # Matroska has no frame rate field: measured only
+            out += ".mkv"
+            _run([*ff, "-f", "lavfi", "-i", "color=s=128x128:r=1000:d=2", *x264, out])
+        elif kind == "tiny":
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=64x64:r=30:d=1", *x264, out])
+        elif kind == "low_rate":
+            out += ".mkv"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i",
+                  "sine=frequency=440:sample_rate=4000:duration=2", *x264, "-c:a", "pcm_s16le",
+                  out])
+        elif kind == "many_channels":
+            out += ".mkv"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i",
+                  tone.format(f=440, d=2), "-af", "pan=10c|" + "|".join(
+                      f"c{i}=c0" for i in range(10)), *x264, "-c:a", "pcm_s16le", out])
+        elif kind == "hd":  # fills a 1280x720 canvas
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=30:d=1", *x264,
+                  "-pix_fmt", "yuv420p", out])
+        elif kind in ("loud", "quiet", "silent"):
+            audio = {"loud": tone.format(f=440, d=2) + ",volume=24dB",
+                     "quiet": tone.format(f=440, d=2) + ",volume=-36dB",
+                     "silent": "anullsrc=sample_rate=48000:channel_layout=stereo:d=2"}[kind]
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i", audio, *x264,
+                  "-c:a", "aac", "-t", "2", out])
+        elif kind == "portrait":
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=108x192:r=30:d=2", "-f", "lavfi",
+                  "-i", tone.format(f=440, d=2), *x264, "-c:a", "aac", out])
+        else:
+            raise KeyError(kind)
+        made[kind] = out
+        return out
+
+    return make
+
+
+def _normalize(src: str, dst: Path, fmt: TileFormat = TILE, **kwargs) -> str:
+    normalize_clip(src, str(dst), probe(src), fmt, **kwargs)
+    return str(dst)
+
+
+# --- what a player shows ------------------------------------------------------------------------
+
+def test_anamorphic_square_stays_square(kinds, tmp_path, read_frame):
+    src = kinds("anamorphic")
+    info = probe(src)
+    assert (info.coded_width, info.coded_height, info.sar) == (96, 108, "2:1")
+    assert (info.width, info.height) == (192, 108)
+    frame = read_frame(_normalize(src, tmp_path / "a.mp4"), 0.5)
+    w, h = white_box(frame)
+    assert frame.shape[:2] == (180, 320)
+    assert w == pytest.approx(h, rel=0.06)  # stored 30 wide, 60 tall: shown square
+    assert h == pytest.approx(100, abs=4)  # 60 of 108 rows, scaled to 180
+
+
+@pytest.mark.parametrize("kind", ["hlg", "pq"])
+def test_hdr_is_tone_mapped_to_sdr_bt709(kinds, tmp_path, read_frame, kind):
+    src = kinds(kind)
+    info = probe(src)
+    assert info.colour.hdr == kind and info.colour.primaries == "bt2020"
+    out = _normalize(src, tmp_path / "hdr.mp4")
+    twin = _normalize(kinds("sdr"), tmp_path / "sdr.mp4")
+    report = parse_input_report(subprocess.run(
+        [*_probe_cmd(out)], capture_output=True, text=True).stderr)
+    colour = report.video.colour
+    assert (colour.matrix, colour.primaries, colour.transfer, colour.range) == (
+        "bt709", "bt709", "bt709", "tv")
+    sat, luma = mean_saturation_and_luma(read_frame(out, 1.0))
+    twin_sat, twin_luma = mean_saturation_and_luma(read_frame(twin, 1.0))
+    # untreated (no tone mapping, BT.2020 read as BT.709) it is a third paler
+    assert sat == pytest.approx(twin_sat, rel=0.2)
+    assert luma == pytest.approx(twin_luma, rel=0.25)
+
+
+def _probe_cmd(path: str) -> list[str]:
+    from workers.media.ffmpeg import ffmpeg_path
+
+    return [ffmpeg_path(), "-hide_banner", "-i", path]
+
+
+@pytest.mark.parametrize("kind", ["bt601", "bt601_tv"])
+def test_bt601_and_full_range_look_like_the_bt709_twin(kinds, tmp_path, read_frame, kind):
+    src = kinds(kind)
+    info = probe(src)
+    assert info.colour.matrix == "smpte170m"
+    assert info.colour.range == ("pc" if kind == "bt601" else "tv")
+    out = read_frame(_normalize(src, tmp_path / "601.mp4"), 1.0).astype(int)
+    twin = read_frame(_normalize(kinds("sdr"), tmp_path / "709.mp4"), 1.0).astype(int)
+    # read as BT.709 limited range, BT.601 full-range pixels are off by 15+ on average
+    assert np.abs(out - twin).mean() < 6
+
+
+def test_default_audio_track_is_played_not_a_disabled_first_one(kinds, tmp_path):
+    src = kinds("two_tracks")
+    report = parse_input_report(subprocess.run(_probe_cmd(src), capture_output=True,
+                                               text=True).stderr)
+    first, second = [s for s in report.streams if s.kind == "audio"]
+    assert not first.default and second.default
+    info = probe(src)
+    assert info.audio_stream == second.index
+    out = _normalize(src, tmp_path / "t.mp4")
+    assert dominant_frequency(out) == pytest.approx(1000, abs=15)
+
+
+# --- length from what plays -------------------------------------------------------------------
+
+def test_cut_off_upload_is_rejected_as_incomplete(kinds):
+    with pytest.raises(ProbeRejected) as caught:
+        probe(kinds("cut"))
+    assert caught.value.code in ("incomplete", "unreadable")
+    assert "upload" in caught.value.reason.lower() and "again" in caught.value.reason
+
+
+@pytest.mark.parametrize("kind, code", [("picture_short", "picture_stops_early"),
+                                        ("sound_short", "sound_stops_early")])
+def test_picture_or_sound_stopping_early_is_a_check(kinds, tmp_path, kind, code):
+    src = kinds(kind)
+    info = probe(src)
+    assert info.duration == pytest.approx(3.0, abs=0.1)
+    out = probe(_normalize(src, tmp_path / "s.mp4"), ANY)
+    assert out.duration == pytest.approx(info.duration, abs=0.1)  # the length that plays
+    codes = [c.code for c in length_checks(info, None)]
+    assert codes == [code]
+
+
+# --- caps on what a header claims -------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, code, words", [
+    ("fps_bomb", "unsupported_format", "frames per second"),
+    ("fps_bomb_mkv", "unsupported_format", "frames per second"),
+    ("tiny", "frame_too_small", "96 pixels"),
+    ("low_rate", "unsupported_audio", "4000 Hz"),
+    ("many_channels", "unsupported_audio", "10 channels"),
+])
+def test_caps_give_one_readable_reason_each(kinds, kind, code, words):
+    path = kinds(kind)
+    if kind.startswith("fps_bomb"):
+        assert os.path.getsize(path) < 200_000
+    with pytest.raises(ProbeRejected) as caught:
+        probe(path)
+    assert caught.value.code == code
+    assert words in caught.value.reason and "upload it again" in caught.value.reason
+
+
+# --- the detail a layout can show -------------------------------------------------------------
+
+def test_a_large_source_keeps_the_canvas_size_a_small_one_is_not_blown_up(kinds, tmp_path):
+    fmt = TileFormat(width=1280, height=720, fps=30, min_width=640, min_height=360)
+    hd = probe(_normalize(kinds("hd"), tmp_path / "hd.mp4", fmt), ANY)
+    assert (hd.width, hd.height) == (1280, 720)
+    small = probe(_normalize(kinds("sdr"), tmp_path / "small.mp4", fmt), ANY)
+    assert (small.width, small.height) == (640, 360)  # 192x108: at least the tile
+    assert fmt.frame_size(960, 540) == (960, 540)  # shown at its own size
+    assert fmt.frame_size(540, 960) == (1280, 720)  # a tall one fills the height
+    assert fmt.frame_size(3840, 2160) == (1280, 720)
+
+
+def test_a_full_frame_spotlight_keeps_the_detail(kinds, tmp_path):
+    """A performer shown full frame is scaled once (normalized at the canvas size), not
+    shrunk to a tile and blown up again: SSIM >= 0.95 against the source scaled once."""
+    from workers.media.render import render
+    from workers.media.spec import parse_spec
+
+    src = kinds("hd")  # 1280x720, a 640x360 canvas here (1080p in bench/intake)
+    scores = {}
+    for label, fmt in (("canvas", TileFormat(width=640, height=360, fps=30, min_width=320,
+                                             min_height=180)),
+                       ("old tile", TileFormat(width=320, height=180, fps=30))):
+        clip = _normalize(src, tmp_path / f"{label}.mp4", fmt)
+        spec = parse_spec({"version": 1, "canvas": {"width": 640, "height": 360, "fps": 30},
+                           "layout": {"type": "spotlight", "gap": 0,
+                                      "featured": [{"clip": "a", "start": 0, "end": 60}]},
+                           "audio": {"mode": "mix"}, "video": {"preset": "ultrafast",
+                                                               "crf": 18},
+                           "clips": [{"id": "a", "path": clip}]})
+        out = str(tmp_path / f"spot-{label}.mp4")
+        render(spec, out)
+        scores[label] = ssim(out, src, size="640x360", at=0.5)
+    assert scores["canvas"] >= 0.95
+    assert scores["canvas"] > scores["old tile"] + 0.01
+
+
+def test_contact_sheet_has_nine_frames_from_the_same_pass(kinds, tmp_path):
+    sheet = tmp_path / "sheet.jpg"
+    _normalize(kinds("sdr"), tmp_path / "c.mp4", sheet=str(sheet))
+    from PIL import Image
+
+    with Image.open(sheet) as image:
+        assert image.format == "JPEG"
+        assert image.size == (3 * 320 + 2 * 2, 3 * 180 + 2 * 2)
+        cells = np.asarray(image.convert("L")).astype(int)
+    # testsrc2 moves: the nine cells are different moments
+    tiles = [cells[r * 182:r * 182 + 180, c * 322:c * 322 + 320] for r in range(3)
+             for c in range(3)]
+    assert all(t.mean() > 20 for t in tiles)
+    assert np.abs(tiles[0] - tiles[8]).mean() > 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "sheet.jpg"]
+
+
+# --- checks for the participant ---------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, expected", [("loud", {"clipping"}), ("quiet", {"too_quiet"}),
+                                            ("silent", {"silent"}), ("sdr", {"silent"})])
+def test_sound_checks(kinds, kind, expected):
+    info = probe(kinds(kind))
+    codes = {c.code for c in intake_checks(info, canvas=(1280, 720), guide_duration=None)}
+    assert codes == expected
+
+
+def test_sound_measure_reads_the_played_track(kinds):
+    info = probe(kinds("loud"))
+    stats = measure_sound(info.path, info.audio_stream)
+    assert stats.true_peak >= -0.1 and stats.peak_level >= -0.01
+
+
+@pytest.mark.parametrize("kind", ["loud", "quiet", "two_tracks"])
+def test_the_normalize_pass_measures_the_sound_and_takes_the_thumbnail(kinds, tmp_path, kind):
+    src = kinds(kind)
+    info = probe(src)
+    thumb = tmp_path / "thumb.jpg"
+    done = normalize_clip(src, str(tmp_path / "n.mp4"), info, TILE, thumbnail=str(thumb),
+                          meter=True)
+    alone = measure_sound(src, info.audio_stream)
+    assert done.sound is not None
+    assert done.sound.integrated == pytest.approx(alone.integrated, abs=0.5)
+    assert done.sound.true_peak == pytest.approx(alone.true_peak, abs=0.5)
+    assert done.thumbnail == str(thumb) and thumb.read_bytes()[:3] == b"\xff\xd8\xff"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n.mp4", "thumb.jpg"]
+
+
+def test_portrait_in_a_landscape_campaign_is_a_warning(kinds):
+    info = probe(kinds("portrait"))
+    checks = orientation_checks(info, (1280, 720))
+    assert [(c.code, c.severity) for c in checks] == [("portrait", "warning")]
+    assert orientation_checks(info, (720, 1280)) == []
+
+
+def test_length_against_the_guide(kinds):
+    info = probe(kinds("portrait"))  # 2 s
+    assert [c.code for c in length_checks(info, 10.0)] == ["shorter_than_guide"]
+    assert length_checks(info, 2.2) == []
+    assert [c.code for c in length_checks(info, 0.5)] == []  # 1.5 s over: fine
+    long_info = type(info)(**{**info.__dict__, "duration": 200.0, "video_end": 200.0,
+                              "audio_end": 200.0})
+    assert [(c.code, c.severity) for c in length_checks(long_info, 60.0)] == [
+        ("longer_than_guide", "info")]
+
+
+def test_song_not_heard_and_merging():
+    assert [c.code for c in sync_checks("none", 0.0)] == ["song_not_heard"]
+    assert sync_checks("leak", 0.8) == []
+    stored = [{"code": "portrait", "severity": "warning", "message": "m"},
+              {"code": "song_not_heard", "severity": "warning", "message": "old"}]
+    merged = merge(stored, sync_checks("clap", 0.9), replace=["song_not_heard"])
+    assert merged == stored[:1]
+    assert merge([], [Check("x", "info", "y")]) == [{"code": "x", "severity": "info",
+                                                     "message": "y"}]
+
+
+def test_sound_check_rules_on_numbers():
+    assert sound_checks(SoundStats(-20.0, -3.0, -3.0, 1), True) == []
+    assert [c.code for c in sound_checks(SoundStats(-20.0, -3.0, 0.0, 50), True)] == [
+        "clipping"]
+    assert [c.code for c in sound_checks(None, False)] == ["silent"]
+    assert all(c.message.endswith(".") and c.severity in ("warning", "info")
+               for c in sound_checks(SoundStats(float("-inf"), float("-inf"), float("-inf"),
+                                                0), True))
+
+
+# --- bad input: a reason each, no hang, nothing left behind -----------------------------------
+
+def _children() -> set[int]:
+    kids: set[int] = set()
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                kids |= {int(k) for k in f.read().split()}
+        except OSError:  # a thread that has just ended
+            continue
+    return kids
+
+
+@pytest.mark.parametrize("kind", ["cut", "fps_bomb", "fps_bomb_mkv", "tiny", "low_rate",
+                                  "many_channels"])
+def test_bad_input_leaves_no_process_and_no_temp_file(kinds, tmp_path, kind):
+    src = tmp_path / ("upload" + Path(kinds(kind)).suffix)
+    src.write_bytes(Path(kinds(kind)).read_bytes())
+    before = _children()
+    with pytest.raises(ProbeRejected) as caught:
+        probe(str(src), ProbeLimits(timeout=30))
+    assert caught.value.reason.endswith(".") and len(caught.value.reason) > 40
+    assert _children() - before == set()
+    assert os.listdir(tmp_path) == [src.name]
