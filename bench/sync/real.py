@@ -450,9 +450,10 @@ def perform(ch: Chorale, voice: str, timbre: str, rng: np.random.Generator, *,
 
 
 def render_performance(events: list[Event], timbre: str, t0: float) -> np.ndarray:
-    """The events rendered dry at SR on a timeline starting at guide time ``t0``."""
+    """The events rendered dry at SR on a timeline starting at guide time ``t0`` (notes begun
+    before it are not heard: a negative's performance can start before a late recording)."""
     program = TAKE_PROGRAMS[timbre][0]
-    shifted = [Event(round(e.t - t0, 5), e.dur, e.midi, e.vel) for e in events]
+    shifted = [Event(round(e.t - t0, 5), e.dur, e.midi, e.vel) for e in events if e.t >= t0]
     x = render_events([(program, shifted)], reverb=False).astype(np.float64)
     return to_sr(x, GUIDE_SR, SR)
 
