@@ -454,6 +454,8 @@ def render_performance(events: list[Event], timbre: str, t0: float) -> np.ndarra
     before it are not heard: a negative's performance can start before a late recording)."""
     program = TAKE_PROGRAMS[timbre][0]
     shifted = [Event(round(e.t - t0, 5), e.dur, e.midi, e.vel) for e in events if e.t >= t0]
+    if not shifted:
+        return np.zeros(0)
     x = render_events([(program, shifted)], reverb=False).astype(np.float64)
     return to_sr(x, GUIDE_SR, SR)
 
