@@ -719,6 +719,15 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
 
 # --------------------------------------------------------------------------- the corpus
 
+def same_tune(a: str, b: str) -> bool:
+    """Two chorales on one hymn tune (Bach set many tunes more than once: in ``CHORALES``, "O
+    Welt, ich muss dich lassen" three times): 6 or more of the first 8 melodic intervals of the
+    soprano equal."""
+    ia, ib = (np.diff([n.midi for n in load_chorale(c).parts["S"][:9]]) for c in (a, b))
+    return int(np.sum(ia == ib)) >= 6
+
+
+
 def guide_plan(rng: np.random.Generator, case: Case) -> dict:
     """What guide a case's takes are made against (the style is drawn)."""
     count_in = "click" if case.mode in ("clap", "clap+leak") else str(
@@ -757,9 +766,11 @@ def build_real_corpus(seed: int = 1, scale: float = 1.0):
             for _ in range(per_guide):
                 other = None
                 if case.mode == "other-chorale":
-                    o = dict(plan, chorale=str(rng.choice(
-                        [c for c in CHORALES if c != plan["chorale"]])),
-                        bpm=float(rng.uniform(60, 100)))
+                    others = [c for c in CHORALES if c != plan["chorale"]]
+                    pick = str(rng.choice(others))
+                    while same_tune(pick, plan["chorale"]):  # drawn again: not a negative
+                        pick = str(rng.choice(others))
+                    o = dict(plan, chorale=pick, bpm=float(rng.uniform(60, 100)))
                     other = make_guide(-1, rng, **o)
                 elif case.mode == "other-tempo":
                     f = float(rng.choice([-1, 1]) * rng.uniform(0.08, 0.25))
