@@ -450,9 +450,12 @@ def perform(ch: Chorale, voice: str, timbre: str, rng: np.random.Generator, *,
 
 
 def render_performance(events: list[Event], timbre: str, t0: float) -> np.ndarray:
-    """The events rendered dry at SR on a timeline starting at guide time ``t0``."""
+    """The events rendered dry at SR on a timeline starting at guide time ``t0`` (notes begun
+    before it are not heard: a negative's performance can start before a late recording)."""
     program = TAKE_PROGRAMS[timbre][0]
-    shifted = [Event(round(e.t - t0, 5), e.dur, e.midi, e.vel) for e in events]
+    shifted = [Event(round(e.t - t0, 5), e.dur, e.midi, e.vel) for e in events if e.t >= t0]
+    if not shifted:
+        return np.zeros(0)
     x = render_events([(program, shifted)], reverb=False).astype(np.float64)
     return to_sr(x, GUIDE_SR, SR)
 
@@ -716,6 +719,15 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
 
 # --------------------------------------------------------------------------- the corpus
 
+def same_tune(a: str, b: str) -> bool:
+    """Two chorales on one hymn tune (Bach set many tunes more than once: in ``CHORALES``, "O
+    Welt, ich muss dich lassen" three times): 6 or more of the first 8 melodic intervals of the
+    soprano equal."""
+    ia, ib = (np.diff([n.midi for n in load_chorale(c).parts["S"][:9]]) for c in (a, b))
+    return int(np.sum(ia == ib)) >= 6
+
+
+
 def guide_plan(rng: np.random.Generator, case: Case) -> dict:
     """What guide a case's takes are made against (the style is drawn)."""
     count_in = "click" if case.mode in ("clap", "clap+leak") else str(
@@ -754,9 +766,11 @@ def build_real_corpus(seed: int = 1, scale: float = 1.0):
             for _ in range(per_guide):
                 other = None
                 if case.mode == "other-chorale":
-                    o = dict(plan, chorale=str(rng.choice(
-                        [c for c in CHORALES if c != plan["chorale"]])),
-                        bpm=float(rng.uniform(60, 100)))
+                    others = [c for c in CHORALES if c != plan["chorale"]]
+                    pick = str(rng.choice(others))
+                    while same_tune(pick, plan["chorale"]):  # drawn again: not a negative
+                        pick = str(rng.choice(others))
+                    o = dict(plan, chorale=pick, bpm=float(rng.uniform(60, 100)))
                     other = make_guide(-1, rng, **o)
                 elif case.mode == "other-tempo":
                     f = float(rng.choice([-1, 1]) * rng.uniform(0.08, 0.25))

@@ -158,7 +158,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .clap import clap_candidates, count_in, hf_onsets, quiet_count_in
+from .clap import (
+    clap_candidates,
+    count_in,
+    count_in_goes_on,
+    hf_onsets,
+    quiet_count_in,
+)
 from .features import (
     ANALYSIS_RATE,
     HOP_S,
@@ -229,6 +235,9 @@ NOTES_MARGIN = 3.0
 #: offset is taken to contradict them.
 NOTES_CONTRA = 1.5
 NOTES_AWAY_S = 0.5
+#: Part-only: the notes may fit better within a beat of the pick by at most this much (a
+#: pick a fraction of a beat off the notes: onsets locked onto a click track).
+NOTES_NEAR_DROP = 1.0
 #: Claps matching every count-in click are specific evidence: the notes contradict them only
 #: where they fit elsewhere at least this well (on short takes chance reaches a pitch z of 6.5).
 NOTES_STRONG = 8.0
@@ -405,6 +414,10 @@ class _Evidence:
         bar away the chords differ, so this evidence is not periodic."""
         return self._read(self.co.pitch_z, off, 3)
 
+    def notes_near(self, off: float) -> float:
+        """The best notes evidence within :data:`RIVAL_S` of ``off``."""
+        return self._read(self.co.pitch_z, off, int(RIVAL_S / HOP_S))
+
     def notes_elsewhere(self, off: float) -> float:
         """The best notes evidence farther than :data:`NOTES_AWAY_S` from ``off``."""
         lags = self.co.lags_s
@@ -501,7 +514,8 @@ def _decide(g: np.ndarray, c: np.ndarray, fg: Features, fc: Features, ev: _Evide
     rise, hop = hf_onsets(c)
     claps = [(off, n, sd) for off, n, sd in clap_candidates(rise, float(hop), clicks, lo_s, hi_s)
              if ev.music(off) >= 0.5 * best_score and ev.music(off) > 5.0
-             and quiet_count_in(fc, off, clicks)]
+             and quiet_count_in(fc, off, clicks)
+             and not count_in_goes_on(rise, float(hop), off, clicks)]
     if claps:
         n_max = max(n for _, n, _ in claps)
         top = sorted([cl for cl in claps if cl[1] == n_max], key=lambda cl: cl[2])
@@ -558,6 +572,9 @@ def _decide(g: np.ndarray, c: np.ndarray, fg: Features, fc: Features, ev: _Evide
     # and whatever the beat, the notes may not fit clearly better somewhere else (a guide
     # with a weak beat, an organ's, does not excuse a pick the notes contradict)
     conf *= _contradiction(ev, off)
+    # the onsets may lock onto a click track (a metronome in the room) a fraction of a beat
+    # off the notes: then the notes fall off near the pick, within a beat
+    conf *= sigmoid(-(ev.notes_near(off) - ev.notes(off) - NOTES_NEAR_DROP) / 0.3)
     drift, centre = part_drift(fg, fc, off)
     # the onsets of sung and bowed notes come late: read where the notes begin
     off = onset_leading_edge(fg, fc, off)
@@ -629,6 +646,7 @@ def align_files(guide_path: str, clip_path: str, **kw) -> AlignResult:
     """Decode both files and align them; :class:`AlignError` with a clear reason otherwise.
     The guide's decoding and analysis are kept for the next clip (:data:`GUIDES_KEPT`)."""
     from ..audio import NoAudio, decode_audio
+    from ..ffmpeg import FFmpegError
 
     timeout = float(kw.pop("timeout", 300))
     max_lead = float(kw.get("max_lead", 60.0))
@@ -641,6 +659,9 @@ def align_files(guide_path: str, clip_path: str, **kw) -> AlignResult:
             samples = decode_audio(guide_path, sample_rate=ANALYSIS_RATE, timeout=timeout)
         except NoAudio as exc:
             raise AlignError("silent_guide", "the guide has no sound track to sync to") from exc
+        except FFmpegError as exc:
+            raise AlignError("unreadable_guide", "the guide's sound cannot be read: upload it "
+                             "again as a WAV, FLAC, MP3 or video file") from exc
         guide = analyse_guide(samples, ANALYSIS_RATE)
         with _GUIDES_LOCK:
             _GUIDES[key] = guide
@@ -652,5 +673,8 @@ def align_files(guide_path: str, clip_path: str, **kw) -> AlignResult:
                             timeout=timeout)
     except NoAudio as exc:
         raise AlignError("no_audio", exc.reason) from exc
+    except FFmpegError as exc:
+        raise AlignError("unreadable", "the clip's sound cannot be read, so it cannot be "
+                         "synced: set its offset by hand") from exc
     return align_signals(guide, clip, ANALYSIS_RATE, **kw)
 
