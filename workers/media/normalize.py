@@ -148,13 +148,6 @@ def tile_video_filter(fmt: TileFormat, duration: float, info: MediaInfo | None =
             "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709")
 
 
-def sheet_filter(duration: float, cell_width: int = SHEET_CELL_WIDTH) -> str:
-    """Nine frames spread over ``duration`` seconds, tiled 3×3 (a JPEG-ready picture)."""
-    step = max(duration, 1e-3) / 9
-    return (f"select='isnan(prev_selected_t)+gte(t-prev_selected_t\\,{step:.6f})',"
-            f"scale={cell_width}:-2,tile=3x3:padding=2:color=black,format=yuvj420p")
-
-
 def thumbnail_time(duration: float) -> float:
     """Where the thumbnail is taken: at 1 s, or a third into a shorter clip."""
     return min(1.0, duration / 3)
@@ -166,18 +159,17 @@ SOUND_METER = "astats=metadata=0:measure_perchannel=none,ebur128=peak=true:frame
 
 
 def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
-                   sheet: str | None = None, thumbnail: str | None = None,
-                   thumbnail_width: int = 320, meter: bool = False) -> list[str]:
-    """ffmpeg arguments (without the binary) that turn ``src`` into ``dst``; from the same
-    decode, with ``sheet`` a 3×3 contact sheet JPEG, with ``thumbnail`` a JPEG still
-    (``thumbnail_width`` wide) and with ``meter`` the sound's statistics in the log
+                   meter: bool = False) -> list[str]:
+    """ffmpeg arguments (without the binary) that turn ``src`` into ``dst``; with ``meter``
+    the source's sound statistics are logged from the same decode
     (:func:`parse_sound_stats`)."""
     duration = f"{info.duration:.6f}"
     args: list[str] = []
-    if info.coded_width * info.coded_height > 2 * 1920 * 1080:
-        # fewer decoder threads: each holds 4K frames (memory), and the encoder and the
-        # filters keep the other cores busy
-        args += ["-threads", "2"]
+    large = info.coded_width * info.coded_height > 2 * 1920 * 1080
+    if large:
+        # one decoder thread: each frame thread holds 4K frames (peak RSS 601 -> 544 MB on
+        # 4K HEVC), while the filters and the encoder keep the other cores busy
+        args += ["-threads", "1"]
     args += [*safe_input(src)]
     graph: list[str] = []
     if info.has_audio:
@@ -199,19 +191,8 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
                  "-i", f"anullsrc=channel_layout=stereo:sample_rate={fmt.sample_rate}"]
         graph.append("[1:a:0]anull[a]")
     frame = fmt.frame_size(info.width, info.height)
-    video = f"[0:{info.video_stream}]{tile_video_filter(fmt, info.duration, info, frame)}"
-    branches = ["v"] + (["s"] if sheet else []) + (["t"] if thumbnail else [])
-    if len(branches) > 1:
-        video += f",split={len(branches)}" + "".join(f"[{b}]" for b in branches)
-    else:
-        video += "[v]"
-    graph.append(video)
-    if sheet:
-        graph.append(f"[s]{sheet_filter(info.duration)}[sheet]")
-    if thumbnail:
-        at = thumbnail_time(info.duration)
-        graph.append(f"[t]select='gte(t\\,{at:.6f})',scale={thumbnail_width}:-2,"
-                     "format=yuvj420p[thumb]")
+    graph.append(f"[0:{info.video_stream}]{tile_video_filter(fmt, info.duration, info, frame)}"
+                 "[v]")
     args += [
         "-filter_complex", ";".join(graph),
         "-map", "[v]", "-map", "[a]",
@@ -221,14 +202,41 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
         "-pix_fmt", "yuv420p", "-profile:v", "high", "-g", str(2 * fmt.fps),
         "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
         "-color_range", "tv",
+        *(["-threads:v", "2"] if large else []),
         "-c:a", "aac", "-b:a", AUDIO_BITRATE, "-ar", str(fmt.sample_rate), "-ac", "2",
         "-movflags", "+faststart", "-f", "mp4", input_url(dst),
     ]
-    for label, path in (("sheet", sheet), ("thumb", thumbnail)):
-        if path:
-            args += ["-map", f"[{label}]", "-frames:v", "1", "-c:v", "mjpeg", "-q:v", "4",
-                     "-f", "image2", "-update", "1", input_url(path)]
     return args
+
+
+def contact_sheet_argv(src: str, dst: str, duration: float,
+                       cell_width: int = SHEET_CELL_WIDTH) -> list[str]:
+    """ffmpeg arguments for a 3×3 contact sheet JPEG of ``src`` (a normalized clip, short
+    keyframe intervals): nine seeks spread over ``duration`` seconds, one frame each."""
+    args: list[str] = []
+    graph: list[str] = []
+    for k in range(9):
+        args += ["-ss", f"{duration * k / 9:.3f}", *safe_input(src)]
+        graph.append(f"[{k}:v:0]trim=end_frame=1,setpts=PTS-STARTPTS,"
+                     f"scale={cell_width}:-2,setsar=1[c{k}]")
+    graph.append("".join(f"[c{k}]" for k in range(9)) + "concat=n=9:v=1:a=0,"
+                 "tile=3x3:padding=2:color=black,format=yuvj420p[sheet]")
+    return [*args, "-filter_complex", ";".join(graph), "-map", "[sheet]", "-frames:v", "1",
+            "-c:v", "mjpeg", "-q:v", "4", "-f", "image2", "-update", "1", input_url(dst)]
+
+
+def make_contact_sheet(src: str, dst: str, duration: float, *, timeout: float = 120) -> None:
+    """Write a 3×3 contact sheet JPEG of ``src`` to ``dst`` atomically. Raises
+    :class:`FFmpegError`; nothing is left behind on failure."""
+    tmp = temp_path_for(dst)
+    try:
+        run_ffmpeg(contact_sheet_argv(src, tmp, duration), timeout=timeout)
+        if not _nonempty(tmp):
+            raise FFmpegError(f"no contact sheet could be made of {src}")
+        replace_atomically(tmp, dst)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
 
 
 @dataclass(frozen=True)
@@ -280,16 +288,14 @@ def normalize_clip(
     thumbnail: str | None = None,
     meter: bool = False,
 ) -> Normalized:
-    """Write the normalized clip to ``dst`` atomically (never a half-written ``dst``);
-    from the same decode, optionally its 3×3 contact sheet (``sheet``), a thumbnail and
-    the sound's statistics (``meter``). Raises :class:`FFmpegError`; nothing is left
-    behind on failure."""
+    """Write the normalized clip to ``dst`` atomically (never a half-written ``dst``),
+    with ``meter`` the sound's statistics from the same decode, then optionally its 3×3
+    contact sheet (``sheet``) and a thumbnail (``thumbnail``), JPEGs taken from the
+    normalized clip. Raises :class:`FFmpegError` when the clip cannot be made; nothing
+    is left behind on failure."""
     tmp = temp_path_for(dst)
-    extras = {"sheet": sheet, "thumbnail": thumbnail}
-    temps = {k: temp_path_for(v) for k, v in extras.items() if v}
     try:
-        args = normalize_argv(src, tmp, info, fmt, sheet=temps.get("sheet"),
-                              thumbnail=temps.get("thumbnail"), meter=meter)
+        args = normalize_argv(src, tmp, info, fmt, meter=meter)
         status, text = ffmpeg_report(["-v", "info", "-nostats", *args], timeout=timeout,
                                      max_lines=400, duration=info.duration,
                                      progress=progress)
@@ -303,20 +309,24 @@ def normalize_clip(
             except FFmpegError as exc:  # a measurement that helps; the clip is fine
                 log.warning("no sound statistics for %s: %s", src, exc)
         replace_atomically(tmp, dst)
-        made: dict[str, str | None] = {}
-        for key, final in extras.items():
-            made[key] = None
-            if final and _nonempty(temps[key]):
-                replace_atomically(temps[key], final)
-                made[key] = final
-            elif final:
-                log.warning("no %s for %s", key, src)
     except BaseException:
         remove_quietly(tmp)
         raise
-    finally:
-        for path in temps.values():
-            remove_quietly(path)
+    # the stills come from the normalized clip (small, a keyframe every 2 s): a few
+    # seeks cost less than a branch of the full-size decode would
+    made: dict[str, str | None] = {"sheet": None, "thumbnail": None}
+    for key, final in (("sheet", sheet), ("thumbnail", thumbnail)):
+        if not final:
+            continue
+        try:
+            if key == "sheet":
+                make_contact_sheet(dst, final, info.duration, timeout=min(timeout, 300))
+            else:
+                make_thumbnail(dst, final, at=thumbnail_time(info.duration),
+                               timeout=min(timeout, 120))
+            made[key] = final
+        except FFmpegError as exc:  # pictures that help; the clip itself is fine
+            log.warning("no %s for %s: %s", key, src, exc)
     w, h = fmt.frame_size(info.width, info.height)
     log.info("normalized %s -> %s (%dx%d@%d)", src, dst, w, h, fmt.fps)
     return Normalized(dst, made["sheet"], made["thumbnail"], sound)
