@@ -117,6 +117,8 @@ _SPACE = regex.compile(r"[\s\p{Z}]")
 _UNDRAWABLE = regex.compile(r"(?V1)[\p{Cc}\p{Cs}\p{Co}\p{Cn}[\p{Cf}--[\u200c\u200d]]]")
 _MARK = regex.compile(r"\p{M}")
 _JOINERS = {"\u200c", "\u200d"}
+_VIRAMA = regex.compile(r"\p{ccc=9}")
+_SPECIAL = regex.compile(r"[\p{M}\u200c\u200d\p{Emoji_Modifier}\U0001F3F4]")
 _MODIFIER = regex.compile(r"\p{Emoji_Modifier}")
 # A valid emoji tag sequence (UTS #51: black flag, tag letters and digits, cancel tag), else
 # one character.
@@ -199,9 +201,13 @@ def clean_text(text: str) -> str:
     cluster longer than :func:`cap_cluster` allows (so one cluster can never be a whole
     name too wide to show). Character classes come from the ``regex`` package's Unicode
     data, newer than Python's own ``unicodedata`` (so this year's emoji are kept)."""
+    text = _SPACE.sub(" ", text or "")
+    if not _SPECIAL.search(text):  # the common case: nothing to cap or keep
+        text = unicodedata.normalize("NFC", " ".join(_UNDRAWABLE.sub("", text).split()))
+        return "".join(cap_cluster(c) for c in _GRAPHEME.findall(text)) if len(text) > 2 else text
     out: list[str] = []
     marks = 0
-    for token in _TOKEN.findall(_SPACE.sub(" ", text or "")):
+    for token in _TOKEN.findall(text):
         if len(token) > 1:  # a valid emoji tag sequence
             out.append(token)
             marks = 0
@@ -253,6 +259,8 @@ def graphemes(text: str) -> list[str]:
     of the same script after it: UAX #29's conjunct rule (GB9c) covers six Indic scripts,
     this covers every script with a virama (Kannada, Gurmukhi, Tamil, Sinhala, Khmer,
     Myanmar, ...), so a line is never cut inside a conjunct."""
+    if not _VIRAMA.search(text):
+        return _GRAPHEME.findall(text)
     out: list[str] = []
     for cluster in _GRAPHEME.findall(text):
         if out and _links(out[-1], cluster):
