@@ -4,12 +4,15 @@ Names come from everywhere, so a line is set the way a browser would set it:
 
 1. :func:`clean_text` keeps what can be drawn: no control or format characters (bidi
    overrides, isolates and marks included; ZWJ and ZWNJ stay, they shape Indic scripts and
-   emoji), combining-mark floods capped at :data:`MAX_MARKS` per letter, whitespace collapsed.
+   emoji, and so do the tags of the England, Scotland and Wales flags), combining-mark floods
+   capped at :data:`MAX_MARKS` per letter, giant clusters (a ZWJ chain of 60 people, 119
+   skin tones) capped, whitespace collapsed.
 2. :func:`graphemes` splits it into extended grapheme clusters (UAX #29, via the ``regex``
    package's ``\\X``: it follows the current Unicode rules, Indic conjuncts, emoji ZWJ
    sequences and flags included, which the older ``grapheme`` package does not). A line is
    only ever cut between clusters, so an ellipsis never splits a letter from its marks or
-   an emoji sequence.
+   an emoji sequence; a cluster ending with a virama is joined to the consonant after it in
+   every script (UAX #29 does this for six Indic scripts only).
 3. The Unicode bidirectional algorithm (FriBiDi, the library Pillow's raqm layout itself
    uses) gives each character its embedding level; a right-to-left name runs right to left,
    and a Latin name with an Arabic surname keeps each part in its own direction.
@@ -17,8 +20,9 @@ Names come from everywhere, so a line is set the way a browser would set it:
    character map holds all of it (read with fontTools): the bundled DejaVu Sans for Latin,
    Greek and Cyrillic, then Noto Sans and a Noto family per script (Arabic, Hebrew, the
    Indic scripts, Thai, ...), Noto Sans CJK (its Japanese, Korean or Chinese face chosen
-   from the kana or hangul in the line), symbols, Noto Color Emoji (first for emoji), and
-   DejaVu Sans again as the last resort. Spaces and punctuation stay in the font of the
+   from the kana or hangul in the line), symbols, every other installed Noto family (found
+   in the font folders, Sans before Serif), Noto Color Emoji (first for emoji), and DejaVu
+   Sans again as the last resort. Spaces and punctuation stay in the font of the
    letters around them, so a run is not split for them.
 5. Runs of one level and one font are shaped by raqm (HarfBuzz: Arabic joining, Indic
    conjuncts, Thai mark stacking, emoji ligatures) and placed in visual order (rule L2).
