@@ -156,3 +156,9 @@ def test_credits_of_a_huge_choir_leave_out_nobody(tmp_path, width, height, n):
                      round(col * col_w):round((col + 1) * col_w)]
         drawn += bool(band.size and band.max() > 0)
     assert drawn == sum(1 for text, _ in plan.rows if text), "every row has ink where it belongs"
+
+
+def test_a_label_with_no_room_is_transparent_not_a_stub(tmp_path):
+    width, height = label_image("Ana", 6, 24, str(tmp_path / "l.png"))
+    assert width == 2
+    assert _rgba(tmp_path / "l.png")[..., 3].max() == 0

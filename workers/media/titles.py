@@ -83,7 +83,8 @@ def label_image(text: str, max_width: int, height: int, out_path: str) -> tuple[
     name = clean_text(text)
     line = fit(name if visible(name) else ANONYMOUS, round(height * 0.62), max_width - 2 * pad)
     width = min(max_width, _even_up(line.width + 2 * pad)) if line.runs else 2
-    image = Image.new("RGBA", (width, height), LABEL_BOX)
+    # not even an ellipsis fits: nothing shows rather than a 2-pixel stub of the dark box
+    image = Image.new("RGBA", (width, height), LABEL_BOX if line.runs else (0, 0, 0, 0))
     if line.runs:
         draw_line(image, line, pad, centred_baseline(line, height / 2), TEXT)
     _save(image, out_path)
@@ -124,10 +125,10 @@ def intro_card(spec, out_path: str) -> str:
     intro = spec.intro
     room = width * 0.9
     lines: list[tuple[Line, tuple[int, ...]]] = []
-    if intro is not None and clean_text(intro.title):
+    if intro is not None and visible(clean_text(intro.title)):
         title = clean_text(intro.title)
         lines.append((fit(title, _shrink(title, height * 0.11, room), room, bold=True), TEXT))
-    if intro is not None and clean_text(intro.subtitle):
+    if intro is not None and visible(clean_text(intro.subtitle)):
         lines.append((fit(clean_text(intro.subtitle), round(height * 0.055), room), DIM))
     lines.append((fit(performers_line(spec), round(height * 0.04), room), DIM))
     gaps = [line.size * 0.6 for line, _ in lines[1:]]
