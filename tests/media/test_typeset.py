@@ -418,7 +418,7 @@ def test_one_cluster_too_wide_still_shows_an_ellipsis():
     assert line.text == typeset.ELLIPSIS and line.width <= room
 
 
-CONJUNCT_NAMES = ["ಕ್ಷಮಾ ಲಕ್ಷ್ಮಿ ಪ್ರಕಾಶ್ ಶಾಸ್ತ್ರಿ", "ਸ੍ਰੀ ਕ੍ਰਿਸ਼ਨ ਪ੍ਰੀਤ ਸਿੰਘ",
+CONJUNCT_NAMES = ["ಲಕ್ಷ್ಮೀನರಸಿಂಹಸ್ವಾಮಿ ಕ್ಷ್ಮ ಶ್ರೀಕೃಷ್ಣ ಪ್ರಸಾದ್ ಸ್ವಾಮಿ", "ਸ੍ਰੀ ਕ੍ਰਿਸ਼ਨ ਪ੍ਰੀਤ ਸਿੰਘ",
                   "க்ஷேத்ரா ஸ்ரீ லக்ஷ்மி", "ශ්\u200dරී ලක්\u200dෂ්මි ප්\u200dරසාද්",
                   "ស្រីពេជ្រ ចន្ទ្រា", "မြန်မာ သက္ကရာဇ်"]
 
