@@ -403,17 +403,25 @@ def _cmap_index() -> dict[str, list[int]]:
 
 
 def _save_cmap_index() -> None:
-    """Write the index when a character map was read from a font since the last save (one
-    temp file and a rename; a read-only cache directory is only logged)."""
+    """Write the index when a character map was read from a font since the last save,
+    merged with what is stored (one temp file and a rename; a read-only cache directory is
+    only logged)."""
     global _index_dirty
     with _index_lock:
         if not _index_dirty:
             return
         _index_dirty = False
+        index = _cmap_index()
+        try:  # keep what other processes stored meanwhile
+            stored = json.loads(CMAP_CACHE.read_text())
+            index.update({k: v for k, v in stored.items() if k not in index}
+                         if isinstance(stored, dict) else {})
+        except (OSError, ValueError):
+            pass
         try:
             CMAP_CACHE.parent.mkdir(parents=True, exist_ok=True)
             tmp = CMAP_CACHE.with_name(f".{CMAP_CACHE.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(_cmap_index(), separators=(",", ":")))
+            tmp.write_text(json.dumps(index, separators=(",", ":")))
             os.replace(tmp, CMAP_CACHE)
         except OSError as exc:
             log.info("font index not saved to %s: %s", CMAP_CACHE, exc)
