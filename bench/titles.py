@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.titles              # --labels 400 --credits 1000
 
 Prints a table: the first label in a fresh process (finding the fonts, reading the
-character maps it needs, opening them), then labels per second for Latin-only names and for
+character maps it needs from the stored index, opening them; once with no index, as on a
+fresh machine), then labels per second for Latin-only names and for
 the demo's world names (every script, emoji), each name drawn once (as a render does: one
 PNG per distinct name and box), then a credits image of N names. Each row runs in a fresh
 subprocess so caches start cold where the row says so.
@@ -13,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 
 _CHILD = r"""
 import json, os, sys, tempfile, time
@@ -30,10 +33,12 @@ names = (world if kind.startswith("world") else latin)
 out = tempfile.mkdtemp()
 imported = time.perf_counter() - t0
 result = {}
+FIRST = {"latin-first": names[0], "world-first": "李小龙 محمد प्रिया 🎻",
+         "tibetan-first": "བཀྲ་ཤིས་ ᜋᜇᜒᜌ ᤕᤠᤰᤌᤢᤱ",  # Noto Serif Tibetan, Tagalog, Limbu: chain's tail
+         "nofont-first": "Kawi \U00011f04\U00011f05"}  # in no installed font: every cmap read
 if kind.endswith("first"):
     t = time.perf_counter()
-    label_image(names[0] if kind == "latin-first" else "李小龙 محمد प्रिया 🎻", 600, 30,
-                os.path.join(out, "a.png"))
+    label_image(FIRST[kind], 600, 30, os.path.join(out, "a.png"))
     result["seconds"] = time.perf_counter() - t
 elif kind.endswith("labels"):
     label_image("warm up", 600, 30, os.path.join(out, "w.png"))
@@ -59,9 +64,13 @@ print(json.dumps(result))
 """
 
 
-def _run(kind: str, count: int) -> dict:
-    done = subprocess.run([sys.executable, "-c", _CHILD, kind, str(count)], capture_output=True,
-                          text=True, check=True)
+def _run(kind: str, count: int, cold_index: bool = False) -> dict:
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as empty:
+        if cold_index:  # no stored character maps: as on a fresh machine or container
+            env["XDG_CACHE_HOME"] = empty
+        done = subprocess.run([sys.executable, "-c", _CHILD, kind, str(count)],
+                              capture_output=True, text=True, check=True, env=env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -72,13 +81,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rows = [("first label, Latin (cold process)", "latin-first", 1),
             ("first label, CJK+Arabic+Devanagari+emoji (cold)", "world-first", 1),
+            ("first label, Tibetan+Tagalog+Limbu (cold)", "tibetan-first", 1),
+            ("first label, no font holds it (cold)", "nofont-first", 1),
+            ("first label, no font holds it (cold, no font index)", "nofont-first-x", 1),
             (f"{args.labels} labels, Latin names", "latin-labels", args.labels),
             (f"{args.labels} labels, world names", "world-labels", args.labels),
             (f"credits of {args.credits} Latin names", "latin-credits", args.credits),
             (f"credits of {args.credits} world names", "world-credits", args.credits)]
     print(f"{'case':52} {'seconds':>9} {'per item ms':>12} {'fonts open':>11}")
     for title, kind, count in rows:
-        result = _run(kind, count)
+        result = _run(kind.removesuffix("-x"), count, cold_index=kind.endswith("-x"))
         print(f"{title:52} {result['seconds']:9.3f} {1000 * result['seconds'] / count:12.2f} "
               f"{result['fonts_opened']:11d}")
     print(f"shaping (raqm): {result['shaping']}")

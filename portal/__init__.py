@@ -8,8 +8,10 @@ import os
 import threading
 from pathlib import Path
 
+import regex
 from flask import Flask, jsonify, render_template, request
 from flask.wrappers import Request
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from . import config as config_module
@@ -157,7 +159,23 @@ def _register_errors(app: Flask) -> None:
         return render_template("error.html", message=message, status=exc.code), exc.code
 
 
+# A flood of combining marks (Zalgo) on one letter: the first four are kept (as in the video,
+# workers/media/typeset.MAX_MARKS), joiners between them do not restart the count.
+_MARK_FLOOD = regex.compile(r"((?:\p{M}[\u200c\u200d]*){4})[\p{M}\u200c\u200d]+")
+
+
+def shown_text(value):
+    """Every value a template prints, before escaping: strings with a combining-mark flood
+    capped at four marks per letter, so a name cannot paint over the rows around it;
+    anything else (and markup) unchanged."""
+    if isinstance(value, str) and not isinstance(value, Markup) and _MARK_FLOOD.search(value):
+        return _MARK_FLOOD.sub(r"\1", value)
+    return value
+
+
 def _register_filters(app: Flask) -> None:
+    app.jinja_env.finalize = shown_text
+
     @app.template_filter("mmss")
     def mmss(seconds: float | None) -> str:
         if seconds is None:

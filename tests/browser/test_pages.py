@@ -257,3 +257,78 @@ def test_right_to_left_user_text_keeps_its_place(live, browser, media_files: dic
     assert page.evaluate("document.querySelector('input[name=name]').getAttribute('dir')") == \
         "auto"
     page.close()
+
+
+_WIDEST = """() => Math.max(document.documentElement.scrollWidth, document.body.scrollWidth)"""
+
+
+def test_long_and_zalgo_names_stay_in_their_rows_on_a_phone(live, browser,
+                                                            media_files: dict[str, Path]):
+    """Issue 13: a 120-letter unbroken name wraps (the page stays 375 px wide on the watch,
+    clip, status and organizer pages) and a combining-mark flood is capped at four marks
+    per letter where names are shown, so it cannot paint over the rows around it."""
+    import time
+
+    import regex
+
+    from portal.extensions import db
+    from portal.models import Clip, Render
+    from portal.services import create_campaign, get_campaign, submit_clip
+
+    long_name = "W" * 120
+    zalgo = "Z" + "\u0301\u0316\u0317" * 25 + "algo"
+    with live["app"].app_context():
+        create_campaign("wide", "Wide names", parts=["Alto"])
+        campaign = get_campaign("wide")
+        clips = []
+        for name in (long_name, zalgo, "Ana"):
+            with open(media_files["landscape"], "rb") as handle:
+                clips.append(submit_clip(campaign, handle, "a.mp4", name=name, part="Alto",
+                                         location="L" * 60, consent=True))
+        ids = [clip.id for clip in clips]
+    deadline = time.monotonic() + 120  # the worker has processed them (a thumbnail each)
+    while time.monotonic() < deadline:
+        with live["app"].app_context():
+            if all(db.session.get(Clip, i).status in ("normalized", "synced", "needs_sync")
+                   for i in ids):
+                break
+        time.sleep(0.5)
+    with live["app"].app_context():
+        campaign = get_campaign("wide")
+        clips = [db.session.get(Clip, i) for i in ids]
+        for clip in clips:
+            clip.status = "approved"  # as the organizer's approval leaves them
+        render = Render(campaign=campaign, status="done", output_key="renders/none.mp4",
+                        duration=10.0, clip_ids=[clip.id for clip in clips])
+        db.session.add(render)
+        db.session.flush()
+        campaign.published_render = render
+        db.session.commit()
+        tokens = [clip.token for clip in clips]
+    phone = browser.new_context(viewport={"width": 375, "height": 800})
+    page = phone.new_page()
+    base = live["base"]
+    page.goto(f"{base}/organize/")
+    if page.locator("input[name=email]").count():
+        page.fill("input[name=email]", "org@example.org")
+        page.fill("input[name=password]", "correct horse")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/organize/")
+    pages = [f"{base}/watch/wide", f"{base}/clip/{tokens[0]}", f"{base}/clip/{tokens[1]}",
+             f"{base}/organize/c/wide",
+             f"{base}/organize/clips/{ids[0]}", f"{base}/organize/clips/{ids[1]}"]
+    for url in pages:
+        page.goto(url)
+        assert page.evaluate(_WIDEST) <= 375, f"{url} is wider than the phone"
+    page.goto(f"{base}/watch/wide")
+    assert page.locator("table.credits tbody tr").count() == 3
+    assert page.locator(".gallery figcaption").count() == 3
+    shown = page.locator("table.credits tbody tr").nth(1).locator("td").first
+    text = shown.text_content()
+    assert text.startswith("Z") and len(regex.findall(r"\p{M}", text)) <= 4
+    row = page.locator("table.credits tbody tr")
+    boxes = [row.nth(k).bounding_box() for k in range(3)]
+    assert boxes[1]["y"] >= boxes[0]["y"] + boxes[0]["height"] - 1
+    assert boxes[2]["y"] >= boxes[1]["y"] + boxes[1]["height"] - 1
+    phone.close()
+

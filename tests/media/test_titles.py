@@ -129,3 +129,36 @@ def test_credits_scroll_from_bottom_to_top():
     assert set(expr) <= set("0123456789.-*()t")
     t = 17.5
     assert eval(expr, {"t": t}) == pytest.approx(credits_y(t - 12.5, 180, 400, 10))
+
+
+@pytest.mark.parametrize(("width", "height", "n"), [(3840, 2160, 600), (1920, 1080, 1000)])
+def test_credits_of_a_huge_choir_leave_out_nobody(tmp_path, width, height, n):
+    clips = [{"id": f"c{i}", "path": "x", "name": f"Person {i:04d}", "location": "Lima",
+              "part": ["Soprano", "Alto", "Tenor", "Bass"][i % 4]} for i in range(n)]
+    spec = parse_spec({"version": 1, "canvas": {"width": width, "height": height},
+                       "credits": True, "clips": clips})
+    plan = titles.credits_layout(spec)
+    names = [text for text, heading in plan.rows if text and not heading]
+    assert len(names) == n
+    assert plan.height <= titles.MAX_CREDITS_HEIGHT
+    assert plan.cols * plan.per_col >= len(plan.rows)
+    path, image_h = credits_image(spec, str(tmp_path / "c.png"))
+    assert image_h == plan.height
+    with Image.open(path) as image:
+        alpha = np.asarray(image.getchannel("A"))
+    col_w = width / plan.cols
+    drawn = 0
+    for k, (text, _) in enumerate(plan.rows):
+        if not text:
+            continue
+        col, y = plan.position(k)
+        band = alpha[round(y - plan.line_h * 0.3):round(y + plan.line_h * 0.3),
+                     round(col * col_w):round((col + 1) * col_w)]
+        drawn += bool(band.size and band.max() > 0)
+    assert drawn == sum(1 for text, _ in plan.rows if text), "every row has ink where it belongs"
+
+
+def test_a_label_with_no_room_is_transparent_not_a_stub(tmp_path):
+    width, height = label_image("Ana", 6, 24, str(tmp_path / "l.png"))
+    assert width == 2
+    assert _rgba(tmp_path / "l.png")[..., 3].max() == 0

@@ -3,6 +3,7 @@ fitting and cleaning, checked on the demo's real names from the 30 most spoken l
 
 from __future__ import annotations
 
+import json
 import logging
 import unicodedata
 from functools import cache
@@ -324,3 +325,132 @@ def test_emoji_in_a_right_to_left_name_run_right_to_left():
     draw_line(violin, other, 4, 36, (255, 255, 255, 255))
     fiddle = np.asarray(violin)[:, 4:4 + seen.shape[1], :3].astype(int)
     assert np.abs(seen - trumpet).mean() * 3 < np.abs(seen - fiddle).mean(), "🎺 is leftmost"
+
+
+# --- issue 13's red-team: kinds of names that broke ----------------------------------------------
+
+# One letter of each script the red-team found drawn as boxes although its Noto font was
+# installed (Tibetan only as Noto Serif Tibetan on Debian).
+UNCHAINED = {"Tibetan": "ཀ", "Tagalog": "\u1703", "Limbu": "\u1901", "New Tai Lue": "\u1981",
+             "Tai Le": "\u1950", "Buginese": "\u1a00", "Batak": "\u1bc0", "Lepcha": "\u1c00",
+             "Kayah Li": "\ua90a", "Osmanya": "\U00010480", "Pahawh Hmong": "\U00016b00",
+             "Nyiakeng Puachue Hmong": "\U0001e100", "Newa": "\U00011400",
+             "Mende Kikakui": "\U0001e800", "Wancho": "\U0001e2c0", "Tirhuta": "\U0001148f",
+             "Modi": "\U00011600"}
+
+
+@pytest.mark.parametrize("script", sorted(UNCHAINED))
+def test_installed_noto_scripts_beyond_the_hand_list_are_drawn(script):
+    letter = UNCHAINED[script]
+    line = layout(clean_text(letter * 3), 20)
+    assert line.missing == (), f"{script} has an installed Noto font"
+    face = line.runs[0].face
+    assert ord(letter) in _glyph_names(face.path, face.index)
+
+
+def test_every_installed_noto_family_is_in_the_chain():
+    files = typeset._font_files()
+    chained = {face.path for face in typeset.font_chain()}
+    for family, regular, _ in typeset.noto_families(files):
+        assert files[regular] in chained, family
+        letters = [cp for cp in _glyph_names(files[regular], 0)
+                   if cp > 0x24F and regex.match(r"\p{L}", chr(cp))]
+        if letters:
+            assert layout(chr(letters[0]), 20).missing == (), family
+
+
+def test_the_character_map_index_is_stored_and_reused(tmp_path, monkeypatch):
+    monkeypatch.setattr(typeset, "CMAP_CACHE", tmp_path / "cmaps.json")
+    typeset._cmap_index.cache_clear()
+    typeset.coverage.cache_clear()
+    try:
+        face = next(f for f in typeset.font_chain() if f.family == "Noto Serif Tibetan")
+        assert 0x0F40 in typeset.coverage(face)
+        typeset._save_cmap_index()
+        stored = json.loads((tmp_path / "cmaps.json").read_text())
+        assert any(key.startswith(face.path) for key in stored)
+        typeset._cmap_index.cache_clear()
+        typeset.coverage.cache_clear()
+        monkeypatch.setattr("fontTools.ttLib.TTFont", None)  # read from the index only
+        assert 0x0F40 in typeset.coverage(face)
+    finally:
+        typeset._cmap_index.cache_clear()
+        typeset.coverage.cache_clear()
+
+
+FLAGS = {"England": "gbeng", "Scotland": "gbsct", "Wales": "gbwls"}
+
+
+@pytest.mark.parametrize("country", sorted(FLAGS))
+def test_subdivision_flags_keep_their_tags(country):
+    flag = "\U0001f3f4" + "".join(chr(0xE0000 + ord(c)) for c in FLAGS[country]) + "\U000e007f"
+    assert clean_text(f"Ana {flag}") == f"Ana {flag}"
+    line = layout(flag, 40)
+    black = layout("\U0001f3f4", 40)
+    assert len(line.runs) == 1 and line.runs[0].face.bitmap_size, "one colour emoji run"
+    assert line.width == pytest.approx(black.width, rel=0.1), "one picture, not flag + boxes"
+    assert not np.array_equal(_ink(line), _ink(black)), "the country's flag, not a black flag"
+
+
+def test_stray_tag_characters_are_still_stripped():
+    assert clean_text("A\U000e0041\U000e007fna") == "Ana"
+    assert clean_text("\U0001f3f4\U000e0067\U000e0062 x") == "\U0001f3f4 x", "no cancel tag"
+    assert clean_text("\u2764\U000e0067\U000e007f") == "\u2764", "tags after another emoji"
+
+
+@pytest.mark.parametrize("name", ["👍" + "🏽" * 119, "👩\u200d" * 59 + "👩",
+                                  "Ana" + "\u0301\u200d" * 60 + " Z", "\u1100" * 200])
+def test_a_name_of_one_huge_cluster_is_shortened_not_dropped(tmp_path, name):
+    cleaned = clean_text(name)
+    assert all(len(c) <= typeset.MAX_CLUSTER_CHARS for c in graphemes(cleaned))
+    assert all(c.count("\u200d") <= typeset.MAX_JOINS for c in graphemes(cleaned))
+    assert sum(map(bool, map(typeset._MARK.match, cleaned))) <= typeset.MAX_MARKS
+    line = fit(cleaned, 20, 120)
+    assert line.runs and 0 < line.width <= 120
+    width, _ = label_image(name, 160, 24, str(tmp_path / "label.png"))
+    assert width > 20, "a label, not a stub"
+
+
+def test_one_cluster_too_wide_still_shows_an_ellipsis():
+    room = layout(typeset.ELLIPSIS, 40).width + 1
+    assert layout("W", 40).width < room < layout("W…", 40).width
+    line = fit("WWW", 40, room)
+    assert line.text == typeset.ELLIPSIS and line.width <= room
+
+
+CONJUNCT_NAMES = ["ಲಕ್ಷ್ಮೀನರಸಿಂಹಸ್ವಾಮಿ ಕ್ಷ್ಮ ಶ್ರೀಕೃಷ್ಣ ಪ್ರಸಾದ್ ಸ್ವಾಮಿ", "ਸ੍ਰੀ ਕ੍ਰਿਸ਼ਨ ਪ੍ਰੀਤ ਸਿੰਘ",
+                  "க்ஷேத்ரா ஸ்ரீ லக்ஷ்மி", "ශ්\u200dරී ලක්\u200dෂ්මි ප්\u200dරසාද්",
+                  "ស្រីពេជ្រ ចន្ទ្រា", "မြန်မာ သက္ကရာဇ်"]
+
+
+@pytest.mark.parametrize("name", CONJUNCT_NAMES)
+def test_the_ellipsis_never_cuts_after_a_virama(name):
+    full = layout(name, 20).width
+    for step in range(1, 40):
+        line = fit(name, 20, full * step / 40)
+        body = line.text.rstrip("\u200e\u200f").removesuffix(typeset.ELLIPSIS)
+        assert name.startswith(body)
+        if body and name[len(body)] != " ":  # a word-final virama is no conjunct
+            last = body.rstrip("\u200d")[-1]
+            assert unicodedata.combining(last) != 9 and not body.endswith("\u200d"), (
+                f"cut after a virama: {body!r}")
+
+
+def test_virama_clusters_join_the_next_letter_of_their_script():
+    assert graphemes("ಕ್ಷ") == ["ಕ್ಷ"]
+    assert graphemes("ක්\u200dෂ") == ["ක්\u200dෂ"]
+    assert graphemes("க்\u200cஷ") == ["க்\u200c", "ஷ"], "ZWNJ asks for no conjunct"
+    assert graphemes("ಕ್A") == ["ಕ್", "A"], "another script"
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\u2800\u2800", "\u200b", "\u115f\u1160", ""])
+def test_an_invisible_name_draws_as_anonymous(tmp_path, name):
+    assert not typeset.visible(clean_text(name))
+    from workers.media.spec import parse_spec
+
+    spec = parse_spec({"version": 1, "canvas": {"width": 640, "height": 360}, "credits": True,
+                       "clips": [{"id": "c", "path": "x.mp4", "name": name, "part": "Alto",
+                                  "location": "\u3164"}]})
+    assert credit_groups(spec) == [("Alto", ["Anonymous"])]
+    width, _ = label_image(name, 200, 24, str(tmp_path / "label.png"))
+    assert width > 40, "Anonymous, not a 2-pixel stub"

@@ -4,12 +4,15 @@ Names come from everywhere, so a line is set the way a browser would set it:
 
 1. :func:`clean_text` keeps what can be drawn: no control or format characters (bidi
    overrides, isolates and marks included; ZWJ and ZWNJ stay, they shape Indic scripts and
-   emoji), combining-mark floods capped at :data:`MAX_MARKS` per letter, whitespace collapsed.
+   emoji, and so do the tags of the England, Scotland and Wales flags), combining-mark floods
+   capped at :data:`MAX_MARKS` per letter, giant clusters (a ZWJ chain of 60 people, 119
+   skin tones) capped, whitespace collapsed.
 2. :func:`graphemes` splits it into extended grapheme clusters (UAX #29, via the ``regex``
    package's ``\\X``: it follows the current Unicode rules, Indic conjuncts, emoji ZWJ
    sequences and flags included, which the older ``grapheme`` package does not). A line is
    only ever cut between clusters, so an ellipsis never splits a letter from its marks or
-   an emoji sequence.
+   an emoji sequence; a cluster ending with a virama is joined to the consonant after it in
+   every script (UAX #29 does this for six Indic scripts only).
 3. The Unicode bidirectional algorithm (FriBiDi, the library Pillow's raqm layout itself
    uses) gives each character its embedding level; a right-to-left name runs right to left,
    and a Latin name with an Arabic surname keeps each part in its own direction.
@@ -17,8 +20,9 @@ Names come from everywhere, so a line is set the way a browser would set it:
    character map holds all of it (read with fontTools): the bundled DejaVu Sans for Latin,
    Greek and Cyrillic, then Noto Sans and a Noto family per script (Arabic, Hebrew, the
    Indic scripts, Thai, ...), Noto Sans CJK (its Japanese, Korean or Chinese face chosen
-   from the kana or hangul in the line), symbols, Noto Color Emoji (first for emoji), and
-   DejaVu Sans again as the last resort. Spaces and punctuation stay in the font of the
+   from the kana or hangul in the line), symbols, every other installed Noto family (found
+   in the font folders, Sans before Serif), Noto Color Emoji (first for emoji), and DejaVu
+   Sans again as the last resort. Spaces and punctuation stay in the font of the
    letters around them, so a run is not split for them.
 5. Runs of one level and one font are shaped by raqm (HarfBuzz: Arabic joining, Indic
    conjuncts, Thai mark stacking, emoji ligatures) and placed in visual order (rule L2).
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import logging
 import os
 import threading
@@ -56,6 +61,8 @@ FONT_DIRS = (BUNDLED_FONTS, Path("/usr/share/fonts"), Path("/usr/local/share/fon
              Path.home() / ".local/share/fonts", Path.home() / ".fonts")
 ELLIPSIS = "…"
 MAX_MARKS = 4  # combining marks kept on one letter: real text stacks at most 3 or 4
+MAX_JOINS = 4  # ZWJ per cluster: the longest emoji ZWJ sequences (families, kisses) have 3
+MAX_CLUSTER_CHARS = 16  # code points per cluster: the longest emoji sequence has 10
 MAX_CLUSTERS = 256  # graphemes kept of one line before fitting (none is ever wider)
 INSTALL_HINT = ("install the Noto fonts: `make fonts`, or on Debian/Ubuntu "
                 "`apt-get install fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji`")
@@ -84,6 +91,12 @@ SYMBOL_FAMILIES = (
     ("Noto Sans Math", "NotoSansMath-Regular.ttf", "NotoSansMath-Regular.ttf"),
 )
 LAST_RESORT = ("DejaVu Sans", "DejaVuSans.ttf", "DejaVuSans-Bold.ttf")
+# Every other installed Noto family joins the chain after the symbols (:func:`noto_families`),
+# so a script Debian ships (Tibetan only as Noto Serif, Tagalog, Limbu, Osmanya, ...) is drawn
+# without a hand-kept list. Left out: faces for other purposes than the plain text face.
+_NOTO_FILE = regex.compile(r"^Noto(Sans|Serif|)([A-Za-z0-9]+)-Regular\.(?:ttf|otf)$")
+_NOTO_SKIP = regex.compile(r"Display|Mono|UI$|Looped|Kufi|Naskh|Nastaliq|Rashi|Slanted|CJK"
+                           r"|Emoji|Symbols|Math")
 # The bundled DejaVu Sans comes first for Latin, Greek, Cyrillic, punctuation and symbols:
 # the same pixels as before the chain existed, and FreeType draws it about 7x faster than
 # Noto Sans (whose hinting bytecode runs for every glyph; Pillow cannot turn hinting off).
@@ -92,6 +105,10 @@ PRIMARY_RANGES = ((0x0000, 0x052F), (0x1D00, 0x1FFF), (0x2000, 0x2BFF), (0x2C60,
                   (0x2E00, 0x2E7F), (0xA640, 0xA69F), (0xA720, 0xA7FF), (0xFB00, 0xFB06))
 CJK_FACES = {"JP": "Noto Sans CJK JP", "KR": "Noto Sans CJK KR", "SC": "Noto Sans CJK SC",
              "TC": "Noto Sans CJK TC"}
+# The character maps of the fonts, kept between processes: reading the ~270 Noto files with
+# fontTools takes seconds, the index a few milliseconds. Keyed by path, size and mtime.
+CMAP_CACHE = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+              / "tutti" / "cmaps-v1.json")
 EMOJI_BITMAP_SIZE = 109  # Noto Color Emoji has one strike, 109 pixels per em
 
 # Drawn by nobody but handled by the shaper: joiners, variation selectors, emoji tags.
@@ -103,6 +120,14 @@ _GRAPHEME = regex.compile(r"\X")
 _SPACE = regex.compile(r"[\s\p{Z}]")
 _UNDRAWABLE = regex.compile(r"(?V1)[\p{Cc}\p{Cs}\p{Co}\p{Cn}[\p{Cf}--[\u200c\u200d]]]")
 _MARK = regex.compile(r"\p{M}")
+_JOINERS = {"\u200c", "\u200d"}
+_VIRAMA = regex.compile(r"\p{ccc=9}")
+_SPECIAL = regex.compile(r"[\p{M}\u200c\u200d\p{Emoji_Modifier}\U0001F3F4]")
+_MODIFIER = regex.compile(r"\p{Emoji_Modifier}")
+# A valid emoji tag sequence (UTS #51: black flag, tag letters and digits, cancel tag), else
+# one character.
+_TOKEN = regex.compile(r"\U0001F3F4[\U000E0020-\U000E007E]{1,32}\U000E007F|.", regex.S)
+_BLANK = regex.compile(r"[\s\p{Z}\p{M}\p{Cf}\p{Default_Ignorable_Code_Point}\u2800]")
 _LETTER = regex.compile(r"[\p{L}\p{M}]")
 _KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
 _HANGUL = regex.compile(r"\p{Hangul}")
@@ -171,28 +196,97 @@ class Line:
 
 def clean_text(text: str) -> str:
     """One line of drawable text: control, format (bidi overrides, isolates, marks),
-    private-use, surrogate and unassigned characters removed except ZWJ and ZWNJ; at most
-    :data:`MAX_MARKS` combining marks on a letter (the first ones typed) and none without
-    one; line breaks and runs of whitespace collapsed to one space; NFC-normalized.
-    Character classes come from the ``regex`` package's Unicode data, newer than Python's
-    own ``unicodedata`` (so this year's emoji are kept)."""
+    private-use, surrogate and unassigned characters removed except ZWJ, ZWNJ and the tags
+    of a valid emoji tag sequence (U+1F3F4 + tags + U+E007F: the flags of England,
+    Scotland and Wales; stray tags go); at most :data:`MAX_MARKS` combining marks on a
+    letter (the first ones typed; joiners between them do not restart the count) and none
+    without one; no joiner after a joiner, no skin-tone modifier after a modifier; line
+    breaks and runs of whitespace collapsed to one space; NFC-normalized; and no grapheme
+    cluster longer than :func:`cap_cluster` allows (so one cluster can never be a whole
+    name too wide to show). Character classes come from the ``regex`` package's Unicode
+    data, newer than Python's own ``unicodedata`` (so this year's emoji are kept)."""
+    text = _SPACE.sub(" ", text or "")
+    if not _SPECIAL.search(text):  # the common case: nothing to cap or keep
+        text = unicodedata.normalize("NFC", " ".join(_UNDRAWABLE.sub("", text).split()))
+        return "".join(cap_cluster(c) for c in _GRAPHEME.findall(text)) if len(text) > 2 else text
     out: list[str] = []
     marks = 0
-    for ch in _UNDRAWABLE.sub("", _SPACE.sub(" ", text or "")):
-        if _MARK.match(ch):
-            if not out or out[-1] == " " or marks >= MAX_MARKS:
+    for token in _TOKEN.findall(text):
+        if len(token) > 1:  # a valid emoji tag sequence
+            out.append(token)
+            marks = 0
+            continue
+        if _UNDRAWABLE.match(token):
+            continue
+        previous = out[-1][-1] if out else ""
+        if _MARK.match(token):
+            if not out or previous == " " or marks >= MAX_MARKS:
                 continue  # a mark on nothing, or a flood of marks on one letter
             marks += 1
+        elif token in _JOINERS:
+            if not out or previous in _JOINERS or previous == " ":
+                continue
+        elif _MODIFIER.match(token) and _MODIFIER.match(previous):
+            continue  # one skin tone per emoji
         else:
             marks = 0
-        out.append(ch)
-    return unicodedata.normalize("NFC", " ".join("".join(out).split()))
+        out.append(token)
+    joined = unicodedata.normalize("NFC", " ".join("".join(out).split()))
+    return "".join(cap_cluster(cluster) for cluster in _GRAPHEME.findall(joined))
+
+
+def cap_cluster(cluster: str) -> str:
+    """``cluster`` (one extended grapheme cluster) kept to what a real one holds: at most
+    :data:`MAX_JOINS` zero-width joiners (the joiners after that are dropped, so a chain
+    of 60 emoji becomes 60 pictures that :func:`fit` can shorten) and at most
+    :data:`MAX_CLUSTER_CHARS` code points (a flood of conjoining jamo or prepended
+    marks)."""
+    if len(cluster) <= 2:
+        return cluster
+    if cluster.count("\u200d") > MAX_JOINS:
+        head = cluster.split("\u200d")
+        cluster = "\u200d".join(head[:MAX_JOINS + 1]) + "".join(head[MAX_JOINS + 1:])
+        return "".join(cap_cluster(c) for c in _GRAPHEME.findall(cluster))
+    return cluster[:MAX_CLUSTER_CHARS]
+
+
+def visible(text: str) -> bool:
+    """Whether ``text`` draws anything: not only spaces, marks, joiners, fillers (U+3164
+    Hangul filler, U+2800 blank Braille pattern) or other default-ignorable characters."""
+    return bool(_BLANK.sub("", text or ""))
 
 
 def graphemes(text: str) -> list[str]:
-    """``text`` split into extended grapheme clusters (UAX #29): what a reader sees as one
-    character, e.g. ``["क्षि", "👨‍👩‍👧", "🇯🇵", "é"]``."""
-    return _GRAPHEME.findall(text)
+    """``text`` split into extended grapheme clusters (UAX #29), e.g. ``["क्षि", "👨‍👩‍👧",
+    "🇯🇵", "é"]``: what a reader sees as one character. A cluster ending with a virama
+    (canonical combining class 9), optionally with ZWJ after it, is joined to the letter
+    of the same script after it: UAX #29's conjunct rule (GB9c) covers six Indic scripts,
+    this covers every script with a virama (Kannada, Gurmukhi, Tamil, Sinhala, Khmer,
+    Myanmar, ...), so a line is never cut inside a conjunct."""
+    if not _VIRAMA.search(text):
+        return _GRAPHEME.findall(text)
+    out: list[str] = []
+    for cluster in _GRAPHEME.findall(text):
+        if out and _links(out[-1], cluster):
+            out[-1] += cluster
+        else:
+            out.append(cluster)
+    return out
+
+
+def _script(ch: str) -> str:
+    return unicodedata.name(ch, "").split(" ", 1)[0]
+
+
+def _links(before: str, after: str) -> bool:
+    """Whether ``before`` ends with a virama (and ZWJ) that joins it to ``after``'s
+    first letter, of the same script."""
+    core = before.rstrip("\u200d")
+    if not core or before[-1] == "\u200c" or not _LETTER.match(after[0]):
+        return False
+    if unicodedata.combining(core[-1]) != 9:
+        return False
+    return _script(core[-1]) == _script(after[0])
 
 
 # --- fonts ---------------------------------------------------------------------------------------
@@ -224,11 +318,34 @@ def _face_index(path: str, family: str) -> int:
     return -1
 
 
+def noto_families(files: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(family, regular file, bold file) of every installed Noto family not in
+    :data:`SCRIPT_FAMILIES`, :data:`SYMBOL_FAMILIES` or the CJK and emoji fonts: Noto Sans
+    families first, then Noto Serif (only for scripts without a Sans face, e.g. Tibetan on
+    Debian), then the rest (Noto Traditional Nushu, Noto Music), each group by name."""
+    files = _font_files() if files is None else files
+    known = {regular for _, regular, _ in (*SCRIPT_FAMILIES, *SYMBOL_FAMILIES)}
+    found: dict[str, list[tuple[str, str, str]]] = {"Sans": [], "Serif": [], "": []}
+    for name in sorted(files):
+        match = _NOTO_FILE.match(name)
+        if (not match or name in known or _NOTO_SKIP.search(match[2])
+                or match[2] in ("Sans", "Serif")):
+            continue
+        style, script = match[1], match[2]
+        if style == "Serif" and f"NotoSans{script}-Regular.ttf" in files:
+            continue  # Sans before Serif: the Sans face is already in the chain
+        words = " ".join(regex.findall(r"[A-Z]+(?![a-z])|[A-Z][a-z0-9]*|[a-z0-9]+", script))
+        family = " ".join(part for part in ("Noto", style, words) if part)
+        found[style].append((family, name, name.replace("-Regular.", "-Bold.")))
+    return found["Sans"] + found["Serif"] + found[""]
+
+
 @lru_cache(maxsize=16)
 def font_chain(bold: bool = False, cjk: str = "SC") -> FontChain:
     """The fonts a line is set with, in lookup order, of those installed: the bundled
     DejaVu Sans for Latin, Greek and Cyrillic, the Noto families (bold where the family has
-    it), the Noto Sans CJK face ``cjk`` (JP, KR, SC or TC), symbols, Noto Color Emoji, and
+    it), the Noto Sans CJK face ``cjk`` (JP, KR, SC or TC), symbols, every other installed
+    Noto family (:func:`noto_families`), Noto Color Emoji, and
     DejaVu Sans for anything else, always last. Warns once when the Noto fonts are
     missing."""
     files = _font_files()
@@ -251,6 +368,8 @@ def font_chain(bold: bool = False, cjk: str = "SC") -> FontChain:
             chain.append(Face(CJK_FACES.get(cjk, CJK_FACES["SC"]), cjk_path, index))
     for family in SYMBOL_FAMILIES:
         add(*family)
+    for family in noto_families(files):
+        add(*family)
     add(*EMOJI_FAMILY, bitmap=EMOJI_BITMAP_SIZE)
     add(*LAST_RESORT)
     _warn_once(tuple(face.family for face in chain))
@@ -268,16 +387,81 @@ def _warn_once(families: tuple[str, ...]) -> None:
                     "Indic names are drawn unshaped; install libfribidi0 (Debian) or fribidi")
 
 
+_index_lock = threading.Lock()
+_index_dirty = False
+
+
+@lru_cache(maxsize=1)
+def _cmap_index() -> dict[str, list[int]]:
+    """The stored character maps (:data:`CMAP_CACHE`): key -> flat [first, last, ...]
+    inclusive code point ranges. Empty when there is no (readable) file yet."""
+    try:
+        index = json.loads(CMAP_CACHE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return index if isinstance(index, dict) else {}
+
+
+def _save_cmap_index() -> None:
+    """Write the index when a character map was read from a font since the last save,
+    merged with what is stored (one temp file and a rename; a read-only cache directory is
+    only logged)."""
+    global _index_dirty
+    with _index_lock:
+        if not _index_dirty:
+            return
+        _index_dirty = False
+        index = _cmap_index()
+        try:  # keep what other processes stored meanwhile
+            stored = json.loads(CMAP_CACHE.read_text())
+            index.update({k: v for k, v in stored.items() if k not in index}
+                         if isinstance(stored, dict) else {})
+        except (OSError, ValueError):
+            pass
+        try:
+            CMAP_CACHE.parent.mkdir(parents=True, exist_ok=True)
+            tmp = CMAP_CACHE.with_name(f".{CMAP_CACHE.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(index, separators=(",", ":")))
+            os.replace(tmp, CMAP_CACHE)
+        except OSError as exc:
+            log.info("font index not saved to %s: %s", CMAP_CACHE, exc)
+
+
+def _ranges(codes: Iterable[int]) -> list[int]:
+    flat: list[int] = []
+    for cp in sorted(codes):
+        if flat and cp == flat[-1] + 1:
+            flat[-1] = cp
+        else:
+            flat += [cp, cp]
+    return flat
+
+
 @cache
 def coverage(face: Face) -> frozenset[int]:
-    """The code points ``face``'s character map holds (read once with fontTools)."""
-    from fontTools.ttLib import TTFont
+    """The code points ``face``'s character map holds: from the index in
+    :data:`CMAP_CACHE`, else read once with fontTools (and added to the index)."""
+    global _index_dirty
+    try:
+        stat = os.stat(face.path)
+        key = f"{face.path}#{face.index}#{stat.st_size}#{stat.st_mtime_ns}"
+    except OSError:
+        key = ""
+    index = _cmap_index()
+    flat = index.get(key) if key else None
+    if flat is None:
+        from fontTools.ttLib import TTFont
 
-    with TTFont(face.path, fontNumber=face.index, lazy=True) as font:
-        cmap = font.getBestCmap() or {}
+        with TTFont(face.path, fontNumber=face.index, lazy=True) as font:
+            flat = _ranges((font.getBestCmap() or {}).keys())
+        if key:
+            with _index_lock:
+                index[key] = flat
+                _index_dirty = True
+    codes = (cp for a, b in zip(flat[::2], flat[1::2], strict=True) for cp in range(a, b + 1))
     if face.only:
-        return frozenset(cp for cp in cmap if any(a <= cp <= b for a, b in face.only))
-    return frozenset(cmap)
+        return frozenset(cp for cp in codes if any(a <= cp <= b for a, b in face.only))
+    return frozenset(codes)
 
 
 @lru_cache(maxsize=512)
@@ -367,6 +551,7 @@ def _pick(cluster: str, chain: FontChain, emoji: bool) -> Face | None:
     key = (cluster, emoji)
     if key not in chain.picks:
         chain.picks[key] = _lookup(cluster, chain, emoji)
+        _save_cmap_index()
     return chain.picks[key]
 
 
@@ -503,9 +688,10 @@ def _direction_mark(kept: str) -> str:
 
 def fit(text: str, size: int, max_width: float, bold: bool = False) -> Line:
     """:func:`layout` of ``text``, shortened at a grapheme cluster boundary and ended with
-    an ellipsis when it is wider than ``max_width`` pixels (an empty line when not even
-    one cluster and the ellipsis fit). The ellipsis takes the direction of the last letter
-    kept, so it follows that letter in reading order."""
+    an ellipsis when it is wider than ``max_width`` pixels (the ellipsis alone when not
+    even one cluster fits with it, an empty line when not even that fits). The ellipsis
+    takes the direction of the last letter kept, so it follows that letter in reading
+    order."""
     clusters = graphemes(text)
     if len(clusters) > MAX_CLUSTERS:
         clusters = clusters[:MAX_CLUSTERS]
@@ -528,7 +714,10 @@ def fit(text: str, size: int, max_width: float, bold: bool = False) -> Line:
             hi = mid - 1
     while lo > 0 and cut(lo).width > max_width:
         lo -= 1  # shaping can make widths not quite monotonic
-    return cut(lo) if lo else layout("", size, bold)
+    if lo:
+        return cut(lo)
+    alone = layout(ELLIPSIS, size, bold)  # something shows that there is a name
+    return alone if alone.width <= max_width else layout("", size, bold)
 
 
 # --- drawing -------------------------------------------------------------------------------------
