@@ -601,7 +601,11 @@ def test_an_excerpt_that_starts_mid_piece_is_found():
     guide, clip = case(51, offset=-15.0, mode="leak", seconds=40.0, leak_db=-20)
     clip = clip[: 20 * SR]  # the excerpt: 20 s from guide time 15 s
     r = align_signals(guide, clip, SR)
-    assert ms(r, -15.0) < 5.0 and r.trusted and r.method == "leak"
+    assert ms(r, -15.0) < 5.0 and r.method == "leak"
+    # this song repeats four bars note for note, so the guide also leaks 9.6 s away: trusted
+    # only if the notes tell the two apart, and the repeat is offered as a candidate
+    repeats = [k for k in r.candidates[1:] if k.leak > 0]
+    assert r.trusted or repeats
 
 
 def test_transients_that_go_on_into_the_music_are_not_count_in_claps():
@@ -617,8 +621,6 @@ def test_transients_that_go_on_into_the_music_are_not_count_in_claps():
     assert clap.count_in_goes_on(rise, float(hop), 1.0, clicks)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9, open: a click train in the take can pass for "
-                   "a leak of a piano guide's attacks (GCC-PHAT on transients)")
 def test_a_metronome_in_the_take_is_not_a_clapped_count_in():
     """A metronome app clicking at the guide's tempo lines up with the count-in clicks, at its
     own phase: it was taken for claps and trusted 230 ms off (a tester's case). Transients

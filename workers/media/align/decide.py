@@ -182,6 +182,7 @@ from .leak import (
     LEAK_MIN_FRAC,
     LEAK_MIN_Z,
     LEAK_NEAR_S,
+    LEAK_NEAR_Z,
     LeakFit,
     leak_check,
     leak_fit,
@@ -489,10 +490,17 @@ def _decide(g: np.ndarray, c: np.ndarray, fg: Features, fc: Features, ev: _Evide
         # a looped accompaniment leaks the same a bar away: when the line passes the check at
         # a rival offset too, only the notes can tell them apart
         rivals = []
-        for off in [o for o, _ in cands[:4]] + ev.notes_peaks[:2]:
+        for off in [o for o, _ in cands] + ev.notes_peaks:
             if abs(off - leak.offset) <= RIVAL_S or any(abs(off - r) <= RIVAL_S for r in rivals):
                 continue
             other = leak_check(g, c, off, leak.drift_ppm, fg.active)
+            if (other is None or not other.passed()) and ev.music(off) >= 0.5 * best_score:
+                # a strong rival may hold the guide on a line of its own drift (a repeated
+                # verse: the guide leaks at both, and the music score prefers the other)
+                fit = leak_fit_on_clock(g, c, off, fg.active, search_s=LEAK_NEAR_S)
+                if fit is not None and fit.z >= LEAK_NEAR_Z:
+                    other = leak_check(g, c, fit.offset, fit.drift_ppm, fg.active)
+                    off = fit.offset
             if other is not None and other.passed() and other.z >= LEAK_RIVAL_SHARE * chk.z:
                 rivals.append(off)
                 seen.append(_Seen(off, leak=other.z))
