@@ -170,3 +170,10 @@ def _register_filters(app: Flask) -> None:
         from flask import url_for
 
         return url_for("watch.media", key=key) if key else None
+
+    @app.template_filter("clip_media")
+    def clip_media(clip, column: str) -> str | None:
+        """``clip|clip_media("thumbnail_key")``: the file's URL by the clip's media id."""
+        from .watch import clip_media_url
+
+        return clip_media_url(clip, column)

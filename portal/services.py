@@ -315,8 +315,9 @@ def delete_campaign(campaign: Campaign) -> None:
     participants' private links answer 404 afterwards."""
     store = storage()
     slug, campaign_id = campaign.slug, campaign.id
-    prefixes = [f"clips/{token}" for token in db.session.scalars(
-        select(Clip.token).filter_by(campaign_id=campaign_id))]
+    prefixes = [f"clips/{folder}" for row in db.session.execute(
+        select(Clip.token, Clip.media_id).filter_by(campaign_id=campaign_id))
+        for folder in row]  # files from before media ids live under the token
     prefixes += [f"campaigns/{slug}", f"renders/{slug}", f"proxies/{campaign_id}"]
     campaign.published_render_id = None
     db.session.flush()
@@ -384,15 +385,16 @@ def submit_clip(
     filename = filename_of(filename)
     if stream is None and spooled_path is None:
         raise ServiceError("Please choose a video file to upload.", field="file")
-    clip = Clip(token=new_token(), campaign=campaign, part=part_row, display_name=name,
+    clip = Clip(token=new_token(), media_id=new_token(), campaign=campaign, part=part_row,
+                display_name=name,
                 location=location, original_filename=filename, original_key="")
     try:
-        key, size = _store_original(clip.token, stream, filename, spooled_path)
+        key, size = _store_original(clip.media_id, stream, filename, spooled_path)
     except ServiceError:
-        storage().delete_prefix(f"clips/{clip.token}")
+        storage().delete_prefix(f"clips/{clip.media_id}")
         raise
     if size == 0:
-        storage().delete_prefix(f"clips/{clip.token}")
+        storage().delete_prefix(f"clips/{clip.media_id}")
         raise ServiceError("The file is empty. Please choose the video again.", field="file")
     clip.original_key = key
     clip.size_bytes = size
@@ -402,7 +404,7 @@ def submit_clip(
         db.session.commit()
     except Exception:
         db.session.rollback()
-        storage().delete_prefix(f"clips/{clip.token}")
+        storage().delete_prefix(f"clips/{clip.media_id}")
         raise
     log.info("clip %s received for %s (%d bytes)", clip.id, campaign.slug, size)
     enqueue("tutti.intake_clip", clip.id)
@@ -417,7 +419,7 @@ def filename_of(filename: str | None) -> str:
         raise ServiceError(exc.message, 400, exc.field) from exc
 
 
-def _store_original(token: str, stream: BinaryIO | None, filename: str,
+def _store_original(folder: str, stream: BinaryIO | None, filename: str,
                     spooled_path: str | None) -> tuple[str, int]:
     """Store an uploaded file as the clip's original, atomically and within the size
     limit: a finished spooled upload is linked in, a stream is copied in chunks.
@@ -425,7 +427,7 @@ def _store_original(token: str, stream: BinaryIO | None, filename: str,
     ext = os.path.splitext(filename or "")[1].lower()
     if ext not in VIDEO_EXTENSIONS:
         ext = ".bin"  # probed by content anyway; the extension is only a hint
-    key = f"clips/{token}/original{ext}"
+    key = f"clips/{folder}/original{ext}"
     max_bytes = int(current_app.config["MAX_CONTENT_LENGTH"])
     try:
         if spooled_path is not None:
@@ -447,7 +449,7 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
         raise ServiceError("This clip was withdrawn; submit a new one from the campaign page.",
                            409)
     filename = filename_of(filename)
-    key, size = _store_original(clip.token, stream, filename, spooled_path)
+    key, size = _store_original(clip.media_id, stream, filename, spooled_path)
     if key != clip.original_key:
         storage().delete(clip.original_key)
     clip.original_key = key

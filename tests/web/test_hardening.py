@@ -98,7 +98,7 @@ def _published_campaign(app, slug: str = "ode-to-joy"):
                     location="Lisbon", original_key="x", status="approved")
         db.session.add(clip)
         db.session.flush()
-        clip.thumbnail_key = f"clips/{clip.token}/thumb.jpg"
+        clip.thumbnail_key = f"clips/{clip.media_id}/thumb.jpg"
         store.path_for_writing(clip.thumbnail_key).write_bytes(b"\xff\xd8jpeg")
         job = Render(campaign=campaign, kind="final", status="done", clip_ids=[clip.id])
         preview = Render(campaign=campaign, kind="preview", status="done")
@@ -120,7 +120,8 @@ def test_every_get_route_answers_with_the_security_headers(app, organizer_client
     with app.app_context():
         invite = services.create_invite(services.get_campaign(campaign), "moderator")
     values = {"slug": ids["slug"], "token": ids["token"], "clip_id": ids["clip_id"],
-              "render_id": ids["render_id"], "key": ids["thumb"], "filename": "app.js",
+              "render_id": ids["render_id"], "key": ids["output"], "filename": "app.js",
+              "media_id": ids["thumb"].split("/")[1], "name": "thumb.jpg",
               "upload_id": "x" * 32}
     checked = set()
     with app.test_request_context():
