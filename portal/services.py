@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import BinaryIO
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from . import states
 from .extensions import db
@@ -241,7 +241,16 @@ def _set_role(campaign: Campaign, organizer: Organizer, role: str) -> CampaignMe
 
 
 def _keep_an_owner(campaign: Campaign, leaving: CampaignMember) -> None:
-    owners = [m for m in campaign.members if m.role == "owner" and m.id != leaving.id]
+    """409 unless someone besides ``leaving`` owns ``campaign``. The owners' rows are
+    locked (``SELECT ... FOR UPDATE`` on PostgreSQL, in id order) until the caller
+    commits, so two owners removing each other at once cannot both pass: the second
+    waits, then sees the first's change."""
+    owners = [m for m in db.session.scalars(
+        select(CampaignMember).where(CampaignMember.campaign_id == campaign.id,
+                                     CampaignMember.role == "owner")
+        .order_by(CampaignMember.id).with_for_update()
+        .execution_options(populate_existing=True))
+        if m.id != leaving.id]
     if not owners:
         raise ServiceError("A campaign keeps at least one owner: make someone else an owner "
                            "first.", 409)
@@ -299,8 +308,17 @@ def find_invite(token: str) -> CampaignInvite:
 def accept_invite(token: str, organizer: Organizer) -> CampaignMember:
     """``organizer`` joins the invite's campaign with its role; the invite is spent."""
     invite = find_invite(token)
-    invite.used_at = utcnow()
-    invite.used_by_id = organizer.id
+    # spend the link atomically: of several organizers accepting it at once, the
+    # database lets exactly one UPDATE find it unused
+    spent = db.session.execute(
+        update(CampaignInvite).where(CampaignInvite.id == invite.id,
+                                     CampaignInvite.used_at.is_(None))
+        .values(used_at=utcnow(), used_by_id=organizer.id)
+        .execution_options(synchronize_session=False))
+    if spent.rowcount != 1:
+        db.session.rollback()
+        raise ServiceError("This invite link was used already or has expired. Ask the "
+                           "campaign's owner for a new one.", 410)
     current = db.session.scalar(select(CampaignMember).filter_by(
         campaign_id=invite.campaign_id, organizer_id=organizer.id))
     if current is not None and current.role == "owner":
