@@ -318,3 +318,24 @@ def test_user_text_is_escaped_on_every_page(app, organizer_client, campaign):
     assert api.is_json and api.get_json()["name"] == XSS[:120]  # JSON keeps it, as data
     quoted = client.get(f"/organize/login?next={quote(XSS)}")
     assert "<script>alert(1)" not in quoted.get_data(as_text=True)
+
+
+def test_out_of_range_ids_in_urls_answer_404(app, organizer_client, campaign):
+    """Every route with a number in its URL, with numbers no row can have (over
+    PostgreSQL's integer, over SQLite's 64 bits, zero): 404, never a 500."""
+    from werkzeug.routing import IntegerConverter
+
+    with app.test_request_context():
+        rules = [r for r in app.url_map.iter_rules()
+                 if any(isinstance(c, IntegerConverter) for c in r._converters.values())]
+    assert len(rules) >= 10
+    fill = {"slug": campaign, "token": "x" * 22, "filename": "app.js"}
+    for rule in rules:
+        for number in (2**31, 2**63, 2**64, 0):
+            url = rule.rule
+            for name in rule.arguments:
+                value = fill.get(name, number)
+                url = url.replace(f"<int:{name}>", str(value)).replace(f"<{name}>", str(value))
+            method = "GET" if "GET" in rule.methods else "POST"
+            answer = organizer_client.open(url, method=method)
+            assert answer.status_code == 404, (url, answer.status_code)
