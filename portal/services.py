@@ -343,6 +343,9 @@ def delete_campaign(campaign: Campaign) -> None:
     db.session.commit()
     for prefix in prefixes:
         store.delete_prefix(prefix)
+    from .uploads import drop_campaign_uploads
+
+    drop_campaign_uploads(store.tmp_dir, campaign_id, slug)  # unfinished resumable uploads
     log.info("campaign %s deleted with %d file folder(s)", slug, len(prefixes))
 
 
