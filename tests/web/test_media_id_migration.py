@@ -27,8 +27,8 @@ def test_existing_clips_get_a_media_id_that_is_not_their_token(db_kind, tmp_path
                 "INSERT INTO clips (token, campaign_id, display_name, location, consent_at, "
                 "status, attempts, original_key, original_filename, size_bytes, nudge_ms, "
                 "created_at, updated_at) VALUES (:t, 1, 'Ana', '', '2026-01-01', 'received', 0, "
-                "'clips/' || :t || '/original.mp4', '', 0, 0, '2026-01-01', '2026-01-01')"),
-                {"t": token})
+                ":key, '', 0, 0, '2026-01-01', '2026-01-01')"),
+                {"t": token, "key": f"clips/{token}/original.mp4"})
         db.session.commit()
         upgrade(directory=str(MIGRATIONS))
         rows = db.session.execute(text("SELECT token, media_id FROM clips")).all()
