@@ -13,6 +13,7 @@ from flask import Flask, jsonify, render_template, request
 from flask.wrappers import Request
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import IntegerConverter
 
 from . import config as config_module
 from .extensions import csrf, db, limiter, login, migrate
@@ -31,6 +32,17 @@ class TuttiRequest(Request):
         from flask import current_app
 
         return current_app.extensions["tutti.storage"].new_temp_file()
+
+
+class RowIdConverter(IntegerConverter):
+    """``<int:...>`` in every route: a row id from 1 to 2**31-1 (PostgreSQL's
+    ``integer``), so a larger or zero number answers 404 instead of overflowing in
+    the database driver (a 500)."""
+
+    def __init__(self, map, *args, **kwargs) -> None:  # noqa: A002 - werkzeug's name
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -68,6 +80,7 @@ def create_app(config: dict | None = None) -> Flask:
     from .uploads import bp as uploads_bp
     from .watch import bp as watch_bp
 
+    app.url_map.converters["int"] = RowIdConverter
     app.register_blueprint(participate_bp)
     app.register_blueprint(organize_bp, url_prefix="/organize")
     app.register_blueprint(watch_bp)
@@ -188,3 +201,10 @@ def _register_filters(app: Flask) -> None:
         from flask import url_for
 
         return url_for("watch.media", key=key) if key else None
+
+    @app.template_filter("clip_media")
+    def clip_media(clip, column: str) -> str | None:
+        """``clip|clip_media("thumbnail_key")``: the file's URL by the clip's media id."""
+        from .watch import clip_media_url
+
+        return clip_media_url(clip, column)

@@ -99,6 +99,7 @@ def build_config(instance_path: str, overrides: dict | None = None) -> dict[str,
     config.setdefault("RATELIMIT_STORAGE_URI", config["RATELIMIT_STORAGE"])
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)  # 429 answers carry Retry-After
     config.setdefault("RATELIMIT_KEY_PREFIX", "tutti")
+    config.setdefault("RATELIMIT_STRATEGY", "fixed-window")  # log-in refunds need it
     # cookies: never readable by scripts, not sent along cross-site posts; Secure is
     # added per response when the request came over HTTPS (see portal.security)
     config.setdefault("SESSION_COOKIE_HTTPONLY", True)

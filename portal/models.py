@@ -184,6 +184,10 @@ class Clip(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token: Mapped[str] = mapped_column(String(40), unique=True, default=new_token)
+    #: the id in the clip's media URLs and new storage keys: random and separate from
+    #: ``token`` (the private status link), so a thumbnail never hands out the power
+    #: to withdraw or replace the clip
+    media_id: Mapped[str] = mapped_column(String(40), unique=True, default=new_token)
     campaign_id: Mapped[int] = mapped_column(
         ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
     )

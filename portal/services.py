@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import BinaryIO
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 
 from . import states
 from .extensions import db
@@ -241,7 +241,16 @@ def _set_role(campaign: Campaign, organizer: Organizer, role: str) -> CampaignMe
 
 
 def _keep_an_owner(campaign: Campaign, leaving: CampaignMember) -> None:
-    owners = [m for m in campaign.members if m.role == "owner" and m.id != leaving.id]
+    """409 unless someone besides ``leaving`` owns ``campaign``. The owners' rows are
+    locked (``SELECT ... FOR UPDATE`` on PostgreSQL, in id order) until the caller
+    commits, so two owners removing each other at once cannot both pass: the second
+    waits, then sees the first's change."""
+    owners = [m for m in db.session.scalars(
+        select(CampaignMember).where(CampaignMember.campaign_id == campaign.id,
+                                     CampaignMember.role == "owner")
+        .order_by(CampaignMember.id).with_for_update()
+        .execution_options(populate_existing=True))
+        if m.id != leaving.id]
     if not owners:
         raise ServiceError("A campaign keeps at least one owner: make someone else an owner "
                            "first.", 409)
@@ -299,8 +308,17 @@ def find_invite(token: str) -> CampaignInvite:
 def accept_invite(token: str, organizer: Organizer) -> CampaignMember:
     """``organizer`` joins the invite's campaign with its role; the invite is spent."""
     invite = find_invite(token)
-    invite.used_at = utcnow()
-    invite.used_by_id = organizer.id
+    # spend the link atomically: of several organizers accepting it at once, the
+    # database lets exactly one UPDATE find it unused
+    spent = db.session.execute(
+        update(CampaignInvite).where(CampaignInvite.id == invite.id,
+                                     CampaignInvite.used_at.is_(None))
+        .values(used_at=utcnow(), used_by_id=organizer.id)
+        .execution_options(synchronize_session=False))
+    if spent.rowcount != 1:
+        db.session.rollback()
+        raise ServiceError("This invite link was used already or has expired. Ask the "
+                           "campaign's owner for a new one.", 410)
     current = db.session.scalar(select(CampaignMember).filter_by(
         campaign_id=invite.campaign_id, organizer_id=organizer.id))
     if current is not None and current.role == "owner":
@@ -315,8 +333,9 @@ def delete_campaign(campaign: Campaign) -> None:
     participants' private links answer 404 afterwards."""
     store = storage()
     slug, campaign_id = campaign.slug, campaign.id
-    prefixes = [f"clips/{token}" for token in db.session.scalars(
-        select(Clip.token).filter_by(campaign_id=campaign_id))]
+    prefixes = [f"clips/{folder}" for row in db.session.execute(
+        select(Clip.token, Clip.media_id).filter_by(campaign_id=campaign_id))
+        for folder in row]  # files from before media ids live under the token
     prefixes += [f"campaigns/{slug}", f"renders/{slug}", f"proxies/{campaign_id}"]
     campaign.published_render_id = None
     db.session.flush()
@@ -324,6 +343,9 @@ def delete_campaign(campaign: Campaign) -> None:
     db.session.commit()
     for prefix in prefixes:
         store.delete_prefix(prefix)
+    from .uploads import drop_campaign_uploads
+
+    drop_campaign_uploads(store.tmp_dir, campaign_id, slug)  # unfinished resumable uploads
     log.info("campaign %s deleted with %d file folder(s)", slug, len(prefixes))
 
 
@@ -384,15 +406,16 @@ def submit_clip(
     filename = filename_of(filename)
     if stream is None and spooled_path is None:
         raise ServiceError("Please choose a video file to upload.", field="file")
-    clip = Clip(token=new_token(), campaign=campaign, part=part_row, display_name=name,
+    clip = Clip(token=new_token(), media_id=new_token(), campaign=campaign, part=part_row,
+                display_name=name,
                 location=location, original_filename=filename, original_key="")
     try:
-        key, size = _store_original(clip.token, stream, filename, spooled_path)
+        key, size = _store_original(clip.media_id, stream, filename, spooled_path)
     except ServiceError:
-        storage().delete_prefix(f"clips/{clip.token}")
+        storage().delete_prefix(f"clips/{clip.media_id}")
         raise
     if size == 0:
-        storage().delete_prefix(f"clips/{clip.token}")
+        storage().delete_prefix(f"clips/{clip.media_id}")
         raise ServiceError("The file is empty. Please choose the video again.", field="file")
     clip.original_key = key
     clip.size_bytes = size
@@ -402,7 +425,7 @@ def submit_clip(
         db.session.commit()
     except Exception:
         db.session.rollback()
-        storage().delete_prefix(f"clips/{clip.token}")
+        storage().delete_prefix(f"clips/{clip.media_id}")
         raise
     log.info("clip %s received for %s (%d bytes)", clip.id, campaign.slug, size)
     enqueue("tutti.intake_clip", clip.id)
@@ -417,7 +440,7 @@ def filename_of(filename: str | None) -> str:
         raise ServiceError(exc.message, 400, exc.field) from exc
 
 
-def _store_original(token: str, stream: BinaryIO | None, filename: str,
+def _store_original(folder: str, stream: BinaryIO | None, filename: str,
                     spooled_path: str | None) -> tuple[str, int]:
     """Store an uploaded file as the clip's original, atomically and within the size
     limit: a finished spooled upload is linked in, a stream is copied in chunks.
@@ -425,7 +448,7 @@ def _store_original(token: str, stream: BinaryIO | None, filename: str,
     ext = os.path.splitext(filename or "")[1].lower()
     if ext not in VIDEO_EXTENSIONS:
         ext = ".bin"  # probed by content anyway; the extension is only a hint
-    key = f"clips/{token}/original{ext}"
+    key = f"clips/{folder}/original{ext}"
     max_bytes = int(current_app.config["MAX_CONTENT_LENGTH"])
     try:
         if spooled_path is not None:
@@ -447,7 +470,7 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
         raise ServiceError("This clip was withdrawn; submit a new one from the campaign page.",
                            409)
     filename = filename_of(filename)
-    key, size = _store_original(clip.token, stream, filename, spooled_path)
+    key, size = _store_original(clip.media_id, stream, filename, spooled_path)
     if key != clip.original_key:
         storage().delete(clip.original_key)
     clip.original_key = key

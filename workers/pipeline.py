@@ -123,9 +123,9 @@ def _intake(clip_id: int) -> None:
         db.session.commit()
 
         fmt = clip_format(campaign)
-        normalized_key = f"clips/{clip.token}/normalized.mp4"
-        thumb_key = f"clips/{clip.token}/thumb.jpg"
-        sheet_key = f"clips/{clip.token}/sheet.jpg"
+        normalized_key = f"clips/{clip.media_id}/normalized.mp4"
+        thumb_key = f"clips/{clip.media_id}/thumb.jpg"
+        sheet_key = f"clips/{clip.media_id}/sheet.jpg"
         sheet_path = store.path(sheet_key)
         # one decode: the clip, its contact sheet, its thumbnail, its sound measured
         done = normalize_clip(str(store.path(clip.original_key)),
@@ -217,7 +217,7 @@ def _align(clip_id: int) -> None:
     try:
         from workers.media.syncplot import render_sync_plot
 
-        plot_key = f"clips/{clip.token}/sync.png"
+        plot_key = f"clips/{clip.media_id}/sync.png"
         render_sync_plot(guide, media, clip.effective_offset,
                          str(store.path_for_writing(plot_key)))
         clip.sync_plot_key = plot_key

@@ -10,6 +10,7 @@ from ..models import Clip
 from ..states import CLIP_LABELS
 from ..throttle import upload_limits
 from ..upload_files import submit_from_request
+from ..watch import clip_media_url
 
 bp = Blueprint("api", __name__)
 
@@ -29,9 +30,9 @@ def clip_json(clip: Clip) -> dict:
         "name": clip.display_name,
         "part": clip.part_name,
         "location": clip.location,
-        "thumbnail_url": _media(clip.thumbnail_key),
-        "contact_sheet_url": _media(clip.contact_sheet_key),
-        "normalized_url": _media(clip.normalized_key),
+        "thumbnail_url": clip_media_url(clip, "thumbnail_key", external=True),
+        "contact_sheet_url": clip_media_url(clip, "contact_sheet_key", external=True),
+        "normalized_url": clip_media_url(clip, "normalized_key", external=True),
         "status_url": url_for("participate.status", token=clip.token, _external=True),
         "media": clip.media,
         "checks": clip.checks or [],

@@ -21,6 +21,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import func, select
 
 from .. import auth, services
@@ -49,21 +50,29 @@ def _login_email() -> str:
     return "login-account:" + request.form.get("email", "").strip().lower()[:254]
 
 
-def _failed(response) -> bool:
-    return response.status_code == 401
+def _refund_login_attempt() -> None:
+    """Give back the attempt a successful log-in was counted for. Every attempt is
+    counted (atomically, in Flask-Limiter's check before the view runs) so parallel
+    guesses cannot all pass a check made before any of them failed; only with the
+    fixed-window strategy (the default) can a count be given back."""
+    strategy = limiter.limiter
+    if not isinstance(strategy, FixedWindowRateLimiter):
+        return
+    for applied in limiter.current_limits:
+        strategy.storage.incr(applied.key, applied.limit.get_expiry(), amount=-1)
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_ADDRESS"], methods=["POST"],
-               deduct_when=_failed)
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_ADDRESS"], methods=["POST"])
 @limiter.limit(lambda: current_app.config["LOGIN_LIMIT_ACCOUNT"], methods=["POST"],
-               key_func=_login_email, deduct_when=_failed)
+               key_func=_login_email)
 def login():
     error = None
     if request.method == "POST":
         email = request.form.get("email", "").strip().lower()
         organizer = auth.check_credentials(email, request.form.get("password", ""))
         if organizer is not None:
+            _refund_login_attempt()
             auth.start_session(organizer)
             target = safe_next(request.args.get("next"), url_for("organize.campaigns"))
             return redirect(target, code=303)

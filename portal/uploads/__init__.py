@@ -214,7 +214,9 @@ def create():
     part.touch()
     now = time.time()
     state = {"length": length, "meta": meta, "created": now, "expires": now + _lifetime(),
-             "clip": None}
+             "clip": None, "campaign_id": campaign.id,
+             # with the id (SQLite may give a deleted campaign's id again): this campaign
+             "campaign_created": campaign.created_at.isoformat()}
     tmp = meta_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, meta_path)
@@ -370,8 +372,20 @@ def patch(upload_id: str):
 
 
 def _finish(part: Path, meta: dict):
+    """Turn the finished upload into a clip of the campaign it was created for; 410
+    (and the upload removed) when that campaign was deleted, even if a new campaign
+    took its slug since."""
     info = meta["meta"]
-    campaign = services.get_campaign(info.get("campaign", ""))
+    try:
+        campaign = services.get_campaign(info.get("campaign", ""))
+    except services.ServiceError:
+        campaign = None
+    if campaign is None or campaign.id != meta.get("campaign_id", campaign.id) or \
+            campaign.created_at.isoformat() != meta.get("campaign_created",
+                                                        campaign.created_at.isoformat()):
+        _remove(part.with_suffix(".json"))
+        raise services.ServiceError("The campaign this upload was for has been deleted; "
+                                    "nothing was kept.", 410)
     return services.submit_clip(
         campaign, None, info.get("filename", "upload"), name=info.get("name", ""),
         part=info.get("part", ""), location=info.get("location", ""),
@@ -395,6 +409,28 @@ def delete(upload_id: str):
     meta_path.with_suffix(".lock").unlink(missing_ok=True)
     log.info("upload %s deleted", upload_id)
     return _empty(204)
+
+
+def drop_campaign_uploads(root: Path, campaign_id: int, slug: str) -> int:
+    """Remove the unfinished uploads for a campaign being deleted (``root`` is the
+    storage's ``.tmp``); uploads from before the campaign id was kept are matched by
+    slug. Returns how many went."""
+    folder = root / "uploads"
+    dropped = 0
+    for meta_path in folder.glob("*.json") if folder.is_dir() else []:
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        if meta.get("clip"):
+            continue
+        owner = meta.get("campaign_id")
+        if owner == campaign_id or (owner is None and meta.get("meta", {}).get("campaign") == slug):
+            with _state_lock(meta_path):
+                _remove(meta_path)
+            meta_path.with_suffix(".lock").unlink(missing_ok=True)
+            dropped += 1
+    return dropped
 
 
 def drop_stale_uploads(root: Path, max_age: float = STALE_AFTER) -> int:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, send_file
+from flask import Blueprint, abort, current_app, render_template, send_file, url_for
 from sqlalchemy import select
 
 from .. import services
 from ..extensions import db
 from ..models import Campaign, Clip, Render
 from ..security import embeddable
+from ..services import TOKEN_RE
 from ..storage import StorageError
 
 bp = Blueprint("watch", __name__)
@@ -52,10 +53,47 @@ def is_public(key: str) -> bool:
     return False
 
 
+#: the clip files a media URL may name, by the column that holds their key
+CLIP_MEDIA = ("normalized_key", "thumbnail_key", "contact_sheet_key", "sync_plot_key")
+
+
+def clip_media_url(clip: Clip, column: str, external: bool = False) -> str | None:
+    """URL of one of ``clip``'s files (``column`` in :data:`CLIP_MEDIA`), or None when
+    it has none. The URL names the clip by its ``media_id``, never by its private
+    status-link token, whatever folder the file is stored in."""
+    key = getattr(clip, column) if column in CLIP_MEDIA else None
+    if not key:
+        return None
+    return url_for("watch.clip_media", media_id=clip.media_id, name=key.rsplit("/", 1)[-1],
+                   _external=external)
+
+
+@bp.get("/media/clips/<media_id>/<name>")
+def clip_media(media_id: str, name: str):
+    """A clip's normalized video, thumbnail, contact sheet or sync picture, found by
+    the clip's public ``media_id`` (files stored before media ids existed sit under
+    the clip's token; the URL still never shows it). Originals are never served."""
+    clip = db.session.scalar(select(Clip).filter_by(media_id=media_id)) \
+        if TOKEN_RE.match(media_id) else None
+    if clip is None:
+        abort(404)
+    for column in CLIP_MEDIA:
+        key = getattr(clip, column)
+        if key and key.rsplit("/", 1)[-1] == name:
+            return _send(key)
+    abort(404)
+
+
 @bp.get("/media/<path:key>")
 def media(key: str):
     """Stored media by key. Keys of private files hold an unguessable token, so
     knowing the URL is the permission. Range requests make seeking work."""
+    if key.startswith("clips/"):
+        abort(404)  # clip files only by media id (above), never by the status token
+    return _send(key)
+
+
+def _send(key: str):
     storage = current_app.extensions["tutti.storage"]
     try:
         path = storage.path(key)

@@ -98,7 +98,7 @@ def _published_campaign(app, slug: str = "ode-to-joy"):
                     location="Lisbon", original_key="x", status="approved")
         db.session.add(clip)
         db.session.flush()
-        clip.thumbnail_key = f"clips/{clip.token}/thumb.jpg"
+        clip.thumbnail_key = f"clips/{clip.media_id}/thumb.jpg"
         store.path_for_writing(clip.thumbnail_key).write_bytes(b"\xff\xd8jpeg")
         job = Render(campaign=campaign, kind="final", status="done", clip_ids=[clip.id])
         preview = Render(campaign=campaign, kind="preview", status="done")
@@ -120,7 +120,8 @@ def test_every_get_route_answers_with_the_security_headers(app, organizer_client
     with app.app_context():
         invite = services.create_invite(services.get_campaign(campaign), "moderator")
     values = {"slug": ids["slug"], "token": ids["token"], "clip_id": ids["clip_id"],
-              "render_id": ids["render_id"], "key": ids["thumb"], "filename": "app.js",
+              "render_id": ids["render_id"], "key": ids["output"], "filename": "app.js",
+              "media_id": ids["thumb"].split("/")[1], "name": "thumb.jpg",
               "upload_id": "x" * 32}
     checked = set()
     with app.test_request_context():
@@ -317,3 +318,24 @@ def test_user_text_is_escaped_on_every_page(app, organizer_client, campaign):
     assert api.is_json and api.get_json()["name"] == XSS[:120]  # JSON keeps it, as data
     quoted = client.get(f"/organize/login?next={quote(XSS)}")
     assert "<script>alert(1)" not in quoted.get_data(as_text=True)
+
+
+def test_out_of_range_ids_in_urls_answer_404(app, organizer_client, campaign):
+    """Every route with a number in its URL, with numbers no row can have (over
+    PostgreSQL's integer, over SQLite's 64 bits, zero): 404, never a 500."""
+    from werkzeug.routing import IntegerConverter
+
+    with app.test_request_context():
+        rules = [r for r in app.url_map.iter_rules()
+                 if any(isinstance(c, IntegerConverter) for c in r._converters.values())]
+    assert len(rules) >= 10
+    fill = {"slug": campaign, "token": "x" * 22, "filename": "app.js"}
+    for rule in rules:
+        for number in (2**31, 2**63, 2**64, 0):
+            url = rule.rule
+            for name in rule.arguments:
+                value = fill.get(name, number)
+                url = url.replace(f"<int:{name}>", str(value)).replace(f"<{name}>", str(value))
+            method = "GET" if "GET" in rule.methods else "POST"
+            answer = organizer_client.open(url, method=method)
+            assert answer.status_code == 404, (url, answer.status_code)

@@ -72,7 +72,7 @@ def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, me
         assert clip.checks[0]["severity"] == "warning"
         with Image.open(store.path(clip.contact_sheet_key)) as sheet:
             assert sheet.format == "JPEG" and sheet.size == (964, 544)
-        token = clip.token
+        token, media_id = clip.token, clip.media_id
     page = app.test_client().get(f"/clip/{token}").data.decode()
     assert "You filmed upright (portrait)" in page
     api = app.test_client().get(f"/api/v1/clips/{token}").get_json()
@@ -81,7 +81,8 @@ def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, me
     assert api["contact_sheet_url"].endswith("/sheet.jpg")
     # moderation: the contact sheet beside the thumbnail, and the checks
     queue = organizer_client.get(f"/organize/c/{campaign}").data.decode()
-    assert f"clips/{token}/sheet.jpg" in queue and "You filmed upright" in queue
+    assert f"clips/{media_id}/sheet.jpg" in queue and token not in queue
+    assert "You filmed upright" in queue
     assert organizer_client.get(api["contact_sheet_url"]).status_code == 200
     with app.app_context():
         # a re-delivered message finds the work done and changes nothing

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from portal import services
 from portal.extensions import db
 from portal.models import Clip
 
@@ -304,3 +305,37 @@ def test_a_delete_during_a_patch_ends_that_patch_with_410_and_leaves_no_file(liv
     assert requests.head(url, headers=TUS, timeout=10).status_code == 404
     with app.app_context():
         assert db.session.scalars(select(Clip)).all() == []
+
+
+def test_deleting_a_campaign_deletes_its_unfinished_uploads(app, organizer_client, client,
+                                                            campaign, media_files):
+    data = media_files["landscape"].read_bytes()
+    url = _create(client, len(data)).headers["Location"]
+    assert _patch(client, url, 0, data[:1000]).status_code == 204
+    assert any(name.endswith(".part") for name in _upload_files(app))
+    answer = organizer_client.post(f"/organize/c/{campaign}/delete", data={"confirm": campaign})
+    assert answer.status_code == 303
+    assert _upload_files(app) == []  # the .part and .json went with the campaign
+    assert _patch(client, url, 1000, data[1000:]).status_code in (404, 410)
+
+
+def test_an_upload_never_completes_into_a_new_campaign_with_the_same_slug(app, client,
+                                                                          campaign, media_files):
+    import shutil
+
+    data = media_files["landscape"].read_bytes()
+    url = _create(client, len(data)).headers["Location"]
+    assert _patch(client, url, 0, data[:1000]).status_code == 204
+    folder = app.extensions["tutti.storage"].tmp_dir / "uploads"
+    saved = folder.parent / "saved"
+    shutil.copytree(folder, saved)  # as if the upload's state outlived the deletion
+    with app.app_context():
+        services.delete_campaign(services.get_campaign(campaign))
+        shutil.rmtree(folder)
+        shutil.copytree(saved, folder)
+        services.create_campaign(campaign, "Someone else's choir", parts=["Alto"])
+    answer = _patch(client, url, 1000, data[1000:])
+    assert answer.status_code == 410 and "deleted" in answer.get_json()["error"]
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Clip.id))) == 0
+    assert _upload_files(app) == []

@@ -128,3 +128,48 @@ def test_limits_are_counted_in_redis_when_the_broker_is_redis(tmp_path):
         if leftovers:
             server.delete(*leftovers)
         dispose(app)
+
+
+def _burst(app, attempts: list[tuple[str, str, str]]) -> list[int]:
+    """Post the log-ins ``(email, password, address)`` all at once from 16 threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = __import__("threading").Barrier(len(attempts))
+
+    def one(attempt):
+        client = app.test_client()
+        start.wait(timeout=30)
+        return _login(client, *attempt).status_code
+
+    with ThreadPoolExecutor(max_workers=len(attempts)) as pool:
+        return list(pool.map(one, attempts))
+
+
+@pytest.mark.parametrize("storage", ["memory", "redis"])
+def test_parallel_guesses_cannot_pass_the_log_in_limits(tmp_path, storage):
+    extra = {"BROKER_URL": REDIS_URL} if storage == "redis" else {}
+    app = make_app("sqlite", tmp_path, **extra)
+    email = f"target-{secrets.token_hex(4)}@example.org"
+    address = f"192.0.2.{secrets.randbelow(200) + 20}"
+    try:
+        with app.app_context():
+            ensure_organizer(email, "the right one")
+        # per account ("5 per minute"): 30 wrong and, in the middle, the right password
+        attempts = [(email, "wrong", f"198.18.{i}.1") for i in range(30)]
+        attempts.insert(20, (email, "the right one", "198.18.99.1"))
+        codes = _burst(app, attempts)
+        assert codes.count(429) >= len(codes) - 5, codes
+        assert set(codes) <= {401, 429, 303}
+        # per address ("10 per minute"): 30 accounts guessed from one address at once
+        codes = _burst(app, [(f"g{i}-{email}", "wrong", address) for i in range(30)])
+        assert codes.count(401) <= 10 and codes.count(429) >= 20, codes
+    finally:
+        if storage == "redis":
+            import redis
+
+            server = redis.Redis.from_url(REDIS_URL)
+            leftovers = server.keys(f"*{email}*") + server.keys(f"*{address}*") \
+                + server.keys("*198.18.*")
+            if leftovers:
+                server.delete(*leftovers)
+        dispose(app)
