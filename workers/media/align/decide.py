@@ -356,11 +356,18 @@ class GuideAnalysis:
 
     samples: np.ndarray
     features: Features
+    #: the count-in clicks (s) and the beat strength (:func:`beat_strength`): properties of
+    #: the guide alone, so worked out once, not for every clip
+    clicks: tuple[float, ...] = ()
+    beat: float = 0.0
 
 
 def analyse_guide(guide: np.ndarray, sample_rate: int) -> GuideAnalysis:
+    """``guide`` (mono float, ``sample_rate`` Hz) resampled to :data:`ANALYSIS_RATE` with its
+    features, count-in clicks and beat strength."""
     g = resample(np.nan_to_num(np.asarray(guide, dtype=np.float32)), sample_rate)
-    return GuideAnalysis(g, compute_features(g, guide=True))
+    fg = compute_features(g, guide=True)
+    return GuideAnalysis(g, fg, tuple(count_in(g, fg)), beat_strength(fg.onset))
 
 
 def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_rate: int, *,
@@ -384,7 +391,7 @@ def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_ra
         return AlignResult(0.0, 0.0, "none", 0.0, False)
     lag_lo, lag_hi = lag_range(fg.seconds, fc.seconds, max_lead, max_lag)
     ev = _Evidence(music_curves(fg, fc, lag_lo, lag_hi))
-    return _decide(g, c, fg, fc, ev, lag_lo * HOP_S, lag_hi * HOP_S)
+    return _decide(guide, c, fc, ev, lag_lo * HOP_S, lag_hi * HOP_S)
 
 
 class _Evidence:
@@ -457,9 +464,10 @@ def _notes_lead(ev: _Evidence, off: float, others: list[float]) -> float:
     return sigmoid((lead - NOTES_MARGIN) / 0.5)
 
 
-def _decide(g: np.ndarray, c: np.ndarray, fg: Features, fc: Features, ev: _Evidence,
+def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
             lo_s: float, hi_s: float) -> AlignResult:
     """The decision between candidate offsets (the module's notes say how it is calibrated)."""
+    g, fg = guide.samples, guide.features
     cands = ev.coarse
     best_score = cands[0][1] if cands else 0.0
     second = cands[1][1] if len(cands) > 1 else 0.0
@@ -518,7 +526,7 @@ def _decide(g: np.ndarray, c: np.ndarray, fg: Features, fc: Features, ev: _Evide
         return _result(leak.offset, conf, "leak", leak.drift_ppm, ev, seen)
 
     # 2. clap: transients lining up with the guide's count-in
-    clicks = count_in(g, fg)
+    clicks = list(guide.clicks)
     rise, hop = hf_onsets(c)
     claps = [(off, n, sd) for off, n, sd in clap_candidates(rise, float(hop), clicks, lo_s, hi_s)
              if ev.music(off) >= 0.5 * best_score and ev.music(off) > 5.0
@@ -573,7 +581,7 @@ def _decide(g: np.ndarray, c: np.ndarray, fg: Features, fc: Features, ev: _Evide
     # another song at the guide's tempo has attacks on the guide's beats, at every beat, and
     # its rhythm can match the guide's for bars on end; so when the guide has a steady beat,
     # onsets alone prove little, and the clip's notes must also sound in the guide there
-    rhythm = float(np.clip((beat_strength(fg.onset) - RHYTHM_BEAT_LO)
+    rhythm = float(np.clip((guide.beat - RHYTHM_BEAT_LO)
                            / (RHYTHM_BEAT_HI - RHYTHM_BEAT_LO), 0.0, 1.0))
     if rhythm > 0:
         conf *= 1.0 - rhythm * (1.0 - pitch_agreement(ev.co.pitch_z, ev.index(off)))
