@@ -13,6 +13,25 @@ it stopped instead of starting again.
                                     sending ends with 410
     GET     /api/v1/uploads/<id>    JSON: progress, and the clip (id, status URL) once complete
 
+Every answer about a finished upload (HEAD, PATCH, and GET with ``Accept:
+application/json``) carries the clip: ``Tutti-Clip`` (its id) and
+``Tutti-Status-Url`` (its private page) as headers, ``id`` and ``status_url`` in the
+JSON, with ``Upload-Offset`` equal to ``Upload-Length``. So a client whose answer to
+the last PATCH was lost finds out with one HEAD that it is done, and where to go.
+
+``Location`` and ``Tutti-Status-Url`` are paths on this host (relative references,
+RFC 9110 §10.2.2), so they stay right behind a TLS proxy whatever it forwards; the
+absolute URLs in the JSON come from the request as ProxyFix corrected it
+(``TUTTI_TRUSTED_PROXIES``).
+
+Same file, same submission: a client may send ``head_sha256`` and ``tail_sha256``
+in Upload-Metadata (hex SHA-256 of the file's first and last
+:data:`FINGERPRINT_BYTES`, or of the whole file when it is smaller). The server then
+checks the bytes it holds against them (the head as soon as it has arrived, the tail
+when the last byte arrives): an upload whose bytes are not of that file (a resume
+with another file of the same name and size) is removed and answered 460, and no
+clip is made of it.
+
 Answers: 412 for a ``Tus-Resumable`` other than 1.0.0; 409 when Upload-Offset is
 not what arrived; 413 when a PATCH goes beyond Upload-Length (nothing of it is
 kept; the upload stays resumable); 460 when the chunk's checksum does not match
@@ -58,6 +77,11 @@ CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 CHUNK = 1 << 20
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 STALE_AFTER = 24 * 3600  # unfinished uploads without an expiry time are dropped after a day
+# an upload that never got a byte (its creation answer was lost, the page was closed)
+# expires sooner than one under way: the sweep removes it within the hour
+EMPTY_EXPIRES_AFTER = 3600
+FINGERPRINT_BYTES = 1 << 20  # head_sha256 / tail_sha256 cover this much of each end
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 def _dir() -> Path:
@@ -209,18 +233,24 @@ def create():
                                  location=meta.get("location", ""),
                                  consent=meta.get("consent", "") in ("yes", "on", "true", "1"))
     services.filename_of(meta.get("filename", ""))
+    for key in ("head_sha256", "tail_sha256"):
+        if key in meta and not _SHA256_HEX.match(meta[key]):
+            raise services.ServiceError(f"Upload-Metadata: {key} must be the SHA-256 of the "
+                                        "file's end, as 64 lowercase hex digits.")
     upload_id = secrets.token_urlsafe(24)
     part, meta_path = _paths(upload_id)
     part.touch()
     now = time.time()
-    state = {"length": length, "meta": meta, "created": now, "expires": now + _lifetime(),
+    state = {"length": length, "meta": meta, "created": now,
+             "expires": now + min(_lifetime(), EMPTY_EXPIRES_AFTER),
              "clip": None, "campaign_id": campaign.id,
              # with the id (SQLite may give a deleted campaign's id again): this campaign
              "campaign_created": campaign.created_at.isoformat()}
     tmp = meta_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, meta_path)
-    location = url_for("uploads.upload", upload_id=upload_id, _external=True)
+    # a path: right behind any proxy (tus clients resolve it against the creation URL)
+    location = url_for("uploads.upload", upload_id=upload_id)
     log.info("upload %s created for %s (%d bytes)", upload_id, campaign.slug, length)
     return _empty(201, Location=location, Upload_Offset="0",
                   Upload_Expires=_http_date(state["expires"]))
@@ -235,13 +265,21 @@ def _offset(part: Path, meta: dict) -> int:
         return 0
 
 
+def _done(status: int, meta: dict) -> Response:
+    """The answer about a finished upload: the whole length arrived, and the clip it
+    made (``Tutti-Clip``) with its private page (``Tutti-Status-Url``, a path)."""
+    return _empty(status, Upload_Offset=str(meta["length"]), Upload_Length=str(meta["length"]),
+                  Tutti_Clip=meta["clip"],
+                  Tutti_Status_Url=url_for("participate.status", token=meta["clip"]))
+
+
 @bp.route("/uploads/<upload_id>", methods=["HEAD"])
 def head(upload_id: str):
     part, _meta_path, meta = _load(upload_id)
-    headers = {"Upload_Offset": str(_offset(part, meta)), "Upload_Length": str(meta["length"])}
-    if not meta.get("clip"):
-        headers["Upload_Expires"] = _http_date(_expires_at(meta))
-    return _empty(200, **headers)
+    if meta.get("clip"):
+        return _done(200, meta)
+    return _empty(200, Upload_Offset=str(_offset(part, meta)), Upload_Length=str(meta["length"]),
+                  Upload_Expires=_http_date(_expires_at(meta)))
 
 
 @bp.get("/uploads/<upload_id>")
@@ -300,7 +338,7 @@ def patch(upload_id: str):
         fd = os.open(part, os.O_WRONLY | os.O_APPEND)  # never re-creates a deleted upload
     except FileNotFoundError:
         if meta.get("clip"):
-            return _empty(204, Upload_Offset=str(meta["length"]), Tutti_Clip=meta["clip"])
+            return _done(204, meta)
         return _error(410, gone)
     with os.fdopen(fd, "ab") as out:
         fcntl.flock(out, fcntl.LOCK_EX)  # one writer per upload, across processes
@@ -309,7 +347,7 @@ def patch(upload_id: str):
         except Gone:
             return _error(410, gone)
         if meta.get("clip"):
-            return _empty(204, Upload_Offset=str(meta["length"]), Tutti_Clip=meta["clip"])
+            return _done(204, meta)
         length = int(meta["length"])
         start = offset = out.seek(0, os.SEEK_END)
         if claimed != offset:
@@ -352,6 +390,16 @@ def patch(upload_id: str):
                           Upload_Offset=str(start))
         out.flush()
         os.fsync(out.fileno())
+        mismatch = _fingerprint_mismatch(part, meta, start, offset)
+        if mismatch:
+            with _state_lock(meta_path):
+                _remove(meta_path)
+            meta_path.with_suffix(".lock").unlink(missing_ok=True)
+            log.warning("upload %s removed: its %s does not match the file it was created for",
+                        upload_id, mismatch)
+            return _error(460, "These bytes are not from the video this upload was started "
+                               "with (another file of the same name?), so nothing of it was "
+                               "kept. Choose your video again and press Upload.")
         with _state_lock(meta_path):
             try:
                 meta = _read_meta(meta_path)
@@ -366,9 +414,36 @@ def patch(upload_id: str):
             except Gone:
                 return _error(410, gone)
     part.unlink(missing_ok=True)
-    status_url = url_for("participate.status", token=clip.token, _external=True)
-    return _empty(204, Upload_Offset=str(meta["length"]), Tutti_Clip=clip.token,
-                  Tutti_Status_Url=status_url)
+    return _done(204, meta)
+
+
+def _sha256_of(part: Path, start: int, size: int) -> str:
+    digest = hashlib.sha256()
+    with open(part, "rb") as handle:
+        handle.seek(start)
+        while size > 0:
+            chunk = handle.read(min(CHUNK, size))
+            if not chunk:
+                break
+            digest.update(chunk)
+            size -= len(chunk)
+    return digest.hexdigest()
+
+
+def _fingerprint_mismatch(part: Path, meta: dict, before: int, now: int) -> str | None:
+    """Which end of the file (``"head"`` or ``"tail"``) the bytes held contradict, or
+    None. The head is checked by the PATCH that completes it, the tail by the one that
+    completes the file; uploads created without the fingerprint are not checked."""
+    info = meta.get("meta", {})
+    length = int(meta["length"])
+    span = min(FINGERPRINT_BYTES, length)
+    if "head_sha256" in info and before < span <= now:
+        if _sha256_of(part, 0, span) != info["head_sha256"]:
+            return "head"
+    if "tail_sha256" in info and now == length:
+        if _sha256_of(part, length - span, span) != info["tail_sha256"]:
+            return "tail"
+    return None
 
 
 def _finish(part: Path, meta: dict):
