@@ -4,13 +4,17 @@
 #   make demo    the main job: generate clips, submit them over HTTP, render, serve the watch page
 #   make test    the whole suite (SQLite and PostgreSQL, real Redis + Celery worker, Chromium)
 #   make bench-sync  the sync benchmark, both corpora (installs what its realistic corpus needs)
+#   make vendor-tus  fetch tus-js-client's built file from the npm registry into static/vendor/
+#                    (developers only, when changing its version: the file is committed, so
+#                    users and CI never run Node)
+#   make bench-upload  1 GiB through tus on loopback: Tutti (gunicorn) against @tus/server
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo serve test test-fast lint bench-sync bench-sync-deps bench-render bench-intake chromium fonts ocr clean
+.PHONY: setup demo serve test test-fast lint bench-sync bench-sync-deps bench-render bench-intake chromium fonts ocr clean vendor-tus bench-upload
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tutti needs Python 3.11 or newer"'
@@ -85,6 +89,26 @@ bench-render: $(STAMP)
 
 bench-intake: $(STAMP)
 	$(BIN)/python -m bench.intake
+
+# tus-js-client: the resumable upload client of the participant's page. Its built,
+# minified file and its licence are committed under static/vendor/tus-js-client/ with
+# the version and the file's SHA-256 (tests/unit/test_vendor.py checks they agree).
+TUS_JS_CLIENT_VERSION := 4.3.1
+TUS_VENDOR := static/vendor/tus-js-client
+vendor-tus:
+	@command -v npm >/dev/null || { echo "vendor-tus needs npm (apt-get install npm)"; exit 1; }
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  (cd "$$tmp" && npm pack --silent tus-js-client@$(TUS_JS_CLIENT_VERSION) >/dev/null && \
+	   tar xzf tus-js-client-$(TUS_JS_CLIENT_VERSION).tgz) && \
+	  mkdir -p $(TUS_VENDOR) && \
+	  cp "$$tmp/package/dist/tus.min.js" "$$tmp/package/LICENSE" $(TUS_VENDOR)/ && \
+	  printf 'tus-js-client %s (npm registry, dist/tus.min.js), MIT licence: see LICENSE\nsha256 %s\n' \
+	    $(TUS_JS_CLIENT_VERSION) "$$(sha256sum $(TUS_VENDOR)/tus.min.js | cut -d' ' -f1)" \
+	    > $(TUS_VENDOR)/VERSION && cat $(TUS_VENDOR)/VERSION
+
+# BENCH_UPLOAD_ARGS, e.g. --size-mb 256 --no-peer; the peer is installed with npm into bench/upload/node
+bench-upload: $(STAMP)
+	$(BIN)/python -m bench.upload $(BENCH_UPLOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -7,9 +7,7 @@ in-memory transport, SQLite, local storage."""
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,54 +15,6 @@ import pytest
 from tests.conftest import ensure_organizer
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
-        pytest.fail("Debian chromium is missing: `make setup` installs it (apt-get install "
-                    "chromium)")
-    from werkzeug.serving import make_server
-
-    from portal import create_app
-    from portal.cli import Background
-    from portal.services import create_campaign, create_organizer
-
-    root = tmp_path_factory.mktemp("live")
-    app = create_app({
-        "INSTANCE_PATH": str(root / "instance"),
-        "DATABASE_URL": f"sqlite:///{root / 'live.sqlite3'}",
-        "MEDIA_ROOT": str(root / "media"),
-        "SECRET_KEY": "browser",
-        "BROKER_URL": "memory://",
-        "EMBEDDED_WORKER": "true",
-    })
-    with app.app_context():
-        owner = create_organizer("org@example.org", "correct horse")
-        create_campaign("choir", "Browser Choir", parts=["Alto", "Bass"],
-                        description="Sing along!", owner=owner)
-    background = Background(app).start()
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield {"app": app, "base": f"http://127.0.0.1:{server.server_port}"}
-    server.shutdown()
-    background.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
 
 def test_participant_organizer_viewer(live, browser, media_files: dict[str, Path], tmp_path):
     base = live["base"]
