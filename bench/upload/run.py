@@ -15,9 +15,9 @@ chunk, the file read in 1 MiB blocks):
 
 Printed per server and chunk size: MB/s (10^6 bytes per second of wall time, creation
 to the last answer), the server's CPU seconds per GB (user + system of its process
-tree: the fairer figure on a shared, busy machine), and its resident memory (its whole process tree, sampled
-every 20 ms): before, peak, growth. Goals (issue 11): >= 200 MB/s with <= 50 MiB RSS
-growth, and within 10 % of @tus/server.
+tree: the fairer figure on a shared, busy machine), and its resident memory (the
+whole process tree, sampled every 20 ms): before, peak, growth. Goals (issue 11):
+>= 200 MB/s with <= 50 MiB RSS growth, and within 10 % of @tus/server.
 """
 
 from __future__ import annotations
@@ -310,14 +310,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{f'{growth:.1f} MiB' if server else '-':>12} |")
     print()
     for chunk in chunks:
-        ours = next((r for r in rows if r[0].startswith("tutti") and r[1] == f"{chunk // MIB} MiB"))
-        peer = next((r for r in rows if r[0].startswith("@tus") and r[1] == f"{chunk // MIB} MiB"),
-                    None)
+        name = f"{chunk // MIB} MiB"
+        ours = next(r for r in rows if r[0].startswith("tutti") and r[1] == name)
+        peer = next((r for r in rows if r[0].startswith("@tus") and r[1] == name), None)
         verdict = [f"{ours[2]:.0f} MB/s {'>=' if ours[2] >= 200 else '<'} 200",
                    f"growth {ours[4]:.1f} MiB {'<=' if ours[4] <= 50 else '>'} 50"]
         if peer:
             ratio = ours[2] / peer[2]
-            verdict.append(f"{ratio:.0%} of @tus/server ({'within' if ratio >= 0.9 else 'not within'}"
-                           " 10 %)")
+            within = "within" if ratio >= 0.9 else "not within"
+            verdict.append(f"{ratio:.0%} of @tus/server ({within} 10 %)")
         print(f"goals at {chunk // MIB} MiB PATCHes: " + "; ".join(verdict))
     return 0
