@@ -30,7 +30,10 @@ in Upload-Metadata (hex SHA-256 of the file's first and last
 checks the bytes it holds against them (the head as soon as it has arrived, the tail
 when the last byte arrives): an upload whose bytes are not of that file (a resume
 with another file of the same name and size) is removed and answered 460, and no
-clip is made of it.
+clip is made of it. With the fingerprint, a creation repeated because its answer was
+lost gets the same upload back while no byte has arrived (the same campaign, length,
+ends and form), so no empty upload is left behind; without it, an upload that never
+got a byte expires within the hour (:data:`EMPTY_EXPIRES_AFTER`).
 
 Answers: 412 for a ``Tus-Resumable`` other than 1.0.0; 409 when Upload-Offset is
 not what arrived; 413 when a PATCH goes beyond Upload-Length (nothing of it is
@@ -237,6 +240,14 @@ def create():
         if key in meta and not _SHA256_HEX.match(meta[key]):
             raise services.ServiceError(f"Upload-Metadata: {key} must be the SHA-256 of the "
                                         "file's end, as 64 lowercase hex digits.")
+    key = _creation_key(campaign.id, length, meta)
+    twin = _unsent_twin(key) if key else None
+    if twin:  # the answer to the first creation was lost, and the client asks again
+        upload_id, state = twin
+        log.info("upload %s created again for %s (the first answer was lost)", upload_id,
+                 campaign.slug)
+        return _empty(201, Location=url_for("uploads.upload", upload_id=upload_id),
+                      Upload_Offset="0", Upload_Expires=_http_date(_expires_at(state)))
     upload_id = secrets.token_urlsafe(24)
     part, meta_path = _paths(upload_id)
     part.touch()
@@ -245,15 +256,45 @@ def create():
              "expires": now + min(_lifetime(), EMPTY_EXPIRES_AFTER),
              "clip": None, "campaign_id": campaign.id,
              # with the id (SQLite may give a deleted campaign's id again): this campaign
-             "campaign_created": campaign.created_at.isoformat()}
+             "campaign_created": campaign.created_at.isoformat(), "key": key}
     tmp = meta_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, meta_path)
+    if key:
+        keys = _dir() / "keys"
+        keys.mkdir(exist_ok=True)
+        (keys / f"{key}.tmp").write_text(upload_id)
+        os.replace(keys / f"{key}.tmp", keys / key)
     # a path: right behind any proxy (tus clients resolve it against the creation URL)
     location = url_for("uploads.upload", upload_id=upload_id)
     log.info("upload %s created for %s (%d bytes)", upload_id, campaign.slug, length)
     return _empty(201, Location=location, Upload_Offset="0",
                   Upload_Expires=_http_date(state["expires"]))
+
+
+def _creation_key(campaign_id: int, length: int, meta: dict[str, str]) -> str | None:
+    """What makes two creations the same upload: the campaign, the length, both ends'
+    SHA-256 and every field of the form; None without the fingerprint."""
+    if "head_sha256" not in meta or "tail_sha256" not in meta:
+        return None
+    fields = [str(campaign_id), str(length)] + [meta.get(name, "") for name in (
+        "head_sha256", "tail_sha256", "name", "part", "location", "consent", "filename")]
+    return hashlib.sha256("\x00".join(fields).encode()).hexdigest()
+
+
+def _unsent_twin(key: str) -> tuple[str, dict] | None:
+    """The upload created with ``key`` that has not received a byte yet (its creation
+    answer was lost, so its client asks again), as (id, state); else None. Once bytes
+    arrive an upload is only ever continued through its own URL."""
+    try:
+        upload_id = (_dir() / "keys" / key).read_text().strip()
+        part, _meta_path, meta = _load(upload_id)
+    except (FileNotFoundError, services.ServiceError):
+        return None
+    if meta.get("clip") or meta.get("key") != key or _offset(part, meta) != 0 \
+            or not part.exists():
+        return None
+    return upload_id, meta
 
 
 def _offset(part: Path, meta: dict) -> int:
@@ -541,4 +582,11 @@ def drop_stale_uploads(root: Path, max_age: float = STALE_AFTER) -> int:
     for orphan in list(folder.glob("*.lock")) + list(folder.glob("*.part")):
         if not orphan.with_suffix(".json").exists() and orphan.stat().st_mtime < now - 3600:
             orphan.unlink(missing_ok=True)
+    keys = folder / "keys"
+    for key in keys.iterdir() if keys.is_dir() else []:
+        # a creation key only serves a lost creation answer, within the first hour
+        with contextlib.suppress(FileNotFoundError):
+            if key.stat().st_mtime < now - EMPTY_EXPIRES_AFTER or \
+                    not (folder / f"{key.read_text().strip()}.json").exists():
+                key.unlink()
     return dropped

@@ -90,7 +90,7 @@ def _part_size(app, url: str) -> int:
 
 def _upload_files(app) -> list[str]:
     folder = app.extensions["tutti.storage"].tmp_dir / "uploads"
-    return sorted(p.name for p in folder.glob("*") if p.suffix != ".lock") \
+    return sorted(p.name for p in folder.glob("*") if p.is_file() and p.suffix != ".lock") \
         if folder.exists() else []
 
 
@@ -441,3 +441,30 @@ def test_urls_behind_a_tls_proxy_with_trusted_proxies(db_kind, tmp_path):
         assert body["api_url"].startswith("https://choir.example.org/api/v1/clips/")
     finally:
         dispose(app)
+
+
+def test_a_creation_repeated_after_its_answer_was_lost_gets_the_same_upload(app, client,
+                                                                             campaign):
+    from portal.uploads import drop_stale_uploads
+
+    data = b"a take" * 100
+    ends = _ends(data, 1 << 20)
+    first = _create(client, len(data), **ends).headers["Location"]
+    again = _create(client, len(data), **ends)  # the first answer never arrived
+    assert again.status_code == 201 and again.headers["Location"] == first
+    assert len([n for n in _upload_files(app) if n.endswith(".json")]) == 1  # none left empty
+    # another form (or file) is another upload; so is any creation once bytes arrived
+    assert _create(client, len(data), name="Bo", **ends).headers["Location"] != first
+    assert _patch(client, first, 0, data[:10]).status_code == 204
+    later = _create(client, len(data), **ends).headers["Location"]
+    assert later != first
+    assert "Tutti-Clip" in _patch(client, first, 10, data[10:]).headers
+    # without the fingerprint, no twin is looked for
+    plain = _create(client, 5).headers["Location"]
+    assert _create(client, 5).headers["Location"] != plain
+    # the sweep forgets creation keys whose upload is gone
+    keys = app.extensions["tutti.storage"].tmp_dir / "uploads" / "keys"
+    assert client.delete(later, headers=TUS).status_code == 204
+    before = len(list(keys.iterdir()))
+    drop_stale_uploads(app.extensions["tutti.storage"].tmp_dir)
+    assert len(list(keys.iterdir())) == before - 1
