@@ -9,6 +9,8 @@ chunk, the file read in 1 MiB blocks):
   upload finished into a clip (SQLite, no worker);
 - **@tus/server**: the tus project's own Node server with its file store (from the npm
   registry into ``bench/upload/node/node_modules``, ``npm install`` on first use);
+- **floor: gunicorn body sink**: the least a server under gunicorn does (``sink.py``:
+  each PATCH body read in 1 MiB pieces and appended to a file, nothing else);
 - **floor**: the same bytes copied file to file on the same disk (1 MiB blocks), into
   the page cache and with an fsync at the end (Tutti syncs a finished upload to disk
   before it becomes a clip; @tus/server's file store never syncs).
@@ -225,6 +227,17 @@ def start_tutti(work: Path) -> tuple[subprocess.Popen, str, dict[str, str]]:
     return process, f"http://127.0.0.1:{port}/api/v1/uploads", meta
 
 
+def start_sink(work: Path) -> tuple[subprocess.Popen, str, dict[str, str]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "--bind", f"127.0.0.1:{port}",
+         "--workers", "1", "bench.upload.sink:app"],
+        env={**os.environ, "TMPDIR": str(work)}, cwd=ROOT, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    wait_up(port, process)
+    return process, f"http://127.0.0.1:{port}/files", {}
+
+
 def start_node(work: Path) -> tuple[subprocess.Popen, str, dict[str, str]]:
     if not (NODE_DIR / "node_modules" / "@tus" / "server").is_dir():
         subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR,
@@ -262,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     size = args.size_mb * MIB
     source = make_source(size)
     chunks = [int(c) * MIB for c in args.chunk_mb.split(",")]
-    servers = [("tutti (gunicorn)", start_tutti)]
+    servers = [("floor: gunicorn body sink", start_sink), ("tutti (gunicorn)", start_tutti)]
     if not args.no_peer:
         servers.append(("@tus/server (node)", start_node))
 
