@@ -301,3 +301,74 @@ def test_a_file_over_the_limit_is_refused_before_sending(live, page, campaign, t
         config["MAX_CONTENT_LENGTH"] = limit
     assert "larger than 2 MB" in page.locator("#upload-note").inner_text()
     assert methods == ["POST"] and clips_of(live, campaign) == []
+
+
+def test_reload_mid_upload_and_send_the_same_file_resumes_it(live, page, campaign, tmp_path):
+    """The connection goes after the first 4 MB chunk; the page is reloaded and the same
+    file chosen: the upload continues from what arrived (no new upload, no byte twice)."""
+    video = tmp_path / "take.mp4"
+    video.write_bytes(os.urandom(6 * 1024 * 1024))
+    offsets: list[str] = []
+
+    def stop_after_the_first_chunk(route):
+        if route.request.method == "PATCH" and route.request.headers.get("upload-offset") != "0":
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/uploads**", stop_after_the_first_chunk)
+    fill_form(page, live, campaign, video)
+    page.click("button[type=submit]")
+    wait_note(page, "trying again|offline")
+    page.unroute("**/api/v1/uploads**")
+    methods: list[str] = []
+
+    def seen(request):
+        if "/api/v1/uploads" in request.url:
+            methods.append(request.method)
+            if request.method == "PATCH":
+                offsets.append(request.headers.get("upload-offset"))
+
+    page.on("request", seen)
+    fill_form(page, live, campaign, video)
+    page.click("button[type=submit]")
+    landed(page, live, campaign, video)
+    assert "POST" not in methods and offsets == [str(4 * 1024 * 1024)], (methods, offsets)
+
+
+def test_an_offline_spell_mid_upload(live, page, campaign, tmp_path):
+    video = tmp_path / "take.mp4"
+    video.write_bytes(os.urandom(6 * 1024 * 1024))
+    gate: list[str] = []
+
+    def go_offline_after_the_first_chunk(route):
+        if route.request.method == "PATCH" and not gate:
+            gate.append("first")
+            answer = route.fetch()
+            page.context.set_offline(True)  # the train enters a tunnel
+            route.fulfill(response=answer)
+        else:
+            route.continue_()
+
+    page.route("**/api/v1/uploads**", go_offline_after_the_first_chunk)
+    fill_form(page, live, campaign, video)
+    page.click("button[type=submit]")
+    wait_note(page, "You are offline")
+    time.sleep(3)
+    page.context.set_offline(False)
+    landed(page, live, campaign, video)
+    no_raw_errors(notes(page))
+
+
+def test_double_click_an_emoji_and_right_to_left_name_and_no_extension(live, page, campaign,
+                                                                       media_files, tmp_path):
+    video = tmp_path / "تسجيل 🎻"  # no extension
+    video.write_bytes(media_files["landscape"].read_bytes())
+    created: list[str] = []
+    page.on("request", lambda r: created.append(r.url)
+            if r.method == "POST" and "/api/v1/uploads" in r.url else None)
+    fill_form(page, live, campaign, video, name="Ana 🎻 مريم")
+    page.dblclick("button[type=submit]")
+    landed(page, live, campaign, video)
+    assert len(created) == 1
+    assert "Ana 🎻 مريم" in page.content()
