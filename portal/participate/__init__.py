@@ -21,6 +21,11 @@ def index():
     return render_template("participate/index.html", campaigns=campaigns)
 
 
+@bp.context_processor
+def closed_context() -> dict:
+    return {"closed_message": services.closed_message}
+
+
 @bp.get("/c/<slug>")
 def campaign(slug: str):
     campaign = services.get_campaign(slug)
