@@ -102,21 +102,7 @@
     });
   }
 
-  // The status page follows the clip until it settles.
-  const status = document.getElementById("clip-status");
-  if (status) {
-    const settled = ["rejected", "failed", "withdrawn", "approved", "declined"];
-    const poll = function () {
-      fetch(status.dataset.api, { headers: { Accept: "application/json" } })
-        .then(function (r) { return r.json(); })
-        .then(function (clip) {
-          if (clip.status !== status.dataset.status) { window.location.reload(); return; }
-          if (settled.indexOf(clip.status) < 0) { setTimeout(poll, 2000); }
-        })
-        .catch(function () { setTimeout(poll, 5000); });
-    };
-    if (settled.indexOf(status.dataset.status) < 0) { setTimeout(poll, 2000); }
-  }
+  // (The status page's polling: static/status.js.)
 
   // "Find yourself": a credit's timestamp seeks the player.
   const player = document.getElementById("mashup");
