@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import String, and_, case, cast, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from .extensions import db
@@ -158,9 +158,7 @@ def _conditions(campaign: Campaign, query: ReviewQuery) -> list[ColumnElement[bo
     elif query.sync == "none":
         where.append(Clip.sync_confidence.is_(None))
     if query.warnings:
-        # checks is a JSON list of {code, severity, message}: its text holds the severity
-        where.append(cast(Clip.checks, String).like('%"severity": "warning"%')
-                     | cast(Clip.checks, String).like('%"severity":"warning"%'))
+        where.append(Clip.warning_count > 0)
     if query.q:
         pattern = "%" + query.q.lower().replace("\\", "\\\\").replace("%", "\\%") \
             .replace("_", "\\_") + "%"
@@ -199,11 +197,17 @@ class Page:
         return (self.page - 1) * self.per_page + 1 if self.total else 0
 
 
-def clip_page(campaign: Campaign, query: ReviewQuery) -> Page:
+def clip_page(campaign: Campaign, query: ReviewQuery,
+              counts: dict[str, int] | None = None) -> Page:
     """The clips of ``campaign`` that ``query`` selects, one page of them, and their
-    total. A page past the end shows the last page."""
+    total. A page past the end shows the last page. ``counts`` (from
+    :func:`status_counts`) saves the count query when only the status filters."""
     where = _conditions(campaign, query)
-    total = db.session.scalar(select(func.count(Clip.id)).where(*where)) or 0
+    only_status = not (query.part is not None or query.sync or query.warnings or query.q)
+    if counts is not None and only_status:
+        total = counts[query.status or "all"]
+    else:
+        total = db.session.scalar(select(func.count(Clip.id)).where(*where)) or 0
     pages = max(1, math.ceil(total / query.per_page))
     page = min(query.page, pages)
     order = [col.asc() if up else col.desc() for col, up in _sort_columns(query.sort)]
@@ -278,24 +282,19 @@ class RosterRow:
 def parts_roster(campaign: Campaign) -> list[RosterRow]:
     """Every part with its target and its approved, awaiting and total clip counts
     (one grouped query); a last row for clips without a part when there are any."""
-    approved = func.sum(case((Clip.status == "approved", 1), else_=0))
-    awaiting = func.sum(case((Clip.status.in_(AWAITING), 1), else_=0))
-    counted = {row.part_id: row for row in db.session.execute(
-        select(Clip.part_id, approved.label("approved"), awaiting.label("awaiting"),
-               func.count(Clip.id).label("total"))
-        .where(Clip.campaign_id == campaign.id, Clip.status != "withdrawn")
-        .group_by(Clip.part_id))}
-    rows = []
-    for part in campaign.parts:
-        got = counted.get(part.id)
-        rows.append(RosterRow(part.id, part.name, part.target_count,
-                              int(got.approved or 0) if got else 0,
-                              int(got.awaiting or 0) if got else 0,
-                              int(got.total) if got else 0))
-    loose = counted.get(None)
-    if loose is not None:
-        rows.append(RosterRow(0, "No part", None, int(loose.approved or 0),
-                              int(loose.awaiting or 0), int(loose.total)))
+    counted: dict[int | None, list[int]] = {}  # part id -> [approved, awaiting, total]
+    for part_id, status, number in db.session.execute(
+            select(Clip.part_id, Clip.status, func.count())
+            .where(Clip.campaign_id == campaign.id, Clip.status != "withdrawn")
+            .group_by(Clip.part_id, Clip.status)):  # from the (campaign, part, status) index
+        got = counted.setdefault(part_id, [0, 0, 0])
+        got[0] += number if status == "approved" else 0
+        got[1] += number if status in AWAITING else 0
+        got[2] += number
+    rows = [RosterRow(part.id, part.name, part.target_count, *counted.get(part.id, [0, 0, 0]))
+            for part in campaign.parts]
+    if None in counted:
+        rows.append(RosterRow(0, "No part", None, *counted[None]))
     return rows
 
 
@@ -304,19 +303,42 @@ def campaign_counts(campaign_ids: list[int]) -> dict[int, tuple[int, int, int]]:
     one grouped query."""
     if not campaign_ids:
         return {}
-    rows = db.session.execute(
-        select(Clip.campaign_id, func.count(Clip.id),
-               func.sum(case((Clip.status.in_(AWAITING), 1), else_=0)),
-               func.sum(case((Clip.status == "approved", 1), else_=0)))
-        .where(Clip.campaign_id.in_(campaign_ids), Clip.status != "withdrawn")
-        .group_by(Clip.campaign_id))
-    return {cid: (int(n), int(a or 0), int(b or 0)) for cid, n, a, b in rows}
+    counts: dict[int, tuple[int, int, int]] = {}
+    for cid, status, number in db.session.execute(
+            select(Clip.campaign_id, Clip.status, func.count())
+            .where(Clip.campaign_id.in_(campaign_ids), Clip.status != "withdrawn")
+            .group_by(Clip.campaign_id, Clip.status)):  # from the (campaign, status) index
+        total, awaiting, approved = counts.get(cid, (0, 0, 0))
+        counts[cid] = (total + number, awaiting + (number if status in AWAITING else 0),
+                       approved + (number if status == "approved" else 0))
+    return counts
 
 
-def approved_ids(campaign: Campaign) -> set[int]:
-    """The ids of the campaign's approved clips (one column, not the rows)."""
-    return set(db.session.scalars(select(Clip.id).where(
-        Clip.campaign_id == campaign.id, Clip.status == "approved")))
+def published_is_stale(campaign: Campaign) -> bool:
+    """Whether the approved clips changed since the published render took its list.
+
+    Exact without reading every approved id: the render's ``clip_ids`` were the
+    approved clips when it started (after ``created_at``). If no clip of the
+    campaign became approved since ``created_at``, today's approved clips are a
+    subset of that list, so the two are equal exactly when their numbers are. (A
+    clip approved between the render's creation and its start counts as a change:
+    the answer errs towards "render again".) Two indexed queries."""
+    if campaign.published_render_id is None:
+        return False
+    from .models import ClipEvent, Render
+
+    created, clip_ids = db.session.execute(
+        select(Render.created_at, Render.clip_ids)
+        .where(Render.id == campaign.published_render_id)).one()
+    newly_approved = db.session.scalar(
+        select(ClipEvent.id).join(Clip, Clip.id == ClipEvent.clip_id)
+        .where(ClipEvent.status == "approved", ClipEvent.at > created,
+               Clip.campaign_id == campaign.id).limit(1))
+    if newly_approved is not None:
+        return True
+    approved = db.session.scalar(select(func.count(Clip.id)).where(
+        Clip.campaign_id == campaign.id, Clip.status == "approved")) or 0
+    return approved != len(set(clip_ids or []))
 
 
 def clips_of(campaign: Campaign, ids: list[int]) -> list[Clip]:
@@ -334,5 +356,34 @@ def part_options(campaign: Campaign) -> list[tuple[int, str]]:
 
 
 __all__ = ["AWAITING", "Page", "ReviewQuery", "RosterRow", "STATUS_GROUPS",
-           "STATUS_WORDS", "SORTS", "SYNC_FILTERS", "approved_ids", "campaign_counts",
+           "STATUS_WORDS", "SORTS", "SYNC_FILTERS", "campaign_counts", "published_is_stale",
            "clip_page", "clips_of", "neighbours", "parts_roster", "status_counts"]
+
+
+class Links:
+    """The URLs of a page of review rows, built once per page and filled in per clip:
+    ``url_for`` for each of a page's 50-200 rows (four links each) was a third of the
+    page's server time. Ids and media ids are URL-safe by construction (integers,
+    :func:`portal.models.new_token`), file names are the fixed names intake writes."""
+
+    def __init__(self, url_for: Any, query: ReviewQuery) -> None:
+        args = query.args()
+        args.pop("page", None)
+        self._clip = url_for("organize.clip", clip_id=1)[:-1]  # ".../clips/"
+        tail = url_for("organize.review_clip", clip_id=1, **args)
+        self._review_tail = tail[tail.index("/review"):]
+        media = url_for("watch.clip_media", media_id="m", name="n")
+        self._media = media[:-len("m/n")]
+
+    def review(self, clip_id: int) -> str:
+        """The review view of a clip, with the list's filters and order."""
+        return f"{self._clip}{clip_id}{self._review_tail}"
+
+    def action(self, clip_id: int, name: str) -> str:
+        """A clip's action URL: ``moderate``, ``retry``."""
+        return f"{self._clip}{clip_id}/{name}"
+
+    def media(self, clip: Clip, column: str) -> str | None:
+        """Like :func:`portal.watch.clip_media_url` (the clip named by its media id)."""
+        key = getattr(clip, column)
+        return f"{self._media}{clip.media_id}/{key.rsplit('/', 1)[-1]}" if key else None

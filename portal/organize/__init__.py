@@ -23,6 +23,7 @@ from flask import (
 from flask_login import current_user
 from limits.strategies import FixedWindowRateLimiter
 from sqlalchemy import select
+from sqlalchemy.orm import defer
 
 from .. import auth, review, services
 from ..extensions import db, limiter
@@ -170,17 +171,23 @@ def campaign(slug: str):
     (filters, sorting and paging in the query string; see :mod:`portal.review`)."""
     campaign = campaign_for(slug, "view")
     query = review.ReviewQuery.from_args(request.args, campaign)
-    page = review.clip_page(campaign, query)
-    published = campaign.published_render
-    stale = bool(published and set(published.clip_ids or []) != review.approved_ids(campaign))
-    renders = db.session.scalars(select(Render).filter_by(campaign_id=campaign.id)
-                                 .order_by(Render.id.desc()).limit(RENDERS_SHOWN)).all()
+    counts = review.status_counts(campaign)
+    page = review.clip_page(campaign, query, counts)
+    # the render list leaves out what it does not show: plans, specs and the per-clip
+    # lists (tens of thousands of entries in a large campaign)
+    renders = db.session.scalars(
+        select(Render).filter_by(campaign_id=campaign.id)
+        .options(defer(Render.spec), defer(Render.plan), defer(Render.appearances),
+                 defer(Render.clip_ids))
+        .order_by(Render.id.desc()).limit(RENDERS_SHOWN)).all()
     return render_template(
         "organize/campaign.html", campaign=campaign, page=page, query=query,
-        counts=review.status_counts(campaign), roster=review.parts_roster(campaign),
+        counts=counts, roster=review.parts_roster(campaign),
         groups=review.STATUS_GROUPS, words=review.STATUS_WORDS, sorts=review.SORTS,
         sync_filters=review.SYNC_FILTERS, per_page_choices=review.PER_PAGE_CHOICES,
-        part_options=review.part_options(campaign), renders=renders, stale=stale,
+        part_options=review.part_options(campaign), renders=renders,
+        stale=review.published_is_stale(campaign),
+        links=review.Links(url_for, query),
         role=role_in(current_user, campaign), layouts=LAYOUT_WORDS, sounds=SOUND_WORDS,
         can=lambda action: allowed(current_user, action, campaign))
 

@@ -249,3 +249,42 @@ def test_campaign_page_does_not_load_every_clip(app, organizer_client, campaign)
     assert page.count('<tr class="clip ') == 50
     with app.app_context():
         assert db.session.scalar(select(Campaign).filter_by(slug=campaign)) is not None
+
+
+def test_stale_published_render_is_told_exactly(app, organizer_client, campaign):
+    """The page says "render again" when the approved clips changed since the
+    published render, and only then."""
+    from datetime import timedelta
+
+    from portal.models import Render, utcnow
+
+    ids = _clips(app, campaign, [{"status": "synced"} for _ in range(4)])
+    with app.app_context():
+        for clip_id in ids[:2]:
+            services.moderate_clip(db.session.get(Clip, clip_id), "approved")
+        c = services.get_campaign(campaign)
+        job = Render(campaign=c, kind="final", status="done", clip_ids=ids[:2],
+                     created_at=utcnow() + timedelta(milliseconds=5))
+        db.session.add(job)
+        db.session.flush()
+        c.published_render_id = job.id
+        db.session.commit()
+
+    def stale() -> bool:
+        return 'id="stale"' in organizer_client.get(f"/organize/c/{campaign}").get_data(
+            as_text=True)
+
+    import time
+
+    time.sleep(0.01)
+    assert not stale()
+    # declining a clip that was not in the mash-up changes nothing
+    organizer_client.post(f"/organize/clips/{ids[2]}/moderate", data={"decision": "declined"})
+    assert not stale()
+    # an approved clip leaves: stale
+    organizer_client.post(f"/organize/clips/{ids[0]}/moderate", data={"decision": "declined"})
+    assert stale()
+    # it comes back (approved after the render): still told, the file lacks nothing but
+    # the page cannot know it without reading every id, so it errs towards "render again"
+    organizer_client.post(f"/organize/clips/{ids[0]}/moderate", data={"decision": "approved"})
+    assert stale()
