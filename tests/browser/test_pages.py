@@ -110,7 +110,7 @@ def test_participant_organizer_viewer(live, browser, media_files: dict[str, Path
     page.wait_for_url(f"{base}/organize/")
     page.click("text=Browser Choir")
     page.click("button[value=approved]")
-    page.wait_for_selector("article.clip.state-approved")
+    page.wait_for_selector("tr.clip.state-approved")
     page.click("button[value=final]")
     page.wait_for_selector("td.render-status:has-text('done')", timeout=120_000)
     assert "published" in page.locator("td.render-status").first.inner_text()
