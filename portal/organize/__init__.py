@@ -137,10 +137,11 @@ def campaigns():
 @bp.post("/campaigns")
 def create_campaign():
     form = request.form
-    parts = [p for p in form.get("parts", "").replace("\n", ",").split(",")]
     guide, spooled = uploaded_file("guide")
     tmp_path = None
     try:
+        parsed = services.parse_parts(form.get("parts", ""))  # "Soprano: 12, Alto: 10"
+        parts = [name for name, _target in parsed]
         guide_path = spooled
         if guide is not None and spooled is None:
             fd, tmp_path = tempfile.mkstemp()
@@ -149,10 +150,14 @@ def create_campaign():
             guide_path = tmp_path
         campaign = services.create_campaign(
             form.get("slug", ""), form.get("title", ""), description=form.get("description", ""),
-            parts=parts if any(p.strip() for p in parts) else services.DEFAULT_PARTS,
+            parts=parts or services.DEFAULT_PARTS,
             guide_path=guide_path, guide_filename=guide.filename if guide else None,
             owner=current_user,
         )
+        targets = dict(parsed)
+        for part in campaign.parts:
+            part.target_count = targets.get(part.name)
+        db.session.commit()
     except services.ServiceError as exc:
         db.session.rollback()
         return render_template("organize/campaigns.html", rows=_campaign_rows(),

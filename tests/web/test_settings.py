@@ -191,3 +191,16 @@ def test_settings_page_needs_an_owner(app, campaign):
     assert moderator.post(f"/organize/c/{campaign}/unpublish").status_code == 403
     # a moderator downloads the contributors' list (they review those clips anyway)
     assert moderator.get(f"/organize/c/{campaign}/contributors.csv").status_code == 200
+
+
+def test_a_new_campaign_takes_part_targets(app, organizer_client):
+    answer = organizer_client.post("/organize/campaigns", data={
+        "title": "Targets", "slug": "targets", "parts": "Soprano: 12, Alto: 10, Tenor"})
+    assert answer.status_code == 303
+    with app.app_context():
+        c = _campaign(app, "targets")
+        assert [(p.name, p.target_count) for p in c.parts] == [
+            ("Soprano", 12), ("Alto", 10), ("Tenor", None)]
+    bad = organizer_client.post("/organize/campaigns", data={
+        "title": "Bad", "slug": "bad-targets", "parts": "Soprano: many"})
+    assert bad.status_code == 400 and "whole number" in bad.get_data(as_text=True)
