@@ -121,7 +121,7 @@ def test_parts_roster_counts_approved_against_targets(app, organizer_client, cam
     assert rows["No part"].awaiting == 1
     page = organizer_client.get(f"/organize/c/{campaign}").get_data(as_text=True)
     roster = page.split('table class="list roster"', 1)[1].split("</table>", 1)[0]
-    assert 'style="width: 25%"' in roster and "3 more wanted" in roster
+    assert 'value="0.250"' in roster and "3 more wanted" in roster
     assert "target reached" in roster and "no target" in roster
 
 
