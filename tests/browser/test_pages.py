@@ -109,7 +109,7 @@ def test_participant_organizer_viewer(live, browser, media_files: dict[str, Path
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/organize/")
     page.click("text=Browser Choir")
-    page.click("button[value=approved]")
+    page.click("tr.clip button[value=approved]")
     page.wait_for_selector("tr.clip.state-approved")
     page.click("button[value=final]")
     page.wait_for_selector("td.render-status:has-text('done')", timeout=120_000)
