@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -126,7 +126,9 @@ class Campaign(db.Model):
         String(200), default="CC BY 4.0: the mash-up and credits may be published"
     )
     is_open: Mapped[bool] = mapped_column(default=True)
-    deadline: Mapped[datetime | None]
+    deadline: Mapped[datetime | None]  # naive UTC; uploads stop after it
+    #: the longest take accepted (seconds); longer ones are rejected at intake
+    max_clip_seconds: Mapped[float | None]
     guide_key: Mapped[str | None] = mapped_column(String(300))
     guide_duration: Mapped[float | None]
     canvas_width: Mapped[int] = mapped_column(default=1280)
@@ -162,6 +164,11 @@ class Campaign(db.Model):
         back_populates="campaign", order_by="CampaignInvite.id", cascade="all, delete-orphan"
     )
 
+    @property
+    def accepting(self) -> bool:
+        """Whether the campaign takes contributions now: open, and before its deadline."""
+        return self.is_open and (self.deadline is None or utcnow() < self.deadline)
+
     def part_named(self, name: str) -> Part | None:
         wanted = name.strip().lower()
         return next((p for p in self.parts if p.name.lower() == wanted), None)
@@ -175,12 +182,19 @@ class Part(db.Model):
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(80))
     position: Mapped[int] = mapped_column(default=0)
+    #: how many performers the organizers want in this part (None: no target)
+    target_count: Mapped[int | None]
 
     campaign: Mapped[Campaign] = relationship(back_populates="parts")
 
 
 class Clip(db.Model):
     __tablename__ = "clips"
+    __table_args__ = (
+        Index("ix_clips_campaign_status_id", "campaign_id", "status", "id"),
+        Index("ix_clips_campaign_part_status", "campaign_id", "part_id", "status"),
+        Index("ix_clips_campaign_warnings_id", "campaign_id", "warning_count", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     token: Mapped[str] = mapped_column(String(40), unique=True, default=new_token)
@@ -210,6 +224,9 @@ class Clip(db.Model):
     media: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # probe facts
     #: what the participant should know about the take: [{code, severity, message}]
     checks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    #: how many of ``checks`` are warnings, kept by an attribute event whenever
+    #: ``checks`` is set, so the review list filters on it without reading the JSON
+    warning_count: Mapped[int] = mapped_column(default=0, server_default="0")
 
     sync_state: Mapped[str | None] = mapped_column(String(20))  # pending/done/failed/None
     offset_seconds: Mapped[float | None]
@@ -241,10 +258,27 @@ class Clip(db.Model):
         return (self.offset_seconds or 0.0) + self.nudge_ms / 1000.0
 
 
+def count_warnings(checks: list[dict[str, Any]] | None) -> int:
+    """The number of checks of severity "warning" in a clip's ``checks`` list."""
+    return sum(1 for c in checks or () if isinstance(c, dict) and c.get("severity") == "warning")
+
+
+@event.listens_for(Clip.checks, "set")
+def _checks_set(clip: Clip, value: list[dict[str, Any]] | None, _old: Any, _initiator: Any):
+    clip.warning_count = count_warnings(value)
+
+
+@event.listens_for(Clip, "init")
+def _clip_init(clip: Clip, _args: Any, kwargs: dict[str, Any]) -> None:
+    if "checks" in kwargs:  # the "set" event does not see constructor arguments' order
+        kwargs.setdefault("warning_count", count_warnings(kwargs["checks"]))
+
+
 class ClipEvent(db.Model):
     """One line of a clip's timeline, written by the state machine."""
 
     __tablename__ = "clip_events"
+    __table_args__ = (Index("ix_clip_events_status_at", "status", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), index=True)

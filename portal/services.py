@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from flask import current_app
@@ -176,6 +176,147 @@ def update_campaign(campaign: Campaign, *, title: str, description: str, is_open
                                 multiline=True, name=False)
     campaign.is_open = bool(is_open)
     db.session.commit()
+
+
+#: canvas presets an organizer picks from: key -> (label, width, height)
+CANVAS_PRESETS: dict[str, tuple[str, int, int]] = {
+    "720p": ("720p landscape (1280×720)", 1280, 720),
+    "1080p": ("1080p landscape (1920×1080)", 1920, 1080),
+    "square": ("Square (1080×1080)", 1080, 1080),
+    "vertical": ("Vertical 9:16 for phones (1080×1920)", 1080, 1920),
+}
+MAX_TARGET = 100_000
+MAX_CLIP_SECONDS = 900  # what intake accepts at all (see workers.media.probe)
+
+
+def canvas_preset(campaign: Campaign) -> str | None:
+    """The key of the preset the campaign's canvas matches, or None for a custom size."""
+    for key, (_label, width, height) in CANVAS_PRESETS.items():
+        if (campaign.canvas_width, campaign.canvas_height) == (width, height):
+            return key
+    return None
+
+
+def parse_parts(lines: str) -> list[tuple[str, int | None]]:
+    """Parts as an organizer types them, one a line or comma-separated, each with an
+    optional target count after a colon: ``"Soprano: 12"``. Returns (name, target)
+    pairs; 400 ``parts`` when a target is not a whole number from 0 to 100000."""
+    out = []
+    for raw in lines.replace("\r", "").replace(",", "\n").split("\n"):
+        name, _, target = raw.partition(":")
+        name = text(name, "parts", max_length=80, label="part name")
+        if not name:
+            continue
+        target = target.strip()
+        count = None
+        if target:
+            if not target.isdigit() or int(target) > MAX_TARGET:
+                raise ServiceError(f"The target of part {name!r} must be a whole number of "
+                                   f"performers (0 to {MAX_TARGET}), as in “{name}: 12”.",
+                                   field="parts")
+            count = int(target) or None
+        out.append((name, count))
+    if len(out) > MAX_PARTS:
+        raise ServiceError(f"A campaign has at most {MAX_PARTS} parts", field="parts")
+    if len({n.lower() for n, _ in out}) != len(out):
+        raise ServiceError("Part names must be different from each other", field="parts")
+    return out
+
+
+def parse_deadline(value: str | None) -> datetime | None:
+    """A deadline from a form (``YYYY-MM-DDTHH:MM`` or ``YYYY-MM-DD``, in UTC), or None
+    when empty; 400 ``deadline`` when it is not a date."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    for layout in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            return datetime.strptime(value[:19], layout)
+        except ValueError:
+            continue
+    raise ServiceError("Write the deadline as a date and time, e.g. 2027-03-01T18:00 (UTC).",
+                       field="deadline")
+
+
+def update_settings(campaign: Campaign, form: dict) -> None:
+    """Change a campaign's settings from a settings form. Fields absent from ``form``
+    keep their value, except ``is_open`` (a checkbox: absent means closed).
+
+    Fields: ``title``, ``description``, ``licence``, ``is_open`` ("yes"), ``deadline``
+    (see :func:`parse_deadline`), ``canvas`` (a key of :data:`CANVAS_PRESETS`),
+    ``max_clip_seconds`` (1-900, empty for no limit), ``parts`` (see
+    :func:`parse_parts`). A part that has clips cannot be removed (409): its clips
+    would lose their part. Nothing changes when any field is wrong (the caller rolls
+    back)."""
+    if "title" in form:
+        title = text(form.get("title"), "title", max_length=200)
+        if not title:
+            raise ServiceError("Give the campaign a title", field="title")
+        campaign.title = title
+    if "description" in form:
+        campaign.description = text(form.get("description"), "description",
+                                    max_length=MAX_DESCRIPTION, multiline=True, name=False)
+    if "licence" in form:
+        licence = text(form.get("licence"), "licence", max_length=200, name=False)
+        if not licence:
+            raise ServiceError("Say under which licence the clips are used (e.g. CC BY 4.0).",
+                               field="licence")
+        campaign.licence = licence
+    campaign.is_open = form.get("is_open") == "yes"
+    if "deadline" in form:
+        campaign.deadline = parse_deadline(form.get("deadline"))
+    if form.get("canvas"):
+        preset = CANVAS_PRESETS.get(str(form.get("canvas")))
+        if preset is None:
+            raise ServiceError(f"The canvas is one of: {', '.join(CANVAS_PRESETS)}",
+                               field="canvas")
+        _label, campaign.canvas_width, campaign.canvas_height = preset
+        campaign.tile_width = campaign.canvas_width // 2 // 2 * 2
+        campaign.tile_height = campaign.canvas_height // 2 // 2 * 2
+    if "max_clip_seconds" in form:
+        raw = str(form.get("max_clip_seconds") or "").strip()
+        if not raw:
+            campaign.max_clip_seconds = None
+        else:
+            try:
+                seconds = float(raw)
+            except ValueError:
+                seconds = -1.0
+            if not (math.isfinite(seconds) and 1 <= seconds <= MAX_CLIP_SECONDS):
+                raise ServiceError(f"The longest clip is a number of seconds from 1 to "
+                                   f"{MAX_CLIP_SECONDS}, or empty for no limit.",
+                                   field="max_clip_seconds")
+            campaign.max_clip_seconds = seconds
+    if "parts" in form:
+        _set_parts(campaign, parse_parts(str(form.get("parts") or "")))
+    db.session.commit()
+
+
+def _set_parts(campaign: Campaign, wanted: list[tuple[str, int | None]]) -> None:
+    """Rename nothing, keep the ids of the parts that stay (their clips keep them), add
+    the new ones, remove the ones left out when no clip has them."""
+    from sqlalchemy import func
+
+    existing = {p.name.lower(): p for p in campaign.parts}
+    keep = {name.lower() for name, _ in wanted}
+    for key, part in existing.items():
+        if key in keep:
+            continue
+        used = db.session.scalar(select(func.count(Clip.id)).where(Clip.part_id == part.id))
+        if used:
+            raise ServiceError(f"The part {part.name!r} has {used} clip(s), so it stays. "
+                               "Keep it in the list (you may give it a target of 0).", 409,
+                               field="parts")
+        campaign.parts.remove(part)
+    db.session.flush()
+    for position, (name, target) in enumerate(wanted):
+        part = existing.get(name.lower())
+        if part is None:
+            part = Part(name=name, campaign=campaign)
+            campaign.parts.append(part)
+        part.name = name
+        part.position = position
+        part.target_count = target
 
 
 def set_guide(campaign: Campaign, path: str, *, filename: str | None = None,
@@ -361,12 +502,20 @@ def get_clip(token: str) -> Clip:
     return clip
 
 
+def closed_message(campaign: Campaign) -> str:
+    """What a participant reads when ``campaign`` takes no more clips."""
+    if campaign.is_open and campaign.deadline is not None:
+        return (f"The deadline for this campaign was {campaign.deadline:%Y-%m-%d %H:%M} UTC: "
+                "it takes no more contributions.")
+    return "This campaign is closed and takes no more contributions."
+
+
 def validate_submission(campaign: Campaign, *, name: str, part: str = "", location: str = "",
                         consent: bool) -> tuple[str, str, Part | None]:
     """The form checks of a contribution, shared by plain and resumable uploads.
     Returns the cleaned name, location and part."""
-    if not campaign.is_open:
-        raise ServiceError("This campaign is closed and takes no more contributions.", 403)
+    if not campaign.accepting:
+        raise ServiceError(closed_message(campaign), 403)
     name = text(name, "name", max_length=120)
     if not name:
         raise ServiceError("Please give the name to show in the credits.", field="name")
@@ -514,6 +663,24 @@ def moderate_clip(clip: Clip, decision: str, reason: str | None = None) -> None:
     db.session.commit()
 
 
+def moderate_clips(clips: Iterable[Clip], decision: str, reason: str | None = None) -> int:
+    """Approve or decline several clips at once (one commit). Clips that cannot be
+    moderated (still processing, rejected, withdrawn) are skipped; returns how many
+    were decided."""
+    if decision not in ("approved", "declined"):
+        raise ServiceError("A decision is 'approved' or 'declined'")
+    reason = text(reason, "reason", max_length=2000, multiline=True, name=False) or None
+    done = 0
+    for clip in clips:
+        if not states.is_moderatable(clip):
+            continue
+        if clip.status != decision:
+            states.move_clip(clip, decision, reason)
+        done += 1
+    db.session.commit()
+    return done
+
+
 def nudge_clip(clip: Clip, nudge_ms: int) -> None:
     if abs(nudge_ms) > 600_000:
         raise ServiceError("A nudge is at most ±600000 ms", field="nudge_ms")
@@ -604,10 +771,21 @@ def cancel_render(render: Render) -> None:
     db.session.commit()
 
 
-def publish_render(render: Render) -> None:
+def publish_render(render: Render, *, preview_confirmed: bool = False) -> None:
+    """Put ``render`` on the watch page. A preview (small, quick) is published only
+    with ``preview_confirmed``: 409 otherwise, so nobody publishes one by mistake."""
     if render.status != "done":
         raise ServiceError("Only a finished render can be published.", 409)
+    if render.kind == "preview" and not preview_confirmed:
+        raise ServiceError("This is a preview (640×360, quick quality). Confirm that you "
+                           "want viewers to see a preview, or render a final.", 409)
     render.campaign.published_render_id = render.id
+    db.session.commit()
+
+
+def unpublish(campaign: Campaign) -> None:
+    """Take the mash-up off the watch page (the render and its file stay)."""
+    campaign.published_render_id = None
     db.session.commit()
 
 

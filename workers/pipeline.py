@@ -118,6 +118,14 @@ def _intake(clip_id: int) -> None:
             db.session.commit()
             return
         clip.media = info.to_dict()
+        longest = campaign.max_clip_seconds
+        if longest and info.duration > longest + 0.5:
+            clip.lease_until = None
+            states.move_clip(clip, "rejected", f"Your clip is {info.duration:.0f} s long; this "
+                             f"campaign takes clips up to {longest:.0f} s. Trim it and upload "
+                             "it again.")
+            db.session.commit()
+            return
         if clip.status == "received":
             states.move_clip(clip, "checked")
         db.session.commit()

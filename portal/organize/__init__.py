@@ -22,12 +22,13 @@ from flask import (
 )
 from flask_login import current_user
 from limits.strategies import FixedWindowRateLimiter
-from sqlalchemy import func, select
+from sqlalchemy import select
+from sqlalchemy.orm import defer
 
-from .. import auth, services
+from .. import auth, review, services
 from ..extensions import db, limiter
 from ..extensions import login as login_manager
-from ..models import Campaign, CampaignInvite, Clip, utcnow
+from ..models import Campaign, CampaignInvite, Render, utcnow
 from ..policy import allowed, campaign_for, clip_for, render_action, render_for, role_in
 from ..security import safe_next
 from ..states import CLIP_LABELS
@@ -114,19 +115,17 @@ def logout_everywhere():
 
 
 def _campaign_rows() -> list:
-    """The campaigns this organizer may see, with their number of clips, newest first."""
+    """The campaigns this organizer may see, newest first, each with its counts:
+    (campaign, clips, awaiting review, approved)."""
     visible = select(Campaign.id)
     if not current_user.is_admin:
         from ..models import CampaignMember
 
         visible = select(CampaignMember.campaign_id).filter_by(organizer_id=current_user.id)
-    return db.session.execute(
-        select(Campaign, func.count(Clip.id))
-        .where(Campaign.id.in_(visible))
-        .outerjoin(Clip, Clip.campaign_id == Campaign.id)
-        .group_by(Campaign.id)
-        .order_by(Campaign.created_at.desc())
-    ).all()
+    found = db.session.scalars(select(Campaign).where(Campaign.id.in_(visible))
+                               .order_by(Campaign.created_at.desc())).all()
+    counts = review.campaign_counts([c.id for c in found])
+    return [(c, *counts.get(c.id, (0, 0, 0))) for c in found]
 
 
 @bp.get("/")
@@ -138,10 +137,11 @@ def campaigns():
 @bp.post("/campaigns")
 def create_campaign():
     form = request.form
-    parts = [p for p in form.get("parts", "").replace("\n", ",").split(",")]
     guide, spooled = uploaded_file("guide")
     tmp_path = None
     try:
+        parsed = services.parse_parts(form.get("parts", ""))  # "Soprano: 12, Alto: 10"
+        parts = [name for name, _target in parsed]
         guide_path = spooled
         if guide is not None and spooled is None:
             fd, tmp_path = tempfile.mkstemp()
@@ -150,10 +150,14 @@ def create_campaign():
             guide_path = tmp_path
         campaign = services.create_campaign(
             form.get("slug", ""), form.get("title", ""), description=form.get("description", ""),
-            parts=parts if any(p.strip() for p in parts) else services.DEFAULT_PARTS,
+            parts=parts or services.DEFAULT_PARTS,
             guide_path=guide_path, guide_filename=guide.filename if guide else None,
             owner=current_user,
         )
+        targets = dict(parsed)
+        for part in campaign.parts:
+            part.target_count = targets.get(part.name)
+        db.session.commit()
     except services.ServiceError as exc:
         db.session.rollback()
         return render_template("organize/campaigns.html", rows=_campaign_rows(),
@@ -168,24 +172,35 @@ def create_campaign():
 
 @bp.get("/c/<slug>")
 def campaign(slug: str):
+    """The campaign's console: parts roster, renders, and one page of the review list
+    (filters, sorting and paging in the query string; see :mod:`portal.review`)."""
     campaign = campaign_for(slug, "view")
-    status_filter = request.args.get("status") or None
-    if status_filter not in CLIP_LABELS:
-        status_filter = None
-    query = select(Clip).filter_by(campaign_id=campaign.id).order_by(Clip.id)
-    if status_filter:
-        query = query.filter_by(status=status_filter)
-    clips = db.session.scalars(query).all()
-    approved_ids = {c.id for c in campaign.clips if c.status == "approved"}
-    published = campaign.published_render
-    stale = bool(published and set(published.clip_ids or []) != approved_ids)
-    counts = dict(db.session.execute(
-        select(Clip.status, func.count()).filter_by(campaign_id=campaign.id).group_by(Clip.status)
-    ).all())
-    return render_template("organize/campaign.html", campaign=campaign, clips=clips,
-                           counts=counts, labels=CLIP_LABELS, status_filter=status_filter,
-                           stale=stale, role=role_in(current_user, campaign),
-                           can=lambda action: allowed(current_user, action, campaign))
+    query = review.ReviewQuery.from_args(request.args, campaign)
+    counts = review.status_counts(campaign)
+    page = review.clip_page(campaign, query, counts)
+    # the render list leaves out what it does not show: plans, specs and the per-clip
+    # lists (tens of thousands of entries in a large campaign)
+    renders = db.session.scalars(
+        select(Render).filter_by(campaign_id=campaign.id)
+        .options(defer(Render.spec), defer(Render.plan), defer(Render.appearances),
+                 defer(Render.clip_ids))
+        .order_by(Render.id.desc()).limit(RENDERS_SHOWN)).all()
+    return render_template(
+        "organize/campaign.html", campaign=campaign, page=page, query=query,
+        counts=counts, roster=review.parts_roster(campaign),
+        groups=review.STATUS_GROUPS, words=review.STATUS_WORDS, sorts=review.SORTS,
+        sync_filters=review.SYNC_FILTERS, per_page_choices=review.PER_PAGE_CHOICES,
+        part_options=review.part_options(campaign), renders=renders,
+        stale=review.published_is_stale(campaign),
+        links=review.Links(url_for, query),
+        role=role_in(current_user, campaign), layouts=LAYOUT_WORDS, sounds=SOUND_WORDS,
+        can=lambda action: allowed(current_user, action, campaign))
+
+
+RENDERS_SHOWN = 20
+LAYOUT_WORDS = {"grid": "grid", "sections": "sections by part", "montage": "montage"}
+SOUND_WORDS = {"auto": "automatic", "guide": "the guide", "mix": "performers mixed",
+               "guide+mix": "guide under the performers"}
 
 
 @bp.post("/clips/<int:clip_id>/moderate")
@@ -225,7 +240,8 @@ def nudge(clip_id: int):
             services.nudge_clip(clip, value)
         except services.ServiceError as exc:
             flash(exc.message)
-    return redirect(url_for("organize.clip", clip_id=clip.id), code=303)
+    fallback = url_for("organize.clip", clip_id=clip.id)
+    return redirect(safe_next(request.form.get("next"), fallback), code=303)
 
 
 @bp.post("/clips/<int:clip_id>/sync-choice")
@@ -306,7 +322,9 @@ def render(slug: str):
 @bp.get("/renders/<int:render_id>.json")
 def render_status(render_id: int):
     job = render_for(render_id, "view")
-    return {"id": job.id, "kind": job.kind, "status": job.status, "reason": job.reason,
+    shown = "running" if job.status == "queued" and job.progress > 0 else job.status
+    return {"id": job.id, "kind": job.kind, "status": job.status, "status_label": shown,
+            "reason": job.reason, "options": job.options or {},
             "progress": job.progress, "eta_seconds": job.eta_seconds, "duration": job.duration,
             "output_url": url_for("watch.media", key=job.output_key) if job.output_key else None,
             "published": job.campaign.published_render_id == job.id}
@@ -321,28 +339,67 @@ def cancel_render(render_id: int):
 
 @bp.post("/renders/<int:render_id>/publish")
 def publish_render(render_id: int):
+    """Publish a finished render. A preview needs ``confirm=preview``: without it the
+    answer is a page that says it is a preview and asks again."""
     job = render_for(render_id, "publish")
+    confirmed = request.form.get("confirm") == "preview"
+    if job.kind == "preview" and not confirmed and job.status == "done":
+        return render_template("organize/publish_preview.html", job=job,
+                               campaign=job.campaign), 409
     try:
-        services.publish_render(job)
+        services.publish_render(job, preview_confirmed=confirmed)
         flash(f"Render #{job.id} is now on the watch page.")
     except services.ServiceError as exc:
         flash(exc.message)
     return redirect(url_for("organize.campaign", slug=job.campaign.slug), code=303)
 
 
+@bp.post("/c/<slug>/unpublish")
+def unpublish(slug: str):
+    campaign = campaign_for(slug, "publish")
+    services.unpublish(campaign)
+    flash("The mash-up is off the watch page. Its render is kept: publish it again any time.")
+    return redirect(url_for("organize.campaign", slug=campaign.slug), code=303)
+
+
 # --- settings, members, invites, deletion (owners) ---------------------------------
+
+@bp.get("/c/<slug>/settings")
+def settings_page(slug: str):
+    campaign = campaign_for(slug, "settings")
+    return render_template("organize/settings.html", campaign=campaign, error=None,
+                           form=None, presets=services.CANVAS_PRESETS,
+                           preset=services.canvas_preset(campaign))
+
 
 @bp.post("/c/<slug>/settings")
 def settings(slug: str):
+    """Save the settings form (title, description, licence, open, deadline, canvas,
+    longest clip, parts with targets, and a new guide when one is sent)."""
     campaign = campaign_for(slug, "settings")
+    guide, spooled = uploaded_file("guide")
+    tmp_path = None
     try:
-        services.update_campaign(campaign, title=request.form.get("title", ""),
-                                 description=request.form.get("description", ""),
-                                 is_open=request.form.get("is_open") == "yes")
-        flash("Campaign settings saved.")
+        services.update_settings(campaign, request.form.to_dict())
+        if guide is not None and (guide.filename or spooled):
+            guide_path = spooled
+            if spooled is None:
+                fd, tmp_path = tempfile.mkstemp()
+                with os.fdopen(fd, "wb") as out:
+                    guide.save(out)
+                guide_path = tmp_path
+            services.set_guide(campaign, guide_path, filename=guide.filename)
     except services.ServiceError as exc:
         db.session.rollback()
-        flash(exc.message)
+        return render_template("organize/settings.html", campaign=campaign, error=exc.message,
+                               field=exc.field, form=request.form,
+                               presets=services.CANVAS_PRESETS,
+                               preset=request.form.get("canvas")), exc.status
+    finally:
+        if tmp_path and os.path.exists(tmp_path):
+            os.unlink(tmp_path)
+    flash("Campaign settings saved." + ("" if campaign.accepting else
+                                        " The campaign takes no new clips now."))
     return redirect(url_for("organize.campaign", slug=campaign.slug), code=303)
 
 
@@ -433,3 +490,6 @@ def delete_campaign(slug: str):
 @bp.context_processor
 def organizer_context() -> dict:
     return {"organizer": current_user if current_user.is_authenticated else None}
+
+
+from . import console  # noqa: E402,F401 - the review view, bulk moderation, CSV export

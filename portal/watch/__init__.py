@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template, send_file, url_for
-from sqlalchemy import select
+from flask import Blueprint, abort, current_app, render_template, request, send_file, url_for
+from sqlalchemy import func, select
 
 from .. import services
 from ..extensions import db
@@ -18,16 +18,42 @@ MIME = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".png": "image/png", ".webm":
         ".mov": "video/quicktime", ".wav": "audio/wav", ".mp3": "audio/mpeg", ".m4a": "audio/mp4"}
 
 
+#: performers in one page of the watch page's credits and gallery
+CREDITS_PER_PAGE = 60
+
+
 @bp.get("/watch/<slug>")
 def watch(slug: str):
+    """The published mash-up, its credits and gallery a page at a time
+    (``?page=``), and "find yourself" by name (``?q=``): whatever the number of
+    performers, the page holds at most :data:`CREDITS_PER_PAGE` of them."""
     campaign = services.get_campaign(slug)
     render = campaign.published_render
     credits: list[Clip] = []
-    if render and render.clip_ids:
+    found: list[Clip] | None = None
+    ids = sorted(render.clip_ids or []) if render else []
+    pages = max(1, -(-len(ids) // CREDITS_PER_PAGE))
+    try:
+        page = min(max(1, int(request.args.get("page", 1))), pages)
+    except ValueError:
+        page = 1
+    q = (request.args.get("q") or "").strip()[:80]
+    if ids:
+        wanted = ids[(page - 1) * CREDITS_PER_PAGE:page * CREDITS_PER_PAGE]
         credits = list(db.session.scalars(
-            select(Clip).where(Clip.id.in_(render.clip_ids), Clip.status == "approved")
+            select(Clip).where(Clip.id.in_(wanted), Clip.status == "approved")
             .order_by(Clip.id)))
-    return render_template("watch/watch.html", campaign=campaign, render=render, credits=credits)
+        if q:
+            pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%") \
+                .replace("_", "\\_") + "%"
+            in_render = set(ids)
+            found = [c for c in db.session.scalars(
+                select(Clip).where(Clip.campaign_id == campaign.id, Clip.status == "approved",
+                                   func.lower(Clip.display_name).like(pattern, escape="\\"))
+                .order_by(Clip.id).limit(500)) if c.id in in_render][:20]
+    return render_template("watch/watch.html", campaign=campaign, render=render,
+                           credits=credits, performers=len(ids), page=page, pages=pages,
+                           q=q, found=found, per_page=CREDITS_PER_PAGE)
 
 
 @bp.get("/watch/<slug>/embed")

@@ -258,7 +258,8 @@ def test_find_yourself_times_follow_the_intro_and_the_montage(app, client, campa
         tokens = [_clip(app, i).token for i in ids]
         assert job.appearances == {tokens[0]: 4.0, tokens[1]: 4.0}
     page = client.get(f"/watch/{campaign}")
-    assert page.data.count(b'data-seek="4.0"') == 2 and b"00:04" in page.data
+    credits = page.data.split(b'class="list credits"', 1)[1].split(b"</table>", 1)[0]
+    assert credits.count(b'data-seek="4.0"') == 2 and b"00:04" in credits
     status = client.get(f"/clip/{tokens[0]}")
     assert b"In the mash-up at" in status.data and b"00:04" in status.data
 
