@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from .. import auth, services
 from ..extensions import db, limiter
 from ..extensions import login as login_manager
+from ..links import external_url
 from ..models import Campaign, CampaignInvite, Clip, utcnow
 from ..policy import allowed, campaign_for, clip_for, render_action, render_for, role_in
 from ..security import safe_next
@@ -161,7 +162,7 @@ def create_campaign():
     finally:
         if tmp_path and os.path.exists(tmp_path):
             os.unlink(tmp_path)
-    share = url_for("participate.campaign", slug=campaign.slug, _external=True)
+    share = external_url("participate.campaign", slug=campaign.slug)
     flash(f"Campaign “{campaign.title}” created. Share this link with participants: {share}")
     return redirect(url_for("organize.campaign", slug=campaign.slug), code=303)
 
@@ -392,7 +393,7 @@ def create_invite(slug: str):
     invites = db.session.scalars(select(CampaignInvite).filter(
         CampaignInvite.campaign_id == campaign.id, CampaignInvite.used_at.is_(None),
         CampaignInvite.expires_at > utcnow())).all()
-    url = url_for("organize.invite", token=token, _external=True)
+    url = external_url("organize.invite", token=token)
     return render_template("organize/members.html", campaign=campaign, invites=invites,
                            invite_url=url, error=None)
 

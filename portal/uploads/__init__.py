@@ -47,6 +47,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from .. import services
+from ..links import external_url
 from ..throttle import upload_limits
 
 log = logging.getLogger(__name__)
@@ -220,7 +221,7 @@ def create():
     tmp = meta_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, meta_path)
-    location = url_for("uploads.upload", upload_id=upload_id, _external=True)
+    location = external_url("uploads.upload", upload_id=upload_id)
     log.info("upload %s created for %s (%d bytes)", upload_id, campaign.slug, length)
     return _empty(201, Location=location, Upload_Offset="0",
                   Upload_Expires=_http_date(state["expires"]))
@@ -252,8 +253,8 @@ def upload(upload_id: str):
             "complete": bool(meta.get("clip"))}
     if meta.get("clip"):
         body["id"] = meta["clip"]
-        body["status_url"] = url_for("participate.status", token=meta["clip"], _external=True)
-        body["api_url"] = url_for("api.clip", token=meta["clip"], _external=True)
+        body["status_url"] = external_url("participate.status", token=meta["clip"])
+        body["api_url"] = external_url("api.clip", token=meta["clip"])
     else:
         body["expires"] = _http_date(_expires_at(meta))
     return _tus(jsonify(body))
@@ -366,7 +367,7 @@ def patch(upload_id: str):
             except Gone:
                 return _error(410, gone)
     part.unlink(missing_ok=True)
-    status_url = url_for("participate.status", token=clip.token, _external=True)
+    status_url = external_url("participate.status", token=clip.token)
     return _empty(204, Upload_Offset=str(meta["length"]), Tutti_Clip=clip.token,
                   Tutti_Status_Url=status_url)
 

@@ -64,8 +64,12 @@ def clip_media_url(clip: Clip, column: str, external: bool = False) -> str | Non
     key = getattr(clip, column) if column in CLIP_MEDIA else None
     if not key:
         return None
-    return url_for("watch.clip_media", media_id=clip.media_id, name=key.rsplit("/", 1)[-1],
-                   _external=external)
+    values = {"media_id": clip.media_id, "name": key.rsplit("/", 1)[-1]}
+    if external:
+        from ..links import external_url
+
+        return external_url("watch.clip_media", **values)
+    return url_for("watch.clip_media", **values)
 
 
 @bp.get("/media/clips/<media_id>/<name>")
