@@ -215,7 +215,9 @@ def _check_role(role: str) -> str:
 
 def add_member(campaign: Campaign, email: str, role: str) -> CampaignMember:
     """Give the existing organizer with ``email`` a ``role`` in ``campaign`` (or change
-    their role). 404 when nobody has that e-mail address."""
+    their role). 404 when nobody has that e-mail address. For the command line (an
+    administrator's tool): the web form sends an invite instead (see
+    :func:`create_invite`), so that it tells nobody which addresses have accounts."""
     role = _check_role(role)
     organizer = db.session.scalar(select(Organizer).filter_by(email=normalize_email(email)))
     if organizer is None:
@@ -267,16 +269,20 @@ def remove_member(campaign: Campaign, member_id: int) -> None:
 
 
 def create_invite(campaign: Campaign, role: str, by: Organizer | None = None,
-                  hours: float | None = None) -> str:
+                  hours: float | None = None, email: str | None = None) -> str:
     """A single-use invite to join ``campaign`` with ``role``; returns its secret
     token (the database keeps only its digest). It expires after ``hours``
-    (``INVITE_HOURS`` by default)."""
+    (``INVITE_HOURS`` by default). With ``email``, only the organizer logged in
+    with that address may accept it; the address is not looked up (whether such an
+    organizer exists changes nothing here, nor in the time it takes)."""
     role = _check_role(role)
+    if email is not None:
+        email = normalize_email(email)
     hours = float(current_app.config["INVITE_HOURS"] if hours is None else hours)
     token = new_token()
     db.session.add(CampaignInvite(campaign_id=campaign.id, token_hash=token_digest(token),
                                   role=role, created_by_id=by.id if by else None,
-                                  expires_at=utcnow() + timedelta(hours=hours)))
+                                  email=email, expires_at=utcnow() + timedelta(hours=hours)))
     db.session.commit()
     return token
 
@@ -306,8 +312,13 @@ def find_invite(token: str) -> CampaignInvite:
 
 
 def accept_invite(token: str, organizer: Organizer) -> CampaignMember:
-    """``organizer`` joins the invite's campaign with its role; the invite is spent."""
+    """``organizer`` joins the invite's campaign with its role; the invite is spent.
+    403 (and the invite kept) when it was sent to another e-mail address."""
     invite = find_invite(token)
+    if invite.email is not None and invite.email != organizer.email:
+        raise ServiceError("This invite was sent to another e-mail address. Log in with the "
+                           "address it was sent to, or ask the campaign's owner for a link "
+                           "for yours.", 403)
     # spend the link atomically: of several organizers accepting it at once, the
     # database lets exactly one UPDATE find it unused
     spent = db.session.execute(

@@ -169,7 +169,20 @@ def create_campaign():
 
 @bp.get("/c/<slug>")
 def campaign(slug: str):
-    campaign = campaign_for(slug, "view")
+    return _campaign_page(campaign_for(slug, "view"))
+
+
+def refused(message: str, status: int, page):
+    """A form that could not be done: the page with the form again (``page``, a
+    callable returning its HTML), the message on it, and a 4xx status (never a
+    redirect that hides the failure)."""
+    db.session.rollback()
+    flash(message)
+    return page(), status
+
+
+def _campaign_page(campaign: Campaign) -> str:
+    """The campaign's page (clips, renders, settings) for the current organizer."""
     status_filter = request.args.get("status") or None
     if status_filter not in CLIP_LABELS:
         status_filter = None
@@ -196,8 +209,7 @@ def moderate(clip_id: int):
         services.moderate_clip(clip, request.form.get("decision", ""),
                                request.form.get("reason") or None)
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _campaign_page(clip.campaign))
     fallback = url_for("organize.campaign", slug=clip.campaign.slug)
     return redirect(safe_next(request.form.get("next"), fallback), code=303)
 
@@ -220,12 +232,12 @@ def nudge(clip_id: int):
     try:
         value = int(request.form.get("nudge_ms", "0"))
     except ValueError:
-        flash("A nudge is a whole number of milliseconds, e.g. -40 or 120.")
-    else:
-        try:
-            services.nudge_clip(clip, value)
-        except services.ServiceError as exc:
-            flash(exc.message)
+        return refused("A nudge is a whole number of milliseconds, e.g. -40 or 120.", 400,
+                       lambda: _clip_page(clip))
+    try:
+        services.nudge_clip(clip, value)
+    except services.ServiceError as exc:
+        return refused(exc.message, exc.status, lambda: _clip_page(clip))
     return redirect(url_for("organize.clip", clip_id=clip.id), code=303)
 
 
@@ -236,14 +248,13 @@ def choose_offset(clip_id: int):
     try:
         offset = float(request.form.get("offset_seconds", ""))
     except ValueError:
-        flash("An offset is a number of seconds, e.g. 7.693.")
-    else:
-        try:
-            services.choose_sync_offset(clip, offset, current_user.email)
-        except services.ServiceError as exc:
-            flash(exc.message)
-        else:
-            flash(f"Offset {offset:+.3f} s saved; the clip is synced.")
+        return refused("An offset is a number of seconds, e.g. 7.693.", 400,
+                       lambda: _clip_page(clip))
+    try:
+        services.choose_sync_offset(clip, offset, current_user.email)
+    except services.ServiceError as exc:
+        return refused(exc.message, exc.status, lambda: _clip_page(clip))
+    flash(f"Offset {offset:+.3f} s saved; the clip is synced.")
     return redirect(url_for("organize.clip", clip_id=clip.id), code=303)
 
 
@@ -282,13 +293,16 @@ def retry(clip_id: int):
     try:
         services.retry_clip(clip)
     except services.ServiceError as exc:
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _campaign_page(clip.campaign))
     return redirect(url_for("organize.campaign", slug=clip.campaign.slug), code=303)
 
 
 @bp.get("/clips/<int:clip_id>")
 def clip(clip_id: int):
-    clip = clip_for(clip_id, "view")
+    return _clip_page(clip_for(clip_id, "view"))
+
+
+def _clip_page(clip: Clip) -> str:
     return render_template("organize/clip.html", clip=clip, labels=CLIP_LABELS)
 
 
@@ -298,9 +312,9 @@ def render(slug: str):
     campaign = campaign_for(slug, render_action(kind))
     try:
         job = services.request_render(campaign, kind, options=request.form.to_dict())
-        flash(f"{kind.capitalize()} render #{job.id} queued.")
     except services.ServiceError as exc:
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _campaign_page(campaign))
+    flash(f"{kind.capitalize()} render #{job.id} queued.")
     return redirect(url_for("organize.campaign", slug=slug), code=303)
 
 
@@ -325,9 +339,9 @@ def publish_render(render_id: int):
     job = render_for(render_id, "publish")
     try:
         services.publish_render(job)
-        flash(f"Render #{job.id} is now on the watch page.")
     except services.ServiceError as exc:
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _campaign_page(job.campaign))
+    flash(f"Render #{job.id} is now on the watch page.")
     return redirect(url_for("organize.campaign", slug=job.campaign.slug), code=303)
 
 
@@ -340,34 +354,41 @@ def settings(slug: str):
         services.update_campaign(campaign, title=request.form.get("title", ""),
                                  description=request.form.get("description", ""),
                                  is_open=request.form.get("is_open") == "yes")
-        flash("Campaign settings saved.")
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _campaign_page(campaign))
+    flash("Campaign settings saved.")
     return redirect(url_for("organize.campaign", slug=campaign.slug), code=303)
 
 
 @bp.get("/c/<slug>/members")
 def members(slug: str):
-    campaign = campaign_for(slug, "members")
+    return _members_page(campaign_for(slug, "members"))
+
+
+def _members_page(campaign: Campaign, invite_url: str | None = None,
+                  invite_email: str | None = None) -> str:
     invites = db.session.scalars(select(CampaignInvite).filter(
         CampaignInvite.campaign_id == campaign.id, CampaignInvite.used_at.is_(None),
         CampaignInvite.expires_at > utcnow())).all()
     return render_template("organize/members.html", campaign=campaign, invites=invites,
-                           invite_url=None, error=None)
+                           invite_url=invite_url, invite_email=invite_email,
+                           form=request.form if request.method == "POST" else {})
 
 
 @bp.post("/c/<slug>/members")
 def add_member(slug: str):
+    """Invite an organizer by e-mail address. The answer is the same whether an
+    organizer with that address exists or not (an invite link bound to the address,
+    made without looking the address up), so the form tells nobody who has an
+    account; the person accepts it once logged in with that address."""
     campaign = campaign_for(slug, "members")
     try:
-        member = services.add_member(campaign, request.form.get("email", ""),
-                                     request.form.get("role", ""))
-        flash(f"{member.organizer.email} is now {member.role} of this campaign.")
+        email = services.normalize_email(request.form.get("email", ""))
+        token = services.create_invite(campaign, request.form.get("role", ""),
+                                       by=current_user, email=email)
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
-    return redirect(url_for("organize.members", slug=campaign.slug), code=303)
+        return refused(exc.message, exc.status, lambda: _members_page(campaign))
+    return _members_page(campaign, external_url("organize.invite", token=token), email)
 
 
 @bp.post("/c/<slug>/members/<int:member_id>/remove")
@@ -375,10 +396,9 @@ def remove_member(slug: str, member_id: int):
     campaign = campaign_for(slug, "members")
     try:
         services.remove_member(campaign, member_id)
-        flash("Removed from this campaign.")
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _members_page(campaign))
+    flash("Removed from this campaign.")
     return redirect(url_for("organize.members", slug=campaign.slug), code=303)
 
 
@@ -388,14 +408,8 @@ def create_invite(slug: str):
     try:
         token = services.create_invite(campaign, request.form.get("role", ""), by=current_user)
     except services.ServiceError as exc:
-        flash(exc.message)
-        return redirect(url_for("organize.members", slug=campaign.slug), code=303)
-    invites = db.session.scalars(select(CampaignInvite).filter(
-        CampaignInvite.campaign_id == campaign.id, CampaignInvite.used_at.is_(None),
-        CampaignInvite.expires_at > utcnow())).all()
-    url = external_url("organize.invite", token=token)
-    return render_template("organize/members.html", campaign=campaign, invites=invites,
-                           invite_url=url, error=None)
+        return refused(exc.message, exc.status, lambda: _members_page(campaign))
+    return _members_page(campaign, external_url("organize.invite", token=token))
 
 
 @bp.post("/c/<slug>/invites/<int:invite_id>/revoke")
@@ -403,9 +417,9 @@ def revoke_invite(slug: str, invite_id: int):
     campaign = campaign_for(slug, "members")
     try:
         services.revoke_invite(campaign, invite_id)
-        flash("The invite link no longer works.")
     except services.ServiceError as exc:
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _members_page(campaign))
+    flash("The invite link no longer works.")
     return redirect(url_for("organize.members", slug=campaign.slug), code=303)
 
 
@@ -423,8 +437,8 @@ def invite(token: str):
 def delete_campaign(slug: str):
     campaign = campaign_for(slug, "delete")
     if request.form.get("confirm", "").strip() != campaign.slug:
-        flash(f"To delete the campaign, type its slug ({campaign.slug}) in the box.")
-        return redirect(url_for("organize.campaign", slug=campaign.slug), code=303)
+        return refused(f"To delete the campaign, type its slug ({campaign.slug}) in the box.",
+                       400, lambda: _campaign_page(campaign))
     title = campaign.title
     services.delete_campaign(campaign)
     flash(f"The campaign “{title}” and all its files were deleted.")
