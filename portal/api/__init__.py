@@ -3,7 +3,7 @@ HTTP status that fits (400, 404, 409, 413)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, url_for
+from flask import Blueprint
 
 from .. import services
 from ..links import external_url

@@ -44,7 +44,7 @@ from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import services
 from ..links import external_url
