@@ -503,14 +503,77 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
     return clip
 
 
-def withdraw_clip(clip: Clip) -> None:
+def withdraw_clip(clip: Clip) -> bool:
+    """The participant takes their clip back. Its files are deleted (original,
+    normalized, thumbnail, contact sheet, sync picture, render proxies), and so is
+    every render file that shows it: a published mash-up with the clip in it is
+    taken off the watch page at once (the campaign's ``rerender_reason`` tells the
+    organizers why and what to do), older and preview renders with it lose their
+    file, and the participant's name and place are removed from those renders'
+    specs. A render still running with the clip is not published when it ends
+    (see :func:`workers.pipeline._finish_render`). Returns True when the
+    published mash-up was taken down."""
     if clip.status == "withdrawn":
-        return
+        return False
     states.move_clip(clip, "withdrawn", "withdrawn by the participant")
+    _drop_proxies(clip)
     for key in (clip.original_key, clip.normalized_key, clip.thumbnail_key, clip.sync_plot_key,
                 clip.contact_sheet_key):
         storage().delete(key)
+    taken_down = _drop_from_renders(clip)
     db.session.commit()
+    return taken_down
+
+
+def _drop_proxies(clip: Clip) -> None:
+    """Delete the cell-size proxies made from ``clip``'s normalized file (named by a
+    digest of that file, so this runs before the file goes)."""
+    from workers.media.proxies import _source_digest
+
+    if not clip.normalized_key or not storage().exists(clip.normalized_key):
+        return
+    digest = _source_digest(str(storage().path(clip.normalized_key)))
+    folder = storage().path(f"proxies/{clip.campaign_id}")
+    for path in folder.glob(f"{digest}*") if folder.is_dir() else []:
+        path.unlink(missing_ok=True)
+
+
+def _drop_from_renders(clip: Clip) -> bool:
+    """Remove what the campaign's renders keep of ``clip`` (see :func:`withdraw_clip`);
+    the caller commits. True when the published render was one of them."""
+    campaign = clip.campaign
+    taken_down = False
+    renders = db.session.scalars(  # locked: a render finishing now waits, or is seen done
+        select(Render).filter_by(campaign_id=campaign.id).order_by(Render.id)
+        .with_for_update().execution_options(populate_existing=True)).all()
+    db.session.refresh(campaign, attribute_names=["published_render_id"])
+    for job in renders:
+        if not job.clip_ids or clip.id not in job.clip_ids:
+            continue
+        if job.status == "done":  # a running one is refused when it finishes
+            storage().delete_prefix(f"renders/{campaign.slug}/{job.token}")
+            job.output_key = job.poster_key = None
+            job.reason = ("Its file was deleted: a performer in it withdrew their clip. "
+                          "Render again to make one without them.")
+        if job.spec:
+            job.spec = {**job.spec, "clips": [
+                {**c, "name": "", "location": ""} if c.get("id") == clip.token else c
+                for c in job.spec.get("clips", [])]}
+        if job.appearances and clip.token in job.appearances:
+            job.appearances = {k: v for k, v in job.appearances.items() if k != clip.token}
+        if campaign.published_render_id == job.id:
+            campaign.published_render_id = None
+            taken_down = True
+    if taken_down:
+        when = utcnow().strftime("%Y-%m-%d %H:%M")
+        campaign.rerender_reason = (
+            f"{clip.display_name} ({clip.part_name or 'no part'}) withdrew their clip on "
+            f"{when} UTC. It was in the published mash-up, so that mash-up was taken off the "
+            "watch page and its file deleted. Render a new final to publish the mash-up "
+            "again without them.")
+        log.info("campaign %s: published render taken down, clip %s withdrawn", campaign.slug,
+                 clip.id)
+    return taken_down
 
 
 def moderate_clip(clip: Clip, decision: str, reason: str | None = None) -> None:
@@ -616,10 +679,38 @@ def cancel_render(render: Render) -> None:
 
 
 def publish_render(render: Render) -> None:
+    """Put ``render`` on the watch page. 409 unless it is finished and still has its
+    file (a render showing a withdrawn clip has lost it)."""
     if render.status != "done":
         raise ServiceError("Only a finished render can be published.", 409)
+    withdrawn = db.session.scalar(select(Clip.id).where(
+        Clip.id.in_(render.clip_ids or []), Clip.status == "withdrawn").limit(1))
+    if not render.output_key or withdrawn is not None:
+        raise ServiceError("This render shows a clip that its performer withdrew, so its file "
+                           "was deleted. Render again to make one without it.", 409)
     render.campaign.published_render_id = render.id
+    render.campaign.rerender_reason = None
     db.session.commit()
+
+
+def unpublish(campaign: Campaign) -> None:
+    """Take the published mash-up off the watch page (its file is kept, and it can be
+    published again)."""
+    campaign.published_render_id = None
+    db.session.commit()
+
+
+def mashup_changes(campaign: Campaign) -> dict:
+    """How the published mash-up differs from what the organizers now approve:
+    ``{"gone": [clips in it that are no longer approved], "new": number of approved
+    clips not in it}`` (both empty when nothing is published)."""
+    published = campaign.published_render
+    if published is None:
+        return {"gone": [], "new": 0}
+    shown = set(published.clip_ids or [])
+    approved = {c.id for c in campaign.clips if c.status == "approved"}
+    gone = [c for c in campaign.clips if c.id in shown and c.id not in approved]
+    return {"gone": gone, "new": len(approved - shown)}
 
 
 # --- queue ---------------------------------------------------------------------

@@ -190,15 +190,15 @@ def _campaign_page(campaign: Campaign) -> str:
     if status_filter:
         query = query.filter_by(status=status_filter)
     clips = db.session.scalars(query).all()
-    approved_ids = {c.id for c in campaign.clips if c.status == "approved"}
-    published = campaign.published_render
-    stale = bool(published and set(published.clip_ids or []) != approved_ids)
+    changes = services.mashup_changes(campaign)
+    stale = bool(changes["gone"] or changes["new"])
     counts = dict(db.session.execute(
         select(Clip.status, func.count()).filter_by(campaign_id=campaign.id).group_by(Clip.status)
     ).all())
     return render_template("organize/campaign.html", campaign=campaign, clips=clips,
                            counts=counts, labels=CLIP_LABELS, status_filter=status_filter,
-                           stale=stale, role=role_in(current_user, campaign),
+                           stale=stale, changes=changes,
+                           role=role_in(current_user, campaign),
                            can=lambda action: allowed(current_user, action, campaign))
 
 
@@ -343,6 +343,16 @@ def publish_render(render_id: int):
         return refused(exc.message, exc.status, lambda: _campaign_page(job.campaign))
     flash(f"Render #{job.id} is now on the watch page.")
     return redirect(url_for("organize.campaign", slug=job.campaign.slug), code=303)
+
+
+@bp.post("/c/<slug>/unpublish")
+def unpublish(slug: str):
+    """Take the published mash-up off the watch page now (e.g. it shows a clip that
+    was declined since); its file is kept and it may be published again."""
+    campaign = campaign_for(slug, "publish")
+    services.unpublish(campaign)
+    flash("The mash-up is off the watch page. Publish a render to put one back.")
+    return redirect(url_for("organize.campaign", slug=campaign.slug), code=303)
 
 
 # --- settings, members, invites, deletion (owners) ---------------------------------
