@@ -67,6 +67,9 @@ def create_app(config: dict | None = None) -> Flask:
     login.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    from .throttle import refund_refused_upload
+
+    app.after_request(refund_refused_upload)  # refused uploads give their count back
 
     from . import security
     from .auth import load_organizer

@@ -42,6 +42,9 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "LOGIN_LIMIT_ADDRESS": ("10 per minute; 50 per hour", str),  # failed log-ins per address
     "UPLOAD_LIMIT_ADDRESS": ("60 per hour", str),  # new uploads per client address
     "UPLOAD_LIMIT_CAMPAIGN": ("1000 per hour", str),  # new uploads per campaign
+    # refused upload requests (bad input, too large, ...) per client address, counted
+    # apart: the two limits above count accepted uploads only
+    "UPLOAD_LIMIT_REJECTED_ADDRESS": ("100 per hour", str),
     "RATELIMIT_STORAGE": ("", str),  # default: the broker when it is Redis, else memory://
     "UPLOAD_EXPIRE_HOURS": (24, int),  # an unfinished resumable upload expires after this
 }

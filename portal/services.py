@@ -35,6 +35,7 @@ from .models import (
     utcnow,
 )
 from .storage import Storage, TooLarge
+from .throttle import upload_accepted
 from .validation import InvalidText, clean_filename, clean_text
 
 log = logging.getLogger(__name__)
@@ -439,6 +440,7 @@ def submit_clip(
         storage().delete_prefix(f"clips/{clip.media_id}")
         raise
     log.info("clip %s received for %s (%d bytes)", clip.id, campaign.slug, size)
+    upload_accepted()
     enqueue("tutti.intake_clip", clip.id)
     return clip
 
@@ -499,6 +501,7 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
     clip.attempts = 0
     states.move_clip(clip, "received", "a new file was uploaded")
     db.session.commit()
+    upload_accepted()
     enqueue("tutti.intake_clip", clip.id)
     return clip
 

@@ -48,7 +48,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import services
 from ..links import external_url
-from ..throttle import upload_limits
+from ..throttle import upload_accepted, upload_limits
 
 log = logging.getLogger(__name__)
 bp = Blueprint("uploads", __name__)
@@ -223,6 +223,7 @@ def create():
     os.replace(tmp, meta_path)
     location = external_url("uploads.upload", upload_id=upload_id)
     log.info("upload %s created for %s (%d bytes)", upload_id, campaign.slug, length)
+    upload_accepted()
     return _empty(201, Location=location, Upload_Offset="0",
                   Upload_Expires=_http_date(state["expires"]))
 
