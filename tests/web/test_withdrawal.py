@@ -13,6 +13,7 @@ from sqlalchemy import select
 from portal import services
 from portal.extensions import db
 from portal.models import Clip, Render
+from portal.watch import clip_media_url
 from workers import pipeline
 from workers.media.proxies import proxy_name
 
@@ -53,7 +54,7 @@ def _render(campaign, clips, store, kind: str = "final", status: str = "done") -
 
 def _setup(app, slug: str) -> dict:
     store = app.extensions["tutti.storage"]
-    with app.app_context():
+    with app.test_request_context():
         campaign = services.get_campaign(slug)
         ana, bo = _clip(campaign, "Ana", store), _clip(campaign, "Bo", store)
         preview = _render(campaign, [ana], store, kind="preview")
@@ -65,8 +66,8 @@ def _setup(app, slug: str) -> dict:
             (cache / proxy_name(str(store.path(clip.normalized_key)), 0.25)).write_bytes(b"p")
         db.session.commit()
         return {"ana": ana.token, "ana_id": ana.id, "bo_id": bo.id,
-                "ana_thumb": f"/media/clips/{ana.media_id}/thumb.jpg",
-                "bo_thumb": f"/media/clips/{bo.media_id}/thumb.jpg",
+                "ana_thumb": clip_media_url(ana, "thumbnail_key"),
+                "bo_thumb": clip_media_url(bo, "thumbnail_key"),
                 "final": final.id, "preview": preview.id,
                 "final_file": f"/media/{final.output_key}",
                 "final_poster": f"/media/{final.poster_key}",
