@@ -93,14 +93,22 @@ def account():
     return render_template("organize/account.html", error=None)
 
 
+def _password_change_account() -> str:
+    return f"password-change:{getattr(current_user, 'id', '')}"
+
+
 @bp.post("/account/password")
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_ACCOUNT"], key_func=_password_change_account)
 def change_password():
+    """A new password; the current one is checked, with the same limit as log-ins
+    (someone holding a stolen session cannot guess the password here either)."""
     me = current_user._get_current_object()
     try:
         auth.change_password(me, request.form.get("current_password", ""),
                              request.form.get("new_password", ""))
     except services.ServiceError as exc:
         return render_template("organize/account.html", error=exc.message), exc.status
+    _refund_login_attempt()
     auth.start_session(me)
     flash("Password changed. Every other device where you were logged in is logged out.")
     return redirect(url_for("organize.account"), code=303)
