@@ -114,3 +114,33 @@ def test_every_organizer_post_needs_the_csrf_token(csrf_app):
             assert answer.status_code == 400, (url, data, answer.status_code)
     with app.app_context():
         assert services.get_campaign("choir").title == "Choir"
+
+
+def test_a_logged_out_visitor_gets_the_log_in_page_on_every_organizer_route(app):
+    """Every organizer route but log-in and log-out, with real ids, asked for
+    without a session: a redirect to the log-in page, and nothing changes."""
+    from flask import url_for
+
+    from portal.organize import PUBLIC_ENDPOINTS
+
+    _campaign(app)
+    with app.app_context():
+        token = services.create_invite(services.get_campaign("choir"), "owner")
+    visitor = app.test_client()
+    with app.test_request_context():
+        rules = [r for r in app.url_map.iter_rules() if r.endpoint.startswith("organize.")
+                 and r.endpoint not in PUBLIC_ENDPOINTS]
+        values = {"slug": "choir", "clip_id": 1, "render_id": 1, "member_id": 1,
+                  "invite_id": 1, "token": token}
+        urls = [(url_for(r.endpoint, **{a: values[a] for a in r.arguments}), method)
+                for r in rules for method in sorted(r.methods - {"HEAD", "OPTIONS"})]
+    assert len(urls) >= 25
+    for url, method in urls:
+        answer = visitor.open(url, method=method, data={"title": "x", "confirm": "choir",
+                                                         "role": "owner"})
+        assert answer.status_code == 302, (method, url, answer.status_code)
+        assert "/organize/login" in answer.headers["Location"]
+    with app.app_context():
+        c = services.get_campaign("choir")
+        assert c.title == "Choir" and len(c.members) == 1
+        assert services.find_invite(token).used_at is None
