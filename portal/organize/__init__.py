@@ -390,7 +390,8 @@ def _members_page(campaign: Campaign, invite_url: str | None = None,
         CampaignInvite.expires_at > utcnow())).all()
     return render_template("organize/members.html", campaign=campaign, invites=invites,
                            invite_url=invite_url, invite_email=invite_email,
-                           form=request.form if request.method == "POST" else {})
+                           form=request.form if request.method == "POST" and not invite_url
+                           else {})
 
 
 @bp.post("/c/<slug>/members")

@@ -137,3 +137,18 @@ def test_the_environment_sets_the_allow_list(monkeypatch, tmp_path):
     assert build_config(str(tmp_path))["TRUSTED_HOSTS"] == ["a.example.org", "b.example.org"]
     monkeypatch.delenv("TUTTI_TRUSTED_HOSTS")
     assert build_config(str(tmp_path))["TRUSTED_HOSTS"] is None
+
+
+def test_served_on_loopback_the_portal_answers_to_loopback_names_only(bare_app):
+    from portal.cli import trust_loopback
+
+    app = bare_app
+    trust_loopback(app, "0.0.0.0")  # reachable from elsewhere: nothing is assumed
+    assert app.config["TRUSTED_HOSTS"] is None
+    trust_loopback(app, "127.0.0.1")
+    assert app.config["TRUSTED_HOSTS"] == ["127.0.0.1", "localhost"]
+    _owner_with_campaign(app)
+    client = app.test_client()
+    assert client.get("/", headers={"Host": EVIL}).status_code == 400  # DNS rebinding
+    answer = client.get("/api/v1/campaigns/ode-to-joy", headers={"Host": "localhost:5000"})
+    assert answer.get_json()["watch_url"] == "http://localhost:5000/watch/ode-to-joy"
