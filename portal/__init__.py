@@ -12,7 +12,7 @@ import regex
 from flask import Flask, jsonify, render_template, request
 from flask.wrappers import Request
 from markupsafe import Markup
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 from werkzeug.routing import IntegerConverter
 
 from . import config as config_module
@@ -67,6 +67,9 @@ def create_app(config: dict | None = None) -> Flask:
     login.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    from .throttle import refund_refused_upload
+
+    app.after_request(refund_refused_upload)  # refused uploads give their count back
 
     from . import security
     from .auth import load_organizer
@@ -154,6 +157,13 @@ def _register_errors(app: Flask) -> None:
             return jsonify(body), exc.status
         return render_template("error.html", message=exc.message, status=exc.status), exc.status
 
+    @app.errorhandler(SecurityError)
+    def untrusted_host(exc: SecurityError):
+        # a Host header outside TUTTI_TRUSTED_HOSTS: no URL can be built for it,
+        # so the answer is plain text
+        return app.response_class(
+            "This portal does not answer to that host name.\n", 400, mimetype="text/plain")
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         messages = {
@@ -187,7 +197,10 @@ def shown_text(value):
 
 
 def _register_filters(app: Flask) -> None:
+    from .links import external_url
+
     app.jinja_env.finalize = shown_text
+    app.jinja_env.globals["external_url"] = external_url
 
     @app.template_filter("mmss")
     def mmss(seconds: float | None) -> str:

@@ -15,7 +15,7 @@ import logging
 import secrets
 from datetime import timedelta
 
-from flask import current_app
+from flask import current_app, session
 from flask_login import current_user, login_user, logout_user
 from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -72,6 +72,9 @@ def start_session(organizer: Organizer) -> None:
         OrganizerSession.expires_at < utcnow()))
     db.session.commit()
     organizer.session_token = token
+    # a fresh cookie session: nothing from before the log-in (above all the CSRF
+    # token, which whoever planted a session cookie in this browser would know) is kept
+    session.clear()
     login_user(organizer, remember=True, duration=lifetime)
     log.info("organizer %s logged in", organizer.id)
 
@@ -83,6 +86,7 @@ def end_session() -> None:
         db.session.execute(delete(OrganizerSession).filter_by(token_hash=token_digest(token)))
         db.session.commit()
     logout_user()
+    session.clear()
 
 
 def end_all_sessions(organizer: Organizer) -> int:

@@ -79,9 +79,23 @@ class Background:
             self.worker.stop()
 
 
+LOOPBACK = ("127.0.0.1", "localhost")
+
+
+def trust_loopback(app: Flask, host: str) -> None:
+    """Served on this machine only (``host`` a loopback name), with neither
+    ``TUTTI_BASE_URL`` nor ``TUTTI_TRUSTED_HOSTS``, the portal answers to its loopback
+    names only: links are then whole, and a page elsewhere cannot reach it by DNS
+    rebinding."""
+    if host in LOOPBACK and not app.config.get("BASE_URL") and not app.config.get(
+            "TRUSTED_HOSTS"):
+        app.config["TRUSTED_HOSTS"] = list(LOOPBACK)
+
+
 def _serve(app: Flask, host: str, port: int) -> None:
     from werkzeug.serving import run_simple
 
+    trust_loopback(app, host)
     run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
 

@@ -21,7 +21,10 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "MEDIA_ROOT": ("", str),  # default: <instance>/media
     "SECRET_KEY": ("", str),  # default: generated once and kept in the instance folder
     "MAX_UPLOAD_MB": (1024, int),
-    "BASE_URL": ("", str),  # public URL for links printed by the CLI
+    "BASE_URL": ("", str),  # public URL: every absolute link (pages, API, CLI) starts with it
+    # host names this portal answers to (comma-separated; ".example.org" takes its
+    # subdomains): any other Host header is a 400. Unset: links are relative, see portal.links
+    "TRUSTED_HOSTS": ("", str),
     "INTAKE_TIMEOUT": (1800, int),  # seconds one normalize may take
     "RENDER_TIMEOUT": (4 * 3600, int),
     "RECONCILE_SECONDS": (60, int),  # how often the reconciler re-enqueues pending work
@@ -39,6 +42,9 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "LOGIN_LIMIT_ADDRESS": ("10 per minute; 50 per hour", str),  # failed log-ins per address
     "UPLOAD_LIMIT_ADDRESS": ("60 per hour", str),  # new uploads per client address
     "UPLOAD_LIMIT_CAMPAIGN": ("1000 per hour", str),  # new uploads per campaign
+    # refused upload requests (bad input, too large, ...) per client address, counted
+    # apart: the two limits above count accepted uploads only
+    "UPLOAD_LIMIT_REJECTED_ADDRESS": ("100 per hour", str),
     "RATELIMIT_STORAGE": ("", str),  # default: the broker when it is Redis, else memory://
     "UPLOAD_EXPIRE_HOURS": (24, int),  # an unfinished resumable upload expires after this
 }
@@ -92,6 +98,11 @@ def build_config(instance_path: str, overrides: dict | None = None) -> dict[str,
         config["DISTRIBUTED_RENDER"] = not str(config["BROKER_URL"]).startswith("memory")
     else:
         config["DISTRIBUTED_RENDER"] = _coerce(str(config["DISTRIBUTED_RENDER"]), bool)
+
+    hosts = config["TRUSTED_HOSTS"]
+    if isinstance(hosts, str):
+        hosts = [h.strip() for h in hosts.split(",") if h.strip()]
+    config["TRUSTED_HOSTS"] = list(hosts) or None  # Flask checks every request's Host
 
     if not config["RATELIMIT_STORAGE"]:
         broker = str(config["BROKER_URL"])

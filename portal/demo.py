@@ -163,6 +163,9 @@ def demo(count: int, seconds: float, no_serve: bool, host: str, port: int) -> No
     if not app.config["EMBEDDED_WORKER"]:
         click.echo(f"using the workers on {app.config['BROKER_URL']}: start `tutti worker` too")
     background = Background(app).start()
+    from .cli import trust_loopback
+
+    trust_loopback(app, host)
     server = make_server(host, 0 if no_serve else port, app, threaded=True)
     base = f"http://{host}:{server.server_port}"
     threading.Thread(target=server.serve_forever, name="tutti-http", daemon=True).start()

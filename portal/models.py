@@ -104,6 +104,9 @@ class CampaignInvite(db.Model):
         ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     role: Mapped[str] = mapped_column(String(20))
+    #: an invite sent to one address works only for the organizer logged in with it
+    #: (None: a link for whoever opens it)
+    email: Mapped[str | None] = mapped_column(String(254))
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("organizers.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -140,6 +143,9 @@ class Campaign(db.Model):
         ForeignKey("renders.id", use_alter=True, name="fk_campaign_published_render",
                    ondelete="SET NULL")
     )
+    #: why the published mash-up must be rendered again (a clip in it was withdrawn or
+    #: declined), for the organizers to read; cleared when a new render is published
+    rerender_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     parts: Mapped[list[Part]] = relationship(

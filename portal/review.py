@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .extensions import db
 from .models import Campaign, Clip
+from .watch import media_signature
 
 # --- statuses in people's words -----------------------------------------------------
 
@@ -384,6 +385,11 @@ class Links:
         return f"{self._clip}{clip_id}/{name}"
 
     def media(self, clip: Clip, column: str) -> str | None:
-        """Like :func:`portal.watch.clip_media_url` (the clip named by its media id)."""
+        """Like :func:`portal.watch.clip_media_url` (the clip named by its media id,
+        signed with :func:`portal.watch.media_signature`: the server refuses an
+        unsigned one)."""
         key = getattr(clip, column)
-        return f"{self._media}{clip.media_id}/{key.rsplit('/', 1)[-1]}" if key else None
+        if not key:
+            return None
+        name = key.rsplit("/", 1)[-1]
+        return f"{self._media}{clip.media_id}/{name}?k={media_signature(clip.media_id, name)}"

@@ -35,6 +35,7 @@ from .models import (
     utcnow,
 )
 from .storage import Storage, TooLarge
+from .throttle import upload_accepted
 from .validation import InvalidText, clean_filename, clean_text
 
 log = logging.getLogger(__name__)
@@ -356,7 +357,9 @@ def _check_role(role: str) -> str:
 
 def add_member(campaign: Campaign, email: str, role: str) -> CampaignMember:
     """Give the existing organizer with ``email`` a ``role`` in ``campaign`` (or change
-    their role). 404 when nobody has that e-mail address."""
+    their role). 404 when nobody has that e-mail address. For the command line (an
+    administrator's tool): the web form sends an invite instead (see
+    :func:`create_invite`), so that it tells nobody which addresses have accounts."""
     role = _check_role(role)
     organizer = db.session.scalar(select(Organizer).filter_by(email=normalize_email(email)))
     if organizer is None:
@@ -408,16 +411,20 @@ def remove_member(campaign: Campaign, member_id: int) -> None:
 
 
 def create_invite(campaign: Campaign, role: str, by: Organizer | None = None,
-                  hours: float | None = None) -> str:
+                  hours: float | None = None, email: str | None = None) -> str:
     """A single-use invite to join ``campaign`` with ``role``; returns its secret
     token (the database keeps only its digest). It expires after ``hours``
-    (``INVITE_HOURS`` by default)."""
+    (``INVITE_HOURS`` by default). With ``email``, only the organizer logged in
+    with that address may accept it; the address is not looked up (whether such an
+    organizer exists changes nothing here, nor in the time it takes)."""
     role = _check_role(role)
+    if email is not None:
+        email = normalize_email(email)
     hours = float(current_app.config["INVITE_HOURS"] if hours is None else hours)
     token = new_token()
     db.session.add(CampaignInvite(campaign_id=campaign.id, token_hash=token_digest(token),
                                   role=role, created_by_id=by.id if by else None,
-                                  expires_at=utcnow() + timedelta(hours=hours)))
+                                  email=email, expires_at=utcnow() + timedelta(hours=hours)))
     db.session.commit()
     return token
 
@@ -447,8 +454,13 @@ def find_invite(token: str) -> CampaignInvite:
 
 
 def accept_invite(token: str, organizer: Organizer) -> CampaignMember:
-    """``organizer`` joins the invite's campaign with its role; the invite is spent."""
+    """``organizer`` joins the invite's campaign with its role; the invite is spent.
+    403 (and the invite kept) when it was sent to another e-mail address."""
     invite = find_invite(token)
+    if invite.email is not None and invite.email != organizer.email:
+        raise ServiceError("This invite was sent to another e-mail address. Log in with the "
+                           "address it was sent to, or ask the campaign's owner for a link "
+                           "for yours.", 403)
     # spend the link atomically: of several organizers accepting it at once, the
     # database lets exactly one UPDATE find it unused
     spent = db.session.execute(
@@ -577,6 +589,7 @@ def submit_clip(
         storage().delete_prefix(f"clips/{clip.media_id}")
         raise
     log.info("clip %s received for %s (%d bytes)", clip.id, campaign.slug, size)
+    upload_accepted()
     enqueue("tutti.intake_clip", clip.id)
     return clip
 
@@ -637,18 +650,82 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
     clip.attempts = 0
     states.move_clip(clip, "received", "a new file was uploaded")
     db.session.commit()
+    upload_accepted()
     enqueue("tutti.intake_clip", clip.id)
     return clip
 
 
-def withdraw_clip(clip: Clip) -> None:
+def withdraw_clip(clip: Clip) -> bool:
+    """The participant takes their clip back. Its files are deleted (original,
+    normalized, thumbnail, contact sheet, sync picture, render proxies), and so is
+    every render file that shows it: a published mash-up with the clip in it is
+    taken off the watch page at once (the campaign's ``rerender_reason`` tells the
+    organizers why and what to do), older and preview renders with it lose their
+    file, and the participant's name and place are removed from those renders'
+    specs. A render still running with the clip is not published when it ends
+    (see :func:`workers.pipeline._finish_render`). Returns True when the
+    published mash-up was taken down."""
     if clip.status == "withdrawn":
-        return
+        return False
     states.move_clip(clip, "withdrawn", "withdrawn by the participant")
+    _drop_proxies(clip)
     for key in (clip.original_key, clip.normalized_key, clip.thumbnail_key, clip.sync_plot_key,
                 clip.contact_sheet_key):
         storage().delete(key)
+    taken_down = _drop_from_renders(clip)
     db.session.commit()
+    return taken_down
+
+
+def _drop_proxies(clip: Clip) -> None:
+    """Delete the cell-size proxies made from ``clip``'s normalized file (named by a
+    digest of that file, so this runs before the file goes)."""
+    from workers.media.proxies import _source_digest
+
+    if not clip.normalized_key or not storage().exists(clip.normalized_key):
+        return
+    digest = _source_digest(str(storage().path(clip.normalized_key)))
+    folder = storage().path(f"proxies/{clip.campaign_id}")
+    for path in folder.glob(f"{digest}*") if folder.is_dir() else []:
+        path.unlink(missing_ok=True)
+
+
+def _drop_from_renders(clip: Clip) -> bool:
+    """Remove what the campaign's renders keep of ``clip`` (see :func:`withdraw_clip`);
+    the caller commits. True when the published render was one of them."""
+    campaign = clip.campaign
+    taken_down = False
+    renders = db.session.scalars(  # locked: a render finishing now waits, or is seen done
+        select(Render).filter_by(campaign_id=campaign.id).order_by(Render.id)
+        .with_for_update().execution_options(populate_existing=True)).all()
+    db.session.refresh(campaign, attribute_names=["published_render_id"])
+    for job in renders:
+        if not job.clip_ids or clip.id not in job.clip_ids:
+            continue
+        if job.status == "done":  # a running one is refused when it finishes
+            storage().delete_prefix(f"renders/{campaign.slug}/{job.token}")
+            job.output_key = job.poster_key = None
+            job.reason = ("Its file was deleted: a performer in it withdrew their clip. "
+                          "Render again to make one without them.")
+        if job.spec:
+            job.spec = {**job.spec, "clips": [
+                {**c, "name": "", "location": ""} if c.get("id") == clip.token else c
+                for c in job.spec.get("clips", [])]}
+        if job.appearances and clip.token in job.appearances:
+            job.appearances = {k: v for k, v in job.appearances.items() if k != clip.token}
+        if campaign.published_render_id == job.id:
+            campaign.published_render_id = None
+            taken_down = True
+    if taken_down:
+        when = utcnow().strftime("%Y-%m-%d %H:%M")
+        campaign.rerender_reason = (
+            f"{clip.display_name} ({clip.part_name or 'no part'}) withdrew their clip on "
+            f"{when} UTC. It was in the published mash-up, so that mash-up was taken off the "
+            "watch page and its file deleted. Render a new final to publish the mash-up "
+            "again without them.")
+        log.info("campaign %s: published render taken down, clip %s withdrawn", campaign.slug,
+                 clip.id)
+    return taken_down
 
 
 def moderate_clip(clip: Clip, decision: str, reason: str | None = None) -> None:
@@ -772,21 +849,56 @@ def cancel_render(render: Render) -> None:
 
 
 def publish_render(render: Render, *, preview_confirmed: bool = False) -> None:
-    """Put ``render`` on the watch page. A preview (small, quick) is published only
-    with ``preview_confirmed``: 409 otherwise, so nobody publishes one by mistake."""
+    """Put ``render`` on the watch page. 409 unless it is finished and still has its
+    file (a render showing a withdrawn clip has lost it). A preview (small, quick) is
+    published only with ``preview_confirmed``: 409 otherwise, so nobody publishes one
+    by mistake."""
     if render.status != "done":
         raise ServiceError("Only a finished render can be published.", 409)
+    # the campaign's withdrawn clips (few), not an IN list of the render's clips (tens
+    # of thousands in a large campaign: more than PostgreSQL takes as parameters)
+    withdrawn = set(db.session.scalars(select(Clip.id).where(
+        Clip.campaign_id == render.campaign_id, Clip.status == "withdrawn")))
+    if not render.output_key or withdrawn & set(render.clip_ids or []):
+        raise ServiceError("This render shows a clip that its performer withdrew, so its file "
+                           "was deleted. Render again to make one without it.", 409)
     if render.kind == "preview" and not preview_confirmed:
         raise ServiceError("This is a preview (640×360, quick quality). Confirm that you "
                            "want viewers to see a preview, or render a final.", 409)
     render.campaign.published_render_id = render.id
+    render.campaign.rerender_reason = None
     db.session.commit()
 
 
 def unpublish(campaign: Campaign) -> None:
-    """Take the mash-up off the watch page (the render and its file stay)."""
+    """Take the published mash-up off the watch page (the render and its file are
+    kept, and it can be published again)."""
     campaign.published_render_id = None
     db.session.commit()
+
+
+#: clips named in the "the published mash-up still shows ..." notice (others counted)
+GONE_NAMED = 20
+
+
+def mashup_changes(campaign: Campaign) -> dict:
+    """How the published mash-up differs from what the organizers now approve:
+    ``{"gone": [up to GONE_NAMED clips in it that are no longer approved],
+    "gone_count": how many such clips in all, "new": number of approved clips not in
+    it}`` (empty and 0 when nothing is published). Reads two columns per clip of the
+    campaign and whole rows only of the clips it names."""
+    published = campaign.published_render
+    if published is None:
+        return {"gone": [], "gone_count": 0, "new": 0}
+    shown = set(published.clip_ids or [])
+    rows = db.session.execute(select(Clip.id, Clip.status)
+                              .where(Clip.campaign_id == campaign.id)).all()
+    approved = {clip_id for clip_id, status in rows if status == "approved"}
+    gone_ids = sorted(clip_id for clip_id, status in rows
+                      if clip_id in shown and status != "approved")
+    gone = list(db.session.scalars(select(Clip).where(Clip.id.in_(gone_ids[:GONE_NAMED]))
+                                   .order_by(Clip.id))) if gone_ids else []
+    return {"gone": gone, "gone_count": len(gone_ids), "new": len(approved - shown)}
 
 
 # --- queue ---------------------------------------------------------------------

@@ -2,7 +2,14 @@
 from flooding the portal. Limits come from the configuration (``TUTTI_*_LIMIT_*``)
 and are counted in Redis whenever the broker is Redis (so every web process
 shares them), in memory in the embedded default. A request over a limit gets
-429 with ``Retry-After``."""
+429 with ``Retry-After``.
+
+Uploads count only when they are accepted: a request refused for bad input, a
+file over the size limit, a closed campaign or a wrong tus version gives its
+count back (per address and per campaign), so errors lock nobody out and nobody
+can fill a campaign's quota with refused requests. Refused requests are counted
+on their own, per address (``TUTTI_UPLOAD_LIMIT_REJECTED_ADDRESS``), so that a
+flood of them still ends in 429."""
 
 from __future__ import annotations
 
@@ -10,7 +17,8 @@ import base64
 import binascii
 from collections.abc import Callable
 
-from flask import current_app, request
+from flask import Response, current_app, g, has_request_context, request
+from limits.strategies import FixedWindowRateLimiter
 
 from .extensions import limiter
 
@@ -42,9 +50,44 @@ def _upload_campaign() -> str:
     return "upload-campaign:" + (slug or "")[:64]
 
 
+UPLOAD_SCOPES = ("uploads-per-address", "uploads-per-campaign")
+
+
+def upload_accepted() -> None:
+    """Mark this request's upload as accepted (a clip was received or replaced, or a
+    resumable upload was created): its count is kept. Called by the services; does
+    nothing outside a request (the command line)."""
+    if has_request_context():
+        g.tutti_upload_accepted = True
+
+
+def _refused(response: Response) -> bool:
+    return not g.get("tutti_upload_accepted") and response.status_code != 429
+
+
+def refund_refused_upload(response: Response) -> Response:
+    """After an upload request that was not accepted, give back what it was counted
+    for per address and per campaign (counted atomically before the view, so that
+    parallel requests cannot all pass a check made before any was counted; only the
+    fixed-window strategy, the default, can give a count back)."""
+    if g.get("tutti_upload_accepted"):
+        return response
+    strategy = limiter.limiter
+    if not isinstance(strategy, FixedWindowRateLimiter):
+        return response
+    for applied in limiter.current_limits:
+        if applied.request_args[-1] in UPLOAD_SCOPES and not applied.breached:
+            strategy.storage.incr(applied.key, applied.limit.get_expiry(), amount=-1)
+    return response
+
+
 def upload_limits(view: Callable) -> Callable:
     """New uploads (plain, API, resumable creation and a participant's replacement
-    file) per client address and per campaign, shared across these routes."""
+    file) per client address and per campaign, shared across these routes; refused
+    ones per client address on their own (see the module's docstring)."""
+    view = limiter.shared_limit(lambda: current_app.config["UPLOAD_LIMIT_REJECTED_ADDRESS"],
+                                scope="uploads-refused-per-address", methods=["POST"],
+                                deduct_when=_refused)(view)
     view = limiter.shared_limit(lambda: current_app.config["UPLOAD_LIMIT_CAMPAIGN"],
                                 scope="uploads-per-campaign", key_func=_upload_campaign,
                                 methods=["POST"])(view)

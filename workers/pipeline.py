@@ -475,6 +475,21 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
     from workers.media.spec import parse_spec
 
     campaign = job.campaign
+    # lock the render's row until the commit below: a withdrawal (which locks the
+    # campaign's renders) either comes first and is seen here, or waits and then
+    # finds this render done (and published) and takes it down
+    db.session.execute(select(Render.id).where(Render.id == job.id).with_for_update())
+    withdrawn = db.session.scalars(select(Clip.id).where(
+        Clip.id.in_(job.clip_ids or []), Clip.status == "withdrawn")).all()
+    if withdrawn:  # a performer took their clip back while this render was running
+        store = storage()
+        store.delete(out_key)
+        store.delete(poster_key)
+        _fail_render(job, "A performer in this render withdrew their clip while it was "
+                          "running, so its file was deleted and it was not published. Render "
+                          "again to make one without them.")
+        log.info("render %s: not kept, clip(s) %s withdrawn meanwhile", job.id, withdrawn)
+        return
     try:
         job.appearances = appearances(parse_spec(job.spec), result.duration)
     except Exception:  # noqa: BLE001 - timestamps are a help; the render itself is fine
@@ -486,6 +501,7 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
     states.move_render(job, "done")
     if job.publish:
         campaign.published_render_id = job.id
+        campaign.rerender_reason = None
     db.session.commit()
     log.info("render %s: done, %s (%.1f s)", job.id, out_key, result.duration)
     cache = _proxy_dir(job)

@@ -3,9 +3,10 @@ HTTP status that fits (400, 404, 409, 413)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, url_for
+from flask import Blueprint
 
 from .. import services
+from ..links import external_url
 from ..models import Clip
 from ..states import CLIP_LABELS
 from ..throttle import upload_limits
@@ -16,7 +17,7 @@ bp = Blueprint("api", __name__)
 
 
 def _media(key: str | None) -> str | None:
-    return url_for("watch.media", key=key, _external=True) if key else None
+    return external_url("watch.media", key=key) if key else None
 
 
 def clip_json(clip: Clip) -> dict:
@@ -33,7 +34,7 @@ def clip_json(clip: Clip) -> dict:
         "thumbnail_url": clip_media_url(clip, "thumbnail_key", external=True),
         "contact_sheet_url": clip_media_url(clip, "contact_sheet_key", external=True),
         "normalized_url": clip_media_url(clip, "normalized_key", external=True),
-        "status_url": url_for("participate.status", token=clip.token, _external=True),
+        "status_url": external_url("participate.status", token=clip.token),
         "media": clip.media,
         "checks": clip.checks or [],
         "sync": {
@@ -58,8 +59,8 @@ def campaign(slug: str):
         "slug": c.slug, "title": c.title, "description": c.description, "open": c.is_open,
         "licence": c.licence, "parts": [p.name for p in c.parts],
         "guide_url": _media(c.guide_key),
-        "upload_url": url_for("api.submit", slug=c.slug, _external=True),
-        "watch_url": url_for("watch.watch", slug=c.slug, _external=True),
+        "upload_url": external_url("api.submit", slug=c.slug),
+        "watch_url": external_url("watch.watch", slug=c.slug),
         "published": _media(published.output_key) if published else None,
     }
 
@@ -69,8 +70,8 @@ def campaign(slug: str):
 def submit(slug: str):
     campaign = services.get_campaign(slug)
     clip = submit_from_request(campaign)
-    api_url = url_for("api.clip", token=clip.token, _external=True)
-    status_url = url_for("participate.status", token=clip.token, _external=True)
+    api_url = external_url("api.clip", token=clip.token)
+    status_url = external_url("participate.status", token=clip.token)
     body = {"id": clip.token, "status": clip.status, "status_url": status_url, "api_url": api_url}
     return body, 201, {"Location": api_url}
 

@@ -28,7 +28,8 @@ from sqlalchemy.orm import defer
 from .. import auth, review, services
 from ..extensions import db, limiter
 from ..extensions import login as login_manager
-from ..models import Campaign, CampaignInvite, Render, utcnow
+from ..links import external_url
+from ..models import Campaign, CampaignInvite, Clip, Render, utcnow
 from ..policy import allowed, campaign_for, clip_for, render_action, render_for, role_in
 from ..security import safe_next
 from ..states import CLIP_LABELS
@@ -93,14 +94,22 @@ def account():
     return render_template("organize/account.html", error=None)
 
 
+def _password_change_account() -> str:
+    return f"password-change:{getattr(current_user, 'id', '')}"
+
+
 @bp.post("/account/password")
+@limiter.limit(lambda: current_app.config["LOGIN_LIMIT_ACCOUNT"], key_func=_password_change_account)
 def change_password():
+    """A new password; the current one is checked, with the same limit as log-ins
+    (someone holding a stolen session cannot guess the password here either)."""
     me = current_user._get_current_object()
     try:
         auth.change_password(me, request.form.get("current_password", ""),
                              request.form.get("new_password", ""))
     except services.ServiceError as exc:
         return render_template("organize/account.html", error=exc.message), exc.status
+    _refund_login_attempt()
     auth.start_session(me)
     flash("Password changed. Every other device where you were logged in is logged out.")
     return redirect(url_for("organize.account"), code=303)
@@ -165,7 +174,7 @@ def create_campaign():
     finally:
         if tmp_path and os.path.exists(tmp_path):
             os.unlink(tmp_path)
-    share = url_for("participate.campaign", slug=campaign.slug, _external=True)
+    share = external_url("participate.campaign", slug=campaign.slug)
     flash(f"Campaign “{campaign.title}” created. Share this link with participants: {share}")
     return redirect(url_for("organize.campaign", slug=campaign.slug), code=303)
 
@@ -174,7 +183,20 @@ def create_campaign():
 def campaign(slug: str):
     """The campaign's console: parts roster, renders, and one page of the review list
     (filters, sorting and paging in the query string; see :mod:`portal.review`)."""
-    campaign = campaign_for(slug, "view")
+    return _campaign_page(campaign_for(slug, "view"))
+
+
+def refused(message: str, status: int, page):
+    """A form that could not be done: the page with the form again (``page``, a
+    callable returning its HTML), the message on it, and a 4xx status (never a
+    redirect that hides the failure)."""
+    db.session.rollback()
+    flash(message)
+    return page(), status
+
+
+def _campaign_page(campaign: Campaign) -> str:
+    """The campaign's console (see :func:`campaign`) for the current organizer."""
     query = review.ReviewQuery.from_args(request.args, campaign)
     counts = review.status_counts(campaign)
     page = review.clip_page(campaign, query, counts)
@@ -185,13 +207,15 @@ def campaign(slug: str):
         .options(defer(Render.spec), defer(Render.plan), defer(Render.appearances),
                  defer(Render.clip_ids))
         .order_by(Render.id.desc()).limit(RENDERS_SHOWN)).all()
+    stale = review.published_is_stale(campaign)
     return render_template(
         "organize/campaign.html", campaign=campaign, page=page, query=query,
         counts=counts, roster=review.parts_roster(campaign),
         groups=review.STATUS_GROUPS, words=review.STATUS_WORDS, sorts=review.SORTS,
         sync_filters=review.SYNC_FILTERS, per_page_choices=review.PER_PAGE_CHOICES,
         part_options=review.part_options(campaign), renders=renders,
-        stale=review.published_is_stale(campaign),
+        stale=stale, changes=services.mashup_changes(campaign) if stale else None,
+        labels=CLIP_LABELS,
         links=review.Links(url_for, query),
         role=role_in(current_user, campaign), layouts=LAYOUT_WORDS, sounds=SOUND_WORDS,
         can=lambda action: allowed(current_user, action, campaign))
@@ -210,8 +234,7 @@ def moderate(clip_id: int):
         services.moderate_clip(clip, request.form.get("decision", ""),
                                request.form.get("reason") or None)
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _campaign_page(clip.campaign))
     fallback = url_for("organize.campaign", slug=clip.campaign.slug)
     return redirect(safe_next(request.form.get("next"), fallback), code=303)
 
@@ -234,12 +257,12 @@ def nudge(clip_id: int):
     try:
         value = int(request.form.get("nudge_ms", "0"))
     except ValueError:
-        flash("A nudge is a whole number of milliseconds, e.g. -40 or 120.")
-    else:
-        try:
-            services.nudge_clip(clip, value)
-        except services.ServiceError as exc:
-            flash(exc.message)
+        return refused("A nudge is a whole number of milliseconds, e.g. -40 or 120.", 400,
+                       lambda: _clip_page(clip))
+    try:
+        services.nudge_clip(clip, value)
+    except services.ServiceError as exc:
+        return refused(exc.message, exc.status, lambda: _clip_page(clip))
     fallback = url_for("organize.clip", clip_id=clip.id)
     return redirect(safe_next(request.form.get("next"), fallback), code=303)
 
@@ -251,14 +274,13 @@ def choose_offset(clip_id: int):
     try:
         offset = float(request.form.get("offset_seconds", ""))
     except ValueError:
-        flash("An offset is a number of seconds, e.g. 7.693.")
-    else:
-        try:
-            services.choose_sync_offset(clip, offset, current_user.email)
-        except services.ServiceError as exc:
-            flash(exc.message)
-        else:
-            flash(f"Offset {offset:+.3f} s saved; the clip is synced.")
+        return refused("An offset is a number of seconds, e.g. 7.693.", 400,
+                       lambda: _clip_page(clip))
+    try:
+        services.choose_sync_offset(clip, offset, current_user.email)
+    except services.ServiceError as exc:
+        return refused(exc.message, exc.status, lambda: _clip_page(clip))
+    flash(f"Offset {offset:+.3f} s saved; the clip is synced.")
     return redirect(url_for("organize.clip", clip_id=clip.id), code=303)
 
 
@@ -297,13 +319,16 @@ def retry(clip_id: int):
     try:
         services.retry_clip(clip)
     except services.ServiceError as exc:
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _campaign_page(clip.campaign))
     return redirect(url_for("organize.campaign", slug=clip.campaign.slug), code=303)
 
 
 @bp.get("/clips/<int:clip_id>")
 def clip(clip_id: int):
-    clip = clip_for(clip_id, "view")
+    return _clip_page(clip_for(clip_id, "view"))
+
+
+def _clip_page(clip: Clip) -> str:
     return render_template("organize/clip.html", clip=clip, labels=CLIP_LABELS)
 
 
@@ -313,9 +338,9 @@ def render(slug: str):
     campaign = campaign_for(slug, render_action(kind))
     try:
         job = services.request_render(campaign, kind, options=request.form.to_dict())
-        flash(f"{kind.capitalize()} render #{job.id} queued.")
     except services.ServiceError as exc:
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _campaign_page(campaign))
+    flash(f"{kind.capitalize()} render #{job.id} queued.")
     return redirect(url_for("organize.campaign", slug=slug), code=303)
 
 
@@ -343,19 +368,22 @@ def publish_render(render_id: int):
     answer is a page that says it is a preview and asks again."""
     job = render_for(render_id, "publish")
     confirmed = request.form.get("confirm") == "preview"
-    if job.kind == "preview" and not confirmed and job.status == "done":
+    if job.kind == "preview" and not confirmed and job.status == "done" and job.output_key:
         return render_template("organize/publish_preview.html", job=job,
                                campaign=job.campaign), 409
     try:
         services.publish_render(job, preview_confirmed=confirmed)
-        flash(f"Render #{job.id} is now on the watch page.")
     except services.ServiceError as exc:
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _campaign_page(job.campaign))
+    flash(f"Render #{job.id} is now on the watch page.")
     return redirect(url_for("organize.campaign", slug=job.campaign.slug), code=303)
 
 
 @bp.post("/c/<slug>/unpublish")
 def unpublish(slug: str):
+    """Take the published mash-up off the watch page now (e.g. it shows a clip that
+    was declined since); its render and file are kept and it may be published again.
+    Owners only (the ``publish`` action)."""
     campaign = campaign_for(slug, "publish")
     services.unpublish(campaign)
     flash("The mash-up is off the watch page. Its render is kept: publish it again any time.")
@@ -366,7 +394,11 @@ def unpublish(slug: str):
 
 @bp.get("/c/<slug>/settings")
 def settings_page(slug: str):
-    campaign = campaign_for(slug, "settings")
+    return _settings_page(campaign_for(slug, "settings"))
+
+
+def _settings_page(campaign: Campaign) -> str:
+    """The settings page (settings form, deletion) with the campaign's values."""
     return render_template("organize/settings.html", campaign=campaign, error=None,
                            form=None, presets=services.CANVAS_PRESETS,
                            preset=services.canvas_preset(campaign))
@@ -405,25 +437,34 @@ def settings(slug: str):
 
 @bp.get("/c/<slug>/members")
 def members(slug: str):
-    campaign = campaign_for(slug, "members")
+    return _members_page(campaign_for(slug, "members"))
+
+
+def _members_page(campaign: Campaign, invite_url: str | None = None,
+                  invite_email: str | None = None) -> str:
     invites = db.session.scalars(select(CampaignInvite).filter(
         CampaignInvite.campaign_id == campaign.id, CampaignInvite.used_at.is_(None),
         CampaignInvite.expires_at > utcnow())).all()
     return render_template("organize/members.html", campaign=campaign, invites=invites,
-                           invite_url=None, error=None)
+                           invite_url=invite_url, invite_email=invite_email,
+                           form=request.form if request.method == "POST" and not invite_url
+                           else {})
 
 
 @bp.post("/c/<slug>/members")
 def add_member(slug: str):
+    """Invite an organizer by e-mail address. The answer is the same whether an
+    organizer with that address exists or not (an invite link bound to the address,
+    made without looking the address up), so the form tells nobody who has an
+    account; the person accepts it once logged in with that address."""
     campaign = campaign_for(slug, "members")
     try:
-        member = services.add_member(campaign, request.form.get("email", ""),
-                                     request.form.get("role", ""))
-        flash(f"{member.organizer.email} is now {member.role} of this campaign.")
+        email = services.normalize_email(request.form.get("email", ""))
+        token = services.create_invite(campaign, request.form.get("role", ""),
+                                       by=current_user, email=email)
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
-    return redirect(url_for("organize.members", slug=campaign.slug), code=303)
+        return refused(exc.message, exc.status, lambda: _members_page(campaign))
+    return _members_page(campaign, external_url("organize.invite", token=token), email)
 
 
 @bp.post("/c/<slug>/members/<int:member_id>/remove")
@@ -431,10 +472,9 @@ def remove_member(slug: str, member_id: int):
     campaign = campaign_for(slug, "members")
     try:
         services.remove_member(campaign, member_id)
-        flash("Removed from this campaign.")
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _members_page(campaign))
+    flash("Removed from this campaign.")
     return redirect(url_for("organize.members", slug=campaign.slug), code=303)
 
 
@@ -444,14 +484,8 @@ def create_invite(slug: str):
     try:
         token = services.create_invite(campaign, request.form.get("role", ""), by=current_user)
     except services.ServiceError as exc:
-        flash(exc.message)
-        return redirect(url_for("organize.members", slug=campaign.slug), code=303)
-    invites = db.session.scalars(select(CampaignInvite).filter(
-        CampaignInvite.campaign_id == campaign.id, CampaignInvite.used_at.is_(None),
-        CampaignInvite.expires_at > utcnow())).all()
-    url = url_for("organize.invite", token=token, _external=True)
-    return render_template("organize/members.html", campaign=campaign, invites=invites,
-                           invite_url=url, error=None)
+        return refused(exc.message, exc.status, lambda: _members_page(campaign))
+    return _members_page(campaign, external_url("organize.invite", token=token))
 
 
 @bp.post("/c/<slug>/invites/<int:invite_id>/revoke")
@@ -459,9 +493,9 @@ def revoke_invite(slug: str, invite_id: int):
     campaign = campaign_for(slug, "members")
     try:
         services.revoke_invite(campaign, invite_id)
-        flash("The invite link no longer works.")
     except services.ServiceError as exc:
-        flash(exc.message)
+        return refused(exc.message, exc.status, lambda: _members_page(campaign))
+    flash("The invite link no longer works.")
     return redirect(url_for("organize.members", slug=campaign.slug), code=303)
 
 
@@ -479,8 +513,8 @@ def invite(token: str):
 def delete_campaign(slug: str):
     campaign = campaign_for(slug, "delete")
     if request.form.get("confirm", "").strip() != campaign.slug:
-        flash(f"To delete the campaign, type its slug ({campaign.slug}) in the box.")
-        return redirect(url_for("organize.campaign", slug=campaign.slug), code=303)
+        return refused(f"To delete the campaign, type its slug ({campaign.slug}) in the box.",
+                       400, lambda: _settings_page(campaign))
     title = campaign.title
     services.delete_campaign(campaign)
     flash(f"The campaign “{title}” and all its files were deleted.")

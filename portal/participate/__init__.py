@@ -112,6 +112,8 @@ def withdraw(token: str):
     clip = services.get_clip(token)
     if request.form.get("confirm") != "yes":
         abort(400, "Tick the box to confirm that you want to withdraw your clip.")
-    services.withdraw_clip(clip)
-    flash("Your clip was withdrawn and its files deleted.")
+    taken_down = services.withdraw_clip(clip)
+    flash("Your clip was withdrawn and its files deleted."
+          + (" The published mash-up showed it, so it was taken off the watch page until the "
+             "organizers make a new one without you." if taken_down else ""))
     return redirect(url_for("participate.status", token=token), code=303)

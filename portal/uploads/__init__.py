@@ -20,9 +20,11 @@ JSON, with ``Upload-Offset`` equal to ``Upload-Length``. So a client whose answe
 the last PATCH was lost finds out with one HEAD that it is done, and where to go.
 
 ``Location`` and ``Tutti-Status-Url`` are paths on this host (relative references,
-RFC 9110 §10.2.2), so they stay right behind a TLS proxy whatever it forwards; the
-absolute URLs in the JSON come from the request as ProxyFix corrected it
-(``TUTTI_TRUSTED_PROXIES``).
+RFC 9110 §10.2.2), so they stay right behind a TLS proxy whatever it forwards, or
+start with ``TUTTI_BASE_URL`` when it is set. The URLs in the JSON are built by
+:func:`portal.links.external_url`: on ``TUTTI_BASE_URL``; else absolute from the
+request as ProxyFix corrected it (``TUTTI_TRUSTED_PROXIES``) when its host is one of
+``TUTTI_TRUSTED_HOSTS``; else paths (a forged ``Host`` never reaches a link).
 
 Same file, same submission: a client may send ``head_sha256`` and ``tail_sha256``
 in Upload-Metadata (hex SHA-256 of the file's first and last
@@ -66,10 +68,11 @@ from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from .. import services
-from ..throttle import upload_limits
+from ..links import external_url, path_or_base_url
+from ..throttle import upload_accepted, upload_limits
 
 log = logging.getLogger(__name__)
 bp = Blueprint("uploads", __name__)
@@ -246,7 +249,7 @@ def create():
         upload_id, state = twin
         log.info("upload %s created again for %s (the first answer was lost)", upload_id,
                  campaign.slug)
-        return _empty(201, Location=url_for("uploads.upload", upload_id=upload_id),
+        return _empty(201, Location=path_or_base_url("uploads.upload", upload_id=upload_id),
                       Upload_Offset="0", Upload_Expires=_http_date(_expires_at(state)))
     upload_id = secrets.token_urlsafe(24)
     part, meta_path = _paths(upload_id)
@@ -265,9 +268,11 @@ def create():
         keys.mkdir(exist_ok=True)
         (keys / f"{key}.tmp").write_text(upload_id)
         os.replace(keys / f"{key}.tmp", keys / key)
-    # a path: right behind any proxy (tus clients resolve it against the creation URL)
-    location = url_for("uploads.upload", upload_id=upload_id)
+    # a path unless TUTTI_BASE_URL says where we are (tus clients resolve a path
+    # against the creation URL, so it is right behind any proxy)
+    location = path_or_base_url("uploads.upload", upload_id=upload_id)
     log.info("upload %s created for %s (%d bytes)", upload_id, campaign.slug, length)
+    upload_accepted()
     return _empty(201, Location=location, Upload_Offset="0",
                   Upload_Expires=_http_date(state["expires"]))
 
@@ -308,10 +313,11 @@ def _offset(part: Path, meta: dict) -> int:
 
 def _done(status: int, meta: dict) -> Response:
     """The answer about a finished upload: the whole length arrived, and the clip it
-    made (``Tutti-Clip``) with its private page (``Tutti-Status-Url``, a path)."""
+    made (``Tutti-Clip``) with its private page (``Tutti-Status-Url``, a path, or on
+    ``TUTTI_BASE_URL`` when it is set: see :func:`portal.links.path_or_base_url`)."""
     return _empty(status, Upload_Offset=str(meta["length"]), Upload_Length=str(meta["length"]),
                   Tutti_Clip=meta["clip"],
-                  Tutti_Status_Url=url_for("participate.status", token=meta["clip"]))
+                  Tutti_Status_Url=path_or_base_url("participate.status", token=meta["clip"]))
 
 
 @bp.route("/uploads/<upload_id>", methods=["HEAD"])
@@ -331,8 +337,8 @@ def upload(upload_id: str):
             "complete": bool(meta.get("clip"))}
     if meta.get("clip"):
         body["id"] = meta["clip"]
-        body["status_url"] = url_for("participate.status", token=meta["clip"], _external=True)
-        body["api_url"] = url_for("api.clip", token=meta["clip"], _external=True)
+        body["status_url"] = external_url("participate.status", token=meta["clip"])
+        body["api_url"] = external_url("api.clip", token=meta["clip"])
     else:
         body["expires"] = _http_date(_expires_at(meta))
     return _tus(jsonify(body))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+
 from flask import Blueprint, abort, current_app, render_template, request, send_file, url_for
 from sqlalchemy import func, select
 
@@ -90,8 +94,23 @@ def clip_media_url(clip: Clip, column: str, external: bool = False) -> str | Non
     key = getattr(clip, column) if column in CLIP_MEDIA else None
     if not key:
         return None
-    return url_for("watch.clip_media", media_id=clip.media_id, name=key.rsplit("/", 1)[-1],
-                   _external=external)
+    name = key.rsplit("/", 1)[-1]
+    values = {"media_id": clip.media_id, "name": name, "k": media_signature(clip.media_id, name)}
+    if external:
+        from ..links import external_url
+
+        return external_url("watch.clip_media", **values)
+    return url_for("watch.clip_media", **values)
+
+
+def media_signature(media_id: str, name: str) -> str:
+    """The ``k`` a clip file's URL must carry: an HMAC of the media id and the file
+    name under the app's secret key (128 bits, URL-safe). Only the pages allowed to
+    show a file hand out its URL, and a URL for one file (the thumbnail on the
+    watch page) cannot be turned into another's (the performer's whole clip)."""
+    mac = hmac.new(str(current_app.config["SECRET_KEY"]).encode(),
+                   f"clip-media:{media_id}/{name}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")
 
 
 @bp.get("/media/clips/<media_id>/<name>")
@@ -99,6 +118,9 @@ def clip_media(media_id: str, name: str):
     """A clip's normalized video, thumbnail, contact sheet or sync picture, found by
     the clip's public ``media_id`` (files stored before media ids existed sit under
     the clip's token; the URL still never shows it). Originals are never served."""
+    given = request.args.get("k", "")
+    if not hmac.compare_digest(given.encode(), media_signature(media_id, name).encode()):
+        abort(404)  # a URL no page handed out
     clip = db.session.scalar(select(Clip).filter_by(media_id=media_id)) \
         if TOKEN_RE.match(media_id) else None
     if clip is None:

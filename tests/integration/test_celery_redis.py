@@ -42,6 +42,7 @@ def stack(db_kind, tmp_path):
         "TUTTI_BROKER_URL": REDIS_URL,
         "TUTTI_MEDIA_ROOT": str(tmp_path / "media"),
         "TUTTI_SECRET_KEY": "integration",
+        "TUTTI_TRUSTED_HOSTS": "127.0.0.1",  # as in production: whole links in the API
         "TUTTI_RECONCILE_SECONDS": "2",
         # 2 s clips in 1 s segments: the render runs as parts on the workers, then a join
         "TUTTI_RENDER_SEGMENT_SECONDS": "1",

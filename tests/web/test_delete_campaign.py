@@ -50,7 +50,7 @@ def test_deleting_a_campaign_deletes_its_files_and_private_links(app, organizer_
     assert client.get(f"/clip/{doomed['token']}").status_code == 200
 
     # without the typed confirmation nothing happens
-    assert client.post("/organize/c/doomed/delete", data={"confirm": "no"}).status_code == 303
+    assert client.post("/organize/c/doomed/delete", data={"confirm": "no"}).status_code == 400
     assert all(store.path(k).is_file() for k in doomed["keys"])
 
     answer = client.post("/organize/c/doomed/delete", data={"confirm": "doomed"})

@@ -148,8 +148,12 @@ def test_every_get_route_answers_with_the_security_headers(app, organizer_client
 
 
 def test_private_media_is_not_kept_by_shared_caches(app, client, campaign):
+    from portal.watch import clip_media_url
+
     ids = _published_campaign(app)
-    thumb = client.get(f"/media/{ids['thumb']}")
+    with app.test_request_context():  # a clip's file by the signed URL its pages give
+        thumb = client.get(clip_media_url(db.session.get(Clip, ids["clip_id"]),
+                                          "thumbnail_key"))
     assert thumb.status_code == 200
     assert "private" in thumb.headers["Cache-Control"]
     assert "public" not in thumb.headers["Cache-Control"]

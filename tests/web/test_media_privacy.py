@@ -43,7 +43,7 @@ def test_public_and_organizer_pages_never_show_a_clip_token(app, client, organiz
         "render json": organizer_client.get(f"/organize/renders/{render_id}.json"),
     }
     watch = pages["watch"].get_data(as_text=True)
-    thumbs = [u for u in _urls(watch) if u.endswith("thumb.jpg")]
+    thumbs = [u for u in _urls(watch) if "/thumb.jpg?k=" in u]
     assert len(thumbs) == 2, watch  # the gallery shows both performers
     media = {u for name in ("watch", "embed", "organizer campaign", "organizer clip")
              for u in _urls(pages[name].get_data(as_text=True))}
@@ -92,3 +92,39 @@ def test_files_stored_under_the_token_before_media_ids_still_load(app, client, c
         services.delete_campaign(services.get_campaign(campaign))
         assert not store.path(f"clips/{token}").exists()
         assert db.session.scalar(select(Clip)) is None
+
+
+def test_a_clip_file_url_cannot_be_turned_into_another_files(app, client, campaign,
+                                                              media_files):
+    """The watch page shows each performer's thumbnail; its URL must not open the
+    performer's whole clip (or contact sheet) by changing the file name, nor work
+    without the signature the page gave it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from portal.models import Clip
+    from portal.watch import clip_media_url
+
+    store = app.extensions["tutti.storage"]
+    with app.test_request_context():
+        c = services.get_campaign(campaign)
+        clip = Clip(campaign=c, part=c.parts[0], display_name="Ana", status="approved",
+                    original_key="")
+        db.session.add(clip)
+        db.session.flush()
+        for column, name in (("thumbnail_key", "thumb.jpg"),
+                             ("normalized_key", "normalized.mp4"),
+                             ("contact_sheet_key", "sheet.jpg")):
+            key = f"clips/{clip.media_id}/{name}"
+            store.path_for_writing(key).write_bytes(name.encode())
+            setattr(clip, column, key)
+        db.session.commit()
+        thumb = clip_media_url(clip, "thumbnail_key")
+        whole = clip_media_url(clip, "normalized_key")
+    assert client.get(thumb).data == b"thumb.jpg"
+    assert client.get(whole).data == b"normalized.mp4"  # with its own URL: yes
+    path, query = urlsplit(thumb).path, urlsplit(thumb).query
+    signature = parse_qs(query)["k"][0]
+    for forged in (path.replace("thumb.jpg", "normalized.mp4") + "?" + query,
+                   path.replace("thumb.jpg", "sheet.jpg") + "?" + query,
+                   path, path + "?k=", path + "?k=" + signature[:-1] + "A"):
+        assert client.get(forged).status_code == 404, forged

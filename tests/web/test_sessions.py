@@ -50,9 +50,9 @@ def test_old_session_and_remember_cookies_are_refused_after_log_out(csrf_app):
     clip_id = _setup(app)
     client = app.test_client()
     assert log_in(client).status_code == 303
+    token = csrf_token_of(client, "/organize/")  # log-in starts a new session: a new token
     old = _cookies(client)
     assert set(old) == {"session", "remember_token"}
-    token = csrf_token_of(client, "/organize/")
     # while the session lives, each cookie alone opens the organizer pages
     assert _logged_in(_replay(app, {"session": old["session"]}))
     assert _logged_in(_replay(app, {"remember_token": old["remember_token"]}))

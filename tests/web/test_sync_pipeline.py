@@ -195,6 +195,6 @@ def test_an_untrusted_clip_offers_candidates_to_hear_and_choose(app, organizer_c
         assert clip.offset_seconds == pytest.approx(chosen, abs=1e-4) and clip.nudge_ms == 0
         assert "by ear" in clip.events[-1].reason
     assert organizer_client.post(f"/organize/clips/{clip_id}/sync-choice",
-                                 data={"offset_seconds": "nan"}).status_code == 303
+                                 data={"offset_seconds": "nan"}).status_code == 400
     with app.app_context():
         assert db.session.get(Clip, clip_id).offset_seconds == pytest.approx(chosen, abs=1e-4)

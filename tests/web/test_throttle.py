@@ -173,3 +173,61 @@ def test_parallel_guesses_cannot_pass_the_log_in_limits(tmp_path, storage):
             if leftovers:
                 server.delete(*leftovers)
         dispose(app)
+
+
+def test_refused_uploads_neither_use_up_the_campaign_nor_lock_the_participant_out(
+        app, client, campaign, media_files):
+    import base64
+
+    app.config.update(UPLOAD_LIMIT_ADDRESS="2 per hour", UPLOAD_LIMIT_CAMPAIGN="3 per hour",
+                      UPLOAD_LIMIT_REJECTED_ADDRESS="8 per hour")
+    meta = ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in
+                    {"campaign": campaign, "name": "Ana", "part": "Alto"}.items())  # no consent
+    refused = [
+        # the form without consent, the API without a file, tus with a bad version,
+        # over the size limit, and without consent
+        lambda a: client.post(f"/c/{campaign}/upload", environ_base={"REMOTE_ADDR": a},
+                              data={"name": "Ana", "part": "Alto",
+                                    "file": (io.BytesIO(b"x"), "a.mp4")},
+                              content_type="multipart/form-data"),
+        lambda a: client.post(f"/api/v1/campaigns/{campaign}/clips",
+                              environ_base={"REMOTE_ADDR": a},
+                              data={"name": "Ana", "part": "Alto", "consent": "yes"}),
+        lambda a: client.post("/api/v1/uploads", environ_base={"REMOTE_ADDR": a}, headers={
+            "Tus-Resumable": "0.2.2", "Upload-Length": "10", "Upload-Metadata": meta}),
+        lambda a: client.post("/api/v1/uploads", environ_base={"REMOTE_ADDR": a}, headers={
+            "Tus-Resumable": "1.0.0", "Upload-Length": str(10 ** 12),
+            "Upload-Metadata": meta}),
+        lambda a: client.post("/api/v1/uploads", environ_base={"REMOTE_ADDR": a}, headers={
+            "Tus-Resumable": "1.0.0", "Upload-Length": "10", "Upload-Metadata": meta}),
+    ]
+    # ten addresses send refused uploads, far more than the campaign's quota of 3
+    for i in range(10):
+        for send in refused:
+            assert send(f"192.0.2.{100 + i}").status_code in (400, 412, 413)
+    # a participant who made five mistakes still uploads, and the campaign takes 3
+    for send in refused:
+        send("198.51.100.7")
+    with open(media_files["landscape"], "rb") as handle:
+        data = handle.read()
+
+    def good(address: str):
+        return client.post(f"/api/v1/campaigns/{campaign}/clips",
+                           environ_base={"REMOTE_ADDR": address},
+                           content_type="multipart/form-data",
+                           data={"name": "Ana", "part": "Alto", "consent": "yes",
+                                 "file": (io.BytesIO(data), "me.mp4")})
+
+    assert good("198.51.100.7").status_code == 201
+    assert _tus_create(client, campaign, "198.51.100.7").status_code == 201
+    # accepted uploads do count: that address has used its 2, the campaign 2 of 3
+    assert good("198.51.100.7").status_code == 429
+    assert good("198.51.100.8").status_code == 201
+    assert good("198.51.100.9").status_code == 429  # the campaign's 3
+    # a refused request answered 429 by the campaign's limit did not use the address's count
+    app.config.update(UPLOAD_LIMIT_CAMPAIGN="5 per hour")
+    assert good("198.51.100.9").status_code == 201
+    assert good("198.51.100.9").status_code == 201  # its 2, the 429 not among them
+    # refused requests are counted on their own: a flood from one address ends in 429
+    codes = [refused[1]("203.0.113.50").status_code for _ in range(10)]
+    assert codes[:8] == [400] * 8 and codes[8:] == [429, 429], codes
