@@ -479,8 +479,11 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
     # campaign's renders) either comes first and is seen here, or waits and then
     # finds this render done (and published) and takes it down
     db.session.execute(select(Render.id).where(Render.id == job.id).with_for_update())
-    withdrawn = db.session.scalars(select(Clip.id).where(
-        Clip.id.in_(job.clip_ids or []), Clip.status == "withdrawn")).all()
+    # the campaign's withdrawn clips (few), not an IN list of the render's clips
+    # (tens of thousands in a large campaign: more than PostgreSQL takes as parameters)
+    withdrawn = sorted(set(db.session.scalars(select(Clip.id).where(
+        Clip.campaign_id == job.campaign_id, Clip.status == "withdrawn")))
+        & set(job.clip_ids or []))
     if withdrawn:  # a performer took their clip back while this render was running
         store = storage()
         store.delete(out_key)

@@ -9,7 +9,6 @@ import shutil
 
 import pytest
 
-from tests.browser.test_pages import browser, live  # noqa: F401 - fixtures
 from tests.conftest import ensure_organizer
 
 pytestmark = pytest.mark.browser

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.test_pages import browser, live  # noqa: F401 - fixtures
 from tests.conftest import ensure_organizer
 
 pytestmark = pytest.mark.browser
