@@ -135,6 +135,9 @@ def test_upload_through_a_tls_proxy(server, browser, certificate, tmp_path, medi
            "TUTTI_MEDIA_ROOT": str(tmp_path / "media"), "TUTTI_SECRET_KEY": "tls-test",
            "TUTTI_BROKER_URL": "memory://", "TUTTI_EMBEDDED_WORKER": "false",
            "TUTTI_TRUSTED_PROXIES": trusted,
+           # absolute links are built only from a trusted host (portal.links); `tutti
+           # serve` on loopback trusts loopback names by itself, gunicorn needs this
+           "TUTTI_TRUSTED_HOSTS": "127.0.0.1",
            # gunicorn trusts forwarded headers only from these; in docker the proxy is not one
            "FORWARDED_ALLOW_IPS": "192.0.2.1"}
     subprocess.run([str(BIN / "tutti"), "campaign", "create", "tls-choir", "--title",
