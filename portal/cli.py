@@ -59,7 +59,7 @@ class Background:
         threading.Thread(target=self._loop, name="tutti-reconciler", daemon=True).start()
         return self
 
-    def _reconcile(self, stale: timedelta) -> None:
+    def _reconcile(self, stale: timedelta | None) -> None:
         from .services import reconcile
 
         with self.app.app_context():
@@ -71,7 +71,7 @@ class Background:
     def _loop(self) -> None:
         period = int(self.app.config["RECONCILE_SECONDS"])
         while not self.stop_event.wait(period):
-            self._reconcile(timedelta(seconds=period))
+            self._reconcile(None)
 
     def stop(self) -> None:
         self.stop_event.set()
