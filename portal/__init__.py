@@ -142,8 +142,32 @@ def _wants_json() -> bool:
     )
 
 
+DISK_FULL_MESSAGE = ("The server has no disk space left for uploads right now, so nothing of "
+                     "this upload was kept. Please try again later; the organizers have been "
+                     "told.")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is the disk being full (or over quota)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _register_errors(app: Flask) -> None:
     from .services import ServiceError
+
+    @app.errorhandler(OSError)
+    def disk_full(exc: OSError):
+        """A full media disk is a 507 that says so (uploads keep nothing partial: the
+        spooled file and the storage's temp file delete themselves); any other OS error
+        stays a 500."""
+        if not is_disk_full(exc):
+            raise exc
+        log.error("disk full while answering %s %s: %s", request.method, request.path, exc)
+        if _wants_json():
+            return jsonify({"error": DISK_FULL_MESSAGE}), 507
+        return render_template("error.html", message=DISK_FULL_MESSAGE, status=507), 507
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):

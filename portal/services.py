@@ -460,6 +460,13 @@ def _store_original(folder: str, stream: BinaryIO | None, filename: str,
     except TooLarge as exc:
         raise ServiceError(f"The file is larger than {max_bytes // (1024 * 1024)} MB. Please "
                            "upload a shorter or smaller video.", status=413, field="file") from exc
+    except OSError as exc:
+        from . import DISK_FULL_MESSAGE, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        log.error("clip file %s: the media disk is full: %s", key, exc)
+        raise ServiceError(DISK_FULL_MESSAGE, status=507, field="file") from exc
     return key, size
 
 

@@ -46,7 +46,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from .. import services
+from .. import DISK_FULL_MESSAGE, is_disk_full, services
 from ..throttle import upload_limits
 
 log = logging.getLogger(__name__)
@@ -302,7 +302,7 @@ def patch(upload_id: str):
         if meta.get("clip"):
             return _empty(204, Upload_Offset=str(meta["length"]), Tutti_Clip=meta["clip"])
         return _error(410, gone)
-    with os.fdopen(fd, "ab") as out:
+    with os.fdopen(fd, "ab", buffering=0) as out:  # unbuffered: nothing written on close
         fcntl.flock(out, fcntl.LOCK_EX)  # one writer per upload, across processes
         try:
             meta = _read_meta(meta_path)  # as the previous writer left it
@@ -326,32 +326,39 @@ def patch(upload_id: str):
         interrupted = False
         try:
             while True:
-                chunk = stream.read(CHUNK)
+                try:
+                    chunk = stream.read(CHUNK)
+                except OSError:  # the client went away: keep what arrived, it resumes
+                    interrupted = True
+                    log.info("upload %s interrupted at %d bytes", upload_id, offset)
+                    break
                 if not chunk:
                     break
                 if offset + len(chunk) > length:
                     out.truncate(start)
                     return too_long
-                out.write(chunk)
+                view = memoryview(chunk)
+                while view:  # an unbuffered write may take part of it
+                    view = view[out.write(view):]
                 offset += len(chunk)
                 if digest is not None:
                     digest.update(chunk)
                 if not meta_path.exists():  # deleted while we were receiving
                     _drain(stream)
                     return _error(410, gone)
-        except OSError:  # the client went away: keep what arrived, it resumes from there
-            interrupted = True
-            log.info("upload %s interrupted at %d bytes", upload_id, offset)
+            out.flush()
+            os.fsync(out.fileno())
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            return _disk_full(out, start, stream, upload_id)
         if checksum and (interrupted or digest.digest() != checksum[1]):
             out.truncate(start)  # a chunk we cannot verify is not kept
-            out.flush()
             if interrupted:
                 return _empty(204, Upload_Offset=str(start))
             return _error(460, "The chunk's checksum does not match what arrived; nothing of "
                                f"it was kept. Send it again from byte {start}.",
                           Upload_Offset=str(start))
-        out.flush()
-        os.fsync(out.fileno())
         with _state_lock(meta_path):
             try:
                 meta = _read_meta(meta_path)
@@ -369,6 +376,18 @@ def patch(upload_id: str):
     status_url = url_for("participate.status", token=clip.token, _external=True)
     return _empty(204, Upload_Offset=str(meta["length"]), Tutti_Clip=clip.token,
                   Tutti_Status_Url=status_url)
+
+
+def _disk_full(out, start: int, stream, upload_id: str) -> Response:
+    """The media disk filled up during a chunk: nothing of the chunk is kept (the file is
+    cut back to where it started), the client is told 507 and may resume from there
+    later."""
+    log.error("upload %s: the media disk is full; the chunk from byte %d was not kept",
+              upload_id, start)
+    os.ftruncate(out.fileno(), start)
+    _drain(stream)
+    return _error(507, DISK_FULL_MESSAGE + f" Resume from byte {start} later.",
+                  Upload_Offset=str(start))
 
 
 def _finish(part: Path, meta: dict):
