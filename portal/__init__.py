@@ -75,12 +75,14 @@ def create_app(config: dict | None = None) -> Flask:
     security.init_app(app)
 
     from .api import bp as api_bp
+    from .health import bp as health_bp
     from .organize import bp as organize_bp
     from .participate import bp as participate_bp
     from .uploads import bp as uploads_bp
     from .watch import bp as watch_bp
 
     app.url_map.converters["int"] = RowIdConverter
+    app.register_blueprint(health_bp)
     app.register_blueprint(participate_bp)
     app.register_blueprint(organize_bp, url_prefix="/organize")
     app.register_blueprint(watch_bp)

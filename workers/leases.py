@@ -148,9 +148,10 @@ def render_folder(job: Render) -> Path:
 
 def sweep_temp_files(max_age: float = 3600.0) -> int:
     """The periodic sweep: remove temporary files under the folders of clips and renders
-    that no worker holds (no lease, or an expired one, on the row and its parts), and
-    anything temporary untouched for ``max_age`` seconds (proxies, spooled uploads of a
-    web process that died). Returns how many went."""
+    that no worker holds (no lease, or an expired one, on the row and its parts), those
+    of proxy builds whose lock no one holds, and anything temporary untouched for
+    ``max_age`` seconds (spooled uploads of a web process that died). Returns how many
+    went."""
     from portal.services import storage
 
     store = storage()
@@ -173,8 +174,13 @@ def sweep_temp_files(max_age: float = 3600.0) -> int:
             for folder in campaign.iterdir() if campaign.is_dir() else []:
                 if folder.name not in busy_renders and _has_temp(folder):
                     removed += remove_temp_files(folder)
+    from workers.media.proxies import sweep_dead_temps
+
+    proxies = store.root / "proxies"
+    for folder in proxies.iterdir() if proxies.is_dir() else []:
+        removed += sweep_dead_temps(str(folder))
     cutoff = time.time() - max_age
-    for root in (store.root / "proxies", store.tmp_dir):
+    for root in (proxies, store.tmp_dir):
         removed += _remove_old(root, cutoff)
     db.session.rollback()
     return removed

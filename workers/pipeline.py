@@ -629,10 +629,11 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str, owner: st
     log.info("render %s: done, %s (%.1f s)", job.id, out_key, result.duration)
     cache = _proxy_dir(job)
     if cache is not None:
-        from workers.media.proxies import prune
+        from workers.media.proxies import prune, sweep_dead_temps
 
         # replaced takes and clips no longer approved leave proxies nothing will draw
         prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips])
+        sweep_dead_temps(cache)  # builds a dead worker left half-done
 
 
 # --- distributed rendering: segments on any workers, audio once, join -------------
