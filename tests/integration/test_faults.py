@@ -18,9 +18,9 @@ def takes(tmp_path_factory):
     root = tmp_path_factory.mktemp("takes")
     return {
         # long enough that a kill lands mid-normalize, small enough to stay quick
-        "long": harness.make_clip(root / "long.mp4", 12, "640x360"),
+        "long": harness.make_clip(root / "long.mp4", 8, "640x360"),
         "short": harness.make_clip(root / "short.mp4", 4, "320x180"),
-        "big": harness.make_clip(root / "big.mp4", 8, "640x360"),
+        "big": harness.make_clip(root / "big.mp4", 6, "640x360"),
     }
 
 
