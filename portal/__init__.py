@@ -130,10 +130,10 @@ def upgrade_database(app: Flask) -> None:
 
 
 def _configure_logging(app: Flask) -> None:
+    from .logs import configure
+
     level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(level, str(app.config["LOG_FORMAT"]).strip().lower())
     logging.getLogger("portal").setLevel(level)
     logging.getLogger("workers").setLevel(level)
 
