@@ -117,10 +117,29 @@ def worker(queues: str, concurrency: int | None, beat: bool, loglevel: str) -> N
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if beat:
-        celery.conf.beat_schedule = {"reconcile": {
-            "task": "tutti.reconcile", "schedule": float(app.config["RECONCILE_SECONDS"])}}
+        celery.conf.beat_schedule = _reconcile_schedule(app)
         argv += ["--beat", "--schedule", f"{app.instance_path}/celerybeat-schedule"]
     celery.worker_main(argv)
+
+
+def _reconcile_schedule(app: Flask) -> dict:
+    return {"reconcile": {"task": "tutti.reconcile",
+                          "schedule": float(app.config["RECONCILE_SECONDS"])}}
+
+
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run the reconciler's schedule alone (Celery beat): one per deployment, beside
+    workers started with --no-beat. It sends `tutti.reconcile` every
+    TUTTI_RECONCILE_SECONDS; any intake worker runs it."""
+    app = _app()
+    if str(app.config["BROKER_URL"]).startswith("memory"):
+        raise click.ClickException("`tutti beat` needs a shared broker: set TUTTI_BROKER_URL "
+                                   "(the embedded default reconciles inside `tutti serve`).")
+    celery = app.extensions["celery"]
+    celery.conf.beat_schedule = _reconcile_schedule(app)
+    celery.Beat(loglevel=loglevel, schedule=f"{app.instance_path}/celerybeat-schedule").run()
 
 
 @main.command()
