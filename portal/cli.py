@@ -123,8 +123,10 @@ def worker(queues: str, concurrency: int | None, beat: bool, loglevel: str) -> N
 
 
 def _reconcile_schedule(app: Flask) -> dict:
-    return {"reconcile": {"task": "tutti.reconcile",
-                          "schedule": float(app.config["RECONCILE_SECONDS"])}}
+    period = float(app.config["RECONCILE_SECONDS"])
+    # a round no worker ran in time is dropped, not piled up behind a backlog
+    return {"reconcile": {"task": "tutti.reconcile", "schedule": period,
+                          "options": {"expires": max(period, 5.0)}}}
 
 
 @main.command()
