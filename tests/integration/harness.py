@@ -586,6 +586,7 @@ def full_disk(stack: Stack, clip: Path, big_clip: Path) -> Outcome:
         return outcome
     before = sha256(published_path)
     filler = fill(stack.media_root, leave_bytes=64 * 1024)
+    filled_at = time.monotonic()
     files_before = {p for p in stack.media_root.rglob("*") if p.is_file()}
 
     # a plain upload larger than the space left
@@ -618,6 +619,7 @@ def full_disk(stack: Stack, clip: Path, big_clip: Path) -> Outcome:
                                          options={"labels": "on"}).id
     _wait(lambda: dict((i, s) for i, s, _r in stack.renders(slug))[second] in
           ("done", "failed"), 120, "the second render")
+    outcome.seconds = time.monotonic() - filled_at  # to the failed render's reason
     status, reason = next((s, r) for i, s, r in stack.renders(slug) if i == second)
     if status != "failed" or "disk" not in (reason or "").lower():
         outcome.notes.append(f"second render: {status} {reason}")
