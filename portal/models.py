@@ -283,7 +283,7 @@ class Render(db.Model):
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # segments, when distributed
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the organizer's choices
     appearances: Mapped[dict[str, float] | None] = mapped_column(JSON)  # clip token -> s
-    join_started_at: Mapped[datetime | None]
+    join_started_at: Mapped[datetime | None]  # unused since joins take the render's lease
     clip_ids: Mapped[list[int] | None] = mapped_column(JSON)
     output_key: Mapped[str | None] = mapped_column(String(300))
     poster_key: Mapped[str | None] = mapped_column(String(300))

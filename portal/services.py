@@ -491,7 +491,7 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
     clip.media = clip.checks = None
     clip.offset_seconds = clip.sync_confidence = clip.drift_ppm = None
     clip.sync_method = clip.sync_state = None
-    clip.lease_until = None
+    clip.lease_until = clip.lease_owner = None  # a worker still on the old file records nothing
     clip.attempts = 0
     states.move_clip(clip, "received", "a new file was uploaded")
     db.session.commit()
@@ -551,7 +551,7 @@ def choose_sync_offset(clip: Clip, offset_seconds: float, who: str = "an organiz
 def retry_clip(clip: Clip) -> None:
     if clip.status not in ("failed",):
         raise ServiceError("Only a clip whose processing failed can be retried.", 409)
-    clip.lease_until = None
+    clip.lease_until = clip.lease_owner = None
     states.move_clip(clip, "received", "retry requested")
     db.session.commit()
     enqueue("tutti.intake_clip", clip.id)
