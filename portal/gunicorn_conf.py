@@ -19,5 +19,5 @@ graceful_timeout = 30
 keepalive = 5
 # heartbeat files in memory, not on a container's overlay filesystem
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # "": no access log
 preload_app = False  # each worker opens its own database and broker connections
