@@ -16,7 +16,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", 16))
 # a tus chunk on a slow phone connection may take a while; the mash-up streams in ranges
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", 300))
 graceful_timeout = 30
-keepalive = 5
+# idle keep-alive connections stay open longer than clients leave them idle (players and
+# phones reuse them between range requests and chunks): closing first races their next request
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", 75))
 # heartbeat files in memory, not on a container's overlay filesystem
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-") or None  # "": no access log
