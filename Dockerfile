@@ -15,4 +15,5 @@ RUN pip install -e . && useradd --create-home tutti && mkdir -p /data/media /dat
 USER tutti
 ENV TUTTI_INSTANCE=/data/instance TUTTI_MEDIA_ROOT=/data/media
 EXPOSE 8000
-CMD ["gunicorn", "--bind", "0.0.0.0:8000", "--workers", "4", "--timeout", "600", "portal:create_app()"]
+HEALTHCHECK --interval=10s --timeout=6s --start-period=30s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=5)"
+CMD ["gunicorn", "-c", "python:portal.gunicorn_conf", "portal:create_app()"]

@@ -14,7 +14,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo serve test test-fast lint bench-sync bench-sync-deps bench-render bench-intake chromium fonts ocr clean vendor-tus bench-upload
+.PHONY: setup demo serve test test-fast lint bench-sync bench-sync-deps bench-render bench-intake bench-faults bench-load chromium fonts ocr clean vendor-tus bench-upload
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tutti needs Python 3.11 or newer"'
@@ -109,6 +109,16 @@ vendor-tus:
 # BENCH_UPLOAD_ARGS, e.g. --size-mb 256 --no-peer; the peer is installed with npm into bench/upload/node
 bench-upload: $(STAMP)
 	$(BIN)/python -m bench.upload $(BENCH_UPLOAD_ARGS)
+
+# faults with real processes (Redis on its own port, tutti worker / serve, PostgreSQL);
+# BENCH_FAULTS_ARGS, e.g. --repeat 20 --peer-lease 1920
+bench-faults: $(STAMP)
+	$(BIN)/python -m bench.faults $(BENCH_FAULTS_ARGS)
+
+# gunicorn under locust: tus uploads and viewers streaming the mash-up
+bench-load: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[load]'
+	$(BIN)/python -m bench.load $(BENCH_LOAD_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

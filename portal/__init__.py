@@ -78,12 +78,14 @@ def create_app(config: dict | None = None) -> Flask:
     security.init_app(app)
 
     from .api import bp as api_bp
+    from .health import bp as health_bp
     from .organize import bp as organize_bp
     from .participate import bp as participate_bp
     from .uploads import bp as uploads_bp
     from .watch import bp as watch_bp
 
     app.url_map.converters["int"] = RowIdConverter
+    app.register_blueprint(health_bp)
     app.register_blueprint(participate_bp)
     app.register_blueprint(organize_bp, url_prefix="/organize")
     app.register_blueprint(watch_bp)
@@ -131,10 +133,10 @@ def upgrade_database(app: Flask) -> None:
 
 
 def _configure_logging(app: Flask) -> None:
+    from .logs import configure
+
     level = getattr(logging, str(app.config["LOG_LEVEL"]).upper(), logging.INFO)
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(level, str(app.config["LOG_FORMAT"]).strip().lower())
     logging.getLogger("portal").setLevel(level)
     logging.getLogger("workers").setLevel(level)
 
@@ -145,8 +147,32 @@ def _wants_json() -> bool:
     )
 
 
+DISK_FULL_MESSAGE = ("The server has no disk space left for uploads right now, so nothing of "
+                     "this upload was kept. Please try again later; the organizers have been "
+                     "told.")
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is the disk being full (or over quota)."""
+    import errno
+
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _register_errors(app: Flask) -> None:
     from .services import ServiceError
+
+    @app.errorhandler(OSError)
+    def disk_full(exc: OSError):
+        """A full media disk is a 507 that says so (uploads keep nothing partial: the
+        spooled file and the storage's temp file delete themselves); any other OS error
+        stays a 500."""
+        if not is_disk_full(exc):
+            raise exc
+        log.error("disk full while answering %s %s: %s", request.method, request.path, exc)
+        if _wants_json():
+            return jsonify({"error": DISK_FULL_MESSAGE}), 507
+        return render_template("error.html", message=DISK_FULL_MESSAGE, status=507), 507
 
     @app.errorhandler(ServiceError)
     def service_error(exc: ServiceError):

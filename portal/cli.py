@@ -59,7 +59,7 @@ class Background:
         threading.Thread(target=self._loop, name="tutti-reconciler", daemon=True).start()
         return self
 
-    def _reconcile(self, stale: timedelta) -> None:
+    def _reconcile(self, stale: timedelta | None) -> None:
         from .services import reconcile
 
         with self.app.app_context():
@@ -71,7 +71,7 @@ class Background:
     def _loop(self) -> None:
         period = int(self.app.config["RECONCILE_SECONDS"])
         while not self.stop_event.wait(period):
-            self._reconcile(timedelta(seconds=period))
+            self._reconcile(None)
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -131,10 +131,31 @@ def worker(queues: str, concurrency: int | None, beat: bool, loglevel: str) -> N
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if beat:
-        celery.conf.beat_schedule = {"reconcile": {
-            "task": "tutti.reconcile", "schedule": float(app.config["RECONCILE_SECONDS"])}}
+        celery.conf.beat_schedule = _reconcile_schedule(app)
         argv += ["--beat", "--schedule", f"{app.instance_path}/celerybeat-schedule"]
     celery.worker_main(argv)
+
+
+def _reconcile_schedule(app: Flask) -> dict:
+    period = float(app.config["RECONCILE_SECONDS"])
+    # a round no worker ran in time is dropped, not piled up behind a backlog
+    return {"reconcile": {"task": "tutti.reconcile", "schedule": period,
+                          "options": {"expires": max(period, 5.0)}}}
+
+
+@main.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+def beat(loglevel: str) -> None:
+    """Run the reconciler's schedule alone (Celery beat): one per deployment, beside
+    workers started with --no-beat. It sends `tutti.reconcile` every
+    TUTTI_RECONCILE_SECONDS; any intake worker runs it."""
+    app = _app()
+    if str(app.config["BROKER_URL"]).startswith("memory"):
+        raise click.ClickException("`tutti beat` needs a shared broker: set TUTTI_BROKER_URL "
+                                   "(the embedded default reconciles inside `tutti serve`).")
+    celery = app.extensions["celery"]
+    celery.conf.beat_schedule = _reconcile_schedule(app)
+    celery.Beat(loglevel=loglevel, schedule=f"{app.instance_path}/celerybeat-schedule").run()
 
 
 @main.command()

@@ -27,7 +27,16 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "TRUSTED_HOSTS": ("", str),
     "INTAKE_TIMEOUT": (1800, int),  # seconds one normalize may take
     "RENDER_TIMEOUT": (4 * 3600, int),
-    "RECONCILE_SECONDS": (60, int),  # how often the reconciler re-enqueues pending work
+    "RECONCILE_SECONDS": (15, int),  # how often the reconciler re-enqueues pending work
+    # a worker's claim on a clip or render lasts this long and is renewed (heartbeat) every
+    # third of it while the work runs: a dead worker's work is free again within it
+    "LEASE_SECONDS": (30, int),
+    # work queued but never started is sent again after this (a lost broker message);
+    # at once when the broker was restarted empty
+    "RESEND_SECONDS": (300, int),
+    # the broker hands an unacknowledged message (its worker died) to another after this
+    "VISIBILITY_SECONDS": (300, int),
+    "LOG_FORMAT": ("text", str),  # text | json (one JSON object a line, with clip/render ids)
     "EMBEDDED_WORKER": ("auto", str),  # auto: on when the broker is memory://
     "DISTRIBUTED_RENDER": ("auto", str),  # auto: segments on many workers with a shared broker
     "RENDER_SEGMENT_SECONDS": (10, int),  # length of one distributed render segment
@@ -139,7 +148,12 @@ def celery_settings(config: dict[str, object]) -> dict[str, object]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
-        "broker_transport_options": {"visibility_timeout": hard_limit + 600},
+        # A message whose worker died comes back after the visibility timeout; one whose
+        # worker still runs it comes back too and finds the row leased (a no-op). The
+        # reconciler takes dead work over sooner, through the leases (see workers.leases).
+        "broker_transport_options": {"visibility_timeout": int(config["VISIBILITY_SECONDS"]),
+                                     "unacked_restore_interval": 10,
+                                     "unacked_restore_throttle": 1},
         "task_default_queue": "intake",
         "task_routes": {
             "tutti.intake_clip": {"queue": "intake"},

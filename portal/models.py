@@ -219,6 +219,9 @@ class Clip(db.Model):
     status: Mapped[str] = mapped_column(String(20), default="received", index=True)
     reason: Mapped[str | None] = mapped_column(Text)
     lease_until: Mapped[datetime | None]  # a worker holds this clip until then
+    #: who holds the lease (one id per claim): a heartbeat renews only its own lease, and
+    #: a lease that expired with an owner marks a worker that died holding the clip
+    lease_owner: Mapped[str | None] = mapped_column(String(40))
     attempts: Mapped[int] = mapped_column(default=0)
 
     original_key: Mapped[str] = mapped_column(String(300))
@@ -310,12 +313,17 @@ class Render(db.Model):
     progress: Mapped[float] = mapped_column(default=0.0)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(40))  # as Clip.lease_owner
     attempts: Mapped[int] = mapped_column(default=0)
+    #: what was asked for (a digest of the spec it would render and whether it publishes)
+    #: while the render is queued or running; unique, so the same render requested twice
+    #: at once is one render. Cleared when it ends.
+    request_key: Mapped[str | None] = mapped_column(String(64), unique=True)
     spec: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # segments, when distributed
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the organizer's choices
     appearances: Mapped[dict[str, float] | None] = mapped_column(JSON)  # clip token -> s
-    join_started_at: Mapped[datetime | None]
+    join_started_at: Mapped[datetime | None]  # unused since joins take the render's lease
     clip_ids: Mapped[list[int] | None] = mapped_column(JSON)
     output_key: Mapped[str | None] = mapped_column(String(300))
     poster_key: Mapped[str | None] = mapped_column(String(300))
@@ -326,6 +334,8 @@ class Render(db.Model):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     campaign: Mapped[Campaign] = relationship(back_populates="renders", foreign_keys=[campaign_id])
+    part_leases: Mapped[list[RenderPart]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True, order_by="RenderPart.part")
 
     def appears_at(self, clip: Clip) -> float | None:
         """Where ``clip`` first shows in this render's file (seconds), if it does."""
@@ -338,3 +348,20 @@ class Render(db.Model):
             return None
         elapsed = (utcnow() - self.started_at).total_seconds()
         return max(0.0, elapsed * (1 - self.progress) / self.progress)
+
+
+class RenderPart(db.Model):
+    """One part of a distributed render (a segment, or the sound: ``part`` -1) and the
+    lease of the worker drawing it, so a dead worker's part is taken over at once and a
+    live worker's part is never drawn twice. The finished part is its file."""
+
+    __tablename__ = "render_parts"
+    __table_args__ = (UniqueConstraint("render_id", "part"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    render_id: Mapped[int] = mapped_column(ForeignKey("renders.id", ondelete="CASCADE"),
+                                           index=True)
+    part: Mapped[int]
+    lease_until: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(40))
+    attempts: Mapped[int] = mapped_column(default=0)

@@ -622,6 +622,13 @@ def _store_original(folder: str, stream: BinaryIO | None, filename: str,
     except TooLarge as exc:
         raise ServiceError(f"The file is larger than {max_bytes // (1024 * 1024)} MB. Please "
                            "upload a shorter or smaller video.", status=413, field="file") from exc
+    except OSError as exc:
+        from . import DISK_FULL_MESSAGE, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        log.error("clip file %s: the media disk is full: %s", key, exc)
+        raise ServiceError(DISK_FULL_MESSAGE, status=507, field="file") from exc
     return key, size
 
 
@@ -646,7 +653,7 @@ def replace_clip_file(clip: Clip, stream: BinaryIO | None, filename: str,
     clip.media = clip.checks = None
     clip.offset_seconds = clip.sync_confidence = clip.drift_ppm = None
     clip.sync_method = clip.sync_state = None
-    clip.lease_until = None
+    clip.lease_until = clip.lease_owner = None  # a worker still on the old file records nothing
     clip.attempts = 0
     states.move_clip(clip, "received", "a new file was uploaded")
     db.session.commit()
@@ -788,7 +795,7 @@ def choose_sync_offset(clip: Clip, offset_seconds: float, who: str = "an organiz
 def retry_clip(clip: Clip) -> None:
     if clip.status not in ("failed",):
         raise ServiceError("Only a clip whose processing failed can be retried.", 409)
-    clip.lease_until = None
+    clip.lease_until = clip.lease_owner = None
     states.move_clip(clip, "received", "retry requested")
     db.session.commit()
     enqueue("tutti.intake_clip", clip.id)
@@ -822,8 +829,31 @@ def render_options(form: dict) -> dict:
             "credits": flag("credits"), "audio": audio}
 
 
+def request_key(campaign: Campaign, kind: str, options: dict, publish: bool) -> str:
+    """What a render request asks for, as a digest: the spec it would render now (the
+    approved clips, their offsets and names, the options) and whether it publishes. Two
+    requests with the same key while one is pending are one render."""
+    import hashlib
+    import json
+
+    from workers.pipeline import build_spec
+
+    clips = [c for c in approved_clips(campaign) if c.normalized_key]
+    spec = build_spec(campaign, clips, kind, options)
+    text = json.dumps({"campaign": campaign.id, "spec": spec, "publish": publish},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def request_render(campaign: Campaign, kind: str = "final", publish: bool | None = None,
                    options: dict | None = None) -> Render:
+    """Queue a render of the campaign's approved clips (or return the pending one that
+    renders the very same thing: asking twice at once gives one render). A render that
+    publishes replaces the older ones still pending that would publish: those still queued
+    are cancelled, those running are asked to stop; whatever finishes, the newest request
+    is what gets published (see ``workers.pipeline._finish_render``)."""
+    from sqlalchemy.exc import IntegrityError
+
     if kind not in ("preview", "final"):
         raise ServiceError("A render is a 'preview' or a 'final'", field="kind")
     options = render_options(options or {})
@@ -832,12 +862,45 @@ def request_render(campaign: Campaign, kind: str = "final", publish: bool | None
     if not approved_clips(campaign):
         raise ServiceError("There are no approved clips yet: approve at least one clip, then "
                            "render.", 409)
-    render = Render(campaign=campaign, kind=kind, options=options,
-                    publish=(kind == "final") if publish is None else publish)
+    publish = (kind == "final") if publish is None else publish
+    key = request_key(campaign, kind, options, publish)
+    pending = db.session.scalar(select(Render).filter_by(request_key=key))
+    if pending is not None:
+        log.info("render %s: asked for again while pending; one render", pending.id)
+        return pending
+    campaign_id = campaign.id
+    render = Render(campaign=campaign, kind=kind, options=options, publish=publish,
+                    request_key=key)
     db.session.add(render)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:  # the same request, committed a moment before by another process
+        db.session.rollback()
+        pending = db.session.scalar(select(Render).filter_by(request_key=key))
+        if pending is None:
+            raise
+        log.info("render %s: asked for twice at once; one render", pending.id)
+        return pending
+    if publish:
+        _supersede(campaign_id, render)
     enqueue("tutti.render", render.id)
     return render
+
+
+def _supersede(campaign_id: int, newer: Render) -> None:
+    """Older pending renders of the campaign that would publish give way to ``newer``."""
+    older = db.session.scalars(select(Render).where(
+        Render.campaign_id == campaign_id, Render.id < newer.id, Render.publish.is_(True),
+        Render.status.in_(states.RENDER_PENDING)).with_for_update())
+    reason = f"replaced by a newer request (render {newer.id}) before it finished"
+    for job in older:
+        if job.status == "queued":
+            states.move_render(job, "cancelled", reason)
+        else:
+            job.cancel_requested = True
+            job.reason = reason
+        log.info("render %s: %s", job.id, reason)
+    db.session.commit()
 
 
 def cancel_render(render: Render) -> None:
@@ -917,33 +980,78 @@ def enqueue(task_name: str, row_id: int, *more: object) -> bool:
         return False
 
 
+def broker_was_emptied() -> bool:
+    """Whether the broker lost its messages since the last look (Redis restarted without
+    its data): a key the reconciler keeps there is missing. False for other brokers."""
+    url = str(current_app.config["BROKER_URL"])
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return False
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        with client:
+            return bool(client.set("tutti:reconciler:alive", "1", nx=True))
+    except redis.RedisError:
+        log.warning("reconciler: the broker does not answer; nothing can be sent now")
+        return False
+
+
+_last_sweep = [0.0]
+
+
 def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
-    """Re-enqueue work the database says is pending but nobody holds (not
-    touched for ``stale_after``, by default the reconciler's period)."""
-    if stale_after is None:
-        stale_after = timedelta(seconds=int(current_app.config["RECONCILE_SECONDS"]))
+    """Re-enqueue work the database says is pending and nobody holds.
+
+    A row whose lease expired with an owner (its worker died) is sent at once; one
+    never started (its message may still wait in the queue) is sent again once it is
+    ``stale_after`` old (by default ``RESEND_SECONDS``; at once when the broker was
+    restarted empty). A distributed render is sent again when one of its parts' holders
+    died. Also removes expired resumable uploads and, every ``LEASE_SECONDS`` * 10 at
+    most, the temporary files of writers that died (:func:`workers.leases.sweep_temp_files`).
+    Returns counts per kind."""
+    import time as _time
+
+    from .models import RenderPart
+
     now = utcnow()
+    emptied = broker_was_emptied()
+    if stale_after is None:
+        stale_after = timedelta(seconds=int(current_app.config["RESEND_SECONDS"]))
+    if emptied:
+        stale_after = timedelta(0)
+        log.warning("reconciler: the broker lost its queue; sending all pending work again")
     cutoff = now - stale_after
     counts = {"intake": 0, "align": 0, "render": 0}
     free = or_(Clip.lease_until.is_(None), Clip.lease_until < now)
+    due = or_(Clip.lease_owner.is_not(None), Clip.updated_at <= cutoff)
     for clip_id in db.session.scalars(
-        select(Clip.id).where(Clip.status.in_(states.CLIP_INTAKE_PENDING), free,
-                              Clip.updated_at < cutoff)
+        select(Clip.id).where(Clip.status.in_(states.CLIP_INTAKE_PENDING), free, due)
     ):
         counts["intake"] += enqueue("tutti.intake_clip", clip_id)
     for clip_id in db.session.scalars(
-        select(Clip.id).where(Clip.sync_state == "pending", free, Clip.updated_at < cutoff)
+        select(Clip.id).where(Clip.sync_state == "pending", free, due,
+                              Clip.status.not_in(states.CLIP_INTAKE_PENDING))
     ):
         counts["align"] += enqueue("tutti.align_clip", clip_id)
     rfree = or_(Render.lease_until.is_(None), Render.lease_until < now)
+    dead_part = select(RenderPart.id).where(
+        RenderPart.render_id == Render.id, RenderPart.lease_owner.is_not(None),
+        RenderPart.lease_until < now).exists()
+    rdue = or_(Render.lease_owner.is_not(None), Render.updated_at <= cutoff, dead_part)
     for render_id in db.session.scalars(
-        select(Render.id).where(Render.status.in_(states.RENDER_PENDING), rfree,
-                                Render.updated_at < cutoff)
+        select(Render.id).where(Render.status.in_(states.RENDER_PENDING), rfree, rdue)
     ):
         counts["render"] += enqueue("tutti.render", render_id)
+    db.session.rollback()
     from .uploads import drop_stale_uploads
 
     counts["stale_uploads"] = drop_stale_uploads(storage().tmp_dir)
+    if _time.monotonic() - _last_sweep[0] >= 10 * int(current_app.config["LEASE_SECONDS"]):
+        from workers.leases import sweep_temp_files
+
+        _last_sweep[0] = _time.monotonic()
+        counts["temp_files"] = sweep_temp_files()
     if any(counts.values()):
         log.info("reconciler: %s", counts)
     return counts

@@ -114,6 +114,8 @@ def move_render(render: Render, new: str, reason: str | None = None) -> None:
     if new in ("done", "failed", "cancelled"):
         render.finished_at = now
         render.lease_until = None
+        render.lease_owner = None
+        render.request_key = None  # the same render may be asked for again
     if new == "queued":
         render.progress = 0.0
         render.cancel_requested = False

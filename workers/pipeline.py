@@ -9,32 +9,41 @@ reason a person can read; nothing is swallowed silently.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 
 from portal import states
 from portal.extensions import db
-from portal.models import Campaign, Clip, Render, utcnow
+from portal.models import Campaign, Clip, Render, RenderPart, utcnow
 from portal.services import enqueue, storage
+from workers.leases import (
+    Heartbeat,
+    clip_folder,
+    lease_until,
+    new_owner,
+    remove_temp_files,
+    render_folder,
+)
 from workers.media.ffmpeg import FFmpegError
 from workers.media.normalize import TileFormat
 
 log = logging.getLogger(__name__)
 
-def _lease(seconds: float) -> object:
-    return utcnow() + timedelta(seconds=seconds)
+_held = threading.local()  # the lease owner id of the row this thread works on
 
 
 def _claim_clip(clip_id: int, *, statuses: tuple[str, ...] | None = None,
-                sync_pending: bool = False, lease_seconds: float) -> Clip | None:
-    """Take the clip for this worker, or return None (gone, done, or held)."""
+                sync_pending: bool = False) -> Clip | None:
+    """Take the clip for this worker with a short lease (renewed by a :class:`Heartbeat`
+    while the work runs), or return None (gone, done, or held by a live worker). A lease
+    that expired with an owner was a worker that died: its temporary files go first."""
     clip = db.session.get(Clip, clip_id, with_for_update=True)
     if clip is None:
         log.info("clip %s: gone, nothing to do", clip_id)
@@ -47,32 +56,70 @@ def _claim_clip(clip_id: int, *, statuses: tuple[str, ...] | None = None,
         db.session.rollback()
         return None
     if clip.lease_until is not None and clip.lease_until > utcnow():
-        log.info("clip %s: held by another worker until %s", clip_id, clip.lease_until)
+        log.info("clip %s: held by %s until %s", clip_id, clip.lease_owner, clip.lease_until)
         db.session.rollback()
         return None
-    clip.lease_until = _lease(lease_seconds)
+    if clip.lease_owner is not None:
+        log.warning("clip %s: taking over from %s, whose lease expired (attempt %s)",
+                    clip_id, clip.lease_owner, clip.attempts + 1)
+        remove_temp_files(clip_folder(clip))
+    clip.lease_owner = _held.owner = new_owner()
+    clip.lease_until = lease_until()
     clip.attempts += 1
     db.session.commit()
     return clip
 
 
+def _still_ours(model: type, row_id: int, owner: str) -> bool:
+    """Whether ``owner`` still holds the row's lease; on PostgreSQL the row stays locked
+    until the caller commits, so no one takes it over between this check and the result."""
+    current = db.session.scalar(select(model.lease_owner).where(model.id == row_id)
+                                .with_for_update())
+    if current != owner:
+        log.warning("%s %s: the lease went to %s while %s worked; its result is dropped",
+                    model.__name__.lower(), row_id, current, owner)
+        db.session.rollback()
+        return False
+    return True
+
+
+def _release(row: Clip | Render) -> None:
+    row.lease_until = None
+    row.lease_owner = None
+
+
 @contextmanager
 def _release_on_error(model: type, row_id: int) -> Iterator[None]:
     """If a step breaks unexpectedly (database hiccup, bug), give the row's lease
-    back so the retry or the reconciler can take it at once, then re-raise."""
+    back (when it is still ours) so the retry or the reconciler can take it at once,
+    then re-raise."""
+    _held.owner = None
     try:
         yield
     except BaseException:
         db.session.rollback()
         try:
             row = db.session.get(model, row_id)
-            if row is not None:
-                row.lease_until = None
+            if row is not None and _held.owner is not None and row.lease_owner == _held.owner:
+                _release(row)
                 db.session.commit()
         except Exception:  # noqa: BLE001 - the lease then expires by itself
             db.session.rollback()
             log.exception("%s %s: could not release the lease", model.__name__, row_id)
         raise
+    finally:
+        _held.owner = None
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether an error is the media disk being full (or over quota): our side, not the
+    participant's file."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, FFmpegError):
+        text = f"{exc} {exc.stderr_tail}"
+        return "No space left on device" in text or "Disk quota exceeded" in text
+    return False
 
 
 # --- intake ----------------------------------------------------------------------
@@ -97,14 +144,21 @@ def clip_format(campaign: Campaign) -> TileFormat:
 
 
 def _intake(clip_id: int) -> None:
+    clip = _claim_clip(clip_id, statuses=states.CLIP_INTAKE_PENDING)
+    if clip is None:
+        return
+    owner = clip.lease_owner
+    with Heartbeat(Clip, clip_id, owner):
+        _intake_claimed(clip, owner)
+
+
+def _intake_claimed(clip: Clip, owner: str) -> None:
     from workers.media.checks import intake_checks
     from workers.media.normalize import make_thumbnail, normalize_clip
     from workers.media.probe import ProbeRejected, probe
 
     timeout = float(current_app.config["INTAKE_TIMEOUT"])
-    clip = _claim_clip(clip_id, statuses=states.CLIP_INTAKE_PENDING, lease_seconds=timeout + 120)
-    if clip is None:
-        return
+    clip_id = clip.id
     store = storage()
     campaign = clip.campaign
     started = time.monotonic()
@@ -113,9 +167,10 @@ def _intake(clip_id: int) -> None:
             info = probe(str(store.path(clip.original_key)))
         except ProbeRejected as exc:
             log.info("clip %s: rejected: %s", clip.id, exc.reason)
-            clip.lease_until = None
-            states.move_clip(clip, "rejected", exc.reason)
-            db.session.commit()
+            if _still_ours(Clip, clip_id, owner):
+                _release(clip)
+                states.move_clip(clip, "rejected", exc.reason)
+                db.session.commit()
             return
         clip.media = info.to_dict()
         longest = campaign.max_clip_seconds
@@ -145,15 +200,22 @@ def _intake(clip_id: int) -> None:
         checks = intake_checks(info, canvas=(campaign.canvas_width, campaign.canvas_height),
                                guide_duration=campaign.guide_duration if campaign.guide_key
                                else None, sound=done.sound, timeout=timeout)
-    except FFmpegError as exc:
+    except (FFmpegError, OSError) as exc:
+        if disk_full(exc):
+            _retry_later(clip_id, owner, exc)
+            return
+        if isinstance(exc, OSError):
+            raise
         _fail_clip(clip, "We could not convert this video. Please export it as an MP4 (H.264) "
-                         f"and upload it again. (Details: {exc})", exc)
+                         f"and upload it again. (Details: {exc})", exc, owner)
+        return
+    if not _still_ours(Clip, clip_id, owner):
         return
     clip.normalized_key = normalized_key
     clip.thumbnail_key = thumb_key
     clip.contact_sheet_key = sheet_key if sheet_path.is_file() else None
     clip.checks = [c.to_dict() for c in checks]
-    clip.lease_until = None
+    _release(clip)
     clip.sync_state = "pending" if campaign.guide_key else None
     states.move_clip(clip, "normalized")
     db.session.commit()
@@ -162,14 +224,33 @@ def _intake(clip_id: int) -> None:
         enqueue("tutti.align_clip", clip.id)
 
 
-def _fail_clip(clip: Clip, reason: str, exc: Exception) -> None:
+def _retry_later(clip_id: int, owner: str, exc: BaseException) -> None:
+    """The media disk is full: the clip is not the participant's fault and is not lost.
+    It stays pending, free again after ``RESEND_SECONDS``, when the reconciler retries it
+    (an operator who frees space can run ``tutti reconcile`` to retry at once)."""
+    from datetime import timedelta
+
+    log.error("clip %s: the media disk is full; intake will be retried: %s", clip_id, exc)
+    db.session.rollback()
+    remove_temp_files(clip_folder(db.session.get(Clip, clip_id)))
+    if _still_ours(Clip, clip_id, owner):
+        clip = db.session.get(Clip, clip_id)
+        clip.lease_owner = None
+        clip.lease_until = utcnow() + timedelta(
+            seconds=int(current_app.config["RESEND_SECONDS"]))
+        db.session.commit()
+
+
+def _fail_clip(clip: Clip, reason: str, exc: Exception, owner: str) -> None:
     log.warning("clip %s: intake failed (attempt %s): %s", clip.id, clip.attempts, exc)
     clip_id = clip.id
     db.session.rollback()
+    if not _still_ours(Clip, clip_id, owner):
+        return
     clip = db.session.get(Clip, clip_id)
     if clip is None:
         return
-    clip.lease_until = None
+    _release(clip)
     states.move_clip(clip, "failed", reason)
     db.session.commit()
 
@@ -187,31 +268,37 @@ def _align(clip_id: int) -> None:
     from workers.media.checks import merge as merge_checks
     from workers.media.checks import sync_checks
 
-    clip = _claim_clip(clip_id, sync_pending=True, lease_seconds=900)
+    clip = _claim_clip(clip_id, sync_pending=True)
     if clip is None:
         return
+    owner = clip.lease_owner
     store = storage()
     campaign = clip.campaign
     if not campaign.guide_key or not clip.normalized_key:
         clip.sync_state = None
-        clip.lease_until = None
+        _release(clip)
         db.session.commit()
         return
     guide = str(store.path(campaign.guide_key))
     media = str(store.path(clip.normalized_key))
     try:
-        result = align_files(guide, media)
+        with Heartbeat(Clip, clip_id, owner):
+            result = align_files(guide, media)
     except AlignError as exc:
+        if not _still_ours(Clip, clip_id, owner):
+            return
         clip.sync_state = "failed"
         clip.sync_method = "none"
         clip.offset_seconds = clip.offset_seconds or 0.0
         clip.sync_confidence = 0.0
         clip.sync_candidates = None
-        clip.lease_until = None
+        _release(clip)
         if clip.status in ("normalized", "synced", "needs_sync"):
             states.move_clip(clip, "needs_sync", f"{exc.reason}. An organizer will set the "
                              "offset by hand.")
         db.session.commit()
+        return
+    if not _still_ours(Clip, clip_id, owner):
         return
     clip.offset_seconds = float(result.offset_seconds)
     clip.sync_confidence = float(result.confidence)
@@ -221,7 +308,7 @@ def _align(clip_id: int) -> None:
                                replace=["song_not_heard"])
     clip.drift_ppm = float(result.drift_ppm)
     clip.sync_state = "done"
-    clip.lease_until = None
+    _release(clip)
     try:
         from workers.media.syncplot import render_sync_plot
 
@@ -286,23 +373,38 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
     return spec
 
 
-def _claim_render(render_id: int, lease_seconds: float) -> Render | None:
-    render = db.session.get(Render, render_id, with_for_update=True)
-    if render is None:
+class LeaseLost(Exception):
+    """Another worker took the row over (this one was presumed dead): stop, record nothing."""
+
+
+def _claim_render(render_id: int, *, planned: bool | None = None) -> Render | None:
+    """Take a queued or running render with a short lease (as :func:`_claim_clip`), or
+    None. ``planned``: only a render that has (True) or has not (False) a distributed
+    plan. A dead holder's temporary files in the render's folder go first (its parts'
+    folder is left to the parts' own leases)."""
+    job = db.session.get(Render, render_id, with_for_update=True)
+    if job is None:
         log.info("render %s: gone, nothing to do", render_id)
         return None
-    if render.status not in states.RENDER_PENDING:
+    if job.status not in states.RENDER_PENDING or (
+            planned is not None and bool(job.plan) != planned):
         db.session.rollback()
         return None
-    if render.lease_until is not None and render.lease_until > utcnow():
+    if job.lease_until is not None and job.lease_until > utcnow():
+        log.info("render %s: held by %s until %s", render_id, job.lease_owner, job.lease_until)
         db.session.rollback()
         return None
-    render.lease_until = _lease(lease_seconds)
-    render.attempts += 1
-    if render.status == "queued":
-        states.move_render(render, "running")
+    if job.lease_owner is not None:
+        log.warning("render %s: taking over from %s, whose lease expired", render_id,
+                    job.lease_owner)
+        remove_temp_files(render_folder(job), recursive=False)
+    job.lease_owner = _held.owner = new_owner()
+    job.lease_until = lease_until()
+    job.attempts += 1
+    if job.status == "queued":
+        states.move_render(job, "running")
     db.session.commit()
-    return render
+    return job
 
 
 def render(render_id: int) -> None:
@@ -315,10 +417,13 @@ def _render(render_id: int) -> None:
     from workers.media.spec import SpecError, parse_spec
 
     timeout = float(current_app.config["RENDER_TIMEOUT"])
-    job = _claim_render(render_id, lease_seconds=timeout + 300)
+    job = _claim_render(render_id)
     if job is None:
         return
+    owner = job.lease_owner
     if job.plan:  # a distributed render picked up again (reconciler): send what is missing
+        _release(job)  # first: the join it may send takes this lease
+        db.session.commit()
         _dispatch_parts(job)
         return
     campaign = job.campaign
@@ -337,6 +442,9 @@ def _render(render_id: int) -> None:
     try:
         spec = parse_spec(data)
         if current_app.config["DISTRIBUTED_RENDER"] and _plan_distributed(job, spec):
+            _release(job)
+            db.session.commit()
+            _dispatch_parts(job)
             return
     except SpecError as exc:
         _fail_render(job, f"The render settings are invalid: {exc}")
@@ -344,7 +452,8 @@ def _render(render_id: int) -> None:
     except FFmpegError as exc:
         _fail_render(job, f"A clip could not be read for the render: {exc}")
         return
-    _render_here(job, spec, timeout)
+    with Heartbeat(Render, job.id, owner) as beat:
+        _render_here(job, spec, timeout, owner, beat)
 
 
 def _audio_mode(choice: str, has_guide: bool) -> str:
@@ -374,25 +483,37 @@ def _part_key(job: Render, part: int) -> str:
 
 
 def _fail_render(job: Render, reason: str) -> None:
+    """Record a failed render with its reason and remove its files (the render's own
+    folder: nothing of it was published, the published mash-up is another render's)."""
     db.session.rollback()
     db.session.refresh(job)
     if job.status in states.RENDER_PENDING:
         states.move_render(job, "failed", reason)
         db.session.commit()
-    storage().delete_prefix(f"{_keys(job)[0]}/parts")
+    storage().delete_prefix(_keys(job)[0])
 
 
 def _cancelled(job: Render) -> None:
     db.session.rollback()
     db.session.refresh(job)
     if job.status in states.RENDER_PENDING:
-        states.move_render(job, "cancelled", "cancelled by an organizer")
+        states.move_render(job, "cancelled", job.reason if job.cancel_requested and job.reason
+                           else "cancelled by an organizer")
         db.session.commit()
-    storage().delete_prefix(f"{_keys(job)[0]}/parts")
+    storage().delete_prefix(_keys(job)[0])
 
 
-def _render_here(job: Render, spec, timeout: float) -> None:
-    """The whole render in this worker (the embedded default, and small renders)."""
+def _failure_reason(exc: BaseException, what: str = "while rendering") -> str:
+    if disk_full(exc):
+        return ("The media disk is full, so the render could not be written: free some space "
+                "(or give the media volume more), then render again. The published mash-up "
+                f"is unchanged. (Details: {exc})")
+    return f"ffmpeg failed {what}: {exc}. The published mash-up is unchanged."
+
+
+def _render_here(job: Render, spec, timeout: float, owner: str, beat: Heartbeat) -> None:
+    """The whole render in this worker (the embedded default, and small renders), under
+    the render's lease (``owner``, renewed by ``beat``)."""
 
     from workers.media.render import render as render_spec
     from workers.media.spec import SpecError
@@ -406,6 +527,8 @@ def _render_here(job: Render, spec, timeout: float) -> None:
 
     def on_progress(fraction: float) -> None:
         # called from the engine's segment threads: its own app context and session
+        if beat.lost.is_set():
+            raise LeaseLost()
         with lock:
             now = time.monotonic()
             if now - last[0] < 1.0 and fraction < 1.0:
@@ -426,6 +549,10 @@ def _render_here(job: Render, spec, timeout: float) -> None:
         result = render_spec(spec, str(store.path_for_writing(out_key)),
                              poster_path=str(store.path_for_writing(poster_key)),
                              progress=on_progress, timeout=timeout, proxy_dir=_proxy_dir(job))
+    except LeaseLost:
+        db.session.rollback()
+        log.warning("render %s: taken over by another worker; this one stops", render_id)
+        return
     except RenderCancelled:
         db.session.rollback()
         if db.session.scalar(select(Render.id).where(Render.id == render_id)) is None:
@@ -438,16 +565,17 @@ def _render_here(job: Render, spec, timeout: float) -> None:
         _fail_render(job, f"A clip could not be used for the render: {exc}. The published "
                           "mash-up is unchanged.")
         return
-    except FFmpegError as exc:
+    except (FFmpegError, OSError) as exc:
+        if isinstance(exc, OSError) and not disk_full(exc):
+            raise
         db.session.rollback()
         db.session.refresh(job)
         if job.cancel_requested:  # a sibling segment saw the cancel first
             _cancelled(job)
             return
-        _fail_render(job, f"ffmpeg failed while rendering: {exc}. The published mash-up is "
-                          "unchanged.")
+        _fail_render(job, _failure_reason(exc))
         return
-    _finish_render(job, result, out_key, poster_key)
+    _finish_render(job, result, out_key, poster_key, owner)
 
 
 def appearances(spec, total: float) -> dict[str, float]:
@@ -471,14 +599,23 @@ def appearances(spec, total: float) -> dict[str, float]:
     return found
 
 
-def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
+def _finish_render(job: Render, result, out_key: str, poster_key: str, owner: str) -> None:
+    """Record a finished render (the file is whole: the engine wrote it under a temp name
+    and renamed it). It is published when it asked to be and no newer request's render is
+    published already: of renders requested one after the other, the newest request is
+    what viewers see, whichever finishes last."""
     from workers.media.spec import parse_spec
 
-    campaign = job.campaign
-    # lock the render's row until the commit below: a withdrawal (which locks the
-    # campaign's renders) either comes first and is seen here, or waits and then
-    # finds this render done (and published) and takes it down
-    db.session.execute(select(Render.id).where(Render.id == job.id).with_for_update())
+    render_id = job.id
+    # _still_ours locks the render's row until the commit below: a withdrawal (which
+    # locks the campaign's renders) either comes first and is seen here, or waits and
+    # then finds this render done (and published) and takes it down
+    if not _still_ours(Render, render_id, owner):
+        return
+    job = db.session.get(Render, render_id)
+    if job.status not in states.RENDER_PENDING:
+        db.session.rollback()
+        return
     # the campaign's withdrawn clips (few), not an IN list of the render's clips
     # (tens of thousands in a large campaign: more than PostgreSQL takes as parameters)
     withdrawn = sorted(set(db.session.scalars(select(Clip.id).where(
@@ -503,34 +640,45 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
     job.progress = 1.0
     states.move_render(job, "done")
     if job.publish:
-        campaign.published_render_id = job.id
-        campaign.rerender_reason = None
+        # the campaign row is locked (PostgreSQL) so two renders finishing together
+        # compare against each other's choice, not a stale one
+        campaign = db.session.get(Campaign, job.campaign_id, with_for_update=True,
+                                  populate_existing=True)
+        current = campaign.published_render_id
+        if current is None or current < job.id:
+            campaign.published_render_id = job.id
+            campaign.rerender_reason = None
+        else:
+            log.info("render %s: render %s, requested later, is published; this one stays "
+                     "in the history", job.id, current)
     db.session.commit()
     log.info("render %s: done, %s (%.1f s)", job.id, out_key, result.duration)
     cache = _proxy_dir(job)
     if cache is not None:
-        from workers.media.proxies import prune
+        from workers.media.proxies import prune, sweep_dead_temps
 
         # replaced takes and clips no longer approved leave proxies nothing will draw
         prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips])
+        sweep_dead_temps(cache)  # builds a dead worker left half-done
 
 
 # --- distributed rendering: segments on any workers, audio once, join -------------
 
 def _plan_distributed(job: Render, spec) -> bool:
-    """Plan segments; when there are several, send each (and the audio) to the
-    render queue and return True. The database holds the plan, so any worker can
-    take any part, and a lost message is re-sent by the reconciler."""
+    """Plan segments; when there are several, record them (and the audio) as parts with
+    their own leases and return True (the caller sends them to the render queue). The
+    database holds the plan, so any worker can take any part, and a lost message is
+    re-sent by the reconciler."""
     from workers.media.plan import plan_render
 
     plan = plan_render(spec, segment_seconds=float(current_app.config["RENDER_SEGMENT_SECONDS"]))
     if len(plan.segments) < 2:
         return False
     job.plan = plan.to_dict()
+    job.part_leases = [RenderPart(part=p) for p in _parts(job)]
     db.session.commit()
     log.info("render %s: %d segments of about %s s, on any workers", job.id, len(plan.segments),
              current_app.config["RENDER_SEGMENT_SECONDS"])
-    _dispatch_parts(job)
     return True
 
 
@@ -548,72 +696,158 @@ def _parts(job: Render) -> list[int]:
 
 
 def _dispatch_parts(job: Render) -> None:
+    """Send the parts that are neither finished nor held by a live worker (or the join,
+    when every part is there)."""
     store = storage()
     missing = [p for p in _parts(job) if not store.exists(_part_key(job, p))]
     if not missing:
         enqueue("tutti.join_render", job.id)
         return
+    now = utcnow()
+    held = {row.part for row in job.part_leases
+            if row.lease_until is not None and row.lease_until > now}
     for part in missing:
-        enqueue("tutti.render_part", job.id, part)
+        if part not in held:
+            enqueue("tutti.render_part", job.id, part)
+
+
+def _claim_part(job: Render, part: int) -> tuple[RenderPart, str] | None:
+    """Take one part of a distributed render with a short lease, or None when a live
+    worker holds it. A part whose holder died has its temporary files removed first."""
+    from sqlalchemy.exc import IntegrityError
+
+    row = db.session.scalar(select(RenderPart).filter_by(render_id=job.id, part=part))
+    if row is None:  # planned before parts had leases
+        try:
+            db.session.add(RenderPart(render_id=job.id, part=part))
+            db.session.commit()
+        except IntegrityError:
+            db.session.rollback()
+        row = db.session.scalar(select(RenderPart).filter_by(render_id=job.id, part=part))
+    now = utcnow()
+    previous = row.lease_owner
+    owner = new_owner()
+    taken = db.session.execute(
+        update(RenderPart).where(RenderPart.id == row.id,
+                                 or_(RenderPart.lease_until.is_(None),
+                                     RenderPart.lease_until < now))
+        .values(lease_owner=owner, lease_until=lease_until(),
+                attempts=RenderPart.attempts + 1)
+        .execution_options(synchronize_session=False))
+    if taken.rowcount != 1:
+        db.session.rollback()
+        log.info("render %s: part %s is held by a live worker", job.id, part)
+        return None
+    db.session.commit()
+    if previous is not None:
+        log.warning("render %s: part %s taken over from %s, whose lease expired", job.id,
+                    part, previous)
+        path = storage().path(_part_key(job, part))
+        stem = path.stem
+        for entry in path.parent.glob(f".{stem}.*") if path.parent.is_dir() else []:
+            _remove_temp_named(entry)
+    return db.session.get(RenderPart, row.id), owner
+
+
+def _remove_temp_named(entry) -> None:
+    from workers.leases import TEMP_NAME
+
+    if TEMP_NAME.match(entry.name):
+        entry.unlink(missing_ok=True)
+
+
+def _release_part(part_id: int, owner: str) -> None:
+    db.session.execute(update(RenderPart).where(RenderPart.id == part_id,
+                                                RenderPart.lease_owner == owner)
+                       .values(lease_owner=None, lease_until=None)
+                       .execution_options(synchronize_session=False))
+    db.session.commit()
 
 
 def render_part(render_id: int, part: int) -> None:
     """One segment (``part`` >= 0) or the audio (``part`` == -1) of a distributed render."""
-    from workers.media.plan import RenderPlan
-    from workers.media.proxies import ensure_proxies, proxy_scales
-    from workers.media.render import render_audio, render_segment
-    from workers.media.spec import SpecError, parse_spec
-
     job = db.session.get(Render, render_id)
     if job is None or job.status != "running" or not job.plan:
         return
     if job.cancel_requested:
         _cancelled(job)
         return
+    if storage().exists(_part_key(job, part)):
+        _after_part(render_id)
+        return
+    claimed = _claim_part(job, part)
+    if claimed is None:
+        return
+    row, owner = claimed
+    try:
+        with Heartbeat(RenderPart, row.id, owner) as beat:
+            drawn = _draw_part(job, part, beat)
+    except BaseException:
+        db.session.rollback()
+        _release_part(row.id, owner)
+        raise
+    if drawn:
+        _after_part(render_id)
+    _release_part(row.id, owner)
+
+
+def _draw_part(job: Render, part: int, beat: Heartbeat) -> bool:
+    """Draw one part into its fixed key; False when the render ended (cancelled, failed,
+    or the part was taken over)."""
+    from workers.media.plan import RenderPlan
+    from workers.media.proxies import ensure_proxies, proxy_scales
+    from workers.media.render import render_audio, render_segment
+    from workers.media.spec import SpecError, parse_spec
+
     store = storage()
     key = _part_key(job, part)
-    if not store.exists(key):
-        spec = parse_spec(job.spec)
-        plan = RenderPlan.from_dict(job.plan)
-        timeout = float(current_app.config["RENDER_TIMEOUT"])
-        last = [time.monotonic()]
+    spec = parse_spec(job.spec)
+    plan = RenderPlan.from_dict(job.plan)
+    timeout = float(current_app.config["RENDER_TIMEOUT"])
+    last = [time.monotonic()]
 
-        def check_cancel(_fraction: float) -> None:
-            if time.monotonic() - last[0] < 2.0:
-                return
-            last[0] = time.monotonic()
-            db.session.expire(job)
-            if job.cancel_requested or job.status != "running":
-                raise RenderCancelled()
+    def check_cancel(_fraction: float) -> None:
+        if beat.lost.is_set():
+            raise LeaseLost()
+        if time.monotonic() - last[0] < 2.0:
+            return
+        last[0] = time.monotonic()
+        db.session.expire(job)
+        if job.cancel_requested or job.status != "running":
+            raise RenderCancelled()
 
-        path = str(store.path_for_writing(key))
-        try:
-            if part < 0:
-                render_audio(spec, plan, path, timeout=timeout, progress=check_cancel)
-            else:
-                proxies = {}
-                cache = _proxy_dir(job)
-                if cache is not None:
-                    # what this segment draws; other segments' workers build the rest,
-                    # starting elsewhere in the list (a proxy is built once, under a lock)
-                    scales = proxy_scales(plan)
-                    shown = {t.clip for t in plan.segments[part].tiles}
-                    proxies = ensure_proxies({i: spec.clips[i].path for i in scales}, scales,
-                                             cache, clips=shown, keyint=plan.fps,
-                                             timeout=timeout, progress=check_cancel,
-                                             start=part * max(1, len(scales)) // len(
-                                                 plan.segments))
-                render_segment(spec, plan, part, path, timeout=timeout, progress=check_cancel,
-                               proxies=proxies)
-        except RenderCancelled:
-            _cancelled(job)
-            return
-        except (FFmpegError, SpecError) as exc:
-            what = "the sound" if part < 0 else f"segment {part + 1}"
-            _fail_render(job, f"ffmpeg failed while rendering {what}: {exc}. The published "
-                              "mash-up is unchanged.")
-            return
-    _after_part(render_id)
+    path = str(store.path_for_writing(key))
+    try:
+        if part < 0:
+            render_audio(spec, plan, path, timeout=timeout, progress=check_cancel)
+        else:
+            proxies = {}
+            cache = _proxy_dir(job)
+            if cache is not None:
+                # what this segment draws; other segments' workers build the rest,
+                # starting elsewhere in the list (a proxy is built once, under a lock)
+                scales = proxy_scales(plan)
+                shown = {t.clip for t in plan.segments[part].tiles}
+                proxies = ensure_proxies({i: spec.clips[i].path for i in scales}, scales,
+                                         cache, clips=shown, keyint=plan.fps,
+                                         timeout=timeout, progress=check_cancel,
+                                         start=part * max(1, len(scales)) // len(
+                                             plan.segments))
+            render_segment(spec, plan, part, path, timeout=timeout, progress=check_cancel,
+                           proxies=proxies)
+    except LeaseLost:
+        log.warning("render %s: part %s taken over by another worker", job.id, part)
+        return False
+    except RenderCancelled:
+        _cancelled(job)
+        return False
+    except (FFmpegError, SpecError, OSError) as exc:
+        if isinstance(exc, OSError) and not disk_full(exc):
+            raise
+        what = "the sound" if part < 0 else f"segment {part + 1}"
+        _fail_render(job, _failure_reason(exc, f"while rendering {what}"))
+        return False
+    return True
 
 
 def _after_part(render_id: int) -> None:
@@ -641,32 +875,32 @@ def _join_render(render_id: int) -> None:
     from workers.media.plan import RenderPlan
     from workers.media.render import join_segments
 
-    job = db.session.get(Render, render_id, with_for_update=True)
-    if job is None or job.status != "running" or not job.plan:
-        db.session.rollback()
+    job = _claim_render(render_id, planned=True)
+    if job is None:
         return
-    now = utcnow()
-    if job.join_started_at is not None and job.join_started_at > now - timedelta(minutes=15):
-        db.session.rollback()  # another worker is joining
-        return
+    owner = job.lease_owner
     store = storage()
     parts = _parts(job)
-    if not all(store.exists(_part_key(job, p)) for p in parts):
-        db.session.rollback()
+    if job.status != "running" or not all(store.exists(_part_key(job, p)) for p in parts):
+        _release(job)
+        db.session.commit()
         return
-    job.join_started_at = now
-    db.session.commit()
     _folder, out_key, poster_key = _keys(job)
     plan = RenderPlan.from_dict(job.plan)
     try:
-        result = join_segments(
-            plan, [str(store.path(_part_key(job, p))) for p in parts if p >= 0],
-            str(store.path(_part_key(job, -1))), str(store.path_for_writing(out_key)),
-            poster_path=str(store.path_for_writing(poster_key)),
-            timeout=float(current_app.config["RENDER_TIMEOUT"]))
-    except FFmpegError as exc:
-        _fail_render(job, f"ffmpeg failed while joining the segments: {exc}. The published "
-                          "mash-up is unchanged.")
+        with Heartbeat(Render, job.id, owner):
+            result = join_segments(
+                plan, [str(store.path(_part_key(job, p))) for p in parts if p >= 0],
+                str(store.path(_part_key(job, -1))), str(store.path_for_writing(out_key)),
+                poster_path=str(store.path_for_writing(poster_key)),
+                timeout=float(current_app.config["RENDER_TIMEOUT"]))
+    except (FFmpegError, OSError) as exc:
+        if isinstance(exc, OSError) and not disk_full(exc):
+            raise
+        _fail_render(job, _failure_reason(exc, "while joining the segments"))
         return
-    _finish_render(job, result, out_key, poster_key)
-    store.delete_prefix(f"{_keys(job)[0]}/parts")
+    _finish_render(job, result, out_key, poster_key, owner)
+    db.session.expire_all()
+    done = db.session.get(Render, render_id)
+    if done is not None and done.status == "done":
+        store.delete_prefix(f"{_keys(done)[0]}/parts")

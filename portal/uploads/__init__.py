@@ -70,7 +70,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from .. import services
+from .. import DISK_FULL_MESSAGE, is_disk_full, services
 from ..links import external_url, path_or_base_url
 from ..throttle import upload_accepted, upload_limits
 
@@ -387,7 +387,7 @@ def patch(upload_id: str):
         if meta.get("clip"):
             return _done(204, meta)
         return _error(410, gone)
-    with os.fdopen(fd, "ab") as out:
+    with os.fdopen(fd, "ab", buffering=0) as out:  # unbuffered: nothing written on close
         fcntl.flock(out, fcntl.LOCK_EX)  # one writer per upload, across processes
         try:
             meta = _read_meta(meta_path)  # as the previous writer left it
@@ -411,36 +411,44 @@ def patch(upload_id: str):
         interrupted = False
         try:
             while True:
-                chunk = stream.read(CHUNK)
+                try:
+                    chunk = stream.read(CHUNK)
+                except OSError:  # the client went away: keep what arrived, it resumes
+                    interrupted = True
+                    log.info("upload %s interrupted at %d bytes", upload_id, offset)
+                    break
                 if not chunk:
                     break
                 if offset + len(chunk) > length:
                     out.truncate(start)
                     return too_long
-                out.write(chunk)
+                view = memoryview(chunk)
+                while view:  # an unbuffered write may take part of it
+                    view = view[out.write(view):]
                 offset += len(chunk)
                 if digest is not None:
                     digest.update(chunk)
                 if not meta_path.exists():  # deleted while we were receiving
                     _drain(stream)
                     return _error(410, gone)
-        except OSError:  # the client went away: keep what arrived, it resumes from there
-            interrupted = True
-            log.info("upload %s interrupted at %d bytes", upload_id, offset)
+            out.flush()
+            if offset == length:
+                # durable before it becomes a clip; a chunk in between needs no fsync: after
+                # a crash the .part is as long as what reached the disk, HEAD says so, and
+                # the client resumes from there (the fingerprint check covers the ends).
+                # Inside the try: a full disk may first show at fsync
+                os.fsync(out.fileno())
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            return _disk_full(out, start, stream, upload_id)
         if checksum and (interrupted or digest.digest() != checksum[1]):
             out.truncate(start)  # a chunk we cannot verify is not kept
-            out.flush()
             if interrupted:
                 return _empty(204, Upload_Offset=str(start))
             return _error(460, "The chunk's checksum does not match what arrived; nothing of "
                                f"it was kept. Send it again from byte {start}.",
                           Upload_Offset=str(start))
-        out.flush()
-        if offset == length:
-            # durable before it becomes a clip; a chunk in between needs no fsync: after a
-            # crash the .part is as long as what reached the disk, HEAD says so, and the
-            # client resumes from there (the fingerprint check covers the ends)
-            os.fsync(out.fileno())
         mismatch = _fingerprint_mismatch(part, meta, start, offset)
         if mismatch:
             with _state_lock(meta_path):
@@ -495,6 +503,18 @@ def _fingerprint_mismatch(part: Path, meta: dict, before: int, now: int) -> str 
         if _sha256_of(part, length - span, span) != info["tail_sha256"]:
             return "tail"
     return None
+
+
+def _disk_full(out, start: int, stream, upload_id: str) -> Response:
+    """The media disk filled up during a chunk: nothing of the chunk is kept (the file is
+    cut back to where it started), the client is told 507 and may resume from there
+    later."""
+    log.error("upload %s: the media disk is full; the chunk from byte %d was not kept",
+              upload_id, start)
+    os.ftruncate(out.fileno(), start)
+    _drain(stream)
+    return _error(507, DISK_FULL_MESSAGE + f" Resume from byte {start} later.",
+                  Upload_Offset=str(start))
 
 
 def _finish(part: Path, meta: dict):

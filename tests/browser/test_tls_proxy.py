@@ -146,8 +146,13 @@ def test_upload_through_a_tls_proxy(server, browser, certificate, tmp_path, medi
     if server == "gunicorn":
         assert command[0] == "gunicorn" and command[-1] == "portal:create_app()"
         argv = [str(BIN / "gunicorn"), *command[1:]]
-        argv[argv.index("--bind") + 1] = f"127.0.0.1:{port}"
-        argv[argv.index("--workers") + 1] = "2"
+        # the compose command reads its settings from portal/gunicorn_conf.py (which
+        # takes GUNICORN_BIND / GUNICORN_WORKERS); options given on the command line
+        # would win over both, so replace them when present
+        env.update(GUNICORN_BIND=f"127.0.0.1:{port}", GUNICORN_WORKERS="2")
+        for flag, value in (("--bind", f"127.0.0.1:{port}"), ("--workers", "2")):
+            if flag in argv:
+                argv[argv.index(flag) + 1] = value
     else:
         argv = [str(BIN / "tutti"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     log = tmp_path / "server.log"

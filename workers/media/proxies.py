@@ -126,11 +126,45 @@ def ensure_proxy(clip_path: str, cache_dir: str, scale: float, *, keyint: int = 
         fcntl.flock(lock, fcntl.LOCK_EX)
         if _touch(path):  # built while this one waited
             return path, False
+        remove_dead_temps(path)
         started = time.monotonic()
         render_proxy(clip_path, path, scale, keyint=keyint, timeout=timeout)
         log.info("proxy of %s at 1/%d: %.2f s", clip_path, round(1 / scale),
                  time.monotonic() - started)
         return path, True
+
+
+def remove_dead_temps(path: str) -> int:
+    """Remove the temp files of ``path``'s proxy left by a writer that died mid-build.
+    Call it holding the proxy's lock: no live writer is building it then. Returns how
+    many went."""
+    head, tail = os.path.split(path)
+    stem = os.path.splitext(tail)[0]
+    removed = 0
+    for name in os.listdir(head):
+        if name.startswith(f".{stem}.") and ".tmp" in name:
+            remove_quietly(os.path.join(head, name))
+            removed += 1
+    if removed:
+        log.info("proxy %s: removed %d temp file(s) of a build that died", tail, removed)
+    return removed
+
+
+def sweep_dead_temps(cache_dir: str) -> int:
+    """Remove the temp files of proxy builds that died, in a whole cache folder: a build
+    holds its proxy's lock, so a temp whose lock is free belongs to no one."""
+    removed = 0
+    if not os.path.isdir(cache_dir):
+        return 0
+    for name in os.listdir(cache_dir):
+        if name.endswith(".lock"):
+            with open(os.path.join(cache_dir, name), "a") as lock:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # being built now
+                removed += remove_dead_temps(os.path.join(cache_dir, name[:-len(".lock")]))
+    return removed
 
 
 def _touch(path: str) -> bool:

@@ -1,0 +1,3 @@
+from bench.mission.run import main
+
+raise SystemExit(main())

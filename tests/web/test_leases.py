@@ -1,0 +1,244 @@
+"""Leases, takeover and the reconciler without a broker (the pipeline steps run directly),
+render requests that arrive together, and a full disk answered with 507. The same faults
+with real processes are in tests/integration/test_faults.py."""
+
+from __future__ import annotations
+
+import errno
+import time
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from portal import services
+from portal.extensions import db
+from portal.models import Clip, Render, RenderPart, utcnow
+from workers import leases, pipeline
+
+
+def _submit(app, slug, path, name="Ana"):
+    with app.app_context(), open(path, "rb") as handle:
+        return services.submit_clip(services.get_campaign(slug), handle, path.name, name=name,
+                                    part="Alto", location="", consent=True).id
+
+
+def _approved(app, slug, media_files, *names):
+    ids = [_submit(app, slug, media_files[n], name=n) for n in names]
+    with app.app_context():
+        for clip_id in ids:
+            pipeline.intake(clip_id)
+            services.moderate_clip(db.session.get(Clip, clip_id), "approved")
+    return ids
+
+
+def _dead_worker_held(app, clip_id, temp_name=".normalized.4242.99.tmp.mp4"):
+    """The clip as a worker killed mid-intake leaves it: checked, a lease that expired with
+    an owner, a half-written temp file beside where the result goes."""
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        clip.status = "checked"
+        clip.lease_owner = "dead-worker"
+        clip.lease_until = utcnow() - timedelta(seconds=1)
+        clip.attempts = 1
+        db.session.commit()
+        folder = leases.clip_folder(clip)
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = folder / temp_name
+        temp.write_bytes(b"half a video")
+        return temp
+
+
+def test_a_dead_workers_clip_is_taken_over_and_its_temp_file_removed(app, campaign, media_files):
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    temp = _dead_worker_held(app, clip_id)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "normalized"
+        assert clip.attempts == 2 and clip.lease_owner is None and clip.lease_until is None
+        assert [e.status for e in clip.events].count("normalized") == 1
+    assert not temp.exists()
+    assert not [p for p in temp.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_live_workers_lease_is_respected(app, campaign, media_files):
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        clip.lease_owner, clip.lease_until = "alive", utcnow() + timedelta(seconds=30)
+        db.session.commit()
+        pipeline.intake(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "received" and clip.lease_owner == "alive"
+
+
+def test_the_heartbeat_renews_only_its_own_lease(app, campaign, media_files):
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        clip.lease_owner, clip.lease_until = "me", utcnow() + timedelta(seconds=0.6)
+        db.session.commit()
+        updated = clip.updated_at
+        with leases.Heartbeat(Clip, clip_id, "me", seconds=0.6) as beat:
+            time.sleep(1.5)  # past the first lease: only the beats keep it
+            db.session.expire_all()
+            clip = db.session.get(Clip, clip_id)
+            assert clip.lease_until > utcnow() and not beat.lost.is_set()
+            assert clip.updated_at == updated  # a heartbeat is not progress
+            clip.lease_owner = "someone-else"  # taken over
+            db.session.commit()
+            deadline = time.monotonic() + 5
+            while not beat.lost.is_set() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert beat.lost.is_set()
+
+
+def test_the_reconciler_sends_dead_work_at_once_and_queued_work_late(app, campaign, media_files,
+                                                                     monkeypatch):
+    sent = []
+    monkeypatch.setattr(services, "enqueue", lambda name, *ids: sent.append((name, ids)) or True)
+    queued = _submit(app, campaign, media_files["landscape"], name="queued")
+    dead = _submit(app, campaign, media_files["portrait"], name="dead")
+    _dead_worker_held(app, dead)
+    sent.clear()
+    with app.app_context():
+        services.reconcile()
+        assert sent == [("tutti.intake_clip", (dead,))]  # the queued one's message waits
+        sent.clear()
+        app.config["RESEND_SECONDS"] = 0  # ... until it is old enough to be presumed lost
+        services.reconcile()
+        assert sorted(i for _n, (i,) in sent) == sorted([queued, dead])
+
+
+def test_the_sweep_removes_temp_files_only_where_no_one_works(app, campaign, media_files):
+    held = _submit(app, campaign, media_files["landscape"], name="held")
+    free = _submit(app, campaign, media_files["portrait"], name="free")
+    free_temp = _dead_worker_held(app, free)
+    held_temp = _dead_worker_held(app, held)
+    with app.app_context():
+        clip = db.session.get(Clip, held)
+        clip.lease_until = utcnow() + timedelta(seconds=30)
+        db.session.commit()
+        finished = leases.clip_folder(clip) / "normalized.mp4"
+        finished.write_bytes(b"a finished file")
+        assert leases.sweep_temp_files() == 1
+    assert not free_temp.exists() and held_temp.exists() and finished.exists()
+
+
+def test_a_dead_workers_render_part_is_taken_over(app, campaign, media_files, monkeypatch):
+    app.config["RENDER_SEGMENT_SECONDS"] = 1
+    _approved(app, campaign, media_files, "landscape")
+    sent = []
+    with app.app_context():
+        job = services.request_render(services.get_campaign(campaign))
+        job_id = job.id
+        job = pipeline._claim_render(job_id)
+        from workers.media.spec import parse_spec
+
+        job.spec = pipeline.build_spec(job.campaign, [c for c in job.campaign.clips],
+                                       job.kind, job.options)
+        assert pipeline._plan_distributed(job, parse_spec(job.spec))
+        part = db.session.scalar(select(RenderPart).filter_by(render_id=job_id, part=0))
+        part.lease_owner, part.lease_until = "dead", utcnow() - timedelta(seconds=1)
+        job.lease_owner = job.lease_until = None
+        db.session.commit()
+        seg = app.extensions["tutti.storage"].path_for_writing(pipeline._part_key(job, 0))
+        temp = seg.with_name(f".{seg.stem}.77.88.tmp.mp4")
+        temp.write_bytes(b"half a segment")
+        def record(name, *ids):
+            sent.append((name, ids))
+            return True
+
+        monkeypatch.setattr(services, "enqueue", record)
+        monkeypatch.setattr(pipeline, "enqueue", record)
+        services.reconcile()  # a part's holder died: the render is sent again at once
+        assert ("tutti.render", (job_id,)) in sent
+        pipeline.render(job_id)  # which sends the parts nobody holds
+        assert ("tutti.render_part", (job_id, 0)) in sent
+        pipeline.render_part(job_id, 0)
+        assert seg.is_file() and not temp.exists()
+        part = db.session.scalar(select(RenderPart).filter_by(render_id=job_id, part=0))
+        assert part.attempts == 1 and part.lease_owner is None
+
+
+def test_the_same_render_asked_twice_is_one_render(app, campaign, media_files):
+    _approved(app, campaign, media_files, "landscape")
+    with app.app_context():
+        first = services.request_render(services.get_campaign(campaign))
+        again = services.request_render(services.get_campaign(campaign))
+        assert again.id == first.id
+        other = services.request_render(services.get_campaign(campaign), kind="preview")
+        assert other.id != first.id  # a different render is its own
+        pipeline.render(first.id)
+        db.session.expire_all()
+        assert db.session.get(Render, first.id).status == "done"
+        assert db.session.get(Render, first.id).request_key is None
+        later = services.request_render(services.get_campaign(campaign))
+        assert later.id != first.id  # once finished, asking again renders again
+
+
+def test_the_newest_request_is_published_whichever_finishes_last(app, campaign, media_files):
+    _approved(app, campaign, media_files, "landscape")
+    with app.app_context():
+        older = services.request_render(services.get_campaign(campaign),
+                                        options={"labels": "on"})
+        newer = services.request_render(services.get_campaign(campaign))
+        db.session.expire_all()
+        older = db.session.get(Render, older.id)
+        assert older.status == "cancelled" and "newer request" in older.reason
+        pipeline.render(newer.id)
+        # the older one is asked for again and finishes after the newer one
+        older = db.session.get(Render, older.id)
+        from portal import states
+
+        states.move_render(older, "queued")
+        db.session.commit()
+        pipeline.render(older.id)
+        db.session.expire_all()
+        assert db.session.get(Render, older.id).status == "done"
+        assert services.get_campaign(campaign).published_render_id == newer.id
+
+
+def test_a_full_disk_answers_507_and_keeps_nothing(app, client, campaign, media_files,
+                                                   monkeypatch):
+    from portal.storage import Storage
+
+    def full(self, key, *_args, **_kwargs):
+        with self.writer(key) as tmp:
+            tmp.write_bytes(b"part of it")
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Storage, "put_stream", full)
+    monkeypatch.setattr(Storage, "put_file", full)
+    with open(media_files["landscape"], "rb") as handle:
+        answer = client.post(f"/api/v1/campaigns/{campaign}/clips",
+                             data={"name": "Ana", "part": "Alto", "consent": "yes",
+                                   "file": (handle, "take.mp4")})
+    assert answer.status_code == 507
+    assert "disk space" in answer.get_json()["error"]
+    root = app.extensions["tutti.storage"].root
+    assert not (root / "clips").exists() or not list((root / "clips").iterdir())
+    with app.app_context():
+        assert db.session.scalar(select(Clip.id)) is None
+
+
+@pytest.mark.parametrize("message", ["No space left on device", "Invalid data found"])
+def test_intake_on_a_full_disk_waits_instead_of_blaming_the_file(app, campaign, media_files,
+                                                                 monkeypatch, message):
+    from workers.media import normalize
+    from workers.media.ffmpeg import FFmpegError
+
+    def broken(*_a, **_k):
+        raise FFmpegError("ffmpeg exited 1", stderr_tail=f"out.mp4: {message}")
+
+    monkeypatch.setattr(normalize, "normalize_clip", broken)
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        if message.startswith("No space"):
+            assert clip.status == "checked" and clip.lease_owner is None
+            assert clip.lease_until > utcnow() + timedelta(seconds=60)  # retried later
+        else:
+            assert clip.status == "failed"

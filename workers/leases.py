@@ -1,0 +1,215 @@
+"""Leases with a heartbeat, and the temporary files of writers that died.
+
+A worker that takes a row (a clip, a render, a part of a render) writes a lease on it:
+``lease_owner`` (a fresh id for this claim) and ``lease_until`` (now + ``LEASE_SECONDS``).
+While the work runs, a :class:`Heartbeat` thread renews the lease every third of that
+time, only while the row still names this owner. A worker killed with SIGKILL stops
+renewing, its lease expires within ``LEASE_SECONDS``, and the reconciler hands the row to
+another worker, which first removes the dead writer's temporary files
+(:func:`remove_temp_files`). The reconciler's periodic sweep (:func:`sweep_temp_files`)
+removes those of rows nobody holds.
+
+Temporary files are the media engine's (``workers.media.ffmpeg.temp_path_for``:
+``.<stem>.<pid>.<thread>.tmp<ext>`` beside the final file), the storage's
+(``.<stem>.<random>.tmp<ext>``) and the title cards' work folders (``.tutti-titles-*``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, current_app
+from sqlalchemy import select, update
+
+from portal.extensions import db
+from portal.models import Clip, Render, RenderPart, utcnow
+
+log = logging.getLogger(__name__)
+
+#: names of temporary files and folders left by a writer (never a finished file's name)
+TEMP_NAME = re.compile(r"^\.(?:.+\.tmp(?:\.[A-Za-z0-9.]+)?|tutti-titles-.+|.+\.lnk)$")
+
+
+def new_owner() -> str:
+    """A lease owner id: unique per claim (host and pid help reading logs)."""
+    host = os.uname().nodename[:12]
+    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"[:40]
+
+
+def lease_seconds() -> float:
+    return float(current_app.config["LEASE_SECONDS"])
+
+
+def lease_until(seconds: float | None = None) -> object:
+    """The end of a lease taken or renewed now."""
+    return utcnow() + timedelta(seconds=lease_seconds() if seconds is None else seconds)
+
+
+class Heartbeat:
+    """Renew a lease in a thread while the work runs (``with Heartbeat(...):``).
+
+    ``model`` is Clip, Render or RenderPart; the row is the one with ``row_id`` that
+    ``owner`` holds. Each beat is one UPDATE in its own connection (``updated_at`` is left
+    as it was: a heartbeat is not progress). When the row no longer names ``owner`` (the
+    lease was taken over, or the row is gone), :attr:`lost` is set and the beats stop; the
+    worker checks it before recording its result."""
+
+    def __init__(self, model: type, row_id: int, owner: str,
+                 seconds: float | None = None, app: Flask | None = None) -> None:
+        self.app = app or current_app._get_current_object()
+        self.model = model
+        self.row_id = row_id
+        self.owner = owner
+        self.seconds = float(seconds or self.app.config["LEASE_SECONDS"])
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"lease-{model.__name__}-{row_id}")
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.seconds)
+
+    def beat(self) -> bool:
+        """Renew the lease once; False when it is no longer ours."""
+        model = self.model
+        values = {"lease_until": utcnow() + timedelta(seconds=self.seconds)}
+        if hasattr(model, "updated_at"):
+            values["updated_at"] = model.updated_at  # keep it: a heartbeat is not progress
+        with self.app.app_context():
+            with db.engine.begin() as conn:
+                done = conn.execute(update(model).where(model.id == self.row_id,
+                                                        model.lease_owner == self.owner)
+                                    .values(**values).execution_options(
+                                        synchronize_session=False))
+        return done.rowcount == 1
+
+    def _run(self) -> None:
+        period = max(0.2, self.seconds / 3)
+        while not self._stop.wait(period):
+            try:
+                if not self.beat():
+                    log.warning("%s %s: lease %s lost (taken over); stopping the heartbeat",
+                                self.model.__name__.lower(), self.row_id, self.owner)
+                    self.lost.set()
+                    return
+            except Exception:  # noqa: BLE001 - a missed beat is retried; the lease is 3 beats
+                log.exception("%s %s: heartbeat failed", self.model.__name__.lower(),
+                              self.row_id)
+
+
+def remove_temp_files(folder: Path, recursive: bool = True) -> int:
+    """Delete the temporary files (and title work folders) under ``folder``; finished
+    files stay. Returns how many went. Call it only when no live writer uses the folder
+    (its row's lease expired, or is ours)."""
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for entry in list(folder.iterdir()):
+        if TEMP_NAME.match(entry.name):
+            try:
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        elif recursive and entry.is_dir() and not entry.is_symlink():
+            removed += remove_temp_files(entry, recursive=True)
+    if removed:
+        log.info("removed %d temporary file(s) of a writer that died under %s", removed, folder)
+    return removed
+
+
+def clip_folder(clip: Clip) -> Path:
+    from portal.services import storage
+
+    return storage().path(f"clips/{clip.media_id}")
+
+
+def render_folder(job: Render) -> Path:
+    from portal.services import storage
+
+    return storage().path(f"renders/{job.campaign.slug}/{job.token}")
+
+
+def sweep_temp_files(max_age: float = 3600.0) -> int:
+    """The periodic sweep: remove temporary files under the folders of clips and renders
+    that no worker holds (no lease, or an expired one, on the row and its parts), those
+    of proxy builds whose lock no one holds, and anything temporary untouched for
+    ``max_age`` seconds (spooled uploads of a web process that died). Returns how many
+    went."""
+    from portal.services import storage
+
+    store = storage()
+    now = utcnow()
+    removed = 0
+    busy_clips = set(db.session.scalars(select(Clip.media_id).where(Clip.lease_until > now)))
+    clips_root = store.root / "clips"
+    if clips_root.is_dir():
+        for folder in clips_root.iterdir():
+            if folder.name not in busy_clips and _has_temp(folder):
+                removed += remove_temp_files(folder)
+    busy_renders = set(db.session.scalars(
+        select(Render.token).where(Render.lease_until > now)))
+    busy_renders |= set(db.session.scalars(
+        select(Render.token).join(RenderPart, RenderPart.render_id == Render.id)
+        .where(RenderPart.lease_until > now)))
+    renders_root = store.root / "renders"
+    if renders_root.is_dir():
+        for campaign in renders_root.iterdir():
+            for folder in campaign.iterdir() if campaign.is_dir() else []:
+                if folder.name not in busy_renders and _has_temp(folder):
+                    removed += remove_temp_files(folder)
+    from workers.media.proxies import sweep_dead_temps
+
+    proxies = store.root / "proxies"
+    for folder in proxies.iterdir() if proxies.is_dir() else []:
+        removed += sweep_dead_temps(str(folder))
+    cutoff = time.time() - max_age
+    for root in (proxies, store.tmp_dir):
+        removed += _remove_old(root, cutoff)
+    db.session.rollback()
+    return removed
+
+
+def _has_temp(folder: Path) -> bool:
+    try:
+        return any(TEMP_NAME.match(e.name) or (e.is_dir() and _has_temp(e))
+                   for e in folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def _remove_old(root: Path, cutoff: float) -> int:
+    """Temporary files under ``root`` not modified since ``cutoff`` (the resumable uploads'
+    own folder has its own expiry and is left alone)."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for entry in list(root.iterdir()):
+        if entry.name == "uploads":
+            continue
+        try:
+            if entry.is_dir():
+                removed += _remove_old(entry, cutoff)
+            elif (TEMP_NAME.match(entry.name) or entry.name.startswith("tmp")) \
+                    and entry.stat().st_mtime < cutoff:
+                entry.unlink()
+                removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
