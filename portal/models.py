@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, false
+from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -222,6 +222,19 @@ class Clip(db.Model):
     # {offset_seconds, music, notes, claps, leak}); a person picks one by ear when untrusted
     sync_candidates: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
+    # the sound editor's controls, used by every render (workers.pipeline.build_spec):
+    # a level in dB on top of the loudness match (when on), seen-not-heard (muted),
+    # heard-not-seen (hidden), a place between the speakers, the clean-up switch
+    sound_level_db: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    loudness_match: Mapped[bool] = mapped_column(default=True, server_default=true())
+    muted: Mapped[bool] = mapped_column(default=False, server_default=false())
+    hidden: Mapped[bool] = mapped_column(default=False, server_default=false())
+    pan: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    cleanup: Mapped[bool] = mapped_column(default=True, server_default=true())
+    #: the take's sound as measured (workers.media.sound.TakeSound.to_dict): loudness_lufs,
+    #: hum_hz, hum_db, noise_floor_db; None until measured
+    sound: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -276,6 +289,10 @@ class Render(db.Model):
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the organizer's choices
     appearances: Mapped[dict[str, float] | None] = mapped_column(JSON)  # clip token -> s
     join_started_at: Mapped[datetime | None]
+    # the hand-off export (workers.pipeline.export_render): None, pending, done, failed
+    handoff_state: Mapped[str | None] = mapped_column(String(20))
+    handoff_key: Mapped[str | None] = mapped_column(String(300))
+    handoff_reason: Mapped[str | None] = mapped_column(Text)
     clip_ids: Mapped[list[int] | None] = mapped_column(JSON)
     output_key: Mapped[str | None] = mapped_column(String(300))
     poster_key: Mapped[str | None] = mapped_column(String(300))

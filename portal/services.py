@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import BinaryIO
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from . import states
 from .extensions import db
@@ -541,6 +541,52 @@ def choose_sync_offset(clip: Clip, offset_seconds: float, who: str = "an organiz
     db.session.commit()
 
 
+MAX_LEVEL_DB = 24.0
+
+
+def set_clip_sound(clip: Clip, form: dict) -> None:
+    """The organizer's sound controls for ``clip`` from a form (strings, as posted):
+    ``level_db`` (-60..+24 dB on top of the loudness match), ``pan`` (-1 left .. 1
+    right, or -100..100 as the page's slider sends it with ``pan_percent``),
+    ``loudness_match``, ``muted``, ``hidden``, ``cleanup`` (checkboxes: present and "on"/
+    "yes"/"1"/"true" is on, absent is off). ServiceError (400, naming the field) for a
+    value out of range; nothing is changed then."""
+    def number(name: str, lo: float, hi: float, scale: float = 1.0) -> float:
+        raw = str(form.get(name, "0")).strip() or "0"
+        try:
+            value = float(raw) / scale
+        except ValueError:
+            raise ServiceError(f"{name.replace('_', ' ')} must be a number, e.g. -3.5",
+                               field=name) from None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise ServiceError(f"{name.replace('_', ' ')} must be between {lo * scale:g} and "
+                               f"{hi * scale:g}", field=name)
+        return value
+
+    def flag(name: str) -> bool:
+        return str(form.get(name, "")).lower() in ("1", "yes", "on", "true")
+
+    level = number("level_db", -60.0, MAX_LEVEL_DB)
+    pan = (number("pan_percent", -1.0, 1.0, 100.0) if "pan_percent" in form
+           else number("pan", -1.0, 1.0))
+    hidden = flag("hidden")
+    if hidden and not clip.hidden:
+        others = db.session.scalar(select(func.count(Clip.id)).filter(
+            Clip.campaign_id == clip.campaign_id, Clip.status == "approved",
+            Clip.id != clip.id, Clip.hidden.is_(False)))
+        if clip.status == "approved" and not others:
+            raise ServiceError("This is the only approved clip shown: a render needs at least "
+                               "one clip in the picture. Approve another first.", 409,
+                               field="hidden")
+    clip.sound_level_db = round(level, 2)
+    clip.pan = round(pan, 3)
+    clip.loudness_match = flag("loudness_match")
+    clip.muted = flag("muted")
+    clip.hidden = hidden
+    clip.cleanup = flag("cleanup")
+    db.session.commit()
+
+
 def retry_clip(clip: Clip) -> None:
     if clip.status not in ("failed",):
         raise ServiceError("Only a clip whose processing failed can be retried.", 409)
@@ -563,7 +609,8 @@ RENDER_AUDIO = ("auto", "guide", "mix", "guide+mix")
 
 
 def render_options(form: dict) -> dict:
-    """The organizer's render choices, checked: layout, labels, intro, credits, audio."""
+    """The organizer's render choices, checked: layout, labels, intro, credits, audio,
+    reverb (the mix in one shared room)."""
     layout = (form.get("layout") or "grid").strip()
     if layout not in RENDER_LAYOUTS:
         raise ServiceError(f"Layout is one of {', '.join(RENDER_LAYOUTS)}", field="layout")
@@ -575,7 +622,7 @@ def render_options(form: dict) -> dict:
         return str(form.get(name, "")).lower() in ("1", "yes", "on", "true")
 
     return {"layout": layout, "labels": flag("labels"), "intro": flag("intro"),
-            "credits": flag("credits"), "audio": audio}
+            "credits": flag("credits"), "audio": audio, "reverb": flag("reverb")}
 
 
 def request_render(campaign: Campaign, kind: str = "final", publish: bool | None = None,

@@ -134,6 +134,11 @@ def _intake(clip_id: int) -> None:
                               meter=True)
         if done.thumbnail is None:
             make_thumbnail(str(store.path(normalized_key)), str(store.path(thumb_key)))
+        clip.normalized_key = normalized_key
+        clip.sound = None
+        # the loudness intake measured on the way (EBU R128), the rest from the new file
+        measure_sound(clip, timeout=timeout,
+                      loudness_lufs=done.sound.integrated if done.sound else None)
         checks = intake_checks(info, canvas=(campaign.canvas_width, campaign.canvas_height),
                                guide_duration=campaign.guide_duration if campaign.guide_key
                                else None, sound=done.sound, timeout=timeout)
@@ -238,6 +243,53 @@ class RenderCancelled(Exception):
     pass
 
 
+#: the shared room a render's "room" option puts the mix in: a church's reverberation
+#: time, its tail 14 dB under the dry sound
+ROOM_SECONDS = 1.5
+ROOM_WET_DB = -14.0
+
+
+def clip_level_db(clip: Clip) -> float:
+    """The level (dB) the mix gives ``clip``: its loudness match (when on, from the
+    measured loudness; :func:`workers.media.sound.match_gain`) plus the organizer's
+    level, within the spec's -60..+24 dB."""
+    from workers.media.sound import match_gain
+
+    level = clip.sound_level_db or 0.0
+    if clip.loudness_match:
+        level += match_gain((clip.sound or {}).get("loudness_lufs"))
+    return round(max(-60.0, min(24.0, level)), 3)
+
+
+def clip_sound(clip: Clip) -> dict:
+    """The sound fields of ``clip``'s spec entry: gain, mute, hide, pan, clean-up."""
+    cleanup = bool(clip.cleanup)
+    return {"gain_db": clip_level_db(clip), "muted": bool(clip.muted),
+            "hidden": bool(clip.hidden), "pan": round(max(-1.0, min(1.0, clip.pan or 0.0)), 3),
+            "hum_hz": float((clip.sound or {}).get("hum_hz") or 0.0) if cleanup else 0.0,
+            "denoise": cleanup}
+
+
+def measure_sound(clip: Clip, *, timeout: float = 600,
+                  loudness_lufs: float | None = None) -> None:
+    """Measure the take's sound (loudness, hum, noise floor) into ``clip.sound`` when it has
+    a normalized file with sound and no measurement yet (``loudness_lufs``: already
+    measured, e.g. by intake's meter). A take that cannot be measured
+    keeps None (its loudness match is then 0 dB) and is logged; never raises for media."""
+    from workers.media.audio import NoAudio
+    from workers.media.sound import analyze_take
+
+    if clip.sound is not None or not clip.normalized_key:
+        return
+    if not (clip.media or {}).get("has_audio", True):
+        return
+    try:
+        clip.sound = analyze_take(str(storage().path(clip.normalized_key)), timeout=timeout,
+                                  loudness_lufs=loudness_lufs).to_dict()
+    except (NoAudio, FFmpegError, ValueError) as exc:
+        log.warning("clip %s: sound not measured: %s", clip.id, exc)
+
+
 def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
                options: dict | None = None) -> dict:
     """The RenderSpec (as data) for a campaign render of these clips, with the
@@ -264,10 +316,13 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
              "offset": round(c.effective_offset, 4), "part": c.part_name,
              "name": c.display_name, "location": c.location,
              "has_audio": bool((c.media or {}).get("has_audio", True)),
-             "drift_ppm": round(c.drift_ppm or 0.0, 3)}
+             "drift_ppm": round(c.drift_ppm or 0.0, 3), **clip_sound(c)}
             for c in clips
         ],
     }
+    if options.get("reverb"):
+        spec["audio"]["reverb_seconds"] = ROOM_SECONDS
+        spec["audio"]["reverb_wet_db"] = ROOM_WET_DB
     if options.get("intro"):
         # no subtitle: the card's own last line counts the performers and parts
         spec["intro"] = {"title": campaign.title[:200], "seconds": 4}
@@ -322,6 +377,9 @@ def _render(render_id: int) -> None:
                            "least one clip, then render again.")
         db.session.commit()
         return
+    for clip in clips:  # takes from before sound measuring, or whose measure failed
+        measure_sound(clip)
+    db.session.commit()
     data = build_spec(campaign, clips, job.kind, job.options)
     job.spec = data
     job.clip_ids = [c.id for c in clips]

@@ -433,3 +433,6 @@ def delete_campaign(slug: str):
 @bp.context_processor
 def organizer_context() -> dict:
     return {"organizer": current_user if current_user.is_authenticated else None}
+
+
+from . import sound as _sound  # noqa: E402,F401 - its routes join this blueprint

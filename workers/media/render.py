@@ -66,6 +66,7 @@ from .normalize import AUDIO_RATE, Loudness, parse_ebur128_summary, thumbnail_ar
 from .plan import PlanCaption, PlanClip, RenderPlan, Segment, Tile, plan_render
 from .probe import MEDIA_DEMUXERS, media_duration, safe_input
 from .proxies import ensure_proxies, missing, proxy_scales
+from .sound import room_filter, take_filter, write_room_impulse
 from .spec import RenderSpec, SpecClip
 from .titles import caption_image, credits_image, credits_y_expr, intro_card, label_image
 
@@ -380,29 +381,48 @@ def _tempo(speed: float) -> str:
 
 def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = None,
                measure: bool = True, guide_gain_db: float | None = None,
-               mix_gain_db: float = 0.0) -> str:
+               mix_gain_db: float = 0.0, room: int | None = None,
+               headroom: bool | None = None) -> str:
     """Filtergraph summing input k's sound (k = position in ``sources``) into [mix] (and
-    measuring it, with ``measure``). ``voices``: how many voices the sum stands for.
+    measuring it, with ``measure``). ``voices``: how many voices the sum stands for. Each
+    take is first cleaned and panned as its spec clip says (:func:`sound.take_filter`),
+    then delayed and set to its ``gain_db``.
 
     With ``guide_gain_db`` (audio mode "guide+mix"), input ``len(sources)`` is the guide:
-    the sum is ``guide * 10^(guide_gain_db/20) + mix * 10^(mix_gain_db/20)``."""
+    the sum is ``guide * 10^(guide_gain_db/20) + mix * 10^(mix_gain_db/20)``. With
+    ``room``, input ``room`` is a room's impulse response
+    (:func:`sound.write_room_impulse`) convolved with the clips' sum (not the guide).
+    ``headroom`` (default: ``measure``) applies the ``-10 log10(voices)`` dB."""
     parts = []
     for k, s in enumerate(sources):
         delay = round(s.delay * AUDIO_RATE)
-        parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}adelay=delays={delay}S:all=1,"
-                     f"volume={s.clip.gain_db:.3f}dB[a{k}]")
+        c = s.clip
+        parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}"
+                     f"{take_filter(c.hum_hz, c.denoise, c.pan)}adelay=delays={delay}S:all=1,"
+                     f"volume={c.gain_db:.3f}dB[a{k}]")
     inputs = "".join(f"[a{k}]" for k in range(len(sources)))
     # uncorrelated voices add in power: 10*log10(K) dB of headroom keeps the sum near
     # the level of one voice; the float WAV cannot clip and the level is set later
-    headroom = -10 * math.log10(voices or len(sources)) if measure else 0.0
+    if headroom is None:
+        headroom = measure
+    gain = -10 * math.log10(voices or len(sources)) if headroom else 0.0
     tail = ",asplit=2[mix][measure]" if measure else "[mix]"
     fit = f"apad=whole_dur={total:.6f},atrim=0:{total:.6f}"
     amix = f"amix=inputs={len(sources)}:normalize=0:duration=longest:dropout_transition=0"
     if guide_gain_db is None:
-        parts.append(f"{inputs}{amix},volume={headroom:.3f}dB,{fit}{tail}")
+        if room is None:
+            parts.append(f"{inputs}{amix},volume={gain:.3f}dB,{fit}{tail}")
+        else:
+            parts.append(f"{inputs}{amix},volume={gain:.3f}dB[dry]")
+            parts.append(room_filter(room, "dry", "wet"))
+            parts.append(f"[wet]{fit}{tail}")
     else:
         g = len(sources)
-        parts.append(f"{inputs}{amix},volume={headroom + mix_gain_db:.3f}dB[clips]")
+        if room is None:
+            parts.append(f"{inputs}{amix},volume={gain + mix_gain_db:.3f}dB[clips]")
+        else:
+            parts.append(f"{inputs}{amix},volume={gain + mix_gain_db:.3f}dB[dry]")
+            parts.append(room_filter(room, "dry", "clips"))
         parts.append(f"[{g}:a:0]{_stereo()},volume={guide_gain_db:.3f}dB[guide]")
         parts.append(f"[guide][clips]amix=inputs=2:normalize=0:duration=longest:"
                      f"dropout_transition=0,{fit}{tail}")
@@ -413,15 +433,23 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
 
 def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float,
                progress: Callable[[float], None],
-               guide: tuple[str, float, float] | None = None) -> Loudness:
+               guide: tuple[str, float, float] | None = None,
+               room: tuple[float, float] | None = None,
+               voices: int | None = None) -> Loudness:
     """Sum the sources into a float WAV and measure it. More than MAX_AUDIO_INPUTS sources
     are summed in groups first (float WAVs beside ``dst``), so no ffmpeg opens them all.
-    ``guide``: (path, guide_gain_db, mix_gain_db), the guide added under the sum."""
+    ``guide``: (path, guide_gain_db, mix_gain_db), the guide added under the sum.
+    ``room``: (reverberation time s, wet dB), one room for the sum of the sources.
+    ``voices``: the headroom's count (default: the sources'; a stem gives the whole mix's
+    so that the stems add up to it)."""
     deadline = time.monotonic() + timeout
     groups = [sources[i:i + MAX_AUDIO_INPUTS] for i in range(0, len(sources), MAX_AUDIO_INPUTS)]
     partial = [temp_path_for(dst, f".part{j}.wav") for j in range(len(groups))]
     steps = len(groups) + 1 if len(groups) > 1 else 1
+    room_ir = temp_path_for(dst, ".room.wav") if room is not None else None
     try:
+        if room is not None and room_ir is not None:
+            write_room_impulse(room_ir, room[0], room[1])
         if len(groups) > 1:
             for j, group in enumerate(groups):
                 args = ["-v", "error"]
@@ -437,18 +465,22 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
         else:
             inputs = sources
         gains = {} if guide is None else {"guide_gain_db": guide[1], "mix_gain_db": guide[2]}
-        graph = mix_filter(inputs, total, voices=len(sources), **gains)
+        room_input = len(inputs) + (guide is not None) if room_ir else None
+        graph = mix_filter(inputs, total, voices=voices or len(sources), room=room_input,
+                           **gains)
         args = ["-v", "info"]
         for s in inputs:
             args += _input_args(s)
         if guide is not None:
             args += safe_input(guide[0], MEDIA_DEMUXERS)
+        if room_ir is not None:
+            args += safe_input(room_ir, ("wav",))
         args += ["-filter_complex", graph, "-map", "[mix]",
                  "-c:a", "pcm_f32le", "-f", "wav", input_url(dst)]
         status, text = ffmpeg_report(args, timeout=_remaining(deadline), duration=total,
                                      progress=lambda f: progress((steps - 1 + f) / steps))
     finally:
-        for path in partial:
+        for path in [*partial, *([room_ir] if room_ir else [])]:
             remove_quietly(path)
     if status != 0:
         raise FFmpegError(f"audio mix failed (ffmpeg status {status})", args, status,
@@ -475,6 +507,20 @@ def loudness_filter(loudness: Loudness, target_lufs: float) -> str:
         f"measured_LRA={loudness.lra:.2f}:measured_thresh={loudness.threshold:.2f}:"
         f"linear=true,{limiter}"
     )
+
+
+def mixed_sources(spec: RenderSpec, plan: RenderPlan) -> list[ClipSource]:
+    """The clips heard in the mix: with sound, not muted, playing within the mash-up."""
+    main = plan.main_duration
+    return [s for s in _sources(spec, plan)
+            if s.has_audio and not s.clip.muted and s.visible(main)]
+
+
+def room_of(spec: RenderSpec) -> tuple[float, float] | None:
+    """The spec's shared room as (reverberation time s, wet dB), or None."""
+    if spec.audio.reverb_seconds <= 0:
+        return None
+    return spec.audio.reverb_seconds, spec.audio.reverb_wet_db
 
 
 def _sound_codec(out_path: str) -> list[str]:
@@ -504,14 +550,14 @@ def render_audio(spec: RenderSpec, plan: RenderPlan, out_path: str, *, timeout: 
     tmp_out = temp_path_for(out_path)
     try:
         if plan.audio in ("mix", "guide+mix"):
-            sources = [s for s in _sources(spec, plan) if s.has_audio and s.visible(main)]
+            sources = mixed_sources(spec, plan)
             guide = None
             if plan.audio == "guide+mix":
                 assert spec.audio.guide_path is not None
                 guide = (spec.audio.guide_path, spec.audio.guide_gain_db,
                          spec.audio.mix_gain_db)
             loudness = _mix_audio(sources, main, tmp_mix, _remaining(deadline),
-                                  lambda f: report(0.9 * f), guide)
+                                  lambda f: report(0.9 * f), guide, room_of(spec))
             args = [*safe_input(tmp_mix, MEDIA_DEMUXERS), "-af",
                     f"{_stereo()},{loudness_filter(loudness, spec.audio.loudness_lufs)},"
                     f"{_stereo()},{fit}"]

@@ -15,7 +15,11 @@ fast holds guide time t at clip time ``offset + t * (1 + drift_ppm / 1e6)``
 (:meth:`SpecClip.clip_time`); an engine plays it at :attr:`SpecClip.speed`.
 
 Hidden clips (``"hidden": true``) are heard but not seen: they stay in the audio mix,
-the intro's count and the credits, and get no tile in any layout.
+the intro's count and the credits, and get no tile in any layout. Muted clips
+(``"muted": true``) are seen but not heard: they keep their tile and are left out of
+the mix. ``gain_db`` and ``pan`` place a clip's sound in the mix; ``hum_hz`` and
+``denoise`` clean it first (:mod:`workers.media.sound`); ``audio.reverb_seconds`` puts
+the sum of the clips in one shared room.
 
 The program: an optional intro card (silent), then the mash-up itself (``duration``
 seconds, t=0 = the guide's t=0, the times every layout scene uses), then optional
@@ -51,6 +55,8 @@ MIN_TILE = 16  # the long side of the smallest tile a layout may produce, in pix
 MAX_DRIFT_PPM = 2000.0  # phones and cameras drift tens of ppm; more is a wrong measurement
 MAX_FEATURED = 200
 MAX_TITLE_SECONDS = 60.0
+MAX_REVERB_SECONDS = 4.0  # a cathedral; more is an echo chamber, not a room
+HUM_FREQUENCIES = (0.0, 50.0, 60.0)  # mains frequencies (0: no hum notch)
 _COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
 
@@ -106,6 +112,10 @@ class AudioSpec:
     loudness_lufs: float = -16.0
     guide_gain_db: float = 0.0  # guide+mix: the guide's level in the sum
     mix_gain_db: float = 0.0  # guide+mix: the clips' mix level in the sum
+    #: one shared room on the sum of the clips (not the guide): its reverberation time
+    #: (RT60, seconds; 0: no room) and the level of the reverberated sound against the dry
+    reverb_seconds: float = 0.0
+    reverb_wet_db: float = -14.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +153,12 @@ class SpecClip:
     has_audio: bool = True
     drift_ppm: float = 0.0
     hidden: bool = False  # heard (mix, intro count, credits) but given no tile
+    muted: bool = False  # seen but not heard: left out of the mix
+    pan: float = 0.0  # -1 (left) .. 0 (centre) .. 1 (right), constant power
+    #: clean-up of the take's sound before the mix: notches at the mains hum (50 or 60 Hz,
+    #: 0: none) and its harmonics, and a reduction of steady noise (afftdn)
+    hum_hz: float = 0.0
+    denoise: bool = False
 
     @property
     def speed(self) -> float:
@@ -432,7 +448,9 @@ def _parse_audio(data: Any) -> AudioSpec:
     loudness = _float(values["loudness_lufs"], "audio.loudness_lufs", -40.0, -5.0)
     guide_gain = _float(values["guide_gain_db"], "audio.guide_gain_db", -60.0, 24.0)
     mix_gain = _float(values["mix_gain_db"], "audio.mix_gain_db", -60.0, 24.0)
-    return AudioSpec(mode, guide_path, loudness, guide_gain, mix_gain)
+    reverb = _float(values["reverb_seconds"], "audio.reverb_seconds", 0.0, MAX_REVERB_SECONDS)
+    wet = _float(values["reverb_wet_db"], "audio.reverb_wet_db", -60.0, 0.0)
+    return AudioSpec(mode, guide_path, loudness, guide_gain, mix_gain, reverb, wet)
 
 
 def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
@@ -459,7 +477,13 @@ def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
             drift_ppm=_float(values["drift_ppm"], f"{where}.drift_ppm", -MAX_DRIFT_PPM,
                              MAX_DRIFT_PPM),
             hidden=_bool(values["hidden"], f"{where}.hidden"),
+            muted=_bool(values["muted"], f"{where}.muted"),
+            pan=_float(values["pan"], f"{where}.pan", -1.0, 1.0),
+            hum_hz=_float(values["hum_hz"], f"{where}.hum_hz", 0.0, 60.0),
+            denoise=_bool(values["denoise"], f"{where}.denoise"),
         )
+        if clip.hum_hz not in HUM_FREQUENCIES:
+            raise SpecError(f"{where}.hum_hz", f"must be 0 (none), 50 or 60, not {clip.hum_hz:g}")
         if clip.id in seen:
             raise SpecError(f"{where}.id", f"{clip.id!r} is already used by clips[{seen[clip.id]}]")
         seen[clip.id] = i

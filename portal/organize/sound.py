@@ -1,0 +1,117 @@
+"""The sound editor's controls on the clip page: a take's level, loudness match, mute,
+hide, pan and clean-up (stored on the clip, used by every render), a meter of its
+loudness against the other takes of its part, and a solo to hear it as the mix does.
+
+Routes of the ``organize`` blueprint (registered when that package is imported), each
+loading its clip through :mod:`portal.policy` with the ``mix`` action (owners and
+moderators; another campaign's clips answer 404)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+from flask import abort, current_app, flash, redirect, request, url_for
+from sqlalchemy import select
+
+from .. import services
+from ..extensions import db
+from ..models import Clip
+from ..policy import clip_for
+from . import bp
+
+#: the solo plays this much of the take, from ``start``
+SOLO_SECONDS = 20.0
+#: the meter's scale (LUFS): a whisper far from the phone .. a take recorded far too hot
+METER_LOW, METER_HIGH = -50.0, -5.0
+
+
+def sound_panel(clip: Clip) -> dict:
+    """What the clip page's sound card shows: the take's measured sound, the level the mix
+    gives it, and its part's loudness range (``part``: {low, median, high, count} LUFS or
+    None) among the campaign's usable takes."""
+    from workers.media.sound import match_gain, part_loudness
+    from workers.pipeline import clip_level_db
+
+    rows = db.session.execute(
+        select(Clip.part_id, Clip.sound).filter(
+            Clip.campaign_id == clip.campaign_id,
+            Clip.status.in_(("normalized", "synced", "needs_sync", "approved")))).all()
+    takes = [(str(part_id), (sound or {}).get("loudness_lufs")) for part_id, sound in rows]
+    stats = part_loudness(takes).get(str(clip.part_id))
+    sound = clip.sound or {}
+    lufs = sound.get("loudness_lufs")
+    return {
+        "sound": sound,
+        "loudness": lufs,
+        "match_db": match_gain(lufs) if clip.loudness_match else 0.0,
+        "level_db": clip_level_db(clip),
+        "part": stats,
+        "meter": {"low": METER_LOW, "high": METER_HIGH,
+                  "value": None if lufs is None else max(METER_LOW, min(METER_HIGH, lufs))},
+    }
+
+
+@bp.app_template_global("sound_panel")
+def _sound_panel_global(clip: Clip) -> dict:
+    return sound_panel(clip)
+
+
+@bp.post("/clips/<int:clip_id>/sound")
+def clip_sound(clip_id: int):
+    """Save the clip's sound controls (a form; see :func:`services.set_clip_sound`)."""
+    clip = clip_for(clip_id, "mix")
+    try:
+        services.set_clip_sound(clip, request.form.to_dict())
+    except services.ServiceError as exc:
+        db.session.rollback()
+        flash(exc.message)
+    else:
+        flash("Sound saved: the next render uses it.")
+    return redirect(url_for("organize.clip", clip_id=clip.id) + "#sound", code=303)
+
+
+@bp.get("/clips/<int:clip_id>/solo.wav")
+def solo(clip_id: int):
+    """The take alone as the mix hears it (level, pan, clean-up), :data:`SOLO_SECONDS`
+    from ``start`` (s); ``cleanup=0`` or ``1`` overrides the clip's clean-up switch so the
+    organizer hears before and after."""
+    from workers.media.audio import NoAudio
+    from workers.media.ffmpeg import FFmpegError
+    from workers.media.sound import clean_take
+    from workers.pipeline import clip_sound as spec_sound
+
+    clip = clip_for(clip_id, "mix")
+    if not clip.normalized_key or not (clip.media or {}).get("has_audio", True):
+        abort(404)
+    try:
+        start = float(request.args.get("start", 0.0))
+    except ValueError:
+        abort(400)
+    if not (math.isfinite(start) and 0 <= start <= 36000):
+        abort(400)
+    cleanup = request.args.get("cleanup")
+    if cleanup not in (None, "0", "1"):
+        abort(400)
+    fields = spec_sound(clip)
+    if cleanup is not None:
+        on = cleanup == "1"
+        fields["denoise"] = on
+        fields["hum_hz"] = float((clip.sound or {}).get("hum_hz") or 0.0) if on else 0.0
+    src = str(services.storage().path(clip.normalized_key))
+    fd, tmp = tempfile.mkstemp(suffix=".wav", prefix=".tutti-solo-")
+    os.close(fd)
+    try:
+        clean_take(src, tmp, hum_hz=fields["hum_hz"], denoise=fields["denoise"],
+                   pan=fields["pan"], gain_db=fields["gain_db"], start=start,
+                   seconds=SOLO_SECONDS, timeout=120)
+        with open(tmp, "rb") as f:
+            data = f.read()
+    except (NoAudio, FFmpegError):
+        abort(404)
+    finally:
+        os.remove(tmp)
+    response = current_app.response_class(data, mimetype="audio/wav")
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
