@@ -264,10 +264,15 @@ def clip_level_db(clip: Clip) -> float:
 def clip_sound(clip: Clip) -> dict:
     """The sound fields of ``clip``'s spec entry: gain, mute, hide, pan, clean-up."""
     cleanup = bool(clip.cleanup)
-    return {"gain_db": clip_level_db(clip), "muted": bool(clip.muted),
-            "hidden": bool(clip.hidden), "pan": round(max(-1.0, min(1.0, clip.pan or 0.0)), 3),
-            "hum_hz": float((clip.sound or {}).get("hum_hz") or 0.0) if cleanup else 0.0,
-            "denoise": cleanup}
+    sound = clip.sound or {}
+    floor = sound.get("noise_floor_db")
+    fields = {"gain_db": clip_level_db(clip), "muted": bool(clip.muted),
+              "hidden": bool(clip.hidden), "pan": round(max(-1.0, min(1.0, clip.pan or 0.0)), 3),
+              "hum_hz": float(sound.get("hum_hz") or 0.0) if cleanup else 0.0,
+              "denoise": cleanup}
+    if isinstance(floor, (int, float)) and -150.0 <= floor <= 0.0:
+        fields["noise_floor_db"] = round(float(floor), 2)
+    return fields
 
 
 def measure_sound(clip: Clip, *, timeout: float = 600,

@@ -105,6 +105,7 @@ def solo(clip_id: int):
     try:
         clean_take(src, tmp, hum_hz=fields["hum_hz"], denoise=fields["denoise"],
                    pan=fields["pan"], gain_db=fields["gain_db"], start=start,
+                   noise_floor_db=fields.get("noise_floor_db", -50.0),
                    seconds=SOLO_SECONDS, timeout=120)
         with open(tmp, "rb") as f:
             data = f.read()

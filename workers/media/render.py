@@ -398,7 +398,7 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
         delay = round(s.delay * AUDIO_RATE)
         c = s.clip
         parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}"
-                     f"{take_filter(c.hum_hz, c.denoise, c.pan)}adelay=delays={delay}S:all=1,"
+                     f"{take_filter(c.hum_hz, c.denoise, c.pan, c.noise_floor_db)}adelay=delays={delay}S:all=1,"
                      f"volume={c.gain_db:.3f}dB[a{k}]")
     inputs = "".join(f"[a{k}]" for k in range(len(sources)))
     # uncorrelated voices add in power: 10*log10(K) dB of headroom keeps the sum near

@@ -8,7 +8,7 @@ on decoded samples (numpy/scipy) and the few ffmpeg runs that use them:
 - :func:`match_gains`: the loudness match, the level (dB) that brings every take to
   :data:`MATCH_LUFS`, so no voice stands out for being recorded hot or far away;
 - :func:`cleanup_filter`: notches at the hum and its harmonics, then a reduction of the
-  steady noise (afftdn, tracking the noise floor);
+  steady noise (afftdn, told the take's measured noise floor);
 - :func:`pan_filter`: a mono take placed between the speakers at constant power;
 - :func:`write_room_impulse` and :func:`room_filter`: one shared room (a synthetic impulse
   response of exponentially decaying, decorrelated noise, the dry sound at its head)
@@ -50,8 +50,16 @@ HUM_HARMONICS = 10
 HUM_Q = 20.0
 #: a harmonic stands out as hum when it is this much above the spectrum around it
 HUM_PROMINENCE_DB = 12.0
-#: steady-noise reduction: afftdn with noise tracking, at most this many dB of reduction
+#: ... at this many of its harmonics at least
+HUM_MIN_HARMONICS = 3
+#: steady-noise reduction: afftdn, at most this many dB of reduction
 DENOISE_DB = 18.0
+#: afftdn's noise floor for a take whose floor was not measured (dBFS)
+DEFAULT_FLOOR_DB = -50.0
+#: afftdn's ``nf`` is the full-band floor; the measured one (at ANALYSIS_RATE, quietest
+#: frames) reads lower: on white noise 5 dB more gave the most reduction without touching
+#: the notes (afftdn's own noise tracking, tn=1, reduced noise 20 dB over the floor by 2 dB)
+FLOOR_TO_AFFTDN_DB = 5.0
 #: the analysis rate: hum harmonics up to 500 Hz and the noise floor need no more
 ANALYSIS_RATE = 16000
 #: the frames over which the noise floor is measured (seconds) and the share of the
@@ -127,12 +135,15 @@ def _power_spectrum(samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndar
 
 def detect_hum(samples: np.ndarray, rate: int) -> tuple[float, float]:
     """The mains hum in mono ``samples``: (50.0 or 60.0, prominence dB), or (0.0, the best
-    prominence) when no family of harmonics stands out. A family's prominence is the
-    mean, over its two most prominent of the first :data:`HUM_HARMONICS` harmonics, of how
-    far the harmonic's peak stands above the median of the spectrum 3-15 Hz around it.
-    Notes may stand out at one harmonic; hum does at several."""
+    prominence) when no family of harmonics stands out. A harmonic's prominence is how far
+    its peak (±0.5 Hz) stands above the median of the spectrum 3-15 Hz around it; a
+    family is hum when at least :data:`HUM_MIN_HARMONICS` of its first
+    :data:`HUM_HARMONICS` harmonics, the first or second among them, stand
+    :data:`HUM_PROMINENCE_DB` out (a note stands out at its own frequency and its
+    overtones, which share at most one in a few of a hum's); the family's prominence is
+    the mean of its three most prominent harmonics."""
     spectrum, freqs = _power_spectrum(samples, rate)
-    floor = 1e-20
+    floor = 1e-12 * max(float(spectrum.max()), 1e-30)  # 120 dB under the loudest line
     best = (0.0, -math.inf)
     for hz in (50.0, 60.0):
         scores = []
@@ -144,13 +155,18 @@ def detect_hum(samples: np.ndarray, rate: int) -> tuple[float, float]:
             around = spectrum[((freqs >= f - 15) & (freqs <= f - 3))
                               | ((freqs >= f + 3) & (freqs <= f + 15))]
             if peak.size and around.size:
-                scores.append(10 * math.log10((peak.max() + floor) / (np.median(around) + floor)))
-        if len(scores) >= 2:
-            score = float(np.mean(sorted(scores)[-2:]))
-            if score > best[1]:
-                best = (hz, score)
-    hz, score = best
-    return (hz if score >= HUM_PROMINENCE_DB else 0.0), score
+                scores.append(10 * math.log10((peak.max() + floor)
+                                              / (np.median(around) + floor)))
+        if len(scores) < HUM_MIN_HARMONICS:
+            continue
+        score = float(np.mean(sorted(scores)[-3:]))
+        strong = sum(x >= HUM_PROMINENCE_DB for x in scores)
+        is_hum = strong >= HUM_MIN_HARMONICS and max(scores[:2]) >= HUM_PROMINENCE_DB
+        if is_hum and (best[0] == 0.0 or score > best[1]):
+            best = (hz, score)
+        elif best[0] == 0.0 and score > best[1]:
+            best = (0.0, score)
+    return best
 
 
 def measure_integrated(path: str, *, timeout: float = 600) -> float:
@@ -217,16 +233,21 @@ def hum_notch_filter(hum_hz: float, rate: int = AUDIO_RATE) -> str:
     return ",".join(notches)
 
 
-def denoise_filter() -> str:
-    """Steady-noise reduction: afftdn following the noise floor (tn=1) with at most
-    :data:`DENOISE_DB` of reduction, so breath and room tone fall and notes stay."""
-    return f"afftdn=nr={DENOISE_DB:g}:nf=-50:tn=1"
+def denoise_filter(noise_floor_db: float = DEFAULT_FLOOR_DB) -> str:
+    """Steady-noise reduction: afftdn told the take's noise floor (as
+    :func:`noise_floor_db` measures it, plus :data:`FLOOR_TO_AFFTDN_DB`; within afftdn's
+    -80..-20 dB) and at most :data:`DENOISE_DB` of reduction, so room tone and hiss fall
+    and the notes keep their level."""
+    nf = DEFAULT_FLOOR_DB if not math.isfinite(noise_floor_db) else noise_floor_db
+    nf = max(-80.0, min(-20.0, nf + FLOOR_TO_AFFTDN_DB))
+    return f"afftdn=nr={DENOISE_DB:g}:nf={nf:.1f}"
 
 
-def cleanup_filter(hum_hz: float, denoise: bool) -> str:
+def cleanup_filter(hum_hz: float, denoise: bool,
+                   noise_floor_db: float = DEFAULT_FLOOR_DB) -> str:
     """The clean-up of one take (hum notches, then noise reduction), or ""."""
-    return ",".join(f for f in (hum_notch_filter(hum_hz), denoise_filter() if denoise else "")
-                    if f)
+    return ",".join(f for f in (hum_notch_filter(hum_hz),
+                                denoise_filter(noise_floor_db) if denoise else "") if f)
 
 
 def pan_gains(pan: float) -> tuple[float, float]:
@@ -248,12 +269,13 @@ def pan_filter(pan: float) -> str:
     return f"pan=stereo|c0={left:.6f}*c0|c1={right:.6f}*c0"
 
 
-def take_filter(hum_hz: float = 0.0, denoise: bool = False, pan: float = 0.0) -> str:
+def take_filter(hum_hz: float = 0.0, denoise: bool = False, pan: float = 0.0,
+                noise_floor_db: float = DEFAULT_FLOOR_DB) -> str:
     """What a take's stereo sound goes through before its level and the sum: nothing when
     it is neither cleaned nor panned (today's mix, the take's own stereo); else folded to
     mono, cleaned (:func:`cleanup_filter`) and placed at ``pan``. Ends with a comma when
     not empty, to be prefixed to the next filter."""
-    cleanup = cleanup_filter(hum_hz, denoise)
+    cleanup = cleanup_filter(hum_hz, denoise, noise_floor_db)
     if not cleanup and pan == 0.0:
         return ""
     steps = [to_mono_filter(), cleanup, pan_filter(pan)]
@@ -308,12 +330,13 @@ def room_filter(ir_input: int, label_in: str, label_out: str) -> str:
 
 
 def clean_take(src: str, dst: str, *, hum_hz: float, denoise: bool, pan: float = 0.0,
+               noise_floor_db: float = DEFAULT_FLOOR_DB,
                gain_db: float = 0.0, start: float = 0.0, seconds: float | None = None,
                timeout: float = 600) -> str:
     """The take at ``src`` as the mix hears it, alone (a solo for review, or a bench's
     "after"): cleaned, panned and at ``gain_db``, from ``start`` for ``seconds``, as a
     16-bit stereo WAV at :data:`AUDIO_RATE`, written atomically to ``dst``."""
-    chain = take_filter(hum_hz, denoise, pan)
+    chain = take_filter(hum_hz, denoise, pan, noise_floor_db)
     args = ["-v", "error"]
     if start > 0:
         args += ["-ss", f"{start:.6f}"]

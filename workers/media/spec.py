@@ -159,6 +159,7 @@ class SpecClip:
     #: 0: none) and its harmonics, and a reduction of steady noise (afftdn)
     hum_hz: float = 0.0
     denoise: bool = False
+    noise_floor_db: float = -50.0  # the take's measured noise floor (dBFS), for denoise
 
     @property
     def speed(self) -> float:
@@ -481,6 +482,8 @@ def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
             pan=_float(values["pan"], f"{where}.pan", -1.0, 1.0),
             hum_hz=_float(values["hum_hz"], f"{where}.hum_hz", 0.0, 60.0),
             denoise=_bool(values["denoise"], f"{where}.denoise"),
+            noise_floor_db=_float(values["noise_floor_db"], f"{where}.noise_floor_db",
+                                  -150.0, 0.0),
         )
         if clip.hum_hz not in HUM_FREQUENCIES:
             raise SpecError(f"{where}.hum_hz", f"must be 0 (none), 50 or 60, not {clip.hum_hz:g}")
