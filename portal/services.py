@@ -330,13 +330,14 @@ def accept_invite(token: str, organizer: Organizer) -> CampaignMember:
 def delete_campaign(campaign: Campaign) -> None:
     """Delete ``campaign``, its rows and every file that belongs to it: originals,
     normalized clips, thumbnails, sync pictures, proxies, renders, the guide. The
-    participants' private links answer 404 afterwards."""
+    participants' private links answer 404 afterwards (hand-off ZIPs too)."""
     store = storage()
     slug, campaign_id = campaign.slug, campaign.id
     prefixes = [f"clips/{folder}" for row in db.session.execute(
         select(Clip.token, Clip.media_id).filter_by(campaign_id=campaign_id))
         for folder in row]  # files from before media ids live under the token
-    prefixes += [f"campaigns/{slug}", f"renders/{slug}", f"proxies/{campaign_id}"]
+    prefixes += [f"campaigns/{slug}", f"renders/{slug}", f"proxies/{campaign_id}",
+                 f"handoffs/{campaign_id}"]
     campaign.published_render_id = None
     db.session.flush()
     db.session.delete(campaign)
@@ -641,6 +642,20 @@ def request_render(campaign: Campaign, kind: str = "final", publish: bool | None
     db.session.commit()
     enqueue("tutti.render", render.id)
     return render
+
+
+def request_handoff(render: Render) -> None:
+    """Ask for the hand-off ZIP of a finished render (built by a worker:
+    ``tutti.export_render``). ServiceError 409 when the render is not done."""
+    if render.status != "done" or not render.spec:
+        raise ServiceError("Only a finished render can be handed off: wait for it to finish.",
+                           409)
+    if render.handoff_state == "pending":
+        return
+    render.handoff_state = "pending"
+    render.handoff_reason = None
+    db.session.commit()
+    enqueue("tutti.export_render", render.id)
 
 
 def cancel_render(render: Render) -> None:

@@ -551,6 +551,51 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str) -> None:
         prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips])
 
 
+# --- the hand-off to a video editor ---------------------------------------------
+
+def handoff_key(job: Render) -> str:
+    """Where a render's hand-off ZIP is stored: a fixed key (a re-run overwrites it) out
+    of the public ``renders/`` folder, whose files anyone with the mash-up's URL can
+    fetch; never served by the watch blueprint."""
+    return f"handoffs/{job.campaign_id}/{job.token}.zip"
+
+
+def export_render(render_id: int, *, include_media: bool = True) -> str | None:
+    """Build the hand-off ZIP of a finished render (:mod:`workers.media.handoff`) from the
+    spec it was rendered with, record it on the row (``handoff_state`` done, or failed with
+    a reason for people) and return its key; None when the render is gone or not done."""
+    from workers.media.handoff import HandoffError, export_handoff
+    from workers.media.spec import SpecError, parse_spec
+
+    job = db.session.get(Render, render_id)
+    if job is None or job.status != "done" or not job.spec:
+        log.info("render %s: no finished render to hand off", render_id)
+        return None
+    key = handoff_key(job)
+    store = storage()
+    try:
+        export_handoff(parse_spec(job.spec), str(store.path_for_writing(key)),
+                       include_media=include_media, appearances=job.appearances,
+                       title=job.campaign.title,
+                       timeout=float(current_app.config["RENDER_TIMEOUT"]))
+    except (SpecError, FFmpegError, HandoffError) as exc:
+        db.session.rollback()
+        job = db.session.get(Render, render_id)
+        if job is not None:
+            job.handoff_state = "failed"
+            job.handoff_reason = (f"The hand-off could not be made: {exc}. A clip may have "
+                                  "been deleted since the render; render again, then export.")
+            db.session.commit()
+        log.warning("render %s: hand-off failed: %s", render_id, exc)
+        return None
+    job.handoff_state = "done"
+    job.handoff_key = key
+    job.handoff_reason = None
+    db.session.commit()
+    log.info("render %s: hand-off ready, %s", render_id, key)
+    return key
+
+
 # --- distributed rendering: segments on any workers, audio once, join -------------
 
 def _plan_distributed(job: Render, spec) -> bool:

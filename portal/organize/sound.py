@@ -116,3 +116,40 @@ def solo(clip_id: int):
     response = current_app.response_class(data, mimetype="audio/wav")
     response.headers["Cache-Control"] = "private, no-store"
     return response
+
+
+# --- the hand-off to a video editor ----------------------------------------------
+
+@bp.post("/renders/<int:render_id>/handoff")
+def request_handoff(render_id: int):
+    """Ask a worker for the render's hand-off ZIP (timeline, clips, mix, stems, credits)."""
+    from ..policy import render_for
+
+    job = render_for(render_id, "render_preview")
+    try:
+        services.request_handoff(job)
+    except services.ServiceError as exc:
+        flash(exc.message)
+    else:
+        flash(f"The hand-off of render #{job.id} is being prepared; reload to download it.")
+    return redirect(url_for("organize.campaign", slug=job.campaign.slug), code=303)
+
+
+@bp.get("/renders/<int:render_id>/handoff.zip")
+def handoff(render_id: int):
+    """The render's hand-off ZIP, for its campaign's organizers only (404 until ready)."""
+    from flask import send_file
+
+    from ..policy import render_for
+
+    job = render_for(render_id, "view")
+    if job.handoff_state != "done" or not job.handoff_key:
+        abort(404)
+    path = services.storage().path(job.handoff_key)
+    if not path.is_file():
+        abort(404)
+    response = send_file(path, mimetype="application/zip", as_attachment=True,
+                         download_name=f"{job.campaign.slug}-render-{job.id}-handoff.zip",
+                         conditional=True, max_age=0)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -263,3 +263,13 @@ def test_spec_rejects_a_room_longer_than_a_cathedral():
         parse_spec({"version": 1, "audio": {"reverb_seconds": 9},
                     "clips": [{"id": "a", "path": "a.mp4"}]})
     assert err.value.field == "audio.reverb_seconds"
+
+
+def test_the_mastered_mix_is_not_late_against_its_take(takes, tmp_path):
+    """The limiter's look-ahead is compensated: the mix lines up with the picture."""
+    from scipy.signal import correlate
+
+    out = decode_audio(mix(tmp_path, [{"id": "n", "path": takes["noisy"]}]), sample_rate=RATE)
+    src = decode_audio(takes["noisy"], sample_rate=RATE)[: out.size]
+    c = correlate(out, src, mode="full", method="fft")
+    assert abs(int(np.argmax(np.abs(c))) - (src.size - 1)) <= 1

@@ -397,9 +397,9 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
     for k, s in enumerate(sources):
         delay = round(s.delay * AUDIO_RATE)
         c = s.clip
-        parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}"
-                     f"{take_filter(c.hum_hz, c.denoise, c.pan, c.noise_floor_db)}adelay=delays={delay}S:all=1,"
-                     f"volume={c.gain_db:.3f}dB[a{k}]")
+        take = take_filter(c.hum_hz, c.denoise, c.pan, c.noise_floor_db)
+        parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}{take}"
+                     f"adelay=delays={delay}S:all=1,volume={c.gain_db:.3f}dB[a{k}]")
     inputs = "".join(f"[a{k}]" for k in range(len(sources)))
     # uncorrelated voices add in power: 10*log10(K) dB of headroom keeps the sum near
     # the level of one voice; the float WAV cannot clip and the level is set later
@@ -495,7 +495,9 @@ def loudness_filter(loudness: Loudness, target_lufs: float) -> str:
     """Bring a measured mix to ``target_lufs``: a linear gain when the true peak stays
     under the target with it (EBU R128 normalisation proper; loudnorm's linear mode does
     the same, at 192 kHz), else loudnorm's dynamic mode; then a limiter."""
-    limiter = f"alimiter=limit={10 ** (LIMITER_DB / 20):.4f}:level=false"
+    # latency=true: the limiter's 5 ms look-ahead would otherwise put the sound 240
+    # samples behind the picture (and behind the hand-off's stems)
+    limiter = f"alimiter=limit={10 ** (LIMITER_DB / 20):.4f}:level=false:latency=true"
     if not loudness.integrated > SILENCE_LUFS:
         return limiter  # silence or near silence: do not amplify the noise floor
     gain = target_lufs - loudness.integrated
