@@ -622,8 +622,11 @@ def render_options(form: dict) -> dict:
     def flag(name: str) -> bool:
         return str(form.get(name, "")).lower() in ("1", "yes", "on", "true")
 
-    return {"layout": layout, "labels": flag("labels"), "intro": flag("intro"),
-            "credits": flag("credits"), "audio": audio, "reverb": flag("reverb")}
+    options = {"layout": layout, "labels": flag("labels"), "intro": flag("intro"),
+               "credits": flag("credits"), "audio": audio}
+    if flag("reverb"):  # only when asked: renders made before keep their options' shape
+        options["reverb"] = True
+    return options
 
 
 def request_render(campaign: Campaign, kind: str = "final", publish: bool | None = None,
