@@ -127,7 +127,7 @@ def _spec(takes: list[dict], measured: list, seconds: float, editor: bool) -> di
     audio = {"mode": "mix"}
     if editor:
         audio.update(reverb_seconds=1.5, reverb_wet_db=-14.0)
-    return {"version": 1, "canvas": {"width": 64, "height": 36, "fps": 5},
+    return {"version": 1, "canvas": {"width": 1280, "height": 720, "fps": 5},
             "audio": audio, "clips": clips, "duration": seconds}
 
 

@@ -168,7 +168,8 @@ def build_timeline(spec: RenderSpec, plan: RenderPlan, *, media: Mapping[int, st
             "start_seconds": round(place.start, 6),
             "source_start_seconds": round(place.source_start, 6),
             "duration_seconds": round(place.duration, 6), "speed": place.speed,
-            "gain_db": clip.gain_db, "muted": clip.muted, "pan": clip.pan}
+            "gain_db": clip.gain_db, "muted": clip.muted, "pan": clip.pan,
+            "time_map": [list(k) for k in clip.time_map]}
         track.append(item)
         timeline.tracks.append(track)
 

@@ -431,6 +431,32 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
     return ";".join(parts)
 
 
+def _warp_sources(sources: list[ClipSource], folder_of: str, deadline: float
+                  ) -> tuple[list[ClipSource], list[str]]:
+    """Sources with a time map played through it first (:func:`timemap.warp_argv`), each
+    into a float WAV beside ``folder_of`` that the mix then reads from guide time on, like
+    a take without a map; returns (sources, the WAVs to delete)."""
+    import dataclasses
+
+    from .timemap import TimeMap, warp_argv
+
+    out, made = [], []
+    for s in sources:
+        if not s.clip.time_map:
+            out.append(s)
+            continue
+        g, c = zip(*s.clip.time_map, strict=True)
+        wav = temp_path_for(folder_of, f".map{s.index}.wav")
+        made.append(wav)
+        first, args = warp_argv(s.clip.path, wav, TimeMap(g, c), s.trim, AUDIO_RATE)
+        run_ffmpeg(args, timeout=_remaining(deadline))
+        # starts at guide time ``first``: an offset of -first, no drift left to correct
+        clip = dataclasses.replace(s.clip, path=wav, offset=-first, time_map=(),
+                                   drift_ppm=0.0)
+        out.append(ClipSource(s.index, clip, media_duration(wav, timeout=60), True))
+    return out, made
+
+
 def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float,
                progress: Callable[[float], None],
                guide: tuple[str, float, float] | None = None,
@@ -447,7 +473,12 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
     partial = [temp_path_for(dst, f".part{j}.wav") for j in range(len(groups))]
     steps = len(groups) + 1 if len(groups) > 1 else 1
     room_ir = temp_path_for(dst, ".room.wav") if room is not None else None
+    warped: list[str] = []
     try:
+        if any(s.clip.time_map for s in sources):
+            sources, warped = _warp_sources(sources, dst, deadline)
+            groups = [sources[i:i + MAX_AUDIO_INPUTS]
+                      for i in range(0, len(sources), MAX_AUDIO_INPUTS)]
         if room is not None and room_ir is not None:
             write_room_impulse(room_ir, room[0], room[1])
         if len(groups) > 1:
@@ -480,7 +511,7 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
         status, text = ffmpeg_report(args, timeout=_remaining(deadline), duration=total,
                                      progress=lambda f: progress((steps - 1 + f) / steps))
     finally:
-        for path in [*partial, *([room_ir] if room_ir else [])]:
+        for path in [*partial, *warped, *([room_ir] if room_ir else [])]:
             remove_quietly(path)
     if status != 0:
         raise FFmpegError(f"audio mix failed (ffmpeg status {status})", args, status,

@@ -160,10 +160,17 @@ class SpecClip:
     hum_hz: float = 0.0
     denoise: bool = False
     noise_floor_db: float = -50.0  # the take's measured noise floor (dBFS), for denoise
+    #: a take that rushes or drags pulled into time (workers.media.timemap): knots
+    #: (guide s, clip s), both increasing. The sound follows it exactly; the picture (and
+    #: :attr:`speed`) its overall tempo, from ``offset``
+    time_map: tuple[tuple[float, float], ...] = ()
 
     @property
     def speed(self) -> float:
-        """Clip seconds per guide second (1 + drift)."""
+        """Clip seconds per guide second (1 + drift, or the time map's overall tempo)."""
+        if self.time_map:
+            (g0, c0), (g1, c1) = self.time_map[0], self.time_map[-1]
+            return (c1 - c0) / (g1 - g0)
         return 1.0 + self.drift_ppm / 1e6
 
     def clip_time(self, t: float) -> float:
@@ -484,7 +491,10 @@ def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
             denoise=_bool(values["denoise"], f"{where}.denoise"),
             noise_floor_db=_float(values["noise_floor_db"], f"{where}.noise_floor_db",
                                   -150.0, 0.0),
+            time_map=_time_map(values["time_map"], f"{where}.time_map"),
         )
+        if clip.time_map and clip.drift_ppm:
+            raise SpecError(f"{where}.time_map", "replaces drift_ppm: give one or the other")
         if clip.hum_hz not in HUM_FREQUENCIES:
             raise SpecError(f"{where}.hum_hz", f"must be 0 (none), 50 or 60, not {clip.hum_hz:g}")
         if clip.id in seen:
@@ -494,10 +504,42 @@ def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
     return tuple(clips)
 
 
+MAX_TIME_MAP_KNOTS = 4000
+#: a time map's segments play at 0.5..2 times the take's speed (atempo's range): the fit
+#: keeps sounding parts within the organizer's tempo limit, and moves faster only in the
+#: silence between phrases
+MAP_SPEEDS = (0.5, 2.0)
+
+
+def _time_map(value: Any, name: str) -> tuple[tuple[float, float], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(name, f"must be a list of [guide s, clip s] pairs, not {_shown(value)}")
+    if len(value) == 1 or len(value) > MAX_TIME_MAP_KNOTS:
+        raise SpecError(name, f"must hold 2 to {MAX_TIME_MAP_KNOTS} knots, not {len(value)}")
+    knots = []
+    for i, pair in enumerate(value):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise SpecError(f"{name}[{i}]", "must be a [guide s, clip s] pair")
+        knots.append((_float(pair[0], f"{name}[{i}][0]", -MAX_SECONDS, MAX_SECONDS),
+                      _float(pair[1], f"{name}[{i}][1]", -MAX_SECONDS, MAX_SECONDS)))
+    for i in range(1, len(knots)):
+        dg = knots[i][0] - knots[i - 1][0]
+        dc = knots[i][1] - knots[i - 1][1]
+        if dg <= 0:
+            raise SpecError(f"{name}[{i}][0]", "guide times must increase")
+        if not MAP_SPEEDS[0] <= dc / dg <= MAP_SPEEDS[1]:
+            raise SpecError(f"{name}[{i}]", f"plays the take at {dc / dg:.3f} times its speed "
+                            f"(between {MAP_SPEEDS[0]:g} and {MAP_SPEEDS[1]:g})")
+    return tuple(knots)
+
+
 def spec_to_dict(spec: RenderSpec) -> dict:
     """A JSON-serialisable dict that :func:`parse_spec` turns back into ``spec``."""
     data = dataclasses.asdict(spec)
-    data["clips"] = [dict(c) for c in data["clips"]]
+    data["clips"] = [{**c, "time_map": [list(k) for k in c["time_map"]]}
+                     for c in data["clips"]]
     data["layout"]["featured"] = [dict(f) for f in data["layout"]["featured"]]
     return data
 
