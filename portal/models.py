@@ -134,6 +134,9 @@ class Campaign(db.Model):
     fps: Mapped[int] = mapped_column(default=30)
     tile_width: Mapped[int] = mapped_column(default=640)
     tile_height: Mapped[int] = mapped_column(default=360)
+    # how far a time map may pull a take (workers.media.timemap): shift and tempo
+    timing_max_shift_ms: Mapped[int] = mapped_column(default=80, server_default="80")
+    timing_max_tempo_pct: Mapped[float] = mapped_column(default=3.0, server_default="3")
     published_render_id: Mapped[int | None] = mapped_column(
         ForeignKey("renders.id", use_alter=True, name="fk_campaign_published_render",
                    ondelete="SET NULL")
@@ -234,6 +237,11 @@ class Clip(db.Model):
     #: the take's sound as measured (workers.media.sound.TakeSound.to_dict): loudness_lufs,
     #: hum_hz, hum_db, noise_floor_db; None until measured
     sound: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: pull the take into time with a time map (workers.media.timemap), and the map as
+    #: fitted: {"offset", "max_shift_ms", "max_tempo_pct", "knots": [[guide s, clip s]]}
+    #: (stale when the offset or the campaign's limits changed since)
+    timing: Mapped[bool] = mapped_column(default=False, server_default=false())
+    time_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -549,7 +549,8 @@ def set_clip_sound(clip: Clip, form: dict) -> None:
     """The organizer's sound controls for ``clip`` from a form (strings, as posted):
     ``level_db`` (-60..+24 dB on top of the loudness match), ``pan`` (-1 left .. 1
     right, or -100..100 as the page's slider sends it with ``pan_percent``),
-    ``loudness_match``, ``muted``, ``hidden``, ``cleanup`` (checkboxes: present and "on"/
+    ``loudness_match``, ``muted``, ``hidden``, ``cleanup``, ``timing`` (the time map)
+    (checkboxes: present and "on"/
     "yes"/"1"/"true" is on, absent is off). ServiceError (400, naming the field) for a
     value out of range; nothing is changed then."""
     def number(name: str, lo: float, hi: float, scale: float = 1.0) -> float:
@@ -585,6 +586,34 @@ def set_clip_sound(clip: Clip, form: dict) -> None:
     clip.muted = flag("muted")
     clip.hidden = hidden
     clip.cleanup = flag("cleanup")
+    clip.timing = flag("timing")
+    db.session.commit()
+
+
+def set_timing_limits(campaign: Campaign, form: dict) -> None:
+    """How far time maps may pull this campaign's takes: ``max_shift_ms`` (0..300 ms
+    around the take's tempo line) and ``max_tempo_pct`` (0..3 % of tempo). ServiceError
+    (400, naming the field) otherwise; nothing changed then. Maps fitted under other
+    limits are fitted again at the next render."""
+    from workers.media.timemap import MAX_TEMPO
+
+    try:
+        shift = int(str(form.get("max_shift_ms", "")).strip())
+    except ValueError:
+        raise ServiceError("The shift is a whole number of milliseconds, e.g. 80.",
+                           field="max_shift_ms") from None
+    try:
+        tempo = float(str(form.get("max_tempo_pct", "")).strip())
+    except ValueError:
+        raise ServiceError("The tempo limit is a percentage, e.g. 3.", field="max_tempo_pct") \
+            from None
+    if not 0 <= shift <= 300:
+        raise ServiceError("The shift is between 0 and 300 ms.", field="max_shift_ms")
+    if not (math.isfinite(tempo) and 0 <= tempo <= MAX_TEMPO * 100):
+        raise ServiceError(f"The tempo limit is between 0 and {MAX_TEMPO * 100:g} %.",
+                           field="max_tempo_pct")
+    campaign.timing_max_shift_ms = shift
+    campaign.timing_max_tempo_pct = round(tempo, 2)
     db.session.commit()
 
 

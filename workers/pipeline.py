@@ -10,6 +10,7 @@ reason a person can read; nothing is swallowed silently.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -295,6 +296,68 @@ def measure_sound(clip: Clip, *, timeout: float = 600,
         log.warning("clip %s: sound not measured: %s", clip.id, exc)
 
 
+def current_time_map(clip: Clip) -> list[list[float]] | None:
+    """The clip's time map knots when its switch is on and the map was fitted for its
+    present offset and its campaign's present limits; else None."""
+    found = clip.time_map or {}
+    campaign = clip.campaign
+    if not clip.timing or not found.get("knots"):
+        return None
+    if (abs(found.get("offset", math.inf) - clip.effective_offset) > 1e-4
+            or found.get("max_shift_ms") != campaign.timing_max_shift_ms
+            or found.get("max_tempo_pct") != campaign.timing_max_tempo_pct):
+        return None
+    return found["knots"]
+
+
+def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600) -> None:
+    """Fit a time map for each clip whose switch is on and whose map is missing or stale
+    (the guide decoded once). A take that cannot be mapped keeps none (logged): it is
+    rendered with its one offset."""
+    from workers.media.audio import NoAudio, decode_audio
+    from workers.media.timemap import RATE, fit_time_map
+
+    todo = [c for c in clips if c.timing and c.normalized_key and current_time_map(c) is None]
+    if not todo or not campaign.guide_key:
+        return
+    store = storage()
+    try:
+        guide = decode_audio(str(store.path(campaign.guide_key)), sample_rate=RATE,
+                             timeout=timeout)
+    except (NoAudio, FFmpegError) as exc:
+        log.warning("campaign %s: guide not decoded for time maps: %s", campaign.id, exc)
+        return
+    for clip in todo:
+        offset = clip.effective_offset
+        try:
+            take = decode_audio(str(store.path(clip.normalized_key)), sample_rate=RATE,
+                                timeout=timeout)
+            found = fit_time_map(guide, take, offset,
+                                 max_shift=campaign.timing_max_shift_ms / 1000,
+                                 max_tempo=campaign.timing_max_tempo_pct / 100)
+        except (NoAudio, FFmpegError, ValueError) as exc:
+            log.warning("clip %s: no time map: %s", clip.id, exc)
+            continue
+        clip.time_map = {"offset": round(offset, 6),
+                         "max_shift_ms": campaign.timing_max_shift_ms,
+                         "max_tempo_pct": campaign.timing_max_tempo_pct,
+                         "knots": found.to_list()}
+        log.info("clip %s: time map of %d knots", clip.id, len(found.guide))
+
+
+def _offset_and_map(clip: Clip) -> dict:
+    """The spec's offset, drift and time map of ``clip``."""
+    knots = current_time_map(clip)
+    if knots is None:
+        return {"offset": round(clip.effective_offset, 4),
+                "drift_ppm": round(clip.drift_ppm or 0.0, 3)}
+    from workers.media.timemap import TimeMap
+
+    g, c = zip(*knots, strict=True)
+    return {"offset": round(float(TimeMap(g, c).clip_time(0.0)), 4), "drift_ppm": 0.0,
+            "time_map": knots}
+
+
 def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
                options: dict | None = None) -> dict:
     """The RenderSpec (as data) for a campaign render of these clips, with the
@@ -318,10 +381,9 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
         "video": {"preset": "veryfast", "crf": 23 if kind == "final" else 28},
         "clips": [
             {"id": c.token, "path": str(store.path(c.normalized_key)),
-             "offset": round(c.effective_offset, 4), "part": c.part_name,
-             "name": c.display_name, "location": c.location,
+             "part": c.part_name, "name": c.display_name, "location": c.location,
              "has_audio": bool((c.media or {}).get("has_audio", True)),
-             "drift_ppm": round(c.drift_ppm or 0.0, 3), **clip_sound(c)}
+             **_offset_and_map(c), **clip_sound(c)}
             for c in clips
         ],
     }
@@ -384,6 +446,7 @@ def _render(render_id: int) -> None:
         return
     for clip in clips:  # takes from before sound measuring, or whose measure failed
         measure_sound(clip)
+    fit_time_maps(campaign, clips)
     db.session.commit()
     data = build_spec(campaign, clips, job.kind, job.options)
     job.spec = data

@@ -53,6 +53,64 @@ def sound_panel(clip: Clip) -> dict:
     }
 
 
+def time_map_picture(clip: Clip, width: int = 600, height: int = 120) -> dict | None:
+    """The clip's time map as an SVG polyline (numbers only): how far the map moves the
+    take from its one offset (ms, up: later in the take) over the guide's time, with the
+    scale; None without a map."""
+    knots = (clip.time_map or {}).get("knots")
+    if not knots:
+        return None
+    offset = (clip.time_map or {}).get("offset", 0.0)
+    g = [k[0] for k in knots]
+    shift = [1000 * (k[1] - offset - k[0]) for k in knots]
+    span = max(1e-6, g[-1] - g[0])
+    top = max(10.0, max(abs(v) for v in shift))
+    points = " ".join(f"{(t - g[0]) / span * width:.1f},{height / 2 - v / top * height / 2.2:.1f}"
+                      for t, v in zip(g, shift, strict=True))
+    return {"points": points, "width": width, "height": height, "top_ms": round(top),
+            "seconds": round(g[-1], 1), "largest_ms": round(max(shift, key=abs)),
+            "fresh": bool(_current_map(clip))}
+
+
+def _current_map(clip: Clip):
+    from workers.pipeline import current_time_map
+
+    return current_time_map(clip)
+
+
+@bp.app_template_global("time_map_picture")
+def _time_map_picture_global(clip: Clip) -> dict | None:
+    return time_map_picture(clip)
+
+
+@bp.app_template_global("may_do")
+def _may_do(action: str, campaign) -> bool:
+    from flask_login import current_user
+
+    from ..policy import allowed
+
+    return allowed(current_user, action, campaign)
+
+
+@bp.post("/c/<slug>/timing")
+def timing_limits(slug: str):
+    """The campaign's time map limits (owners)."""
+    from ..policy import campaign_for
+
+    campaign = campaign_for(slug, "settings")
+    try:
+        services.set_timing_limits(campaign, request.form.to_dict())
+    except services.ServiceError as exc:
+        db.session.rollback()
+        flash(exc.message)
+    else:
+        flash("Time map limits saved: maps are fitted again at the next render.")
+    back = request.form.get("clip_id", "")
+    if back.isdigit() and len(back) < 11:
+        return redirect(url_for("organize.clip", clip_id=int(back)) + "#timing", code=303)
+    return redirect(url_for("organize.campaign", slug=slug), code=303)
+
+
 @bp.app_template_global("sound_panel")
 def _sound_panel_global(clip: Clip) -> dict:
     return sound_panel(clip)

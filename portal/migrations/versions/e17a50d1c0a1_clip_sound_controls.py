@@ -1,5 +1,6 @@
 """clip sound controls (level, loudness match, mute, hide, pan, clean-up), the take's
-measured sound, and a render's hand-off export
+measured sound, time maps (a switch per clip, limits per campaign), and a render's
+hand-off export
 
 Revision ID: e17a50d1c0a1
 Revises: c7d1e2f3a4b5
@@ -33,6 +34,14 @@ def upgrade():
         batch_op.add_column(sa.Column('cleanup', sa.Boolean(), nullable=False,
                                       server_default=sa.true()))
         batch_op.add_column(sa.Column('sound', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('timing', sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
+        batch_op.add_column(sa.Column('time_map', sa.JSON(), nullable=True))
+    with op.batch_alter_table('campaigns', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('timing_max_shift_ms', sa.Integer(), nullable=False,
+                                      server_default='80'))
+        batch_op.add_column(sa.Column('timing_max_tempo_pct', sa.Float(), nullable=False,
+                                      server_default='3'))
     with op.batch_alter_table('renders', schema=None) as batch_op:
         batch_op.add_column(sa.Column('handoff_state', sa.String(length=20), nullable=True))
         batch_op.add_column(sa.Column('handoff_key', sa.String(length=300), nullable=True))
@@ -44,7 +53,12 @@ def downgrade():
         batch_op.drop_column('handoff_reason')
         batch_op.drop_column('handoff_key')
         batch_op.drop_column('handoff_state')
+    with op.batch_alter_table('campaigns', schema=None) as batch_op:
+        batch_op.drop_column('timing_max_tempo_pct')
+        batch_op.drop_column('timing_max_shift_ms')
     with op.batch_alter_table('clips', schema=None) as batch_op:
+        batch_op.drop_column('time_map')
+        batch_op.drop_column('timing')
         batch_op.drop_column('sound')
         batch_op.drop_column('cleanup')
         batch_op.drop_column('pan')
