@@ -457,39 +457,79 @@ def _warp_sources(sources: list[ClipSource], folder_of: str, deadline: float
     return out, made
 
 
+#: from this many sources on, a mix is summed in groups side by side (one per core)
+PARALLEL_MIX_MIN = 8
+
+
+def mix_groups(sources: list[ClipSource], jobs: int) -> list[list[ClipSource]]:
+    """The sources cut into groups summed first: one group (no pre-sum) for a few, else at
+    least one per core (``jobs``) and none larger than :data:`MAX_AUDIO_INPUTS`, of sizes
+    differing by one at most."""
+    count = len(sources)
+    groups = math.ceil(count / MAX_AUDIO_INPUTS) if count else 1
+    if jobs > 1 and count >= PARALLEL_MIX_MIN:
+        groups = max(groups, jobs)
+    if groups <= 1:
+        return [sources]
+    size, extra = divmod(count, groups)
+    out, at = [], 0
+    for j in range(groups):
+        n = size + (j < extra)
+        out.append(sources[at:at + n])
+        at += n
+    return out
+
+
 def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float,
                progress: Callable[[float], None],
                guide: tuple[str, float, float] | None = None,
                room: tuple[float, float] | None = None,
-               voices: int | None = None) -> Loudness:
-    """Sum the sources into a float WAV and measure it. More than MAX_AUDIO_INPUTS sources
-    are summed in groups first (float WAVs beside ``dst``), so no ffmpeg opens them all.
+               voices: int | None = None, jobs: int | None = None) -> Loudness:
+    """Sum the sources into a float WAV and measure it. Many sources are summed in groups
+    first (:func:`mix_groups`; float WAVs beside ``dst``), ``jobs`` at a time (default:
+    the usable cores), so no ffmpeg opens them all and the takes' filters (clean-up, pan)
+    use every core; the last pass sums the groups, adds the room and measures.
     ``guide``: (path, guide_gain_db, mix_gain_db), the guide added under the sum.
     ``room``: (reverberation time s, wet dB), one room for the sum of the sources.
     ``voices``: the headroom's count (default: the sources'; a stem gives the whole mix's
     so that the stems add up to it)."""
     deadline = time.monotonic() + timeout
-    groups = [sources[i:i + MAX_AUDIO_INPUTS] for i in range(0, len(sources), MAX_AUDIO_INPUTS)]
+    if jobs is None:
+        jobs = usable_cores()
+    groups = mix_groups(sources, jobs)
     partial = [temp_path_for(dst, f".part{j}.wav") for j in range(len(groups))]
     steps = len(groups) + 1 if len(groups) > 1 else 1
     room_ir = temp_path_for(dst, ".room.wav") if room is not None else None
     warped: list[str] = []
+    lock = threading.Lock()
+    done = [0.0] * len(groups)
+
+    def report(j: int, fraction: float) -> None:
+        with lock:  # the groups report from their threads
+            done[j] = fraction
+            progress(sum(done) / steps)
+
     try:
         if any(s.clip.time_map for s in sources):
             sources, warped = _warp_sources(sources, dst, deadline)
-            groups = [sources[i:i + MAX_AUDIO_INPUTS]
-                      for i in range(0, len(sources), MAX_AUDIO_INPUTS)]
+            groups = mix_groups(sources, jobs)
         if room is not None and room_ir is not None:
             write_room_impulse(room_ir, room[0], room[1])
         if len(groups) > 1:
-            for j, group in enumerate(groups):
+            def sum_group(j: int) -> None:
                 args = ["-v", "error"]
-                for s in group:
+                for s in groups[j]:
                     args += _input_args(s)
-                args += ["-filter_complex", mix_filter(group, total, measure=False),
-                         "-map", "[mix]", "-c:a", "pcm_f32le", "-f", "wav", input_url(partial[j])]
+                args += ["-filter_complex", mix_filter(groups[j], total, measure=False),
+                         "-map", "[mix]", "-c:a", "pcm_f32le", "-f", "wav",
+                         input_url(partial[j])]
                 run_ffmpeg(args, timeout=_remaining(deadline), duration=total,
-                           progress=lambda f, j=j: progress((j + f) / steps))
+                           progress=lambda f: report(j, f))
+
+            # each group is one single-threaded ffmpeg (a filter per take): side by side
+            with ThreadPoolExecutor(max(1, min(jobs, len(groups)))) as pool:
+                for future in [pool.submit(sum_group, j) for j in range(len(groups))]:
+                    future.result()
             sums = [ClipSource(-1, SpecClip(id=f"part{j}", path=p), total, True)
                     for j, p in enumerate(partial)]
             inputs = sums
