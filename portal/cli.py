@@ -1,5 +1,5 @@
 """The ``tutti`` command: serve, worker, demo, campaign, organizer, render,
-probe, align, compose, reconcile.
+probe, align, compose, reconcile, handoff.
 
 Media commands (probe, align, compose) use the media engine alone: no app, no
 database. The others build the app from the environment (``TUTTI_*``)."""
@@ -349,6 +349,59 @@ def render(slug: str, wait: bool, preview: bool, timeout: float) -> None:
     finally:
         if background is not None:
             background.stop()
+
+
+@main.command()
+@click.argument("slug")
+@click.option("--render", "render_id", type=int, default=None,
+              help="the render to hand off (default: the published one, else the latest done)")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="copy the ZIP here (default: print where it is stored)")
+@click.option("--no-media", is_flag=True,
+              help="leave the clips out (the timeline still names media/NNN.mp4)")
+def handoff(slug: str, render_id: int | None, output: str | None, no_media: bool) -> None:
+    """Hand a render off to a video editor: one ZIP with an OpenTimelineIO timeline and
+    its FCP XML, the normalized clips at their synced positions, the mix and per-part
+    stems as WAV and the credits as CSV."""
+    import shutil
+
+    from sqlalchemy import select
+
+    from workers.pipeline import export_render
+
+    from .extensions import db
+    from .models import Render
+    from .services import ServiceError, get_campaign
+
+    app = _app()
+    with app.app_context():
+        try:
+            campaign = get_campaign(slug)
+        except ServiceError as exc:
+            raise click.ClickException(exc.message) from exc
+        if render_id is None:
+            render_id = campaign.published_render_id or db.session.scalar(
+                select(Render.id).filter_by(campaign_id=campaign.id, status="done")
+                .order_by(Render.id.desc()).limit(1))
+        job = db.session.get(Render, render_id) if render_id else None
+        if job is None or job.campaign_id != campaign.id:
+            raise click.ClickException(f"campaign {slug} has no render #{render_id}"
+                                       if render_id else
+                                       f"campaign {slug} has no finished render: run "
+                                       f"`tutti render {slug} --wait` first")
+        if job.status != "done":
+            raise click.ClickException(f"render #{job.id} is {job.status}: only a finished "
+                                       "render can be handed off")
+        key = export_render(job.id, include_media=not no_media)
+        db.session.expire_all()
+        job = db.session.get(Render, render_id)
+        if key is None:
+            raise click.ClickException(job.handoff_reason or "the hand-off failed")
+        path = app.extensions["tutti.storage"].path(key)
+        if output:
+            shutil.copyfile(path, output)
+            path = output
+        click.echo(str(path))
 
 
 def wait_for_render(app: Flask, render_id: int, timeout: float) -> str:

@@ -161,6 +161,7 @@ def celery_settings(config: dict[str, object]) -> dict[str, object]:
             "tutti.render": {"queue": "render"},
             "tutti.render_part": {"queue": "render"},
             "tutti.join_render": {"queue": "render"},
+            "tutti.export_render": {"queue": "render"},
             "tutti.reconcile": {"queue": "intake"},
         },
         "task_time_limit": hard_limit,

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, false
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -139,6 +139,9 @@ class Campaign(db.Model):
     fps: Mapped[int] = mapped_column(default=30)
     tile_width: Mapped[int] = mapped_column(default=640)
     tile_height: Mapped[int] = mapped_column(default=360)
+    # how far a time map may pull a take (workers.media.timemap): shift and tempo
+    timing_max_shift_ms: Mapped[int] = mapped_column(default=80, server_default="80")
+    timing_max_tempo_pct: Mapped[float] = mapped_column(default=3.0, server_default="3")
     published_render_id: Mapped[int | None] = mapped_column(
         ForeignKey("renders.id", use_alter=True, name="fk_campaign_published_render",
                    ondelete="SET NULL")
@@ -248,6 +251,24 @@ class Clip(db.Model):
     # {offset_seconds, music, notes, claps, leak}); a person picks one by ear when untrusted
     sync_candidates: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
+    # the sound editor's controls, used by every render (workers.pipeline.build_spec):
+    # a level in dB on top of the loudness match (when on), seen-not-heard (muted),
+    # heard-not-seen (hidden), a place between the speakers, the clean-up switch
+    sound_level_db: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    loudness_match: Mapped[bool] = mapped_column(default=True, server_default=true())
+    muted: Mapped[bool] = mapped_column(default=False, server_default=false())
+    hidden: Mapped[bool] = mapped_column(default=False, server_default=false())
+    pan: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    cleanup: Mapped[bool] = mapped_column(default=True, server_default=true())
+    #: the take's sound as measured (workers.media.sound.TakeSound.to_dict): loudness_lufs,
+    #: hum_hz, hum_db, noise_floor_db; None until measured
+    sound: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: pull the take into time with a time map (workers.media.timemap), and the map as
+    #: fitted: {"offset", "max_shift_ms", "max_tempo_pct", "knots": [[guide s, clip s]]}
+    #: (stale when the offset or the campaign's limits changed since)
+    timing: Mapped[bool] = mapped_column(default=False, server_default=false())
+    time_map: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -324,6 +345,10 @@ class Render(db.Model):
     options: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the organizer's choices
     appearances: Mapped[dict[str, float] | None] = mapped_column(JSON)  # clip token -> s
     join_started_at: Mapped[datetime | None]  # unused since joins take the render's lease
+    # the hand-off export (workers.pipeline.export_render): None, pending, done, failed
+    handoff_state: Mapped[str | None] = mapped_column(String(20))
+    handoff_key: Mapped[str | None] = mapped_column(String(300))
+    handoff_reason: Mapped[str | None] = mapped_column(Text)
     clip_ids: Mapped[list[int] | None] = mapped_column(JSON)
     output_key: Mapped[str | None] = mapped_column(String(300))
     poster_key: Mapped[str | None] = mapped_column(String(300))

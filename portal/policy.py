@@ -9,7 +9,8 @@ a member whose role does not allow the action gets a 403. Site administrators
 (``tutti organizer create EMAIL --admin``) act as owners of every campaign.
 
 Roles: *owner* may do everything; *moderator* may view, review clips, nudge
-sync and make and cancel preview renders.
+sync, set a clip's sound in the mix (``mix``) and make and cancel preview renders
+(and hand-off exports of renders).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from sqlalchemy import Select, select
 from .extensions import db
 from .models import Campaign, CampaignMember, Clip, Organizer, Render
 
-MODERATOR_ACTIONS = frozenset({"view", "moderate", "nudge", "render_preview"})
+MODERATOR_ACTIONS = frozenset({"view", "moderate", "nudge", "mix", "render_preview"})
 OWNER_ACTIONS = MODERATOR_ACTIONS | frozenset(
     {"render_final", "publish", "settings", "members", "delete"})
 ACTIONS: dict[str, frozenset[str]] = {"owner": OWNER_ACTIONS, "moderator": MODERATOR_ACTIONS}

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from . import states
 from .extensions import db
@@ -483,13 +483,14 @@ def accept_invite(token: str, organizer: Organizer) -> CampaignMember:
 def delete_campaign(campaign: Campaign) -> None:
     """Delete ``campaign``, its rows and every file that belongs to it: originals,
     normalized clips, thumbnails, sync pictures, proxies, renders, the guide. The
-    participants' private links answer 404 afterwards."""
+    participants' private links answer 404 afterwards (hand-off ZIPs too)."""
     store = storage()
     slug, campaign_id = campaign.slug, campaign.id
     prefixes = [f"clips/{folder}" for row in db.session.execute(
         select(Clip.token, Clip.media_id).filter_by(campaign_id=campaign_id))
         for folder in row]  # files from before media ids live under the token
-    prefixes += [f"campaigns/{slug}", f"renders/{slug}", f"proxies/{campaign_id}"]
+    prefixes += [f"campaigns/{slug}", f"renders/{slug}", f"proxies/{campaign_id}",
+                 f"handoffs/{campaign_id}"]
     campaign.published_render_id = None
     db.session.flush()
     db.session.delete(campaign)
@@ -792,6 +793,81 @@ def choose_sync_offset(clip: Clip, offset_seconds: float, who: str = "an organiz
     db.session.commit()
 
 
+MAX_LEVEL_DB = 24.0
+
+
+def set_clip_sound(clip: Clip, form: dict) -> None:
+    """The organizer's sound controls for ``clip`` from a form (strings, as posted):
+    ``level_db`` (-60..+24 dB on top of the loudness match), ``pan`` (-1 left .. 1
+    right, or -100..100 as the page's slider sends it with ``pan_percent``),
+    ``loudness_match``, ``muted``, ``hidden``, ``cleanup``, ``timing`` (the time map)
+    (checkboxes: present and "on"/
+    "yes"/"1"/"true" is on, absent is off). ServiceError (400, naming the field) for a
+    value out of range; nothing is changed then."""
+    def number(name: str, lo: float, hi: float, scale: float = 1.0) -> float:
+        raw = str(form.get(name, "0")).strip() or "0"
+        try:
+            value = float(raw) / scale
+        except ValueError:
+            raise ServiceError(f"{name.replace('_', ' ')} must be a number, e.g. -3.5",
+                               field=name) from None
+        if not math.isfinite(value) or not lo <= value <= hi:
+            raise ServiceError(f"{name.replace('_', ' ')} must be between {lo * scale:g} and "
+                               f"{hi * scale:g}", field=name)
+        return value
+
+    def flag(name: str) -> bool:
+        return str(form.get(name, "")).lower() in ("1", "yes", "on", "true")
+
+    level = number("level_db", -60.0, MAX_LEVEL_DB)
+    pan = (number("pan_percent", -1.0, 1.0, 100.0) if "pan_percent" in form
+           else number("pan", -1.0, 1.0))
+    hidden = flag("hidden")
+    if hidden and not clip.hidden:
+        others = db.session.scalar(select(func.count(Clip.id)).filter(
+            Clip.campaign_id == clip.campaign_id, Clip.status == "approved",
+            Clip.id != clip.id, Clip.hidden.is_(False)))
+        if clip.status == "approved" and not others:
+            raise ServiceError("This is the only approved clip shown: a render needs at least "
+                               "one clip in the picture. Approve another first.", 409,
+                               field="hidden")
+    clip.sound_level_db = round(level, 2)
+    clip.pan = round(pan, 3)
+    clip.loudness_match = flag("loudness_match")
+    clip.muted = flag("muted")
+    clip.hidden = hidden
+    clip.cleanup = flag("cleanup")
+    clip.timing = flag("timing")
+    db.session.commit()
+
+
+def set_timing_limits(campaign: Campaign, form: dict) -> None:
+    """How far time maps may pull this campaign's takes: ``max_shift_ms`` (0..300 ms
+    around the take's tempo line) and ``max_tempo_pct`` (0..3 % of tempo). ServiceError
+    (400, naming the field) otherwise; nothing changed then. Maps fitted under other
+    limits are fitted again at the next render."""
+    from workers.media.timemap import MAX_TEMPO
+
+    try:
+        shift = int(str(form.get("max_shift_ms", "")).strip())
+    except ValueError:
+        raise ServiceError("The shift is a whole number of milliseconds, e.g. 80.",
+                           field="max_shift_ms") from None
+    try:
+        tempo = float(str(form.get("max_tempo_pct", "")).strip())
+    except ValueError:
+        raise ServiceError("The tempo limit is a percentage, e.g. 3.", field="max_tempo_pct") \
+            from None
+    if not 0 <= shift <= 300:
+        raise ServiceError("The shift is between 0 and 300 ms.", field="max_shift_ms")
+    if not (math.isfinite(tempo) and 0 <= tempo <= MAX_TEMPO * 100):
+        raise ServiceError(f"The tempo limit is between 0 and {MAX_TEMPO * 100:g} %.",
+                           field="max_tempo_pct")
+    campaign.timing_max_shift_ms = shift
+    campaign.timing_max_tempo_pct = round(tempo, 2)
+    db.session.commit()
+
+
 def retry_clip(clip: Clip) -> None:
     if clip.status not in ("failed",):
         raise ServiceError("Only a clip whose processing failed can be retried.", 409)
@@ -814,7 +890,8 @@ RENDER_AUDIO = ("auto", "guide", "mix", "guide+mix")
 
 
 def render_options(form: dict) -> dict:
-    """The organizer's render choices, checked: layout, labels, intro, credits, audio."""
+    """The organizer's render choices, checked: layout, labels, intro, credits, audio,
+    reverb (the mix in one shared room)."""
     layout = (form.get("layout") or "grid").strip()
     if layout not in RENDER_LAYOUTS:
         raise ServiceError(f"Layout is one of {', '.join(RENDER_LAYOUTS)}", field="layout")
@@ -825,8 +902,11 @@ def render_options(form: dict) -> dict:
     def flag(name: str) -> bool:
         return str(form.get(name, "")).lower() in ("1", "yes", "on", "true")
 
-    return {"layout": layout, "labels": flag("labels"), "intro": flag("intro"),
-            "credits": flag("credits"), "audio": audio}
+    options = {"layout": layout, "labels": flag("labels"), "intro": flag("intro"),
+               "credits": flag("credits"), "audio": audio}
+    if flag("reverb"):  # only when asked: renders made before keep their options' shape
+        options["reverb"] = True
+    return options
 
 
 def request_key(campaign: Campaign, kind: str, options: dict, publish: bool) -> str:
@@ -901,6 +981,20 @@ def _supersede(campaign_id: int, newer: Render) -> None:
             job.reason = reason
         log.info("render %s: %s", job.id, reason)
     db.session.commit()
+
+
+def request_handoff(render: Render) -> None:
+    """Ask for the hand-off ZIP of a finished render (built by a worker:
+    ``tutti.export_render``). ServiceError 409 when the render is not done."""
+    if render.status != "done" or not render.spec:
+        raise ServiceError("Only a finished render can be handed off: wait for it to finish.",
+                           409)
+    if render.handoff_state == "pending":
+        return
+    render.handoff_state = "pending"
+    render.handoff_reason = None
+    db.session.commit()
+    enqueue("tutti.export_render", render.id)
 
 
 def cancel_render(render: Render) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -197,6 +198,11 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
                               meter=True)
         if done.thumbnail is None:
             make_thumbnail(str(store.path(normalized_key)), str(store.path(thumb_key)))
+        clip.normalized_key = normalized_key
+        clip.sound = None
+        # the loudness intake measured on the way (EBU R128), the rest from the new file
+        measure_sound(clip, timeout=timeout,
+                      loudness_lufs=done.sound.integrated if done.sound else None)
         checks = intake_checks(info, canvas=(campaign.canvas_width, campaign.canvas_height),
                                guide_duration=campaign.guide_duration if campaign.guide_key
                                else None, sound=done.sound, timeout=timeout)
@@ -333,6 +339,120 @@ class RenderCancelled(Exception):
     pass
 
 
+#: the shared room a render's "room" option puts the mix in: a church's reverberation
+#: time, its tail 14 dB under the dry sound
+ROOM_SECONDS = 1.5
+ROOM_WET_DB = -14.0
+
+
+def clip_level_db(clip: Clip) -> float:
+    """The level (dB) the mix gives ``clip``: its loudness match (when on, from the
+    measured loudness; :func:`workers.media.sound.match_gain`) plus the organizer's
+    level, within the spec's -60..+24 dB."""
+    from workers.media.sound import match_gain
+
+    level = clip.sound_level_db or 0.0
+    if clip.loudness_match:
+        level += match_gain((clip.sound or {}).get("loudness_lufs"))
+    return round(max(-60.0, min(24.0, level)), 3)
+
+
+def clip_sound(clip: Clip) -> dict:
+    """The sound fields of ``clip``'s spec entry: gain, mute, hide, pan, clean-up."""
+    cleanup = bool(clip.cleanup)
+    sound = clip.sound or {}
+    floor = sound.get("noise_floor_db")
+    fields = {"gain_db": clip_level_db(clip), "muted": bool(clip.muted),
+              "hidden": bool(clip.hidden), "pan": round(max(-1.0, min(1.0, clip.pan or 0.0)), 3),
+              "hum_hz": float(sound.get("hum_hz") or 0.0) if cleanup else 0.0,
+              "denoise": cleanup}
+    if isinstance(floor, (int, float)) and -150.0 <= floor <= 0.0:
+        fields["noise_floor_db"] = round(float(floor), 2)
+    return fields
+
+
+def measure_sound(clip: Clip, *, timeout: float = 600,
+                  loudness_lufs: float | None = None) -> None:
+    """Measure the take's sound (loudness, hum, noise floor) into ``clip.sound`` when it has
+    a normalized file with sound and no measurement yet (``loudness_lufs``: already
+    measured, e.g. by intake's meter). A take that cannot be measured
+    keeps None (its loudness match is then 0 dB) and is logged; never raises for media."""
+    from workers.media.audio import NoAudio
+    from workers.media.sound import analyze_take
+
+    if clip.sound is not None or not clip.normalized_key:
+        return
+    if not (clip.media or {}).get("has_audio", True):
+        return
+    try:
+        clip.sound = analyze_take(str(storage().path(clip.normalized_key)), timeout=timeout,
+                                  loudness_lufs=loudness_lufs).to_dict()
+    except (NoAudio, FFmpegError, ValueError) as exc:
+        log.warning("clip %s: sound not measured: %s", clip.id, exc)
+
+
+def current_time_map(clip: Clip) -> list[list[float]] | None:
+    """The clip's time map knots when its switch is on and the map was fitted for its
+    present offset and its campaign's present limits; else None."""
+    found = clip.time_map or {}
+    campaign = clip.campaign
+    if not clip.timing or not found.get("knots"):
+        return None
+    if (abs(found.get("offset", math.inf) - clip.effective_offset) > 1e-4
+            or found.get("max_shift_ms") != campaign.timing_max_shift_ms
+            or found.get("max_tempo_pct") != campaign.timing_max_tempo_pct):
+        return None
+    return found["knots"]
+
+
+def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600) -> None:
+    """Fit a time map for each clip whose switch is on and whose map is missing or stale
+    (the guide decoded once). A take that cannot be mapped keeps none (logged): it is
+    rendered with its one offset."""
+    from workers.media.audio import NoAudio, decode_audio
+    from workers.media.timemap import RATE, fit_time_map
+
+    todo = [c for c in clips if c.timing and c.normalized_key and current_time_map(c) is None]
+    if not todo or not campaign.guide_key:
+        return
+    store = storage()
+    try:
+        guide = decode_audio(str(store.path(campaign.guide_key)), sample_rate=RATE,
+                             timeout=timeout)
+    except (NoAudio, FFmpegError) as exc:
+        log.warning("campaign %s: guide not decoded for time maps: %s", campaign.id, exc)
+        return
+    for clip in todo:
+        offset = clip.effective_offset
+        try:
+            take = decode_audio(str(store.path(clip.normalized_key)), sample_rate=RATE,
+                                timeout=timeout)
+            found = fit_time_map(guide, take, offset,
+                                 max_shift=campaign.timing_max_shift_ms / 1000,
+                                 max_tempo=campaign.timing_max_tempo_pct / 100)
+        except (NoAudio, FFmpegError, ValueError) as exc:
+            log.warning("clip %s: no time map: %s", clip.id, exc)
+            continue
+        clip.time_map = {"offset": round(offset, 6),
+                         "max_shift_ms": campaign.timing_max_shift_ms,
+                         "max_tempo_pct": campaign.timing_max_tempo_pct,
+                         "knots": found.to_list()}
+        log.info("clip %s: time map of %d knots", clip.id, len(found.guide))
+
+
+def _offset_and_map(clip: Clip) -> dict:
+    """The spec's offset, drift and time map of ``clip``."""
+    knots = current_time_map(clip)
+    if knots is None:
+        return {"offset": round(clip.effective_offset, 4),
+                "drift_ppm": round(clip.drift_ppm or 0.0, 3)}
+    from workers.media.timemap import TimeMap
+
+    g, c = zip(*knots, strict=True)
+    return {"offset": round(float(TimeMap(g, c).clip_time(0.0)), 4), "drift_ppm": 0.0,
+            "time_map": knots}
+
+
 def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
                options: dict | None = None) -> dict:
     """The RenderSpec (as data) for a campaign render of these clips, with the
@@ -356,13 +476,15 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
         "video": {"preset": "veryfast", "crf": 23 if kind == "final" else 28},
         "clips": [
             {"id": c.token, "path": str(store.path(c.normalized_key)),
-             "offset": round(c.effective_offset, 4), "part": c.part_name,
-             "name": c.display_name, "location": c.location,
+             "part": c.part_name, "name": c.display_name, "location": c.location,
              "has_audio": bool((c.media or {}).get("has_audio", True)),
-             "drift_ppm": round(c.drift_ppm or 0.0, 3)}
+             **_offset_and_map(c), **clip_sound(c)}
             for c in clips
         ],
     }
+    if options.get("reverb"):
+        spec["audio"]["reverb_seconds"] = ROOM_SECONDS
+        spec["audio"]["reverb_wet_db"] = ROOM_WET_DB
     if options.get("intro"):
         # no subtitle: the card's own last line counts the performers and parts
         spec["intro"] = {"title": campaign.title[:200], "seconds": 4}
@@ -435,6 +557,12 @@ def _render(render_id: int) -> None:
                            "least one clip, then render again.")
         db.session.commit()
         return
+    # decoding takes for their sound and time maps may outlast a short lease: renew it
+    with Heartbeat(Render, job.id, owner):
+        for clip in clips:  # takes from before sound measuring, or whose measure failed
+            measure_sound(clip)
+        fit_time_maps(campaign, clips)
+    db.session.commit()
     data = build_spec(campaign, clips, job.kind, job.options)
     job.spec = data
     job.clip_ids = [c.id for c in clips]
@@ -660,6 +788,51 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str, owner: st
         # replaced takes and clips no longer approved leave proxies nothing will draw
         prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips])
         sweep_dead_temps(cache)  # builds a dead worker left half-done
+
+
+# --- the hand-off to a video editor ---------------------------------------------
+
+def handoff_key(job: Render) -> str:
+    """Where a render's hand-off ZIP is stored: a fixed key (a re-run overwrites it) out
+    of the public ``renders/`` folder, whose files anyone with the mash-up's URL can
+    fetch; never served by the watch blueprint."""
+    return f"handoffs/{job.campaign_id}/{job.token}.zip"
+
+
+def export_render(render_id: int, *, include_media: bool = True) -> str | None:
+    """Build the hand-off ZIP of a finished render (:mod:`workers.media.handoff`) from the
+    spec it was rendered with, record it on the row (``handoff_state`` done, or failed with
+    a reason for people) and return its key; None when the render is gone or not done."""
+    from workers.media.handoff import HandoffError, export_handoff
+    from workers.media.spec import SpecError, parse_spec
+
+    job = db.session.get(Render, render_id)
+    if job is None or job.status != "done" or not job.spec:
+        log.info("render %s: no finished render to hand off", render_id)
+        return None
+    key = handoff_key(job)
+    store = storage()
+    try:
+        export_handoff(parse_spec(job.spec), str(store.path_for_writing(key)),
+                       include_media=include_media, appearances=job.appearances,
+                       title=job.campaign.title,
+                       timeout=float(current_app.config["RENDER_TIMEOUT"]))
+    except (SpecError, FFmpegError, HandoffError) as exc:
+        db.session.rollback()
+        job = db.session.get(Render, render_id)
+        if job is not None:
+            job.handoff_state = "failed"
+            job.handoff_reason = (f"The hand-off could not be made: {exc}. A clip may have "
+                                  "been deleted since the render; render again, then export.")
+            db.session.commit()
+        log.warning("render %s: hand-off failed: %s", render_id, exc)
+        return None
+    job.handoff_state = "done"
+    job.handoff_key = key
+    job.handoff_reason = None
+    db.session.commit()
+    log.info("render %s: hand-off ready, %s", render_id, key)
+    return key
 
 
 # --- distributed rendering: segments on any workers, audio once, join -------------

@@ -45,6 +45,11 @@ def join_render(render_id: int) -> None:
         pipeline.join_render(render_id)
 
 
+@shared_task(name="tutti.export_render", acks_late=True, **_RETRY)
+def export_render(render_id: int) -> None:
+    pipeline.export_render(render_id)
+
+
 @shared_task(name="tutti.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     from portal.services import reconcile as run

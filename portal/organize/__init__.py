@@ -527,3 +527,4 @@ def organizer_context() -> dict:
 
 
 from . import console  # noqa: E402,F401 - the review view, bulk moderation, CSV export
+from . import sound as _sound  # noqa: E402,F401 - its routes join this blueprint

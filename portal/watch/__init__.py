@@ -147,7 +147,8 @@ def _send(key: str):
         path = storage.path(key)
     except StorageError:
         abort(404)
-    if not path.is_file() or "/original" in key or key.startswith("proxies/"):
+    # hand-off ZIPs hold every clip: only organizers download them (organize.handoff)
+    if not path.is_file() or "/original" in key or key.startswith(("proxies/", "handoffs/")):
         abort(404)
     mimetype = MIME.get(path.suffix.lower(), "application/octet-stream")
     response = send_file(path, mimetype=mimetype, conditional=True, max_age=3600)

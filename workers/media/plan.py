@@ -227,7 +227,9 @@ def plan_render(spec: RenderSpec, *, segments: int | None = None,
         segments = math.ceil(frames / per)
     bounds = program_bounds(intro, main, credits, segments,
                             [round(s.start * fps) for s in scenes[1:]])
-    audible = any(c.has_audio and c.start < main / fps and c.end > 0 for c in clips)
+    # a muted clip is seen, not heard: it makes no mix
+    audible = any(c.has_audio and not spec.clips[c.index].muted and c.start < main / fps
+                  and c.end > 0 for c in clips)
     if spec.audio.mode == "guide":
         audio = "guide"
     elif spec.audio.mode == "guide+mix":

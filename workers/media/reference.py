@@ -14,8 +14,9 @@ the PNGs of :mod:`workers.media.titles`.
 
 Sound: the clips' audio (hidden clips included), each with its gain and a headroom of
 ``-10 log10(K)`` dB for K voices, and/or the guide, per ``audio.mode``. Unlike the ffmpeg
-engine it does not normalise loudness (EBU R128): it is a reference for picture and
-timing, not for level.
+engine it does not normalise loudness (EBU R128), clean takes up, pan them or add a
+room: it is a reference for picture and timing, not for level. Muted clips are left
+out of the sound, as there.
 """
 
 from __future__ import annotations
@@ -193,7 +194,7 @@ def _audio(spec: RenderSpec, sources: list[VideoFileClip], guide: AudioFileClip 
     parts = []
     if spec.audio.mode in ("mix", "guide+mix"):
         voices = [(c, v) for c, v in zip(spec.clips, sources, strict=True)
-                  if c.has_audio and v.audio is not None]
+                  if c.has_audio and not c.muted and v.audio is not None]
         headroom = -10 * math.log10(len(voices)) if voices else 0.0
         extra = spec.audio.mix_gain_db if spec.audio.mode == "guide+mix" else 0.0
         for clip, video in voices:

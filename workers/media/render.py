@@ -66,6 +66,7 @@ from .normalize import AUDIO_RATE, Loudness, parse_ebur128_summary, thumbnail_ar
 from .plan import PlanCaption, PlanClip, RenderPlan, Segment, Tile, plan_render
 from .probe import MEDIA_DEMUXERS, media_duration, safe_input
 from .proxies import ensure_proxies, missing, proxy_scales
+from .sound import room_filter, take_filter, write_room_impulse
 from .spec import RenderSpec, SpecClip
 from .titles import caption_image, credits_image, credits_y_expr, intro_card, label_image
 
@@ -380,29 +381,48 @@ def _tempo(speed: float) -> str:
 
 def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = None,
                measure: bool = True, guide_gain_db: float | None = None,
-               mix_gain_db: float = 0.0) -> str:
+               mix_gain_db: float = 0.0, room: int | None = None,
+               headroom: bool | None = None) -> str:
     """Filtergraph summing input k's sound (k = position in ``sources``) into [mix] (and
-    measuring it, with ``measure``). ``voices``: how many voices the sum stands for.
+    measuring it, with ``measure``). ``voices``: how many voices the sum stands for. Each
+    take is first cleaned and panned as its spec clip says (:func:`sound.take_filter`),
+    then delayed and set to its ``gain_db``.
 
     With ``guide_gain_db`` (audio mode "guide+mix"), input ``len(sources)`` is the guide:
-    the sum is ``guide * 10^(guide_gain_db/20) + mix * 10^(mix_gain_db/20)``."""
+    the sum is ``guide * 10^(guide_gain_db/20) + mix * 10^(mix_gain_db/20)``. With
+    ``room``, input ``room`` is a room's impulse response
+    (:func:`sound.write_room_impulse`) convolved with the clips' sum (not the guide).
+    ``headroom`` (default: ``measure``) applies the ``-10 log10(voices)`` dB."""
     parts = []
     for k, s in enumerate(sources):
         delay = round(s.delay * AUDIO_RATE)
-        parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}adelay=delays={delay}S:all=1,"
-                     f"volume={s.clip.gain_db:.3f}dB[a{k}]")
+        c = s.clip
+        take = take_filter(c.hum_hz, c.denoise, c.pan, c.noise_floor_db)
+        parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}{take}"
+                     f"adelay=delays={delay}S:all=1,volume={c.gain_db:.3f}dB[a{k}]")
     inputs = "".join(f"[a{k}]" for k in range(len(sources)))
     # uncorrelated voices add in power: 10*log10(K) dB of headroom keeps the sum near
     # the level of one voice; the float WAV cannot clip and the level is set later
-    headroom = -10 * math.log10(voices or len(sources)) if measure else 0.0
+    if headroom is None:
+        headroom = measure
+    gain = -10 * math.log10(voices or len(sources)) if headroom else 0.0
     tail = ",asplit=2[mix][measure]" if measure else "[mix]"
     fit = f"apad=whole_dur={total:.6f},atrim=0:{total:.6f}"
     amix = f"amix=inputs={len(sources)}:normalize=0:duration=longest:dropout_transition=0"
     if guide_gain_db is None:
-        parts.append(f"{inputs}{amix},volume={headroom:.3f}dB,{fit}{tail}")
+        if room is None:
+            parts.append(f"{inputs}{amix},volume={gain:.3f}dB,{fit}{tail}")
+        else:
+            parts.append(f"{inputs}{amix},volume={gain:.3f}dB[dry]")
+            parts.append(room_filter(room, "dry", "wet"))
+            parts.append(f"[wet]{fit}{tail}")
     else:
         g = len(sources)
-        parts.append(f"{inputs}{amix},volume={headroom + mix_gain_db:.3f}dB[clips]")
+        if room is None:
+            parts.append(f"{inputs}{amix},volume={gain + mix_gain_db:.3f}dB[clips]")
+        else:
+            parts.append(f"{inputs}{amix},volume={gain + mix_gain_db:.3f}dB[dry]")
+            parts.append(room_filter(room, "dry", "clips"))
         parts.append(f"[{g}:a:0]{_stereo()},volume={guide_gain_db:.3f}dB[guide]")
         parts.append(f"[guide][clips]amix=inputs=2:normalize=0:duration=longest:"
                      f"dropout_transition=0,{fit}{tail}")
@@ -411,44 +431,127 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
     return ";".join(parts)
 
 
+def _warp_sources(sources: list[ClipSource], folder_of: str, deadline: float
+                  ) -> tuple[list[ClipSource], list[str]]:
+    """Sources with a time map played through it first (:func:`timemap.warp_argv`), each
+    into a float WAV beside ``folder_of`` that the mix then reads from guide time on, like
+    a take without a map; returns (sources, the WAVs to delete)."""
+    import dataclasses
+
+    from .timemap import TimeMap, warp_argv
+
+    out, made = [], []
+    for s in sources:
+        if not s.clip.time_map:
+            out.append(s)
+            continue
+        g, c = zip(*s.clip.time_map, strict=True)
+        wav = temp_path_for(folder_of, f".map{s.index}.wav")
+        made.append(wav)
+        first, args = warp_argv(s.clip.path, wav, TimeMap(g, c), s.trim, AUDIO_RATE)
+        run_ffmpeg(args, timeout=_remaining(deadline))
+        # starts at guide time ``first``: an offset of -first, no drift left to correct
+        clip = dataclasses.replace(s.clip, path=wav, offset=-first, time_map=(),
+                                   drift_ppm=0.0)
+        out.append(ClipSource(s.index, clip, media_duration(wav, timeout=60), True))
+    return out, made
+
+
+#: from this many sources on, a mix is summed in groups side by side (one per core)
+PARALLEL_MIX_MIN = 8
+
+
+def mix_groups(sources: list[ClipSource], jobs: int) -> list[list[ClipSource]]:
+    """The sources cut into groups summed first: one group (no pre-sum) for a few, else at
+    least one per core (``jobs``) and none larger than :data:`MAX_AUDIO_INPUTS`, of sizes
+    differing by one at most."""
+    count = len(sources)
+    groups = math.ceil(count / MAX_AUDIO_INPUTS) if count else 1
+    if jobs > 1 and count >= PARALLEL_MIX_MIN:
+        groups = max(groups, jobs)
+    if groups <= 1:
+        return [sources]
+    size, extra = divmod(count, groups)
+    out, at = [], 0
+    for j in range(groups):
+        n = size + (j < extra)
+        out.append(sources[at:at + n])
+        at += n
+    return out
+
+
 def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float,
                progress: Callable[[float], None],
-               guide: tuple[str, float, float] | None = None) -> Loudness:
-    """Sum the sources into a float WAV and measure it. More than MAX_AUDIO_INPUTS sources
-    are summed in groups first (float WAVs beside ``dst``), so no ffmpeg opens them all.
-    ``guide``: (path, guide_gain_db, mix_gain_db), the guide added under the sum."""
+               guide: tuple[str, float, float] | None = None,
+               room: tuple[float, float] | None = None,
+               voices: int | None = None, jobs: int | None = None) -> Loudness:
+    """Sum the sources into a float WAV and measure it. Many sources are summed in groups
+    first (:func:`mix_groups`; float WAVs beside ``dst``), ``jobs`` at a time (default:
+    the usable cores), so no ffmpeg opens them all and the takes' filters (clean-up, pan)
+    use every core; the last pass sums the groups, adds the room and measures.
+    ``guide``: (path, guide_gain_db, mix_gain_db), the guide added under the sum.
+    ``room``: (reverberation time s, wet dB), one room for the sum of the sources.
+    ``voices``: the headroom's count (default: the sources'; a stem gives the whole mix's
+    so that the stems add up to it)."""
     deadline = time.monotonic() + timeout
-    groups = [sources[i:i + MAX_AUDIO_INPUTS] for i in range(0, len(sources), MAX_AUDIO_INPUTS)]
+    if jobs is None:
+        jobs = usable_cores()
+    groups = mix_groups(sources, jobs)
     partial = [temp_path_for(dst, f".part{j}.wav") for j in range(len(groups))]
     steps = len(groups) + 1 if len(groups) > 1 else 1
+    room_ir = temp_path_for(dst, ".room.wav") if room is not None else None
+    warped: list[str] = []
+    lock = threading.Lock()
+    done = [0.0] * len(groups)
+
+    def report(j: int, fraction: float) -> None:
+        with lock:  # the groups report from their threads
+            done[j] = fraction
+            progress(sum(done) / steps)
+
     try:
+        if any(s.clip.time_map for s in sources):
+            sources, warped = _warp_sources(sources, dst, deadline)
+            groups = mix_groups(sources, jobs)
+        if room is not None and room_ir is not None:
+            write_room_impulse(room_ir, room[0], room[1])
         if len(groups) > 1:
-            for j, group in enumerate(groups):
+            def sum_group(j: int) -> None:
                 args = ["-v", "error"]
-                for s in group:
+                for s in groups[j]:
                     args += _input_args(s)
-                args += ["-filter_complex", mix_filter(group, total, measure=False),
-                         "-map", "[mix]", "-c:a", "pcm_f32le", "-f", "wav", input_url(partial[j])]
+                args += ["-filter_complex", mix_filter(groups[j], total, measure=False),
+                         "-map", "[mix]", "-c:a", "pcm_f32le", "-f", "wav",
+                         input_url(partial[j])]
                 run_ffmpeg(args, timeout=_remaining(deadline), duration=total,
-                           progress=lambda f, j=j: progress((j + f) / steps))
+                           progress=lambda f: report(j, f))
+
+            # each group is one single-threaded ffmpeg (a filter per take): side by side
+            with ThreadPoolExecutor(max(1, min(jobs, len(groups)))) as pool:
+                for future in [pool.submit(sum_group, j) for j in range(len(groups))]:
+                    future.result()
             sums = [ClipSource(-1, SpecClip(id=f"part{j}", path=p), total, True)
                     for j, p in enumerate(partial)]
             inputs = sums
         else:
             inputs = sources
         gains = {} if guide is None else {"guide_gain_db": guide[1], "mix_gain_db": guide[2]}
-        graph = mix_filter(inputs, total, voices=len(sources), **gains)
+        room_input = len(inputs) + (guide is not None) if room_ir else None
+        graph = mix_filter(inputs, total, voices=voices or len(sources), room=room_input,
+                           **gains)
         args = ["-v", "info"]
         for s in inputs:
             args += _input_args(s)
         if guide is not None:
             args += safe_input(guide[0], MEDIA_DEMUXERS)
+        if room_ir is not None:
+            args += safe_input(room_ir, ("wav",))
         args += ["-filter_complex", graph, "-map", "[mix]",
                  "-c:a", "pcm_f32le", "-f", "wav", input_url(dst)]
         status, text = ffmpeg_report(args, timeout=_remaining(deadline), duration=total,
                                      progress=lambda f: progress((steps - 1 + f) / steps))
     finally:
-        for path in partial:
+        for path in [*partial, *warped, *([room_ir] if room_ir else [])]:
             remove_quietly(path)
     if status != 0:
         raise FFmpegError(f"audio mix failed (ffmpeg status {status})", args, status,
@@ -463,7 +566,9 @@ def loudness_filter(loudness: Loudness, target_lufs: float) -> str:
     """Bring a measured mix to ``target_lufs``: a linear gain when the true peak stays
     under the target with it (EBU R128 normalisation proper; loudnorm's linear mode does
     the same, at 192 kHz), else loudnorm's dynamic mode; then a limiter."""
-    limiter = f"alimiter=limit={10 ** (LIMITER_DB / 20):.4f}:level=false"
+    # latency=true: the limiter's 5 ms look-ahead would otherwise put the sound 240
+    # samples behind the picture (and behind the hand-off's stems)
+    limiter = f"alimiter=limit={10 ** (LIMITER_DB / 20):.4f}:level=false:latency=true"
     if not loudness.integrated > SILENCE_LUFS:
         return limiter  # silence or near silence: do not amplify the noise floor
     gain = target_lufs - loudness.integrated
@@ -475,6 +580,20 @@ def loudness_filter(loudness: Loudness, target_lufs: float) -> str:
         f"measured_LRA={loudness.lra:.2f}:measured_thresh={loudness.threshold:.2f}:"
         f"linear=true,{limiter}"
     )
+
+
+def mixed_sources(spec: RenderSpec, plan: RenderPlan) -> list[ClipSource]:
+    """The clips heard in the mix: with sound, not muted, playing within the mash-up."""
+    main = plan.main_duration
+    return [s for s in _sources(spec, plan)
+            if s.has_audio and not s.clip.muted and s.visible(main)]
+
+
+def room_of(spec: RenderSpec) -> tuple[float, float] | None:
+    """The spec's shared room as (reverberation time s, wet dB), or None."""
+    if spec.audio.reverb_seconds <= 0:
+        return None
+    return spec.audio.reverb_seconds, spec.audio.reverb_wet_db
 
 
 def _sound_codec(out_path: str) -> list[str]:
@@ -504,14 +623,14 @@ def render_audio(spec: RenderSpec, plan: RenderPlan, out_path: str, *, timeout: 
     tmp_out = temp_path_for(out_path)
     try:
         if plan.audio in ("mix", "guide+mix"):
-            sources = [s for s in _sources(spec, plan) if s.has_audio and s.visible(main)]
+            sources = mixed_sources(spec, plan)
             guide = None
             if plan.audio == "guide+mix":
                 assert spec.audio.guide_path is not None
                 guide = (spec.audio.guide_path, spec.audio.guide_gain_db,
                          spec.audio.mix_gain_db)
             loudness = _mix_audio(sources, main, tmp_mix, _remaining(deadline),
-                                  lambda f: report(0.9 * f), guide)
+                                  lambda f: report(0.9 * f), guide, room_of(spec))
             args = [*safe_input(tmp_mix, MEDIA_DEMUXERS), "-af",
                     f"{_stereo()},{loudness_filter(loudness, spec.audio.loudness_lufs)},"
                     f"{_stereo()},{fit}"]

@@ -15,7 +15,11 @@ fast holds guide time t at clip time ``offset + t * (1 + drift_ppm / 1e6)``
 (:meth:`SpecClip.clip_time`); an engine plays it at :attr:`SpecClip.speed`.
 
 Hidden clips (``"hidden": true``) are heard but not seen: they stay in the audio mix,
-the intro's count and the credits, and get no tile in any layout.
+the intro's count and the credits, and get no tile in any layout. Muted clips
+(``"muted": true``) are seen but not heard: they keep their tile and are left out of
+the mix. ``gain_db`` and ``pan`` place a clip's sound in the mix; ``hum_hz`` and
+``denoise`` clean it first (:mod:`workers.media.sound`); ``audio.reverb_seconds`` puts
+the sum of the clips in one shared room.
 
 The program: an optional intro card (silent), then the mash-up itself (``duration``
 seconds, t=0 = the guide's t=0, the times every layout scene uses), then optional
@@ -51,6 +55,8 @@ MIN_TILE = 16  # the long side of the smallest tile a layout may produce, in pix
 MAX_DRIFT_PPM = 2000.0  # phones and cameras drift tens of ppm; more is a wrong measurement
 MAX_FEATURED = 200
 MAX_TITLE_SECONDS = 60.0
+MAX_REVERB_SECONDS = 4.0  # a cathedral; more is an echo chamber, not a room
+HUM_FREQUENCIES = (0.0, 50.0, 60.0)  # mains frequencies (0: no hum notch)
 _COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
 
@@ -106,6 +112,10 @@ class AudioSpec:
     loudness_lufs: float = -16.0
     guide_gain_db: float = 0.0  # guide+mix: the guide's level in the sum
     mix_gain_db: float = 0.0  # guide+mix: the clips' mix level in the sum
+    #: one shared room on the sum of the clips (not the guide): its reverberation time
+    #: (RT60, seconds; 0: no room) and the level of the reverberated sound against the dry
+    reverb_seconds: float = 0.0
+    reverb_wet_db: float = -14.0
 
 
 @dataclass(frozen=True)
@@ -143,10 +153,24 @@ class SpecClip:
     has_audio: bool = True
     drift_ppm: float = 0.0
     hidden: bool = False  # heard (mix, intro count, credits) but given no tile
+    muted: bool = False  # seen but not heard: left out of the mix
+    pan: float = 0.0  # -1 (left) .. 0 (centre) .. 1 (right), constant power
+    #: clean-up of the take's sound before the mix: notches at the mains hum (50 or 60 Hz,
+    #: 0: none) and its harmonics, and a reduction of steady noise (afftdn)
+    hum_hz: float = 0.0
+    denoise: bool = False
+    noise_floor_db: float = -50.0  # the take's measured noise floor (dBFS), for denoise
+    #: a take that rushes or drags pulled into time (workers.media.timemap): knots
+    #: (guide s, clip s), both increasing. The sound follows it exactly; the picture (and
+    #: :attr:`speed`) its overall tempo, from ``offset``
+    time_map: tuple[tuple[float, float], ...] = ()
 
     @property
     def speed(self) -> float:
-        """Clip seconds per guide second (1 + drift)."""
+        """Clip seconds per guide second (1 + drift, or the time map's overall tempo)."""
+        if self.time_map:
+            (g0, c0), (g1, c1) = self.time_map[0], self.time_map[-1]
+            return (c1 - c0) / (g1 - g0)
         return 1.0 + self.drift_ppm / 1e6
 
     def clip_time(self, t: float) -> float:
@@ -432,7 +456,9 @@ def _parse_audio(data: Any) -> AudioSpec:
     loudness = _float(values["loudness_lufs"], "audio.loudness_lufs", -40.0, -5.0)
     guide_gain = _float(values["guide_gain_db"], "audio.guide_gain_db", -60.0, 24.0)
     mix_gain = _float(values["mix_gain_db"], "audio.mix_gain_db", -60.0, 24.0)
-    return AudioSpec(mode, guide_path, loudness, guide_gain, mix_gain)
+    reverb = _float(values["reverb_seconds"], "audio.reverb_seconds", 0.0, MAX_REVERB_SECONDS)
+    wet = _float(values["reverb_wet_db"], "audio.reverb_wet_db", -60.0, 0.0)
+    return AudioSpec(mode, guide_path, loudness, guide_gain, mix_gain, reverb, wet)
 
 
 def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
@@ -459,7 +485,18 @@ def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
             drift_ppm=_float(values["drift_ppm"], f"{where}.drift_ppm", -MAX_DRIFT_PPM,
                              MAX_DRIFT_PPM),
             hidden=_bool(values["hidden"], f"{where}.hidden"),
+            muted=_bool(values["muted"], f"{where}.muted"),
+            pan=_float(values["pan"], f"{where}.pan", -1.0, 1.0),
+            hum_hz=_float(values["hum_hz"], f"{where}.hum_hz", 0.0, 60.0),
+            denoise=_bool(values["denoise"], f"{where}.denoise"),
+            noise_floor_db=_float(values["noise_floor_db"], f"{where}.noise_floor_db",
+                                  -150.0, 0.0),
+            time_map=_time_map(values["time_map"], f"{where}.time_map"),
         )
+        if clip.time_map and clip.drift_ppm:
+            raise SpecError(f"{where}.time_map", "replaces drift_ppm: give one or the other")
+        if clip.hum_hz not in HUM_FREQUENCIES:
+            raise SpecError(f"{where}.hum_hz", f"must be 0 (none), 50 or 60, not {clip.hum_hz:g}")
         if clip.id in seen:
             raise SpecError(f"{where}.id", f"{clip.id!r} is already used by clips[{seen[clip.id]}]")
         seen[clip.id] = i
@@ -467,10 +504,42 @@ def _parse_clips(data: Any) -> tuple[SpecClip, ...]:
     return tuple(clips)
 
 
+MAX_TIME_MAP_KNOTS = 4000
+#: a time map's segments play at 0.5..2 times the take's speed (atempo's range): the fit
+#: keeps sounding parts within the organizer's tempo limit, and moves faster only in the
+#: silence between phrases
+MAP_SPEEDS = (0.5, 2.0)
+
+
+def _time_map(value: Any, name: str) -> tuple[tuple[float, float], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)):
+        raise SpecError(name, f"must be a list of [guide s, clip s] pairs, not {_shown(value)}")
+    if len(value) == 1 or len(value) > MAX_TIME_MAP_KNOTS:
+        raise SpecError(name, f"must hold 2 to {MAX_TIME_MAP_KNOTS} knots, not {len(value)}")
+    knots = []
+    for i, pair in enumerate(value):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise SpecError(f"{name}[{i}]", "must be a [guide s, clip s] pair")
+        knots.append((_float(pair[0], f"{name}[{i}][0]", -MAX_SECONDS, MAX_SECONDS),
+                      _float(pair[1], f"{name}[{i}][1]", -MAX_SECONDS, MAX_SECONDS)))
+    for i in range(1, len(knots)):
+        dg = knots[i][0] - knots[i - 1][0]
+        dc = knots[i][1] - knots[i - 1][1]
+        if dg <= 0:
+            raise SpecError(f"{name}[{i}][0]", "guide times must increase")
+        if not MAP_SPEEDS[0] <= dc / dg <= MAP_SPEEDS[1]:
+            raise SpecError(f"{name}[{i}]", f"plays the take at {dc / dg:.3f} times its speed "
+                            f"(between {MAP_SPEEDS[0]:g} and {MAP_SPEEDS[1]:g})")
+    return tuple(knots)
+
+
 def spec_to_dict(spec: RenderSpec) -> dict:
     """A JSON-serialisable dict that :func:`parse_spec` turns back into ``spec``."""
     data = dataclasses.asdict(spec)
-    data["clips"] = [dict(c) for c in data["clips"]]
+    data["clips"] = [{**c, "time_map": [list(k) for k in c["time_map"]]}
+                     for c in data["clips"]]
     data["layout"]["featured"] = [dict(f) for f in data["layout"]["featured"]]
     return data
 

@@ -1,0 +1,3 @@
+from bench.sound.run import main
+
+raise SystemExit(main())

@@ -1,0 +1,161 @@
+"""Takes that rush or drag, pulled into time: a time map fitted by DTW and the mix
+played through it, on generated phrases with known timing errors."""
+
+from __future__ import annotations
+
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workers.media.audio import decode_audio
+from workers.media.ffmpeg import ffmpeg_path
+from workers.media.plan import plan_render
+from workers.media.render import render_audio
+from workers.media.spec import SpecError, parse_spec
+from workers.media.timemap import RATE as MAP_RATE
+from workers.media.timemap import TimeMap, fit_time_map, tempo_segments
+
+RATE = 48000
+STEPS = (0, 2, 4, 5, 7, 9, 11, 12, 7, 4)
+OFFSET = 0.3
+
+
+def _phrases() -> tuple[list[tuple[float, float]], list[float], float]:
+    """Four phrases of eight half-second notes with a half-second breath between."""
+    notes, starts, t = [], [], 0.5
+    for _ in range(4):
+        starts.append(t)
+        for _ in range(8):
+            notes.append((t, t + 0.45))
+            t += 0.5
+        t += 0.5
+    return notes, starts, t + 0.5
+
+
+NOTES, STARTS, DURATION = _phrases()
+
+
+def slow(t: float) -> float:
+    """A take 2 % slow: clip time of guide time t."""
+    return OFFSET + 1.02 * t
+
+
+def drifting(t: float) -> float:
+    """A take that drags 60 ms late over each phrase and is back in time at the next."""
+    for s in reversed(STARTS):
+        if t >= s:
+            return OFFSET + t + 0.06 * min(1.0, (t - s) / 4.0)
+    return OFFSET + t
+
+
+def _sing(events, seconds: float, harmonics, rate: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = np.zeros(int(seconds * rate))
+    for k, (t0, t1) in enumerate(events):
+        f = 262.0 * 2 ** (STEPS[k % len(STEPS)] / 12)
+        n0, n1 = int(t0 * rate), min(int(t1 * rate), x.size)
+        tt = np.arange(max(0, n1 - n0)) / rate
+        env = np.minimum(1, tt / 0.03) * np.exp(-tt * 1.5)
+        x[n0:n1] += sum(np.sin(2 * np.pi * f * h * tt) / h for h in harmonics) * env * 0.2
+    return x + 0.002 * rng.standard_normal(x.size)
+
+
+def guide_signal(rate: int) -> np.ndarray:
+    return _sing(NOTES, DURATION, (1, 2, 3, 4), rate, 1)
+
+
+def take_signal(warp, rate: int) -> np.ndarray:
+    return _sing([(warp(a), warp(b)) for a, b in NOTES], warp(DURATION) + 0.5, (1, 2), rate, 2)
+
+
+def _mp4(path: Path, x: np.ndarray) -> str:
+    wav = path.with_suffix(".wav")
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    subprocess.run([ffmpeg_path(), "-y", "-v", "error", "-f", "lavfi", "-i",
+                    f"color=c=gray:s=64x36:r=25:d={x.size / RATE:.3f}", "-i", str(wav),
+                    "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le",
+                    "-ac", "2", "-shortest", "-f", "mov", str(path)],
+                   check=True, capture_output=True, timeout=60)
+    return str(path)
+
+
+def phrase_starts(x: np.ndarray, rate: int) -> list[float]:
+    """Where each phrase begins in ``x``: the first sample over 10 % of the peak after at
+    least 0.3 s under it."""
+    env = np.abs(x)
+    level = 0.1 * env.max()
+    loud = np.flatnonzero(env > level)
+    gaps = np.flatnonzero(np.diff(loud) > 0.3 * rate)
+    return [loud[0] / rate] + [loud[g + 1] / rate for g in gaps]
+
+
+@pytest.mark.parametrize("warp", [slow, drifting], ids=["2% slow", "drags 60 ms a phrase"])
+def test_the_time_map_finds_every_note_within_10_ms(warp):
+    m = fit_time_map(guide_signal(MAP_RATE), take_signal(warp, MAP_RATE), OFFSET)
+    errors = [abs(m.clip_time(a) - warp(a)) for a, _ in NOTES]
+    assert max(errors) <= 0.010
+    # and without it, one offset is far off somewhere
+    assert max(abs(OFFSET + a - warp(a)) for a, _ in NOTES) > 0.05
+
+
+@pytest.mark.parametrize("warp", [slow, drifting], ids=["2% slow", "drags 60 ms a phrase"])
+def test_the_mix_through_the_map_starts_every_phrase_with_the_guide(warp, tmp_path):
+    m = fit_time_map(guide_signal(MAP_RATE), take_signal(warp, MAP_RATE), OFFSET)
+    path = _mp4(tmp_path / "take.mov", take_signal(warp, RATE))
+
+    def mixed(clip: dict) -> list[float]:
+        spec = parse_spec({"version": 1, "canvas": {"width": 64, "height": 36, "fps": 25},
+                           "audio": {"mode": "mix"}, "duration": DURATION,
+                           "clips": [{"id": "t", "path": path, **clip}]})
+        out = str(tmp_path / "mix.wav")
+        render_audio(spec, plan_render(spec), out)
+        return phrase_starts(decode_audio(out, sample_rate=RATE), RATE)
+
+    truth = phrase_starts(guide_signal(RATE), RATE)
+    assert len(truth) == 4
+    mapped = mixed({"offset": round(float(m.clip_time(0.0)), 4), "time_map": m.to_list()})
+    assert len(mapped) == 4
+    assert max(abs(a - b) for a, b in zip(mapped, truth, strict=True)) <= 0.010
+    if warp is slow:  # one offset: each phrase later than the last (the drag is inside)
+        plain = mixed({"offset": OFFSET})
+        assert max(abs(a - b) for a, b in zip(plain, truth, strict=True)) > 0.05
+
+
+def test_limits_hold_the_map():
+    m = fit_time_map(guide_signal(MAP_RATE), take_signal(drifting, MAP_RATE), OFFSET,
+                     max_shift=0.02, max_tempo=0.0)
+    g, c = np.array(m.guide), np.array(m.clip)
+    # no tempo: the map stays within ±20 ms of one offset
+    assert np.ptp(c - g) <= 2 * 0.02 + 1e-6
+    with pytest.raises(ValueError):
+        fit_time_map(guide_signal(MAP_RATE), take_signal(slow, MAP_RATE), OFFSET, max_shift=2)
+
+
+def test_tempo_segments_reach_every_knot():
+    m = TimeMap((0.0, 1.0, 2.0, 3.0), (0.5, 1.52, 2.54, 3.54))
+    first, segments = tempo_segments(m, 0.5)
+    assert first == 0.0
+    assert segments == [(pytest.approx(2.04), pytest.approx(1.02)),
+                        (pytest.approx(1.0), pytest.approx(1.0))]
+    # from inside the map: the guide time of that clip time, and what is left of it
+    first, segments = tempo_segments(m, 1.01)
+    assert first == pytest.approx(0.5) and segments[0][0] == pytest.approx(1.53)
+
+
+@pytest.mark.parametrize("value,problem", [
+    ([[0, 0]], "2 to"),
+    ([[0, 0], [0, 1]], "must increase"),
+    ([[0, 0], [1, 2.5]], "times its speed"),
+    ("x", "pairs"),
+])
+def test_spec_checks_time_maps(value, problem):
+    with pytest.raises(SpecError) as err:
+        parse_spec({"version": 1, "clips": [{"id": "a", "path": "a.mp4", "time_map": value}]})
+    assert problem in str(err.value)

@@ -1,0 +1,134 @@
+"""The organizer's sound controls on the clip page: stored on the clip, checked, allowed
+to owners and moderators of the campaign only, used by the render's spec."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+
+from portal import services
+from portal.extensions import db
+from portal.models import Clip
+from tests.conftest import ensure_organizer, log_in
+from workers import pipeline
+from workers.media.sound import match_gain
+
+
+def _take_in(app, slug, path, name="Ana", part="Alto", approve=True) -> int:
+    with app.app_context(), open(path, "rb") as handle:
+        clip = services.submit_clip(services.get_campaign(slug), handle, path.name, name=name,
+                                    part=part, location="Lisbon", consent=True)
+        clip_id = clip.id
+        pipeline.intake(clip_id)
+        if approve:
+            services.moderate_clip(db.session.get(Clip, clip_id), "approved")
+    return clip_id
+
+
+def _clip(app, clip_id) -> Clip:
+    db.session.expire_all()
+    return db.session.get(Clip, clip_id)
+
+
+def test_intake_measures_the_take_and_the_clip_page_shows_its_meter(app, campaign, media_files,
+                                                                    organizer_client):
+    clip_id = _take_in(app, campaign, media_files["landscape"])
+    with app.app_context():
+        sound = _clip(app, clip_id).sound
+    assert -30 < sound["loudness_lufs"] < -15  # lavfi's sine at 1/8 of full scale
+    assert sound["hum_hz"] == 0.0
+    page = organizer_client.get(f"/organize/clips/{clip_id}").get_data(as_text=True)
+    assert 'id="sound"' in page and "<meter" in page
+    assert f"{sound['loudness_lufs']:.1f} LUFS" in page
+    assert f"loudness match {match_gain(sound['loudness_lufs']):+.1f} dB" in page
+
+
+def test_sound_controls_are_stored_and_used_by_the_render_spec(app, campaign, media_files,
+                                                               organizer_client):
+    a = _take_in(app, campaign, media_files["landscape"], name="Ana")
+    b = _take_in(app, campaign, media_files["portrait"], name="Bo", part="Soprano")
+    answer = organizer_client.post(f"/organize/clips/{a}/sound", data={
+        "level_db": "-6", "pan_percent": "-50", "muted": "yes"})  # match and clean-up off
+    assert answer.status_code == 303
+    answer = organizer_client.post(f"/organize/clips/{b}/sound", data={
+        "level_db": "2.5", "pan": "0.25", "hidden": "yes", "loudness_match": "yes",
+        "cleanup": "yes"})
+    assert answer.status_code == 303
+    with app.app_context():
+        ca, cb = _clip(app, a), _clip(app, b)
+        assert (ca.sound_level_db, ca.pan, ca.muted, ca.hidden, ca.loudness_match,
+                ca.cleanup) == (-6.0, -0.5, True, False, False, False)
+        spec = pipeline.build_spec(ca.campaign, [ca, cb], "final", {"audio": "mix"})
+        first, second = spec["clips"]
+        assert first["gain_db"] == -6.0 and first["muted"] is True and first["pan"] == -0.5
+        assert first["denoise"] is False and first["hum_hz"] == 0.0
+        assert second["hidden"] is True and second["denoise"] is True
+        assert second["gain_db"] == pytest.approx(
+            2.5 + match_gain(cb.sound["loudness_lufs"]), abs=0.01)
+        assert "reverb_seconds" not in spec["audio"]
+        roomy = pipeline.build_spec(ca.campaign, [ca, cb], "final",
+                                    services.render_options({"audio": "mix", "reverb": "yes"}))
+        assert roomy["audio"]["reverb_seconds"] == pipeline.ROOM_SECONDS
+        from workers.media.spec import parse_spec
+        parse_spec(roomy)  # valid as built
+
+
+@pytest.mark.parametrize("form,field", [
+    ({"level_db": "99"}, "level"),
+    ({"level_db": "loud"}, "level"),
+    ({"level_db": "nan"}, "level"),
+    ({"pan_percent": "150"}, "pan"),
+    ({"pan": "-2"}, "pan"),
+])
+def test_bad_values_are_refused_with_a_reason_and_change_nothing(app, campaign, media_files,
+                                                                 organizer_client, form, field):
+    clip_id = _take_in(app, campaign, media_files["landscape"])
+    answer = organizer_client.post(f"/organize/clips/{clip_id}/sound",
+                                   data={**form, "muted": "yes"}, follow_redirects=True)
+    assert answer.status_code == 200
+    assert f"{field}" in answer.get_data(as_text=True).lower()
+    with app.app_context():
+        clip = _clip(app, clip_id)
+        assert not clip.muted and clip.sound_level_db == 0.0 and clip.pan == 0.0
+
+
+def test_the_only_shown_clip_cannot_be_hidden(app, campaign, media_files, organizer_client):
+    clip_id = _take_in(app, campaign, media_files["landscape"])
+    page = organizer_client.post(f"/organize/clips/{clip_id}/sound", data={"hidden": "yes"},
+                                 follow_redirects=True).get_data(as_text=True)
+    assert "at least one clip in the picture" in page
+    with app.app_context():
+        assert not _clip(app, clip_id).hidden
+
+
+def test_solo_plays_the_take_as_the_mix_hears_it(app, campaign, media_files, organizer_client):
+    clip_id = _take_in(app, campaign, media_files["landscape"])
+    for query in ("", "?cleanup=0", "?cleanup=1&start=0.5"):
+        answer = organizer_client.get(f"/organize/clips/{clip_id}/solo.wav{query}")
+        assert answer.status_code == 200, query
+        assert answer.mimetype == "audio/wav" and answer.data[:4] == b"RIFF"
+    assert organizer_client.get(f"/organize/clips/{clip_id}/solo.wav?cleanup=2").status_code \
+        == 400
+    assert organizer_client.get(f"/organize/clips/{clip_id}/solo.wav?start=x").status_code == 400
+    silent = _take_in(app, campaign, media_files["silent"], name="Mute")
+    assert organizer_client.get(f"/organize/clips/{silent}/solo.wav").status_code == 404
+
+
+def test_moderators_may_mix_and_other_organizers_get_404(app, campaign, media_files):
+    clip_id = _take_in(app, campaign, media_files["landscape"])
+    with app.app_context():
+        ensure_organizer("mod@example.org", "moderator pw")
+        ensure_organizer("other@example.org", "other pw")
+        services.add_member(services.get_campaign(campaign), "mod@example.org", "moderator")
+    moderator, other = app.test_client(), app.test_client()
+    assert log_in(moderator, "mod@example.org", "moderator pw").status_code == 303
+    assert log_in(other, "other@example.org", "other pw").status_code == 303
+    assert other.post(f"/organize/clips/{clip_id}/sound",
+                      data={"muted": "yes"}).status_code == 404
+    assert other.get(f"/organize/clips/{clip_id}/solo.wav").status_code == 404
+    with app.app_context():
+        assert not _clip(app, clip_id).muted
+    assert moderator.post(f"/organize/clips/{clip_id}/sound",
+                          data={"muted": "yes", "loudness_match": "yes"}).status_code == 303
+    with app.app_context():
+        assert db.session.scalar(select(Clip.muted).filter_by(id=clip_id)) is True

@@ -1,0 +1,310 @@
+"""Time maps: a take that rushes or drags, pulled onto the guide's time.
+
+Sync gives one offset per take; a singer who rushes a phrase or drags through a verse is
+still early or late inside it. :func:`fit_time_map` finds, from the sound alone, where each
+moment of the guide is in the take (guide time -> clip time), within the organizer's
+limits: a steady tempo of the take against the guide (at most ``max_tempo``, e.g. 3 %),
+plus local corrections of at most ``max_shift`` seconds (e.g. 80 ms) around it, found by
+dynamic time warping (DTW) of the two recordings' note onsets and spectra in a band
+around that line. The result is a piecewise-linear :class:`TimeMap` with a knot every
+``knot_seconds``; the mix plays the take through it (:func:`tempo_commands`: atempo, so
+the pitch is kept, switched at each knot).
+
+Times are seconds; the guide's t=0 is the mash-up's; clip time is the take's own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage, signal
+
+RATE = 16000  # analysis rate (decode_audio's default)
+HOP = 80  # 5 ms frames
+N_FFT = 1024
+BANDS = 24
+MAX_KNOTS = 4000
+MAX_TEMPO = 0.03  # the largest tempo limit an organizer may set (3 %)
+#: tempo changes smaller than this are not sent to atempo (0.05 %: 2 ms over 4 s)
+TEMPO_STEP = 0.0005
+#: a segment this close to the take's own speed is copied sample for sample and cut to
+#: its length (at most 3 ms per second off inside it, none after): atempo would slide a
+#: phrase that starts after a silence by up to its window (about 20 ms)
+COPY_TEMPO = 0.003
+#: input read past each segment's end, so atempo (a few ms short at times) always has
+#: enough to fill the segment's exact length
+SEGMENT_OVERLAP = 0.02
+#: a segment whose tempo is further than this from 1 is a catch-up in silence (the fit
+#: allows no such tempo where the take sounds: its ``max_tempo`` is at most MAX_TEMPO)
+SILENT_JUMP = 0.035
+#: DTW: the spectra's weight beside the onsets', and the cost of moving one frame off the
+#: line (high: the path follows the tempo line unless note onsets say otherwise; tuned on
+#: generated takes, tests/media/test_timemap.py)
+SPECTRUM_WEIGHT = 0.5
+MOVE_PENALTY = 5.0
+#: a take quieter than this (dB over its floor) is between phrases: a correction may move
+#: there faster than the tempo limit, as nothing is heard
+QUIET_DB = 12.0
+
+
+@dataclass(frozen=True)
+class TimeMap:
+    """Guide time -> clip time, piecewise linear through ``(guide[i], clip[i])`` (both
+    increasing), extended beyond the ends at the end segments' slopes."""
+
+    guide: tuple[float, ...]
+    clip: tuple[float, ...]
+
+    def clip_time(self, t: float | np.ndarray) -> float | np.ndarray:
+        """The clip time that holds guide time ``t``."""
+        g, c = np.asarray(self.guide), np.asarray(self.clip)
+        t_arr = np.asarray(t, dtype=float)
+        out = np.interp(t_arr, g, c)
+        lo = (c[1] - c[0]) / (g[1] - g[0])
+        hi = (c[-1] - c[-2]) / (g[-1] - g[-2])
+        out = np.where(t_arr < g[0], c[0] + (t_arr - g[0]) * lo, out)
+        out = np.where(t_arr > g[-1], c[-1] + (t_arr - g[-1]) * hi, out)
+        return float(out) if np.ndim(out) == 0 else out
+
+    def to_list(self) -> list[list[float]]:
+        return [[round(a, 5), round(b, 5)] for a, b in zip(self.guide, self.clip, strict=True)]
+
+
+def _frames(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(onset strength (T,), band spectrum (T, BANDS), quiet (T,) bool) of mono ``x`` at
+    RATE, 5 ms hop."""
+    if x.size < N_FFT:
+        x = np.pad(x, (0, N_FFT - x.size))
+    _, _, z = signal.stft(x.astype(np.float64), fs=RATE, nperseg=N_FFT, noverlap=N_FFT - HOP,
+                          boundary="even", padded=True)
+    power = np.abs(z.T) ** 2  # (T, F)
+    freqs = np.fft.rfftfreq(N_FFT, 1 / RATE)
+    edges = np.geomspace(80, 6000, BANDS + 1)
+    idx = np.clip(np.digitize(freqs, edges) - 1, -1, BANDS)
+    bands = np.zeros((power.shape[0], BANDS))
+    for b in range(BANDS):
+        sel = idx == b
+        if sel.any():
+            bands[:, b] = power[:, sel].sum(axis=1)
+    loud = float(np.percentile(bands.sum(axis=1), 95)) + 1e-12
+    logb = np.log(bands + 1e-4 * loud / BANDS)
+    flux = np.maximum(0.0, logb[1:] - logb[:-1]).sum(axis=1)
+    onset = np.concatenate([[0.0], flux])
+    onset = onset - ndimage.uniform_filter1d(onset, 41, mode="nearest")
+    onset = np.maximum(onset, 0)
+    onset /= onset.std() + 1e-9
+    spec = logb - logb.mean(axis=0)
+    spec /= np.linalg.norm(spec, axis=1, keepdims=True) + 1e-9
+    level = 10 * np.log10(bands.sum(axis=1) + 1e-12)
+    quiet = level < np.percentile(level, 10) + QUIET_DB
+    return onset, spec, quiet
+
+
+def _line_fit(go: np.ndarray, co: np.ndarray, offset_frames: float, max_tempo: float,
+              search_frames: int) -> tuple[float, float]:
+    """(intercept frames, tempo) of the straight line clip = a + s * guide that best lines
+    up the onset curves, for s within 1 ± max_tempo and a within offset ± search: a grid
+    on 20 ms frames first, then the frame and a finer tempo around the best."""
+    g = ndimage.gaussian_filter1d(go, 2.0)
+    c = ndimage.gaussian_filter1d(co, 2.0)
+
+    def score(a: float, s: float, gg: np.ndarray, cc: np.ndarray) -> float:
+        pos = a + s * np.arange(gg.size, dtype=float)
+        return float(np.dot(gg, np.interp(pos, np.arange(cc.size), cc, left=0.0, right=0.0)))
+
+    k = 4  # coarse frames of 20 ms
+    gc = g[: g.size // k * k].reshape(-1, k).mean(axis=1)
+    cc = c[: c.size // k * k].reshape(-1, k).mean(axis=1)
+    steps = max(1, int(round(max_tempo / 0.002)))
+    best = (-math.inf, offset_frames, 1.0)
+    for s in np.linspace(1 - max_tempo, 1 + max_tempo, 2 * steps + 1):
+        for lag in range(-search_frames // k, search_frames // k + 1):
+            a = (offset_frames / k) + lag
+            value = score(a, s, gc, cc)
+            if value > best[0]:
+                best = (value, a * k, float(s))
+    _, a0, s0 = best
+    fine = [(score(a, s, g, c), a, s)
+            for s in np.linspace(max(1 - max_tempo, s0 - 0.002),
+                                 min(1 + max_tempo, s0 + 0.002), 9)
+            for a in np.arange(a0 - 2 * k, a0 + 2 * k + 1)]
+    _, a, s = max(fine)
+    return float(a), float(s)
+
+
+def _band_dtw(cost: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """The path through ``cost`` (T, K): one column per row, moving at most one column
+    between rows (``penalty[row]`` per move), least total cost. Returns the column per
+    row."""
+    rows, cols = cost.shape
+    acc = np.empty_like(cost)
+    back = np.zeros((rows, cols), dtype=np.int8)
+    acc[0] = cost[0]
+    for i in range(1, rows):
+        prev = acc[i - 1]
+        stay = prev
+        left = np.concatenate([[np.inf], prev[:-1]]) + penalty[i]  # came from k-1
+        right = np.concatenate([prev[1:], [np.inf]]) + penalty[i]  # came from k+1
+        choice = np.argmin(np.stack([stay, left, right]), axis=0)
+        acc[i] = cost[i] + np.choose(choice, [stay, left, right])
+        back[i] = choice
+    path = np.empty(rows, dtype=int)
+    path[-1] = int(np.argmin(acc[-1]))
+    for i in range(rows - 1, 0, -1):
+        move = back[i, path[i]]
+        path[i - 1] = path[i] - (1 if move == 1 else -1 if move == 2 else 0)
+    return path
+
+
+def fit_time_map(guide: np.ndarray, take: np.ndarray, offset: float, *,
+                 max_shift: float = 0.08, max_tempo: float = 0.03,
+                 knot_seconds: float = 0.25, line_search: float = 0.25) -> TimeMap:
+    """The :class:`TimeMap` of ``take`` against ``guide`` (mono float arrays at
+    :data:`RATE`) near sync's ``offset`` (clip time at guide t=0): a line of tempo within
+    1 ± ``max_tempo`` whose start is within ``line_search`` s of the offset, plus local
+    corrections within ± ``max_shift`` s, changing by at most ``max_tempo`` between knots.
+    Raises ValueError for limits out of range or recordings too short to map."""
+    if not (0 <= max_shift <= 0.5 and 0 <= max_tempo <= MAX_TEMPO and knot_seconds >= 0.1):
+        raise ValueError(f"limits out of range: max_shift 0..0.5 s, max_tempo 0..{MAX_TEMPO}, "
+                         "knot_seconds >= 0.1")
+    go, gs, gq = _frames(guide)
+    co, cs, cq = _frames(take)
+    if go.size < 40 or co.size < 40:
+        raise ValueError("the recordings are too short to map (less than 0.2 s)")
+    fps = RATE / HOP
+    a, s = _line_fit(go, co, offset * fps, max_tempo, int(line_search * fps))
+    w = int(round(max_shift * fps))
+    rows = go.size
+    base = a + s * np.arange(rows)
+    # features of the take along the line, shifted by -w..w frames
+    ci = np.clip(np.round(base)[:, None] + np.arange(-w, w + 1)[None, :], 0, co.size - 1) \
+        .astype(int)
+    inside = (np.round(base)[:, None] + np.arange(-w, w + 1)[None, :] >= 0) & \
+             (np.round(base)[:, None] + np.arange(-w, w + 1)[None, :] < co.size)
+    gon = ndimage.gaussian_filter1d(go, 1.5)
+    con = ndimage.gaussian_filter1d(co, 1.5)
+    sim = SPECTRUM_WEIGHT * np.einsum("tb,tkb->tk", gs, cs[ci]) + gon[:, None] * con[ci]
+    cost = np.where(inside, -sim, 0.0)
+    # moving is cheap where the guide is silent (between phrases): nothing to keep together
+    quiet = cq[np.clip(np.round(base).astype(int), 0, co.size - 1)]
+    path = _band_dtw(cost, np.where(gq[:rows] | quiet, 0.05, MOVE_PENALTY))
+    deviation = (path - w).astype(float)
+    # where the take is silent (a breath) the path is not heard: it takes the correction of
+    # the next sound, so a catch-up happens in the silence before the phrase, not in its notes
+    if quiet.any() and not quiet.all():
+        sounding = np.flatnonzero(~quiet)
+        nxt = sounding[np.minimum(np.searchsorted(sounding, np.arange(rows)), sounding.size - 1)]
+        deviation = deviation[nxt]
+    deviation = ndimage.median_filter(deviation, size=int(0.25 * fps) | 1, mode="nearest")
+    # knots: the line plus the local deviation, limited in size and in tempo
+    step = max(1, int(round(knot_seconds * fps)))
+    knots = list(range(0, rows, step))
+    if knots[-1] != rows - 1:
+        knots.append(rows - 1)
+    if len(knots) > MAX_KNOTS:
+        raise ValueError("the guide is too long for this knot spacing")
+    gt = np.array(knots) / fps
+    dev = deviation[knots] / fps
+    dev = np.clip(dev, -max_shift, max_shift)
+    # a change of one analysis frame is noise: held until the deviation moves further (each
+    # change is a tempo command, and each costs atempo a little of its timing)
+    for i in range(1, dev.size):
+        if abs(dev[i] - dev[i - 1]) <= 1.01 / fps:
+            dev[i] = dev[i - 1]
+    # at most max_tempo of local tempo between knots, except where the take is silent
+    for i in range(1, dev.size):
+        room = max_tempo * (gt[i] - gt[i - 1])
+        if quiet[knots[i - 1]:knots[i] + 1].mean() > 0.5:
+            room = 2 * max_shift
+        dev[i] = np.clip(dev[i], dev[i - 1] - room, dev[i - 1] + room)
+    ct = (a + s * np.array(knots)) / fps + dev
+    return TimeMap(tuple(float(x) for x in gt), tuple(float(x) for x in ct))
+
+
+def tempo_segments(time_map: TimeMap, start: float) -> tuple[float, list[tuple[float, float]]]:
+    """The take from clip time ``start`` as segments played at steady tempi: (the guide
+    time its first sample lands on, [(clip seconds of the segment, tempo)]; the last
+    segment runs to the take's end). A segment ends where the tempo changes by more than
+    :data:`TEMPO_STEP`; each tempo is chosen to reach the next knot's guide time from
+    where the output really is, so the small changes left out do not add up."""
+    g, c = np.asarray(time_map.guide, float), np.asarray(time_map.clip, float)
+    i0 = int(np.clip(np.searchsorted(c, start, side="right") - 1, 0, c.size - 2))
+    first = g[i0] + (start - c[i0]) * (g[i0 + 1] - g[i0]) / (c[i0 + 1] - c[i0])
+    out, position = first, start
+    segments: list[list[float]] = []
+    for i in range(i0, c.size - 1):
+        ahead, length = g[i + 1] - out, c[i + 1] - position
+        if length <= 0:
+            continue
+        wanted = float(np.clip(length / ahead if ahead > 0 else 2.0, 0.5, 2.0))
+        if segments and abs(wanted - segments[-1][1]) <= TEMPO_STEP:
+            segments[-1][0] += length
+            out += length / segments[-1][1]
+        else:
+            segments.append([length, wanted])
+            out += length / wanted
+        position = c[i + 1]
+    if not segments:
+        segments = [[0.0, float((c[-1] - c[-2]) / (g[-1] - g[-2]))]]
+    return float(first), [(a, b) for a, b in segments]
+
+
+def warp_argv(src: str, dst: str, time_map: TimeMap, start: float,
+              rate: int = 48000) -> tuple[float, list[str]]:
+    """(guide time of the first sample, ffmpeg arguments) writing the take at ``src`` from
+    clip time ``start`` played through ``time_map`` as a float WAV (stereo, ``rate``) at
+    ``dst``: cut into :func:`tempo_segments` at exact samples, each through its own atempo
+    (pitch kept) and cut to its exact output length, joined (concat).
+    Numbers only in the filtergraph; the paths are their own arguments."""
+    from .ffmpeg import input_url
+    from .probe import MEDIA_DEMUXERS, safe_input
+
+    first, segments = tempo_segments(time_map, start)
+    stereo = f"aresample={rate},aformat=sample_fmts=flt:channel_layouts=stereo"
+    n = len(segments)
+    if n == 1:
+        graph = f"[0:a:0]{stereo},atempo={segments[0][1]:.6f}[out]"
+    else:
+        # atempo's output is up to a few ms off length/tempo (its window's grain), so each
+        # segment reads SEGMENT_OVERLAP more input and is cut to its exact output length:
+        # no drift, no gap
+        extra = round(SEGMENT_OVERLAP * rate)
+        parts = [f"[0:a:0]{stereo},asplit={n}" + "".join(f"[s{k}]" for k in range(n))]
+        at_in, done_out, want_out = 0, 0, 0.0
+        for k, (length, tempo) in enumerate(segments):
+            end_in = at_in + round(length * rate)
+            want_out += length / tempo * rate
+            out_len = round(want_out) - done_out
+            if abs(tempo - 1.0) > SILENT_JUMP and k < n - 1:
+                # only made where the take is silent (fit_time_map): the silence is cut
+                # short or lengthened at its start, so its end stays joined to the phrase
+                # that follows (atempo would slide that phrase by up to its window)
+                in_len = end_in - at_in
+                if out_len <= in_len:
+                    parts.append(f"[s{k}]atrim=start_sample={end_in - out_len}:"
+                                 f"end_sample={end_in},asetpts=N/SR/TB[w{k}]")
+                else:
+                    parts.append(f"[s{k}]atrim=start_sample={at_in}:end_sample={end_in},"
+                                 f"asetpts=N/SR/TB,adelay=delays={out_len - in_len}S:all=1,"
+                                 f"apad=whole_len={out_len},atrim=end_sample={out_len},"
+                                 f"asetpts=N/SR/TB[w{k}]")
+            else:
+                # as recorded (cut to its length), or through atempo; either reads a little
+                # past its end so it always fills its exact length
+                stretch = "" if abs(tempo - 1.0) <= COPY_TEMPO else f"atempo={tempo:.6f},"
+                if k < n - 1:
+                    parts.append(f"[s{k}]atrim=start_sample={at_in}:end_sample={end_in + extra},"
+                                 f"asetpts=N/SR/TB,{stretch}atrim=end_sample={out_len},"
+                                 f"asetpts=N/SR/TB[w{k}]")
+                else:
+                    parts.append(f"[s{k}]atrim=start_sample={at_in},asetpts=N/SR/TB,"
+                                 f"{stretch}anull[w{k}]")
+            at_in, done_out = end_in, done_out + out_len
+        parts.append("".join(f"[w{k}]" for k in range(n)) + f"concat=n={n}:v=0:a=1[out]")
+        graph = ";".join(parts)
+    seek = ["-ss", f"{start:.6f}"] if start > 0 else []
+    args = ["-v", "error", *seek, *safe_input(src, MEDIA_DEMUXERS), "-filter_complex", graph,
+            "-map", "[out]", "-c:a", "pcm_f32le", "-f", "wav", input_url(dst)]
+    return first, args
