@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urljoin
 
 import redis
 import requests
@@ -463,7 +464,7 @@ def web_restart_during_upload(stack: Stack, clip: Path) -> Outcome:
         **TUS, "Upload-Length": str(len(data)),
         "Upload-Metadata": _tus_metadata(slug, "Ana", clip.name)})
     assert created.status_code == 201, created.text
-    url = created.headers["Location"]
+    url = urljoin(stack.base, created.headers["Location"])  # a path (links.py)
     half = len(data) // 2
     sent = requests.patch(url, data=data[:half], timeout=30, headers={
         **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
@@ -603,7 +604,7 @@ def full_disk(stack: Stack, clip: Path, big_clip: Path) -> Outcome:
         **TUS, "Upload-Length": str(len(data)),
         "Upload-Metadata": _tus_metadata(slug, "Cy", big_clip.name)})
     if created.status_code == 201:
-        url = created.headers["Location"]
+        url = urljoin(stack.base, created.headers["Location"])  # a path (links.py)
         chunk = requests.patch(url, data=data, timeout=60, headers={
             **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})
         offset = requests.head(url, headers=TUS, timeout=10).headers.get("Upload-Offset")

@@ -134,12 +134,14 @@ def test_a_render_running_while_its_clip_is_withdrawn_is_not_published(app, clie
         .status_code == 303
     with app.app_context():
         job = db.session.get(Render, running_id)
+        job.lease_owner = "worker-1"  # the worker drawing it holds its lease (issue15)
+        db.session.commit()
         out_key = f"renders/{campaign}/{job.token}/mashup.mp4"
         poster_key = f"renders/{campaign}/{job.token}/poster.jpg"
         _put(store, out_key)  # what the ffmpeg run wrote, Ana included
         _put(store, poster_key)
         pipeline._finish_render(job, SimpleNamespace(duration=3.0, poster_path="p"),
-                                out_key, poster_key)
+                                out_key, poster_key, "worker-1")
         job = db.session.get(Render, running_id)
         assert job.status == "failed" and "withdrew their clip while it was running" \
             in job.reason
