@@ -282,6 +282,10 @@ NOTES_NEAR_DROP = 1.0
 #: Claps matching every count-in click are specific evidence: the notes contradict them only
 #: where they fit elsewhere at least this well (on short takes chance reaches a pitch z of 6.5).
 NOTES_STRONG = 8.0
+#: Claps: a candidate with one clap fewer than the most is a rival for the notes to decide
+#: only where its notes reach this (short synthetic takes reach 4.7 by chance a beat away,
+#: and 6.5 elsewhere; the tester's eight-beat count-in read 7.9 at the truth).
+NOTES_FEWER_MIN = 7.0
 #: Claps: the take's notes at the clap offset must reach this pitch z (the guide's own part
 #: at the truth: 4-22, another song clapped in at the same count-in: about 1).
 NOTES_CLAP_MID = 3.0
@@ -601,7 +605,8 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
         # notes can break
         tied = _distinct([o for o, _, _ in top[1:]], first)
         fewer = _distinct([o for o, k, _ in sorted(claps, key=lambda cl: cl[2])
-                           if n_max >= 4 and k == n_max - 1], first)
+                           if n_max >= 4 and k == n_max - 1
+                           and ev.notes(o) >= NOTES_FEWER_MIN], first)
         off = _notes_decide(ev, first, tied + [o for o in fewer
                                               if all(abs(o - x) > RIVAL_S for x in tied)])
         # one clap fewer a beat away is the usual shape of a count-in (three of four claps
