@@ -36,9 +36,10 @@ The decision (this module; issue 9: "a trusted offset is a right offset"):
    apart by neither: the music score must then lead by ``PART_MARGIN_MID``.
 4. Precision. A leak gives the offset to a fraction of a millisecond, claps to a few; a faint
    leak near clap or part evidence refines them (method ``leak``, confidence still the clap's
-   or the part's). Part-only offsets are read at the centre of the onset correlation's main
-   lobe (:func:`~.music.onset_lobe_centre`): the notes land early and late around the
-   guide's, and the lobe's centre is their mean timing where its peak is a chance pile-up.
+   or the part's). Part-only offsets are read halfway between the centre of the onset
+   correlation's main lobe (the notes' mean timing: they land early and late around the
+   guide's, and the peak is a chance pile-up) and its early edge (where slow attacks begin),
+   :func:`~.music.fine_offset`.
    Only onsets place a part within 40 ms (harmony and phrasing come in 50 ms frames), so a
    part-only pick without onset support (:func:`~.music.onset_support`) is not trusted.
 5. Claps against the rest. Claps say when the count-in was, not that the take is this song,

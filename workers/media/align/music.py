@@ -140,11 +140,11 @@ def onset_lobe_centre(fg: Features, fc: Features, off: float) -> float:
     and its peak falls anywhere on it, wherever chance piles up a few more notes (issue 9: part-
     only takes 12-39 ms off, a bias of the corpus's one realisation). The lobe's centre is the
     mean of the notes' displacements, which is what a single offset can get right. It is
-    measured the same way whichever side has the slow attacks (guide or take): the previous
-    reading, the early edge of the lobe, assumed the take was the smeared side and read takes
+    measured the same way whichever side has the slow attacks (guide or take), where the early
+    edge (:func:`onset_leading_edge`) assumes the take is the smeared side and read takes
     against Choir Aahs, string and organ guides 30-200 ms early (a fresh tester's cases, and
-    bench/sync's realistic seed 3). Unwhitened correlation: whitening sharpens the peak and so
-    favours one side of the plateau.
+    bench/sync's realistic seed 3); :func:`fine_offset` takes the two halfway. Unwhitened
+    correlation: whitening sharpens the peak and so favours one side of the plateau.
 
     A take whose own attacks swell slowly (80 ms) against a piano guide reads 25-35 ms late:
     its evidence is late, and a listener too hears a swelling note begin late (its perceptual
