@@ -308,6 +308,11 @@ def listen(clip_id: int):
                                str(store.path(clip.normalized_key)), offset, start_seconds=start)
     except (NoAudio, FFmpegError):
         abort(404)
+    return private_wav(data)
+
+
+def private_wav(data: bytes):
+    """A WAV answer that no cache keeps: a take's sound is private to its campaign."""
     response = current_app.response_class(data, mimetype="audio/wav")
     response.headers["Cache-Control"] = "private, no-store"
     return response

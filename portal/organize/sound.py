@@ -12,7 +12,7 @@ import math
 import os
 import tempfile
 
-from flask import abort, current_app, flash, redirect, request, url_for
+from flask import abort, flash, redirect, request, url_for
 from sqlalchemy import select
 
 from .. import services
@@ -20,7 +20,7 @@ from ..extensions import db
 from ..models import Clip
 from ..policy import clip_for
 from ..security import safe_next
-from . import bp
+from . import bp, private_wav
 
 #: the solo plays this much of the take, from ``start``
 SOLO_SECONDS = 20.0
@@ -174,9 +174,7 @@ def solo(clip_id: int):
         abort(404)
     finally:
         os.remove(tmp)
-    response = current_app.response_class(data, mimetype="audio/wav")
-    response.headers["Cache-Control"] = "private, no-store"
-    return response
+    return private_wav(data)
 
 
 # --- the hand-off to a video editor ----------------------------------------------
