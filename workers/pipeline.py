@@ -118,6 +118,12 @@ def disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     if isinstance(exc, FFmpegError):
+        # ffmpeg exits with its AVERROR code masked to a byte: AVERROR(ENOSPC) = -28 gives
+        # 228. Its stderr may say so too, but the tail we keep can end in "Conversion
+        # failed!" alone (seen on CI), so the status decides as well.
+        if exc.returncode is not None and exc.returncode in (
+                (-errno.ENOSPC) & 0xFF, (-errno.EDQUOT) & 0xFF):
+            return True
         text = f"{exc} {exc.stderr_tail}"
         return "No space left on device" in text or "Disk quota exceeded" in text
     return False
