@@ -306,6 +306,7 @@ def _align(clip_id: int) -> None:
         return
     if not _still_ours(Clip, clip_id, owner):
         return
+    result = _check_record_timing(clip, result)
     clip.offset_seconds = float(result.offset_seconds)
     clip.sync_confidence = float(result.confidence)
     clip.sync_method = result.method
@@ -331,6 +332,30 @@ def _align(clip_id: int) -> None:
             states.move_clip(clip, "needs_sync", f"Sync confidence is low "
                              f"({result.confidence:.2f}); an organizer will check it by ear.")
     db.session.commit()
+
+
+def _check_record_timing(clip: Clip, result):
+    """A take recorded on the campaign page: check the device's own timing against the
+    sound (:func:`workers.media.align.prior.check_prior`: the sound's offset stays, an
+    agreeing prior may lift the confidence) and keep the difference on the clip."""
+    from workers.media.align.prior import RecordTiming, check_prior
+
+    stored = clip.record_timing
+    if not stored or "start_s" not in stored:
+        return result
+    try:
+        timing = RecordTiming(**{k: stored[k] for k in (
+            "start_s", "output_latency_s", "input_latency_s", "base_latency_s", "calibrated",
+            "mime") if k in stored})
+    except TypeError:
+        log.warning("clip %s: unreadable record timing %r", clip.id, stored)
+        return result
+    check = check_prior(result, timing)
+    clip.record_error_ms = round(float(check.error_ms), 3)
+    log.info("clip %s: recorded start %s the sound (%+.1f ms)%s", clip.id,
+             "agrees with" if check.agrees else "disagrees with", check.error_ms,
+             ", confidence lifted" if check.lifted else "")
+    return check.result
 
 
 # --- render ----------------------------------------------------------------------

@@ -1,0 +1,485 @@
+// Record along the guide, on the campaign page (issue 16). The guide plays through
+// Web Audio, the camera and microphone record with MediaRecorder, and the take's start
+// is read on the guide's own clock (the AudioContext's), so the server can check it
+// against the sound. Takes are kept in IndexedDB until they are uploaded (tus-js-client,
+// as upload.js), so a closed tab or a lost connection loses nothing. Where the browser
+// cannot record, the page says so and the file upload below stays the way to send.
+(function () {
+  "use strict";
+
+  const box = document.getElementById("record");
+  if (!box) { return; }
+  const form = document.getElementById("upload-form");
+  const $ = function (id) { return document.getElementById(id); };
+  const note = $("record-note");
+  const preview = $("record-preview");
+  const review = $("record-review-video");
+  const meter = $("record-level");
+  const countLabel = $("record-count");
+  const bar = $("record-progress");
+  const buttons = {
+    record: $("record-start"), stop: $("record-stop"), send: $("record-send"),
+    retake: $("record-retake"), play: $("record-play"), calibrate: $("record-calibrate"),
+  };
+  const COUNT_IN = 3;            // seconds of counting before the guide
+  const TAIL = 0.5;              // seconds recorded after the guide ends
+  const SHORT = 3;               // a take shorter than this (s) gets a word
+  const CHUNK = 4 * 1024 * 1024; // bytes per PATCH, as upload.js
+  const LATENCY_KEY = "tutti-latency";
+  const DB_NAME = "tutti-takes";
+  const campaign = box.dataset.campaign;
+
+  const say = function (text, isError) {
+    note.textContent = text;
+    note.className = isError ? "error" : "muted";
+    note.setAttribute("role", isError ? "alert" : "status");
+  };
+  const show = function (which) {  // which buttons the step offers
+    Object.keys(buttons).forEach(function (k) {
+      if (buttons[k]) { buttons[k].hidden = which.indexOf(k) < 0; }
+    });
+  };
+
+  const AudioCtx = window.AudioContext || window.webkitAudioContext;
+  const supported = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia &&
+                       window.MediaRecorder && AudioCtx && window.indexedDB && window.tus &&
+                       window.tus.isSupported);
+  if (!supported) {
+    $("record-unsupported").hidden = false;
+    return;
+  }
+  box.hidden = false;
+
+  // --- IndexedDB: one store of takes, keyed by id --------------------------------
+  const openDb = function () {
+    return new Promise(function (resolve, reject) {
+      const req = indexedDB.open(DB_NAME, 1);
+      req.onupgradeneeded = function () { req.result.createObjectStore("takes", { keyPath: "id" }); };
+      req.onsuccess = function () { resolve(req.result); };
+      req.onerror = function () { reject(req.error); };
+    });
+  };
+  const inStore = function (mode, work) {
+    return openDb().then(function (db) {
+      return new Promise(function (resolve, reject) {
+        const tx = db.transaction("takes", mode);
+        const result = work(tx.objectStore("takes"));
+        tx.oncomplete = function () { db.close(); resolve(result && result.result); };
+        tx.onerror = tx.onabort = function () { db.close(); reject(tx.error); };
+      });
+    });
+  };
+  const keep = function (take) { return inStore("readwrite", function (s) { return s.put(take); }); };
+  const forget = function (id) { return inStore("readwrite", function (s) { return s.delete(id); }); };
+  const keptTakes = function () { return inStore("readonly", function (s) { return s.getAll(); }); };
+  const isQuota = function (err) {
+    return err && (err.name === "QuotaExceededError" ||
+                   (err.inner && err.inner.name === "QuotaExceededError"));
+  };
+
+  // --- the guide's clock ----------------------------------------------------------
+  let ctx = null;
+  let guide = null;   // AudioBuffer
+  const context = function () {
+    if (!ctx) { ctx = new AudioCtx({ latencyHint: "interactive" }); }
+    return ctx.state === "suspended" ? ctx.resume().then(function () { return ctx; }) : Promise.resolve(ctx);
+  };
+  const loadGuide = function () {
+    if (guide) { return Promise.resolve(guide); }
+    return fetch(box.dataset.guide).then(function (r) {
+      if (!r.ok) { throw new Error("guide"); }
+      return r.arrayBuffer();
+    }).then(function (data) {
+      return new Promise(function (resolve, reject) { ctx.decodeAudioData(data, resolve, reject); });
+    }).then(function (buffer) { guide = buffer; return buffer; });
+  };
+  const outputLatency = function () {
+    return (typeof ctx.outputLatency === "number" && isFinite(ctx.outputLatency)) ? ctx.outputLatency : 0;
+  };
+  const baseLatency = function () {
+    return (typeof ctx.baseLatency === "number" && isFinite(ctx.baseLatency)) ? ctx.baseLatency : 0;
+  };
+  // The context time being heard at performance time ``ms``: getOutputTimestamp says which
+  // context time reached the speakers when; without it, what is rendered now minus the
+  // latencies the context reports.
+  const heardAt = function (ms) {
+    const ts = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : null;
+    if (ts && ts.performanceTime > 0) {
+      return ts.contextTime + (ms - ts.performanceTime) / 1000;
+    }
+    return ctx.currentTime - outputLatency() - baseLatency() + (ms - performance.now()) / 1000;
+  };
+  const savedLatency = function () {
+    try {
+      const saved = JSON.parse(localStorage.getItem(LATENCY_KEY) || "null");
+      if (saved && typeof saved.input_latency_s === "number") { return saved; }
+    } catch (e) { /* a damaged entry: measure again */ }
+    return null;
+  };
+  // Without a calibration: what capture paths add on most devices (one 10 ms buffer and
+  // the conversion), a guess the server checks against the sound anyway.
+  const DEFAULT_INPUT_LATENCY = 0.01;
+
+  const recorderType = function () {
+    const types = ["video/webm;codecs=vp8,opus", "video/webm;codecs=vp9,opus", "video/webm",
+                   "video/mp4;codecs=avc1,mp4a.40.2", "video/mp4"];
+    for (let i = 0; i < types.length; i += 1) {
+      if (!MediaRecorder.isTypeSupported || MediaRecorder.isTypeSupported(types[i])) { return types[i]; }
+    }
+    return "";
+  };
+  const cameraProblem = function (err) {
+    const name = err && err.name;
+    if (name === "NotAllowedError" || name === "SecurityError") {
+      return "The camera and microphone were not allowed. Allow them for this site in your " +
+             "browser's settings (the camera icon next to the address) and press Record again, " +
+             "or film yourself with your camera app and upload the file below.";
+    }
+    if (name === "NotFoundError" || name === "OverconstrainedError" || name === "NotReadableError") {
+      return "No camera or microphone could be used on this device (none found, or another " +
+             "app is using it). Connect or free one and press Record again, or upload a file below.";
+    }
+    return "Recording could not start on this browser. Upload a video file below instead.";
+  };
+
+  // --- recording --------------------------------------------------------------------
+  let stream = null;
+  let recorder = null;
+  let source = null;     // the guide playing
+  let current = null;    // the take under review: {id, blob, mime, timing, ...}
+  let levelTimer = 0;
+
+  const stopCamera = function () {
+    if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); }
+    stream = null;
+    preview.srcObject = null;
+    if (levelTimer) { cancelAnimationFrame(levelTimer); levelTimer = 0; }
+    meter.value = 0;
+  };
+  const watchLevel = function () {
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 1024;
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    const data = new Float32Array(analyser.fftSize);
+    const tick = function () {
+      analyser.getFloatTimeDomainData(data);
+      let sum = 0;
+      for (let i = 0; i < data.length; i += 1) { sum += data[i] * data[i]; }
+      // dBFS from -60 to 0 on the meter
+      const db = 10 * Math.log10(sum / data.length + 1e-12);
+      meter.value = Math.max(0, Math.min(1, (db + 60) / 60));
+      levelTimer = requestAnimationFrame(tick);
+    };
+    tick();
+  };
+
+  const startRecording = function () {
+    show([]);
+    say("Getting the camera, the microphone and the guide ready…", false);
+    let mime = "";
+    context().then(function () {
+      return Promise.all([
+        loadGuide(),
+        navigator.mediaDevices.getUserMedia({
+          video: { facingMode: "user", width: { ideal: 1280 }, height: { ideal: 720 } },
+          // the take's own sound: nothing that moves it in time or pumps its level
+          audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+        }),
+      ]);
+    }).then(function (got) {
+      stream = got[1];
+      preview.srcObject = stream;
+      preview.play().catch(function () {});
+      watchLevel();
+      mime = recorderType();
+      recorder = new MediaRecorder(stream, mime ? { mimeType: mime } : undefined);
+      mime = recorder.mimeType || mime || "video/webm";
+      const chunks = [];
+      const latency = savedLatency();
+      const inputLatency = latency ? latency.input_latency_s : DEFAULT_INPUT_LATENCY;
+      let startedAt = 0;   // performance time of the recording's first sample
+      let guideAt = 0;     // the context time the guide's t=0 is scheduled at
+      recorder.ondataavailable = function (e) { if (e.data && e.data.size) { chunks.push(e.data); } };
+      recorder.onerror = function () {
+        say("The recording broke off. What was recorded is kept: review it below.", true);
+      };
+      recorder.onstop = function () {
+        if (source) { try { source.stop(); } catch (e) { /* ended already */ } }
+        source = null;
+        stopCamera();
+        const blob = new Blob(chunks, { type: mime });
+        const seconds = (performance.now() - startedAt) / 1000;
+        // the guide time heard when the take's first sample was captured, less the time
+        // the microphone path takes to deliver a sound into the take
+        const startS = heardAt(startedAt) - guideAt - inputLatency;
+        finished({
+          id: "take-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8),
+          campaign: campaign, blob: blob, mime: mime, seconds: seconds, created: Date.now(),
+          state: "recorded",
+          timing: {
+            record_start_s: startS.toFixed(6), output_latency_s: outputLatency().toFixed(6),
+            base_latency_s: baseLatency().toFixed(6), input_latency_s: inputLatency.toFixed(6),
+            latency_calibrated: latency ? "yes" : "", recorder_mime: mime,
+          },
+        });
+      };
+      recorder.start(1000);
+      startedAt = performance.now();
+      guideAt = ctx.currentTime + COUNT_IN;
+      for (let beat = 0; beat < COUNT_IN; beat += 1) { tick(guideAt - COUNT_IN + beat, beat === 0); }
+      source = ctx.createBufferSource();
+      source.buffer = guide;
+      source.connect(ctx.destination);
+      source.onended = function () {
+        setTimeout(function () { if (recorder && recorder.state === "recording") { recorder.stop(); } },
+                   TAIL * 1000);
+      };
+      source.start(guideAt);
+      countDown(guideAt);
+      show(["stop"]);
+      say("Recording. Sing along with the guide; press Stop when you are done.", false);
+    }).catch(function (err) {
+      stopCamera();
+      show(["record", "calibrate"]);
+      if (err && err.message === "guide") {
+        say("The guide could not be loaded. Check your connection and press Record again.", true);
+      } else if (err && err.name === "EncodingError") {
+        say("This browser cannot play the guide's sound. Upload a video file below instead.", true);
+      } else {
+        say(cameraProblem(err), true);
+      }
+    });
+  };
+  const tick = function (when, first) {  // a short click of the count-in
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.frequency.value = first ? 1320 : 880;
+    gain.gain.setValueAtTime(0.3, when);
+    gain.gain.exponentialRampToValueAtTime(0.001, when + 0.08);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(when);
+    osc.stop(when + 0.1);
+  };
+  const countDown = function (guideAt) {
+    const step = function () {
+      const left = guideAt - ctx.currentTime;
+      if (left > 0 && recorder && recorder.state === "recording") {
+        countLabel.textContent = String(Math.ceil(left));
+        setTimeout(step, 50);
+      } else {
+        countLabel.textContent = "";
+      }
+    };
+    step();
+  };
+
+  const finished = function (take) {
+    current = take;
+    review.src = URL.createObjectURL(take.blob);
+    review.hidden = false;
+    show(["send", "retake", "play"]);
+    const short = take.seconds < SHORT;
+    const kept = short ? "This take is only " + Math.round(take.seconds) + " s long. Record " +
+      "again, or send it if that is what you meant." : "Listen to your take, then press Send, or Record again.";
+    keep(take).then(function () {
+      say(kept + " It is kept on this device until it is sent.", short);
+    }).catch(function (err) {
+      say(isQuota(err)
+        ? "This device has no room left to keep the take, so it is only on this page: " +
+          "press Send now and keep this tab open until it says Sent."
+        : "The take could not be kept on this device; it is on this page: press Send now " +
+          "and keep this tab open until it says Sent.", true);
+    });
+  };
+
+  // --- review: the take against the guide --------------------------------------------
+  const playBack = function () {
+    if (!current) { return; }
+    context().then(loadGuide).then(function () {
+      const start = parseFloat(current.timing.record_start_s) || 0;
+      review.currentTime = 0;
+      const go = function () {
+        const at = ctx.currentTime + 0.05;
+        const back = ctx.createBufferSource();
+        back.buffer = guide;
+        const soft = ctx.createGain();
+        soft.gain.value = 0.5;
+        back.connect(soft).connect(ctx.destination);
+        // the guide time heard at the take's first sample is ``start``
+        if (start >= 0) { back.start(at, start); } else { back.start(at - start); }
+        review.addEventListener("pause", function () { try { back.stop(); } catch (e) { /* done */ } }, { once: true });
+      };
+      review.addEventListener("playing", go, { once: true });
+      review.play().catch(function () {});
+    });
+  };
+
+  // --- sending ------------------------------------------------------------------------
+  const fieldsOf = function () {
+    const data = new FormData(form);
+    return {
+      name: (data.get("name") || "").trim(), part: data.get("part") || "",
+      location: data.get("location") || "", consent: data.get("consent") ? "yes" : "",
+    };
+  };
+  const formProblem = function (fields) {
+    if (!fields.name) { return "Write your name for the credits below, then press Send."; }
+    if (form.querySelector("select[name=part]") && !fields.part) { return "Choose your part below, then press Send."; }
+    if (!fields.consent) { return "Tick the licence box below, then press Send."; }
+    return null;
+  };
+  const percent = function (part, whole) { return whole ? Math.floor((100 * part) / whole) : 0; };
+
+  const send = function (take) {
+    show([]);
+    bar.hidden = false;
+    bar.removeAttribute("value");
+    say("Sending your take…", false);
+    const ext = take.mime.indexOf("mp4") >= 0 ? "mp4" : "webm";
+    const meta = Object.assign({
+      campaign: campaign, filename: "take." + ext, name: take.fields.name, part: take.fields.part,
+      location: take.fields.location, consent: take.fields.consent,
+    }, take.timing);
+    const upload = new tus.Upload(take.blob, {
+      endpoint: new URL(box.dataset.uploads, window.location.href).toString(),
+      chunkSize: CHUNK,
+      retryDelays: [1000, 2000, 4000, 8000, 15000, 30000, 30000, 30000, 30000, 30000],
+      metadata: meta,
+      fingerprint: function () { return Promise.resolve("tutti-take:" + take.id); },
+      storeFingerprintForResuming: true,
+      removeFingerprintOnSuccess: true,
+      onProgress: function (sent, total) {
+        bar.value = percent(sent, total);
+        say("Sending… " + bar.value + "%. You may close this page: the take is kept and " +
+            "sending goes on when you open it again.", false);
+      },
+      onSuccess: function (payload) {
+        const answer = payload && payload.lastResponse;
+        const statusUrl = answer && answer.getHeader("Tutti-Status-Url");
+        bar.value = 100;
+        forget(take.id).catch(function () {}).then(function () {
+          say("Sent. Opening your private status page…", false);
+          if (statusUrl) { window.location.assign(new URL(statusUrl, upload.url).toString()); }
+        });
+      },
+      onError: function (err) {
+        const status = err && err.originalResponse ? err.originalResponse.getStatus() : 0;
+        let text = "The connection keeps dropping. Your take is kept on this device: press " +
+                   "Send again when the connection is better.";
+        if (status >= 400 && status < 500) {
+          try {
+            text = JSON.parse(err.originalResponse.getBody()).error || text;
+          } catch (e) { text = "The take was refused. Check the form below and press Send again."; }
+        }
+        show(["send", "retake", "play"]);
+        say(text, true);
+      },
+    });
+    upload.findPreviousUploads().then(function (previous) {
+      if (previous.length) { upload.resumeFromPreviousUpload(previous[0]); }
+      upload.start();
+    });
+  };
+  const sendCurrent = function () {
+    if (!current) { return; }
+    const fields = current.fields || fieldsOf();
+    const problem = formProblem(fields);
+    if (problem) { say(problem, true); return; }
+    current.fields = fields;
+    current.state = "sending";
+    keep(current).catch(function () { /* kept on the page: it goes on while the tab is open */ })
+      .then(function () { send(current); });
+  };
+
+  // --- calibration: the microphone path's delay, once per device ------------------------
+  // Clicks play at known context times; the microphone (through a worklet that knows the
+  // context frame of every sample) hears them through the speakers (loopback), or hears the
+  // participant clap along in the headphones. Round trip minus output latency = input latency.
+  const calibrate = function () {
+    show([]);
+    say("Measuring: take the headphones off and turn the sound up (the microphone must hear " +
+        "the clicks), or keep them on and clap along with the 8 clicks.", false);
+    let micStream = null;
+    context().then(function () {
+      return Promise.all([
+        navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false,
+                                                       autoGainControl: false } }),
+        ctx.audioWorklet.addModule(box.dataset.worklet),
+      ]);
+    }).then(function (got) {
+      micStream = got[0];
+      const node = new AudioWorkletNode(ctx, "onset-times");
+      ctx.createMediaStreamSource(micStream).connect(node);
+      const heard = [];
+      node.port.onmessage = function (e) { heard.push(e.data / ctx.sampleRate); };
+      const first = ctx.currentTime + 1.0;
+      const clicks = [];
+      for (let i = 0; i < 8; i += 1) { clicks.push(first + 0.6 * i); tick(first + 0.6 * i, false); }
+      return new Promise(function (resolve) {
+        setTimeout(function () { node.disconnect(); resolve({ heard: heard, clicks: clicks }); },
+                   (first - ctx.currentTime + 0.6 * 8 + 0.5) * 1000);
+      });
+    }).then(function (got) {
+      if (micStream) { micStream.getTracks().forEach(function (t) { t.stop(); }); }
+      const trips = [];
+      got.clicks.forEach(function (c) {
+        const match = got.heard.filter(function (h) { return h > c && h - c < 0.4; });
+        if (match.length) { trips.push(match[0] - c); }
+      });
+      show(["record", "calibrate"]);
+      if (trips.length < 5) {
+        say("The microphone did not hear the clicks clearly (" + trips.length + " of 8). " +
+            "Turn the sound up, or clap along more loudly, and measure again.", true);
+        return;
+      }
+      trips.sort(function (a, b) { return a - b; });
+      const median = trips[Math.floor(trips.length / 2)];
+      const input = Math.max(0, median - outputLatency());
+      localStorage.setItem(LATENCY_KEY, JSON.stringify({
+        input_latency_s: input, round_trip_s: median, measured_at: new Date().toISOString(),
+      }));
+      say("Measured: sound takes " + Math.round(median * 1000) + " ms from the guide to the " +
+          "microphone on this device. It is remembered here.", false);
+    }).catch(function (err) {
+      if (micStream) { micStream.getTracks().forEach(function (t) { t.stop(); }); }
+      show(["record", "calibrate"]);
+      say(cameraProblem(err), true);
+    });
+  };
+
+  // --- buttons, and takes kept from before --------------------------------------------
+  buttons.record.addEventListener("click", function () {
+    if (current) { review.hidden = true; current = null; }
+    startRecording();
+  });
+  buttons.stop.addEventListener("click", function () {
+    if (recorder && recorder.state !== "inactive") { recorder.stop(); }
+  });
+  buttons.retake.addEventListener("click", function () {
+    const old = current;
+    current = null;
+    review.hidden = true;
+    if (old) { forget(old.id).catch(function () {}); }
+    startRecording();
+  });
+  buttons.play.addEventListener("click", playBack);
+  buttons.send.addEventListener("click", sendCurrent);
+  if (buttons.calibrate) { buttons.calibrate.addEventListener("click", calibrate); }
+  show(["record", "calibrate"]);
+
+  keptTakes().then(function (takes) {
+    const mine = (takes || []).filter(function (t) { return t.campaign === campaign; })
+      .sort(function (a, b) { return b.created - a.created; });
+    if (!mine.length) { return; }
+    current = mine[0];
+    review.src = URL.createObjectURL(current.blob);
+    review.hidden = false;
+    show(["send", "retake", "play"]);
+    if (current.state === "sending") {
+      say("Your take was not sent completely; sending goes on now.", false);
+      send(current);
+    } else {
+      say("A take you recorded earlier is kept on this device: press Send, or Record again.", false);
+    }
+  }).catch(function () { /* private browsing without IndexedDB: recording still works */ });
+})();

@@ -1,0 +1,195 @@
+"""Record along the guide on the campaign page (issue 16), in real Chromium with its fake
+devices: the camera is a y4m file and the microphone a WAV file (``--use-file-for-fake-
+audio-capture``) that holds a part and, from a known second, the guide itself, as a phone's
+microphone hears the guide leak from headphones. The take goes through the real page
+(Record, the guide played by Web Audio, Stop at the guide's end, Send through tus) into the
+real pipeline (intake, align on the embedded worker).
+
+The truth: the fake microphone plays the WAV from its start when the page opens it, so the
+recorded take begins somewhere in that file. Where is found here from the sound, by
+correlating the normalized take with the WAV itself (not with the guide, which is what the
+aligner uses); the guide's t=0 then lies at ``GUIDE_AT - position`` in the take."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from tests.signals import tone_melody
+
+from .conftest import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = pytest.mark.browser
+
+SR = 48000
+GUIDE_S = 8.0
+GUIDE_AT = 2.0  # the guide's t=0 in the fake microphone's file (s)
+STATUS_PAGE = re.compile(r".*/clip/[A-Za-z0-9_-]{20,}$")
+
+
+def write_wav(path: Path, x: np.ndarray) -> None:
+    from scipy.io import wavfile
+
+    wavfile.write(path, SR, (np.clip(x, -1, 1) * 32767).astype(np.int16))
+
+
+@pytest.fixture(scope="module")
+def devices(tmp_path_factory):
+    """The guide, the fake microphone's WAV (part + guide from GUIDE_AT s) and camera y4m."""
+    from workers.media.ffmpeg import run_ffmpeg
+
+    root = tmp_path_factory.mktemp("record")
+    guide = tone_melody(GUIDE_S, 1, SR)
+    part = 0.6 * tone_melody(GUIDE_S + GUIDE_AT + 6.0, 7, SR)
+    mic = part.copy()
+    at = int(GUIDE_AT * SR)
+    mic[at:at + len(guide)] += 0.4 * guide
+    mic += np.random.default_rng(3).normal(0, 0.003, len(mic)).astype(np.float32)
+    write_wav(root / "guide.wav", guide)
+    write_wav(root / "take.wav", mic)
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15", "-t", "2",
+                "-pix_fmt", "yuv420p", str(root / "take.y4m")], timeout=60)
+    return {"guide": root / "guide.wav", "mic_wav": root / "take.wav", "mic": mic,
+            "video": root / "take.y4m"}
+
+
+def launch(playwright, devices, *extra: str):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={devices['video']}",
+        f"--use-file-for-fake-audio-capture={devices['mic_wav']}",
+        "--autoplay-policy=no-user-gesture-required", *extra])
+
+
+@pytest.fixture(scope="module")
+def chromium(devices):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch(p, devices)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def campaign(live, devices):
+    from portal.services import create_campaign
+
+    slug = "rec-" + secrets.token_hex(4)
+    with live["app"].app_context():
+        create_campaign(slug, "Record Choir", parts=["Alto"], guide_path=str(devices["guide"]),
+                        guide_filename="guide.wav")
+    return slug
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def fill_in(page) -> None:
+    page.fill("input[name=name]", "Ana")
+    page.select_option("select[name=part]", "Alto")
+    page.check("input[name=consent]")
+
+
+def note(page) -> str:
+    return page.locator("#record-note").inner_text()
+
+
+def wait_note(page, pattern: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, note(page)):
+        assert time.monotonic() < deadline, f"no note matching {pattern!r}: {note(page)!r}"
+        page.wait_for_timeout(100)
+    return note(page)
+
+
+def clip_rows(live, slug: str) -> list:
+    from portal.extensions import db
+    from portal.models import Campaign, Clip
+
+    with live["app"].app_context():
+        campaign = db.session.scalar(select(Campaign).filter_by(slug=slug))
+        rows = db.session.scalars(select(Clip).filter_by(campaign_id=campaign.id)).all()
+        out = [{c: getattr(r, c) for c in ("id", "token", "status", "offset_seconds",
+                                           "sync_confidence", "sync_method", "sync_state",
+                                           "record_timing", "record_error_ms",
+                                           "normalized_key", "original_key")} for r in rows]
+        db.session.remove()
+        return out
+
+
+def wait_synced(live, slug: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = clip_rows(live, slug)
+        if rows and rows[0]["sync_state"] in ("done", "failed"):
+            return rows[0]
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.5)
+
+
+def position_in_mic(live, row: dict, mic: np.ndarray) -> float:
+    """Where (s) in the fake microphone's file the normalized take begins: the peak of
+    the whitened cross-correlation of the take's first seconds with the file."""
+    from workers.media.audio import decode_audio
+
+    path = live["app"].extensions["tutti.storage"].path(row["normalized_key"])
+    take = decode_audio(str(path), sample_rate=SR, max_seconds=6.0)
+    ref = np.concatenate([mic, mic])  # the fake device loops its file
+    n = len(ref) + len(take)
+    spec = np.fft.rfft(ref, n) * np.conj(np.fft.rfft(take, n))
+    corr = np.fft.irfft(spec / (np.abs(spec) + 1e-9), n)[:len(ref)]
+    lag = int(np.argmax(corr))
+    return (lag % len(mic)) / SR
+
+
+def record_take(page, live, slug: str) -> None:
+    page.goto(f"{live['base']}/c/{slug}")
+    page.wait_for_selector("#record-start:visible")
+    fill_in(page)
+    page.click("#record-start")
+    wait_note(page, "Recording")
+    # the guide plays to its end and the take stops by itself
+    wait_note(page, "Listen to your take|only .* s long", timeout=GUIDE_S + 30)
+
+
+def test_record_along_send_and_the_take_lands_synced(live, page, campaign, devices):
+    record_take(page, live, campaign)
+    assert page.locator("#record-preview").evaluate(
+        "v => getComputedStyle(v).transform") != "none"  # the preview is mirrored
+    kept = page.evaluate("""() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+        q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
+        g.onsuccess = () => r(g.result.map(t => [t.campaign, t.blob.size, t.mime])); }; })""")
+    assert len(kept) == 1 and kept[0][0] == campaign and kept[0][1] > 10_000, kept
+    page.click("#record-send")
+    page.wait_for_url(STATUS_PAGE, timeout=60_000)
+    row = wait_synced(live, campaign)
+    timing = row["record_timing"]
+    assert timing and timing["mime"].startswith(("video/webm", "video/mp4")), timing
+    truth = GUIDE_AT - position_in_mic(live, row, devices["mic"])
+    error_ms = (row["offset_seconds"] - truth) * 1000
+    print(f"record along: truth {truth:.4f} s, aligned {row['offset_seconds']:.4f} s "
+          f"({error_ms:+.1f} ms), method {row['sync_method']}, confidence "
+          f"{row['sync_confidence']:.2f}; the device predicted {-timing['start_s']:.4f} s "
+          f"(sound - device {row['record_error_ms']:+.1f} ms)")
+    assert abs(error_ms) < 20.0
+    assert row["status"] == "synced" and row["sync_confidence"] >= 0.5
+    # the difference between the device's prediction and the sound is kept on the clip
+    assert row["record_error_ms"] == pytest.approx(
+        (row["offset_seconds"] + timing["start_s"]) * 1000, abs=0.01)
+    # the sent take is no longer kept in the browser
+    left = page.evaluate("""() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+        q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').count();
+        g.onsuccess = () => r(g.result); }; })""")
+    assert left == 0
