@@ -116,9 +116,9 @@
     } catch (e) { /* a damaged entry: measure again */ }
     return null;
   };
-  // Without a calibration: what capture paths add on most devices (one 10 ms buffer and
-  // the conversion), a guess the server checks against the sound anyway.
-  const DEFAULT_INPUT_LATENCY = 0.01;
+  // Without a calibration: no delay is assumed; the server checks the prediction against
+  // the sound anyway, and the sound wins.
+  const DEFAULT_INPUT_LATENCY = 0;
 
   const recorderType = function () {
     const types = ["video/webm;codecs=vp8,opus", "video/webm;codecs=vp9,opus", "video/webm",
@@ -391,59 +391,94 @@
       .then(function () { send(current); });
   };
 
-  // --- calibration: the microphone path's delay, once per device ------------------------
-  // Clicks play at known context times; the microphone (through a worklet that knows the
-  // context frame of every sample) hears them through the speakers (loopback), or hears the
-  // participant clap along in the headphones. Round trip minus output latency = input latency.
+  // --- calibration: the whole path's delay, once per device --------------------------
+  // Clicks play at known context times while the microphone records through MediaRecorder,
+  // the same path as a take. The recording is decoded and its onsets found: where a click
+  // lands in the recording, against where the guide's clock put it, is the delay from the
+  // output (speakers or headphones, heard by the microphone or clapped along with) through
+  // the capture and the recorder's start. It may be negative: a recorder's first sample can
+  // predate the moment it was asked to start.
+  const CLICKS = 8;
+  const CLICK_GAP = 0.6;
+  const onsetsOf = function (buffer) {  // seconds of sharp rises in a decoded recording
+    const x = buffer.getChannelData(0);
+    const rate = buffer.sampleRate;
+    let peak = 0;
+    for (let i = 0; i < x.length; i += 1) { peak = Math.max(peak, Math.abs(x[i])); }
+    const found = [];
+    if (peak < 0.01) { return found; }
+    const level = 0.2 * peak;
+    let quietUntil = 0;
+    for (let i = 0; i < x.length; i += 1) {
+      if (i >= quietUntil && Math.abs(x[i]) > level) {
+        found.push(i / rate);
+        quietUntil = i + Math.round(0.25 * rate);
+      }
+    }
+    return found;
+  };
   const calibrate = function () {
     show([]);
-    say("Measuring: take the headphones off and turn the sound up (the microphone must hear " +
-        "the clicks), or keep them on and clap along with the 8 clicks.", false);
+    say("Measuring your delay: take the headphones off and turn the sound up so the " +
+        "microphone hears the " + CLICKS + " clicks, or keep them on and clap along with them.", false);
     let micStream = null;
+    let startedAt = 0;
+    const clicks = [];
     context().then(function () {
-      return Promise.all([
-        navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: false, noiseSuppression: false,
-                                                       autoGainControl: false } }),
-        ctx.audioWorklet.addModule(box.dataset.worklet),
-      ]);
-    }).then(function (got) {
-      micStream = got[0];
-      const node = new AudioWorkletNode(ctx, "onset-times");
-      ctx.createMediaStreamSource(micStream).connect(node);
-      const heard = [];
-      node.port.onmessage = function (e) { heard.push(e.data / ctx.sampleRate); };
-      const first = ctx.currentTime + 1.0;
-      const clicks = [];
-      for (let i = 0; i < 8; i += 1) { clicks.push(first + 0.6 * i); tick(first + 0.6 * i, false); }
-      return new Promise(function (resolve) {
-        setTimeout(function () { node.disconnect(); resolve({ heard: heard, clicks: clicks }); },
-                   (first - ctx.currentTime + 0.6 * 8 + 0.5) * 1000);
+      return navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
       });
     }).then(function (got) {
-      if (micStream) { micStream.getTracks().forEach(function (t) { t.stop(); }); }
-      const trips = [];
-      got.clicks.forEach(function (c) {
-        const match = got.heard.filter(function (h) { return h > c && h - c < 0.4; });
-        if (match.length) { trips.push(match[0] - c); }
+      micStream = got;
+      const types = ["audio/webm;codecs=opus", "audio/webm", "audio/mp4", ""];
+      const type = types.filter(function (t) { return !t || !MediaRecorder.isTypeSupported || MediaRecorder.isTypeSupported(t); })[0];
+      const rec = new MediaRecorder(micStream, type ? { mimeType: type } : undefined);
+      const chunks = [];
+      rec.ondataavailable = function (e) { if (e.data && e.data.size) { chunks.push(e.data); } };
+      const stopped = new Promise(function (resolve) {
+        rec.onstop = function () { resolve(new Blob(chunks, { type: rec.mimeType || type })); };
+      });
+      rec.start();
+      startedAt = performance.now();
+      const first = ctx.currentTime + 1.0;
+      for (let i = 0; i < CLICKS; i += 1) { clicks.push(first + CLICK_GAP * i); tick(first + CLICK_GAP * i, false); }
+      setTimeout(function () { rec.stop(); },
+                 (first - ctx.currentTime + CLICK_GAP * CLICKS + 0.5) * 1000);
+      return stopped;
+    }).then(function (blob) {
+      micStream.getTracks().forEach(function (t) { t.stop(); });
+      micStream = null;
+      return blob.arrayBuffer();
+    }).then(function (data) {
+      return new Promise(function (resolve, reject) { ctx.decodeAudioData(data, resolve, reject); });
+    }).then(function (buffer) {
+      const heard = heardAt(startedAt);
+      const onsets = onsetsOf(buffer);
+      const delays = [];
+      clicks.forEach(function (c) {
+        const at = c - heard;  // where the click would be in the recording with no delay
+        const near = onsets.filter(function (o) { return o - at > -0.2 && o - at < 0.5; });
+        if (near.length) { delays.push(near[0] - at); }
       });
       show(["record", "calibrate"]);
-      if (trips.length < 5) {
-        say("The microphone did not hear the clicks clearly (" + trips.length + " of 8). " +
-            "Turn the sound up, or clap along more loudly, and measure again.", true);
+      if (delays.length < Math.ceil(CLICKS * 0.6)) {
+        say("The microphone did not hear the clicks clearly (" + delays.length + " of " + CLICKS +
+            "). Turn the sound up, or clap along more loudly, and measure again.", true);
         return;
       }
-      trips.sort(function (a, b) { return a - b; });
-      const median = trips[Math.floor(trips.length / 2)];
-      const input = Math.max(0, median - outputLatency());
+      delays.sort(function (a, b) { return a - b; });
+      const median = delays[Math.floor(delays.length / 2)];
       localStorage.setItem(LATENCY_KEY, JSON.stringify({
-        input_latency_s: input, round_trip_s: median, measured_at: new Date().toISOString(),
+        input_latency_s: median, clicks_heard: delays.length, measured_at: new Date().toISOString(),
       }));
-      say("Measured: sound takes " + Math.round(median * 1000) + " ms from the guide to the " +
-          "microphone on this device. It is remembered here.", false);
+      say("Measured: your recordings run " + Math.round(median * 1000) + " ms behind the guide on " +
+          "this device. This is remembered here and corrected in every take.", false);
     }).catch(function (err) {
       if (micStream) { micStream.getTracks().forEach(function (t) { t.stop(); }); }
       show(["record", "calibrate"]);
-      say(cameraProblem(err), true);
+      say(err && err.name === "EncodingError"
+        ? "This browser cannot read back its own recording, so the delay is not measured; " +
+          "takes are synced from their sound." : cameraProblem(err), true);
     });
   };
 

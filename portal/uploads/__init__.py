@@ -292,7 +292,7 @@ def _record_timing(meta: dict[str, str]) -> dict | None:
         timing = RecordTiming.from_metadata(meta)
     except ValueError as exc:
         raise services.ServiceError(f"Upload-Metadata: {exc} must be a number of seconds "
-                                    "(latencies between 0 and 1).") from None
+                                    "(latencies within a second).") from None
     return timing.to_json_dict() if timing else None
 
 

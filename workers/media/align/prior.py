@@ -92,7 +92,10 @@ class RecordTiming:
                 raise ValueError(key) from None
             if not math.isfinite(value):
                 raise ValueError(key)
-            if field is None and not 0.0 <= value <= MAX_LATENCY_S:
+            # the measured input "latency" may be negative: it also holds how far the
+            # recorder's first sample predates the moment it was asked to start
+            low = -MAX_LATENCY_S if key == "input_latency_s" else 0.0
+            if field is None and not low <= value <= MAX_LATENCY_S:
                 raise ValueError(key)
             if field == "start_s" and abs(value) > 3600.0:
                 raise ValueError(key)
