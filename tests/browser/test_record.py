@@ -68,13 +68,18 @@ def launch(playwright, devices, *extra: str):
 
 
 @pytest.fixture(scope="module")
-def chromium(devices):
+def playwright_session():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = launch(p, devices)
-        yield browser
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright_session, devices):
+    browser = launch(playwright_session, devices)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture
@@ -283,3 +288,131 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
     if abs(row["record_error_ms"]) > PRIOR_AGREE_MS:
         # no lift: what the clip says is the sound's own confidence
         assert row["sync_confidence"] != pytest.approx(0.6)
+
+
+KEPT = """() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+  q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
+  g.onsuccess = () => r(g.result.map(t => ({id: t.id, size: t.blob.size, state: t.state})));
+  }; })"""
+
+
+def test_a_reload_mid_upload_resumes_from_indexeddb(live, page, campaign):
+    """The connection goes while the take is being sent, after part of it arrived; the page
+    is reloaded: the take comes back from IndexedDB and its upload goes on by itself from
+    where the server is (one creation, the next PATCH from the offset that arrived)."""
+    import base64
+    import urllib.request
+
+    record_take(page, live, campaign)
+    created: list[str] = []
+
+    def cut_off(route):
+        request = route.request
+        if request.method == "POST":
+            answer = route.fetch()
+            created.append(answer.headers["location"])
+            route.fulfill(response=answer)
+        else:
+            route.abort("internetdisconnected")
+
+    page.route("**/api/v1/uploads**", cut_off)
+    page.click("#record-send")
+    wait_note(page, "Sending")
+    deadline = time.monotonic() + 20
+    while not created:
+        assert time.monotonic() < deadline
+        page.wait_for_timeout(100)
+    # what had arrived before the tab closed: the take's first 300 kB
+    data = base64.b64decode(page.evaluate("""() => new Promise(r => {
+      const q = indexedDB.open('tutti-takes');
+      q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
+        g.onsuccess = () => { const f = new FileReader();
+          f.onload = () => r(f.result.split(',')[1]);
+          f.readAsDataURL(g.result[0].blob.slice(0, 300000)); }; }; })"""))
+    url = created[0] if created[0].startswith("http") else live["base"] + created[0]
+    urllib.request.urlopen(urllib.request.Request(url, data=data, method="PATCH", headers={
+        "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream"}), timeout=30)
+    assert page.evaluate(KEPT)[0]["state"] == "sending"
+    page.unroute("**/api/v1/uploads**")
+    sent: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: sent.append((r.method, r.headers.get("upload-offset")))
+            if "/api/v1/uploads" in r.url else None)
+    page.reload()
+    page.wait_for_url(STATUS_PAGE, timeout=60_000)
+    assert ("POST", None) not in sent and ("PATCH", "300000") in sent, sent
+    rows = clip_rows(live, campaign)
+    assert len(rows) == 1 and rows[0]["record_timing"]
+
+
+def test_a_recording_stopped_after_a_second_is_kept_and_said(live, page, campaign):
+    page.goto(f"{live['base']}/c/{campaign}")
+    page.click("#record-start")
+    wait_note(page, "Recording")
+    page.wait_for_timeout(1000)
+    page.click("#record-stop")
+    said = wait_note(page, "only")
+    assert re.search(r"only \d s long", said) and "kept on this device" in said
+    kept = page.evaluate(KEPT)
+    assert len(kept) == 1 and kept[0]["size"] > 0
+    assert page.locator("#record-send").is_visible() and page.locator("#record-retake").is_visible()
+    # the page opened again offers the kept take
+    page.reload()
+    said = wait_note(page, "recorded earlier is kept")
+    assert page.locator("#record-send").is_visible()
+
+
+def test_storage_full_keeps_the_take_on_the_page_and_it_can_be_sent(live, page, campaign):
+    """The browser has no room to keep the take (a 1 kB quota through the DevTools
+    protocol): the page says so plainly, and Send still sends what is on the page."""
+    page.goto(f"{live['base']}/c/{campaign}")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Storage.overrideQuotaForOrigin", {"origin": live["base"], "quotaSize": 1024})
+    fill_in(page)
+    page.click("#record-start")
+    wait_note(page, "Recording")
+    page.wait_for_timeout(4000)
+    page.click("#record-stop")
+    said = wait_note(page, "no room left|could not be kept")
+    assert "no room left" in said and "Send now" in said
+    page.click("#record-send")
+    page.wait_for_url(STATUS_PAGE, timeout=60_000)
+    assert len(clip_rows(live, campaign)) == 1
+
+
+def test_a_browser_without_mediarecorder_offers_the_file_upload(live, chromium, campaign):
+    context = chromium.new_context()
+    context.add_init_script("delete window.MediaRecorder;")
+    page = context.new_page()
+    try:
+        page.goto(f"{live['base']}/c/{campaign}")
+        assert page.locator("#record-unsupported").is_visible()
+        assert "cannot record here" in page.locator("#record-unsupported").inner_text()
+        assert not page.locator("#record").is_visible()
+        assert page.locator("input[name=file]").is_visible()
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("flags, words", [
+    # permission refused: no fake UI accepting for us, and every prompt denied
+    (["--use-fake-device-for-media-stream", "--deny-permission-prompts"], "not allowed"),
+    # a machine without camera or microphone
+    (["--deny-permission-prompts=false", "--use-fake-ui-for-media-stream"],
+     "No camera or microphone"),
+])
+def test_no_devices_or_permission_refused_say_what_to_do(live, playwright_session, campaign,
+                                                        flags, words):
+    browser = playwright_session.chromium.launch(executable_path=CHROMIUM,
+                                                 args=[*CHROMIUM_ARGS, *flags])
+    try:
+        page = browser.new_page()
+        page.goto(f"{live['base']}/c/{campaign}")
+        fill_in(page)
+        page.click("#record-start")
+        said = wait_note(page, words, timeout=30)
+        assert "upload" in said.lower()
+        assert page.locator("#record-start").is_visible()  # try again, or upload
+        assert page.locator("#record-note.error").count() == 1
+    finally:
+        browser.close()
