@@ -211,7 +211,7 @@
         const seconds = (performance.now() - startedAt) / 1000;
         // the guide time heard when the take's first sample was captured, less the time
         // the microphone path takes to deliver a sound into the take
-        const startS = heardAt(startedAt) - guideAt - inputLatency;
+        const startS = startHeard - guideAt - inputLatency;
         finished({
           id: "take-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8),
           campaign: campaign, blob: blob, mime: mime, seconds: seconds, created: Date.now(),
@@ -223,8 +223,12 @@
           },
         });
       };
+      // the recording's start on the guide's clock: the moment start() returns, read on
+      // the context clock at once (the recorder's own "start" event comes later, by as
+      // much as the page's event loop is late: tens of ms under load, measured)
       recorder.start(1000);
       startedAt = performance.now();
+      const startHeard = heardAt(startedAt);
       guideAt = ctx.currentTime + COUNT_IN;
       for (let beat = 0; beat < COUNT_IN; beat += 1) { tick(guideAt - COUNT_IN + beat, beat === 0); }
       source = ctx.createBufferSource();
@@ -423,6 +427,7 @@
         "microphone hears the " + CLICKS + " clicks, or keep them on and clap along with them.", false);
     let micStream = null;
     let startedAt = 0;
+    let startHeard = null;
     const clicks = [];
     context().then(function () {
       return navigator.mediaDevices.getUserMedia({
@@ -440,6 +445,7 @@
       });
       rec.start();
       startedAt = performance.now();
+      startHeard = heardAt(startedAt);
       const first = ctx.currentTime + 1.0;
       for (let i = 0; i < CLICKS; i += 1) { clicks.push(first + CLICK_GAP * i); tick(first + CLICK_GAP * i, false); }
       setTimeout(function () { rec.stop(); },
@@ -452,7 +458,7 @@
     }).then(function (data) {
       return new Promise(function (resolve, reject) { ctx.decodeAudioData(data, resolve, reject); });
     }).then(function (buffer) {
-      const heard = heardAt(startedAt);
+      const heard = startHeard;
       const onsets = onsetsOf(buffer);
       const delays = [];
       clicks.forEach(function (c) {
