@@ -128,6 +128,85 @@
     }
     return "";
   };
+
+  // --- the recording's first sample on the guide's clock, to the sample ----------------
+  // MediaRecorder stamps nothing the page can read, and when start() takes effect varies
+  // by tens of ms (measured: the page's event loop). So the microphone also goes into the
+  // AudioContext, where a worklet (static/record-tap.js) keeps its samples at their context
+  // frames; the take is decoded and its first half second found among them. Where the
+  // microphone is digitally silent, or the browser cannot decode its own take, the moment
+  // start() returned is used instead.
+  const openTap = function (mediaStream) {
+    return ctx.audioWorklet.addModule(box.dataset.tap).then(function () {
+      const node = new AudioWorkletNode(ctx, "record-tap", { processorOptions: { seconds: 6 } });
+      ctx.createMediaStreamSource(mediaStream).connect(node);
+      node.connect(ctx.destination);  // silent: it writes no output, but is pulled
+      return node;
+    }).catch(function () { return null; });
+  };
+  const grab = function (node) {
+    if (!node) { return Promise.resolve(null); }
+    return new Promise(function (resolve) {
+      node.port.onmessage = function (e) { resolve(e.data); };
+      node.port.postMessage("grab");
+      setTimeout(function () { resolve(null); }, 2000);
+    });
+  };
+  const decode = function (blob) {
+    return blob.arrayBuffer().then(function (data) {
+      return new Promise(function (resolve, reject) { ctx.decodeAudioData(data, resolve, reject); });
+    });
+  };
+  // normalized correlation of a[i0 ..] with b[j0 ..] over n samples, every step-th
+  const ncc = function (a, i0, b, j0, n, step) {
+    let ab = 0;
+    let aa = 0;
+    let bb = 0;
+    for (let k = 0; k < n; k += step) {
+      const x = a[i0 + k];
+      const y = b[j0 + k];
+      ab += x * y; aa += x * x; bb += y * y;
+    }
+    return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
+  };
+  // The context frame at which the take's first sample entered the context, or null.
+  // ``tapped``: {samples, frame} from the worklet; ``expected``: the frame start() gave.
+  const firstFrame = function (tapped, take, expected) {
+    if (!tapped || !tapped.samples.length || take.sampleRate !== ctx.sampleRate) { return null; }
+    const rate = ctx.sampleRate;
+    const x = take.getChannelData(0);
+    const y = tapped.samples;
+    const skip = Math.round(0.05 * rate);     // past the encoder's first frame
+    const n = Math.min(Math.round(0.5 * rate), x.length - skip);
+    if (n < 0.1 * rate) { return null; }
+    const guess = expected - tapped.frame;    // lag of the take in the tapped samples
+    const reach = Math.round(0.3 * rate);
+    const lo = Math.max(-skip, guess - reach);
+    const hi = Math.min(y.length - skip - n, guess + reach);
+    let best = -1;
+    let bestLag = null;
+    for (let lag = lo; lag <= hi; lag += 4) {  // coarse, on every 4th sample
+      const r = ncc(x, skip, y, skip + lag, n, 4);
+      if (r > best) { best = r; bestLag = lag; }
+    }
+    if (bestLag === null) { return null; }
+    for (let lag = bestLag - 4; lag <= bestLag + 4; lag += 1) {
+      if (lag < lo || lag > hi) { continue; }
+      const r = ncc(x, skip, y, skip + lag, n, 1);
+      if (r > best) { best = r; bestLag = lag; }
+    }
+    return best >= 0.6 ? tapped.frame + bestLag : null;
+  };
+  // The guide time being heard when the take's first sample was captured.
+  const anchorOf = function (tapped, blob, startedAt, startHeard, renderAhead) {
+    const expected = Math.round((startHeard + renderAhead) * ctx.sampleRate);
+    return decode(blob).then(function (take) {
+      const frame = firstFrame(tapped, take, expected);
+      return frame === null ? { heard: startHeard, stamped: false }
+        : { heard: frame / ctx.sampleRate - renderAhead, stamped: true };
+    }).catch(function () { return { heard: startHeard, stamped: false }; });
+  };
+
   const cameraProblem = function (err) {
     const name = err && err.name;
     if (name === "NotAllowedError" || name === "SecurityError") {
@@ -188,6 +267,8 @@
       ]);
     }).then(function (got) {
       stream = got[1];
+      return openTap(stream);
+    }).then(function (tap) {
       preview.srcObject = stream;
       preview.play().catch(function () {});
       watchLevel();
@@ -206,12 +287,16 @@
       recorder.onstop = function () {
         if (source) { try { source.stop(); } catch (e) { /* ended already */ } }
         source = null;
-        stopCamera();
         const blob = new Blob(chunks, { type: mime });
         const seconds = (performance.now() - startedAt) / 1000;
+        (tapped || grab(tap)).then(function (samples) {
+          if (tap) { tap.disconnect(); }
+          stopCamera();
+          return anchorOf(samples, blob, startedAt, startHeard, renderAhead);
+        }).then(function (anchor) {
         // the guide time heard when the take's first sample was captured, less the time
         // the microphone path takes to deliver a sound into the take
-        const startS = startHeard - guideAt - inputLatency;
+        const startS = anchor.heard - guideAt - inputLatency;
         finished({
           id: "take-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8),
           campaign: campaign, blob: blob, mime: mime, seconds: seconds, created: Date.now(),
@@ -220,7 +305,9 @@
             record_start_s: startS.toFixed(6), output_latency_s: outputLatency().toFixed(6),
             base_latency_s: baseLatency().toFixed(6), input_latency_s: inputLatency.toFixed(6),
             latency_calibrated: latency ? "yes" : "", recorder_mime: mime,
+            start_stamped: anchor.stamped ? "yes" : "",
           },
+        });
         });
       };
       // the recording's start on the guide's clock: the moment start() returns, read on
@@ -229,6 +316,9 @@
       recorder.start(1000);
       startedAt = performance.now();
       const startHeard = heardAt(startedAt);
+      const renderAhead = ctx.currentTime - heardAt(performance.now());
+      let tapped = null;  // the microphone's samples around the start, once grabbed
+      setTimeout(function () { if (recorder.state === "recording") { tapped = grab(tap); } }, 2500);
       guideAt = ctx.currentTime + COUNT_IN;
       for (let beat = 0; beat < COUNT_IN; beat += 1) { tick(guideAt - COUNT_IN + beat, beat === 0); }
       source = ctx.createBufferSource();
@@ -428,6 +518,10 @@
     let micStream = null;
     let startedAt = 0;
     let startHeard = null;
+    let renderAhead = 0;
+    let tap = null;
+    let tapped = null;
+    let recorded = null;
     const clicks = [];
     context().then(function () {
       return navigator.mediaDevices.getUserMedia({
@@ -435,6 +529,9 @@
       });
     }).then(function (got) {
       micStream = got;
+      return openTap(micStream);
+    }).then(function (node) {
+      tap = node;
       const types = ["audio/webm;codecs=opus", "audio/webm", "audio/mp4", ""];
       const type = types.filter(function (t) { return !t || !MediaRecorder.isTypeSupported || MediaRecorder.isTypeSupported(t); })[0];
       const rec = new MediaRecorder(micStream, type ? { mimeType: type } : undefined);
@@ -446,19 +543,25 @@
       rec.start();
       startedAt = performance.now();
       startHeard = heardAt(startedAt);
+      renderAhead = ctx.currentTime - heardAt(performance.now());
+      setTimeout(function () { tapped = grab(tap); }, 2500);
       const first = ctx.currentTime + 1.0;
       for (let i = 0; i < CLICKS; i += 1) { clicks.push(first + CLICK_GAP * i); tick(first + CLICK_GAP * i, false); }
       setTimeout(function () { rec.stop(); },
                  (first - ctx.currentTime + CLICK_GAP * CLICKS + 0.5) * 1000);
       return stopped;
     }).then(function (blob) {
+      recorded = blob;
+      return tapped || grab(tap);
+    }).then(function (samples) {
       micStream.getTracks().forEach(function (t) { t.stop(); });
       micStream = null;
-      return blob.arrayBuffer();
-    }).then(function (data) {
-      return new Promise(function (resolve, reject) { ctx.decodeAudioData(data, resolve, reject); });
-    }).then(function (buffer) {
-      const heard = startHeard;
+      if (tap) { tap.disconnect(); }
+      return Promise.all([anchorOf(samples, recorded, startedAt, startHeard, renderAhead),
+                          decode(recorded)]);
+    }).then(function (got) {
+      const heard = got[0].heard;
+      const buffer = got[1];
       const onsets = onsetsOf(buffer);
       const delays = [];
       clicks.forEach(function (c) {

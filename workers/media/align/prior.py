@@ -61,6 +61,9 @@ class RecordTiming:
     base_latency_s: float = 0.0
     calibrated: bool = False
     mime: str = ""
+    #: the take's first sample was found on the context clock from its sound (the page's
+    #: microphone tap); else the moment MediaRecorder.start() returned was used
+    stamped: bool = False
 
     @property
     def expected_offset(self) -> float:
@@ -72,13 +75,13 @@ class RecordTiming:
                 "output_latency_s": round(self.output_latency_s, 6),
                 "input_latency_s": round(self.input_latency_s, 6),
                 "base_latency_s": round(self.base_latency_s, 6),
-                "calibrated": self.calibrated, "mime": self.mime}
+                "calibrated": self.calibrated, "mime": self.mime, "stamped": self.stamped}
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str]) -> RecordTiming | None:
         """The timing from a tus Upload-Metadata dict (keys ``record_start_s``,
         ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
-        ``latency_calibrated``, ``recorder_mime``); None when the take was not recorded on
+        ``latency_calibrated``, ``recorder_mime``, ``start_stamped``); None when the take was not recorded on
         the page (no ``record_start_s``). Raises ValueError naming the bad key."""
         if not meta.get("record_start_s"):
             return None
@@ -101,7 +104,8 @@ class RecordTiming:
                 raise ValueError(key)
             values[field or key] = value
         return cls(calibrated=meta.get("latency_calibrated", "") in ("yes", "1", "true"),
-                   mime=meta.get("recorder_mime", "")[:60], **values)
+                   mime=meta.get("recorder_mime", "")[:60],
+                   stamped=meta.get("start_stamped", "") in ("yes", "1", "true"), **values)
 
 
 @dataclass(frozen=True)
