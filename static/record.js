@@ -109,6 +109,20 @@
     }
     return ctx.currentTime - outputLatency() - baseLatency() + (ms - performance.now()) / 1000;
   };
+  // How far the context time being rendered runs ahead of the time being heard: the output
+  // path's delay. Single readings of getOutputTimestamp wander by tens of ms on a busy
+  // machine (measured), so a recording reads it every 100 ms and uses the median.
+  const aheadSampler = function () {
+    const seen = [];
+    const read = function () { seen.push(ctx.currentTime - heardAt(performance.now())); };
+    read();
+    const timer = setInterval(read, 100);
+    return function () {
+      clearInterval(timer);
+      const sorted = seen.slice().sort(function (a, b) { return a - b; });
+      return sorted[Math.floor(sorted.length / 2)];
+    };
+  };
   const savedLatency = function () {
     try {
       const saved = JSON.parse(localStorage.getItem(LATENCY_KEY) || "null");
@@ -289,6 +303,8 @@
         source = null;
         const blob = new Blob(chunks, { type: mime });
         const seconds = (performance.now() - startedAt) / 1000;
+        const renderAhead = aheadMedian();
+        const startHeard = renderedAt - renderAhead;
         (tapped || grab(tap)).then(function (samples) {
           if (tap) { tap.disconnect(); }
           stopCamera();
@@ -315,8 +331,8 @@
       // much as the page's event loop is late: tens of ms under load, measured)
       recorder.start(1000);
       startedAt = performance.now();
-      const startHeard = heardAt(startedAt);
-      const renderAhead = ctx.currentTime - heardAt(performance.now());
+      const renderedAt = ctx.currentTime - (performance.now() - startedAt) / 1000;
+      const aheadMedian = aheadSampler();
       let tapped = null;  // the microphone's samples around the start, once grabbed
       setTimeout(function () { if (recorder.state === "recording") { tapped = grab(tap); } }, 2500);
       guideAt = ctx.currentTime + COUNT_IN;
@@ -519,6 +535,7 @@
     let startedAt = 0;
     let startHeard = null;
     let renderAhead = 0;
+    let finishAhead = null;
     let tap = null;
     let tapped = null;
     let recorded = null;
@@ -542,8 +559,12 @@
       });
       rec.start();
       startedAt = performance.now();
-      startHeard = heardAt(startedAt);
-      renderAhead = ctx.currentTime - heardAt(performance.now());
+      const renderedAt = ctx.currentTime;
+      const aheadMedian = aheadSampler();
+      finishAhead = function () {
+        renderAhead = aheadMedian();
+        startHeard = renderedAt - renderAhead;
+      };
       setTimeout(function () { tapped = grab(tap); }, 2500);
       const first = ctx.currentTime + 1.0;
       for (let i = 0; i < CLICKS; i += 1) { clicks.push(first + CLICK_GAP * i); tick(first + CLICK_GAP * i, false); }
@@ -552,6 +573,7 @@
       return stopped;
     }).then(function (blob) {
       recorded = blob;
+      finishAhead();
       return tapped || grab(tap);
     }).then(function (samples) {
       micStream.getTracks().forEach(function (t) { t.stop(); });

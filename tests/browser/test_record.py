@@ -253,10 +253,10 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
                                                                      campaign):
     """The device's prediction (the take's start on the guide's clock, after the page's
     calibration) against the sound's offset, when the microphone hears the guide as the page
-    played it. Measured here (headless Chromium, a loaded 2-core machine): the recorder's
-    first sample lands tens of ms from where the page reads its start, differently each
-    time, so the two rarely agree within PRIOR_AGREE_MS: the sound's offset stays, the
-    difference is kept on the clip, and the prior lifts nothing it does not agree with."""
+    played it. Measured here (headless Chromium, a loaded 2-core machine; README, "Record
+    along the guide"): the device's prediction is 25-45 ms early, so the two do not agree
+    within PRIOR_AGREE_MS: the sound's offset stays, the difference is kept on the clip,
+    and the prior lifts nothing it does not agree with."""
     from workers.media.align.prior import PRIOR_AGREE_MS
 
     context = chromium.new_context()

@@ -21,10 +21,11 @@ disagree the sound wins"):
 - When they disagree, the result is unchanged and the difference is returned, to be stored on
   the clip: a device whose reported latency is wrong shows up there.
 
-Measurements behind the numbers: in Chromium with file-fed fake devices the page's prediction
-and the sound's leak offset differed by the size of one audio callback at most (see README,
-"Record along"); a few milliseconds is what a 128-frame render quantum plus a capture buffer
-span at 48 kHz, and a beat is 300 ms or more, so 5 ms cannot confuse two rival offsets.
+Why a few milliseconds: a beat is 300 ms or more, so 5 ms cannot confuse two rival offsets,
+and a device that knows its timing (a stamped start, a calibrated path) is right to about a
+render quantum and a capture buffer. Measured in headless Chromium on a loaded machine
+(README, "Record along the guide"), the page's prediction was 25-45 ms early: there the
+prior never agrees, lifts nothing, and the sound decides, as it must.
 """
 
 from __future__ import annotations
@@ -81,8 +82,9 @@ class RecordTiming:
     def from_metadata(cls, meta: dict[str, str]) -> RecordTiming | None:
         """The timing from a tus Upload-Metadata dict (keys ``record_start_s``,
         ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
-        ``latency_calibrated``, ``recorder_mime``, ``start_stamped``); None when the take was not recorded on
-        the page (no ``record_start_s``). Raises ValueError naming the bad key."""
+        ``latency_calibrated``, ``recorder_mime``, ``start_stamped``); None when the take
+        was not recorded on the page (no ``record_start_s``). Raises ValueError naming the
+        bad key."""
         if not meta.get("record_start_s"):
             return None
         values = {}
