@@ -112,13 +112,20 @@
   // How far the context time being rendered runs ahead of the time being heard: the output
   // path's delay. Single readings of getOutputTimestamp wander by tens of ms on a busy
   // machine (measured), so a recording reads it every 100 ms and uses the median.
+  // Readings from a context's first 1.5 s are left out when there are later ones: a
+  // fresh context's output timestamps lag (measured: about 30 ms more, so a calibration
+  // made on a fresh context was off by that much in every take).
   const aheadSampler = function () {
-    const seen = [];
-    const read = function () { seen.push(ctx.currentTime - heardAt(performance.now())); };
+    const early = [];
+    const settled = [];
+    const read = function () {
+      (ctx.currentTime < 1.5 ? early : settled).push(ctx.currentTime - heardAt(performance.now()));
+    };
     read();
     const timer = setInterval(read, 100);
     return function () {
       clearInterval(timer);
+      const seen = settled.length >= 5 ? settled : settled.concat(early);
       const sorted = seen.slice().sort(function (a, b) { return a - b; });
       return sorted[Math.floor(sorted.length / 2)];
     };

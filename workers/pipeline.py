@@ -350,6 +350,16 @@ def _check_record_timing(clip: Clip, result):
     except TypeError:
         log.warning("clip %s: unreadable record timing %r", clip.id, stored)
         return result
+    # the page counts from the take's first audio sample; the normalized file, which the
+    # offset is about, from the original's timeline, on which the sound may start later
+    from dataclasses import replace
+
+    from workers.media.audio import audio_start_seconds
+
+    lead = audio_start_seconds(str(storage().path(clip.original_key)))
+    if 0.0 < lead < 1.0:
+        timing = replace(timing, start_s=timing.start_s - lead)
+        clip.record_timing = {**stored, "audio_start_s": round(lead, 6)}
     check = check_prior(result, timing)
     clip.record_error_ms = round(float(check.error_ms), 3)
     log.info("clip %s: recorded start %s the sound (%+.1f ms)%s", clip.id,
