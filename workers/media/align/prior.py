@@ -22,10 +22,11 @@ disagree the sound wins"):
   the clip: a device whose reported latency is wrong shows up there.
 
 Why a few milliseconds: a beat is 300 ms or more, so 5 ms cannot confuse two rival offsets,
-and a device that knows its timing (a stamped start, a calibrated path) is right to about a
-render quantum and a capture buffer. Measured in headless Chromium on a loaded machine
-(README, "Record along the guide"), the page's prediction was 25-45 ms early: there the
-prior never agrees, lifts nothing, and the sound decides, as it must.
+and a device that knows its timing (the take's first sample found on the context clock, a
+calibrated path) is right to about a render quantum and a capture buffer. Measured in
+headless Chromium on a loaded machine (README, "Record along the guide"), the page's
+prediction was 4-19 ms off the sound in the last runs (tens of ms before): there the prior
+mostly does not agree, lifts nothing, and the sound decides, as it must.
 """
 
 from __future__ import annotations
