@@ -491,22 +491,37 @@ def fonts(texts: tuple[str, ...]) -> None:
 @click.argument("guide", type=click.Path(exists=True, dir_okay=False))
 @click.argument("clip", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-def align(guide: str, clip: str, as_json: bool) -> None:
+@click.option("--record-start", "record_start", type=float, default=None,
+              help="the take's start on the guide's clock (s), as the recording page "
+                   "measured it: checked against the sound (a prior, never in its place)")
+def align(guide: str, clip: str, as_json: bool, record_start: float | None) -> None:
     """Find CLIP's offset against GUIDE (offset_seconds: trim that much from the clip)."""
     from workers.media.align import CONFIDENCE_THRESHOLD, AlignError, align_files
+    from workers.media.align.prior import RecordTiming, check_prior
 
     try:
         result = align_files(guide, clip)
     except AlignError as exc:
         click.echo(f"{clip}: {exc.reason}", err=True)
         sys.exit(1)
+    check = None
+    if record_start is not None:
+        check = check_prior(result, RecordTiming(start_s=record_start))
+        result = check.result
     if as_json:
-        click.echo(json.dumps(result.to_json_dict()))
+        body = result.to_json_dict()
+        if check is not None:
+            body["record_error_ms"] = round(check.error_ms, 2)
+            body["record_agrees"] = check.agrees
+        click.echo(json.dumps(body))
     else:
         verdict = "synced" if result.trusted else "needs a manual check"
         click.echo(f"offset {result.offset_seconds:+.3f} s, confidence {result.confidence:.2f} "
                    f"(threshold {CONFIDENCE_THRESHOLD:.2f}: {verdict}), method {result.method}, "
                    f"drift {result.drift_ppm:+.0f} ppm")
+        if check is not None:
+            click.echo(f"recorded start {'agrees' if check.agrees else 'disagrees'}: the sound "
+                       f"is {check.error_ms:+.1f} ms from it")
 
 
 @main.command()

@@ -253,6 +253,12 @@ class Clip(db.Model):
     # the aligner's candidate offsets with their evidence, the chosen one first (list of
     # {offset_seconds, music, notes, claps, leak}); a person picks one by ear when untrusted
     sync_candidates: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    #: a take recorded on the campaign page: its start on the guide's clock and the
+    #: latencies the browser measured (workers.media.align.prior.RecordTiming.to_json_dict)
+    record_timing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: the sound's offset minus the one the recording device predicted (ms), once aligned:
+    #: large values mark a device whose reported latency is wrong
+    record_error_ms: Mapped[float | None]
 
     # the sound editor's controls, used by every render (workers.pipeline.build_spec):
     # a level in dB on top of the loudness match (when on), seen-not-heard (muted),

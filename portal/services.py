@@ -559,10 +559,14 @@ def submit_clip(
     location: str = "",
     consent: bool,
     spooled_path: str | None = None,
+    record_timing: dict | None = None,
 ) -> Clip:
     """Accept an upload: validate the form, store the original, record the clip,
     commit, then enqueue intake. ``spooled_path`` is a finished upload on our
-    filesystem (moved, not copied); otherwise ``stream`` is copied in chunks."""
+    filesystem (moved, not copied); otherwise ``stream`` is copied in chunks.
+    ``record_timing``: what the recording page measured (a take recorded along the
+    guide; :meth:`workers.media.align.prior.RecordTiming.to_json_dict`), kept on the
+    clip for the aligner to check against the sound."""
     name, location, part_row = validate_submission(campaign, name=name, part=part,
                                                    location=location, consent=consent)
     filename = filename_of(filename)
@@ -570,7 +574,7 @@ def submit_clip(
         raise ServiceError("Please choose a video file to upload.", field="file")
     clip = Clip(token=new_token(), media_id=new_token(), campaign=campaign, part=part_row,
                 display_name=name, location=location, consent_licence=campaign.licence,
-                original_filename=filename, original_key="")
+                original_filename=filename, original_key="", record_timing=record_timing)
     try:
         key, size = _store_original(clip.media_id, stream, filename, spooled_path)
     except ServiceError:

@@ -312,6 +312,7 @@ def _align(clip_id: int) -> None:
         return
     if not _still_ours(Clip, clip_id, owner):
         return
+    result = _check_record_timing(clip, result)
     clip.offset_seconds = float(result.offset_seconds)
     clip.sync_confidence = float(result.confidence)
     clip.sync_method = result.method
@@ -337,6 +338,40 @@ def _align(clip_id: int) -> None:
             states.move_clip(clip, "needs_sync", f"Sync confidence is low "
                              f"({result.confidence:.2f}); an organizer will check it by ear.")
     db.session.commit()
+
+
+def _check_record_timing(clip: Clip, result):
+    """A take recorded on the campaign page: check the device's own timing against the
+    sound (:func:`workers.media.align.prior.check_prior`: the sound's offset stays, an
+    agreeing prior may lift the confidence) and keep the difference on the clip."""
+    from workers.media.align.prior import RecordTiming, check_prior
+
+    stored = clip.record_timing
+    if not stored or "start_s" not in stored:
+        return result
+    try:
+        timing = RecordTiming(**{k: stored[k] for k in (
+            "start_s", "output_latency_s", "input_latency_s", "base_latency_s", "calibrated",
+            "mime", "stamped") if k in stored})
+    except TypeError:
+        log.warning("clip %s: unreadable record timing %r", clip.id, stored)
+        return result
+    # the page counts from the take's first audio sample; the normalized file, which the
+    # offset is about, from the original's timeline, on which the sound may start later
+    from dataclasses import replace
+
+    from workers.media.audio import audio_start_seconds
+
+    lead = audio_start_seconds(str(storage().path(clip.original_key)))
+    if 0.0 < lead < 1.0:
+        timing = replace(timing, start_s=timing.start_s - lead)
+        clip.record_timing = {**stored, "audio_start_s": round(lead, 6)}
+    check = check_prior(result, timing)
+    clip.record_error_ms = round(float(check.error_ms), 3)
+    log.info("clip %s: recorded start %s the sound (%+.1f ms)%s", clip.id,
+             "agrees with" if check.agrees else "disagrees with", check.error_ms,
+             ", confidence lifted" if check.lifted else "")
+    return check.result
 
 
 # --- render ----------------------------------------------------------------------

@@ -4,8 +4,11 @@ it stopped instead of starting again.
 
     OPTIONS /api/v1/uploads         what this server offers (versions, extensions, sizes)
     POST    /api/v1/uploads         Upload-Length + Upload-Metadata (campaign, name, part,
-                                    location, consent, filename): the form is checked
-                                    here, before a single byte is sent
+                                    location, consent, filename; a take recorded on the
+                                    page adds its timing: record_start_s, output_latency_s,
+                                    input_latency_s, base_latency_s, latency_calibrated,
+                                    recorder_mime): the form is checked here, before a
+                                    single byte is sent
     HEAD    /api/v1/uploads/<id>    Upload-Offset: how much arrived; Upload-Expires
     PATCH   /api/v1/uploads/<id>    Upload-Offset + bytes (application/offset+octet-stream),
                                     optionally Upload-Checksum (sha1 or sha256)
@@ -246,6 +249,7 @@ def create():
         if key in meta and not _SHA256_HEX.match(meta[key]):
             raise services.ServiceError(f"Upload-Metadata: {key} must be the SHA-256 of the "
                                         "file's end, as 64 lowercase hex digits.")
+    _record_timing(meta)  # a take recorded on the page: 400 when its timing is unusable
     key = _creation_key(campaign.id, length, meta)
     twin = _unsent_twin(key) if key else None
     if twin:  # the answer to the first creation was lost, and the client asks again
@@ -278,6 +282,21 @@ def create():
     upload_accepted()
     return _empty(201, Location=location, Upload_Offset="0",
                   Upload_Expires=_http_date(state["expires"]))
+
+
+def _record_timing(meta: dict[str, str]) -> dict | None:
+    """The timing a take recorded along the guide carries in its Upload-Metadata
+    (``record_start_s``, ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
+    ``latency_calibrated``, ``recorder_mime``) as stored on the clip; None for a file
+    chosen from the device. 400 naming the key when a value is not a number in range."""
+    from workers.media.align.prior import RecordTiming
+
+    try:
+        timing = RecordTiming.from_metadata(meta)
+    except ValueError as exc:
+        raise services.ServiceError(f"Upload-Metadata: {exc} must be a number of seconds "
+                                    "(latencies within a second).") from None
+    return timing.to_json_dict() if timing else None
 
 
 def _creation_key(campaign_id: int, length: int, meta: dict[str, str]) -> str | None:
@@ -538,7 +557,8 @@ def _finish(part: Path, meta: dict):
     return services.submit_clip(
         campaign, None, info.get("filename", "upload"), name=info.get("name", ""),
         part=info.get("part", ""), location=info.get("location", ""),
-        consent=info.get("consent", "") in ("yes", "on", "true", "1"), spooled_path=str(part))
+        consent=info.get("consent", "") in ("yes", "on", "true", "1"), spooled_path=str(part),
+        record_timing=_record_timing(info))
 
 
 def _remove(meta_path: Path) -> None:

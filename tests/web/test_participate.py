@@ -119,6 +119,27 @@ def test_campaign_page_lists_parts_and_the_form(client, campaign):
     assert b"Soprano" in page.data and b'name="consent"' in page.data
 
 
+def test_record_along_is_offered_only_with_a_guide_while_open(app, client, campaign,
+                                                             media_files):
+    """Issue 16: the campaign page records along the guide when there is one to play."""
+    page = client.get(f"/c/{campaign}").data
+    assert b'id="record"' not in page and b"record.js" not in page  # no guide yet
+    from portal import services
+    from portal.extensions import db
+
+    with app.app_context():
+        services.set_guide(services.get_campaign(campaign), str(media_files["guide"]))
+    page = client.get(f"/c/{campaign}").data.decode()
+    assert 'id="record"' in page and "record.js" in page and "record-tap.js" in page
+    for label in (">Record<", ">Stop<", ">Send<"):
+        assert label in page
+    assert "cannot record here" in page and "upload the file below" in page  # for old browsers
+    with app.app_context():
+        services.get_campaign(campaign).is_open = False
+        db.session.commit()
+    assert b'id="record"' not in client.get(f"/c/{campaign}").data
+
+
 def test_withdraw_deletes_files_and_is_final(app, client, campaign, media_files):
     token = _post_clip(client, campaign, media_files["landscape"]).get_json()["id"]
     assert client.post(f"/clip/{token}/withdraw").status_code == 400  # needs the confirmation

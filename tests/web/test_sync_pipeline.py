@@ -198,3 +198,40 @@ def test_an_untrusted_clip_offers_candidates_to_hear_and_choose(app, organizer_c
                                  data={"offset_seconds": "nan"}).status_code == 400
     with app.app_context():
         assert db.session.get(Clip, clip_id).offset_seconds == pytest.approx(chosen, abs=1e-4)
+
+
+def test_a_take_recorded_on_the_page_keeps_its_timing_and_the_sound_wins(app, client, guided,
+                                                                       sync_media):
+    """Issue 16: the timing a take recorded along the guide carries in its tus metadata is
+    stored on the clip; the aligner checks it against the sound, keeps the sound's offset
+    and records how far the device's prediction was from it."""
+    import base64
+
+    def metadata(**fields: str) -> str:
+        return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in fields.items())
+
+    data = sync_media["leak"].read_bytes()
+    fields = {"campaign": guided, "name": "Ana", "consent": "yes", "filename": "take.webm"}
+    tus = {"Tus-Resumable": "1.0.0", "Upload-Length": str(len(data))}
+    bad = client.post("/api/v1/uploads", headers={**tus, "Upload-Metadata": metadata(
+        **fields, record_start_s="-0.7", output_latency_s="12")})
+    assert bad.status_code == 400 and "output_latency_s" in bad.get_json()["error"]
+    # the device says the guide began 30 ms later than it did (a latency it under-reports)
+    made = client.post("/api/v1/uploads", headers={**tus, "Upload-Metadata": metadata(
+        **fields, record_start_s=f"{-(DELAY + 0.03)}", output_latency_s="0.02",
+        input_latency_s="0.004", latency_calibrated="yes", recorder_mime="video/webm")})
+    assert made.status_code == 201
+    done = client.patch(made.headers["Location"], data=data, headers={
+        "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream"})
+    token = done.headers["Tutti-Clip"]
+    with app.app_context():
+        clip = db.session.scalar(db.select(Clip).filter_by(token=token))
+        assert clip.record_timing["start_s"] == pytest.approx(-(DELAY + 0.03))
+        assert clip.record_timing["calibrated"] is True
+        clip_id = clip.id
+        pipeline.intake(clip_id)
+        pipeline.align(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "synced" and abs(clip.offset_seconds - DELAY) < 0.005
+        assert clip.record_error_ms == pytest.approx(-30.0, abs=5.0)

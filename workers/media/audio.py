@@ -7,6 +7,7 @@ float samples to a pipe, so no temp file is written and no audio library is need
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 
@@ -67,3 +68,24 @@ def decode_audio(path: str, *, sample_rate: int = 16000, max_seconds: float | No
     np.clip(samples, -1.0, 1.0, out=samples)
     log.debug("decoded %s: %.2f s at %d Hz", path, samples.size / sample_rate, sample_rate)
     return samples
+
+
+_FIRST_PTS = re.compile(r"Parsed_ashowinfo.*?\bpts_time:\s*(-?[0-9.]+)")
+
+
+def audio_start_seconds(path: str, *, timeout: float = 60) -> float:
+    """When ``path``'s first audio sample plays on the file's timeline (s; 0.0 when it has no
+    sound or this cannot be read): ffmpeg's ``ashowinfo`` on the first decoded frame, with
+    the timestamps shifted as every ffmpeg run here shifts them. Normalization pads the sound
+    by this much (``aresample=async=1:first_pts=0``), so a time counted from the first audio
+    sample (a recording page's) is this much earlier than the normalized file's."""
+    from .ffmpeg import ffmpeg_report
+
+    try:
+        _status, text = ffmpeg_report(["-hide_banner", "-nostdin", "-i", str(path), "-map",
+                                       "0:a:0", "-frames:a", "1", "-af", "ashowinfo", "-f",
+                                       "null", "-"], timeout=timeout)
+    except FFmpegError:
+        return 0.0
+    found = _FIRST_PTS.search(text)
+    return float(found.group(1)) if found else 0.0

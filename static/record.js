@@ -1,0 +1,658 @@
+// Record along the guide, on the campaign page (issue 16). The guide plays through
+// Web Audio, the camera and microphone record with MediaRecorder, and the take's start
+// is read on the guide's own clock (the AudioContext's), so the server can check it
+// against the sound. Takes are kept in IndexedDB until they are uploaded (tus-js-client,
+// as upload.js), so a closed tab or a lost connection loses nothing. Where the browser
+// cannot record, the page says so and the file upload below stays the way to send.
+(function () {
+  "use strict";
+
+  const box = document.getElementById("record");
+  if (!box) { return; }
+  const form = document.getElementById("upload-form");
+  const $ = function (id) { return document.getElementById(id); };
+  const note = $("record-note");
+  const preview = $("record-preview");
+  const review = $("record-review-video");
+  const meter = $("record-level");
+  const countLabel = $("record-count");
+  const bar = $("record-progress");
+  const buttons = {
+    record: $("record-start"), stop: $("record-stop"), send: $("record-send"),
+    retake: $("record-retake"), play: $("record-play"), calibrate: $("record-calibrate"),
+  };
+  const COUNT_IN = 3;            // seconds of counting before the guide
+  const TAIL = 0.5;              // seconds recorded after the guide ends
+  const SHORT = 3;               // a take shorter than this (s) gets a word
+  const CHUNK = 4 * 1024 * 1024; // bytes per PATCH, as upload.js
+  const LATENCY_KEY = "tutti-latency";
+  const DB_NAME = "tutti-takes";
+  const campaign = box.dataset.campaign;
+
+  const say = function (text, isError) {
+    note.textContent = text;
+    note.className = isError ? "error" : "muted";
+    note.setAttribute("role", isError ? "alert" : "status");
+  };
+  const show = function (which) {  // which buttons the step offers
+    Object.keys(buttons).forEach(function (k) {
+      if (buttons[k]) { buttons[k].hidden = which.indexOf(k) < 0; }
+    });
+  };
+
+  const AudioCtx = window.AudioContext || window.webkitAudioContext;
+  const supported = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia &&
+                       window.MediaRecorder && AudioCtx && window.indexedDB && window.tus &&
+                       window.tus.isSupported);
+  if (!supported) {
+    $("record-unsupported").hidden = false;
+    return;
+  }
+  box.hidden = false;
+
+  // --- IndexedDB: one store of takes, keyed by id --------------------------------
+  const openDb = function () {
+    return new Promise(function (resolve, reject) {
+      const req = indexedDB.open(DB_NAME, 1);
+      req.onupgradeneeded = function () { req.result.createObjectStore("takes", { keyPath: "id" }); };
+      req.onsuccess = function () { resolve(req.result); };
+      req.onerror = function () { reject(req.error); };
+    });
+  };
+  const inStore = function (mode, work) {
+    return openDb().then(function (db) {
+      return new Promise(function (resolve, reject) {
+        const tx = db.transaction("takes", mode);
+        const result = work(tx.objectStore("takes"));
+        tx.oncomplete = function () { db.close(); resolve(result && result.result); };
+        tx.onerror = tx.onabort = function () { db.close(); reject(tx.error); };
+      });
+    });
+  };
+  const keep = function (take) { return inStore("readwrite", function (s) { return s.put(take); }); };
+  const forget = function (id) { return inStore("readwrite", function (s) { return s.delete(id); }); };
+  const keptTakes = function () { return inStore("readonly", function (s) { return s.getAll(); }); };
+  const isQuota = function (err) {
+    return err && (err.name === "QuotaExceededError" ||
+                   (err.inner && err.inner.name === "QuotaExceededError"));
+  };
+
+  // --- the guide's clock ----------------------------------------------------------
+  let ctx = null;
+  let guide = null;   // AudioBuffer
+  const context = function () {
+    if (!ctx) { ctx = new AudioCtx({ latencyHint: "interactive" }); }
+    return ctx.state === "suspended" ? ctx.resume().then(function () { return ctx; }) : Promise.resolve(ctx);
+  };
+  const loadGuide = function () {
+    if (guide) { return Promise.resolve(guide); }
+    return fetch(box.dataset.guide).then(function (r) {
+      if (!r.ok) { throw new Error("guide"); }
+      return r.arrayBuffer();
+    }).then(function (data) {
+      return new Promise(function (resolve, reject) { ctx.decodeAudioData(data, resolve, reject); });
+    }).then(function (buffer) { guide = buffer; return buffer; });
+  };
+  const outputLatency = function () {
+    return (typeof ctx.outputLatency === "number" && isFinite(ctx.outputLatency)) ? ctx.outputLatency : 0;
+  };
+  const baseLatency = function () {
+    return (typeof ctx.baseLatency === "number" && isFinite(ctx.baseLatency)) ? ctx.baseLatency : 0;
+  };
+  // The context time being heard at performance time ``ms``: getOutputTimestamp says which
+  // context time reached the speakers when; without it, what is rendered now minus the
+  // latencies the context reports.
+  const heardAt = function (ms) {
+    const ts = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : null;
+    if (ts && ts.performanceTime > 0) {
+      return ts.contextTime + (ms - ts.performanceTime) / 1000;
+    }
+    return ctx.currentTime - outputLatency() - baseLatency() + (ms - performance.now()) / 1000;
+  };
+  // How far the context time being rendered runs ahead of the time being heard: the output
+  // path's delay. Single readings of getOutputTimestamp wander by tens of ms on a busy
+  // machine (measured), so a recording reads it every 100 ms and uses the median.
+  // Readings from a context's first 1.5 s are left out when there are later ones: a
+  // fresh context's output timestamps lag (measured: about 30 ms more, so a calibration
+  // made on a fresh context was off by that much in every take).
+  const aheadSampler = function () {
+    const early = [];
+    const settled = [];
+    const read = function () {
+      (ctx.currentTime < 1.5 ? early : settled).push(ctx.currentTime - heardAt(performance.now()));
+    };
+    read();
+    const timer = setInterval(read, 100);
+    return function () {
+      clearInterval(timer);
+      const seen = settled.length >= 5 ? settled : settled.concat(early);
+      const sorted = seen.slice().sort(function (a, b) { return a - b; });
+      return sorted[Math.floor(sorted.length / 2)];
+    };
+  };
+  const savedLatency = function () {
+    try {
+      const saved = JSON.parse(localStorage.getItem(LATENCY_KEY) || "null");
+      if (saved && typeof saved.input_latency_s === "number") { return saved; }
+    } catch (e) { /* a damaged entry: measure again */ }
+    return null;
+  };
+  // Without a calibration: no delay is assumed; the server checks the prediction against
+  // the sound anyway, and the sound wins.
+  const DEFAULT_INPUT_LATENCY = 0;
+
+  const recorderType = function () {
+    const types = ["video/webm;codecs=vp8,opus", "video/webm;codecs=vp9,opus", "video/webm",
+                   "video/mp4;codecs=avc1,mp4a.40.2", "video/mp4"];
+    for (let i = 0; i < types.length; i += 1) {
+      if (!MediaRecorder.isTypeSupported || MediaRecorder.isTypeSupported(types[i])) { return types[i]; }
+    }
+    return "";
+  };
+
+  // --- the recording's first sample on the guide's clock, to the sample ----------------
+  // MediaRecorder stamps nothing the page can read, and when start() takes effect varies
+  // by tens of ms (measured: the page's event loop). So the microphone also goes into the
+  // AudioContext, where a worklet (static/record-tap.js) keeps its samples at their context
+  // frames; the take is decoded and its first half second found among them. Where the
+  // microphone is digitally silent, or the browser cannot decode its own take, the moment
+  // start() returned is used instead.
+  const openTap = function (mediaStream) {
+    return ctx.audioWorklet.addModule(box.dataset.tap).then(function () {
+      const node = new AudioWorkletNode(ctx, "record-tap", { processorOptions: { seconds: 6 } });
+      ctx.createMediaStreamSource(mediaStream).connect(node);
+      node.connect(ctx.destination);  // silent: it writes no output, but is pulled
+      return node;
+    }).catch(function () { return null; });
+  };
+  const grab = function (node) {
+    if (!node) { return Promise.resolve(null); }
+    return new Promise(function (resolve) {
+      node.port.onmessage = function (e) { resolve(e.data); };
+      node.port.postMessage("grab");
+      setTimeout(function () { resolve(null); }, 2000);
+    });
+  };
+  const decode = function (blob) {
+    return blob.arrayBuffer().then(function (data) {
+      return new Promise(function (resolve, reject) { ctx.decodeAudioData(data, resolve, reject); });
+    });
+  };
+  // normalized correlation of a[i0 ..] with b[j0 ..] over n samples, every step-th
+  const ncc = function (a, i0, b, j0, n, step) {
+    let ab = 0;
+    let aa = 0;
+    let bb = 0;
+    for (let k = 0; k < n; k += step) {
+      const x = a[i0 + k];
+      const y = b[j0 + k];
+      ab += x * y; aa += x * x; bb += y * y;
+    }
+    return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
+  };
+  // The context frame at which the take's first sample entered the context, or null.
+  // ``tapped``: {samples, frame} from the worklet; ``expected``: the frame start() gave.
+  const firstFrame = function (tapped, take, expected) {
+    if (!tapped || !tapped.samples.length || take.sampleRate !== ctx.sampleRate) { return null; }
+    const rate = ctx.sampleRate;
+    const x = take.getChannelData(0);
+    const y = tapped.samples;
+    const skip = Math.round(0.05 * rate);     // past the encoder's first frame
+    const n = Math.min(Math.round(0.5 * rate), x.length - skip);
+    if (n < 0.1 * rate) { return null; }
+    const guess = expected - tapped.frame;    // lag of the take in the tapped samples
+    const reach = Math.round(0.3 * rate);
+    const lo = Math.max(-skip, guess - reach);
+    const hi = Math.min(y.length - skip - n, guess + reach);
+    let best = -1;
+    let bestLag = null;
+    for (let lag = lo; lag <= hi; lag += 4) {  // coarse, on every 4th sample
+      const r = ncc(x, skip, y, skip + lag, n, 4);
+      if (r > best) { best = r; bestLag = lag; }
+    }
+    if (bestLag === null) { return null; }
+    for (let lag = bestLag - 4; lag <= bestLag + 4; lag += 1) {
+      if (lag < lo || lag > hi) { continue; }
+      const r = ncc(x, skip, y, skip + lag, n, 1);
+      if (r > best) { best = r; bestLag = lag; }
+    }
+    return best >= 0.6 ? tapped.frame + bestLag : null;
+  };
+  // The guide time being heard when the take's first sample was captured.
+  const anchorOf = function (tapped, blob, startedAt, startHeard, renderAhead) {
+    const expected = Math.round((startHeard + renderAhead) * ctx.sampleRate);
+    return decode(blob).then(function (take) {
+      const frame = firstFrame(tapped, take, expected);
+      return frame === null ? { heard: startHeard, stamped: false }
+        : { heard: frame / ctx.sampleRate - renderAhead, stamped: true };
+    }).catch(function () { return { heard: startHeard, stamped: false }; });
+  };
+
+  const cameraProblem = function (err) {
+    const name = err && err.name;
+    if (name === "NotAllowedError" || name === "SecurityError") {
+      return "The camera and microphone were not allowed. Allow them for this site in your " +
+             "browser's settings (the camera icon next to the address) and press Record again, " +
+             "or film yourself with your camera app and upload the file below.";
+    }
+    if (name === "NotFoundError" || name === "OverconstrainedError" || name === "NotReadableError") {
+      return "No camera or microphone could be used on this device (none found, or another " +
+             "app is using it). Connect or free one and press Record again, or upload a file below.";
+    }
+    return "Recording could not start on this browser. Upload a video file below instead.";
+  };
+
+  // --- recording --------------------------------------------------------------------
+  let stream = null;
+  let recorder = null;
+  let source = null;     // the guide playing
+  let current = null;    // the take under review: {id, blob, mime, timing, ...}
+  let levelTimer = 0;
+
+  const stopCamera = function () {
+    if (stream) { stream.getTracks().forEach(function (t) { t.stop(); }); }
+    stream = null;
+    preview.srcObject = null;
+    if (levelTimer) { cancelAnimationFrame(levelTimer); levelTimer = 0; }
+    meter.value = 0;
+  };
+  const watchLevel = function () {
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 1024;
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    const data = new Float32Array(analyser.fftSize);
+    const tick = function () {
+      analyser.getFloatTimeDomainData(data);
+      let sum = 0;
+      for (let i = 0; i < data.length; i += 1) { sum += data[i] * data[i]; }
+      // dBFS from -60 to 0 on the meter
+      const db = 10 * Math.log10(sum / data.length + 1e-12);
+      meter.value = Math.max(0, Math.min(1, (db + 60) / 60));
+      levelTimer = requestAnimationFrame(tick);
+    };
+    tick();
+  };
+
+  const startRecording = function () {
+    show([]);
+    say("Getting the camera, the microphone and the guide ready…", false);
+    let mime = "";
+    context().then(function () {
+      return Promise.all([
+        loadGuide(),
+        navigator.mediaDevices.getUserMedia({
+          video: { facingMode: "user", width: { ideal: 1280 }, height: { ideal: 720 } },
+          // the take's own sound: nothing that moves it in time or pumps its level
+          audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+        }),
+      ]);
+    }).then(function (got) {
+      stream = got[1];
+      return openTap(stream);
+    }).then(function (tap) {
+      preview.srcObject = stream;
+      preview.play().catch(function () {});
+      watchLevel();
+      mime = recorderType();
+      recorder = new MediaRecorder(stream, mime ? { mimeType: mime } : undefined);
+      mime = recorder.mimeType || mime || "video/webm";
+      const chunks = [];
+      const latency = savedLatency();
+      const inputLatency = latency ? latency.input_latency_s : DEFAULT_INPUT_LATENCY;
+      let startedAt = 0;   // performance time of the recording's first sample
+      let guideAt = 0;     // the context time the guide's t=0 is scheduled at
+      recorder.ondataavailable = function (e) { if (e.data && e.data.size) { chunks.push(e.data); } };
+      recorder.onerror = function () {
+        say("The recording broke off. What was recorded is kept: review it below.", true);
+      };
+      recorder.onstop = function () {
+        if (source) { try { source.stop(); } catch (e) { /* ended already */ } }
+        source = null;
+        const blob = new Blob(chunks, { type: mime });
+        const seconds = (performance.now() - startedAt) / 1000;
+        const renderAhead = aheadMedian();
+        const startHeard = renderedAt - renderAhead;
+        (tapped || grab(tap)).then(function (samples) {
+          if (tap) { tap.disconnect(); }
+          stopCamera();
+          return anchorOf(samples, blob, startedAt, startHeard, renderAhead);
+        }).then(function (anchor) {
+        // the guide time heard when the take's first sample was captured, less the time
+        // the microphone path takes to deliver a sound into the take
+        const startS = anchor.heard - guideAt - inputLatency;
+        finished({
+          id: "take-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8),
+          campaign: campaign, blob: blob, mime: mime, seconds: seconds, created: Date.now(),
+          state: "recorded",
+          timing: {
+            record_start_s: startS.toFixed(6), output_latency_s: outputLatency().toFixed(6),
+            base_latency_s: baseLatency().toFixed(6), input_latency_s: inputLatency.toFixed(6),
+            latency_calibrated: latency ? "yes" : "", recorder_mime: mime,
+            start_stamped: anchor.stamped ? "yes" : "",
+          },
+        });
+        });
+      };
+      // the recording's start on the guide's clock: the moment start() returns, read on
+      // the context clock at once (the recorder's own "start" event comes later, by as
+      // much as the page's event loop is late: tens of ms under load, measured)
+      recorder.start(1000);
+      startedAt = performance.now();
+      const renderedAt = ctx.currentTime - (performance.now() - startedAt) / 1000;
+      const aheadMedian = aheadSampler();
+      let tapped = null;  // the microphone's samples around the start, once grabbed
+      setTimeout(function () { if (recorder.state === "recording") { tapped = grab(tap); } }, 2500);
+      guideAt = ctx.currentTime + COUNT_IN;
+      for (let beat = 0; beat < COUNT_IN; beat += 1) { tick(guideAt - COUNT_IN + beat, beat === 0); }
+      source = ctx.createBufferSource();
+      source.buffer = guide;
+      source.connect(ctx.destination);
+      source.onended = function () {
+        setTimeout(function () { if (recorder && recorder.state === "recording") { recorder.stop(); } },
+                   TAIL * 1000);
+      };
+      source.start(guideAt);
+      countDown(guideAt);
+      show(["stop"]);
+      say("Recording. Sing along with the guide; press Stop when you are done.", false);
+    }).catch(function (err) {
+      stopCamera();
+      show(["record", "calibrate"]);
+      if (err && err.message === "guide") {
+        say("The guide could not be loaded. Check your connection and press Record again.", true);
+      } else if (err && err.name === "EncodingError") {
+        say("This browser cannot play the guide's sound. Upload a video file below instead.", true);
+      } else {
+        say(cameraProblem(err), true);
+      }
+    });
+  };
+  const tick = function (when, first) {  // a short click of the count-in
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.frequency.value = first ? 1320 : 880;
+    gain.gain.setValueAtTime(0.3, when);
+    gain.gain.exponentialRampToValueAtTime(0.001, when + 0.08);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(when);
+    osc.stop(when + 0.1);
+  };
+  const countDown = function (guideAt) {
+    const step = function () {
+      const left = guideAt - ctx.currentTime;
+      if (left > 0 && recorder && recorder.state === "recording") {
+        countLabel.textContent = String(Math.ceil(left));
+        setTimeout(step, 50);
+      } else {
+        countLabel.textContent = "";
+      }
+    };
+    step();
+  };
+
+  const finished = function (take) {
+    current = take;
+    review.src = URL.createObjectURL(take.blob);
+    review.hidden = false;
+    show(["send", "retake", "play"]);
+    const short = take.seconds < SHORT;
+    const kept = short ? "This take is only " + Math.round(take.seconds) + " s long. Record " +
+      "again, or send it if that is what you meant." : "Listen to your take, then press Send, or Record again.";
+    keep(take).then(function () {
+      say(kept + " It is kept on this device until it is sent.", short);
+    }).catch(function (err) {
+      say(isQuota(err)
+        ? "This device has no room left to keep the take, so it is only on this page: " +
+          "press Send now and keep this tab open until it says Sent."
+        : "The take could not be kept on this device; it is on this page: press Send now " +
+          "and keep this tab open until it says Sent.", true);
+    });
+  };
+
+  // --- review: the take against the guide --------------------------------------------
+  const playBack = function () {
+    if (!current) { return; }
+    context().then(loadGuide).then(function () {
+      const start = parseFloat(current.timing.record_start_s) || 0;
+      review.currentTime = 0;
+      const go = function () {
+        const at = ctx.currentTime + 0.05;
+        const back = ctx.createBufferSource();
+        back.buffer = guide;
+        const soft = ctx.createGain();
+        soft.gain.value = 0.5;
+        back.connect(soft).connect(ctx.destination);
+        // the guide time heard at the take's first sample is ``start``
+        if (start >= 0) { back.start(at, start); } else { back.start(at - start); }
+        review.addEventListener("pause", function () { try { back.stop(); } catch (e) { /* done */ } }, { once: true });
+      };
+      review.addEventListener("playing", go, { once: true });
+      review.play().catch(function () {});
+    });
+  };
+
+  // --- sending ------------------------------------------------------------------------
+  const fieldsOf = function () {
+    const data = new FormData(form);
+    return {
+      name: (data.get("name") || "").trim(), part: data.get("part") || "",
+      location: data.get("location") || "", consent: data.get("consent") ? "yes" : "",
+    };
+  };
+  const formProblem = function (fields) {
+    if (!fields.name) { return "Write your name for the credits below, then press Send."; }
+    if (form.querySelector("select[name=part]") && !fields.part) { return "Choose your part below, then press Send."; }
+    if (!fields.consent) { return "Tick the licence box below, then press Send."; }
+    return null;
+  };
+  const percent = function (part, whole) { return whole ? Math.floor((100 * part) / whole) : 0; };
+
+  const send = function (take) {
+    show([]);
+    bar.hidden = false;
+    bar.removeAttribute("value");
+    say("Sending your take…", false);
+    const ext = take.mime.indexOf("mp4") >= 0 ? "mp4" : "webm";
+    const meta = Object.assign({
+      campaign: campaign, filename: "take." + ext, name: take.fields.name, part: take.fields.part,
+      location: take.fields.location, consent: take.fields.consent,
+    }, take.timing);
+    const upload = new tus.Upload(take.blob, {
+      endpoint: new URL(box.dataset.uploads, window.location.href).toString(),
+      chunkSize: CHUNK,
+      retryDelays: [1000, 2000, 4000, 8000, 15000, 30000, 30000, 30000, 30000, 30000],
+      metadata: meta,
+      fingerprint: function () { return Promise.resolve("tutti-take:" + take.id); },
+      storeFingerprintForResuming: true,
+      removeFingerprintOnSuccess: true,
+      onProgress: function (sent, total) {
+        bar.value = percent(sent, total);
+        say("Sending… " + bar.value + "%. You may close this page: the take is kept and " +
+            "sending goes on when you open it again.", false);
+      },
+      onSuccess: function (payload) {
+        const answer = payload && payload.lastResponse;
+        const statusUrl = answer && answer.getHeader("Tutti-Status-Url");
+        bar.value = 100;
+        forget(take.id).catch(function () {}).then(function () {
+          say("Sent. Opening your private status page…", false);
+          if (statusUrl) { window.location.assign(new URL(statusUrl, upload.url).toString()); }
+        });
+      },
+      onError: function (err) {
+        const status = err && err.originalResponse ? err.originalResponse.getStatus() : 0;
+        let text = "The connection keeps dropping. Your take is kept on this device: press " +
+                   "Send again when the connection is better.";
+        if (status >= 400 && status < 500) {
+          try {
+            text = JSON.parse(err.originalResponse.getBody()).error || text;
+          } catch (e) { text = "The take was refused. Check the form below and press Send again."; }
+        }
+        show(["send", "retake", "play"]);
+        say(text, true);
+      },
+    });
+    upload.findPreviousUploads().then(function (previous) {
+      if (previous.length) { upload.resumeFromPreviousUpload(previous[0]); }
+      upload.start();
+    });
+  };
+  const sendCurrent = function () {
+    if (!current) { return; }
+    const fields = current.fields || fieldsOf();
+    const problem = formProblem(fields);
+    if (problem) { say(problem, true); return; }
+    current.fields = fields;
+    current.state = "sending";
+    keep(current).catch(function () { /* kept on the page: it goes on while the tab is open */ })
+      .then(function () { send(current); });
+  };
+
+  // --- calibration: the whole path's delay, once per device --------------------------
+  // Clicks play at known context times while the microphone records through MediaRecorder,
+  // the same path as a take. The recording is decoded and its onsets found: where a click
+  // lands in the recording, against where the guide's clock put it, is the delay from the
+  // output (speakers or headphones, heard by the microphone or clapped along with) through
+  // the capture and the recorder's start. It may be negative: a recorder's first sample can
+  // predate the moment it was asked to start.
+  const CLICKS = 8;
+  const CLICK_GAP = 0.6;
+  const onsetsOf = function (buffer) {  // seconds of sharp rises in a decoded recording
+    const x = buffer.getChannelData(0);
+    const rate = buffer.sampleRate;
+    let peak = 0;
+    for (let i = 0; i < x.length; i += 1) { peak = Math.max(peak, Math.abs(x[i])); }
+    const found = [];
+    if (peak < 0.01) { return found; }
+    const level = 0.2 * peak;
+    let quietUntil = 0;
+    for (let i = 0; i < x.length; i += 1) {
+      if (i >= quietUntil && Math.abs(x[i]) > level) {
+        found.push(i / rate);
+        quietUntil = i + Math.round(0.25 * rate);
+      }
+    }
+    return found;
+  };
+  const calibrate = function () {
+    show([]);
+    say("Measuring your delay: take the headphones off and turn the sound up so the " +
+        "microphone hears the " + CLICKS + " clicks, or keep them on and clap along with them.", false);
+    let micStream = null;
+    let startedAt = 0;
+    let startHeard = null;
+    let renderAhead = 0;
+    let finishAhead = null;
+    let tap = null;
+    let tapped = null;
+    let recorded = null;
+    const clicks = [];
+    context().then(function () {
+      return navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+      });
+    }).then(function (got) {
+      micStream = got;
+      return openTap(micStream);
+    }).then(function (node) {
+      tap = node;
+      const types = ["audio/webm;codecs=opus", "audio/webm", "audio/mp4", ""];
+      const type = types.filter(function (t) { return !t || !MediaRecorder.isTypeSupported || MediaRecorder.isTypeSupported(t); })[0];
+      const rec = new MediaRecorder(micStream, type ? { mimeType: type } : undefined);
+      const chunks = [];
+      rec.ondataavailable = function (e) { if (e.data && e.data.size) { chunks.push(e.data); } };
+      const stopped = new Promise(function (resolve) {
+        rec.onstop = function () { resolve(new Blob(chunks, { type: rec.mimeType || type })); };
+      });
+      rec.start();
+      startedAt = performance.now();
+      const renderedAt = ctx.currentTime;
+      const aheadMedian = aheadSampler();
+      finishAhead = function () {
+        renderAhead = aheadMedian();
+        startHeard = renderedAt - renderAhead;
+      };
+      setTimeout(function () { tapped = grab(tap); }, 2500);
+      const first = ctx.currentTime + 1.0;
+      for (let i = 0; i < CLICKS; i += 1) { clicks.push(first + CLICK_GAP * i); tick(first + CLICK_GAP * i, false); }
+      setTimeout(function () { rec.stop(); },
+                 (first - ctx.currentTime + CLICK_GAP * CLICKS + 0.5) * 1000);
+      return stopped;
+    }).then(function (blob) {
+      recorded = blob;
+      finishAhead();
+      return tapped || grab(tap);
+    }).then(function (samples) {
+      micStream.getTracks().forEach(function (t) { t.stop(); });
+      micStream = null;
+      if (tap) { tap.disconnect(); }
+      return Promise.all([anchorOf(samples, recorded, startedAt, startHeard, renderAhead),
+                          decode(recorded)]);
+    }).then(function (got) {
+      const heard = got[0].heard;
+      const buffer = got[1];
+      const onsets = onsetsOf(buffer);
+      const delays = [];
+      clicks.forEach(function (c) {
+        const at = c - heard;  // where the click would be in the recording with no delay
+        const near = onsets.filter(function (o) { return o - at > -0.2 && o - at < 0.5; });
+        if (near.length) { delays.push(near[0] - at); }
+      });
+      show(["record", "calibrate"]);
+      if (delays.length < Math.ceil(CLICKS * 0.6)) {
+        say("The microphone did not hear the clicks clearly (" + delays.length + " of " + CLICKS +
+            "). Turn the sound up, or clap along more loudly, and measure again.", true);
+        return;
+      }
+      delays.sort(function (a, b) { return a - b; });
+      const median = delays[Math.floor(delays.length / 2)];
+      localStorage.setItem(LATENCY_KEY, JSON.stringify({
+        input_latency_s: median, clicks_heard: delays.length, measured_at: new Date().toISOString(),
+      }));
+      say("Measured: your recordings run " + Math.round(median * 1000) + " ms behind the guide on " +
+          "this device. This is remembered here and corrected in every take.", false);
+    }).catch(function (err) {
+      if (micStream) { micStream.getTracks().forEach(function (t) { t.stop(); }); }
+      show(["record", "calibrate"]);
+      say(err && err.name === "EncodingError"
+        ? "This browser cannot read back its own recording, so the delay is not measured; " +
+          "takes are synced from their sound." : cameraProblem(err), true);
+    });
+  };
+
+  // --- buttons, and takes kept from before --------------------------------------------
+  buttons.record.addEventListener("click", function () {
+    if (current) { review.hidden = true; current = null; }
+    startRecording();
+  });
+  buttons.stop.addEventListener("click", function () {
+    if (recorder && recorder.state !== "inactive") { recorder.stop(); }
+  });
+  buttons.retake.addEventListener("click", function () {
+    const old = current;
+    current = null;
+    review.hidden = true;
+    if (old) { forget(old.id).catch(function () {}); }
+    startRecording();
+  });
+  buttons.play.addEventListener("click", playBack);
+  buttons.send.addEventListener("click", sendCurrent);
+  if (buttons.calibrate) { buttons.calibrate.addEventListener("click", calibrate); }
+  show(["record", "calibrate"]);
+
+  keptTakes().then(function (takes) {
+    const mine = (takes || []).filter(function (t) { return t.campaign === campaign; })
+      .sort(function (a, b) { return b.created - a.created; });
+    if (!mine.length) { return; }
+    current = mine[0];
+    review.src = URL.createObjectURL(current.blob);
+    review.hidden = false;
+    show(["send", "retake", "play"]);
+    if (current.state === "sending") {
+      say("Your take was not sent completely; sending goes on now.", false);
+      send(current);
+    } else {
+      say("A take you recorded earlier is kept on this device: press Send, or Record again.", false);
+    }
+  }).catch(function () { /* private browsing without IndexedDB: recording still works */ });
+})();

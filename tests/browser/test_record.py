@@ -1,0 +1,429 @@
+"""Record along the guide on the campaign page (issue 16), in real Chromium with its fake
+devices: the camera is a y4m file and the microphone a WAV file (``--use-file-for-fake-
+audio-capture``) that holds a part and, from a known second, the guide itself, as a phone's
+microphone hears the guide leak from headphones. The take goes through the real page
+(Record, the guide played by Web Audio, Stop at the guide's end, Send through tus) into the
+real pipeline (intake, align on the embedded worker).
+
+The truth: the fake microphone plays the WAV from its start when the page opens it, so the
+recorded take begins somewhere in that file. Where is found here from the sound, by
+correlating the normalized take with the WAV itself (not with the guide, which is what the
+aligner uses); the guide's t=0 then lies at ``GUIDE_AT - position`` in the take."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from tests.signals import tone_melody
+
+from .conftest import CHROMIUM, CHROMIUM_ARGS
+
+pytestmark = pytest.mark.browser
+
+SR = 48000
+GUIDE_S = 8.0
+GUIDE_AT = 2.0  # the guide's t=0 in the fake microphone's file (s)
+STATUS_PAGE = re.compile(r".*/clip/[A-Za-z0-9_-]{20,}$")
+
+
+def write_wav(path: Path, x: np.ndarray) -> None:
+    from scipy.io import wavfile
+
+    wavfile.write(path, SR, (np.clip(x, -1, 1) * 32767).astype(np.int16))
+
+
+@pytest.fixture(scope="module")
+def devices(tmp_path_factory):
+    """The guide, the fake microphone's WAV (part + guide from GUIDE_AT s) and camera y4m."""
+    from workers.media.ffmpeg import run_ffmpeg
+
+    root = tmp_path_factory.mktemp("record")
+    guide = tone_melody(GUIDE_S, 1, SR)
+    part = 0.6 * tone_melody(GUIDE_S + GUIDE_AT + 6.0, 7, SR)
+    mic = part.copy()
+    at = int(GUIDE_AT * SR)
+    mic[at:at + len(guide)] += 0.4 * guide
+    mic += np.random.default_rng(3).normal(0, 0.003, len(mic)).astype(np.float32)
+    write_wav(root / "guide.wav", guide)
+    write_wav(root / "take.wav", mic)
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15", "-t", "2",
+                "-pix_fmt", "yuv420p", str(root / "take.y4m")], timeout=60)
+    return {"guide": root / "guide.wav", "mic_wav": root / "take.wav", "mic": mic,
+            "video": root / "take.y4m"}
+
+
+def launch(playwright, devices, *extra: str):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        *CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={devices['video']}",
+        f"--use-file-for-fake-audio-capture={devices['mic_wav']}",
+        "--autoplay-policy=no-user-gesture-required", *extra])
+
+
+@pytest.fixture(scope="module")
+def playwright_session():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def chromium(playwright_session, devices):
+    browser = launch(playwright_session, devices)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture
+def campaign(live, devices):
+    from portal.services import create_campaign
+
+    slug = "rec-" + secrets.token_hex(4)
+    with live["app"].app_context():
+        create_campaign(slug, "Record Choir", parts=["Alto"], guide_path=str(devices["guide"]),
+                        guide_filename="guide.wav")
+    return slug
+
+
+@pytest.fixture
+def page(chromium):
+    context = chromium.new_context()
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def fill_in(page) -> None:
+    page.fill("input[name=name]", "Ana")
+    page.select_option("select[name=part]", "Alto")
+    page.check("input[name=consent]")
+
+
+def note(page) -> str:
+    return page.locator("#record-note").inner_text()
+
+
+def wait_note(page, pattern: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, note(page)):
+        assert time.monotonic() < deadline, f"no note matching {pattern!r}: {note(page)!r}"
+        page.wait_for_timeout(100)
+    return note(page)
+
+
+def clip_rows(live, slug: str) -> list:
+    from portal.extensions import db
+    from portal.models import Campaign, Clip
+
+    with live["app"].app_context():
+        campaign = db.session.scalar(select(Campaign).filter_by(slug=slug))
+        rows = db.session.scalars(select(Clip).filter_by(campaign_id=campaign.id)).all()
+        out = [{c: getattr(r, c) for c in ("id", "token", "status", "offset_seconds",
+                                           "sync_confidence", "sync_method", "sync_state",
+                                           "record_timing", "record_error_ms",
+                                           "normalized_key", "original_key")} for r in rows]
+        db.session.remove()
+        return out
+
+
+def wait_synced(live, slug: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = clip_rows(live, slug)
+        if rows and rows[0]["sync_state"] in ("done", "failed"):
+            return rows[0]
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.5)
+
+
+def position_in_mic(live, row: dict, mic: np.ndarray) -> float:
+    """Where (s) in the fake microphone's file the normalized take begins: the peak of
+    the whitened cross-correlation of the take's first seconds with the file."""
+    from workers.media.audio import decode_audio
+
+    path = live["app"].extensions["tutti.storage"].path(row["normalized_key"])
+    take = decode_audio(str(path), sample_rate=SR, max_seconds=6.0)
+    ref = np.concatenate([mic, mic])  # the fake device loops its file
+    n = len(ref) + len(take)
+    spec = np.fft.rfft(ref, n) * np.conj(np.fft.rfft(take, n))
+    corr = np.fft.irfft(spec / (np.abs(spec) + 1e-9), n)[:len(ref)]
+    lag = int(np.argmax(corr)) % len(mic)
+    if lag > len(mic) // 2:  # a take that began a hair before the file's start
+        lag -= len(mic)
+    return lag / SR
+
+
+def record_take(page, live, slug: str) -> None:
+    page.goto(f"{live['base']}/c/{slug}")
+    page.wait_for_selector("#record-start:visible")
+    fill_in(page)
+    page.click("#record-start")
+    wait_note(page, "Recording")
+    # the guide plays to its end and the take stops by itself
+    wait_note(page, "Listen to your take|only .* s long", timeout=GUIDE_S + 30)
+
+
+def test_record_along_send_and_the_take_lands_synced(live, page, campaign, devices):
+    record_take(page, live, campaign)
+    assert page.locator("#record-preview").evaluate(
+        "v => getComputedStyle(v).transform") != "none"  # the preview is mirrored
+    kept = page.evaluate("""() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+        q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
+        g.onsuccess = () => r(g.result.map(t => [t.campaign, t.blob.size, t.mime])); }; })""")
+    assert len(kept) == 1 and kept[0][0] == campaign and kept[0][1] > 10_000, kept
+    # review: the take plays back (with the guide through Web Audio) before it is sent
+    page.click("#record-play")
+    page.wait_for_timeout(1500)
+    assert page.locator("#record-review-video").evaluate("v => v.currentTime") > 0.3
+    page.locator("#record-review-video").evaluate("v => v.pause()")
+    page.click("#record-send")
+    page.wait_for_url(STATUS_PAGE, timeout=60_000)
+    row = wait_synced(live, campaign)
+    timing = row["record_timing"]
+    assert timing and timing["mime"].startswith(("video/webm", "video/mp4")), timing
+    truth = GUIDE_AT - position_in_mic(live, row, devices["mic"])
+    error_ms = (row["offset_seconds"] - truth) * 1000
+    print(f"record along: truth {truth:.4f} s, aligned {row['offset_seconds']:.4f} s "
+          f"({error_ms:+.1f} ms), method {row['sync_method']}, confidence "
+          f"{row['sync_confidence']:.2f}; the device predicted {-timing['start_s']:.4f} s "
+          f"(sound - device {row['record_error_ms']:+.1f} ms)")
+    assert abs(error_ms) < 20.0
+    assert row["status"] == "synced" and row["sync_confidence"] >= 0.5
+    # the difference between the device's prediction and the sound is kept on the clip
+    assert row["record_error_ms"] == pytest.approx(
+        (row["offset_seconds"] + timing["start_s"] - timing.get("audio_start_s", 0.0)) * 1000,
+        abs=0.01)
+    # the sent take is no longer kept in the browser
+    left = page.evaluate("""() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+        q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').count();
+        g.onsuccess = () => r(g.result); }; })""")
+    assert left == 0
+
+
+# The page's own clock against the sound. Chromium's file-fed microphone does not hear the
+# page's playback, so this test makes the microphone a loopback of the page's own
+# AudioContext (what it plays, as a phone's microphone hears headphones leak), plus the
+# fake camera: the take's sound then holds the guide exactly where the device's clock put it,
+# less the output path's latency, which a real microphone would hear and this one does not
+# (the loopback carries it as a delay of the same length: how far the context time being
+# heard, by getOutputTimestamp, is behind the context time being rendered). The page's
+# calibration ("Measure my delay") runs first, on the same loopback, as a participant's
+# would through speakers.
+LOOPBACK = """
+(() => {
+  const Orig = window.AudioContext;
+  let made = null;
+  window.AudioContext = function (options) {
+    const ctx = new Orig(options);
+    const delay = ctx.createDelay(1.0);
+    const loop = ctx.createMediaStreamDestination();
+    delay.connect(loop);
+    ctx.__loop = delay;
+    ctx.__stream = loop.stream;
+    // a microphone hears context time x when the output says x is heard
+    ctx.__settle = () => {
+      if (window.__loopDelay !== undefined) { return; }  // once: a device's path is fixed
+      const ts = ctx.getOutputTimestamp();
+      const heard = ts.contextTime + (performance.now() - ts.performanceTime) / 1000;
+      delay.delayTime.value = Math.max(0, ctx.currentTime - heard);
+      window.__loopDelay = delay.delayTime.value;
+    };
+    made = ctx;
+    return ctx;
+  };
+  window.AudioContext.prototype = Orig.prototype;
+  const connect = AudioNode.prototype.connect;
+  AudioNode.prototype.connect = function (target, ...rest) {
+    const ctx = target && target.context;
+    if (ctx && target === ctx.destination && ctx.__loop) { connect.call(this, ctx.__loop); }
+    return connect.call(this, target, ...rest);
+  };
+  const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = async (c) => {
+    made.__settle();
+    const tracks = c.video ? (await gum({video: c.video, audio: false})).getVideoTracks() : [];
+    tracks.push(made.__stream.getAudioTracks()[0].clone());
+    return new MediaStream(tracks);
+  };
+})();
+"""
+
+
+def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chromium,
+                                                                     campaign):
+    """The device's prediction (the take's start on the guide's clock, after the page's
+    calibration) against the sound's offset, when the microphone hears the guide as the page
+    played it. The sound's offset always stays, the difference is kept on the clip, and
+    the prior lifts nothing it does not agree with (README, "Record along the guide", has
+    the figures this prints)."""
+    from workers.media.align.prior import PRIOR_AGREE_MS
+
+    context = chromium.new_context()
+    context.add_init_script(LOOPBACK)
+    page = context.new_page()
+    try:
+        page.goto(f"{live['base']}/c/{campaign}")
+        page.click("#record-calibrate")
+        measured = wait_note(page, "Measured|did not hear", timeout=30)
+        assert "Measured" in measured, measured
+        record_take(page, live, campaign)
+        delay = page.evaluate("window.__loopDelay")
+        page.click("#record-send")
+        page.wait_for_url(STATUS_PAGE, timeout=60_000)
+    finally:
+        context.close()
+    row = wait_synced(live, campaign)
+    print(f"loopback: sound {row['offset_seconds']:.4f} s, device "
+          f"{-row['record_timing']['start_s']:.4f} s, sound - device "
+          f"{row['record_error_ms']:+.2f} ms (loop delay {delay * 1000:.1f} ms), method "
+          f"{row['sync_method']}, confidence {row['sync_confidence']:.2f}, calibrated "
+          f"{row['record_timing']['input_latency_s'] * 1000:+.1f} ms, stamped "
+          f"{row['record_timing'].get('stamped')}, audio starts at "
+          f"{row['record_timing'].get('audio_start_s', 0) * 1000:.1f} ms")
+    timing = row["record_timing"]
+    assert row["record_error_ms"] == pytest.approx(
+        (row["offset_seconds"] + timing["start_s"] - timing.get("audio_start_s", 0.0)) * 1000,
+        abs=0.01)
+    if row["sync_method"] == "leak":
+        # the device's clock is right to a fraction of a beat: a take that started a
+        # count-in early or late, or a sign error, would be a second away
+        assert abs(row["record_error_ms"]) < 150, row
+    if abs(row["record_error_ms"]) > PRIOR_AGREE_MS:
+        # no lift: what the clip says is the sound's own confidence
+        assert row["sync_confidence"] != pytest.approx(0.6)
+
+
+KEPT = """() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+  q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
+  g.onsuccess = () => r(g.result.map(t => ({id: t.id, size: t.blob.size, state: t.state})));
+  }; })"""
+
+
+def test_a_reload_mid_upload_resumes_from_indexeddb(live, page, campaign):
+    """The connection goes while the take is being sent, after part of it arrived; the page
+    is reloaded: the take comes back from IndexedDB and its upload goes on by itself from
+    where the server is (one creation, the next PATCH from the offset that arrived)."""
+    import base64
+    import urllib.request
+
+    record_take(page, live, campaign)
+    created: list[str] = []
+
+    def cut_off(route):
+        request = route.request
+        if request.method == "POST":
+            answer = route.fetch()
+            created.append(answer.headers["location"])
+            route.fulfill(response=answer)
+        else:
+            route.abort("internetdisconnected")
+
+    page.route("**/api/v1/uploads**", cut_off)
+    page.click("#record-send")
+    wait_note(page, "Sending")
+    deadline = time.monotonic() + 20
+    while not created:
+        assert time.monotonic() < deadline
+        page.wait_for_timeout(100)
+    # what had arrived before the tab closed: the take's first 300 kB
+    data = base64.b64decode(page.evaluate("""() => new Promise(r => {
+      const q = indexedDB.open('tutti-takes');
+      q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
+        g.onsuccess = () => { const f = new FileReader();
+          f.onload = () => r(f.result.split(',')[1]);
+          f.readAsDataURL(g.result[0].blob.slice(0, 300000)); }; }; })"""))
+    url = created[0] if created[0].startswith("http") else live["base"] + created[0]
+    urllib.request.urlopen(urllib.request.Request(url, data=data, method="PATCH", headers={
+        "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream"}), timeout=30)
+    assert page.evaluate(KEPT)[0]["state"] == "sending"
+    page.unroute("**/api/v1/uploads**")
+    sent: list[tuple[str, str | None]] = []
+    page.on("request", lambda r: sent.append((r.method, r.headers.get("upload-offset")))
+            if "/api/v1/uploads" in r.url else None)
+    page.reload()
+    page.wait_for_url(STATUS_PAGE, timeout=60_000)
+    assert ("POST", None) not in sent and ("PATCH", "300000") in sent, sent
+    rows = clip_rows(live, campaign)
+    assert len(rows) == 1 and rows[0]["record_timing"]
+
+
+def test_a_recording_stopped_after_a_second_is_kept_and_said(live, page, campaign):
+    page.goto(f"{live['base']}/c/{campaign}")
+    page.click("#record-start")
+    wait_note(page, "Recording")
+    page.wait_for_timeout(1000)
+    page.click("#record-stop")
+    said = wait_note(page, "only")
+    assert re.search(r"only \d s long", said) and "kept on this device" in said
+    kept = page.evaluate(KEPT)
+    assert len(kept) == 1 and kept[0]["size"] > 0
+    assert page.locator("#record-send").is_visible() and page.locator("#record-retake").is_visible()
+    # the page opened again offers the kept take
+    page.reload()
+    said = wait_note(page, "recorded earlier is kept")
+    assert page.locator("#record-send").is_visible()
+
+
+def test_storage_full_keeps_the_take_on_the_page_and_it_can_be_sent(live, page, campaign):
+    """The browser has no room to keep the take (a 1 kB quota through the DevTools
+    protocol): the page says so plainly, and Send still sends what is on the page."""
+    page.goto(f"{live['base']}/c/{campaign}")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Storage.overrideQuotaForOrigin", {"origin": live["base"], "quotaSize": 1024})
+    fill_in(page)
+    page.click("#record-start")
+    wait_note(page, "Recording")
+    page.wait_for_timeout(4000)
+    page.click("#record-stop")
+    said = wait_note(page, "no room left|could not be kept")
+    assert "no room left" in said and "Send now" in said
+    page.click("#record-send")
+    page.wait_for_url(STATUS_PAGE, timeout=60_000)
+    assert len(clip_rows(live, campaign)) == 1
+
+
+def test_a_browser_without_mediarecorder_offers_the_file_upload(live, chromium, campaign):
+    context = chromium.new_context()
+    context.add_init_script("delete window.MediaRecorder;")
+    page = context.new_page()
+    try:
+        page.goto(f"{live['base']}/c/{campaign}")
+        assert page.locator("#record-unsupported").is_visible()
+        assert "cannot record here" in page.locator("#record-unsupported").inner_text()
+        assert not page.locator("#record").is_visible()
+        assert page.locator("input[name=file]").is_visible()
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("flags, words", [
+    # permission refused: no fake UI accepting for us, and every prompt denied
+    (["--use-fake-device-for-media-stream", "--deny-permission-prompts"], "not allowed"),
+    # a machine without camera or microphone
+    (["--deny-permission-prompts=false", "--use-fake-ui-for-media-stream"],
+     "No camera or microphone"),
+])
+def test_no_devices_or_permission_refused_say_what_to_do(live, playwright_session, campaign,
+                                                        flags, words):
+    browser = playwright_session.chromium.launch(executable_path=CHROMIUM,
+                                                 args=[*CHROMIUM_ARGS, *flags])
+    try:
+        page = browser.new_page()
+        page.goto(f"{live['base']}/c/{campaign}")
+        fill_in(page)
+        page.click("#record-start")
+        said = wait_note(page, words, timeout=30)
+        assert "upload" in said.lower()
+        assert page.locator("#record-start").is_visible()  # try again, or upload
+        assert page.locator("#record-note.error").count() == 1
+    finally:
+        browser.close()

@@ -1,0 +1,140 @@
+"""A take's own timing, measured by the browser that recorded it, as a prior for the aligner.
+
+A take recorded on the campaign page (``static/record.js``) knows when it started on the
+guide's clock: the page plays the guide through Web Audio and reads, on the same
+``AudioContext`` clock, when the recording began, plus the output latency the browser
+reports (``outputLatency``, else ``baseLatency``) and the input latency it measured once per
+device (a clap-along or a loopback tone) or estimated. From them the page predicts the offset:
+``expected = -start_s``, with ``start_s`` the guide time at the clip's first sample
+(negative: the recording began before the guide, during the count-in).
+
+The prior is checked against the sound, never put in its place (issue 16: "when they
+disagree the sound wins"):
+
+- The sound's own best offset (:class:`~.decide.AlignResult`) always stays the offset.
+- When the prior agrees with it within :data:`PRIOR_AGREE_MS`, two independent measurements
+  of the same thing agree (the device's clock cannot be fooled by a chorus a beat away, the
+  sound cannot be fooled by a wrong latency report): the confidence may rise, but only to
+  :data:`PRIOR_CONFIDENCE` and only from :data:`PRIOR_FLOOR`: a take whose sound says nearly
+  nothing ("none", or below the floor) gains nothing, so the prior alone never makes a take
+  trusted.
+- When they disagree, the result is unchanged and the difference is returned, to be stored on
+  the clip: a device whose reported latency is wrong shows up there.
+
+Why a few milliseconds: a beat is 300 ms or more, so 5 ms cannot confuse two rival offsets,
+and a device that knows its timing (the take's first sample found on the context clock, a
+calibrated path) is right to about a render quantum and a capture buffer. Measured in
+headless Chromium on a loaded machine (README, "Record along the guide"), the page's
+prediction was 4-19 ms off the sound in the last runs (tens of ms before): there the prior
+mostly does not agree, lifts nothing, and the sound decides, as it must.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from .decide import CONFIDENCE_THRESHOLD, AlignResult
+
+#: the prior and the sound agree when they are at most this far apart (ms)
+PRIOR_AGREE_MS = 5.0
+#: the confidence an agreeing prior lifts a take to (just above the trust threshold)
+PRIOR_CONFIDENCE = 0.6
+#: the least confidence the sound must give on its own for an agreeing prior to count
+PRIOR_FLOOR = 0.2
+#: the largest plausible value of any latency a browser reports or a calibration gives (s)
+MAX_LATENCY_S = 1.0
+
+assert PRIOR_CONFIDENCE > CONFIDENCE_THRESHOLD
+
+
+@dataclass(frozen=True)
+class RecordTiming:
+    """What the recording page measured, in seconds on the guide's clock.
+
+    ``start_s``: guide time at the clip's first sample; ``output_latency_s``: guide sample
+    scheduled -> heard; ``input_latency_s``: sound at the microphone -> sample in the take;
+    ``base_latency_s``: the AudioContext's own processing latency (part of the output path);
+    ``calibrated``: the input latency was measured on this device, not estimated."""
+
+    start_s: float
+    output_latency_s: float = 0.0
+    input_latency_s: float = 0.0
+    base_latency_s: float = 0.0
+    calibrated: bool = False
+    mime: str = ""
+    #: the take's first sample was found on the context clock from its sound (the page's
+    #: microphone tap); else the moment MediaRecorder.start() returned was used
+    stamped: bool = False
+
+    @property
+    def expected_offset(self) -> float:
+        """The offset (clip time of the guide's t=0, s) the device's own clock predicts."""
+        return -self.start_s
+
+    def to_json_dict(self) -> dict:
+        return {"start_s": round(self.start_s, 6),
+                "output_latency_s": round(self.output_latency_s, 6),
+                "input_latency_s": round(self.input_latency_s, 6),
+                "base_latency_s": round(self.base_latency_s, 6),
+                "calibrated": self.calibrated, "mime": self.mime, "stamped": self.stamped}
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str]) -> RecordTiming | None:
+        """The timing from a tus Upload-Metadata dict (keys ``record_start_s``,
+        ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
+        ``latency_calibrated``, ``recorder_mime``, ``start_stamped``); None when the take
+        was not recorded on the page (no ``record_start_s``). Raises ValueError naming the
+        bad key."""
+        if not meta.get("record_start_s"):
+            return None
+        values = {}
+        for key, field in (("record_start_s", "start_s"), ("output_latency_s", None),
+                           ("input_latency_s", None), ("base_latency_s", None)):
+            raw = meta.get(key, "") or "0"
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(key) from None
+            if not math.isfinite(value):
+                raise ValueError(key)
+            # the measured input "latency" may be negative: it also holds how far the
+            # recorder's first sample predates the moment it was asked to start
+            low = -MAX_LATENCY_S if key == "input_latency_s" else 0.0
+            if field is None and not low <= value <= MAX_LATENCY_S:
+                raise ValueError(key)
+            if field == "start_s" and abs(value) > 3600.0:
+                raise ValueError(key)
+            values[field or key] = value
+        return cls(calibrated=meta.get("latency_calibrated", "") in ("yes", "1", "true"),
+                   mime=meta.get("recorder_mime", "")[:60],
+                   stamped=meta.get("start_stamped", "") in ("yes", "1", "true"), **values)
+
+
+@dataclass(frozen=True)
+class PriorCheck:
+    """The aligner's result after the prior's check, and what the check found.
+
+    ``error_ms``: the sound's offset minus the prior's (ms; positive: the take's sound came
+    later than the device predicted, i.e. the device under-reports its latency)."""
+
+    result: AlignResult
+    error_ms: float
+    agrees: bool
+    lifted: bool
+
+
+def check_prior(result: AlignResult, timing: RecordTiming) -> PriorCheck:
+    """Check the sound's ``result`` against the device's ``timing`` (see the module notes).
+
+    The offset, drift, method and candidates are always the sound's; only the confidence may
+    rise, to :data:`PRIOR_CONFIDENCE`, when the two agree within :data:`PRIOR_AGREE_MS` and the
+    sound alone gave at least :data:`PRIOR_FLOOR` by a method other than ``none``."""
+    error_ms = (result.offset_seconds - timing.expected_offset) * 1000.0
+    agrees = abs(error_ms) <= PRIOR_AGREE_MS
+    if not agrees or result.method == "none" or result.confidence < PRIOR_FLOOR \
+            or result.confidence >= PRIOR_CONFIDENCE:
+        return PriorCheck(result, error_ms, agrees, False)
+    lifted = replace(result, confidence=PRIOR_CONFIDENCE,
+                     trusted=PRIOR_CONFIDENCE >= CONFIDENCE_THRESHOLD)
+    return PriorCheck(lifted, error_ms, agrees, True)
