@@ -218,6 +218,9 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
             return
         if isinstance(exc, OSError):
             raise
+        if isinstance(exc, FFmpegError) and exc.timed_out:
+            _fail_clip(clip, too_slow_reason(clip.media), exc, owner)
+            return
         _fail_clip(clip, "We could not convert this video. Please export it as an MP4 (H.264) "
                          f"and upload it again. (Details: {exc})", exc, owner)
         return
@@ -234,6 +237,24 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
     log.info("clip %s: normalized in %.1f s", clip.id, time.monotonic() - started)
     if clip.sync_state == "pending":
         enqueue("tutti.align_clip", clip.id)
+
+
+def too_slow_reason(media: dict | None) -> str:
+    """The reason a participant reads when converting their video took longer than the
+    intake timeout: its size and length, and what to upload instead (no ffmpeg log)."""
+    media = media or {}
+    width, height, seconds = media.get("width"), media.get("height"), media.get("duration")
+    what = "This video"
+    if width and height and seconds:
+        what = f"This video ({width}×{height} pixels, {_clock(seconds)} long)"
+    return (f"{what} is too big or too long for Tutti to convert in time. Please upload "
+            "a shorter clip (just your performance), or export it at a lower resolution "
+            "(1080p or 720p), and upload it again.")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 def _retry_later(clip_id: int, owner: str, exc: BaseException) -> None:

@@ -29,7 +29,13 @@ from workers.media.normalize import TileFormat, normalize_clip
 from workers.media.probe import ProbeLimits, ProbeRejected, parse_input_report, probe
 
 from .conftest import _run
-from .measures import dominant_frequency, mean_saturation_and_luma, ssim, white_box
+from .measures import (
+    decode_sound,
+    dominant_frequency,
+    mean_saturation_and_luma,
+    ssim,
+    white_box,
+)
 
 TILE = TileFormat(width=320, height=180, fps=30)
 #: outputs are probed as they are (a tile may be smaller than an upload may be)
@@ -132,6 +138,38 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
             out += ".mp4"
             _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=108x192:r=30:d=2", "-f", "lavfi",
                   "-i", tone.format(f=440, d=2), *x264, "-c:a", "aac", out])
+        elif kind in ("size_change", "size_change_portrait"):
+            # a browser's recording that changes picture size partway (bandwidth, a
+            # turned phone): two 1 s parts joined without re-encoding, one tone throughout
+            box = "drawbox=x=(iw-40)/2:y=(ih-40)/2:w=40:h=40:c=white:t=fill"
+            second = "108x192" if kind.endswith("portrait") else "128x72"
+            webm = kind.endswith("portrait")
+            codecs = (["-c:v", "libvpx", "-deadline", "realtime", "-c:a", "libopus"] if webm
+                      else [*x264, "-c:a", "aac"])
+            parts = []
+            for k, size in enumerate(("192x108", second)):
+                part = f"{out}-{k}.{'webm' if webm else 'ts'}"
+                _run([*ff, "-f", "lavfi", "-i", f"color=c=0x606060:s={size}:r=30:d=1,{box}",
+                      "-f", "lavfi", "-i", tone.format(f=440, d=1), *codecs, part])
+                parts.append(part)
+            listing = Path(out + ".txt")
+            listing.write_text("".join(f"file '{p}'\n" for p in parts))
+            out += ".webm" if webm else ".mkv"
+            _run([*ff, "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", out])
+        elif kind == "preview_track_first":  # a disabled 160x90 preview, then the video
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", "color=c=blue:s=160x90:r=30:d=2", "-f", "lavfi",
+                  "-i", pattern, "-f", "lavfi", "-i", tone.format(f=440, d=2),
+                  "-map", "0:v", "-map", "1:v", "-map", "2:a", *x264, "-pix_fmt", "yuv420p",
+                  "-c:a", "aac", "-disposition:v:0", "0", "-disposition:v:1", "default", out])
+        elif kind == "mpeg_ps":  # DVD-style MPEG-2 program stream: few packets have a pts
+            out += ".mpg"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i",
+                  tone.format(f=440, d=2), "-c:v", "mpeg2video", "-c:a", "mp2", out])
+        elif kind == "pixel_bomb":  # 8K at 30 fps: a few KB, minutes to convert
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", "color=s=7680x4320:r=30:d=0.1", *x264,
+                  "-pix_fmt", "yuv420p", out])
         else:
             raise KeyError(kind)
         made[kind] = out
@@ -208,6 +246,61 @@ def test_default_audio_track_is_played_not_a_disabled_first_one(kinds, tmp_path)
     assert dominant_frequency(out) == pytest.approx(1000, abs=15)
 
 
+def _sound_holes(path: str, window: float = 0.05) -> list[float]:
+    """Where (seconds) the sound of ``path`` is silent for a ``window`` or more."""
+    samples = decode_sound(path)
+    n = int(48000 * window)
+    rms = [float(np.sqrt(np.mean(samples[i:i + n] ** 2)))
+           for i in range(0, samples.size - n + 1, n)]
+    return [k * window for k, level in enumerate(rms) if level < 0.02]
+
+
+@pytest.mark.parametrize("kind", ["size_change", "size_change_portrait"])
+def test_a_picture_that_changes_size_keeps_its_sound_and_its_shape(kinds, tmp_path,
+                                                                   read_frame, kind):
+    """Chrome's MediaRecorder changes the picture size when the bandwidth changes: the
+    sound stays continuous (no silence inserted at the change, so nothing after it goes
+    out of sync) and each part is shown with its own shape, fitted into the frame."""
+    src = kinds(kind)
+    info = probe(src)
+    assert (info.width, info.height) == (192, 108)  # what the header says: the first part
+    out = _normalize(src, tmp_path / "n.mp4")
+    normalized = probe(out, ANY)
+    assert normalized.duration == pytest.approx(info.duration, abs=0.1)
+    assert normalized.audio_end == pytest.approx(info.duration, abs=0.1)
+    assert _sound_holes(out) == []
+    assert dominant_frequency(out) == pytest.approx(440, abs=10)
+    for t in (0.5, 1.5):  # the first part, then the second
+        frame = read_frame(out, t)
+        assert frame.shape[:2] == (180, 320)
+        w, h = white_box(frame)
+        assert w == pytest.approx(h, abs=4), f"the square is {w}x{h} at {t} s"
+    picture = read_frame(out, 1.5).mean(axis=(0, 2)) > 40  # grey picture, black bars
+    expected = 320 if kind == "size_change" else round(180 * 108 / 192)
+    assert picture.sum() == pytest.approx(expected, abs=6)
+
+
+def test_the_default_video_track_is_shown_not_a_disabled_preview(kinds, tmp_path, read_frame):
+    src = kinds("preview_track_first")
+    info = probe(src)  # the 160x90 preview alone would be refused as too small
+    assert (info.video_stream, info.width, info.height) == (1, 192, 108)
+    frame = read_frame(_normalize(src, tmp_path / "v.mp4"), 1.0).astype(int)
+    red, green, blue = frame.reshape(-1, 3).mean(axis=0)
+    assert not (blue > 150 and red < 60 and green < 60)  # not the blue preview
+    assert frame.std() > 30  # testsrc2's colour bars and moving shapes
+
+
+def test_mpeg_program_stream_ends_where_it_plays(kinds, tmp_path):
+    """Most MPEG-PS packets carry no pts; their ends come from the dts (once read as
+    -2^63 ticks, a video end of 1e14 s)."""
+    info = probe(kinds("mpeg_ps"))
+    assert info.video_end == pytest.approx(2.0, abs=0.1)
+    assert info.audio_end == pytest.approx(2.0, abs=0.1)
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+    out = probe(_normalize(info.path, tmp_path / "ps.mp4"), ANY)
+    assert out.duration == pytest.approx(2.0, abs=0.1)
+
+
 # --- length from what plays -------------------------------------------------------------------
 
 def test_cut_off_upload_is_rejected_as_incomplete(kinds):
@@ -230,6 +323,26 @@ def test_picture_or_sound_stopping_early_is_a_check(kinds, tmp_path, kind, code)
 
 
 # --- caps on what a header claims -------------------------------------------------------------
+
+def test_pixel_rate_cap_refuses_8k30_before_decoding_and_admits_4k60():
+    """8K at 30 fps took minutes to convert; 4K60 phone clips (and DCI 4K, 1080p240)
+    stay within the cap."""
+    cap = ProbeLimits().max_pixel_rate
+    for width, height, fps in ((3840, 2160, 60), (4096, 2160, 60), (1920, 1080, 240)):
+        assert width * height * fps <= cap
+    assert 7680 * 4320 * 30 > cap
+
+
+def test_pixel_bomb_gets_one_readable_reason(kinds):
+    path = kinds("pixel_bomb")
+    assert os.path.getsize(path) < 200_000
+    with pytest.raises(ProbeRejected) as caught:
+        probe(path)
+    assert caught.value.code == "too_many_pixels"
+    reason = caught.value.reason
+    assert "7680×4320" in reason and "30 frames per second" in reason
+    assert "upload it again" in reason
+
 
 @pytest.mark.parametrize("kind, code, words", [
     ("fps_bomb", "unsupported_format", "frames per second"),
@@ -387,7 +500,7 @@ def _children() -> set[int]:
 
 
 @pytest.mark.parametrize("kind", ["cut", "fps_bomb", "fps_bomb_mkv", "tiny", "low_rate",
-                                  "many_channels"])
+                                  "many_channels", "pixel_bomb"])
 def test_bad_input_leaves_no_process_and_no_temp_file(kinds, tmp_path, kind):
     src = tmp_path / ("upload" + Path(kinds(kind)).suffix)
     src.write_bytes(Path(kinds(kind)).read_bytes())

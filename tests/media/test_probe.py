@@ -8,6 +8,7 @@ from workers.media.probe import (
     ProbeLimits,
     ProbeRejected,
     media_duration,
+    parse_framecrc,
     parse_input_report,
     probe,
 )
@@ -114,6 +115,11 @@ def test_limits(make_clip):
     with pytest.raises(ProbeRejected) as fast:
         probe(path, ProbeLimits(max_fps=24))
     assert fast.value.code == "unsupported_format"
+    # 192x108 at 25 fps is 518,400 pixels per second
+    with pytest.raises(ProbeRejected) as heavy:
+        probe(path, ProbeLimits(max_pixel_rate=500_000))
+    assert heavy.value.code == "too_many_pixels" and "192×108" in heavy.value.reason
+    assert probe(path, ProbeLimits(max_pixel_rate=520_000)).width == 192
 
 
 def test_a_rotated_portrait_within_limits_is_accepted(make_clip):
@@ -166,3 +172,23 @@ def test_browser_time_base_is_not_a_frame_rate():
     report = parse_input_report(text)
     assert report is not None and report.video is not None
     assert report.video.fps is None and report.video.tbr == 1000
+
+
+def test_packets_without_a_pts_end_at_their_dts_plus_the_stream_delay():
+    """MPEG-PS: most packets carry only a dts (framecrc prints the pts as -2^63)."""
+    nopts = -(1 << 63)
+    listing = "\n".join([
+        "#tb 0: 1/90000", "#tb 1: 1/90000",
+        "0,      -2098,        902,     3000,     4963, 0xa774f525",
+        "1,          0,          0,     2160,     1152, 0xe9f690d4",
+        "0,        902,       3902,     3000,      327, 0x671652ae, F=0x0",
+        f"0,       3902, {nopts},     3000,      229, 0x6e8f2677, F=0x0",
+        f"0,       6902, {nopts},     3000,      225, 0x8d2b2572, F=0x0",
+        "1,       2160,       2160,     2160,     1152, 0x90f4c7d6",
+        f"1, {nopts}, {nopts},     2160,     1152, 0x90f4c7d6",
+    ])
+    ends = parse_framecrc(listing, audio=True)
+    assert ends.video_frames == 4
+    # last frame: dts 6902 + delay 3000 + duration 3000 = 12902 ticks, from pts 0
+    assert ends.video_end == pytest.approx(12902 / 90000)
+    assert ends.audio_end == pytest.approx(4320 / 90000)

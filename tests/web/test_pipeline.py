@@ -92,6 +92,25 @@ def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, me
         assert len(_clip(app, clip_id).events) == 3
 
 
+def test_a_conversion_that_runs_out_of_time_says_why_in_plain_words(app, client, campaign,
+                                                                    media_files):
+    """The reason names the video's size and length and what to upload instead: not
+    "export it as an MP4 (H.264)" (it may be one) and no ffmpeg log."""
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    app.config["INTAKE_TIMEOUT"] = 0.001  # the probe has its own limit; normalize has this
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = _clip(app, clip_id)
+        assert clip.status == "failed"
+        reason = clip.reason
+        width, height = clip.media["width"], clip.media["height"]
+        token = clip.token
+    assert f"{width}×{height} pixels" in reason and "too big or too long" in reason
+    assert "shorter clip" in reason and "lower resolution" in reason
+    assert "ffmpeg" not in reason.lower() and "Details" not in reason and "MP4" not in reason
+    assert client.get(f"/api/v1/clips/{token}").get_json()["reason"] == reason
+
+
 def test_intake_of_a_vanished_clip_returns_quietly(app):
     with app.app_context():
         pipeline.intake(987654)

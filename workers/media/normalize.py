@@ -95,6 +95,24 @@ def picture_size(info: MediaInfo, frame: tuple[int, int]) -> tuple[int, int]:
     return min(fw, _even(info.width * scale)), min(fh, _even(info.height * scale))
 
 
+def _picture_size_expr(info: MediaInfo, frame: tuple[int, int]) -> tuple[str, str]:
+    """:func:`picture_size` as scale/zscale expressions: the probed size for frames of
+    the probed coded size, and for frames of any other size (a browser's recording
+    changes size mid-stream, even to portrait: ffmpeg then rebuilds the graph) the
+    displayed aspect (``dar``: the coded aspect times the sample aspect) fitted inside
+    ``frame`` too, as a player shows it, never stretched."""
+    fw, fh = frame
+    pw, ph = picture_size(info, frame)
+    cw, ch = info.coded_width, info.coded_height
+    if info.rotation in (90, 270):  # the player's turn comes before the graph
+        cw, ch = ch, cw
+    wide = f"gte(dar,{fw}/{fh})"
+    same = f"eq(iw,{cw})*eq(ih,{ch})"
+    width = f"if({wide},{fw},max(2,trunc({fh}*dar/2+1e-6)*2))"
+    height = f"if({wide},max(2,trunc({fw}/dar/2+1e-6)*2),{fh})"
+    return (f"'if({same},{pw},{width})'", f"'if({same},{ph},{height})'")
+
+
 #: swscale's names for the matrices ffmpeg reports
 _SWS_MATRIX = {"bt709": "bt709", "bt470bg": "bt601", "smpte170m": "bt601", "fcc": "fcc",
                "smpte240m": "smpte240m", "bt2020nc": "bt2020", "bt2020c": "bt2020"}
@@ -110,7 +128,7 @@ def source_matrix(info: MediaInfo) -> str:
         info.coded_width, info.coded_height) >= 720 else "bt601"
 
 
-def colour_filter(info: MediaInfo, picture: tuple[int, int]) -> str:
+def colour_filter(info: MediaInfo, picture: tuple[int | str, int | str]) -> str:
     """Scale to ``picture`` and convert to SDR BT.709 limited range, as a player shows it.
 
     HDR (HLG or PQ): one zscale resizes, linearises and converts to BT.709 primaries (in
@@ -143,7 +161,7 @@ def tile_video_filter(fmt: TileFormat, duration: float, info: MediaInfo | None =
         fit = (f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
                "format=yuv420p")
     else:
-        fit = colour_filter(info, picture_size(info, (w, h)))
+        fit = colour_filter(info, _picture_size_expr(info, (w, h)))
     return (f"{head}{fit},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,"
             "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709")
 
@@ -191,10 +209,13 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
                  "-i", f"anullsrc=channel_layout=stereo:sample_rate={fmt.sample_rate}"]
         graph.append("[1:a:0]anull[a]")
     frame = fmt.frame_size(info.width, info.height)
-    graph.append(f"[0:{info.video_stream}]{tile_video_filter(fmt, info.duration, info, frame)}"
-                 "[v]")
+    picture = (f"[0:{info.video_stream}]{tile_video_filter(fmt, info.duration, info, frame)}"
+               "[v]")
     args += [
-        "-filter_complex", ";".join(graph),
+        # two graphs: when the picture size changes mid-stream (a browser's MediaRecorder
+        # adapting to bandwidth), ffmpeg rebuilds the graph of the picture, and a sound
+        # in the same graph would restart with a gap of silence
+        "-filter_complex", ";".join(graph), "-filter_complex", picture,
         "-map", "[v]", "-map", "[a]",
         "-map_metadata", "-1", "-map_chapters", "-1", "-sn", "-dn",
         "-t", duration,

@@ -62,6 +62,10 @@ class ProbeLimits:
     max_height: int = 4320  # the short side of the displayed frame
     min_side: int = 96  # the short side of the displayed frame
     max_fps: float = 240.0
+    #: decoded pixels per second (width × height × frames per second) of the coded
+    #: picture: DCI 4K (4096×2160) at 60 fps, so a 4K60 phone clip or 1080p at 240 fps
+    #: passes, while 8K at 30 fps (about twice as much), or 4K at 120, would take minutes
+    max_pixel_rate: float = 4096 * 2160 * 60
     min_sample_rate: int = 8000
     max_sample_rate: int = 192000
     max_channels: int = 8
@@ -162,7 +166,11 @@ class InputReport:
 
     @property
     def video(self) -> StreamInfo | None:
-        return next((s for s in self.streams if s.kind == "video" and not s.attached_pic), None)
+        """The picture a player shows: the first default (in MOV: enabled) video track
+        that is not cover art, else the first such track. A disabled first track is
+        often a small preview."""
+        tracks = [s for s in self.streams if s.kind == "video" and not s.attached_pic]
+        return next((s for s in tracks if s.default), tracks[0] if tracks else None)
 
     @property
     def audio(self) -> StreamInfo | None:
@@ -470,6 +478,7 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
     fps = _declared_rate(video, report.container)
     if fps > limits.max_fps:
         raise _too_fast(fps, limits)
+    _check_pixel_rate(video, fps, limits)
     audio = report.audio
     if audio is not None:
         _check_sound(audio, limits)
@@ -489,6 +498,8 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
     # a few frames over (rounding, a last frame's duration) is not a lie
     if ends.video_frames > 2 and measured_fps > limits.max_fps * 1.05:
         raise _too_fast(measured_fps, limits)
+    if ends.video_frames > 2:
+        _check_pixel_rate(video, measured_fps, limits, slack=1.05)
     playable = max(ends.video_end, ends.audio_end or 0.0)
     stated = report.duration
     if stated is not None and stated - playable > limits.max_missing_seconds:
@@ -556,6 +567,22 @@ def _check_picture(width: int, height: int, video: StreamInfo, limits: ProbeLimi
         )
 
 
+def _check_pixel_rate(video: StreamInfo, fps: float, limits: ProbeLimits, *,
+                      slack: float = 1.0) -> None:
+    """Refuse a picture too heavy to convert in time: more coded pixels per second
+    (width × height × ``fps``) than ``limits.max_pixel_rate`` × ``slack`` (a measured
+    rate is a few frames over: rounding, a last frame's duration)."""
+    width, height = video.width or 0, video.height or 0
+    if width * height * fps <= limits.max_pixel_rate * slack:
+        return
+    raise ProbeRejected(
+        "too_many_pixels",
+        f"This video is {width}×{height} pixels at {fps:.0f} frames per second, more "
+        "picture than Tutti can convert in time (the limit is 4K at 60 frames per "
+        "second). Please export it at 4K/30, 4K/60 or 1080p and upload it again.",
+    )
+
+
 def _check_sound(audio: StreamInfo, limits: ProbeLimits) -> None:
     rate = audio.sample_rate
     if rate is not None and not limits.min_sample_rate <= rate <= limits.max_sample_rate:
@@ -607,6 +634,8 @@ _FRAMECRC_PACKET = re.compile(r"^(\d+),\s*(-?\d+),\s*(-?\d+),\s*(\d+),\s*(\d+),\
                               r"(?:, F=0x(?P<flags>[0-9A-F]+))?")
 #: packet flags that say the packet will not play (AV_PKT_FLAG_CORRUPT, _DISCARD)
 _UNPLAYABLE = 0x2 | 0x4
+#: AV_NOPTS_VALUE: a packet without a time stamp
+_NOPTS = -(1 << 63)
 #: at most this much packet listing is read (a 15-minute 240 fps clip needs a third of it)
 _MAX_LISTING = 48 << 20
 
@@ -633,6 +662,7 @@ def parse_framecrc(text: str, *, audio: bool) -> StreamEnds:
     time_bases: dict[int, float] = {}
     first: dict[int, float] = {}
     last: dict[int, float] = {}
+    delay: dict[int, int] = {}  # pts - dts of each stream's last packet with both
     frames = 0
     for line in text.splitlines():
         if line.startswith("#"):
@@ -649,11 +679,19 @@ def parse_framecrc(text: str, *, audio: bool) -> StreamEnds:
         tb = time_bases.get(stream)
         if tb is None:
             continue
-        pts, dur = int(m[3]), int(m[4])
-        first[stream] = min(first.get(stream, pts * tb), pts * tb)
-        last[stream] = max(last.get(stream, 0.0), (pts + dur) * tb)
+        dts, pts, dur = int(m[2]), int(m[3]), int(m[4])
+        if pts == _NOPTS:
+            # MPEG-PS stamps a time only now and then: the dts says when, plus the
+            # reordering delay the stream's last stamped packet had
+            pts = dts if dts == _NOPTS else dts + delay.get(stream, 0)
+        elif dts != _NOPTS:
+            delay[stream] = pts - dts
         if stream == 0:
             frames += 1
+        if pts == _NOPTS:
+            continue
+        first[stream] = min(first.get(stream, pts * tb), pts * tb)
+        last[stream] = max(last.get(stream, 0.0), (pts + dur) * tb)
     if not first:
         return StreamEnds(0.0, None if not audio else 0.0, 0)
     origin = min(first.values())
