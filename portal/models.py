@@ -375,6 +375,30 @@ class Render(db.Model):
         return max(0.0, elapsed * (1 - self.progress) / self.progress)
 
 
+class RenderTile(db.Model):
+    """Where a clip is on screen in a finished render (its tile map, one row per span):
+    the rectangle ``x, y, w, h`` in canvas pixels (the file's picture size) from
+    ``start`` to ``end`` seconds of the file; ``live`` is the first second in that span
+    where the clip's own pictures play (before it a held first frame). "Find yourself"
+    on the watch page jumps to ``live`` and outlines the rectangle over the player; the
+    page reads only the rows of the performers it shows."""
+
+    __tablename__ = "render_tiles"
+    __table_args__ = (Index("ix_render_tiles_render_clip", "render_id", "clip_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    render_id: Mapped[int] = mapped_column(ForeignKey("renders.id", ondelete="CASCADE"))
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"),
+                                         index=True)
+    x: Mapped[int]
+    y: Mapped[int]
+    w: Mapped[int]
+    h: Mapped[int]
+    start: Mapped[float]
+    end: Mapped[float]
+    live: Mapped[float]
+
+
 class RenderPart(db.Model):
     """One part of a distributed render (a segment, or the sound: ``part`` -1) and the
     lease of the worker drawing it, so a dead worker's part is taken over at once and a
