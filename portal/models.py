@@ -10,7 +10,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, false, true
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    false,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -203,6 +214,14 @@ class Clip(db.Model):
         Index("ix_clips_campaign_status_id", "campaign_id", "status", "id"),
         Index("ix_clips_campaign_part_status", "campaign_id", "part_id", "status"),
         Index("ix_clips_campaign_warnings_id", "campaign_id", "warning_count", "id"),
+        # the review list's two sorted orders, read a page at a time from the index
+        # (the expressions are those of portal.review's order by, literally)
+        Index("ix_clips_campaign_confidence", "campaign_id",
+              text("coalesce(sync_confidence, 2.0)"), "id"),
+        Index("ix_clips_campaign_name", "campaign_id", text("lower(display_name)"), "id"),
+        # the sync filters' counts, from the index alone
+        Index("ix_clips_campaign_status_sync", "campaign_id", "status", "sync_confidence",
+              "sync_state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -20,6 +20,7 @@ it cannot be reached, that database is skipped with a note.
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import sys
@@ -70,7 +71,7 @@ def _populate(app, n: int, seed: int = 1) -> int:
     from sqlalchemy import insert, select
 
     from portal.extensions import db
-    from portal.models import Campaign, Clip, Render, new_token, utcnow
+    from portal.models import Campaign, Clip, Render, RenderTile, new_token, utcnow
     from portal.services import create_campaign, create_organizer
 
     rng = random.Random(seed)
@@ -123,6 +124,14 @@ def _populate(app, n: int, seed: int = 1) -> int:
                         options={"layout": "grid", "audio": "auto"})
         db.session.add(render)
         db.session.flush()
+        # its tile map: every approved clip in a grid cell for the whole mash-up
+        side = max(1, math.ceil(math.sqrt(len(approved))))
+        w, h = max(2, 1920 // side), max(2, 1080 // side)
+        tiles = [{"render_id": render.id, "clip_id": cid, "x": (k % side) * w,
+                  "y": (k // side) * h, "w": w, "h": h, "start": 4.0, "end": 236.0,
+                  "live": 4.0 + (k % 200)} for k, (cid, _) in enumerate(approved)]
+        for start in range(0, len(tiles), 5000):
+            db.session.execute(insert(RenderTile), tiles[start:start + 5000])
         db.session.get(Campaign, campaign.id).published_render_id = render.id
         db.session.commit()
         awaiting = list(db.session.scalars(select(Clip.id).where(

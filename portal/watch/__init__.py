@@ -47,11 +47,11 @@ def watch(slug: str):
         has_map = db.session.scalar(select(RenderTile.id).where(
             RenderTile.render_id == render.id).limit(1)) is not None
         approved = (Clip.campaign_id == campaign.id, Clip.status == "approved")
-        if has_map:  # the render's tile map says who is in it
-            in_render = Clip.id.in_(select(RenderTile.clip_id)
-                                    .where(RenderTile.render_id == render.id))
+        if has_map:  # the render's tile map says who is in it (read from its index)
+            in_map = select(RenderTile.clip_id).where(RenderTile.render_id == render.id)
             performers = db.session.scalar(
-                select(func.count(Clip.id)).where(*approved, in_render)) or 0
+                select(func.count(func.distinct(RenderTile.clip_id)))
+                .where(RenderTile.render_id == render.id)) or 0
         else:  # a render from before tile maps: its list of clip ids, read whole
             ids = sorted(db.session.scalar(select(Render.clip_ids)
                                            .where(Render.id == render.id)) or [])
@@ -62,9 +62,11 @@ def watch(slug: str):
         except ValueError:
             page = 1
         if has_map:
+            wanted_ids = list(db.session.scalars(
+                in_map.distinct().order_by(RenderTile.clip_id).limit(CREDITS_PER_PAGE)
+                .offset((page - 1) * CREDITS_PER_PAGE)))
             credits = list(db.session.scalars(
-                select(Clip).where(*approved, in_render).order_by(Clip.id)
-                .limit(CREDITS_PER_PAGE).offset((page - 1) * CREDITS_PER_PAGE)))
+                select(Clip).where(*approved, Clip.id.in_(wanted_ids)).order_by(Clip.id)))
         else:
             wanted_ids = ids[(page - 1) * CREDITS_PER_PAGE:page * CREDITS_PER_PAGE]
             credits = list(db.session.scalars(
@@ -74,9 +76,8 @@ def watch(slug: str):
                 .replace("_", "\\_") + "%"
             named = select(Clip).where(
                 *approved, func.lower(Clip.display_name).like(pattern, escape="\\"))
-            if has_map:
-                found = list(db.session.scalars(
-                    named.where(in_render).order_by(Clip.id).limit(FOUND_SHOWN)))
+            if has_map:  # the first matches, then those in the map (below)
+                found = list(db.session.scalars(named.order_by(Clip.id).limit(FOUND_SHOWN)))
             else:
                 listed = set(ids)
                 found = [c for c in db.session.scalars(named.order_by(Clip.id).limit(500))
@@ -89,6 +90,8 @@ def watch(slug: str):
                     .order_by(RenderTile.clip_id, RenderTile.start)):
                 spot = spots.setdefault(tile.clip_id, {"at": tile.live, "tiles": []})
                 spot["tiles"].append([tile.x, tile.y, tile.w, tile.h, tile.start, tile.end])
+            if found:  # approved since the render: not in it
+                found = [c for c in found if c.id in spots]
         elif wanted:  # no tile map: the first moments, from the render's JSON
             seen = db.session.scalar(select(Render.appearances)
                                      .where(Render.id == render.id)) or {}

@@ -146,7 +146,8 @@ def _spec_dict(spec):
     return spec_to_dict(spec)
 
 
-def test_reference_keeps_offsets_and_holds_frames(make_clip, tmp_path, read_frame, colour_of, close_to):
+def test_reference_keeps_offsets_and_holds_frames(make_clip, tmp_path, read_frame, colour_of,
+                                                  close_to):
     late = make_clip(color="red", color_after="blue", switch_at=1.0, width=160, height=90,
                      duration=2.0, fps=25)
     spec = parse_spec({"version": 1, "canvas": {"width": 160, "height": 90, "fps": 25,
