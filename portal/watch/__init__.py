@@ -8,7 +8,7 @@ import hmac
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file, url_for
 from sqlalchemy import func, select
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import defer, selectinload
 
 from .. import services
 from ..extensions import db
@@ -66,7 +66,8 @@ def watch(slug: str):
                 in_map.distinct().order_by(RenderTile.clip_id).limit(CREDITS_PER_PAGE)
                 .offset((page - 1) * CREDITS_PER_PAGE)))
             credits = list(db.session.scalars(
-                select(Clip).where(*approved, Clip.id.in_(wanted_ids)).order_by(Clip.id)))
+                select(Clip).where(*approved, Clip.id.in_(wanted_ids))
+                .options(selectinload(Clip.part)).order_by(Clip.id)))
         else:
             wanted_ids = ids[(page - 1) * CREDITS_PER_PAGE:page * CREDITS_PER_PAGE]
             credits = list(db.session.scalars(
@@ -77,7 +78,8 @@ def watch(slug: str):
             named = select(Clip).where(
                 *approved, func.lower(Clip.display_name).like(pattern, escape="\\"))
             if has_map:  # the first matches, then those in the map (below)
-                found = list(db.session.scalars(named.order_by(Clip.id).limit(FOUND_SHOWN)))
+                found = list(db.session.scalars(named.options(selectinload(Clip.part))
+                                                .order_by(Clip.id).limit(FOUND_SHOWN)))
             else:
                 listed = set(ids)
                 found = [c for c in db.session.scalars(named.order_by(Clip.id).limit(500))
@@ -97,9 +99,19 @@ def watch(slug: str):
                                      .where(Render.id == render.id)) or {}
             spots = {c.id: {"at": float(seen[c.token]), "tiles": []}
                      for c in [*credits, *(found or ())] if c.token in seen}
+    # the thumbnails' URLs from one built URL (url_for for each of 60 was a third of
+    # the page's time), signed as clip_media_url signs them
+    base = url_for("watch.clip_media", media_id="m", name="n")[:-len("m/n")]
+    thumbs = {}
+    for clip in credits:
+        if clip.thumbnail_key:
+            name = clip.thumbnail_key.rsplit("/", 1)[-1]
+            thumbs[clip.id] = (f"{base}{clip.media_id}/{name}"
+                               f"?k={media_signature(clip.media_id, name)}")
     return render_template("watch/watch.html", campaign=campaign, render=render,
                            credits=credits, performers=performers, page=page, pages=pages,
-                           q=q, found=found, per_page=CREDITS_PER_PAGE, spots=spots)
+                           q=q, found=found, per_page=CREDITS_PER_PAGE, spots=spots,
+                           thumbs=thumbs)
 
 
 def published_render(campaign: Campaign) -> Render | None:
