@@ -66,8 +66,11 @@ def create_app(config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=str(MIGRATIONS))
     login.init_app(app)
     csrf.init_app(app)
+    from .throttle import refund_refused_upload, retry_after_only_to_wait
+
+    # registered before the limiter, so it runs after the limiter adds its headers
+    app.after_request(retry_after_only_to_wait)
     limiter.init_app(app)
-    from .throttle import refund_refused_upload
 
     app.after_request(refund_refused_upload)  # refused uploads give their count back
 

@@ -47,6 +47,9 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "SESSION_DAYS": (14, int),  # an organizer's log-in (and remember cookie) lasts this long
     "SESSION_PROTECTION": ("strong", str),  # Flask-Login: basic | strong
     "INVITE_HOURS": (72, int),  # an invite link expires after this
+    # a clip file's signed URL (thumbnail, clip, contact sheet) works for this long: a URL
+    # copied from a page stops working after a decline, a withdrawal or a removed member
+    "MEDIA_URL_HOURS": (6, int),
     "LOGIN_LIMIT_ACCOUNT": ("5 per minute; 20 per hour", str),  # failed log-ins per e-mail
     "LOGIN_LIMIT_ADDRESS": ("10 per minute; 50 per hour", str),  # failed log-ins per address
     "UPLOAD_LIMIT_ADDRESS": ("60 per hour", str),  # new uploads per client address

@@ -237,6 +237,9 @@ class Clip(db.Model):
     display_name: Mapped[str] = mapped_column(String(120))
     location: Mapped[str] = mapped_column(String(120), default="")
     consent_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: the campaign's licence text as it was when the participant consented (the
+    #: contributors' CSV shows this, not the licence as it is now)
+    consent_licence: Mapped[str | None] = mapped_column(Text)
 
     status: Mapped[str] = mapped_column(String(20), default="received", index=True)
     reason: Mapped[str | None] = mapped_column(Text)

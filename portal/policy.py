@@ -9,8 +9,10 @@ a member whose role does not allow the action gets a 403. Site administrators
 (``tutti organizer create EMAIL --admin``) act as owners of every campaign.
 
 Roles: *owner* may do everything; *moderator* may view, review clips, nudge
-sync, set a clip's sound in the mix (``mix``) and make and cancel preview renders
-(and hand-off exports of renders).
+sync, set a clip's sound in the mix (``mix``) and make and cancel preview renders.
+Bulk exports of participants' data (``export``: the contributors' CSV with every
+name, place and consent, and a render's hand-off ZIP with every clip, the stems and
+the credits) are the owners', who answer for the consent records.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .models import Campaign, CampaignMember, Clip, Organizer, Render
 
 MODERATOR_ACTIONS = frozenset({"view", "moderate", "nudge", "mix", "render_preview"})
 OWNER_ACTIONS = MODERATOR_ACTIONS | frozenset(
-    {"render_final", "publish", "settings", "members", "delete"})
+    {"render_final", "publish", "settings", "members", "delete", "export"})
 ACTIONS: dict[str, frozenset[str]] = {"owner": OWNER_ACTIONS, "moderator": MODERATOR_ACTIONS}
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from .extensions import db
 from .models import Campaign, Clip
-from .watch import media_signature
+from .watch import media_signature, media_url_expiry
 
 # --- statuses in people's words -----------------------------------------------------
 
@@ -400,6 +400,7 @@ class Links:
         self._review_tail = tail[tail.index("/review"):]
         media = url_for("watch.clip_media", media_id="m", name="n")
         self._media = media[:-len("m/n")]
+        self._expires: int | None = None  # one expiry for every URL of the page
 
     def review(self, clip_id: int) -> str:
         """The review view of a clip, with the list's filters and order."""
@@ -417,4 +418,7 @@ class Links:
         if not key:
             return None
         name = key.rsplit("/", 1)[-1]
-        return f"{self._media}{clip.media_id}/{name}?k={media_signature(clip.media_id, name)}"
+        if self._expires is None:
+            self._expires = media_url_expiry()
+        signature = media_signature(clip.media_id, name, self._expires)
+        return f"{self._media}{clip.media_id}/{name}?e={self._expires}&k={signature}"

@@ -573,8 +573,8 @@ def submit_clip(
     if stream is None and spooled_path is None:
         raise ServiceError("Please choose a video file to upload.", field="file")
     clip = Clip(token=new_token(), media_id=new_token(), campaign=campaign, part=part_row,
-                display_name=name,
-                location=location, original_filename=filename, original_key="")
+                display_name=name, location=location, consent_licence=campaign.licence,
+                original_filename=filename, original_key="")
     try:
         key, size = _store_original(clip.media_id, stream, filename, spooled_path)
     except ServiceError:
@@ -717,6 +717,11 @@ def _drop_from_renders(clip: Clip) -> bool:
         if job.status == "done":  # a running one is refused when it finishes
             storage().delete_prefix(f"renders/{campaign.slug}/{job.token}")
             job.output_key = job.poster_key = None
+        if job.handoff_key or job.handoff_state:  # the ZIP holds the clip, name and place
+            if job.handoff_key:
+                storage().delete(job.handoff_key)
+            job.handoff_key = job.handoff_state = None
+            job.handoff_reason = None
             job.reason = ("Its file was deleted: a performer in it withdrew their clip. "
                           "Render again to make one without them.")
         if job.spec:
@@ -995,8 +1000,14 @@ def request_handoff(render: Render) -> None:
     if render.status != "done" or not render.spec:
         raise ServiceError("Only a finished render can be handed off: wait for it to finish.",
                            409)
+    if not render.output_key:
+        raise ServiceError("This render's file was deleted (a performer in it withdrew their "
+                           "clip): render again, then hand off the new render.", 409)
     if render.handoff_state == "pending":
         return
+    if render.handoff_key:  # never leave an older ZIP behind the new one
+        storage().delete(render.handoff_key)
+        render.handoff_key = None
     render.handoff_state = "pending"
     render.handoff_reason = None
     db.session.commit()

@@ -81,6 +81,19 @@ def refund_refused_upload(response: Response) -> Response:
     return response
 
 
+#: answers where ``Retry-After`` means something (RFC 9110 10.2.3, RFC 6585 4; tus 423)
+WAIT_STATUSES = frozenset({423, 429, 503})
+
+
+def retry_after_only_to_wait(response: Response) -> Response:
+    """Drop the ``Retry-After`` Flask-Limiter adds to every answer of a limited route
+    (its header injection is all or nothing): on a 201 or a 400 a client could read it
+    as "wait an hour". The ``X-RateLimit-*`` headers stay."""
+    if response.status_code not in WAIT_STATUSES:
+        response.headers.pop("Retry-After", None)
+    return response
+
+
 def upload_limits(view: Callable) -> Callable:
     """New uploads (plain, API, resumable creation and a participant's replacement
     file) per client address and per campaign, shared across these routes; refused

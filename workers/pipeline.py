@@ -840,7 +840,7 @@ def export_render(render_id: int, *, include_media: bool = True) -> str | None:
     from workers.media.spec import SpecError, parse_spec
 
     job = db.session.get(Render, render_id)
-    if job is None or job.status != "done" or not job.spec:
+    if job is None or job.status != "done" or not job.spec or not job.output_key:
         log.info("render %s: no finished render to hand off", render_id)
         return None
     key = handoff_key(job)
@@ -859,6 +859,13 @@ def export_render(render_id: int, *, include_media: bool = True) -> str | None:
                                   "been deleted since the render; render again, then export.")
             db.session.commit()
         log.warning("render %s: hand-off failed: %s", render_id, exc)
+        return None
+    db.session.rollback()  # see the row as it is now: a withdrawal may have come meanwhile
+    job = db.session.get(Render, render_id)
+    if job is None or not job.output_key:
+        store.delete(key)  # a performer withdrew while it was built: their clip is in it
+        log.info("render %s: hand-off dropped, the render changed while it was built",
+                 render_id)
         return None
     job.handoff_state = "done"
     job.handoff_key = key

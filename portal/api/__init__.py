@@ -3,7 +3,7 @@ HTTP status that fits (400, 404, 409, 413)."""
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, request
 
 from .. import services
 from ..links import external_url
@@ -78,4 +78,18 @@ def submit(slug: str):
 
 @bp.get("/clips/<token>")
 def clip(token: str):
+    """The clip behind a private status link: name, place, signed media URLs."""
     return clip_json(services.get_clip(token))
+
+
+#: a private answer (a participant's clip, their upload): no shared cache keeps it
+PRIVATE = {"Cache-Control": "private, no-store"}
+
+
+@bp.after_request
+def private_by_default(response):
+    """Every answer of the API but a campaign's public description is private: a clip,
+    an upload, an error naming them. (The status page already sends ``no-store``.)"""
+    if "Cache-Control" not in response.headers and request.endpoint != "api.campaign":
+        response.headers["Cache-Control"] = PRIVATE["Cache-Control"]
+    return response

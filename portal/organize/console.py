@@ -90,8 +90,9 @@ def _cell(value: object) -> str:
 @bp.get("/c/<slug>/contributors.csv")
 def contributors_csv(slug: str):
     """Every contribution that was not withdrawn: name, part, location, consent time
-    (UTC), licence, status, for credits and consent records."""
-    campaign = campaign_for(slug, "view")
+    (UTC), the licence text they consented to, status, for credits and consent records.
+    Owners only: it is every participant's personal data at once."""
+    campaign = campaign_for(slug, "export")
     parts = {p.id: p.name for p in campaign.parts}
 
     out = io.StringIO()
@@ -102,7 +103,8 @@ def contributors_csv(slug: str):
             .order_by(Clip.id).execution_options(yield_per=500)):
         writer.writerow([_cell(clip.display_name), _cell(parts.get(clip.part_id, "")),
                          _cell(clip.location), clip.consent_at.isoformat() + "Z",
-                         _cell(campaign.licence), clip.status])
+                         _cell(clip.consent_licence if clip.consent_licence is not None
+                               else campaign.licence), clip.status])
     response = Response(out.getvalue(), mimetype="text/csv")
     response.headers["Content-Disposition"] = \
         f'attachment; filename="{campaign.slug}-contributors.csv"'

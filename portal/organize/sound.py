@@ -192,7 +192,7 @@ def request_handoff(render_id: int):
     """Ask a worker for the render's hand-off ZIP (timeline, clips, mix, stems, credits)."""
     from ..policy import render_for
 
-    job = render_for(render_id, "render_preview")
+    job = render_for(render_id, "export")
     try:
         services.request_handoff(job)
     except services.ServiceError as exc:
@@ -204,12 +204,12 @@ def request_handoff(render_id: int):
 
 @bp.get("/renders/<int:render_id>/handoff.zip")
 def handoff(render_id: int):
-    """The render's hand-off ZIP, for its campaign's organizers only (404 until ready)."""
+    """The render's hand-off ZIP, for its campaign's owners only (404 until ready)."""
     from flask import send_file
 
     from ..policy import render_for
 
-    job = render_for(render_id, "view")
+    job = render_for(render_id, "export")
     if job.handoff_state != "done" or not job.handoff_key:
         abort(404)
     path = services.storage().path(job.handoff_key)

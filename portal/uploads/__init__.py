@@ -144,7 +144,10 @@ def _lifetime() -> float:
 
 @bp.after_request
 def tus_header(response: Response) -> Response:
+    """Every tus answer names the protocol, and none is kept by a cache: an upload's
+    offset changes with every PATCH and its JSON names the participant's clip."""
     response.headers["Tus-Resumable"] = TUS_VERSION
+    response.headers["Cache-Control"] = "private, no-store"
     return response
 
 

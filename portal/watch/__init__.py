@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import time
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file, url_for
 from sqlalchemy import func, select
@@ -160,7 +161,9 @@ def clip_media_url(clip: Clip, column: str, external: bool = False) -> str | Non
     if not key:
         return None
     name = key.rsplit("/", 1)[-1]
-    values = {"media_id": clip.media_id, "name": name, "k": media_signature(clip.media_id, name)}
+    expires = media_url_expiry()
+    values = {"media_id": clip.media_id, "name": name, "e": expires,
+              "k": media_signature(clip.media_id, name, expires)}
     if external:
         from ..links import external_url
 
@@ -168,13 +171,24 @@ def clip_media_url(clip: Clip, column: str, external: bool = False) -> str | Non
     return url_for("watch.clip_media", **values)
 
 
-def media_signature(media_id: str, name: str) -> str:
-    """The ``k`` a clip file's URL must carry: an HMAC of the media id and the file
-    name under the app's secret key (128 bits, URL-safe). Only the pages allowed to
-    show a file hand out its URL, and a URL for one file (the thumbnail on the
-    watch page) cannot be turned into another's (the performer's whole clip)."""
+def media_url_expiry(now: float | None = None) -> int:
+    """When a clip file's URL handed out now stops working: Unix time in seconds,
+    ``TUTTI_MEDIA_URL_HOURS`` ahead, rounded up to the next whole hour so that a page
+    shown twice in one hour names the same URLs (browsers and caches reuse them)."""
+    now = time.time() if now is None else now
+    hours = int(current_app.config.get("MEDIA_URL_HOURS", 6))
+    return (int(now + hours * 3600) // 3600 + 1) * 3600
+
+
+def media_signature(media_id: str, name: str, expires: int) -> str:
+    """The ``k`` a clip file's URL must carry: an HMAC-SHA256 of the media id, the file
+    name and the expiry ``expires`` (Unix seconds) under the app's secret key (128
+    bits, URL-safe), as in S3's pre-signed URLs. Only the pages allowed to show a file
+    hand out its URL; a URL for one file (the thumbnail on the watch page) cannot be
+    turned into another's (the performer's whole clip), nor made to last longer."""
     mac = hmac.new(str(current_app.config["SECRET_KEY"]).encode(),
-                   f"clip-media:{media_id}/{name}".encode(), hashlib.sha256).digest()
+                   f"clip-media:{media_id}/{name}@{int(expires)}".encode(),
+                   hashlib.sha256).digest()
     return base64.urlsafe_b64encode(mac[:16]).decode().rstrip("=")
 
 
@@ -184,7 +198,11 @@ def clip_media(media_id: str, name: str):
     the clip's public ``media_id`` (files stored before media ids existed sit under
     the clip's token; the URL still never shows it). Originals are never served."""
     given = request.args.get("k", "")
-    if not hmac.compare_digest(given.encode(), media_signature(media_id, name).encode()):
+    expires = request.args.get("e", "")
+    if not expires.isdigit() or len(expires) > 12 or int(expires) < time.time():
+        abort(404)  # expired (or no page handed it out): the page shows a fresh one
+    if not hmac.compare_digest(given.encode(),
+                               media_signature(media_id, name, int(expires)).encode()):
         abort(404)  # a URL no page handed out
     clip = db.session.scalar(select(Clip).filter_by(media_id=media_id)) \
         if TOKEN_RE.match(media_id) else None

@@ -131,3 +131,62 @@ def test_handoff_command_after_the_demo(tmp_path):
     assert missing.returncode != 0 and "no campaign" in missing.stderr
     wrong = run("handoff", "demo", "--render", "999", instance=instance)
     assert wrong.returncode != 0 and "no render #999" in wrong.stderr
+
+
+def test_hand_offs_and_the_contributors_csv_are_the_owners(app, campaign, media_files):
+    """Both hold every participant's data at once (every clip, or every name, place and
+    consent): a moderator reviews and previews, but exports neither."""
+    render_id = _rendered(app, campaign, media_files)
+    with app.app_context():
+        pipeline.export_render(render_id)
+        ensure_organizer("mod@example.org", "moderator pw")
+        services.add_member(services.get_campaign(campaign), "mod@example.org", "moderator")
+    moderator = app.test_client()
+    assert log_in(moderator, "mod@example.org", "moderator pw").status_code == 303
+    assert moderator.get(f"/organize/renders/{render_id}/handoff.zip").status_code == 403
+    assert moderator.post(f"/organize/renders/{render_id}/handoff").status_code == 403
+    assert moderator.get(f"/organize/c/{campaign}/contributors.csv").status_code == 403
+    page = moderator.get(f"/organize/c/{campaign}").get_data(as_text=True)
+    assert "hand-off ZIP" not in page and "contributors.csv" not in page
+
+
+def test_a_withdrawal_deletes_the_hand_off_zips_that_hold_the_clip(app, campaign, media_files,
+                                                                  organizer_client, client):
+    render_id = _rendered(app, campaign, media_files)
+    with app.app_context():
+        key = pipeline.export_render(render_id)
+        store = app.extensions["tutti.storage"]
+        assert store.exists(key)
+        token = db.session.scalars(select(Clip.token).order_by(Clip.id)).first()
+    assert organizer_client.get(f"/organize/renders/{render_id}/handoff.zip").status_code == 200
+    assert client.post(f"/clip/{token}/withdraw", data={"confirm": "yes"}).status_code in (
+        200, 303)
+    with app.app_context():
+        job = db.session.get(Render, render_id)
+        assert job.handoff_key is None and job.handoff_state is None
+        assert not store.exists(key)  # the file, not only the link to it
+    assert organizer_client.get(f"/organize/renders/{render_id}/handoff.zip").status_code == 404
+    # and it cannot be made again from the render whose file was deleted
+    page = organizer_client.post(f"/organize/renders/{render_id}/handoff",
+                                 follow_redirects=True).get_data(as_text=True)
+    assert "render again" in page
+    with app.app_context():
+        assert pipeline.export_render(render_id) is None
+        assert not list(store.path("handoffs").rglob("*.zip"))
+
+
+def test_the_csv_keeps_the_licence_each_participant_consented_to(app, campaign, media_files,
+                                                                 organizer_client):
+    with app.app_context(), open(media_files["landscape"], "rb") as handle:
+        c = services.get_campaign(campaign)
+        c.licence = "LICENCE-V1"
+        db.session.commit()
+        services.submit_clip(c, handle, "a.mp4", name="Early Ana", part="Alto", location="",
+                             consent=True)
+        c = services.get_campaign(campaign)
+        c.licence = "LICENCE-V2 changed after the consent"
+        db.session.commit()
+    rows = organizer_client.get(f"/organize/c/{campaign}/contributors.csv").get_data(
+        as_text=True).splitlines()
+    ana = next(r for r in rows if r.startswith("Early Ana"))
+    assert "LICENCE-V1" in ana and "LICENCE-V2" not in ana

@@ -160,6 +160,12 @@ def test_private_media_is_not_kept_by_shared_caches(app, client, campaign):
     _check_headers(thumb, "media")
     status_page = client.get(f"/clip/{ids['token']}")
     assert "no-store" in status_page.headers["Cache-Control"]
+    status_json = client.get(f"/api/v1/clips/{ids['token']}")  # name, place, media URLs
+    assert status_json.status_code == 200
+    assert "no-store" in status_json.headers["Cache-Control"]
+    assert "no-store" in client.get("/api/v1/clips/no-such-clip").headers["Cache-Control"]
+    tus = client.options("/api/v1/uploads")
+    assert "no-store" in tus.headers["Cache-Control"]
     preview = client.get(f"/media/{ids['preview']}")
     assert "private" in preview.headers["Cache-Control"]
     published = client.get(f"/media/{ids['output']}", headers={"Range": "bytes=0-3"})

@@ -4,6 +4,7 @@ organizer pages name clip files by a separate random media id, and they still lo
 
 from __future__ import annotations
 
+import html as html_lib
 import re
 import shutil
 
@@ -18,7 +19,7 @@ from .test_pipeline import _approved, _clip
 
 
 def _urls(html: str) -> list[str]:
-    return re.findall(r'(?:src|href|poster)="(/media/[^"]+)"', html)
+    return [html_lib.unescape(u) for u in re.findall(r'(?:src|href|poster)="(/media/[^"]+)"', html)]
 
 
 def test_public_and_organizer_pages_never_show_a_clip_token(app, client, organizer_client,
@@ -43,7 +44,7 @@ def test_public_and_organizer_pages_never_show_a_clip_token(app, client, organiz
         "render json": organizer_client.get(f"/organize/renders/{render_id}.json"),
     }
     watch = pages["watch"].get_data(as_text=True)
-    thumbs = [u for u in _urls(watch) if "/thumb.jpg?k=" in u]
+    thumbs = [u for u in _urls(watch) if "/thumb.jpg?" in u and "k=" in u]
     assert len(thumbs) == 2, watch  # the gallery shows both performers
     media = {u for name in ("watch", "embed", "organizer campaign", "organizer clip")
              for u in _urls(pages[name].get_data(as_text=True))}
@@ -129,5 +130,41 @@ def test_a_clip_file_url_cannot_be_turned_into_another_files(app, client, campai
     wrong = ("B" if signature[0] != "B" else "C") + signature[1:]
     for forged in (path.replace("thumb.jpg", "normalized.mp4") + "?" + query,
                    path.replace("thumb.jpg", "sheet.jpg") + "?" + query,
-                   path, path + "?k=", path + "?k=" + wrong):
+                   path, path + "?k=", path + "?k=" + signature,
+                   path + "?" + query.replace("k=" + signature, "k=" + wrong)):
         assert client.get(forged).status_code == 404, forged
+    # the expiry is signed: pushing it later breaks the signature
+    expires = int(parse_qs(query)["e"][0])
+    later = path + "?" + query.replace(f"e={expires}", f"e={expires + 3600}")
+    assert client.get(later).status_code == 404
+
+
+def test_a_clip_file_url_stops_working_after_it_expires(app, client, campaign, monkeypatch):
+    """A thumbnail URL copied from the watch page (or a moderator's page) while the clip
+    was shown does not open it for ever: after ``TUTTI_MEDIA_URL_HOURS`` (rounded up to
+    the hour) it answers 404, so a decline, a withdrawal or a removed member ends the
+    access of every URL handed out before."""
+    import time as clock
+
+    from portal.models import Clip
+    from portal.watch import clip_media_url
+
+    store = app.extensions["tutti.storage"]
+    with app.test_request_context():
+        c = services.get_campaign(campaign)
+        clip = Clip(campaign=c, part=c.parts[0], display_name="Ana", status="approved",
+                    original_key="")
+        db.session.add(clip)
+        db.session.flush()
+        key = f"clips/{clip.media_id}/thumb.jpg"
+        store.path_for_writing(key).write_bytes(b"thumb")
+        clip.thumbnail_key = key
+        db.session.commit()
+        thumb = clip_media_url(clip, "thumbnail_key")
+    assert client.get(thumb).data == b"thumb"
+    hours = app.config["MEDIA_URL_HOURS"]
+    now = clock.time()
+    monkeypatch.setattr(clock, "time", lambda: now + (hours - 0.1) * 3600)
+    assert client.get(thumb).status_code == 200  # still within its hours
+    monkeypatch.setattr(clock, "time", lambda: now + (hours + 1.01) * 3600)
+    assert client.get(thumb).status_code == 404
