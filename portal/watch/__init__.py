@@ -103,12 +103,13 @@ def watch(slug: str):
     # the thumbnails' URLs from one built URL (url_for for each of 60 was a third of
     # the page's time), signed as clip_media_url signs them
     base = url_for("watch.clip_media", media_id="m", name="n")[:-len("m/n")]
+    expires = media_url_expiry()
     thumbs = {}
     for clip in credits:
         if clip.thumbnail_key:
             name = clip.thumbnail_key.rsplit("/", 1)[-1]
-            thumbs[clip.id] = (f"{base}{clip.media_id}/{name}"
-                               f"?k={media_signature(clip.media_id, name)}")
+            thumbs[clip.id] = (f"{base}{clip.media_id}/{name}?e={expires}"
+                               f"&k={media_signature(clip.media_id, name, expires)}")
     return render_template("watch/watch.html", campaign=campaign, render=render,
                            credits=credits, performers=performers, page=page, pages=pages,
                            q=q, found=found, per_page=CREDITS_PER_PAGE, spots=spots,

@@ -1,7 +1,7 @@
 """render tiles: where each clip is on screen in a finished render; review list orders
 
 Revision ID: f3a1b2c4d5e6
-Revises: e17a50d1c0a1
+Revises: f18c0a5e1ce0
 Create Date: 2026-12-03 14:00:00.000000
 
 One row per span of a clip on screen (its rectangle on the canvas, from when to when,
@@ -16,7 +16,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'f3a1b2c4d5e6'
-down_revision = 'e17a50d1c0a1'
+down_revision = 'f18c0a5e1ce0'
 branch_labels = None
 depends_on = None
 
