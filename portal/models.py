@@ -10,7 +10,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask_login import UserMixin
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, event, false, true
+from sqlalchemy import (
+    JSON,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    false,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -203,6 +214,14 @@ class Clip(db.Model):
         Index("ix_clips_campaign_status_id", "campaign_id", "status", "id"),
         Index("ix_clips_campaign_part_status", "campaign_id", "part_id", "status"),
         Index("ix_clips_campaign_warnings_id", "campaign_id", "warning_count", "id"),
+        # the review list's two sorted orders, read a page at a time from the index
+        # (the expressions are those of portal.review's order by, literally)
+        Index("ix_clips_campaign_confidence", "campaign_id",
+              text("coalesce(sync_confidence, 2.0)"), "id"),
+        Index("ix_clips_campaign_name", "campaign_id", text("lower(display_name)"), "id"),
+        # the sync filters' counts, from the index alone
+        Index("ix_clips_campaign_status_sync", "campaign_id", "status", "sync_confidence",
+              "sync_state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -382,6 +401,30 @@ class Render(db.Model):
             return None
         elapsed = (utcnow() - self.started_at).total_seconds()
         return max(0.0, elapsed * (1 - self.progress) / self.progress)
+
+
+class RenderTile(db.Model):
+    """Where a clip is on screen in a finished render (its tile map, one row per span):
+    the rectangle ``x, y, w, h`` in canvas pixels (the file's picture size) from
+    ``start`` to ``end`` seconds of the file; ``live`` is the first second in that span
+    where the clip's own pictures play (before it a held first frame). "Find yourself"
+    on the watch page jumps to ``live`` and outlines the rectangle over the player; the
+    page reads only the rows of the performers it shows."""
+
+    __tablename__ = "render_tiles"
+    __table_args__ = (Index("ix_render_tiles_render_clip", "render_id", "clip_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    render_id: Mapped[int] = mapped_column(ForeignKey("renders.id", ondelete="CASCADE"))
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"),
+                                         index=True)
+    x: Mapped[int]
+    y: Mapped[int]
+    w: Mapped[int]
+    h: Mapped[int]
+    start: Mapped[float]
+    end: Mapped[float]
+    live: Mapped[float]
 
 
 class RenderPart(db.Model):

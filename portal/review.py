@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from flask import g, has_request_context
+from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from .extensions import db
@@ -168,6 +169,10 @@ def _conditions(campaign: Campaign, query: ReviewQuery) -> list[ColumnElement[bo
     return where
 
 
+#: the order of "lowest sync confidence first" (clips without one last)
+CONFIDENCE_ORDER = func.coalesce(Clip.sync_confidence, literal_column("2.0"))
+
+
 def _sort_columns(sort: str) -> list[tuple[ColumnElement[Any], bool]]:
     """(column, ascending) pairs, the clip id last so that the order is total."""
     if sort == "newest":
@@ -175,7 +180,9 @@ def _sort_columns(sort: str) -> list[tuple[ColumnElement[Any], bool]]:
     if sort == "name":
         return [(func.lower(Clip.display_name), True), (Clip.id, True)]
     if sort == "confidence":
-        return [(func.coalesce(Clip.sync_confidence, 2.0), True), (Clip.id, True)]
+        # the expression of the index ix_clips_campaign_confidence, literally (a bound
+        # 2.0 would be another expression to the planner): the page is read from it
+        return [(CONFIDENCE_ORDER, True), (Clip.id, True)]
     return [(Clip.id, True)]
 
 
@@ -245,11 +252,30 @@ def neighbours(campaign: Campaign, query: ReviewQuery, clip: Clip) -> tuple[int 
     return first(False), first(True)
 
 
+def grouped_counts(campaign: Campaign) -> dict[tuple[int | None, str], int]:
+    """(part id, status) -> number of the campaign's clips: one grouped query over the
+    (campaign, part, status) index, read once per request (the status counts, the parts
+    roster and the stale check of one page all come from it)."""
+    cache = g.setdefault("tutti_grouped_counts", {}) if has_request_context() else {}
+    if campaign.id not in cache:
+        cache[campaign.id] = {(part_id, status): number for part_id, status, number in
+                              db.session.execute(
+                                  select(Clip.part_id, Clip.status, func.count())
+                                  .where(Clip.campaign_id == campaign.id)
+                                  .group_by(Clip.part_id, Clip.status))}
+    return cache[campaign.id]
+
+
+def forget_counts() -> None:
+    """Drop the counts read in this request (after a change of status)."""
+    g.pop("tutti_grouped_counts", None)
+
+
 def status_counts(campaign: Campaign) -> dict[str, int]:
-    """Number of clips per status group key (and ``"all"``), in one grouped query."""
-    by_status = dict(db.session.execute(
-        select(Clip.status, func.count(Clip.id)).where(Clip.campaign_id == campaign.id)
-        .group_by(Clip.status)).all())
+    """Number of clips per status group key (and ``"all"``), from :func:`grouped_counts`."""
+    by_status: dict[str, int] = {}
+    for (_part, status), number in grouped_counts(campaign).items():
+        by_status[status] = by_status.get(status, 0) + number
     counts = {key: sum(by_status.get(s, 0) for s in statuses)
               for key, (_label, statuses) in STATUS_GROUPS.items()}
     counts["all"] = sum(by_status.values())
@@ -284,10 +310,9 @@ def parts_roster(campaign: Campaign) -> list[RosterRow]:
     """Every part with its target and its approved, awaiting and total clip counts
     (one grouped query); a last row for clips without a part when there are any."""
     counted: dict[int | None, list[int]] = {}  # part id -> [approved, awaiting, total]
-    for part_id, status, number in db.session.execute(
-            select(Clip.part_id, Clip.status, func.count())
-            .where(Clip.campaign_id == campaign.id, Clip.status != "withdrawn")
-            .group_by(Clip.part_id, Clip.status)):  # from the (campaign, part, status) index
+    for (part_id, status), number in grouped_counts(campaign).items():
+        if status == "withdrawn":
+            continue
         got = counted.setdefault(part_id, [0, 0, 0])
         got[0] += number if status == "approved" else 0
         got[1] += number if status in AWAITING else 0
@@ -337,8 +362,8 @@ def published_is_stale(campaign: Campaign) -> bool:
                Clip.campaign_id == campaign.id).limit(1))
     if newly_approved is not None:
         return True
-    approved = db.session.scalar(select(func.count(Clip.id)).where(
-        Clip.campaign_id == campaign.id, Clip.status == "approved")) or 0
+    approved = sum(number for (_part, status), number in grouped_counts(campaign).items()
+                   if status == "approved")
     return approved != len(set(clip_ids or []))
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from flask import current_app
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from . import states
 from .extensions import db
@@ -30,6 +30,7 @@ from .models import (
     Organizer,
     Part,
     Render,
+    RenderTile,
     new_token,
     token_digest,
     utcnow,
@@ -492,6 +493,9 @@ def delete_campaign(campaign: Campaign) -> None:
     prefixes += [f"campaigns/{slug}", f"renders/{slug}", f"proxies/{campaign_id}",
                  f"handoffs/{campaign_id}"]
     campaign.published_render_id = None
+    # tile maps go first, in one statement (SQLite does not enforce their foreign keys)
+    db.session.execute(delete(RenderTile).where(RenderTile.render_id.in_(
+        select(Render.id).where(Render.campaign_id == campaign_id))))
     db.session.flush()
     db.session.delete(campaign)
     db.session.commit()
@@ -730,6 +734,8 @@ def _drop_from_renders(clip: Clip) -> bool:
                 for c in job.spec.get("clips", [])]}
         if job.appearances and clip.token in job.appearances:
             job.appearances = {k: v for k, v in job.appearances.items() if k != clip.token}
+        db.session.execute(delete(RenderTile).where(RenderTile.render_id == job.id,
+                                                    RenderTile.clip_id == clip.id))
         if campaign.published_render_id == job.id:
             campaign.published_render_id = None
             taken_down = True

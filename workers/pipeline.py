@@ -18,11 +18,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import current_app
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
 from portal import states
 from portal.extensions import db
-from portal.models import Campaign, Clip, Render, RenderPart, utcnow
+from portal.models import Campaign, Clip, Render, RenderPart, RenderTile, utcnow
 from portal.services import enqueue, storage
 from workers.leases import (
     Heartbeat,
@@ -789,6 +789,30 @@ def appearances(spec, total: float) -> dict[str, float]:
     return found
 
 
+def _store_tiles(job: Render, spec, tiles) -> dict[str, float]:
+    """Write the render's tile map (:class:`portal.models.RenderTile`, from the engine's
+    :func:`workers.media.plan.tile_map`) in bulk, replacing any earlier one; returns
+    clip token -> the first second its own pictures play on screen (for "find
+    yourself" on the status page). The caller commits."""
+    ids = dict(db.session.execute(select(Clip.token, Clip.id)
+                                  .where(Clip.campaign_id == job.campaign_id)).all())
+    db.session.execute(delete(RenderTile).where(RenderTile.render_id == job.id))
+    rows, first = [], {}
+    for tile in tiles:
+        token = spec.clips[tile.clip].id
+        clip_id = ids.get(token)
+        if clip_id is None:
+            continue
+        rows.append({"render_id": job.id, "clip_id": clip_id, "x": tile.rect.x,
+                     "y": tile.rect.y, "w": tile.rect.w, "h": tile.rect.h,
+                     "start": round(tile.start, 3), "end": round(tile.end, 3),
+                     "live": round(tile.live, 3)})
+        first[token] = min(first.get(token, tile.live), tile.live)
+    for at in range(0, len(rows), 5000):
+        db.session.execute(insert(RenderTile), rows[at:at + 5000])
+    return {token: round(t, 2) for token, t in first.items()}
+
+
 def _finish_render(job: Render, result, out_key: str, poster_key: str, owner: str) -> None:
     """Record a finished render (the file is whole: the engine wrote it under a temp name
     and renamed it). It is published when it asked to be and no newer request's render is
@@ -821,7 +845,10 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str, owner: st
         log.info("render %s: not kept, clip(s) %s withdrawn meanwhile", job.id, withdrawn)
         return
     try:
-        job.appearances = appearances(parse_spec(job.spec), result.duration)
+        spec = parse_spec(job.spec)
+        job.appearances = appearances(spec, result.duration)
+        if result.tiles:
+            job.appearances.update(_store_tiles(job, spec, result.tiles))
     except Exception:  # noqa: BLE001 - timestamps are a help; the render itself is fine
         log.exception("render %s: could not work out where each clip appears", job.id)
     job.output_key = out_key

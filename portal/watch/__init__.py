@@ -9,10 +9,11 @@ import time
 
 from flask import Blueprint, abort, current_app, render_template, request, send_file, url_for
 from sqlalchemy import func, select
+from sqlalchemy.orm import defer, selectinload
 
 from .. import services
 from ..extensions import db
-from ..models import Campaign, Clip, Render
+from ..models import Campaign, Clip, Render, RenderTile
 from ..security import embeddable
 from ..services import TOKEN_RE
 from ..storage import StorageError
@@ -25,40 +26,105 @@ MIME = {".mp4": "video/mp4", ".jpg": "image/jpeg", ".png": "image/png", ".webm":
 
 #: performers in one page of the watch page's credits and gallery
 CREDITS_PER_PAGE = 60
+#: at most this many performers answer a "find yourself" search
+FOUND_SHOWN = 20
 
 
 @bp.get("/watch/<slug>")
 def watch(slug: str):
     """The published mash-up, its credits and gallery a page at a time
     (``?page=``), and "find yourself" by name (``?q=``): whatever the number of
-    performers, the page holds at most :data:`CREDITS_PER_PAGE` of them."""
+    performers, the page holds at most :data:`CREDITS_PER_PAGE` of them, and reads
+    only their rows and tile maps (never a list of every performer)."""
     campaign = services.get_campaign(slug)
-    render = campaign.published_render
+    render = published_render(campaign)
     credits: list[Clip] = []
     found: list[Clip] | None = None
-    ids = sorted(render.clip_ids or []) if render else []
-    pages = max(1, -(-len(ids) // CREDITS_PER_PAGE))
-    try:
-        page = min(max(1, int(request.args.get("page", 1))), pages)
-    except ValueError:
-        page = 1
+    # clip id -> {"at": second to jump to, "tiles": [[x, y, w, h, start, end], ...]}
+    spots: dict[int, dict] = {}
     q = (request.args.get("q") or "").strip()[:80]
-    if ids:
-        wanted = ids[(page - 1) * CREDITS_PER_PAGE:page * CREDITS_PER_PAGE]
-        credits = list(db.session.scalars(
-            select(Clip).where(Clip.id.in_(wanted), Clip.status == "approved")
-            .order_by(Clip.id)))
+    performers, page, pages = 0, 1, 1
+    if render is not None:
+        has_map = db.session.scalar(select(RenderTile.id).where(
+            RenderTile.render_id == render.id).limit(1)) is not None
+        approved = (Clip.campaign_id == campaign.id, Clip.status == "approved")
+        if has_map:  # the render's tile map says who is in it (read from its index)
+            in_map = select(RenderTile.clip_id).where(RenderTile.render_id == render.id)
+            performers = db.session.scalar(
+                select(func.count(func.distinct(RenderTile.clip_id)))
+                .where(RenderTile.render_id == render.id)) or 0
+        else:  # a render from before tile maps: its list of clip ids, read whole
+            ids = sorted(db.session.scalar(select(Render.clip_ids)
+                                           .where(Render.id == render.id)) or [])
+            performers = len(ids)
+        pages = max(1, -(-performers // CREDITS_PER_PAGE))
+        try:
+            page = min(max(1, int(request.args.get("page", 1))), pages)
+        except ValueError:
+            page = 1
+        if has_map:
+            wanted_ids = list(db.session.scalars(
+                in_map.distinct().order_by(RenderTile.clip_id).limit(CREDITS_PER_PAGE)
+                .offset((page - 1) * CREDITS_PER_PAGE)))
+            credits = list(db.session.scalars(
+                select(Clip).where(*approved, Clip.id.in_(wanted_ids))
+                .options(selectinload(Clip.part)).order_by(Clip.id)))
+        else:
+            wanted_ids = ids[(page - 1) * CREDITS_PER_PAGE:page * CREDITS_PER_PAGE]
+            credits = list(db.session.scalars(
+                select(Clip).where(*approved, Clip.id.in_(wanted_ids)).order_by(Clip.id)))
         if q:
             pattern = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%") \
                 .replace("_", "\\_") + "%"
-            in_render = set(ids)
-            found = [c for c in db.session.scalars(
-                select(Clip).where(Clip.campaign_id == campaign.id, Clip.status == "approved",
-                                   func.lower(Clip.display_name).like(pattern, escape="\\"))
-                .order_by(Clip.id).limit(500)) if c.id in in_render][:20]
+            named = select(Clip).where(
+                *approved, func.lower(Clip.display_name).like(pattern, escape="\\"))
+            if has_map:  # the first matches, then those in the map (below)
+                found = list(db.session.scalars(named.options(selectinload(Clip.part))
+                                                .order_by(Clip.id).limit(FOUND_SHOWN)))
+            else:
+                listed = set(ids)
+                found = [c for c in db.session.scalars(named.order_by(Clip.id).limit(500))
+                         if c.id in listed][:FOUND_SHOWN]
+        wanted = {c.id for c in credits} | {c.id for c in found or ()}
+        if has_map and wanted:
+            for tile in db.session.scalars(
+                    select(RenderTile).where(RenderTile.render_id == render.id,
+                                             RenderTile.clip_id.in_(wanted))
+                    .order_by(RenderTile.clip_id, RenderTile.start)):
+                spot = spots.setdefault(tile.clip_id, {"at": tile.live, "tiles": []})
+                spot["tiles"].append([tile.x, tile.y, tile.w, tile.h, tile.start, tile.end])
+            if found:  # approved since the render: not in it
+                found = [c for c in found if c.id in spots]
+        elif wanted:  # no tile map: the first moments, from the render's JSON
+            seen = db.session.scalar(select(Render.appearances)
+                                     .where(Render.id == render.id)) or {}
+            spots = {c.id: {"at": float(seen[c.token]), "tiles": []}
+                     for c in [*credits, *(found or ())] if c.token in seen}
+    # the thumbnails' URLs from one built URL (url_for for each of 60 was a third of
+    # the page's time), signed as clip_media_url signs them
+    base = url_for("watch.clip_media", media_id="m", name="n")[:-len("m/n")]
+    expires = media_url_expiry()
+    thumbs = {}
+    for clip in credits:
+        if clip.thumbnail_key:
+            name = clip.thumbnail_key.rsplit("/", 1)[-1]
+            thumbs[clip.id] = (f"{base}{clip.media_id}/{name}?e={expires}"
+                               f"&k={media_signature(clip.media_id, name, expires)}")
     return render_template("watch/watch.html", campaign=campaign, render=render,
-                           credits=credits, performers=len(ids), page=page, pages=pages,
-                           q=q, found=found, per_page=CREDITS_PER_PAGE)
+                           credits=credits, performers=performers, page=page, pages=pages,
+                           q=q, found=found, per_page=CREDITS_PER_PAGE, spots=spots,
+                           thumbs=thumbs)
+
+
+def published_render(campaign: Campaign) -> Render | None:
+    """The campaign's published render without its per-clip columns (spec, plan, clip
+    ids, appearances: tens of thousands of entries in a large campaign)."""
+    if campaign.published_render_id is None:
+        return None
+    return db.session.scalar(
+        select(Render).where(Render.id == campaign.published_render_id)
+        .options(defer(Render.spec), defer(Render.plan), defer(Render.appearances),
+                 defer(Render.clip_ids)))
 
 
 @bp.get("/watch/<slug>/embed")
@@ -67,7 +133,7 @@ def embed(slug: str):
     """The player alone, for other sites to show in a frame (the only framable page)."""
     campaign = services.get_campaign(slug)
     return render_template("watch/embed.html", campaign=campaign,
-                           render=campaign.published_render)
+                           render=published_render(campaign))
 
 
 def is_public(key: str) -> bool:

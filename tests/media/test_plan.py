@@ -11,9 +11,11 @@ from workers.media.plan import (
     Tile,
     group_strips,
     plan_render,
+    poster_frame,
     preview_spec,
     program_bounds,
     segment_bounds,
+    tile_map,
 )
 from workers.media.spec import SpecError, parse_spec
 
@@ -78,8 +80,9 @@ def test_plan_lists_visible_clips_per_segment_and_round_trips(make_clip):
     assert plan.frames == 35 and plan.duration == 3.5 and plan.audio == "mix"
     assert [(s.start, s.end) for s in plan.segments] == [(0, 9), (9, 18), (18, 26), (26, 35)]
     shown = [sorted({t.clip for t in s.tiles}) for s in plan.segments]
-    # c (0.75 s long on the timeline) ends in segment 0; a at 2 s; b starts at 2.5 s
-    assert shown == [[0, 2], [0], [0, 1], [1]]
+    # c (0.75 s long on the timeline) ends in segment 0; a at 2 s; b starts at 2.5 s:
+    # each keeps its tile in every segment (its first or last frame held), no holes
+    assert shown == [[0, 1, 2]] * 4
     assert [c.has_audio for c in plan.clips] == [True, False, True]
     again = RenderPlan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert again == plan
@@ -138,7 +141,10 @@ def test_plan_carries_titles_labels_and_captions_through_json(make_clip):
     assert {c.text for c in main.captions} == {"alto", "bass"}
     assert {t.clip for t in main.tiles} == {0, 1}  # the hidden clip has no tile
     late = next(t for t in main.tiles if t.clip == 1)
-    assert late.label is not None and (late.label_start, late.label_end) == (15, 25)
+    # it plays from frame 15 to 25 and is held (first and last frame) the rest of its
+    # scene, under its name the whole time
+    assert (late.start, late.end) == (10, 30)
+    assert late.label is not None and (late.label_start, late.label_end) == (10, 30)
     assert RenderPlan.from_dict(json.loads(json.dumps(plan.to_dict()))) == plan
 
 
@@ -157,3 +163,24 @@ def test_montage_follows_the_audio(make_clip):
 
     assert first_shot(False) == [0]
     assert first_shot(True) == [2]
+
+
+def test_tile_map_and_poster_frame(make_clip):
+    spec = parse_spec({"version": 1, "canvas": {"width": 320, "height": 180, "fps": 10},
+                       "intro": {"title": "T", "seconds": 1.0},
+                       "clips": [{"id": "a", "path": make_clip(duration=2.0)},
+                                 {"id": "b", "path": make_clip(duration=1.0), "offset": -0.5},
+                                 {"id": "c", "path": make_clip(duration=1.0)}]})
+    plan = plan_render(spec, segment_seconds=0.5)
+    spans = tile_map(plan)
+    # one span per clip across all the segments, the whole mash-up (after the intro)
+    assert [(t.clip, t.start, t.end) for t in spans] == [(0, 1.0, 3.0), (1, 1.0, 3.0),
+                                                        (2, 1.0, 3.0)]
+    rects = {t.clip: t.rect for t in spans}
+    assert len(set(rects.values())) == 3
+    assert rects[1] == next(t.rect for s in plan.segments for t in s.tiles if t.clip == 1)
+    # b plays from 0.5 s of the mash-up (1.5 s of the file), the others at once
+    assert [t.live for t in spans] == [1.0, 1.5, 1.0]
+    # every tile is always on screen; all three play their own pictures in [1.5, 2.0)
+    frame = poster_frame(plan)
+    assert 15 <= frame < 20

@@ -62,7 +62,7 @@ def test_grid_mix_poster_and_progress(make_clip, tmp_path, read_frame, colour_of
     seen: list[float] = []
     result = render(_spec(clips), str(out), poster_path=str(poster), progress=seen.append)
 
-    assert result == RenderResult(str(out), result.duration, W, H, str(poster))
+    assert result == RenderResult(str(out), result.duration, W, H, str(poster), result.tiles)
     info = probe(str(out))
     assert (info.width, info.height, info.fps) == (W, H, FPS)
     assert info.video_codec == "h264" and info.audio_codec == "aac"
@@ -93,17 +93,43 @@ def test_offsets_shift_content(make_clip, tmp_path, read_frame, colour_of, close
     assert result.duration == pytest.approx(2.5, abs=2 / FPS)
     left, right = _tiles(2)
 
-    at_03 = read_frame(str(out), 0.3)
+    at_03 = read_frame(str(out), 0.3)  # the late clip has not started: its first frame waits
     assert close_to(colour_of(at_03, left.x, left.y, left.w, left.h), "red")
-    assert close_to(colour_of(at_03, right.x, right.y, right.w, right.h), BACKGROUND, tol=12)
+    assert close_to(colour_of(at_03, right.x, right.y, right.w, right.h), "lime")
 
     at_07 = read_frame(str(out), 0.7)  # clip time 1.2: after the switch
     assert close_to(colour_of(at_07, left.x, left.y, left.w, left.h), "blue")
     assert close_to(colour_of(at_07, right.x, right.y, right.w, right.h), "lime")
 
-    at_23 = read_frame(str(out), 2.3)  # the early clip has ended, the late one has not
-    assert close_to(colour_of(at_23, left.x, left.y, left.w, left.h), BACKGROUND, tol=12)
+    # the early clip has ended, the late one has not: no hole, its last frame stays
+    at_23 = read_frame(str(out), 2.3)
+    assert close_to(colour_of(at_23, left.x, left.y, left.w, left.h), "blue")
     assert close_to(colour_of(at_23, right.x, right.y, right.w, right.h), "lime")
+
+
+def test_short_clips_leave_no_hole_and_the_poster_shows_every_tile(
+        make_clip, tmp_path, read_frame, colour_of, close_to):
+    # "short" plays for the first half second of a 3 s mash-up, "late" from 2 s on
+    spec = _spec([{"id": "long", "path": make_clip(color="red", duration=3.0)},
+                  {"id": "short", "path": make_clip(color="lime", duration=0.5)},
+                  {"id": "late", "path": make_clip(color="blue", duration=1.0),
+                   "offset": -2.0}])
+    out, poster = tmp_path / "o.mp4", tmp_path / "poster.jpg"
+    result = render(spec, str(out), poster_path=str(poster), segments=3, jobs=1)
+    rects = _tiles(3)
+    for t in (0.2, 1.2, 2.5):
+        frame = read_frame(str(out), t)
+        for rect, colour in zip(rects, ["red", "lime", "blue"], strict=True):
+            assert close_to(colour_of(frame, rect.x, rect.y, rect.w, rect.h), colour), (t, colour)
+    with Image.open(poster) as image:
+        picture = np.asarray(image.convert("RGB"))
+    for rect, colour in zip(rects, ["red", "lime", "blue"], strict=True):
+        assert close_to(colour_of(picture, rect.x, rect.y, rect.w, rect.h), colour), colour
+    # the tile map: each clip's rectangle for the whole mash-up
+    assert [(t.clip, t.rect, t.start) for t in result.tiles] == [
+        (k, rect, 0.0) for k, rect in enumerate(rects)]
+    assert all(t.end == pytest.approx(3.0) for t in result.tiles)
+    assert [t.live for t in result.tiles] == [0.0, 0.0, 2.0]
 
 
 def test_guide_audio_sets_duration_and_sound(make_clip, tmp_path):
@@ -430,7 +456,11 @@ def test_segments_match_single_render_across_frame_rates(counter_dir, ffmpeg_exe
     for rect in _tiles(2):
         assert _counter_values(a, rect, step=2) == _counter_values(b, rect, step=2)
     late = _counter_values(b, _tiles(2)[1], step=2)
-    assert late[:15] == [None] * 15 and late[16] is not None  # appears at 0.61 s
+    # it plays from 0.61 s: its first frame (counter 0) is held until then, no hole
+    assert late[:16] == [0] * 16 and late[20] > 0 and None not in late
+    early = _counter_values(b, _tiles(2)[0], step=2)
+    # it ends at 2.63 s: its last frame is held to the end
+    assert None not in early and len(set(early[-20:])) == 1 and early[-1] > early[0]
 
 
 def test_distributed_steps_through_json(counter_dir, ffmpeg_exe, make_clip, tmp_path):
@@ -439,7 +469,8 @@ def test_distributed_steps_through_json(counter_dir, ffmpeg_exe, make_clip, tmp_
     spec = _spec(clips, video={"preset": "ultrafast", "crf": 12})
     plan = RenderPlan.from_dict(json.loads(json.dumps(plan_render(spec, segments=3).to_dict())))
     assert [s.start for s in plan.segments] == [0, 25, 50] and plan.frames == 75
-    assert [sorted({t.clip for t in s.tiles}) for s in plan.segments] == [[0], [0, 1], [1]]
+    # both tiles in every segment: n's last frame and r's first frame are held (no holes)
+    assert [sorted({t.clip for t in s.tiles}) for s in plan.segments] == [[0, 1]] * 3
     audio = str(tmp_path / "sound.m4a")
     render_audio(spec, plan, audio, timeout=60)
     parts = []
@@ -449,10 +480,11 @@ def test_distributed_steps_through_json(counter_dir, ffmpeg_exe, make_clip, tmp_
         assert len(_frames_gray(ffmpeg_exe, parts[0], W, H)) == plan.segments[k].frames
     out, poster = tmp_path / "out.mp4", tmp_path / "poster.jpg"
     result = join_segments(plan, parts, audio, str(out), poster_path=str(poster), timeout=60)
-    assert result == RenderResult(str(out), result.duration, W, H, str(poster))
+    assert result == RenderResult(str(out), result.duration, W, H, str(poster), result.tiles)
     frames = _frames_gray(ffmpeg_exe, str(out), W, H)
     assert len(frames) == 75
-    assert _counter_values(frames, _tiles(2)[0]) == list(range(50)) + [None] * 25
+    # the last segment, drawn on its own after n has ended, holds n's last frame
+    assert _counter_values(frames, _tiles(2)[0]) == list(range(50)) + [49] * 25
     assert abs(_audio_seconds(ffmpeg_exe, str(out)) - 3.0) <= 1 / FPS
     assert measure_loudness(str(out)).integrated == pytest.approx(-16.0, abs=1.0)
     assert poster.read_bytes()[:3] == b"\xff\xd8\xff"
@@ -552,9 +584,10 @@ def test_drift_maps_the_clip_clock_onto_the_guide(counter_dir, ffmpeg_exe, make_
     out = tmp_path / "drift.mp4"
     render(spec, str(out), segments=2)
     values = _counter_values(_frames_gray(ffmpeg_exe, str(out), W, H), _tiles(2)[0], step=2)
-    shown = [(k, v) for k, v in enumerate(values) if v is not None]
-    assert all(abs(v - k * speed) <= 1 for k, v in shown), shown
-    assert shown[-1][0] == pytest.approx(3 * FPS / speed, abs=1.5)  # ends at 2.885 s, not 3
+    assert None not in values  # the tile is never empty: its last frame is held
+    end = next(k for k, v in enumerate(values) if v == values[-1])
+    assert all(abs(v - k * speed) <= 1 for k, v in enumerate(values[:end + 1])), values
+    assert end == pytest.approx(3 * FPS / speed, abs=1.5)  # ends at 2.885 s, not 3
     sound = _sound(out)
     assert _rms(sound, 2.6, 2.84) > 0.05 and _rms(sound, 2.93, 3.15) < 1e-3
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from portal import services
 from portal.extensions import db
-from portal.models import Clip, Render
+from portal.models import Clip, Render, RenderTile
 from tests.conftest import ffmpeg_info
 from workers import pipeline
 
@@ -278,9 +278,21 @@ def test_find_yourself_times_follow_the_intro_and_the_montage(app, client, campa
         assert abs(job.duration - 6.0) < 0.1  # a 4 s title card, then 2 s of music
         tokens = [_clip(app, i).token for i in ids]
         assert job.appearances == {tokens[0]: 4.0, tokens[1]: 4.0}
+        # the tile map: each clip's rectangle on the 640x360 canvas, after the title card
+        tiles = db.session.scalars(select(RenderTile).filter_by(render_id=job.id)
+                                   .order_by(RenderTile.clip_id)).all()
+        assert [t.clip_id for t in tiles] == sorted(ids)
+        assert all(t.start == 4.0 and t.live == 4.0 and abs(t.end - 6.0) < 0.1
+                   for t in tiles)
+        assert all(0 <= t.x and t.x + t.w <= 640 and 0 <= t.y and t.y + t.h <= 360
+                   and t.w > 100 for t in tiles)
+        assert tiles[0].x != tiles[1].x or tiles[0].y != tiles[1].y
+        first = tiles[0]
     page = client.get(f"/watch/{campaign}")
     credits = page.data.split(b'class="list credits"', 1)[1].split(b"</table>", 1)[0]
     assert credits.count(b'data-seek="4.0"') == 2 and b"00:04" in credits
+    rect = f"[[{first.x}, {first.y}, {first.w}, {first.h}, 4.0, ".encode()
+    assert rect in credits  # the outline's rectangle, for the player
     status = client.get(f"/clip/{tokens[0]}")
     assert b"In the mash-up at" in status.data and b"00:04" in status.data
 

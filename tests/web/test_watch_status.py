@@ -104,3 +104,27 @@ def test_status_page_says_what_happens_next(app, client, campaign):
     page = client.get(f"/clip/{token}").get_data(as_text=True)
     assert 'data-in-mashup="yes"' in page and 'id="copy-link"' in page
     assert "status.js" in page
+
+
+def test_find_yourself_reads_the_tile_map(app, client, campaign):
+    """With a tile map, the watch page jumps to the moment a performer's own pictures
+    play and hands the player their rectangles (to outline); a clip approved after the
+    render is not in it, so it is not found."""
+    from portal.models import RenderTile
+
+    tokens = _published(app, campaign, 3)
+    with app.app_context():
+        clips = db.session.scalars(select(Clip).where(Clip.token.in_(tokens))
+                                   .order_by(Clip.id)).all()
+        render_id = services.get_campaign(campaign).published_render_id
+        for k, clip in enumerate(clips[:2]):  # Singer 002 was approved afterwards
+            db.session.add(RenderTile(render_id=render_id, clip_id=clip.id, x=320 * k, y=0,
+                                      w=320, h=180, start=4.0, end=60.0, live=7.5 + k))
+        db.session.commit()
+    page = client.get(f"/watch/{campaign}?q=singer 00").get_data(as_text=True)
+    block = page.split('id="found"', 1)[1].split("</ul>", 1)[0]
+    assert re.findall(r"<bdi>Singer (\d+)</bdi>", block) == ["000", "001"]
+    assert 'data-seek="8.5"' in block and "data-tiles='[[320, 0, 320, 180, 4.0, 60.0]]'" in block
+    assert block.count("data-found") == 1  # the first is outlined at once
+    assert "2 performers" in page  # who is in the file, from the tile map
+    assert "Singer 002" not in page.split('class="list credits"', 1)[1]

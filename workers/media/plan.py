@@ -75,9 +75,10 @@ class PlanClip:
 
 @dataclass(frozen=True)
 class Tile:
-    """Clip ``clip`` drawn into ``rect`` during timeline frames [start, end); its name
-    label (when ``label`` is a box) drawn at the box's top-left during frames
-    [label_start, label_end), where the clip has pictures."""
+    """Clip ``clip`` drawn into ``rect`` during timeline frames [start, end) (its first
+    frame held before the clip starts, its last frame after it ends); its name label
+    (when ``label`` is a box) drawn at the box's top-left during frames
+    [label_start, label_end): the whole tile since plans hold frames."""
 
     clip: int
     rect: Rect
@@ -289,18 +290,19 @@ def _segment(index: int, start: int, end: int, scenes: list[Scene], clips: tuple
         b = min(end, intro + round(scene.end * fps))
         if a >= b:
             continue
+        whole = (intro + round(scene.start * fps), intro + round(scene.end * fps))
         for p in scene.placements:
             clip = clips[p.clip]
-            first = max(a, intro + _frame_floor(clip.start * fps))
-            last = min(b, intro + _frame_ceil(clip.end * fps))
+            # a clip with pictures anywhere in its scene fills its tile for the whole
+            # scene: its first frame is held before it starts and its last frame after
+            # it ends (no holes in the mash-up), so it is drawn in every segment of it
+            first = max(whole[0], intro + _frame_floor(clip.start * fps))
+            last = min(whole[1], intro + _frame_ceil(clip.end * fps))
             if not (first < last and p.rect.w > 0 and p.rect.h > 0):
                 continue
             box = label_box(p.rect) if p.label else None
-            # the label shows on the frames whose time falls where the clip has pictures
-            shown = (max(a, intro + _frame_at_or_after(clip.start * fps)),
-                     min(b, intro + _frame_at_or_after(clip.end * fps)))
-            if box is not None and shown[0] < shown[1]:
-                tiles.append(Tile(p.clip, p.rect, a, b, box, *shown))
+            if box is not None:
+                tiles.append(Tile(p.clip, p.rect, a, b, box, a, b))
             else:
                 tiles.append(Tile(p.clip, p.rect, a, b))
         captions += [PlanCaption(c.text, c.rect, a, b) for c in scene.captions
@@ -309,10 +311,6 @@ def _segment(index: int, start: int, end: int, scenes: list[Scene], clips: tuple
     if len(tiles) > DIRECT_TILES:
         strips = group_strips(tiles)
     return Segment(index, start, end, tuple(tiles), strips, tuple(captions))
-
-
-def _frame_at_or_after(x: float) -> int:
-    return math.ceil(x - 1e-6)
 
 
 def _frame_floor(x: float) -> int:
@@ -366,6 +364,66 @@ def _strip(tiles: list[Tile] | tuple[Tile, ...], members: list[int], a: int, b: 
     right = max(tiles[i].rect.right for i in members)
     bottom = max(tiles[i].rect.bottom for i in members)
     return Strip(Rect(x, y, right - x, bottom - y), a, b, tuple(members))
+
+
+# --- where each clip is on screen ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScreenTile:
+    """Clip ``clip`` (an index into ``spec.clips``) on screen in ``rect`` (canvas pixels)
+    from ``start`` to ``end`` (seconds of the output file, titles included); ``live`` is
+    the first second in that span where its own pictures play (not a held frame)."""
+
+    clip: int
+    rect: Rect
+    start: float
+    end: float
+    live: float
+
+
+def tile_map(plan: RenderPlan) -> tuple[ScreenTile, ...]:
+    """Every clip's rectangles and times on screen, from the plan's tiles (contiguous tiles
+    of one clip in one rectangle, across segments, are one span): what "find yourself"
+    outlines over the player. Ordered by clip, then start."""
+    spans: dict[tuple[int, Rect], list[list[int]]] = {}
+    for seg in plan.segments:
+        for tile in seg.tiles:
+            runs = spans.setdefault((tile.clip, tile.rect), [])
+            if runs and runs[-1][1] == tile.start:
+                runs[-1][1] = tile.end
+            else:
+                runs.append([tile.start, tile.end])
+    fps = plan.fps
+    out: list[ScreenTile] = []
+    for (index, rect), runs in spans.items():
+        clip = plan.clips[index]
+        plays = (plan.main_start + clip.start * fps, plan.main_start + clip.end * fps)
+        for a, b in runs:
+            live = min(max(a, math.ceil(plays[0] - 1e-6)), b - 1)
+            out.append(ScreenTile(index, rect, a / fps, b / fps, live / fps))
+    return tuple(sorted(out, key=lambda t: (t.clip, t.start, t.rect.y, t.rect.x)))
+
+
+def poster_frame(plan: RenderPlan, at: float = 0.4, samples: int = 120) -> int:
+    """The mash-up frame for the poster: one where the most tiles are on screen (every
+    tile, in a grid), then where the most clips play their own pictures (not a held
+    frame), then the nearest to ``at`` of the way through the mash-up."""
+    first, last = plan.main_start, plan.main_end
+    if last <= first:
+        return max(0, min(plan.frames - 1, round(at * plan.frames)))
+    count = min(samples, last - first)
+    frames = sorted({first + (last - first) * (2 * k + 1) // (2 * count) for k in range(count)})
+    tiles = [(t.start, t.end, t.clip) for seg in plan.segments for t in seg.tiles]
+    fps = plan.fps
+    plays = [(first + c.start * fps, first + c.end * fps) for c in plan.clips]
+    target = first + at * (last - first)
+
+    def score(f: int) -> tuple[int, int, float]:
+        shown = [c for a, b, c in tiles if a <= f < b]
+        live = sum(1 for c in shown if plays[c][0] <= f < plays[c][1])
+        return len(shown), live, -abs(f - target)
+
+    return max(frames, key=score)
 
 
 # --- probing ------------------------------------------------------------------------------------

@@ -79,7 +79,9 @@ def render_reference(spec: RenderSpec, out_path: str, *, duration: float | None 
                 start, end = max(start, scene.start), min(end, scene.end)
                 if end <= start:
                     continue  # no content in this scene: the background shows
-                layers += _tile(clip, video, placement.rect, start, end, shift)
+                layers += _tile(clip, video, placement.rect, start, end, shift,
+                                (scene.start, scene.end))
+                start, end = scene.start, scene.end  # held frames: the label stays
                 box = label_box(placement.rect)
                 if placement.label and box is not None:
                     key = ("label", clip.name, box.w, box.h)
@@ -166,23 +168,35 @@ def _on_guide(clip: SpecClip, media, start: float, end: float):
 
 
 def _tile(clip: SpecClip, video: VideoFileClip, rect: Rect, start: float, end: float,
-          shift: float) -> list:
+          shift: float, scene: tuple[float, float]) -> list:
     """The moviepy layers of one tile: the clip scaled to fit ``rect``, centred on black
-    when its aspect differs (as the ffmpeg engine's scale + pad)."""
+    when its aspect differs (as the ffmpeg engine's scale + pad), where it has pictures
+    (guide times [start, end)); its first frame held from the scene's start and its last
+    frame held to the scene's end (no holes, as the ffmpeg engine draws it)."""
     vw, vh = video.size
     scale = min(rect.w / vw, rect.h / vh)
     w = rect.w if rect.w <= vw * scale + 1e-6 else _even_down(vw * scale)
     h = rect.h if rect.h <= vh * scale + 1e-6 else _even_down(vh * scale)
-    picture = (_on_guide(clip, video.without_audio(), start, end)
-               .resized(new_size=(w, h))
-               .with_position((rect.x + _even_down((rect.w - w) / 2),
-                               rect.y + _even_down((rect.h - h) / 2)))
-               .with_start(shift + start))
+    at = (rect.x + _even_down((rect.w - w) / 2), rect.y + _even_down((rect.h - h) / 2))
+    source = video.without_audio()
+    picture = (_on_guide(clip, source, start, end).resized(new_size=(w, h))
+               .with_position(at).with_start(shift + start))
+    layers = [picture]
+    fps = video.fps or 30.0
+    if scene[0] < start:  # the clip starts late: its first frame waits in the tile
+        first = ImageClip(source.get_frame(clip.clip_time(start)))
+        layers.append(first.resized(new_size=(w, h)).with_position(at)
+                      .with_start(shift + scene[0]).with_duration(start - scene[0]))
+    if end < scene[1]:  # the clip ends early: its last frame stays
+        last_at = max(0.0, min(clip.clip_time(end), video.duration) - 1.0 / fps)
+        last = ImageClip(source.get_frame(last_at))
+        layers.append(last.resized(new_size=(w, h)).with_position(at)
+                      .with_start(shift + end).with_duration(scene[1] - end))
     if (w, h) == (rect.w, rect.h):
-        return [picture]
-    bars = (ColorClip((rect.w, rect.h), color=(0, 0, 0), duration=end - start)
-            .with_position((rect.x, rect.y)).with_start(shift + start))
-    return [bars, picture]
+        return layers
+    bars = (ColorClip((rect.w, rect.h), color=(0, 0, 0), duration=scene[1] - scene[0])
+            .with_position((rect.x, rect.y)).with_start(shift + scene[0]))
+    return [bars, *layers]
 
 
 def _even_down(value: float) -> int:

@@ -63,7 +63,17 @@ from .ffmpeg import (
     temp_path_for,
 )
 from .normalize import AUDIO_RATE, Loudness, parse_ebur128_summary, thumbnail_argv
-from .plan import PlanCaption, PlanClip, RenderPlan, Segment, Tile, plan_render
+from .plan import (
+    PlanCaption,
+    PlanClip,
+    RenderPlan,
+    ScreenTile,
+    Segment,
+    Tile,
+    plan_render,
+    poster_frame,
+    tile_map,
+)
 from .probe import MEDIA_DEMUXERS, media_duration, safe_input
 from .proxies import ensure_proxies, missing, proxy_scales
 from .sound import room_filter, take_filter, write_room_impulse
@@ -84,6 +94,8 @@ POSTER_AT = 0.4
 #: (sources of 5 fps and more). A margin costs its length in decoding on average (when it
 #: reaches over a keyframe, decoding starts a GOP earlier), per clip and cut.
 SEEK_MARGIN = 0.2
+#: A tile that only holds a clip's last frame decodes this many seconds of its end.
+HOLD_DECODE = 1.0
 #: Strips are kept near-lossless: they are encoded once more in the final picture.
 STRIP_PRESET, STRIP_CRF = "ultrafast", 12
 #: A tile at most this share of its clip's width skips the deblocking filter while decoding
@@ -104,6 +116,8 @@ class RenderResult:
     width: int
     height: int
     poster_path: str | None
+    #: where each clip is on screen (:func:`workers.media.plan.tile_map`)
+    tiles: tuple[ScreenTile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -901,7 +915,9 @@ def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox:
             path, src_w = proxies[tile.clip], 0  # already about the tile's size
         # clip time at the tile's first frame; seek a little before it, decode from there
         at = clip.offset + (tile.start - plan.main_start) / fps * clip.speed
-        seek = max(0.0, at - SEEK_MARGIN)
+        # a tile after the clip's end shows its last frame, held: decode the last second
+        ended = plan.main_start + clip.end * fps <= tile.start
+        seek = max(0.0, (clip.duration - HOLD_DECODE if ended else at) - SEEK_MARGIN)
         decode = [*threads]
         if src_w and tile.rect.w <= SKIP_DEBLOCK_BELOW * src_w:
             decode += ["-skip_loop_filter", "all"]
@@ -910,11 +926,19 @@ def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox:
         args += [*decode, *safe_input(path, MEDIA_DEMUXERS)]
         r = tile.rect
         flags = DOWNSCALE_FLAGS if src_w and r.w < src_w else ""
+        a, b = tile.start - origin, tile.end - origin
+        # no holes: fps's start_time repeats the clip's first frame from the tile's
+        # start until the clip begins, tpad repeats its last (scaled) frame after it
+        # ends; a held frame costs no decoding
+        if ended:
+            chain = (f"fps={fps},{_fit(r.w, r.h, flags)},setsar=1,"
+                     f"tpad=stop_mode=clone:stop=-1,trim=start_pts={a}:end_pts={b}")
+        else:
+            chain = (f"fps={fps}:start_time={a / fps:.6f},trim=start_pts={a}:end_pts={b},"
+                     f"{_fit(r.w, r.h, flags)},setsar=1,"
+                     f"tpad=stop_mode=clone:stop=-1,trim=end_pts={b}")
         graph.append(
-            f"[{k}:v:0]{_tile_setpts(clip, seek, plan.main_start, origin, fps)},fps={fps},"
-            f"trim=start_pts={tile.start - origin}:end_pts={tile.end - origin},"
-            f"{_fit(r.w, r.h, flags)},setsar=1[t{k}]"
-        )
+            f"[{k}:v:0]{_tile_setpts(clip, seek, plan.main_start, origin, fps)},{chain}[t{k}]")
         graph.append(f"[{last}][t{k}]overlay=x={r.x - ox}:y={r.y - oy}:eof_action=pass:"
                      f"repeatlast=0:format=yuv420[o{k}]")
         last = f"o{k}"
@@ -991,7 +1015,9 @@ def join_segments(plan: RenderPlan, segment_paths: Sequence[str], audio_path: st
         ], timeout=_remaining(deadline))
         duration = media_duration(tmp_out, timeout=min(60.0, _remaining(deadline)))
         if poster_path and tmp_poster:
-            run_ffmpeg(thumbnail_argv(tmp_out, tmp_poster, POSTER_AT * duration, plan.width),
+            # a moment with every tile on screen (the most, in a montage)
+            at = min(poster_frame(plan, POSTER_AT) / plan.fps, max(0.0, duration - 0.05))
+            run_ffmpeg(thumbnail_argv(tmp_out, tmp_poster, at, plan.width),
                        timeout=_remaining(deadline))
             replace_atomically(tmp_poster, poster_path)
         replace_atomically(tmp_out, out_path)
@@ -1002,5 +1028,6 @@ def join_segments(plan: RenderPlan, segment_paths: Sequence[str], audio_path: st
         raise
     finally:
         remove_quietly(tmp_list)
-    return RenderResult(out_path, duration, plan.width, plan.height, poster_path)
+    return RenderResult(out_path, duration, plan.width, plan.height, poster_path,
+                        tile_map(plan))
 
