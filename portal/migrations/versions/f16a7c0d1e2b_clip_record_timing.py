@@ -2,7 +2,7 @@
 it, and how far the sound found it from that
 
 Revision ID: f16a7c0d1e2b
-Revises: f18c0a5e1ce0 (integration: chained after the consent licence; was e17a50d1c0a1)
+Revises: f3a1b2c4d5e6 (integration: chained after the render tiles; was e17a50d1c0a1)
 Create Date: 2026-12-03 14:00:00.000000
 """
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = 'f16a7c0d1e2b'
-down_revision = 'f18c0a5e1ce0'
+down_revision = 'f3a1b2c4d5e6'
 branch_labels = None
 depends_on = None
 
