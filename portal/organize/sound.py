@@ -20,7 +20,7 @@ from ..extensions import db
 from ..models import Clip
 from ..policy import clip_for
 from ..security import safe_next
-from . import bp, private_wav
+from . import _campaign_page, _clip_page, bp, private_wav, refused
 
 #: the solo plays this much of the take, from ``start``
 SOLO_SECONDS = 20.0
@@ -99,16 +99,18 @@ def timing_limits(slug: str):
     from ..policy import campaign_for
 
     campaign = campaign_for(slug, "settings")
+    back = request.form.get("clip_id", "")
+    # the clip page the form was on (a clip of this campaign), else the campaign's console
+    clip = (db.session.scalar(select(Clip).filter_by(id=int(back), campaign_id=campaign.id))
+            if back.isdigit() and len(back) < 11 else None)
     try:
         services.set_timing_limits(campaign, request.form.to_dict())
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
-    else:
-        flash("Time map limits saved: maps are fitted again at the next render.")
-    back = request.form.get("clip_id", "")
-    if back.isdigit() and len(back) < 11:
-        return redirect(url_for("organize.clip", clip_id=int(back)) + "#timing", code=303)
+        page = (lambda: _clip_page(clip)) if clip else (lambda: _campaign_page(campaign))
+        return refused(exc.message, exc.status, page)
+    flash("Time map limits saved: maps are fitted again at the next render.")
+    if clip is not None:
+        return redirect(url_for("organize.clip", clip_id=clip.id) + "#timing", code=303)
     return redirect(url_for("organize.campaign", slug=slug), code=303)
 
 
@@ -124,10 +126,9 @@ def clip_sound(clip_id: int):
     try:
         services.set_clip_sound(clip, request.form.to_dict())
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
-    else:
-        flash("Sound saved: the next render uses it.")
+        # the clip page with the form again (the review view's form is the same one)
+        return refused(exc.message, exc.status, lambda: _clip_page(clip))
+    flash("Sound saved: the next render uses it.")
     # back to the page the form was on: the clip page, or the review view (``next``)
     back = safe_next(request.form.get("next"), url_for("organize.clip", clip_id=clip.id))
     return redirect(back + "#sound", code=303)
@@ -188,9 +189,8 @@ def request_handoff(render_id: int):
     try:
         services.request_handoff(job)
     except services.ServiceError as exc:
-        flash(exc.message)
-    else:
-        flash(f"The hand-off of render #{job.id} is being prepared; reload to download it.")
+        return refused(exc.message, exc.status, lambda: _campaign_page(job.campaign))
+    flash(f"The hand-off of render #{job.id} is being prepared; reload to download it.")
     return redirect(url_for("organize.campaign", slug=job.campaign.slug), code=303)
 
 
