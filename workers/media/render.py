@@ -35,6 +35,11 @@ and places never reach ffmpeg (they are drawn into PNGs with Pillow).
 Drift: a clip whose clock runs ``drift_ppm`` fast holds guide time t at clip time
 ``offset + t * speed``; its frames are retimed (setpts) and its sound stretched (atempo,
 which keeps the pitch) by that speed, when it moves the clip by more than half a frame.
+
+Time maps: a take pulled into time (:mod:`workers.media.timemap`) is played through its
+map piece by piece, its sound by exact-length segments at steady tempi
+(:func:`timemap.warp_argv`), its frames by a setpts expression of the same map
+(:func:`timemap.guide_time_expr`), so each frame is shown where its sound is heard.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ from .probe import MEDIA_DEMUXERS, media_duration, safe_input
 from .proxies import ensure_proxies, missing, proxy_scales
 from .sound import room_filter, take_filter, write_room_impulse
 from .spec import RenderSpec, SpecClip
+from .timemap import TimeMap, guide_time_expr
 from .titles import caption_image, credits_image, credits_y_expr, intro_card, label_image
 
 log = logging.getLogger(__name__)
@@ -438,7 +444,7 @@ def _warp_sources(sources: list[ClipSource], folder_of: str, deadline: float
     a take without a map; returns (sources, the WAVs to delete)."""
     import dataclasses
 
-    from .timemap import TimeMap, warp_argv
+    from .timemap import warp_argv
 
     out, made = [], []
     for s in sources:
@@ -859,15 +865,43 @@ def _layer_graph(k: int, layer: _Layer, last: str, ox: int, oy: int, origin: int
     ]
 
 
-def _tile_setpts(clip: PlanClip, seek: float, intro: int, origin: int, fps: int) -> str:
+#: a tile's time map expression covers the clip times it decodes, and this much more
+MAP_WINDOW_MARGIN = 1.0
+
+
+def _tile_setpts(clip: PlanClip, seek: float, intro: int, origin: int, fps: int,
+                 time_map: TimeMap | None = None, until: float = 0.0) -> str:
     """After the seek a frame's time is (clip time - seek); its guide time is
     (clip time - offset) / speed, shown at (guide time + intro / fps) on the output, which
     is (that - origin / fps) on this picture's clock. So the same clip frame lands on the
-    same timeline frame whatever the segment."""
+    same timeline frame whatever the segment.
+
+    With a ``time_map`` the guide time is the map's, piece by piece
+    (:func:`timemap.guide_time_expr` over the clip times from ``seek`` to ``until``), so
+    the picture follows the same map as the sound and lips stay on the warped voice."""
     lead = (intro - origin) / fps
+    if time_map is not None:
+        expr = guide_time_expr(time_map, seek, seek, max(until, seek) + MAP_WINDOW_MARGIN)
+        # max(a,b): its comma escaped from the filtergraph's own commas
+        return f"setpts=({expr.replace(',', chr(92) + ',')}{lead:+.6f})/TB"
     if clip.speed == 1.0:
         return f"setpts=PTS+{seek - clip.offset + lead:.6f}/TB"
     return f"setpts=(PTS+{seek - clip.offset:.6f}/TB)/{clip.speed:.9f}+{lead:.6f}/TB"
+
+
+def _time_map_of(clip: SpecClip) -> TimeMap | None:
+    """The clip's time map, or None (one offset, maybe a drift)."""
+    if not clip.time_map:
+        return None
+    g, c = zip(*clip.time_map, strict=True)
+    return TimeMap(g, c)
+
+
+def _clip_time(clip: PlanClip, time_map: TimeMap | None, t: float) -> float:
+    """The clip time shown at guide time ``t``: the time map's, or offset + t * speed."""
+    if time_map is not None:
+        return float(time_map.clip_time(t))
+    return clip.offset + t * clip.speed
 
 
 def _fit(w: int, h: int, flags: str = "") -> str:
@@ -900,8 +934,10 @@ def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox:
         if proxies and tile.clip in proxies:
             path, src_w = proxies[tile.clip], 0  # already about the tile's size
         # clip time at the tile's first frame; seek a little before it, decode from there
-        at = clip.offset + (tile.start - plan.main_start) / fps * clip.speed
+        time_map = _time_map_of(spec.clips[tile.clip])
+        at = _clip_time(clip, time_map, (tile.start - plan.main_start) / fps)
         seek = max(0.0, at - SEEK_MARGIN)
+        until = _clip_time(clip, time_map, (tile.end - plan.main_start) / fps)
         decode = [*threads]
         if src_w and tile.rect.w <= SKIP_DEBLOCK_BELOW * src_w:
             decode += ["-skip_loop_filter", "all"]
@@ -911,7 +947,8 @@ def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox:
         r = tile.rect
         flags = DOWNSCALE_FLAGS if src_w and r.w < src_w else ""
         graph.append(
-            f"[{k}:v:0]{_tile_setpts(clip, seek, plan.main_start, origin, fps)},fps={fps},"
+            f"[{k}:v:0]{_tile_setpts(clip, seek, plan.main_start, origin, fps, time_map, until)},"
+            f"fps={fps},"
             f"trim=start_pts={tile.start - origin}:end_pts={tile.end - origin},"
             f"{_fit(r.w, r.h, flags)},setsar=1[t{k}]"
         )

@@ -68,6 +68,18 @@ class TimeMap:
         out = np.where(t_arr > g[-1], c[-1] + (t_arr - g[-1]) * hi, out)
         return float(out) if np.ndim(out) == 0 else out
 
+    def guide_time(self, c: float | np.ndarray) -> float | np.ndarray:
+        """The guide time at which clip time ``c`` is heard and seen (the inverse of
+        :meth:`clip_time`, extended the same way beyond the ends)."""
+        g, k = np.asarray(self.guide), np.asarray(self.clip)
+        c_arr = np.asarray(c, dtype=float)
+        out = np.interp(c_arr, k, g)
+        lo = (g[1] - g[0]) / (k[1] - k[0])
+        hi = (g[-1] - g[-2]) / (k[-1] - k[-2])
+        out = np.where(c_arr < k[0], g[0] + (c_arr - k[0]) * lo, out)
+        out = np.where(c_arr > k[-1], g[-1] + (c_arr - k[-1]) * hi, out)
+        return float(out) if np.ndim(out) == 0 else out
+
     def to_list(self) -> list[list[float]]:
         return [[round(a, 5), round(b, 5)] for a, b in zip(self.guide, self.clip, strict=True)]
 
@@ -308,3 +320,31 @@ def warp_argv(src: str, dst: str, time_map: TimeMap, start: float,
     args = ["-v", "error", *seek, *safe_input(src, MEDIA_DEMUXERS), "-filter_complex", graph,
             "-map", "[out]", "-c:a", "pcm_f32le", "-f", "wav", input_url(dst)]
     return first, args
+
+
+#: slope changes smaller than this (guide seconds per clip second) are left out of
+#: :func:`guide_time_expr`: at most 1e-9 × the window's length (microseconds) of error
+SLOPE_EPSILON = 1e-9
+
+
+def guide_time_expr(time_map: TimeMap, shift: float, lo: float, hi: float) -> str:
+    """An ffmpeg expression (setpts' ``T``, numbers and ``max`` only) of the guide time
+    (seconds) at clip time ``T + shift``, exact for clip times in [``lo``, ``hi``]: the
+    map's inverse there, written as a line plus one ramp per knot inside the window,
+    ``g(lo) + s0 (x - lo) + Σ (s_i - s_(i-1)) max(x - c_i, 0)`` (a piecewise-linear
+    function as a sum of hinges, so the expression is flat: ffmpeg's parser limits how
+    deep an expression nests, not how long a sum is). Outside the window it goes on at the
+    end segments' slopes. Raises ValueError for an empty window."""
+    if not hi > lo:
+        raise ValueError(f"empty clip time window [{lo}, {hi}]")
+    g, c = np.asarray(time_map.guide, float), np.asarray(time_map.clip, float)
+    slopes = np.diff(g) / np.diff(c)  # guide seconds per clip second, per segment
+    first = int(np.clip(np.searchsorted(c, lo, side="right") - 1, 0, c.size - 2))
+    expr = [f"{float(time_map.guide_time(lo)):.6f}+{slopes[first]:.9f}*(T{shift - lo:+.6f})"]
+    for i in range(first + 1, c.size - 1):
+        if c[i] >= hi:
+            break
+        change = slopes[i] - slopes[i - 1]
+        if abs(change) > SLOPE_EPSILON:
+            expr.append(f"{change:+.9f}*max(T{shift - c[i]:+.6f},0)")
+    return "".join(expr)
