@@ -10,7 +10,7 @@ with its own level (up to 12 dB off), noise floor and, one take in three, mains 
 a small H.264 picture). Two mixes of the same takes by ``render_audio``:
 
 - **today**: every take at 0 dB, summed, mastered (what the renders did before);
-- **sound editor**: loudness match (gains from the measured loudness), pan spread over
+- **sound editor**: loudness match per part (gains from the measured loudness), pan spread over
   the stage, clean-up on every take (hum notches where hum was found, afftdn), one
   shared room (1.5 s) on the sum, mastered.
 
@@ -42,7 +42,7 @@ from workers.media.sound import (
     analyze_take,
     clean_take,
     hum_level_db,
-    match_gain,
+    match_levels,
     noise_floor_db,
 )
 from workers.media.spec import parse_spec
@@ -116,10 +116,12 @@ def _timed(work) -> tuple[float, float]:
 
 def _spec(takes: list[dict], measured: list, seconds: float, editor: bool) -> dict:
     clips = []
+    levels = match_levels((f"t{i}", take["part"], sound.loudness_lufs)
+                          for i, (take, sound) in enumerate(zip(takes, measured, strict=True)))
     for i, (take, sound) in enumerate(zip(takes, measured, strict=True)):
         clip = {"id": f"t{i}", "path": take["path"], "part": take["part"]}
         if editor:
-            clip.update(gain_db=match_gain(sound.loudness_lufs),
+            clip.update(gain_db=levels[f"t{i}"],
                         pan=round(-0.8 + 1.6 * (i % 9) / 8, 3),
                         hum_hz=sound.hum_hz, denoise=True,
                         noise_floor_db=round(sound.noise_floor_db, 2))

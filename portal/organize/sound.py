@@ -30,11 +30,22 @@ METER_LOW, METER_HIGH = -50.0, -5.0
 
 def sound_panel(clip: Clip) -> dict:
     """What the clip page's sound card shows: the take's measured sound, the level the mix
-    gives it, and its part's loudness range (``part``: {low, median, high, count} LUFS or
-    None) among the campaign's usable takes."""
-    from workers.media.sound import match_gain, part_loudness
-    from workers.pipeline import clip_level_db
+    gives it (its match to the others, ``match_db``, and its part's balance,
+    ``balance_db``, among the next render's takes), and its part's loudness range
+    (``part``: {low, median, high, count} LUFS or None) among the campaign's usable
+    takes."""
+    from sqlalchemy.orm import load_only
 
+    from workers.media.sound import match_gain, part_loudness
+    from workers.pipeline import clip_level_db, heard_through_match, part_balance_of
+
+    # the loudness match's part balance among the takes of the next render (the approved
+    # ones, and this one as if it were)
+    mixed = [c for c in db.session.scalars(
+        select(Clip).filter_by(campaign_id=clip.campaign_id, status="approved").options(
+            load_only(Clip.part_id, Clip.loudness_match, Clip.muted, Clip.media, Clip.sound)))
+        if c.id != clip.id]
+    balance = part_balance_of([*mixed, clip])
     rows = db.session.execute(
         select(Clip.part_id, Clip.sound).filter(
             Clip.campaign_id == clip.campaign_id,
@@ -47,7 +58,10 @@ def sound_panel(clip: Clip) -> dict:
         "sound": sound,
         "loudness": lufs,
         "match_db": match_gain(lufs) if clip.loudness_match else 0.0,
-        "level_db": clip_level_db(clip),
+        "balance_db": balance.get(clip.part_id, 0.0) if clip.loudness_match else 0.0,
+        "part_takes": sum(1 for c in [*mixed, clip]
+                          if c.part_id == clip.part_id and heard_through_match(c)),
+        "level_db": clip_level_db(clip, balance),
         "part": stats,
         "meter": {"low": METER_LOW, "high": METER_HIGH,
                   "value": None if lufs is None else max(METER_LOW, min(METER_HIGH, lufs))},

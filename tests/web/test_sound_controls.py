@@ -73,6 +73,31 @@ def test_sound_controls_are_stored_and_used_by_the_render_spec(app, campaign, me
         parse_spec(roomy)  # valid as built
 
 
+def test_the_loudness_match_is_per_part_in_the_spec_and_on_the_page(app, campaign, media_files,
+                                                                   organizer_client):
+    """Two altos and one soprano: each take matched, and the parts balanced so the lone
+    soprano is as loud as the two altos together (10 log10(2) dB apart per take)."""
+    altos = [_take_in(app, campaign, media_files["landscape"], name=n) for n in ("Ana", "Bo")]
+    soprano = _take_in(app, campaign, media_files["landscape"], name="Cy", part="Soprano")
+    with app.app_context():
+        clips = [_clip(app, i) for i in (*altos, soprano)]
+        spec = pipeline.build_spec(clips[0].campaign, clips, "final", {"audio": "mix"})
+        gains = [c["gain_db"] for c in spec["clips"]]
+        match = match_gain(clips[2].sound["loudness_lufs"])
+    assert gains[0] == gains[1]
+    assert gains[2] - gains[0] == pytest.approx(3.01, abs=0.01)
+    assert gains[2] == pytest.approx(match + 1.76, abs=0.01)  # 10 log10(3 / (2 parts * 1))
+    page = organizer_client.get(f"/organize/clips/{soprano}").get_data(as_text=True)
+    assert "part balance +1.8 dB with 1 matched take of <bdi>Soprano</bdi>" in page
+    # a muted alto is not heard: the parts are one take each, no balance left
+    assert organizer_client.post(f"/organize/clips/{altos[1]}/sound", data={
+        "muted": "yes", "loudness_match": "yes"}).status_code == 303
+    with app.app_context():
+        clips = [_clip(app, i) for i in (*altos, soprano)]
+        spec = pipeline.build_spec(clips[0].campaign, clips, "final", {"audio": "mix"})
+    assert spec["clips"][2]["gain_db"] == pytest.approx(match, abs=0.01)
+
+
 @pytest.mark.parametrize("form,field", [
     ({"level_db": "99"}, "level"),
     ({"level_db": "loud"}, "level"),
