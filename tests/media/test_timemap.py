@@ -238,3 +238,23 @@ def test_the_picture_follows_the_map_with_the_sound_within_one_frame(tmp_path):
     # 80 ms (2 frames) early: the test tells the two apart
     assert max(abs(0.3 + t - f / FPS) for t, f in zip(truth, FLASH_FRAMES, strict=True)) \
         > 1.5 / FPS
+
+
+def test_a_long_mix_graph_goes_to_ffmpeg_in_a_file(tmp_path, monkeypatch):
+    """Groups of mapped takes make graphs over one argument's 128 KiB: handed over in a
+    file (-/filter_complex), the mix is the same."""
+    from workers.media import render as engine
+
+    m = fit_time_map(guide_signal(MAP_RATE), take_signal(slow, MAP_RATE), OFFSET)
+    path = _mp4(tmp_path / "take.mov", take_signal(slow, RATE))
+    spec = parse_spec({"version": 1, "canvas": {"width": 64, "height": 36, "fps": 25},
+                       "audio": {"mode": "mix"}, "duration": DURATION,
+                       "clips": [{"id": "t", "path": path, "offset": round(float(
+                           m.clip_time(0.0)), 4), "time_map": m.to_list()}]})
+    monkeypatch.setattr(engine, "GRAPH_IN_FILE", 0)
+    out = str(tmp_path / "mix.wav")
+    render_audio(spec, plan_render(spec), out)
+    starts = phrase_starts(decode_audio(out, sample_rate=RATE), RATE)
+    truth = phrase_starts(guide_signal(RATE), RATE)
+    assert max(abs(a - b) for a, b in zip(starts, truth, strict=True)) <= 0.010
+    assert not [p for p in tmp_path.iterdir() if "graph" in p.name]  # its file removed

@@ -491,6 +491,7 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
         jobs = usable_cores()
     groups = mix_groups(sources, jobs)
     partial = [temp_path_for(dst, f".part{j}.wav") for j in range(len(groups))]
+    scripts = [temp_path_for(dst, f".graph{j}.txt") for j in range(len(groups) + 1)]
     steps = len(groups) + 1 if len(groups) > 1 else 1
     room_ir = temp_path_for(dst, ".room.wav") if room is not None else None
     lock = threading.Lock()
@@ -509,7 +510,8 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
                 args = ["-v", "error"]
                 for s in groups[j]:
                     args += _input_args(s)
-                args += ["-filter_complex", mix_filter(groups[j], total, measure=False),
+                args += [*_graph_args(mix_filter(groups[j], total, measure=False),
+                                      scripts[j]),
                          "-map", "[mix]", "-c:a", "pcm_f32le", "-f", "wav",
                          input_url(partial[j])]
                 run_ffmpeg(args, timeout=_remaining(deadline), duration=total,
@@ -535,12 +537,12 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
             args += safe_input(guide[0], MEDIA_DEMUXERS)
         if room_ir is not None:
             args += safe_input(room_ir, ("wav",))
-        args += ["-filter_complex", graph, "-map", "[mix]",
+        args += [*_graph_args(graph, scripts[-1]), "-map", "[mix]",
                  "-c:a", "pcm_f32le", "-f", "wav", input_url(dst)]
         status, text = ffmpeg_report(args, timeout=_remaining(deadline), duration=total,
                                      progress=lambda f: progress((steps - 1 + f) / steps))
     finally:
-        for path in [*partial, *([room_ir] if room_ir else [])]:
+        for path in [*partial, *scripts, *([room_ir] if room_ir else [])]:
             remove_quietly(path)
     if status != 0:
         raise FFmpegError(f"audio mix failed (ffmpeg status {status})", args, status,
@@ -549,6 +551,23 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
     log.info("mix of %d clips: %.1f LUFS, %.1f dBTP", len(sources), loudness.integrated,
              loudness.true_peak)
     return loudness
+
+
+#: a filtergraph longer than this is handed to ffmpeg in a file (``-/filter_complex``):
+#: one argument may hold at most 128 KiB (Linux's MAX_ARG_STRLEN), and a group of takes
+#: with time maps of a hundred segments each holds more
+GRAPH_IN_FILE = 32 * 1024
+
+
+def _graph_args(graph: str, script: str) -> list[str]:
+    """``-filter_complex GRAPH``, or for a long graph, the graph written to ``script`` (a
+    temp path the caller removes) and ``-/filter_complex SCRIPT`` (ffmpeg reads the
+    option's value from that file)."""
+    if len(graph) <= GRAPH_IN_FILE:
+        return ["-filter_complex", graph]
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(graph)
+    return ["-/filter_complex", script]
 
 
 def loudness_filter(loudness: Loudness, target_lufs: float) -> str:
