@@ -73,7 +73,7 @@ from .probe import MEDIA_DEMUXERS, media_duration, safe_input
 from .proxies import ensure_proxies, missing, proxy_scales
 from .sound import room_filter, take_filter, write_room_impulse
 from .spec import RenderSpec, SpecClip
-from .timemap import TimeMap, guide_time_expr, warp_filter
+from .timemap import TimeMap, guide_time_expr
 from .titles import caption_image, credits_image, credits_y_expr, intro_card, label_image
 
 log = logging.getLogger(__name__)
@@ -391,8 +391,7 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
                headroom: bool | None = None) -> str:
     """Filtergraph summing input k's sound (k = position in ``sources``) into [mix] (and
     measuring it, with ``measure``). ``voices``: how many voices the sum stands for. Each
-    take is first played through its time map when it has one
-    (:func:`timemap.warp_filter`), cleaned and panned as its spec clip says
+    take is first cleaned and panned as its spec clip says
     (:func:`sound.take_filter`), then delayed and set to its ``gain_db``.
 
     With ``guide_gain_db`` (audio mode "guide+mix"), input ``len(sources)`` is the guide:
@@ -404,21 +403,9 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
     for k, s in enumerate(sources):
         c = s.clip
         take = take_filter(c.hum_hz, c.denoise, c.pan, c.noise_floor_db)
-        time_map = _time_map_of(c)
-        if time_map is None:
-            delay = round(s.delay * AUDIO_RATE)
-            parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}{take}"
-                         f"adelay=delays={delay}S:all=1,volume={c.gain_db:.3f}dB[a{k}]")
-            continue
-        # played through its map from where its input was seeked (the clip time of the
-        # guide's t=0, or its start): its first sample lands on guide time ``first``
-        first, warp = warp_filter(f"{k}:a:0", f"m{k}", time_map, s.trim, AUDIO_RATE,
-                                  tag=f"m{k}")
-        lead = round(first * AUDIO_RATE)
-        cut = f"atrim=start_sample={-lead},asetpts=N/SR/TB," if lead < 0 else ""
-        parts.append(warp)
-        parts.append(f"[m{k}]{cut}{take}adelay=delays={max(0, lead)}S:all=1,"
-                     f"volume={c.gain_db:.3f}dB[a{k}]")
+        delay = round(s.delay * AUDIO_RATE)
+        parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}{take}"
+                     f"adelay=delays={delay}S:all=1,volume={c.gain_db:.3f}dB[a{k}]")
     inputs = "".join(f"[a{k}]" for k in range(len(sources)))
     # uncorrelated voices add in power: 10*log10(K) dB of headroom keeps the sum near
     # the level of one voice; the float WAV cannot clip and the level is set later
@@ -448,6 +435,37 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
     if measure:
         parts.append("[measure]ebur128=peak=true:framelog=quiet,anullsink")
     return ";".join(parts)
+
+
+def _warp_sources(sources: list[ClipSource], folder_of: str, deadline: float, jobs: int
+                  ) -> tuple[list[ClipSource], list[str]]:
+    """Sources with a time map played through it first (:func:`timemap.warp_argv`), each
+    into a float WAV beside ``folder_of`` that the mix then reads from guide time on, like
+    a take without a map, ``jobs`` at a time; returns (sources, the WAVs to delete).
+    (In the groups' own graphs, a hundred segments per take made graphs of thousands of
+    filters that ffmpeg schedules far slower.)"""
+    import dataclasses
+
+    from .timemap import warp_argv
+
+    made = {s.index: temp_path_for(folder_of, f".map{s.index}.wav")
+            for s in sources if s.clip.time_map}
+
+    def warp(s: ClipSource) -> ClipSource:
+        if not s.clip.time_map:
+            return s
+        g, c = zip(*s.clip.time_map, strict=True)
+        wav = made[s.index]
+        first, args = warp_argv(s.clip.path, wav, TimeMap(g, c), s.trim, AUDIO_RATE)
+        run_ffmpeg(args, timeout=_remaining(deadline))
+        # starts at guide time ``first``: an offset of -first, no drift left to correct
+        clip = dataclasses.replace(s.clip, path=wav, offset=-first, time_map=(),
+                                   drift_ppm=0.0)
+        return ClipSource(s.index, clip, media_duration(wav, timeout=60), True)
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        out = list(pool.map(warp, sources))
+    return out, list(made.values())
 
 
 #: from this many sources on, a mix is summed in groups side by side (one per core)
@@ -494,6 +512,7 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
     scripts = [temp_path_for(dst, f".graph{j}.txt") for j in range(len(groups) + 1)]
     steps = len(groups) + 1 if len(groups) > 1 else 1
     room_ir = temp_path_for(dst, ".room.wav") if room is not None else None
+    warped: list[str] = []
     lock = threading.Lock()
     done = [0.0] * len(groups)
 
@@ -503,6 +522,9 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
             progress(sum(done) / steps)
 
     try:
+        if any(s.clip.time_map for s in sources):
+            sources, warped = _warp_sources(sources, dst, deadline, jobs)
+            groups = mix_groups(sources, jobs)
         if room is not None and room_ir is not None:
             write_room_impulse(room_ir, room[0], room[1])
         if len(groups) > 1:
@@ -542,7 +564,7 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
         status, text = ffmpeg_report(args, timeout=_remaining(deadline), duration=total,
                                      progress=lambda f: progress((steps - 1 + f) / steps))
     finally:
-        for path in [*partial, *scripts, *([room_ir] if room_ir else [])]:
+        for path in [*partial, *scripts, *warped, *([room_ir] if room_ir else [])]:
             remove_quietly(path)
     if status != 0:
         raise FFmpegError(f"audio mix failed (ffmpeg status {status})", args, status,

@@ -317,6 +317,22 @@ def warp_filter(pad: str, out: str, time_map: TimeMap, start: float, rate: int =
     return first, ";".join(parts)
 
 
+def warp_argv(src: str, dst: str, time_map: TimeMap, start: float,
+              rate: int = 48000) -> tuple[float, list[str]]:
+    """(guide time of the first sample, ffmpeg arguments) writing the take at ``src`` from
+    clip time ``start`` played through ``time_map`` (:func:`warp_filter`) as a float WAV
+    (stereo, ``rate``) at ``dst``. Numbers only in the filtergraph; the paths are their
+    own arguments."""
+    from .ffmpeg import input_url
+    from .probe import MEDIA_DEMUXERS, safe_input
+
+    first, graph = warp_filter("0:a:0", "out", time_map, start, rate)
+    seek = ["-ss", f"{start:.6f}"] if start > 0 else []
+    return first, ["-v", "error", *seek, *safe_input(src, MEDIA_DEMUXERS),
+                   "-filter_complex", graph, "-map", "[out]", "-c:a", "pcm_f32le",
+                   "-f", "wav", input_url(dst)]
+
+
 #: slope changes smaller than this (guide seconds per clip second) are left out of
 #: :func:`guide_time_expr`: at most 1e-9 × the window's length (microseconds) of error
 SLOPE_EPSILON = 1e-9
