@@ -14,7 +14,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 from flask import current_app
@@ -407,24 +407,51 @@ ROOM_SECONDS = 1.5
 ROOM_WET_DB = -14.0
 
 
-def clip_level_db(clip: Clip) -> float:
-    """The level (dB) the mix gives ``clip``: its loudness match (when on, from the
-    measured loudness; :func:`workers.media.sound.match_gain`) plus the organizer's
-    level, within the spec's -60..+24 dB."""
-    from workers.media.sound import match_gain
+def heard_through_match(clip: Clip) -> bool:
+    """Whether ``clip`` is heard in the mix through the loudness match (and so counts in
+    its part's balance): match on, not muted, with sound measured above silence."""
+    from workers.media.sound import heard_in_match
+
+    return (bool(clip.loudness_match) and not clip.muted
+            and bool((clip.media or {}).get("has_audio", True))
+            and heard_in_match((clip.sound or {}).get("loudness_lufs")))
+
+
+def part_balance_of(clips: Iterable[Clip]) -> dict[int | None, float]:
+    """Per part id, the balance (dB) the loudness match adds to its matched takes among
+    ``clips`` (the takes of one mix; :func:`workers.media.sound.part_balance`)."""
+    from workers.media.sound import part_balance
+
+    counts: dict[int | None, int] = {}
+    for clip in clips:
+        if heard_through_match(clip):
+            counts[clip.part_id] = counts.get(clip.part_id, 0) + 1
+    return part_balance(counts)
+
+
+def clip_level_db(clip: Clip, balance: Mapping[int | None, float] | None = None) -> float:
+    """The level (dB) the mix gives ``clip``: its loudness match when on (the take to the
+    match level, :func:`workers.media.sound.match_gain`, plus its part's ``balance``
+    among the mix's takes, :func:`part_balance_of`; none given: the take alone) plus the
+    organizer's level, within the spec's -60..+24 dB."""
+    from workers.media.sound import MAX_MATCH_DB, match_gain
 
     level = clip.sound_level_db or 0.0
     if clip.loudness_match:
-        level += match_gain((clip.sound or {}).get("loudness_lufs"))
+        match = match_gain((clip.sound or {}).get("loudness_lufs"))
+        if balance and heard_through_match(clip):
+            match += balance.get(clip.part_id, 0.0)
+        level += max(-MAX_MATCH_DB, min(MAX_MATCH_DB, match))
     return round(max(-60.0, min(24.0, level)), 3)
 
 
-def clip_sound(clip: Clip) -> dict:
-    """The sound fields of ``clip``'s spec entry: gain, mute, hide, pan, clean-up."""
+def clip_sound(clip: Clip, balance: Mapping[int | None, float] | None = None) -> dict:
+    """The sound fields of ``clip``'s spec entry: gain (with its part's ``balance`` in the
+    mix, :func:`clip_level_db`), mute, hide, pan, clean-up."""
     cleanup = bool(clip.cleanup)
     sound = clip.sound or {}
     floor = sound.get("noise_floor_db")
-    fields = {"gain_db": clip_level_db(clip), "muted": bool(clip.muted),
+    fields = {"gain_db": clip_level_db(clip, balance), "muted": bool(clip.muted),
               "hidden": bool(clip.hidden), "pan": round(max(-1.0, min(1.0, clip.pan or 0.0)), 3),
               "hum_hz": float(sound.get("hum_hz") or 0.0) if cleanup else 0.0,
               "denoise": cleanup}
@@ -526,6 +553,7 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
         height = int(round(height * 640 / width / 2)) * 2
         width = 640
     has_guide = bool(campaign.guide_key)
+    balance = part_balance_of(clips)  # the loudness match per part, among these takes
     spec = {
         "version": 1,
         "canvas": {"width": width, "height": height, "fps": campaign.fps,
@@ -540,7 +568,7 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
             {"id": c.token, "path": str(store.path(c.normalized_key)),
              "part": c.part_name, "name": c.display_name, "location": c.location,
              "has_audio": bool((c.media or {}).get("has_audio", True)),
-             **_offset_and_map(c), **clip_sound(c)}
+             **_offset_and_map(c), **clip_sound(c, balance)}
             for c in clips
         ],
     }

@@ -10,9 +10,11 @@ with its own level (up to 12 dB off), noise floor and, one take in three, mains 
 a small H.264 picture). Two mixes of the same takes by ``render_audio``:
 
 - **today**: every take at 0 dB, summed, mastered (what the renders did before);
-- **sound editor**: loudness match (gains from the measured loudness), pan spread over
-  the stage, clean-up on every take (hum notches where hum was found, afftdn), one
-  shared room (1.5 s) on the sum, mastered.
+- **sound editor**: loudness match per part (gains from the measured loudness), a time map
+  on every take (:func:`bench_time_map`: tempo and shifts as a fit gives a take that rushes
+  and drags), pan spread over the stage, clean-up on every take (hum notches where hum was
+  found, afftdn), one shared room (1.5 s) on the sum, mastered;
+- **floor**: the takes only decoded and summed, one ffmpeg per core (no mix costs less).
 
 For each, wall time, CPU seconds of the ffmpeg processes (getrusage of the children) and
 the seconds per minute of music. Measuring the takes (loudness, hum, noise floor: done
@@ -42,7 +44,7 @@ from workers.media.sound import (
     analyze_take,
     clean_take,
     hum_level_db,
-    match_gain,
+    match_levels,
     noise_floor_db,
 )
 from workers.media.spec import parse_spec
@@ -114,12 +116,33 @@ def _timed(work) -> tuple[float, float]:
     return wall, cpu
 
 
+def bench_time_map(index: int, seconds: float) -> list[list[float]]:
+    """A time map such as a fit gives a take that rushes and drags (its cost is what
+    counts here, the takes are not really off): a steady tempo within ±1 %, and every
+    2 s a new local shift within ±60 ms reached at 2.5 % of tempo at most; a knot every
+    0.25 s of guide time."""
+    rng = np.random.default_rng(2000 + index)
+    tempo = 1 + rng.uniform(-0.01, 0.01)
+    knots, shift, target = [], 0.0, 0.0
+    for k in range(int(seconds / 0.25) + 1):
+        g = k * 0.25
+        if k % 8 == 0 and k:
+            target = float(rng.uniform(-0.06, 0.06))
+        shift += max(-0.025 * 0.25, min(0.025 * 0.25, target - shift))
+        knots.append([round(g, 5), round(0.05 + tempo * g + shift, 5)])
+    return knots
+
+
 def _spec(takes: list[dict], measured: list, seconds: float, editor: bool) -> dict:
     clips = []
+    levels = match_levels((f"t{i}", take["part"], sound.loudness_lufs)
+                          for i, (take, sound) in enumerate(zip(takes, measured, strict=True)))
     for i, (take, sound) in enumerate(zip(takes, measured, strict=True)):
         clip = {"id": f"t{i}", "path": take["path"], "part": take["part"]}
         if editor:
-            clip.update(gain_db=match_gain(sound.loudness_lufs),
+            knots = bench_time_map(i, seconds)
+            clip.update(offset=knots[0][1], time_map=knots)
+            clip.update(gain_db=levels[f"t{i}"],
                         pan=round(-0.8 + 1.6 * (i % 9) / 8, 3),
                         hum_hz=sound.hum_hz, denoise=True,
                         noise_floor_db=round(sound.noise_floor_db, 2))
@@ -145,14 +168,15 @@ def main(argv: list[str] | None = None) -> int:
           file=sys.stderr)
     takes = make_takes(max(sizes), seconds, args.cache)
 
-    measured = []
-    wall, cpu = _timed(lambda: measured.extend(analyze_take(t["path"]) for t in takes))
+    measured, wall, cpu, when = _measured(takes, seconds, args.cache)
     print(f"\nMeasuring {len(takes)} takes (loudness, hum, noise floor; once per take at "
-          f"intake): {wall:.1f} s wall, {cpu:.1f} s CPU, {wall / len(takes):.2f} s per take\n")
+          f"intake{when}): {wall:.1f} s wall, {cpu:.1f} s CPU, {wall / len(takes):.2f} s "
+          "per take\n")
 
     rows = []
     out = os.path.join(args.cache, "mix.wav")
     for n in sizes:
+        rows.append((n, "floor", *_timed(lambda n=n: _floor(takes[:n], seconds))))
         for name, editor in (("today", False), ("sound editor", True)):
             spec = parse_spec(_spec(takes[:n], measured[:n], seconds, editor))
             plan = plan_render(spec)
@@ -164,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'takes':>5}  {'mix':<13} {'wall s':>7} {'CPU s':>7} {'s/min music':>11}")
     for n, name, wall, cpu in rows:
         print(f"{n:>5}  {name:<13} {wall:7.1f} {cpu:7.1f} {wall * 60 / seconds:11.1f}")
+    print("(floor: the takes only decoded and summed, no filter, no mastering, one ffmpeg "
+          "per core)")
     for n in sizes:
         today = next(r for r in rows if r[0] == n and r[1] == "today")
         editor = next(r for r in rows if r[0] == n and r[1] == "sound editor")
@@ -203,6 +229,50 @@ def main(argv: list[str] | None = None) -> int:
     print(f"hum found right (50/60/none) on {found} of {len(takes)} takes; "
           f"hum cut at least {min(cuts):.1f} dB (goal 20)" if cuts else "")
     return 0
+
+
+def _measured(takes: list[dict], seconds: float, cache: str) -> tuple[list, float, float, str]:
+    """The takes' measurements (TakeSound), and the wall and CPU seconds they took: kept
+    in the cache folder beside the takes (they are made once per take, at intake), so a
+    second run only mixes."""
+    import json
+
+    from workers.media.sound import TakeSound
+
+    path = os.path.join(cache, f"measured-{len(takes)}-{seconds:g}s.json")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            kept = json.load(f)
+        return ([TakeSound(**t) for t in kept["takes"]], kept["wall"], kept["cpu"],
+                ", timed in an earlier run")
+    measured: list = []
+    wall, cpu = _timed(lambda: measured.extend(analyze_take(t["path"]) for t in takes))
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"wall": wall, "cpu": cpu, "takes": [m.__dict__ for m in measured]}, f)
+    return measured, wall, cpu, ""
+
+
+def _floor(takes: list[dict], seconds: float) -> None:
+    """The least any mix of these takes costs: each decoded and summed (amix, nothing
+    else), in groups side by side, one ffmpeg per core, to nowhere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from workers.media.render import usable_cores
+
+    jobs = usable_cores()
+    groups = [takes[j::jobs] for j in range(jobs) if takes[j::jobs]]
+
+    def run(group: list[dict]) -> None:
+        args = [ffmpeg_path(), "-v", "error"]
+        for t in group:
+            args += ["-i", t["path"]]
+        graph = "".join(f"[{k}:a:0]" for k in range(len(group)))
+        graph += f"amix=inputs={len(group)}:normalize=0:duration=longest[m]"
+        subprocess.run([*args, "-filter_complex", graph, "-map", "[m]", "-t", f"{seconds}",
+                        "-f", "null", "-"], check=True, capture_output=True)
+
+    with ThreadPoolExecutor(len(groups)) as pool:
+        list(pool.map(run, groups))
 
 
 def _voice_db(samples: np.ndarray) -> float:

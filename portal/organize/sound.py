@@ -20,7 +20,7 @@ from ..extensions import db
 from ..models import Clip
 from ..policy import clip_for
 from ..security import safe_next
-from . import bp, private_wav
+from . import _campaign_page, _clip_page, bp, private_wav, refused
 
 #: the solo plays this much of the take, from ``start``
 SOLO_SECONDS = 20.0
@@ -32,14 +32,30 @@ PART_SAMPLE = 2000
 
 def sound_panel(clip: Clip) -> dict:
     """What the clip page's sound card shows: the take's measured sound, the level the mix
-    gives it, and its part's loudness range (``part``: {low, median, high, count} LUFS or
-    None) among the part's usable takes (at most :data:`PART_SAMPLE` of them)."""
-    from workers.media.sound import match_gain, part_loudness
-    from workers.pipeline import clip_level_db
+    gives it (its match to the others, ``match_db``, and its part's balance,
+    ``balance_db``, among the next render's takes), and its part's loudness range
+    (``part``: {low, median, high, count} LUFS or None) among the part's usable takes
+    (at most :data:`PART_SAMPLE` of them)."""
+    from sqlalchemy import func
 
+    from workers.media.sound import match_gain, part_balance, part_loudness
+    from workers.pipeline import clip_level_db, heard_through_match
+
+    # the part balance among the next render's takes (the approved ones, and this one as
+    # if it were), from one grouped count through the indexes: reading every approved
+    # take's sound took a second at 50,000 clips, on every clip page and review view.
+    # The count leaves out muted takes and those off the match, not the silent ones the
+    # render also leaves out (a take measured silent is rare; the render has the figure)
+    counts: dict[int | None, int] = dict(db.session.execute(
+        select(Clip.part_id, func.count()).where(
+            Clip.campaign_id == clip.campaign_id, Clip.status == "approved",
+            Clip.id != clip.id, Clip.loudness_match.is_(True), Clip.muted.is_(False))
+        .group_by(Clip.part_id)).all())
+    if heard_through_match(clip):
+        counts[clip.part_id] = counts.get(clip.part_id, 0) + 1
+    balance = part_balance(counts)
     # the clip's part only, at most PART_SAMPLE of its usable takes (through the
-    # (campaign, part, status) index): reading every take's sound of a large campaign
-    # took a second at 50,000 clips, on every clip page and review view
+    # (campaign, part, status) index)
     same_part = (Clip.part_id.is_(None) if clip.part_id is None
                  else Clip.part_id == clip.part_id)
     rows = db.session.execute(
@@ -55,7 +71,9 @@ def sound_panel(clip: Clip) -> dict:
         "sound": sound,
         "loudness": lufs,
         "match_db": match_gain(lufs) if clip.loudness_match else 0.0,
-        "level_db": clip_level_db(clip),
+        "balance_db": balance.get(clip.part_id, 0.0) if clip.loudness_match else 0.0,
+        "part_takes": counts.get(clip.part_id, 0),
+        "level_db": clip_level_db(clip, balance),
         "part": stats,
         "meter": {"low": METER_LOW, "high": METER_HIGH,
                   "value": None if lufs is None else max(METER_LOW, min(METER_HIGH, lufs))},
@@ -107,16 +125,18 @@ def timing_limits(slug: str):
     from ..policy import campaign_for
 
     campaign = campaign_for(slug, "settings")
+    back = request.form.get("clip_id", "")
+    # the clip page the form was on (a clip of this campaign), else the campaign's console
+    clip = (db.session.scalar(select(Clip).filter_by(id=int(back), campaign_id=campaign.id))
+            if back.isdigit() and len(back) < 11 else None)
     try:
         services.set_timing_limits(campaign, request.form.to_dict())
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
-    else:
-        flash("Time map limits saved: maps are fitted again at the next render.")
-    back = request.form.get("clip_id", "")
-    if back.isdigit() and len(back) < 11:
-        return redirect(url_for("organize.clip", clip_id=int(back)) + "#timing", code=303)
+        page = (lambda: _clip_page(clip)) if clip else (lambda: _campaign_page(campaign))
+        return refused(exc.message, exc.status, page)
+    flash("Time map limits saved: maps are fitted again at the next render.")
+    if clip is not None:
+        return redirect(url_for("organize.clip", clip_id=clip.id) + "#timing", code=303)
     return redirect(url_for("organize.campaign", slug=slug), code=303)
 
 
@@ -132,10 +152,9 @@ def clip_sound(clip_id: int):
     try:
         services.set_clip_sound(clip, request.form.to_dict())
     except services.ServiceError as exc:
-        db.session.rollback()
-        flash(exc.message)
-    else:
-        flash("Sound saved: the next render uses it.")
+        # the clip page with the form again (the review view's form is the same one)
+        return refused(exc.message, exc.status, lambda: _clip_page(clip))
+    flash("Sound saved: the next render uses it.")
     # back to the page the form was on: the clip page, or the review view (``next``)
     back = safe_next(request.form.get("next"), url_for("organize.clip", clip_id=clip.id))
     return redirect(back + "#sound", code=303)
@@ -196,9 +215,8 @@ def request_handoff(render_id: int):
     try:
         services.request_handoff(job)
     except services.ServiceError as exc:
-        flash(exc.message)
-    else:
-        flash(f"The hand-off of render #{job.id} is being prepared; reload to download it.")
+        return refused(exc.message, exc.status, lambda: _campaign_page(job.campaign))
+    flash(f"The hand-off of render #{job.id} is being prepared; reload to download it.")
     return redirect(url_for("organize.campaign", slug=job.campaign.slug), code=303)
 
 

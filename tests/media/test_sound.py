@@ -26,8 +26,10 @@ from workers.media.sound import (
     detect_hum,
     hum_level_db,
     match_gain,
+    match_levels,
     noise_floor_db,
     pan_gains,
+    part_balance,
     part_loudness,
     take_filter,
 )
@@ -90,6 +92,7 @@ def takes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "quiet": write_take(d / "quiet.mp4", freq=550.0, level=0.2 / 2.5),
         "noisy": write_take(d / "noisy.mp4", freq=330.0, noise=0.01),
         "short": write_take(d / "short.mp4", freq=440.0, until=2.0),
+        "bass": write_take(d / "bass.mp4", freq=220.0, level=0.2 * 10 ** (6 / 20) / 2.5),
     }
 
 
@@ -148,7 +151,49 @@ def test_match_gain_brings_takes_to_the_reference_within_limits():
     assert stats["alto"] == {"low": -30.0, "median": -25.0, "high": -20.0, "count": 2}
 
 
+def test_part_balance_evens_the_parts_sums_and_keeps_the_whole():
+    balance = part_balance({"alto": 3, "bass": 1})
+    # each part's sum (n takes add in power) as loud as the other's ...
+    assert 10 * math.log10(3) + balance["alto"] == pytest.approx(balance["bass"])
+    # ... and the whole mix as loud as its four takes at the match level
+    assert 3 * 10 ** (balance["alto"] / 10) + 10 ** (balance["bass"] / 10) == pytest.approx(4)
+    assert part_balance({"solo": 1, "tutti": 10_000})["solo"] == 12.0  # limited
+    assert part_balance({}) == {}
+    levels = match_levels([("a", "alto", -20.0), ("b", "alto", -30.0), ("c", "bass", -26.0),
+                           ("d", "bass", None), ("e", "bass", -90.0)])
+    assert levels["a"] - levels["b"] == pytest.approx(-10.0)  # matched inside the part
+    assert levels["d"] == levels["e"] == 0.0  # unmeasured, silent: left alone, not counted
+    assert levels["c"] == pytest.approx(match_gain(-26.0) + part_balance(
+        {"alto": 2, "bass": 1})["bass"])
+
+
 # --- the mix ---------------------------------------------------------------------------------
+
+def test_loudness_match_per_part_evens_the_takes_and_the_parts_within_1_lu(takes, tmp_path):
+    """Three altos recorded 12 dB and 8 dB apart, one bass 6 dB hot: after the match each
+    alto is as loud as the others and the bass as loud as the three altos together."""
+    parts = {"loud": "alto", "quiet": "alto", "clean": "alto", "bass": "bass"}
+    tones = {"loud": 660.0, "quiet": 550.0, "clean": 440.0, "bass": 220.0}
+    levels = match_levels((k, part, analyze_take(takes[k]).loudness_lufs)
+                          for k, part in parts.items())
+    out = mix(tmp_path, [{"id": k, "path": takes[k], "part": parts[k], "gain_db": levels[k]}
+                         for k in parts])
+    m = decode_audio(out, sample_rate=RATE)
+    power = {k: tone_power_db(m, RATE, f) for k, f in tones.items()}
+    altos = [power[k] for k in ("loud", "quiet", "clean")]
+    assert max(altos) - min(altos) <= 1.0
+    alto_sum = 10 * math.log10(sum(10 ** (p / 10) for p in altos))
+    assert abs(power["bass"] - alto_sum) <= 1.0
+    # a match of each take alone (no part balance) leaves the bass 4.8 dB under its
+    # section's partner
+    alone = mix(tmp_path, [{"id": k, "path": takes[k], "part": parts[k],
+                            "gain_db": match_gain(analyze_take(takes[k]).loudness_lufs)}
+                           for k in parts])
+    a = decode_audio(alone, sample_rate=RATE)
+    assert 10 * math.log10(sum(10 ** (tone_power_db(a, RATE, tones[k]) / 10)
+                               for k in ("loud", "quiet", "clean"))) \
+        - tone_power_db(a, RATE, 220.0) > 3.5
+
 
 def test_loudness_match_evens_a_take_12_db_too_loud_within_1_lu(takes, tmp_path):
     gains = {k: match_gain(analyze_take(takes[k]).loudness_lufs) for k in ("loud", "quiet")}

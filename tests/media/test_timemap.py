@@ -16,7 +16,7 @@ from workers.media.plan import plan_render
 from workers.media.render import render_audio
 from workers.media.spec import SpecError, parse_spec
 from workers.media.timemap import RATE as MAP_RATE
-from workers.media.timemap import TimeMap, fit_time_map, tempo_segments
+from workers.media.timemap import TimeMap, fit_time_map, guide_time_expr, tempo_segments
 
 RATE = 48000
 STEPS = (0, 2, 4, 5, 7, 9, 11, 12, 7, 4)
@@ -159,3 +159,102 @@ def test_spec_checks_time_maps(value, problem):
     with pytest.raises(SpecError) as err:
         parse_spec({"version": 1, "clips": [{"id": "a", "path": "a.mp4", "time_map": value}]})
     assert problem in str(err.value)
+
+
+# --- the picture follows the map ---------------------------------------------------------
+
+FPS = 25
+#: a map that pulls the middle of a take 80 ms later (the organizer's ±80 ms) at ±2.7 %
+#: tempo, back in time by the end: guide s -> clip s
+WARP_KNOTS = [[0.0, 0.3], [3.0, 3.3], [6.0, 6.38], [9.0, 9.3], [12.0, 12.3]]
+#: clip frames where a flash (3 white frames) and a click start together
+FLASH_FRAMES = (45, 121, 160, 196, 270)
+
+
+def _flash_and_click_take(path: Path) -> str:
+    """13 s at 25 fps: a grey picture that flashes white for three frames at each of
+    FLASH_FRAMES, and a 1 kHz click (30 ms) starting at the same instants."""
+    x = 0.001 * np.random.default_rng(3).standard_normal(13 * RATE)
+    burst = np.arange(int(0.03 * RATE)) / RATE
+    for frame in FLASH_FRAMES:
+        n = round(frame / FPS * RATE)
+        x[n:n + burst.size] += 0.5 * np.sin(2 * np.pi * 1000 * burst)
+    wav = path.with_suffix(".wav")
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    lit = "+".join(f"between(n,{f},{f + 2})" for f in FLASH_FRAMES)
+    subprocess.run([ffmpeg_path(), "-y", "-v", "error", "-f", "lavfi", "-i",
+                    f"color=c=gray:s=64x36:r={FPS}:d=13,drawbox=c=white:t=fill:enable='{lit}'",
+                    "-i", str(wav), "-c:v", "libx264", "-preset", "ultrafast", "-g", "50",
+                    "-c:a", "pcm_s16le", "-ac", "2", "-shortest", "-f", "mov", str(path)],
+                   check=True, capture_output=True, timeout=60)
+    return str(path)
+
+
+def _flash_starts(path: str) -> list[float]:
+    """Timeline seconds of the first bright frame of each flash in the render at ``path``."""
+    raw = subprocess.run([ffmpeg_path(), "-v", "error", "-i", path, "-map", "0:v:0",
+                          "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+                         check=True, capture_output=True, timeout=60).stdout
+    frames = np.frombuffer(raw, np.uint8).reshape(-1, 36 * 64).mean(axis=1)
+    bright = frames > (frames.min() + frames.max()) / 2
+    return [n / FPS for n in np.flatnonzero(bright[1:] & ~bright[:-1]) + 1]
+
+
+def test_guide_time_expr_is_the_inverse_map_inside_its_window():
+    m = TimeMap(*zip(*WARP_KNOTS, strict=True))
+    seek = 2.0
+    expr = guide_time_expr(m, seek, 2.0, 8.0)
+    assert expr.count("max(") == 2  # only the knots inside the window (3.3, 6.38)
+    for clip_t in (2.0, 3.3, 5.0, 6.38, 7.0, 8.0):
+        value = eval(expr.replace("T", f"({clip_t - seek})"), {"max": max})  # noqa: S307
+        assert value == pytest.approx(m.guide_time(clip_t), abs=1e-6)
+        assert m.clip_time(m.guide_time(clip_t)) == pytest.approx(clip_t)
+
+
+def test_the_picture_follows_the_map_with_the_sound_within_one_frame(tmp_path):
+    from workers.media.render import render
+
+    take = _flash_and_click_take(tmp_path / "take.mov")
+    spec = parse_spec({"version": 1, "canvas": {"width": 64, "height": 36, "fps": FPS},
+                       "audio": {"mode": "mix"}, "duration": 12.0,
+                       "clips": [{"id": "t", "path": take, "offset": 0.3,
+                                  "time_map": WARP_KNOTS}]})
+    out = str(tmp_path / "out.mp4")
+    render(spec, out, segments=3, jobs=1)  # cuts at 4 and 8 s: each tile's own window
+    m = TimeMap(*zip(*WARP_KNOTS, strict=True))
+    truth = [float(m.guide_time(f / FPS)) for f in FLASH_FRAMES]
+    seen = _flash_starts(out)
+    heard = phrase_starts(decode_audio(out, sample_rate=RATE), RATE)
+    assert len(seen) == len(heard) == len(truth)
+    # the warped sound's click where the map puts it (inside a segment atempo holds it
+    # to about its window's grain), each flash within a frame of that click
+    assert max(abs(a - b) for a, b in zip(heard, truth, strict=True)) <= 0.020
+    assert max(abs(a - b) for a, b in zip(seen, heard, strict=True)) <= 1 / FPS + 1e-6
+    # the map's overall tempo alone (one offset, speed 1) would show the middle flash
+    # 80 ms (2 frames) early: the test tells the two apart
+    assert max(abs(0.3 + t - f / FPS) for t, f in zip(truth, FLASH_FRAMES, strict=True)) \
+        > 1.5 / FPS
+
+
+def test_a_long_mix_graph_goes_to_ffmpeg_in_a_file(tmp_path, monkeypatch):
+    """Groups of mapped takes make graphs over one argument's 128 KiB: handed over in a
+    file (-/filter_complex), the mix is the same."""
+    from workers.media import render as engine
+
+    m = fit_time_map(guide_signal(MAP_RATE), take_signal(slow, MAP_RATE), OFFSET)
+    path = _mp4(tmp_path / "take.mov", take_signal(slow, RATE))
+    spec = parse_spec({"version": 1, "canvas": {"width": 64, "height": 36, "fps": 25},
+                       "audio": {"mode": "mix"}, "duration": DURATION,
+                       "clips": [{"id": "t", "path": path, "offset": round(float(
+                           m.clip_time(0.0)), 4), "time_map": m.to_list()}]})
+    monkeypatch.setattr(engine, "GRAPH_IN_FILE", 0)
+    out = str(tmp_path / "mix.wav")
+    render_audio(spec, plan_render(spec), out)
+    starts = phrase_starts(decode_audio(out, sample_rate=RATE), RATE)
+    truth = phrase_starts(guide_signal(RATE), RATE)
+    assert max(abs(a - b) for a, b in zip(starts, truth, strict=True)) <= 0.010
+    assert not [p for p in tmp_path.iterdir() if "graph" in p.name]  # its file removed

@@ -58,6 +58,16 @@ def _cases(slug: str, clip_id: int, render_id: int):
         (f"{c}/invites", {"role": "king"}, 400, "A role is one of", f'action="{c}/invites"'),
         (f"{c}/members/999/remove", {}, 404, "no such member", f'action="{c}/members"'),
         (f"{c}/invites/999/revoke", {}, 404, "no such invite", f'action="{c}/invites"'),
+        # the sound editor's forms (issue 17)
+        (f"{k}/sound", {"level_db": "99", "muted": "yes"}, 400, "must be between -60 and 24",
+         "Ana</h1>"),
+        (f"{k}/sound", {"pan_percent": "left"}, 400, "must be a number", "Ana</h1>"),
+        (f"{c}/timing", {"max_shift_ms": "500", "max_tempo_pct": "3", "clip_id": str(clip_id)},
+         400, "between 0 and 300 ms", "Ana</h1>"),
+        (f"{c}/timing", {"max_shift_ms": "80", "max_tempo_pct": "9"}, 400,
+         "between 0 and 3 %", f'action="{c}/render"'),
+        (f"/organize/renders/{render_id}/handoff", {}, 409,
+         "Only a finished render can be handed off", f'action="{c}/render"'),
     ]
 
 
@@ -75,6 +85,9 @@ def test_a_refused_organizer_form_is_a_4xx_with_the_form_and_the_reason(app, org
         c = services.get_campaign(campaign)
         assert c.title == "Ode to Joy" and c.is_open
         assert db.session.get(Clip, clip_id).nudge_ms == 0
+        assert not db.session.get(Clip, clip_id).muted
+        assert (c.timing_max_shift_ms, c.timing_max_tempo_pct) == (80, 3.0)
+        assert db.session.get(Render, render_id).handoff_state is None
         assert db.session.get(Clip, clip_id).status == "normalized"
     assert "Give the campaign a title" not in organizer_client.get(
         f"/organize/c/{campaign}").get_data(as_text=True)

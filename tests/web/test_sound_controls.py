@@ -73,6 +73,31 @@ def test_sound_controls_are_stored_and_used_by_the_render_spec(app, campaign, me
         parse_spec(roomy)  # valid as built
 
 
+def test_the_loudness_match_is_per_part_in_the_spec_and_on_the_page(app, campaign, media_files,
+                                                                   organizer_client):
+    """Two altos and one soprano: each take matched, and the parts balanced so the lone
+    soprano is as loud as the two altos together (10 log10(2) dB apart per take)."""
+    altos = [_take_in(app, campaign, media_files["landscape"], name=n) for n in ("Ana", "Bo")]
+    soprano = _take_in(app, campaign, media_files["landscape"], name="Cy", part="Soprano")
+    with app.app_context():
+        clips = [_clip(app, i) for i in (*altos, soprano)]
+        spec = pipeline.build_spec(clips[0].campaign, clips, "final", {"audio": "mix"})
+        gains = [c["gain_db"] for c in spec["clips"]]
+        match = match_gain(clips[2].sound["loudness_lufs"])
+    assert gains[0] == gains[1]
+    assert gains[2] - gains[0] == pytest.approx(3.01, abs=0.01)
+    assert gains[2] == pytest.approx(match + 1.76, abs=0.01)  # 10 log10(3 / (2 parts * 1))
+    page = organizer_client.get(f"/organize/clips/{soprano}").get_data(as_text=True)
+    assert "part balance +1.8 dB with 1 matched take of <bdi>Soprano</bdi>" in page
+    # a muted alto is not heard: the parts are one take each, no balance left
+    assert organizer_client.post(f"/organize/clips/{altos[1]}/sound", data={
+        "muted": "yes", "loudness_match": "yes"}).status_code == 303
+    with app.app_context():
+        clips = [_clip(app, i) for i in (*altos, soprano)]
+        spec = pipeline.build_spec(clips[0].campaign, clips, "final", {"audio": "mix"})
+    assert spec["clips"][2]["gain_db"] == pytest.approx(match, abs=0.01)
+
+
 @pytest.mark.parametrize("form,field", [
     ({"level_db": "99"}, "level"),
     ({"level_db": "loud"}, "level"),
@@ -84,9 +109,10 @@ def test_bad_values_are_refused_with_a_reason_and_change_nothing(app, campaign, 
                                                                  organizer_client, form, field):
     clip_id = _take_in(app, campaign, media_files["landscape"])
     answer = organizer_client.post(f"/organize/clips/{clip_id}/sound",
-                                   data={**form, "muted": "yes"}, follow_redirects=True)
-    assert answer.status_code == 200
-    assert f"{field}" in answer.get_data(as_text=True).lower()
+                                   data={**form, "muted": "yes"})
+    assert answer.status_code == 400  # the clip page with its form again, and the reason
+    page = answer.get_data(as_text=True)
+    assert f"{field}" in page.lower() and f'action="/organize/clips/{clip_id}/sound"' in page
     with app.app_context():
         clip = _clip(app, clip_id)
         assert not clip.muted and clip.sound_level_db == 0.0 and clip.pan == 0.0
@@ -94,9 +120,9 @@ def test_bad_values_are_refused_with_a_reason_and_change_nothing(app, campaign, 
 
 def test_the_only_shown_clip_cannot_be_hidden(app, campaign, media_files, organizer_client):
     clip_id = _take_in(app, campaign, media_files["landscape"])
-    page = organizer_client.post(f"/organize/clips/{clip_id}/sound", data={"hidden": "yes"},
-                                 follow_redirects=True).get_data(as_text=True)
-    assert "at least one clip in the picture" in page
+    answer = organizer_client.post(f"/organize/clips/{clip_id}/sound", data={"hidden": "yes"})
+    assert answer.status_code == 409
+    assert "at least one clip in the picture" in answer.get_data(as_text=True)
     with app.app_context():
         assert not _clip(app, clip_id).hidden
 

@@ -100,9 +100,11 @@ def test_switched_off_no_map_in_the_spec(app, slow_clip):
     ({"max_shift_ms": "80", "max_tempo_pct": "nan"}, "between 0 and 3 %"),
 ])
 def test_limits_are_checked(app, organizer_client, slow_clip, form, problem):
-    page = organizer_client.post("/organize/c/timed/timing", data={**form, "clip_id": "1"},
-                                 follow_redirects=True).get_data(as_text=True)
-    assert problem in page
+    answer = organizer_client.post("/organize/c/timed/timing",
+                                   data={**form, "clip_id": str(slow_clip)})
+    assert answer.status_code == 400  # the clip page with the limits' form, and the reason
+    page = answer.get_data(as_text=True)
+    assert problem in page and 'action="/organize/c/timed/timing"' in page
     with app.app_context():
         campaign = services.get_campaign("timed")
         assert (campaign.timing_max_shift_ms, campaign.timing_max_tempo_pct) == (80, 3.0)

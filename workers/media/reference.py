@@ -160,8 +160,9 @@ def _main_duration(spec: RenderSpec, sources: list[VideoFileClip], guide: AudioF
 
 def _on_guide(clip: SpecClip, media, start: float, end: float):
     """``media`` (a video or audio clip) from guide time ``start`` to ``end``, its own
-    time 0 at ``start``: clip time is ``offset + t * speed``."""
-    if clip.drift_ppm == 0:
+    time 0 at ``start``: clip time is :meth:`SpecClip.clip_time` (``offset + t * speed``,
+    or through the clip's time map)."""
+    if clip.drift_ppm == 0 and not clip.time_map:
         return media.subclipped(clip.clip_time(start), clip.clip_time(end))
     return (media.time_transform(lambda t: clip.clip_time(start + t), apply_to=[])
             .with_duration(end - start))

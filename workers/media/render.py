@@ -35,6 +35,11 @@ and places never reach ffmpeg (they are drawn into PNGs with Pillow).
 Drift: a clip whose clock runs ``drift_ppm`` fast holds guide time t at clip time
 ``offset + t * speed``; its frames are retimed (setpts) and its sound stretched (atempo,
 which keeps the pitch) by that speed, when it moves the clip by more than half a frame.
+
+Time maps: a take pulled into time (:mod:`workers.media.timemap`) is played through its
+map piece by piece, its sound by exact-length segments at steady tempi
+(:func:`timemap.warp_filter`), its frames by a setpts expression of the same map
+(:func:`timemap.guide_time_expr`), so each frame is shown where its sound is heard.
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ from .probe import MEDIA_DEMUXERS, media_duration, safe_input
 from .proxies import ensure_proxies, missing, proxy_scales
 from .sound import room_filter, take_filter, write_room_impulse
 from .spec import RenderSpec, SpecClip
+from .timemap import TimeMap, guide_time_expr
 from .titles import caption_image, credits_image, credits_y_expr, intro_card, label_image
 
 log = logging.getLogger(__name__)
@@ -399,8 +405,8 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
                headroom: bool | None = None) -> str:
     """Filtergraph summing input k's sound (k = position in ``sources``) into [mix] (and
     measuring it, with ``measure``). ``voices``: how many voices the sum stands for. Each
-    take is first cleaned and panned as its spec clip says (:func:`sound.take_filter`),
-    then delayed and set to its ``gain_db``.
+    take is first cleaned and panned as its spec clip says
+    (:func:`sound.take_filter`), then delayed and set to its ``gain_db``.
 
     With ``guide_gain_db`` (audio mode "guide+mix"), input ``len(sources)`` is the guide:
     the sum is ``guide * 10^(guide_gain_db/20) + mix * 10^(mix_gain_db/20)``. With
@@ -409,9 +415,9 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
     ``headroom`` (default: ``measure``) applies the ``-10 log10(voices)`` dB."""
     parts = []
     for k, s in enumerate(sources):
-        delay = round(s.delay * AUDIO_RATE)
         c = s.clip
         take = take_filter(c.hum_hz, c.denoise, c.pan, c.noise_floor_db)
+        delay = round(s.delay * AUDIO_RATE)
         parts.append(f"[{k}:a:0]{_stereo()},{_tempo(s.speed)}{take}"
                      f"adelay=delays={delay}S:all=1,volume={c.gain_db:.3f}dB[a{k}]")
     inputs = "".join(f"[a{k}]" for k in range(len(sources)))
@@ -445,30 +451,35 @@ def mix_filter(sources: list[ClipSource], total: float, *, voices: int | None = 
     return ";".join(parts)
 
 
-def _warp_sources(sources: list[ClipSource], folder_of: str, deadline: float
+def _warp_sources(sources: list[ClipSource], folder_of: str, deadline: float, jobs: int
                   ) -> tuple[list[ClipSource], list[str]]:
     """Sources with a time map played through it first (:func:`timemap.warp_argv`), each
     into a float WAV beside ``folder_of`` that the mix then reads from guide time on, like
-    a take without a map; returns (sources, the WAVs to delete)."""
+    a take without a map, ``jobs`` at a time; returns (sources, the WAVs to delete).
+    (In the groups' own graphs, a hundred segments per take made graphs of thousands of
+    filters that ffmpeg schedules far slower.)"""
     import dataclasses
 
-    from .timemap import TimeMap, warp_argv
+    from .timemap import warp_argv
 
-    out, made = [], []
-    for s in sources:
+    made = {s.index: temp_path_for(folder_of, f".map{s.index}.wav")
+            for s in sources if s.clip.time_map}
+
+    def warp(s: ClipSource) -> ClipSource:
         if not s.clip.time_map:
-            out.append(s)
-            continue
+            return s
         g, c = zip(*s.clip.time_map, strict=True)
-        wav = temp_path_for(folder_of, f".map{s.index}.wav")
-        made.append(wav)
+        wav = made[s.index]
         first, args = warp_argv(s.clip.path, wav, TimeMap(g, c), s.trim, AUDIO_RATE)
         run_ffmpeg(args, timeout=_remaining(deadline))
         # starts at guide time ``first``: an offset of -first, no drift left to correct
         clip = dataclasses.replace(s.clip, path=wav, offset=-first, time_map=(),
                                    drift_ppm=0.0)
-        out.append(ClipSource(s.index, clip, media_duration(wav, timeout=60), True))
-    return out, made
+        return ClipSource(s.index, clip, media_duration(wav, timeout=60), True)
+
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        out = list(pool.map(warp, sources))
+    return out, list(made.values())
 
 
 #: from this many sources on, a mix is summed in groups side by side (one per core)
@@ -512,6 +523,7 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
         jobs = usable_cores()
     groups = mix_groups(sources, jobs)
     partial = [temp_path_for(dst, f".part{j}.wav") for j in range(len(groups))]
+    scripts = [temp_path_for(dst, f".graph{j}.txt") for j in range(len(groups) + 1)]
     steps = len(groups) + 1 if len(groups) > 1 else 1
     room_ir = temp_path_for(dst, ".room.wav") if room is not None else None
     warped: list[str] = []
@@ -525,7 +537,7 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
 
     try:
         if any(s.clip.time_map for s in sources):
-            sources, warped = _warp_sources(sources, dst, deadline)
+            sources, warped = _warp_sources(sources, dst, deadline, jobs)
             groups = mix_groups(sources, jobs)
         if room is not None and room_ir is not None:
             write_room_impulse(room_ir, room[0], room[1])
@@ -534,7 +546,8 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
                 args = ["-v", "error"]
                 for s in groups[j]:
                     args += _input_args(s)
-                args += ["-filter_complex", mix_filter(groups[j], total, measure=False),
+                args += [*_graph_args(mix_filter(groups[j], total, measure=False),
+                                      scripts[j]),
                          "-map", "[mix]", "-c:a", "pcm_f32le", "-f", "wav",
                          input_url(partial[j])]
                 run_ffmpeg(args, timeout=_remaining(deadline), duration=total,
@@ -560,12 +573,12 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
             args += safe_input(guide[0], MEDIA_DEMUXERS)
         if room_ir is not None:
             args += safe_input(room_ir, ("wav",))
-        args += ["-filter_complex", graph, "-map", "[mix]",
+        args += [*_graph_args(graph, scripts[-1]), "-map", "[mix]",
                  "-c:a", "pcm_f32le", "-f", "wav", input_url(dst)]
         status, text = ffmpeg_report(args, timeout=_remaining(deadline), duration=total,
                                      progress=lambda f: progress((steps - 1 + f) / steps))
     finally:
-        for path in [*partial, *warped, *([room_ir] if room_ir else [])]:
+        for path in [*partial, *scripts, *warped, *([room_ir] if room_ir else [])]:
             remove_quietly(path)
     if status != 0:
         raise FFmpegError(f"audio mix failed (ffmpeg status {status})", args, status,
@@ -574,6 +587,23 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
     log.info("mix of %d clips: %.1f LUFS, %.1f dBTP", len(sources), loudness.integrated,
              loudness.true_peak)
     return loudness
+
+
+#: a filtergraph longer than this is handed to ffmpeg in a file (``-/filter_complex``):
+#: one argument may hold at most 128 KiB (Linux's MAX_ARG_STRLEN), and a group of takes
+#: with time maps of a hundred segments each holds more
+GRAPH_IN_FILE = 32 * 1024
+
+
+def _graph_args(graph: str, script: str) -> list[str]:
+    """``-filter_complex GRAPH``, or for a long graph, the graph written to ``script`` (a
+    temp path the caller removes) and ``-/filter_complex SCRIPT`` (ffmpeg reads the
+    option's value from that file)."""
+    if len(graph) <= GRAPH_IN_FILE:
+        return ["-filter_complex", graph]
+    with open(script, "w", encoding="utf-8") as f:
+        f.write(graph)
+    return ["-/filter_complex", script]
 
 
 def loudness_filter(loudness: Loudness, target_lufs: float) -> str:
@@ -873,15 +903,43 @@ def _layer_graph(k: int, layer: _Layer, last: str, ox: int, oy: int, origin: int
     ]
 
 
-def _tile_setpts(clip: PlanClip, seek: float, intro: int, origin: int, fps: int) -> str:
+#: a tile's time map expression covers the clip times it decodes, and this much more
+MAP_WINDOW_MARGIN = 1.0
+
+
+def _tile_setpts(clip: PlanClip, seek: float, intro: int, origin: int, fps: int,
+                 time_map: TimeMap | None = None, until: float = 0.0) -> str:
     """After the seek a frame's time is (clip time - seek); its guide time is
     (clip time - offset) / speed, shown at (guide time + intro / fps) on the output, which
     is (that - origin / fps) on this picture's clock. So the same clip frame lands on the
-    same timeline frame whatever the segment."""
+    same timeline frame whatever the segment.
+
+    With a ``time_map`` the guide time is the map's, piece by piece
+    (:func:`timemap.guide_time_expr` over the clip times from ``seek`` to ``until``), so
+    the picture follows the same map as the sound and lips stay on the warped voice."""
     lead = (intro - origin) / fps
+    if time_map is not None:
+        expr = guide_time_expr(time_map, seek, seek, max(until, seek) + MAP_WINDOW_MARGIN)
+        # max(a,b): its comma escaped from the filtergraph's own commas
+        return f"setpts=({expr.replace(',', chr(92) + ',')}{lead:+.6f})/TB"
     if clip.speed == 1.0:
         return f"setpts=PTS+{seek - clip.offset + lead:.6f}/TB"
     return f"setpts=(PTS+{seek - clip.offset:.6f}/TB)/{clip.speed:.9f}+{lead:.6f}/TB"
+
+
+def _time_map_of(clip: SpecClip) -> TimeMap | None:
+    """The clip's time map, or None (one offset, maybe a drift)."""
+    if not clip.time_map:
+        return None
+    g, c = zip(*clip.time_map, strict=True)
+    return TimeMap(g, c)
+
+
+def _clip_time(clip: PlanClip, time_map: TimeMap | None, t: float) -> float:
+    """The clip time shown at guide time ``t``: the time map's, or offset + t * speed."""
+    if time_map is not None:
+        return float(time_map.clip_time(t))
+    return clip.offset + t * clip.speed
 
 
 def _fit(w: int, h: int, flags: str = "") -> str:
@@ -914,10 +972,12 @@ def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox:
         if proxies and tile.clip in proxies:
             path, src_w = proxies[tile.clip], 0  # already about the tile's size
         # clip time at the tile's first frame; seek a little before it, decode from there
-        at = clip.offset + (tile.start - plan.main_start) / fps * clip.speed
+        time_map = _time_map_of(spec.clips[tile.clip])
+        at = _clip_time(clip, time_map, (tile.start - plan.main_start) / fps)
         # a tile after the clip's end shows its last frame, held: decode the last second
         ended = plan.main_start + clip.end * fps <= tile.start
         seek = max(0.0, (clip.duration - HOLD_DECODE if ended else at) - SEEK_MARGIN)
+        until = _clip_time(clip, time_map, (tile.end - plan.main_start) / fps)
         decode = [*threads]
         if src_w and tile.rect.w <= SKIP_DEBLOCK_BELOW * src_w:
             decode += ["-skip_loop_filter", "all"]
@@ -938,7 +998,8 @@ def _picture_argv(spec: RenderSpec, plan: RenderPlan, tiles: Sequence[Tile], ox:
                      f"{_fit(r.w, r.h, flags)},setsar=1,"
                      f"tpad=stop_mode=clone:stop=-1,trim=end_pts={b}")
         graph.append(
-            f"[{k}:v:0]{_tile_setpts(clip, seek, plan.main_start, origin, fps)},{chain}[t{k}]")
+            f"[{k}:v:0]{_tile_setpts(clip, seek, plan.main_start, origin, fps, time_map, until)},"
+            f"{chain}[t{k}]")
         graph.append(f"[{last}][t{k}]overlay=x={r.x - ox}:y={r.y - oy}:eof_action=pass:"
                      f"repeatlast=0:format=yuv420[o{k}]")
         last = f"o{k}"

@@ -5,8 +5,10 @@ on decoded samples (numpy/scipy) and the few ffmpeg runs that use them:
 
 - :func:`analyze_take`: a take's integrated loudness (EBU R128, ffmpeg's ebur128), its
   mains hum (50 or 60 Hz, or none) and its noise floor, once per take;
-- :func:`match_gains`: the loudness match, the level (dB) that brings every take to
-  :data:`MATCH_LUFS`, so no voice stands out for being recorded hot or far away;
+- :func:`match_levels`: the loudness match per part, the level (dB) that brings every
+  take to :data:`MATCH_LUFS` (no voice stands out for being recorded hot or far away) and
+  balances the parts (:func:`part_balance`: a section of forty is not ten times a part of
+  four);
 - :func:`cleanup_filter`: notches at the hum and its harmonics, then a reduction of the
   steady noise (afftdn, told the take's measured noise floor);
 - :func:`pan_filter`: a mono take placed between the speakers at constant power;
@@ -201,9 +203,9 @@ def analyze_take(path: str, *, timeout: float = 600,
 def match_gain(loudness_lufs: float | None, target_lufs: float = MATCH_LUFS) -> float:
     """The level (dB) that brings a take measured at ``loudness_lufs`` to ``target_lufs``,
     within ±:data:`MAX_MATCH_DB`; 0 for an unmeasured or silent take."""
-    if loudness_lufs is None or not math.isfinite(loudness_lufs) \
-            or loudness_lufs <= SILENT_LUFS:
+    if not heard_in_match(loudness_lufs):
         return 0.0
+    assert loudness_lufs is not None
     return max(-MAX_MATCH_DB, min(MAX_MATCH_DB, target_lufs - loudness_lufs))
 
 
@@ -211,6 +213,53 @@ def match_gains(loudness: Mapping[str, float | None],
                 target_lufs: float = MATCH_LUFS) -> dict[str, float]:
     """:func:`match_gain` for each take id -> measured loudness (LUFS or None)."""
     return {key: match_gain(value, target_lufs) for key, value in loudness.items()}
+
+
+#: a part's balance never moves its takes by more than this (dB): a part of one voice
+#: against a section of hundreds is raised, not made a hundred times louder
+MAX_PART_DB = 12.0
+
+
+def heard_in_match(loudness_lufs: float | None) -> bool:
+    """Whether a take measured at ``loudness_lufs`` is matched (and counts in its part's
+    balance): measured, and louder than :data:`SILENT_LUFS`."""
+    return loudness_lufs is not None and math.isfinite(loudness_lufs) \
+        and loudness_lufs > SILENT_LUFS
+
+
+def part_balance(counts: Mapping[str, int]) -> dict[str, float]:
+    """The level (dB) each part's matched takes get on top of their match, so that every
+    part's sum is as loud as every other's whatever its number of takes: for part p of
+    n_p takes among N in P parts, ``10 log10(N / (P n_p))`` within ±:data:`MAX_PART_DB`.
+    Uncorrelated voices add in power, so a part of n takes each at the match level sums
+    to that level + 10 log10(n); the balance evens the parts' sums while the whole mix
+    keeps the power of N matched takes (its headroom is unchanged). Parts with no take
+    are left out; {} for none."""
+    counts = {part: n for part, n in counts.items() if n > 0}
+    if not counts:
+        return {}
+    total, parts = sum(counts.values()), len(counts)
+    return {part: max(-MAX_PART_DB, min(MAX_PART_DB, 10 * math.log10(total / (parts * n))))
+            for part, n in counts.items()}
+
+
+def match_levels(takes: Iterable[tuple[str, str, float | None]],
+                 target_lufs: float = MATCH_LUFS) -> dict[str, float]:
+    """The loudness match per part: take id -> level (dB) for ``(take id, part,
+    loudness LUFS or None)``: :func:`match_gain` (the take to ``target_lufs``, so the takes
+    of a part match each other) plus its part's :func:`part_balance` (so each part is
+    heard as loud as each other), within ±:data:`MAX_MATCH_DB`. Takes not measured or
+    silent get 0 dB and do not count in their part."""
+    rows = list(takes)
+    counts: dict[str, int] = {}
+    for _, part, lufs in rows:
+        if heard_in_match(lufs):
+            counts[part] = counts.get(part, 0) + 1
+    balance = part_balance(counts)
+    return {key: (max(-MAX_MATCH_DB, min(MAX_MATCH_DB,
+                                         match_gain(lufs, target_lufs) + balance[part]))
+                  if heard_in_match(lufs) else 0.0)
+            for key, part, lufs in rows}
 
 
 def part_loudness(takes: Iterable[tuple[str, float | None]]) -> dict[str, dict[str, float]]:

@@ -12,7 +12,9 @@ starts late, after ``-offset`` seconds of background and silence.
 
 Drift convention: a clip recorded on a clock that runs ``drift_ppm`` parts per million
 fast holds guide time t at clip time ``offset + t * (1 + drift_ppm / 1e6)``
-(:meth:`SpecClip.clip_time`); an engine plays it at :attr:`SpecClip.speed`.
+(:meth:`SpecClip.clip_time`); an engine plays it at :attr:`SpecClip.speed`. A clip with a
+``time_map`` (knots of guide time -> clip time) is played through it instead, sound and
+picture alike.
 
 Hidden clips (``"hidden": true``) are heard but not seen: they stay in the audio mix,
 the intro's count and the credits, and get no tile in any layout. Muted clips
@@ -32,6 +34,7 @@ any encoding.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
 import os
@@ -161,8 +164,9 @@ class SpecClip:
     denoise: bool = False
     noise_floor_db: float = -50.0  # the take's measured noise floor (dBFS), for denoise
     #: a take that rushes or drags pulled into time (workers.media.timemap): knots
-    #: (guide s, clip s), both increasing. The sound follows it exactly; the picture (and
-    #: :attr:`speed`) its overall tempo, from ``offset``
+    #: (guide s, clip s), both increasing. The sound and the picture follow it piece by
+    #: piece (:meth:`clip_time`); :attr:`speed` is its overall tempo, which the plan
+    #: uses for where the clip starts and ends
     time_map: tuple[tuple[float, float], ...] = ()
 
     @property
@@ -174,12 +178,26 @@ class SpecClip:
         return 1.0 + self.drift_ppm / 1e6
 
     def clip_time(self, t: float) -> float:
-        """The clip time that holds guide time ``t``."""
+        """The clip time that holds guide time ``t``: through the time map when there is
+        one (piecewise linear, its end segments extended), else ``offset + t * speed``."""
+        if self.time_map:
+            return _through(self.time_map, t, 0, 1)
         return self.offset + t * self.speed
 
     def guide_time(self, clip_t: float) -> float:
         """The guide time at clip time ``clip_t`` (the inverse of :meth:`clip_time`)."""
+        if self.time_map:
+            return _through(self.time_map, clip_t, 1, 0)
         return (clip_t - self.offset) / self.speed
+
+
+def _through(knots: tuple[tuple[float, float], ...], x: float, a: int, b: int) -> float:
+    """Piecewise-linear interpolation through ``knots`` from coordinate ``a`` to ``b``
+    (both increasing), extended beyond the ends at the end segments' slopes."""
+    xs = [k[a] for k in knots]
+    i = min(max(bisect.bisect_right(xs, x) - 1, 0), len(knots) - 2)
+    (x0, y0), (x1, y1) = (knots[i][a], knots[i][b]), (knots[i + 1][a], knots[i + 1][b])
+    return y0 + (x - x0) * (y1 - y0) / (x1 - x0)
 
 
 @dataclass(frozen=True)

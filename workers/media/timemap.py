@@ -7,8 +7,9 @@ limits: a steady tempo of the take against the guide (at most ``max_tempo``, e.g
 plus local corrections of at most ``max_shift`` seconds (e.g. 80 ms) around it, found by
 dynamic time warping (DTW) of the two recordings' note onsets and spectra in a band
 around that line. The result is a piecewise-linear :class:`TimeMap` with a knot every
-``knot_seconds``; the mix plays the take through it (:func:`tempo_commands`: atempo, so
-the pitch is kept, switched at each knot).
+``knot_seconds``; the mix plays the take's sound through it (:func:`warp_filter`: atempo,
+so the pitch is kept, switched where the tempo changes) and the render its frames
+(:func:`guide_time_expr`, a setpts expression of the same map).
 
 Times are seconds; the guide's t=0 is the mash-up's; clip time is the take's own.
 """
@@ -66,6 +67,18 @@ class TimeMap:
         hi = (c[-1] - c[-2]) / (g[-1] - g[-2])
         out = np.where(t_arr < g[0], c[0] + (t_arr - g[0]) * lo, out)
         out = np.where(t_arr > g[-1], c[-1] + (t_arr - g[-1]) * hi, out)
+        return float(out) if np.ndim(out) == 0 else out
+
+    def guide_time(self, c: float | np.ndarray) -> float | np.ndarray:
+        """The guide time at which clip time ``c`` is heard and seen (the inverse of
+        :meth:`clip_time`, extended the same way beyond the ends)."""
+        g, k = np.asarray(self.guide), np.asarray(self.clip)
+        c_arr = np.asarray(c, dtype=float)
+        out = np.interp(c_arr, k, g)
+        lo = (g[1] - g[0]) / (k[1] - k[0])
+        hi = (g[-1] - g[-2]) / (k[-1] - k[-2])
+        out = np.where(c_arr < k[0], g[0] + (c_arr - k[0]) * lo, out)
+        out = np.where(c_arr > k[-1], g[-1] + (c_arr - k[-1]) * hi, out)
         return float(out) if np.ndim(out) == 0 else out
 
     def to_list(self) -> list[list[float]]:
@@ -251,60 +264,98 @@ def tempo_segments(time_map: TimeMap, start: float) -> tuple[float, list[tuple[f
     return float(first), [(a, b) for a, b in segments]
 
 
-def warp_argv(src: str, dst: str, time_map: TimeMap, start: float,
-              rate: int = 48000) -> tuple[float, list[str]]:
-    """(guide time of the first sample, ffmpeg arguments) writing the take at ``src`` from
-    clip time ``start`` played through ``time_map`` as a float WAV (stereo, ``rate``) at
-    ``dst``: cut into :func:`tempo_segments` at exact samples, each through its own atempo
-    (pitch kept) and cut to its exact output length, joined (concat).
-    Numbers only in the filtergraph; the paths are their own arguments."""
-    from .ffmpeg import input_url
-    from .probe import MEDIA_DEMUXERS, safe_input
-
+def warp_filter(pad: str, out: str, time_map: TimeMap, start: float, rate: int = 48000,
+                tag: str = "w") -> tuple[float, str]:
+    """(guide time of the first sample, filtergraph text) playing input pad [``pad``]
+    (a take from clip time ``start``: its input seeked there) through ``time_map`` into
+    [``out``], stereo float at ``rate``: cut into :func:`tempo_segments` at exact samples,
+    each through its own atempo (pitch kept) and cut to its exact output length, joined
+    (concat). ``tag`` prefixes the graph's inner labels (unique per take in a graph of
+    many). Numbers only in the text."""
     first, segments = tempo_segments(time_map, start)
     stereo = f"aresample={rate},aformat=sample_fmts=flt:channel_layouts=stereo"
     n = len(segments)
     if n == 1:
-        graph = f"[0:a:0]{stereo},atempo={segments[0][1]:.6f}[out]"
-    else:
-        # atempo's output is up to a few ms off length/tempo (its window's grain), so each
-        # segment reads SEGMENT_OVERLAP more input and is cut to its exact output length:
-        # no drift, no gap
-        extra = round(SEGMENT_OVERLAP * rate)
-        parts = [f"[0:a:0]{stereo},asplit={n}" + "".join(f"[s{k}]" for k in range(n))]
-        at_in, done_out, want_out = 0, 0, 0.0
-        for k, (length, tempo) in enumerate(segments):
-            end_in = at_in + round(length * rate)
-            want_out += length / tempo * rate
-            out_len = round(want_out) - done_out
-            if abs(tempo - 1.0) > SILENT_JUMP and k < n - 1:
-                # only made where the take is silent (fit_time_map): the silence is cut
-                # short or lengthened at its start, so its end stays joined to the phrase
-                # that follows (atempo would slide that phrase by up to its window)
-                in_len = end_in - at_in
-                if out_len <= in_len:
-                    parts.append(f"[s{k}]atrim=start_sample={end_in - out_len}:"
-                                 f"end_sample={end_in},asetpts=N/SR/TB[w{k}]")
-                else:
-                    parts.append(f"[s{k}]atrim=start_sample={at_in}:end_sample={end_in},"
-                                 f"asetpts=N/SR/TB,adelay=delays={out_len - in_len}S:all=1,"
-                                 f"apad=whole_len={out_len},atrim=end_sample={out_len},"
-                                 f"asetpts=N/SR/TB[w{k}]")
+        return first, f"[{pad}]{stereo},atempo={segments[0][1]:.6f}[{out}]"
+    # atempo's output is up to a few ms off length/tempo (its window's grain), so each
+    # segment reads SEGMENT_OVERLAP more input and is cut to its exact output length:
+    # no drift, no gap
+    extra = round(SEGMENT_OVERLAP * rate)
+    s, w = f"{tag}s", f"{tag}w"
+    parts = [f"[{pad}]{stereo},asplit={n}" + "".join(f"[{s}{k}]" for k in range(n))]
+    at_in, done_out, want_out = 0, 0, 0.0
+    for k, (length, tempo) in enumerate(segments):
+        end_in = at_in + round(length * rate)
+        want_out += length / tempo * rate
+        out_len = round(want_out) - done_out
+        if abs(tempo - 1.0) > SILENT_JUMP and k < n - 1:
+            # only made where the take is silent (fit_time_map): the silence is cut
+            # short or lengthened at its start, so its end stays joined to the phrase
+            # that follows (atempo would slide that phrase by up to its window)
+            in_len = end_in - at_in
+            if out_len <= in_len:
+                parts.append(f"[{s}{k}]atrim=start_sample={end_in - out_len}:"
+                             f"end_sample={end_in},asetpts=N/SR/TB[{w}{k}]")
             else:
-                # as recorded (cut to its length), or through atempo; either reads a little
-                # past its end so it always fills its exact length
-                stretch = "" if abs(tempo - 1.0) <= COPY_TEMPO else f"atempo={tempo:.6f},"
-                if k < n - 1:
-                    parts.append(f"[s{k}]atrim=start_sample={at_in}:end_sample={end_in + extra},"
-                                 f"asetpts=N/SR/TB,{stretch}atrim=end_sample={out_len},"
-                                 f"asetpts=N/SR/TB[w{k}]")
-                else:
-                    parts.append(f"[s{k}]atrim=start_sample={at_in},asetpts=N/SR/TB,"
-                                 f"{stretch}anull[w{k}]")
-            at_in, done_out = end_in, done_out + out_len
-        parts.append("".join(f"[w{k}]" for k in range(n)) + f"concat=n={n}:v=0:a=1[out]")
-        graph = ";".join(parts)
+                parts.append(f"[{s}{k}]atrim=start_sample={at_in}:end_sample={end_in},"
+                             f"asetpts=N/SR/TB,adelay=delays={out_len - in_len}S:all=1,"
+                             f"apad=whole_len={out_len},atrim=end_sample={out_len},"
+                             f"asetpts=N/SR/TB[{w}{k}]")
+        else:
+            # as recorded (cut to its length), or through atempo; either reads a little
+            # past its end so it always fills its exact length
+            stretch = "" if abs(tempo - 1.0) <= COPY_TEMPO else f"atempo={tempo:.6f},"
+            if k < n - 1:
+                parts.append(f"[{s}{k}]atrim=start_sample={at_in}:end_sample={end_in + extra},"
+                             f"asetpts=N/SR/TB,{stretch}atrim=end_sample={out_len},"
+                             f"asetpts=N/SR/TB[{w}{k}]")
+            else:
+                parts.append(f"[{s}{k}]atrim=start_sample={at_in},asetpts=N/SR/TB,"
+                             f"{stretch}anull[{w}{k}]")
+        at_in, done_out = end_in, done_out + out_len
+    parts.append("".join(f"[{w}{k}]" for k in range(n)) + f"concat=n={n}:v=0:a=1[{out}]")
+    return first, ";".join(parts)
+
+
+def warp_argv(src: str, dst: str, time_map: TimeMap, start: float,
+              rate: int = 48000) -> tuple[float, list[str]]:
+    """(guide time of the first sample, ffmpeg arguments) writing the take at ``src`` from
+    clip time ``start`` played through ``time_map`` (:func:`warp_filter`) as a float WAV
+    (stereo, ``rate``) at ``dst``. Numbers only in the filtergraph; the paths are their
+    own arguments."""
+    from .ffmpeg import input_url
+    from .probe import MEDIA_DEMUXERS, safe_input
+
+    first, graph = warp_filter("0:a:0", "out", time_map, start, rate)
     seek = ["-ss", f"{start:.6f}"] if start > 0 else []
-    args = ["-v", "error", *seek, *safe_input(src, MEDIA_DEMUXERS), "-filter_complex", graph,
-            "-map", "[out]", "-c:a", "pcm_f32le", "-f", "wav", input_url(dst)]
-    return first, args
+    return first, ["-v", "error", *seek, *safe_input(src, MEDIA_DEMUXERS),
+                   "-filter_complex", graph, "-map", "[out]", "-c:a", "pcm_f32le",
+                   "-f", "wav", input_url(dst)]
+
+
+#: slope changes smaller than this (guide seconds per clip second) are left out of
+#: :func:`guide_time_expr`: at most 1e-9 × the window's length (microseconds) of error
+SLOPE_EPSILON = 1e-9
+
+
+def guide_time_expr(time_map: TimeMap, shift: float, lo: float, hi: float) -> str:
+    """An ffmpeg expression (setpts' ``T``, numbers and ``max`` only) of the guide time
+    (seconds) at clip time ``T + shift``, exact for clip times in [``lo``, ``hi``]: the
+    map's inverse there, written as a line plus one ramp per knot inside the window,
+    ``g(lo) + s0 (x - lo) + Σ (s_i - s_(i-1)) max(x - c_i, 0)`` (a piecewise-linear
+    function as a sum of hinges, so the expression is flat: ffmpeg's parser limits how
+    deep an expression nests, not how long a sum is). Outside the window it goes on at the
+    end segments' slopes. Raises ValueError for an empty window."""
+    if not hi > lo:
+        raise ValueError(f"empty clip time window [{lo}, {hi}]")
+    g, c = np.asarray(time_map.guide, float), np.asarray(time_map.clip, float)
+    slopes = np.diff(g) / np.diff(c)  # guide seconds per clip second, per segment
+    first = int(np.clip(np.searchsorted(c, lo, side="right") - 1, 0, c.size - 2))
+    expr = [f"{float(time_map.guide_time(lo)):.6f}+{slopes[first]:.9f}*(T{shift - lo:+.6f})"]
+    for i in range(first + 1, c.size - 1):
+        if c[i] >= hi:
+            break
+        change = slopes[i] - slopes[i - 1]
+        if abs(change) > SLOPE_EPSILON:
+            expr.append(f"{change:+.9f}*max(T{shift - c[i]:+.6f},0)")
+    return "".join(expr)
