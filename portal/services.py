@@ -721,13 +721,13 @@ def _drop_from_renders(clip: Clip) -> bool:
         if job.status == "done":  # a running one is refused when it finishes
             storage().delete_prefix(f"renders/{campaign.slug}/{job.token}")
             job.output_key = job.poster_key = None
+            job.reason = ("Its file was deleted: a performer in it withdrew their clip. "
+                          "Render again to make one without them.")
         if job.handoff_key or job.handoff_state:  # the ZIP holds the clip, name and place
             if job.handoff_key:
                 storage().delete(job.handoff_key)
             job.handoff_key = job.handoff_state = None
             job.handoff_reason = None
-            job.reason = ("Its file was deleted: a performer in it withdrew their clip. "
-                          "Render again to make one without them.")
         if job.spec:
             job.spec = {**job.spec, "clips": [
                 {**c, "name": "", "location": ""} if c.get("id") == clip.token else c

@@ -189,8 +189,8 @@ def test_settings_page_needs_an_owner(app, campaign):
     assert moderator.get(f"/organize/c/{campaign}").status_code == 200
     assert moderator.get(f"/organize/c/{campaign}/settings").status_code == 403
     assert moderator.post(f"/organize/c/{campaign}/unpublish").status_code == 403
-    # a moderator downloads the contributors' list (they review those clips anyway)
-    assert moderator.get(f"/organize/c/{campaign}/contributors.csv").status_code == 200
+    # the contributors' list (every name, place and consent) is the owners' export
+    assert moderator.get(f"/organize/c/{campaign}/contributors.csv").status_code == 403
 
 
 def test_a_new_campaign_takes_part_targets(app, organizer_client):
