@@ -136,9 +136,17 @@ def test_handoff_command_after_the_demo(tmp_path):
 def test_hand_offs_and_the_contributors_csv_are_the_owners(app, campaign, media_files):
     """Both hold every participant's data at once (every clip, or every name, place and
     consent): a moderator reviews and previews, but exports neither."""
-    render_id = _rendered(app, campaign, media_files)
-    with app.app_context():
-        pipeline.export_render(render_id)
+    with app.app_context():  # a finished render's row is enough: the policy answers first
+        c = services.get_campaign(campaign)
+        job = Render(campaign=c, kind="final", status="done", spec={"clips": []},
+                     handoff_state="done")
+        db.session.add(job)
+        db.session.commit()
+        render_id = job.id
+        job.output_key = f"renders/{campaign}/{job.token}/mashup.mp4"
+        job.handoff_key = f"handoffs/{c.id}/{job.token}.zip"
+        app.extensions["tutti.storage"].path_for_writing(job.handoff_key).write_bytes(b"PK")
+        db.session.commit()
         ensure_organizer("mod@example.org", "moderator pw")
         services.add_member(services.get_campaign(campaign), "mod@example.org", "moderator")
     moderator = app.test_client()
