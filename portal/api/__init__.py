@@ -83,7 +83,7 @@ def clip(token: str):
 
 
 #: a private answer (a participant's clip, their upload): no shared cache keeps it
-PRIVATE = {"Cache-Control": "private, no-store"}
+PRIVATE = "private, no-store"
 
 
 @bp.after_request
@@ -91,5 +91,5 @@ def private_by_default(response):
     """Every answer of the API but a campaign's public description is private: a clip,
     an upload, an error naming them. (The status page already sends ``no-store``.)"""
     if "Cache-Control" not in response.headers and request.endpoint != "api.campaign":
-        response.headers["Cache-Control"] = PRIVATE["Cache-Control"]
+        response.headers["Cache-Control"] = PRIVATE
     return response

@@ -55,3 +55,14 @@ def browser():
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+def organizer_page(page, base: str) -> None:
+    """Open the organizer console in ``page``, logging in as the live portal's organizer
+    (org@example.org) when the log-in form shows."""
+    page.goto(f"{base}/organize/")
+    if page.locator("input[name=email]").count():
+        page.fill("input[name=email]", "org@example.org")
+        page.fill("input[name=password]", "correct horse")
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/organize/")

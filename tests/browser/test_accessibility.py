@@ -9,6 +9,7 @@ import shutil
 
 import pytest
 
+from tests.browser.conftest import organizer_page
 from tests.conftest import ensure_organizer
 
 pytestmark = pytest.mark.browser
@@ -57,12 +58,7 @@ def test_main_pages_have_no_serious_accessibility_violation(live, browser,  # no
     ids = _campaign(app, media_files)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     page = context.new_page()
-    page.goto(f"{base}/organize/")
-    if page.locator("input[name=email]").count():
-        page.fill("input[name=email]", "org@example.org")
-        page.fill("input[name=password]", "correct horse")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{base}/organize/")
+    organizer_page(page, base)
     from axe_playwright_python.sync_playwright import Axe
 
     axe = Axe()

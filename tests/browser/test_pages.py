@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import organizer_page
 from tests.conftest import ensure_organizer
 
 pytestmark = pytest.mark.browser
@@ -134,12 +135,7 @@ def test_a_synced_clip_its_picture_and_a_nudge(live, browser, tmp_path):
     page = browser.new_page()
     page.goto(f"{base}/clip/{token}")
     assert page.locator("text=Synced to the guide").first.is_visible()
-    page.goto(f"{base}/organize/")
-    if page.locator("input[name=email]").count():
-        page.fill("input[name=email]", "org@example.org")
-        page.fill("input[name=password]", "correct horse")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{base}/organize/")
+    organizer_page(page, base)
     page.goto(f"{base}/organize/clips/{clip_id}")
     page.wait_for_function("() => document.querySelector('img.plot').naturalWidth > 0",
                            timeout=30_000)
@@ -258,12 +254,7 @@ def test_long_and_zalgo_names_stay_in_their_rows_on_a_phone(live, browser,
     phone = browser.new_context(viewport={"width": 375, "height": 800})
     page = phone.new_page()
     base = live["base"]
-    page.goto(f"{base}/organize/")
-    if page.locator("input[name=email]").count():
-        page.fill("input[name=email]", "org@example.org")
-        page.fill("input[name=password]", "correct horse")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{base}/organize/")
+    organizer_page(page, base)
     pages = [f"{base}/watch/wide", f"{base}/clip/{tokens[0]}", f"{base}/clip/{tokens[1]}",
              f"{base}/organize/c/wide",
              f"{base}/organize/clips/{ids[0]}", f"{base}/organize/clips/{ids[1]}"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.conftest import organizer_page
 from tests.conftest import ensure_organizer
 
 pytestmark = pytest.mark.browser
@@ -55,12 +56,7 @@ def test_review_with_the_keyboard(live, browser, media_files):  # noqa: F811
     app, base = live["app"], live["base"]
     ids = _campaign_with_clips(app, media_files)
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-    page.goto(f"{base}/organize/")
-    if page.locator("input[name=email]").count():
-        page.fill("input[name=email]", "org@example.org")
-        page.fill("input[name=password]", "correct horse")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{base}/organize/")
+    organizer_page(page, base)
     # the campaign list says what awaits review; its link opens the filtered list
     page.click("a:has-text('5 to review')")
     page.wait_for_url(re.compile(r".*/organize/c/keys\?status=awaiting$"))

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from tests.browser.conftest import organizer_page
 from workers.media.ffmpeg import run_ffmpeg
 
 pytestmark = pytest.mark.browser
@@ -77,12 +78,7 @@ def test_the_whole_story(live, browser, media_files, tmp_path):
         page.screenshot(path=str(shots / f"story-{name}.png"), full_page=False)
 
     # the organizer logs in and creates the campaign: parts with targets, a guide
-    page.goto(f"{base}/organize/")
-    if page.locator("input[name=email]").count():
-        page.fill("input[name=email]", "org@example.org")
-        page.fill("input[name=password]", "correct horse")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{base}/organize/")
+    organizer_page(page, base)
     page.fill("input[name=title]", "Story Choir")
     page.fill("input[name=slug]", slug)
     page.fill("textarea[name=description]", "Sing the tune, film yourself, upload.")

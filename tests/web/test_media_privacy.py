@@ -95,13 +95,9 @@ def test_files_stored_under_the_token_before_media_ids_still_load(app, client, c
         assert db.session.scalar(select(Clip)) is None
 
 
-def test_a_clip_file_url_cannot_be_turned_into_another_files(app, client, campaign,
-                                                              media_files):
-    """The watch page shows each performer's thumbnail; its URL must not open the
-    performer's whole clip (or contact sheet) by changing the file name, nor work
-    without the signature the page gave it."""
-    from urllib.parse import parse_qs, urlsplit
-
+def _clip_with_files(app, campaign: str, files: dict[str, str]) -> dict[str, str]:
+    """An approved clip whose files (column -> file name) each hold their own name;
+    the signed URL of each file, as the pages hand them out."""
     from portal.models import Clip
     from portal.watch import clip_media_url
 
@@ -112,15 +108,25 @@ def test_a_clip_file_url_cannot_be_turned_into_another_files(app, client, campai
                     original_key="")
         db.session.add(clip)
         db.session.flush()
-        for column, name in (("thumbnail_key", "thumb.jpg"),
-                             ("normalized_key", "normalized.mp4"),
-                             ("contact_sheet_key", "sheet.jpg")):
+        for column, name in files.items():
             key = f"clips/{clip.media_id}/{name}"
             store.path_for_writing(key).write_bytes(name.encode())
             setattr(clip, column, key)
         db.session.commit()
-        thumb = clip_media_url(clip, "thumbnail_key")
-        whole = clip_media_url(clip, "normalized_key")
+        return {column: clip_media_url(clip, column) for column in files}
+
+
+def test_a_clip_file_url_cannot_be_turned_into_another_files(app, client, campaign,
+                                                              media_files):
+    """The watch page shows each performer's thumbnail; its URL must not open the
+    performer's whole clip (or contact sheet) by changing the file name, nor work
+    without the signature the page gave it."""
+    from urllib.parse import parse_qs, urlsplit
+
+    urls = _clip_with_files(app, campaign, {"thumbnail_key": "thumb.jpg",
+                                            "normalized_key": "normalized.mp4",
+                                            "contact_sheet_key": "sheet.jpg"})
+    thumb, whole = urls["thumbnail_key"], urls["normalized_key"]
     assert client.get(thumb).data == b"thumb.jpg"
     assert client.get(whole).data == b"normalized.mp4"  # with its own URL: yes
     path, query = urlsplit(thumb).path, urlsplit(thumb).query
@@ -146,22 +152,8 @@ def test_a_clip_file_url_stops_working_after_it_expires(app, client, campaign, m
     access of every URL handed out before."""
     import time as clock
 
-    from portal.models import Clip
-    from portal.watch import clip_media_url
-
-    store = app.extensions["tutti.storage"]
-    with app.test_request_context():
-        c = services.get_campaign(campaign)
-        clip = Clip(campaign=c, part=c.parts[0], display_name="Ana", status="approved",
-                    original_key="")
-        db.session.add(clip)
-        db.session.flush()
-        key = f"clips/{clip.media_id}/thumb.jpg"
-        store.path_for_writing(key).write_bytes(b"thumb")
-        clip.thumbnail_key = key
-        db.session.commit()
-        thumb = clip_media_url(clip, "thumbnail_key")
-    assert client.get(thumb).data == b"thumb"
+    thumb = _clip_with_files(app, campaign, {"thumbnail_key": "thumb.jpg"})["thumbnail_key"]
+    assert client.get(thumb).data == b"thumb.jpg"
     hours = app.config["MEDIA_URL_HOURS"]
     now = clock.time()
     monkeypatch.setattr(clock, "time", lambda: now + (hours - 0.1) * 3600)
