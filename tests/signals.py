@@ -21,3 +21,14 @@ def tone_melody(seconds: float, seed: int, rate: int) -> np.ndarray:
         out[idx] += np.sin(2 * np.pi * freq * local) * np.exp(-local * 6)
         start += length + rng.uniform(0.02, 0.2)
     return (0.4 * out / np.abs(out).max()).astype(np.float32)
+
+
+def write_wav(path, x: np.ndarray, rate: int) -> None:
+    """``x`` (mono, float, -1..1; clipped) as a 16-bit PCM WAV file at ``rate`` Hz."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())

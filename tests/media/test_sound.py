@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.signals import write_wav
 from workers.media.audio import decode_audio
 from workers.media.ffmpeg import ffmpeg_path
 from workers.media.plan import plan_render
@@ -68,11 +69,7 @@ def write_take(path: Path, *, freq: float = 440.0, level: float = 0.2, hum_hz: f
     if noise:
         x += noise * np.random.default_rng(7).standard_normal(t.size)
     wav = path.with_suffix(".wav")
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    write_wav(wav, x, RATE)
     subprocess.run([ffmpeg_path(), "-y", "-v", "error", "-f", "lavfi", "-i",
                     f"color=c=gray:s=64x36:r=25:d={seconds}", "-i", str(wav),
                     "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "256k",

@@ -4,12 +4,12 @@ played through it, on generated phrases with known timing errors."""
 from __future__ import annotations
 
 import subprocess
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.signals import write_wav
 from workers.media.audio import decode_audio
 from workers.media.ffmpeg import ffmpeg_path
 from workers.media.plan import plan_render
@@ -73,11 +73,7 @@ def take_signal(warp, rate: int) -> np.ndarray:
 
 def _mp4(path: Path, x: np.ndarray) -> str:
     wav = path.with_suffix(".wav")
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    write_wav(wav, x, RATE)
     subprocess.run([ffmpeg_path(), "-y", "-v", "error", "-f", "lavfi", "-i",
                     f"color=c=gray:s=64x36:r=25:d={x.size / RATE:.3f}", "-i", str(wav),
                     "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "pcm_s16le",
@@ -180,11 +176,7 @@ def _flash_and_click_take(path: Path) -> str:
         n = round(frame / FPS * RATE)
         x[n:n + burst.size] += 0.5 * np.sin(2 * np.pi * 1000 * burst)
     wav = path.with_suffix(".wav")
-    with wave.open(str(wav), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    write_wav(wav, x, RATE)
     lit = "+".join(f"between(n,{f},{f + 2})" for f in FLASH_FRAMES)
     subprocess.run([ffmpeg_path(), "-y", "-v", "error", "-f", "lavfi", "-i",
                     f"color=c=gray:s=64x36:r={FPS}:d=13,drawbox=c=white:t=fill:enable='{lit}'",
