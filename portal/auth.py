@@ -21,7 +21,7 @@ from sqlalchemy import delete, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .extensions import db
-from .models import Organizer, OrganizerSession, token_digest, utcnow
+from .models import Organizer, OrganizerSession, password_hash_method, token_digest, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,8 @@ def check_credentials(email: str, password: str) -> Organizer | None:
     organizer = db.session.scalar(select(Organizer).filter_by(email=email))
     if organizer is None:
         if _dummy_hash is None:
-            _dummy_hash = generate_password_hash(secrets.token_hex(16))
+            _dummy_hash = generate_password_hash(secrets.token_hex(16),
+                                                 method=password_hash_method())
         check_password_hash(_dummy_hash, password)
         return None
     return organizer if organizer.check_password(password) else None

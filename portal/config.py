@@ -58,6 +58,8 @@ SETTINGS: dict[str, tuple[object, type]] = {
     # apart: the two limits above count accepted uploads only
     "UPLOAD_LIMIT_REJECTED_ADDRESS": ("100 per hour", str),
     "RATELIMIT_STORAGE": ("", str),  # default: the broker when it is Redis, else memory://
+    # werkzeug's password hash; the test suite sets a cheap one (scrypt costs 0.1-0.5 s a login)
+    "PASSWORD_HASH_METHOD": ("scrypt", str),
     "UPLOAD_EXPIRE_HOURS": (24, int),  # an unfinished resumable upload expires after this
 }
 

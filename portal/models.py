@@ -47,6 +47,16 @@ def token_digest(token: str) -> str:
 ROLES = ("owner", "moderator")
 
 
+def password_hash_method() -> str:
+    """werkzeug's hash method for new passwords: ``PASSWORD_HASH_METHOD`` (scrypt by default;
+    the tests choose a cheap one). Outside an app, scrypt."""
+    from flask import current_app, has_app_context
+
+    if has_app_context():
+        return str(current_app.config.get("PASSWORD_HASH_METHOD") or "scrypt")
+    return "scrypt"
+
+
 class Organizer(UserMixin, db.Model):
     __tablename__ = "organizers"
 
@@ -64,7 +74,7 @@ class Organizer(UserMixin, db.Model):
         return self.session_token
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = generate_password_hash(password, method=password_hash_method())
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

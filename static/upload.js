@@ -12,6 +12,8 @@
   }
   const CHUNK = 4 * 1024 * 1024;       // bytes per PATCH
   const ENDS = 1024 * 1024;            // the fingerprint hashes this much of each end
+  const SAMPLES = 16;                  // ... and this many slices spread over the middle
+  const SAMPLE = 64 * 1024;            // of this many bytes (portal/uploads: sample_starts)
   const MAX_ATTEMPTS = 80;             // about half an hour of trying before asking the person
   const MAX_DELAY = 30000;             // ms between two tries at most
 
@@ -41,17 +43,35 @@
     return new Response(blob).arrayBuffer();
   };
 
+  // SHA-256 of SAMPLES slices spread evenly over the file ("" when the two ends cover it):
+  // two takes with the same size and ends but another middle never share an upload.
+  const samplesOf = function (file) {
+    if (file.size <= 2 * ENDS) { return Promise.resolve(""); }
+    const reads = [];
+    for (let i = 0; i < SAMPLES; i += 1) {
+      const start = Math.floor((i * (file.size - SAMPLE)) / (SAMPLES - 1));
+      reads.push(readSlice(file.slice(start, start + SAMPLE)));
+    }
+    return Promise.all(reads).then(function (buffers) {
+      const all = new Uint8Array(SAMPLES * SAMPLE);
+      buffers.forEach(function (b, i) { all.set(new Uint8Array(b), i * SAMPLE); });
+      return sha256(all);
+    });
+  };
+
   // What makes a resume safe: the same campaign, the same content (SHA-256 of the
-  // first and last megabyte, and the size) and the same submission (name, part,
-  // place, consent). Anything else starts a new upload.
+  // first and last megabyte and of slices of the middle, and the size) and the same
+  // submission (name, part, place, consent). Anything else starts a new upload.
   const fingerprintOf = function (file, fields) {
     const span = Math.min(ENDS, file.size);
     return Promise.all([
       readSlice(file.slice(0, span)).then(sha256),
       readSlice(file.slice(file.size - span)).then(sha256),
       sha256(new TextEncoder().encode(JSON.stringify(fields))),
+      samplesOf(file),
     ]).then(function (h) {
-      return { head: h[0], tail: h[1], key: ["tutti", fields.campaign, file.size, h[0], h[1], h[2]].join(":") };
+      return { head: h[0], tail: h[1], samples: h[3],
+               key: ["tutti", fields.campaign, file.size, h[0], h[1], h[3], h[2]].join(":") };
     });
   };
 
@@ -149,7 +169,18 @@
     const shouldRetry = function (err, attempt, options) {
       const status = statusOf(err);
       let text;
-      if (status === 0) { text = "The connection dropped; trying again"; }
+      if (status === 0) {
+        text = "The connection dropped; trying again";
+        // Chromium refuses to send a file that changed on the device since it was chosen
+        // (ERR_UPLOAD_FILE_CHANGED), which looks like a dropped connection: reading it says.
+        readSlice(file.slice(0, Math.min(1, file.size))).catch(function () {
+          if (!running) { return; }
+          waiting = null;
+          if (upload) { upload.abort(); }
+          fail("Your video changed on this device while it was being sent (was another " +
+               "recording saved over it?). Choose it again and press Upload.");
+        });
+      }
       else if (status === 423 || status === 409) { text = "The server is still busy with your video; trying again"; }
       else if (status === 429) { text = "Many people are uploading right now; trying again"; }
       else if (status >= 500) { text = "The server had a problem; trying again"; }
@@ -188,11 +219,13 @@
         metadata: {
           campaign: fields.campaign, filename: file.name, name: fields.name, part: fields.part,
           location: fields.location, consent: fields.consent,
-          head_sha256: print.head, tail_sha256: print.tail,
+          head_sha256: print.head, tail_sha256: print.tail, samples_sha256: print.samples,
         },
         fingerprint: function () { return Promise.resolve(print.key); },
         storeFingerprintForResuming: true,
-        removeFingerprintOnSuccess: true,
+        // kept after success: the same video and form sent again opens the same clip's page
+        // (the server answers the finished upload's HEAD with its link), never a second clip
+        removeFingerprintOnSuccess: false,
         onShouldRetry: shouldRetry,
         onProgress: function (sent, total) {
           if (waiting && Date.now() < waiting.until) { return; }

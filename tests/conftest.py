@@ -37,9 +37,96 @@ ORGANIZER = ("org@example.org", "correct horse")
 
 
 def database_url(kind: str, tmp_path: Path) -> str:
+    """The URL of an EMPTY database of ``kind`` (no tables): for tests that migrate."""
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'test.sqlite3'}"
     reset_postgres(PG_URL)
+    return PG_URL
+
+
+# Migrating a database from nothing costs 0.5-1.5 s (15 Alembic revisions, SQLite's batch
+# table copies), and about 700 tests make an app: most of the suite's time went there. The
+# schema is built once per session instead: SQLite tests get a copy of a migrated file,
+# PostgreSQL tests a migrated schema with every table emptied. ``make_app`` then skips the
+# (no-op) upgrade. A test that needs an empty database uses ``database_url``.
+_MIGRATED: dict[str, object] = {}
+
+
+def _migrated_sqlite_template() -> Path:
+    if "sqlite" not in _MIGRATED:
+        import tempfile
+
+        from portal import create_app
+
+        root = Path(tempfile.mkdtemp(prefix="tutti-template-"))
+        template = root / "template.sqlite3"
+        app = create_app({"TESTING": True, "INSTANCE_PATH": str(root / "instance"),
+                          "DATABASE_URL": f"sqlite:///{template}", "MEDIA_ROOT": str(root / "m"),
+                          "SECRET_KEY": "test", "BROKER_URL": "memory://",
+                          "EMBEDDED_WORKER": "false"})
+        dispose(app)
+        _MIGRATED["sqlite"] = template
+    return _MIGRATED["sqlite"]  # type: ignore[return-value]
+
+
+def _postgres_head_and_tables(engine) -> tuple[str | None, list[str]]:
+    from sqlalchemy import inspect, text
+
+    names = inspect(engine).get_table_names(schema="public")
+    if "alembic_version" not in names:
+        return None, names
+    with engine.connect() as conn:
+        head = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return head, [n for n in names if n != "alembic_version"]
+
+
+def _empty_migrated_postgres() -> None:
+    """PostgreSQL at the head revision with every table empty (and ids from 1)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(PG_URL)
+    try:
+        head, tables = _postgres_head_and_tables(engine)
+        if head is None or head != _MIGRATED.get("postgresql"):
+            engine.dispose()
+            reset_postgres(PG_URL)
+            import tempfile
+
+            from portal import create_app
+
+            root = Path(tempfile.mkdtemp(prefix="tutti-pg-template-"))
+            app = create_app({"TESTING": True, "INSTANCE_PATH": str(root / "instance"),
+                              "DATABASE_URL": PG_URL, "MEDIA_ROOT": str(root / "m"),
+                              "SECRET_KEY": "test", "BROKER_URL": "memory://",
+                              "EMBEDDED_WORKER": "false"})
+            dispose(app)
+            engine = create_engine(PG_URL)
+            head, tables = _postgres_head_and_tables(engine)
+            _MIGRATED["postgresql"] = head
+        if tables:
+            quoted = ", ".join(f'"{name}"' for name in tables)
+            with engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+def migrated_database_url(kind: str, tmp_path: Path) -> str:
+    """The URL of a database of ``kind`` at the head revision with no rows.
+
+    SQLite: ``tmp_path/test.sqlite3``, copied from the session's migrated template unless the
+    file exists (a second app on the same ``tmp_path`` sees the first one's rows, as before).
+    PostgreSQL: the shared test database, its tables emptied.
+    """
+    if kind == "sqlite":
+        target = tmp_path / "test.sqlite3"
+        if not target.exists():
+            import shutil
+
+            tmp_path.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(_migrated_sqlite_template(), target)
+        return f"sqlite:///{target}"
+    _empty_migrated_postgres()
     return PG_URL
 
 
@@ -55,7 +142,9 @@ def make_app(db_kind: str, tmp_path: Path, **overrides: object):
     return create_app({
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
-        "DATABASE_URL": database_url(db_kind, tmp_path),
+        "DATABASE_URL": migrated_database_url(db_kind, tmp_path),
+        "AUTO_MIGRATE": False,
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # scrypt costs 0.1-0.5 s a log-in
         "MEDIA_ROOT": str(tmp_path / "media"),
         "SECRET_KEY": "test",
         "WTF_CSRF_ENABLED": False,

@@ -35,7 +35,9 @@ def clip_json(clip: Clip) -> dict:
         "contact_sheet_url": clip_media_url(clip, "contact_sheet_key", external=True),
         "normalized_url": clip_media_url(clip, "normalized_key", external=True),
         "status_url": external_url("participate.status", token=clip.token),
-        "media": clip.media,
+        # what the probe found, without where the file lies on the server
+        "media": ({k: v for k, v in clip.media.items() if k != "path"}
+                  if clip.media else clip.media),
         "checks": clip.checks or [],
         "sync": {
             "state": clip.sync_state,

@@ -35,10 +35,14 @@ in Upload-Metadata (hex SHA-256 of the file's first and last
 checks the bytes it holds against them (the head as soon as it has arrived, the tail
 when the last byte arrives): an upload whose bytes are not of that file (a resume
 with another file of the same name and size) is removed and answered 460, and no
-clip is made of it. With the fingerprint, a creation repeated because its answer was
-lost gets the same upload back while no byte has arrived (the same campaign, length,
-ends and form), so no empty upload is left behind; without it, an upload that never
-got a byte expires within the hour (:data:`EMPTY_EXPIRES_AFTER`).
+clip is made of it. ``samples_sha256`` (optional) covers the middle: the SHA-256 of
+:data:`SAMPLE_COUNT` slices of :data:`SAMPLE_BYTES` spread evenly over the file (see
+:func:`sample_starts`), checked when the last byte arrives, so two files with the same
+ends but another middle are never mixed into one. With the fingerprint, a creation
+repeated because its answer was lost gets the same upload back while no byte has
+arrived (the same campaign, length, ends, samples and form), so no empty upload is
+left behind; without it, an upload that never got a byte expires within the hour
+(:data:`EMPTY_EXPIRES_AFTER`).
 
 Answers: 412 for a ``Tus-Resumable`` other than 1.0.0; 409 when Upload-Offset is
 not what arrived; 413 when a PATCH goes beyond Upload-Length (nothing of it is
@@ -90,6 +94,18 @@ STALE_AFTER = 24 * 3600  # unfinished uploads without an expiry time are dropped
 # expires sooner than one under way: the sweep removes it within the hour
 EMPTY_EXPIRES_AFTER = 3600
 FINGERPRINT_BYTES = 1 << 20  # head_sha256 / tail_sha256 cover this much of each end
+SAMPLE_COUNT = 16  # samples_sha256: this many slices spread over the file
+SAMPLE_BYTES = 1 << 16  # of this many bytes each
+
+
+def sample_starts(length: int) -> list[int]:
+    """Where the ``samples_sha256`` slices start in a file of ``length`` bytes:
+    ``floor(i * (length - SAMPLE_BYTES) / (SAMPLE_COUNT - 1))`` for i in 0..15, each
+    :data:`SAMPLE_BYTES` long; empty when both ends' megabytes already cover the file
+    (``length <= 2 * FINGERPRINT_BYTES``). static/upload.js computes the same."""
+    if length <= 2 * FINGERPRINT_BYTES:
+        return []
+    return [i * (length - SAMPLE_BYTES) // (SAMPLE_COUNT - 1) for i in range(SAMPLE_COUNT)]
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -245,8 +261,8 @@ def create():
                                  location=meta.get("location", ""),
                                  consent=meta.get("consent", "") in ("yes", "on", "true", "1"))
     services.filename_of(meta.get("filename", ""))
-    for key in ("head_sha256", "tail_sha256"):
-        if key in meta and not _SHA256_HEX.match(meta[key]):
+    for key in ("head_sha256", "tail_sha256", "samples_sha256"):
+        if key in meta and meta[key] and not _SHA256_HEX.match(meta[key]):
             raise services.ServiceError(f"Upload-Metadata: {key} must be the SHA-256 of the "
                                         "file's end, as 64 lowercase hex digits.")
     _record_timing(meta)  # a take recorded on the page: 400 when its timing is unusable
@@ -305,7 +321,8 @@ def _creation_key(campaign_id: int, length: int, meta: dict[str, str]) -> str | 
     if "head_sha256" not in meta or "tail_sha256" not in meta:
         return None
     fields = [str(campaign_id), str(length)] + [meta.get(name, "") for name in (
-        "head_sha256", "tail_sha256", "name", "part", "location", "consent", "filename")]
+        "head_sha256", "tail_sha256", "name", "part", "location", "consent", "filename",
+        "samples_sha256")]
     return hashlib.sha256("\x00".join(fields).encode()).hexdigest()
 
 
@@ -512,7 +529,7 @@ def _sha256_of(part: Path, start: int, size: int) -> str:
 
 
 def _fingerprint_mismatch(part: Path, meta: dict, before: int, now: int) -> str | None:
-    """Which end of the file (``"head"`` or ``"tail"``) the bytes held contradict, or
+    """Which part of the file (``"head"``, ``"tail"`` or ``"middle"``) the bytes held contradict, or
     None. The head is checked by the PATCH that completes it, the tail by the one that
     completes the file; uploads created without the fingerprint are not checked."""
     info = meta.get("meta", {})
@@ -524,6 +541,14 @@ def _fingerprint_mismatch(part: Path, meta: dict, before: int, now: int) -> str 
     if "tail_sha256" in info and now == length:
         if _sha256_of(part, length - span, span) != info["tail_sha256"]:
             return "tail"
+    if info.get("samples_sha256") and now == length:
+        digest = hashlib.sha256()
+        with part.open("rb") as handle:
+            for start in sample_starts(length):
+                handle.seek(start)
+                digest.update(handle.read(SAMPLE_BYTES))
+        if digest.hexdigest() != info["samples_sha256"]:
+            return "middle"
     return None
 
 

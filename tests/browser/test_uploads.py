@@ -186,12 +186,16 @@ def test_stuck_at_100_percent_then_reload_and_send_the_same_file(live, page, cam
 
 def test_two_files_with_the_same_name_size_and_time_never_mix(live, page, campaign, tmp_path):
     """Start one take, reload, choose another file with the same name, size and
-    modification time: it is uploaded whole as a new upload, not appended to the first."""
+    modification time, and even the same first and last 1.5 MB (an MPEG-TS of null
+    packets, padding): it is uploaded whole as a new upload, not appended to the first
+    (the fingerprint samples the middle too; a red-team case)."""
     size = 6 * 1024 * 1024  # two chunks of the page's 4 MB
+    ends = os.urandom(3 * 1024 * 1024)
     first, second = tmp_path / "a" / "take.mp4", tmp_path / "b" / "take.mp4"
     for path in (first, second):
         path.parent.mkdir()
-        path.write_bytes(os.urandom(size))
+        middle = os.urandom(size - len(ends))
+        path.write_bytes(ends[:len(ends) // 2] + middle + ends[len(ends) // 2:])
         os.utime(path, (1_700_000_000, 1_700_000_000))
     held: list[str] = []
 
@@ -372,3 +376,21 @@ def test_double_click_an_emoji_and_right_to_left_name_and_no_extension(live, pag
     landed(page, live, campaign, video)
     assert len(created) == 1
     assert "Ana 🎻 مريم" in page.content()
+
+
+def test_the_same_video_sent_again_after_it_arrived_opens_the_same_clip(live, page, campaign,
+                                                                       media_files):
+    """Sent to the end, then the same video and form sent again (a participant unsure it
+    worked): the page opens the first clip's link; no second upload, no second clip
+    (a red-team case: it made two clips)."""
+    video = media_files["landscape"]
+    fill_form(page, live, campaign, video)
+    page.click("button[type=submit]")
+    token = landed(page, live, campaign, video)
+    methods: list[str] = []
+    page.on("request", lambda r: methods.append(r.method) if "/api/v1/uploads" in r.url
+            else None)
+    fill_form(page, live, campaign, video)
+    page.click("button[type=submit]")
+    assert landed(page, live, campaign, video) == token
+    assert "POST" not in methods and "PATCH" not in methods, methods

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import urlsplit
 
 import pytest
@@ -81,6 +82,9 @@ def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, me
     assert api["checks"] == [{"code": "portrait", "severity": "warning",
                               "message": api["checks"][0]["message"]}]
     assert urlsplit(api["contact_sheet_url"]).path.endswith("/sheet.jpg")
+    # what the probe found, but not where the file lies on the server (a red-team case)
+    assert api["media"]["width"] == 108 and "path" not in api["media"]
+    assert str(app.config["MEDIA_ROOT"]) not in json.dumps(api)
     # moderation: the contact sheet beside the thumbnail, and the checks
     queue = organizer_client.get(f"/organize/c/{campaign}").data.decode()
     assert f"clips/{media_id}/sheet.jpg" in queue and token not in queue

@@ -417,6 +417,42 @@ def test_a_resume_with_another_file_of_the_same_name_and_size_makes_no_clip(app,
     assert bad.status_code == 400 and "head_sha256" in bad.get_json()["error"]
 
 
+def _samples(data: bytes) -> str:
+    from portal.uploads import SAMPLE_BYTES, sample_starts
+
+    return _sha(b"".join(data[s:s + SAMPLE_BYTES] for s in sample_starts(len(data))))
+
+
+def test_the_same_ends_with_another_middle_never_make_a_mixed_clip(app, client, campaign):
+    """Two files with the same size and the same first and last megabyte (padding, a
+    long constant header) but another middle: a resume with the second is caught by
+    ``samples_sha256`` when the last byte arrives, and no clip is made (a red-team
+    case: the hybrid was accepted and normalized)."""
+    from portal.uploads import FINGERPRINT_BYTES, sample_starts
+
+    size = 3 * FINGERPRINT_BYTES
+    ends = bytes([7]) * FINGERPRINT_BYTES
+    first = ends + bytes([1]) * (size - 2 * len(ends)) + ends
+    second = ends + bytes([2]) * (size - 2 * len(ends)) + ends
+    assert len(sample_starts(size)) == 16 and _ends(first, FINGERPRINT_BYTES) == _ends(
+        second, FINGERPRINT_BYTES)
+    url = _create(client, size, **_ends(second, FINGERPRINT_BYTES),
+                  samples_sha256=_samples(second)).headers["Location"]
+    half = size // 2
+    assert _patch(client, url, 0, first[:half]).status_code == 204  # the first file's bytes
+    mixed = _patch(client, url, half, second[half:])
+    assert mixed.status_code == 460 and "Tutti-Clip" not in mixed.headers
+    assert client.head(url, headers=TUS).status_code == 404
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Clip.id))) == 0
+    url = _create(client, size, **_ends(second, FINGERPRINT_BYTES),
+                  samples_sha256=_samples(second)).headers["Location"]
+    assert "Tutti-Clip" in _patch(client, url, 0, second).headers
+    assert sample_starts(2 * FINGERPRINT_BYTES) == []  # the ends cover a small file
+    bad = _create(client, 10, samples_sha256="0" * 63)
+    assert bad.status_code == 400 and "samples_sha256" in bad.get_json()["error"]
+
+
 def test_urls_behind_a_tls_proxy_with_trusted_proxies(db_kind, tmp_path):
     from tests.conftest import dispose, make_app
 
