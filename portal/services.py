@@ -752,14 +752,23 @@ def _drop_from_renders(clip: Clip) -> bool:
 
 
 def moderate_clip(clip: Clip, decision: str, reason: str | None = None) -> None:
+    """Approve or decline ``clip`` (commits). The clip's row is read again under a row lock
+    (PostgreSQL), so two moderators or a double click decide once: one event, not one per
+    request. Declining a declined clip with another reason replaces the reason (a new
+    event), so the participant reads the one the organizer wrote last."""
     if decision not in ("approved", "declined"):
         raise ServiceError("A decision is 'approved' or 'declined'")
     reason = text(reason, "reason", max_length=2000, multiline=True, name=False) or None
+    db.session.refresh(clip, with_for_update=True)
     if not states.is_moderatable(clip):
         raise ServiceError(f"This clip is {clip.status}; only processed clips can be moderated.",
                            409)
     if clip.status != decision:
         states.move_clip(clip, decision, reason)
+    elif decision == "declined" and reason and reason != clip.reason:
+        clip.reason = reason
+        clip.updated_at = utcnow()
+        clip.events.append(ClipEvent(status="declined", reason=reason))
     db.session.commit()
 
 

@@ -85,3 +85,26 @@ def test_two_owners_removing_each_other_at_once_leave_an_owner(pg_app):
             owners = db.session.scalars(select(CampaignMember).filter_by(
                 campaign_id=campaign_id, role="owner")).all()
             assert len(owners) == 1
+
+
+def test_eight_approves_of_one_clip_at_once_write_one_event(pg_app):
+    """A double click, or two moderators: the clip is approved once, and the participant's
+    timeline says so once (a red-team case: 8 at once wrote 4 "approved" events)."""
+    from portal.models import Clip, ClipEvent
+
+    with pg_app.app_context():
+        owner = ensure_organizer("owner@example.org", "pw owner@example.org")
+        campaign = services.create_campaign("race", "Race", parts=["Alto"], owner=owner)
+        clip = Clip(campaign=campaign, part=campaign.parts[0], display_name="Ana",
+                    status="normalized", original_key="clips/x/original.mp4")
+        db.session.add(clip)
+        db.session.commit()
+        clip_id = clip.id
+    clients = [_client(pg_app, "owner@example.org") for _ in range(8)]
+    codes = _all_at_once([lambda c=c: c.post(f"/organize/clips/{clip_id}/moderate",
+                                             data={"decision": "approved"}).status_code
+                          for c in clients])
+    assert codes == [303] * 8, codes
+    with pg_app.app_context():
+        events = db.session.scalars(select(ClipEvent.status).filter_by(clip_id=clip_id)).all()
+        assert events.count("approved") == 1, events
