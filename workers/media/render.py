@@ -505,11 +505,43 @@ def mix_groups(sources: list[ClipSource], jobs: int) -> list[list[ClipSource]]:
     return out
 
 
+#: how the takes are summed: "numpy" (:mod:`workers.media.mixdown`: ffmpeg decodes and
+#: cleans each take, numpy pulls it into time, places, sums and adds the room) or
+#: "ffmpeg" (the filtergraphs of :func:`_mix_audio_ffmpeg`, kept for comparison: the
+#: bench runs both)
+MIX_ENGINE = "numpy"
+
+
 def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float,
                progress: Callable[[float], None],
                guide: tuple[str, float, float] | None = None,
                room: tuple[float, float] | None = None,
                voices: int | None = None, jobs: int | None = None) -> Loudness:
+    """Sum the sources into a float WAV at ``dst`` and measure it (EBU R128), by
+    :data:`MIX_ENGINE`. ``guide``: (path, guide_gain_db, mix_gain_db), the guide added
+    under the sum. ``room``: (reverberation time s, wet dB), one room for the sum of the
+    sources. ``voices``: the headroom's count (default: the sources'; a stem gives the
+    whole mix's so that the stems add up to it). ``jobs``: takes decoded side by side
+    (default: the usable cores)."""
+    if jobs is None:
+        jobs = usable_cores()
+    if MIX_ENGINE == "ffmpeg":
+        return _mix_audio_ffmpeg(sources, total, dst, timeout, progress, guide, room,
+                                 voices, jobs)
+    from .mixdown import mix_to_wav
+
+    loudness = mix_to_wav(sources, total, dst, timeout, progress, guide=guide, room=room,
+                          voices=voices, jobs=jobs)
+    log.info("mix of %d clips: %.1f LUFS, %.1f dBTP", len(sources), loudness.integrated,
+             loudness.true_peak)
+    return loudness
+
+
+def _mix_audio_ffmpeg(sources: list[ClipSource], total: float, dst: str, timeout: float,
+                      progress: Callable[[float], None],
+                      guide: tuple[str, float, float] | None = None,
+                      room: tuple[float, float] | None = None,
+                      voices: int | None = None, jobs: int | None = None) -> Loudness:
     """Sum the sources into a float WAV and measure it. Many sources are summed in groups
     first (:func:`mix_groups`; float WAVs beside ``dst``), ``jobs`` at a time (default:
     the usable cores), so no ffmpeg opens them all and the takes' filters (clean-up, pan)
