@@ -161,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--cache", default="bench/out/sound-takes")
+    parser.add_argument("--engines", default="ffmpeg,numpy",
+                        help="mix engines to time (render.MIX_ENGINE): ffmpeg, the "
+                        "filtergraphs (before); numpy, workers.media.mixdown (after)")
     args = parser.parse_args(argv)
     sizes = [int(n) for n in args.takes.split(",")]
     seconds = args.seconds
@@ -173,32 +176,48 @@ def main(argv: list[str] | None = None) -> int:
           f"intake{when}): {wall:.1f} s wall, {cpu:.1f} s CPU, {wall / len(takes):.2f} s "
           "per take\n")
 
+    from workers.media import render as engine
+
+    engines = [e for e in args.engines.split(",") if e]
     rows = []
     out = os.path.join(args.cache, "mix.wav")
     for n in sizes:
-        rows.append((n, "floor", *_timed(lambda n=n: _floor(takes[:n], seconds))))
+        rows.append((n, "floor", "", *_timed(lambda n=n: _floor(takes[:n], seconds))))
         for name, editor in (("today", False), ("sound editor", True)):
             spec = parse_spec(_spec(takes[:n], measured[:n], seconds, editor))
             plan = plan_render(spec)
-            best = None
-            for _ in range(args.repeat):
-                run = _timed(lambda spec=spec, plan=plan: render_audio(spec, plan, out))
-                best = run if best is None or run[0] < best[0] else best
-            rows.append((n, name, *best))
-    print(f"{'takes':>5}  {'mix':<13} {'wall s':>7} {'CPU s':>7} {'s/min music':>11}")
-    for n, name, wall, cpu in rows:
-        print(f"{n:>5}  {name:<13} {wall:7.1f} {cpu:7.1f} {wall * 60 / seconds:11.1f}")
+            for kind in engines:
+                engine.MIX_ENGINE = kind
+                best = None
+                for _ in range(args.repeat):
+                    run = _timed(lambda spec=spec, plan=plan: render_audio(spec, plan, out))
+                    best = run if best is None or run[0] < best[0] else best
+                rows.append((n, name, kind, *best))
+                print(f"  {n} {name} {kind}: {best[0]:.1f} s wall, {best[1]:.1f} s CPU, "
+                      f"load {os.getloadavg()[0]:.1f}", file=sys.stderr)
+    engine.MIX_ENGINE = "numpy"
+    print(f"{'takes':>5}  {'mix':<13} {'engine':<7} {'wall s':>7} {'CPU s':>7} "
+          f"{'s/min music':>11}")
+    for n, name, kind, wall, cpu in rows:
+        print(f"{n:>5}  {name:<13} {kind:<7} {wall:7.1f} {cpu:7.1f} "
+              f"{wall * 60 / seconds:11.1f}")
     print("(floor: the takes only decoded and summed, no filter, no mastering, one ffmpeg "
-          "per core)")
+          "per core; engine ffmpeg: the filtergraph mix (before), numpy: mixdown.py)")
+    print(f"load average at the end: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     for n in sizes:
-        today = next(r for r in rows if r[0] == n and r[1] == "today")
-        editor = next(r for r in rows if r[0] == n and r[1] == "sound editor")
-        print(f"{n:>5}  added by the sound editor: {editor[2] - today[2]:+.1f} s wall "
-              f"({(editor[2] - today[2]) * 60 / seconds:+.1f} s per minute of music)")
+        for kind in engines:
+            today = next(r for r in rows if r[0] == n and r[1] == "today" and r[2] == kind)
+            editor = next(r for r in rows
+                          if r[0] == n and r[1] == "sound editor" and r[2] == kind)
+            print(f"{n:>5}  {kind}: added by the sound editor: {editor[3] - today[3]:+.1f} s "
+                  f"wall ({(editor[3] - today[3]) * 60 / seconds:+.1f} s per minute of music)")
     biggest = max(sizes)
-    editor = next(r for r in rows if r[0] == biggest and r[1] == "sound editor")
-    print(f"goal: the whole mix of 75 takes x 90 s under 60 s on 2 cores; "
-          f"{biggest} x {seconds:g} s: {editor[2]:.1f} s")
+    for kind in engines:
+        editor = next(r for r in rows
+                      if r[0] == biggest and r[1] == "sound editor" and r[2] == kind)
+        print(f"goal: the whole mix of 75 takes x 90 s under 60 s on 2 cores; {kind}, "
+              f"{biggest} x {seconds:g} s: {editor[3]:.1f} s wall, {editor[4]:.1f} CPU-s "
+              f"(on two free cores at least {editor[4] / 2:.1f} s)")
 
     print("\nClean-up by take (noise floor: RMS of the quietest 10 % of 50 ms frames; hum: "
           "the hum's harmonics against the notes)")

@@ -148,23 +148,25 @@ def room_impulse_float(rt60: float, wet_db: float, rate: int = AUDIO_RATE) -> np
 
 
 def convolve_room(dry: np.ndarray, ir: np.ndarray) -> np.ndarray:
-    """``dry`` (N, 2) convolved per channel with ``ir`` (L, 2) (overlap-add FFT
+    """``dry`` (2, N) float32 convolved per channel with ``ir`` (L, 2) (overlap-add FFT
     convolution), cut to N samples: what afir (irnorm=-1, gain 1, dry and wet 1) gives."""
     out = np.empty_like(dry)
-    for ch in range(dry.shape[1]):
-        out[:, ch] = oaconvolve(dry[:, ch], ir[:, ch])[: dry.shape[0]]
+    for ch in range(dry.shape[0]):
+        out[ch] = oaconvolve(dry[ch], ir[:, ch])[: dry.shape[1]]
     return out
 
 
-def decode_argv(path: str, trim: float, seconds: float, chain: str) -> list[str]:
+def decode_argv(path: str, trim: float, seconds: float | None, chain: str) -> list[str]:
     """ffmpeg arguments writing the sound of ``path`` from clip time ``trim`` for
-    ``seconds`` at the mix's rate, through ``chain`` (filter text after the stereo
-    float conversion, or ""), as raw f32le to stdout. Numbers only in the filter text."""
+    ``seconds`` (None: to its end) at the mix's rate, through ``chain`` (filter text
+    after the stereo float conversion, or ""), as raw f32le to stdout. Numbers only in
+    the filter text; the path is its own argument."""
     seek = ["-ss", f"{trim:.6f}"] if trim > 0 else []
     stereo = f"aresample={AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo"
+    limit = ["-t", f"{max(0.0, seconds):.6f}"] if seconds is not None else []
     return ["-v", "error", *seek, *safe_input(path, MEDIA_DEMUXERS), "-map", "0:a:0",
             "-vn", "-sn", "-dn", "-af", stereo + (f",{chain}" if chain else ""),
-            "-t", f"{max(0.0, seconds):.6f}", "-f", "f32le", "-c:a", "pcm_f32le", "pipe:1"]
+            *limit, "-f", "f32le", "-c:a", "pcm_f32le", "pipe:1"]
 
 
 def _decode(args: list[str], channels: int, timeout: float) -> np.ndarray:
@@ -192,8 +194,10 @@ def take_samples(source, total: float, timeout: float) -> tuple[np.ndarray, tupl
     else:
         guide = np.array([0.0, 1.0])
         clip = np.array([c.offset, c.offset + source.speed])
-    end_clip = float(_extended_interp(np.array([total]), guide, clip)[0])
-    seconds = min(source.duration, end_clip + 1.0) - trim
+    # decoded up to a second past what the mix plays of it (to its end when that is
+    # near: afftdn treats a take's last 25 ms as the full decode does)
+    end_clip = float(_extended_interp(np.array([total]), guide, clip)[0]) + 1.0
+    seconds = end_clip - trim if end_clip < source.duration - 1.0 else None
     x = _decode(decode_argv(c.path, trim, seconds, chain), 1 if mono else 2, timeout)
     y = splice_warp(x, guide * rate, (clip - trim) * rate, n_out, rate)
     level = 10 ** (c.gain_db / 20)
@@ -215,7 +219,7 @@ def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
 
     deadline = time.monotonic() + timeout
     n = round(total * AUDIO_RATE)
-    mix = np.zeros((n, 2), dtype=np.float32)
+    mix = np.zeros((2, n), dtype=np.float32)  # channel-major: each add runs on contiguous rows
     lock = threading.Lock()
     done = [0]
 
@@ -224,13 +228,13 @@ def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
 
     def add(source) -> None:
         y, (gl, gr) = take_samples(source, total, left())
+        if y.ndim == 1:
+            y = y[None, :]
+        else:
+            y = np.ascontiguousarray(y.T)
+        scaled = y * np.array([[gl], [gr]], dtype=np.float32)  # outside the lock
         with lock:
-            if y.ndim == 1:
-                mix[:, 0] += gl * y
-                mix[:, 1] += gr * y
-            else:
-                mix[:, 0] += gl * y[:, 0]
-                mix[:, 1] += gr * y[:, 1]
+            np.add(mix, scaled, out=mix)
             done[0] += 1
             progress(0.9 * done[0] / max(1, len(sources)))
 
@@ -246,10 +250,10 @@ def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
     if guide is not None:
         args = decode_argv(guide[0], 0.0, total, "")
         g = _read(_decode(args, 2, left()), 0, n)
-        mix += np.float32(10 ** (guide[1] / 20)) * g
+        mix += np.float32(10 ** (guide[1] / 20)) * g.T
     tmp = temp_path_for(dst)
     try:
-        wavfile.write(tmp, AUDIO_RATE, mix)
+        wavfile.write(tmp, AUDIO_RATE, np.ascontiguousarray(mix.T))
         replace_atomically(tmp, dst)
     except BaseException:
         remove_quietly(tmp)
