@@ -176,11 +176,46 @@ def _decode(args: list[str], channels: int, timeout: float) -> np.ndarray:
     return x[:, 0].copy() if channels == 1 else x.copy()
 
 
-def take_samples(source, total: float, timeout: float) -> tuple[np.ndarray, tuple[float, float]]:
+def cached_decode(path: str, chain: str, channels: int, timeout: float,
+                  cache_dir: str) -> np.ndarray:
+    """The whole sound of ``path`` through ``chain`` (:func:`decode_argv` from 0 to its
+    end), kept in ``cache_dir`` as a .npy named by the file as it is now (path, size,
+    modification time: :func:`proxies.source_digest`, so a replaced file never meets a
+    stale copy, and :func:`proxies.prune` drops it with the clip's proxies) and by the
+    filter text; a later mix with other levels, pan, offset or time map reads it back
+    instead of decoding and cleaning the take again. Written atomically."""
+    import hashlib
+    import os
+
+    from .proxies import source_digest
+
+    key = hashlib.sha256(f"{AUDIO_RATE}\0{channels}\0{chain}".encode()).hexdigest()[:16]
+    full = os.path.join(cache_dir, f"{source_digest(path)}-sound-{key}.npy")
+    try:
+        x = np.load(full, allow_pickle=False)
+        os.utime(full)  # used: pruned only once unused for a while
+        if x.dtype == np.float32 and x.ndim == (1 if channels == 1 else 2):
+            return x
+    except (OSError, ValueError, EOFError):
+        pass
+    x = _decode(decode_argv(path, 0.0, None, chain), channels, timeout)
+    tmp = temp_path_for(full)
+    try:
+        np.save(tmp, x, allow_pickle=False)
+        replace_atomically(tmp, full)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    return x
+
+
+def take_samples(source, total: float, timeout: float, cache_dir: str | None = None
+                 ) -> tuple[np.ndarray, tuple[float, float]]:
     """One source (``render.ClipSource``) as heard in the mix: (samples (N,) or (N, 2)
     float32 on the guide's timeline from t=0, N = ``total`` × rate; (left, right) gains
     with its level). Cleaned and folded to mono as :func:`sound.take_filter` says, read
-    through its time map or its drift (:func:`splice_warp`)."""
+    through its time map or its drift (:func:`splice_warp`). With ``cache_dir``, the
+    take, when it is cleaned, is decoded whole once and kept (:func:`cached_decode`)."""
     c = source.clip
     rate = AUDIO_RATE
     cleanup = cleanup_filter(c.hum_hz, c.denoise, c.noise_floor_db)
@@ -198,7 +233,11 @@ def take_samples(source, total: float, timeout: float) -> tuple[np.ndarray, tupl
     # near: afftdn treats a take's last 25 ms as the full decode does)
     end_clip = float(_extended_interp(np.array([total]), guide, clip)[0]) + 1.0
     seconds = end_clip - trim if end_clip < source.duration - 1.0 else None
-    x = _decode(decode_argv(c.path, trim, seconds, chain), 1 if mono else 2, timeout)
+    if cache_dir is not None and cleanup:  # (decoding alone is cheap: not kept)
+        x = cached_decode(c.path, chain, 1 if mono else 2, timeout, cache_dir)
+        trim = 0.0
+    else:
+        x = _decode(decode_argv(c.path, trim, seconds, chain), 1 if mono else 2, timeout)
     y = splice_warp(x, guide * rate, (clip - trim) * rate, n_out, rate)
     level = 10 ** (c.gain_db / 20)
     left, right = pan_gains(c.pan) if mono else (1.0, 1.0)
@@ -207,14 +246,15 @@ def take_samples(source, total: float, timeout: float) -> tuple[np.ndarray, tupl
 
 def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
                progress: Callable[[float], None], *, guide: tuple[str, float, float] | None,
-               room: tuple[float, float] | None, voices: int | None, jobs: int
-               ) -> Loudness:
+               room: tuple[float, float] | None, voices: int | None, jobs: int,
+               cache_dir: str | None = None) -> Loudness:
     """The sum of ``sources`` (``render.ClipSource``: each by :func:`take_samples`,
     ``jobs`` at a time) with ``-10 log10(voices)`` dB of headroom, through the ``room``
     ((reverberation s, wet dB): :func:`convolve_room`), with the ``guide`` ((path,
     guide dB, mix dB)) under it, ``total`` seconds, as a stereo float WAV at ``dst``
-    (atomic), measured by ffmpeg's ebur128. Raises FFmpegError when a take cannot be
-    decoded or the measurement fails."""
+    (atomic), measured by ffmpeg's ebur128. ``cache_dir``: the cleaned takes kept
+    there (:func:`cached_decode`). Raises FFmpegError when a take cannot be decoded or
+    the measurement fails."""
     import time
 
     deadline = time.monotonic() + timeout
@@ -227,7 +267,7 @@ def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
         return max(1.0, deadline - time.monotonic())
 
     def add(source) -> None:
-        y, (gl, gr) = take_samples(source, total, left())
+        y, (gl, gr) = take_samples(source, total, left(), cache_dir)
         if y.ndim == 1:
             y = y[None, :]
         else:

@@ -221,7 +221,7 @@ def render(
 
         def sound_step() -> None:
             render_audio(spec, plan, tmp_audio, timeout=_remaining(deadline),
-                         progress=parts.progress("sound"))
+                         progress=parts.progress("sound"), cache_dir=proxy_dir)
 
         def proxies_step() -> None:
             if scales:
@@ -516,13 +516,15 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
                progress: Callable[[float], None],
                guide: tuple[str, float, float] | None = None,
                room: tuple[float, float] | None = None,
-               voices: int | None = None, jobs: int | None = None) -> Loudness:
+               voices: int | None = None, jobs: int | None = None,
+               cache_dir: str | None = None) -> Loudness:
     """Sum the sources into a float WAV at ``dst`` and measure it (EBU R128), by
     :data:`MIX_ENGINE`. ``guide``: (path, guide_gain_db, mix_gain_db), the guide added
     under the sum. ``room``: (reverberation time s, wet dB), one room for the sum of the
     sources. ``voices``: the headroom's count (default: the sources'; a stem gives the
     whole mix's so that the stems add up to it). ``jobs``: takes decoded side by side
-    (default: the usable cores)."""
+    (default: the usable cores). ``cache_dir``: the numpy engine keeps each cleaned take
+    there for the next mix (:func:`mixdown.cached_decode`)."""
     if jobs is None:
         jobs = usable_cores()
     if MIX_ENGINE == "ffmpeg":
@@ -531,7 +533,7 @@ def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float
     from .mixdown import mix_to_wav
 
     loudness = mix_to_wav(sources, total, dst, timeout, progress, guide=guide, room=room,
-                          voices=voices, jobs=jobs)
+                          voices=voices, jobs=jobs, cache_dir=cache_dir)
     log.info("mix of %d clips: %.1f LUFS, %.1f dBTP", len(sources), loudness.integrated,
              loudness.true_peak)
     return loudness
@@ -679,11 +681,13 @@ def _sound_codec(out_path: str) -> list[str]:
 
 
 def render_audio(spec: RenderSpec, plan: RenderPlan, out_path: str, *, timeout: float = 3600,
-                 progress: Callable[[float], None] | None = None) -> None:
+                 progress: Callable[[float], None] | None = None,
+                 cache_dir: str | None = None) -> None:
     """The whole program's sound, once, to ``out_path`` (.m4a: AAC; .wav: PCM), exactly
     ``plan.duration`` long: the mastered mix (with the guide under it in "guide+mix"),
     the guide, or silence, for the mash-up; silence under the intro and the credits.
-    Atomic."""
+    ``cache_dir``: where the cleaned takes are kept between renders (the proxies'
+    folder). Atomic."""
     deadline = time.monotonic() + timeout
     total = plan.duration
     main = plan.main_duration
@@ -706,7 +710,8 @@ def render_audio(spec: RenderSpec, plan: RenderPlan, out_path: str, *, timeout: 
                 guide = (spec.audio.guide_path, spec.audio.guide_gain_db,
                          spec.audio.mix_gain_db)
             loudness = _mix_audio(sources, main, tmp_mix, _remaining(deadline),
-                                  lambda f: report(0.9 * f), guide, room_of(spec))
+                                  lambda f: report(0.9 * f), guide, room_of(spec),
+                                  cache_dir=cache_dir)
             args = [*safe_input(tmp_mix, MEDIA_DEMUXERS), "-af",
                     f"{_stereo()},{loudness_filter(loudness, spec.audio.loudness_lufs)},"
                     f"{_stereo()},{fit}"]
