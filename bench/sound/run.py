@@ -2,7 +2,7 @@
 clean-up does to each take's noise floor and hum, on the same generated takes.
 
     .venv/bin/python -m bench.sound [--takes 16,75] [--seconds 90] [--repeat 1]
-        [--cache DIR]
+        [--cache DIR] [--engines ffmpeg,numpy]
 
 Takes (bench/out/sound-takes, cached): numpy voices, one note sequence per part, each take
 with its own level (up to 12 dB off), noise floor and, one take in three, mains hum at
@@ -16,6 +16,8 @@ a small H.264 picture). Two mixes of the same takes by ``render_audio``:
   found, afftdn), one shared room (1.5 s) on the sum, mastered;
 - **floor**: the takes only decoded and summed, one ffmpeg per core (no mix costs less).
 
+Each mix by both engines (``--engines``, ``render.MIX_ENGINE``): **ffmpeg**, the
+filtergraphs (before), and **numpy**, :mod:`workers.media.mixdown` (after).
 For each, wall time, CPU seconds of the ffmpeg processes (getrusage of the children) and
 the seconds per minute of music. Measuring the takes (loudness, hum, noise floor: done
 once per take at intake) is timed apart. Then a table of the takes with hum or the most

@@ -22,9 +22,14 @@ intro). A clip with offset ``o`` and drift speed ``s`` starts on the timeline at
 ``max(0, -o / s)`` and is cut from clip time ``max(0, o)``: the same numbers the render's
 plan uses (:class:`workers.media.plan.PlanClip`), rounded to the canvas's frames, which
 is what an editor's timeline holds. The exact seconds are kept in each clip's metadata
-(``metadata["tutti"]``). Clip files are named by their position in the spec, never by
-the clip's private token; people's names go only into the timeline's clip names and
-the credits, through the libraries' own writers (OTIO JSON, XML, csv).
+(``metadata["tutti"]``). A clip pulled into time by a time map is cut at the map's bends
+into pieces of steady speed (:func:`map_pieces`), each with its LinearTimeWarp, so the
+timeline shows the render's source frame at every point within half a frame; the FCP XML
+keeps the pieces where they are but not their speeds (the adapter writes no time remap:
+inside a piece, an editor's import plays at speed 1, at most 3 % off). Clip files are
+named by their position in the spec, never by the clip's private token; people's names
+go only into the timeline's clip names and the credits, through the libraries' own
+writers (OTIO JSON, XML, csv).
 """
 
 from __future__ import annotations

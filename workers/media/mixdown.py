@@ -34,8 +34,13 @@ import numpy as np
 from scipy.io import wavfile
 from scipy.signal import oaconvolve
 
-from .ffmpeg import ffmpeg_report, remove_quietly, replace_atomically, run_ffmpeg, \
-    temp_path_for
+from .ffmpeg import (
+    ffmpeg_report,
+    remove_quietly,
+    replace_atomically,
+    run_ffmpeg,
+    temp_path_for,
+)
 from .normalize import AUDIO_RATE, Loudness, parse_ebur128_summary
 from .probe import MEDIA_DEMUXERS, safe_input
 from .sound import cleanup_filter, pan_gains, room_impulse, to_mono_filter

@@ -37,9 +37,16 @@ Drift: a clip whose clock runs ``drift_ppm`` fast holds guide time t at clip tim
 which keeps the pitch) by that speed, when it moves the clip by more than half a frame.
 
 Time maps: a take pulled into time (:mod:`workers.media.timemap`) is played through its
-map piece by piece, its sound by exact-length segments at steady tempi
-(:func:`timemap.warp_filter`), its frames by a setpts expression of the same map
-(:func:`timemap.guide_time_expr`), so each frame is shown where its sound is heard.
+map piece by piece, its sound by :func:`mixdown.splice_warp` (runs of samples as
+recorded, spliced where they get 4 ms off the map; the filtergraph engine used
+exact-length atempo segments, :func:`timemap.warp_filter`), its frames by a setpts
+expression of the same map (:func:`timemap.guide_time_expr`), so each frame is shown
+where its sound is heard.
+
+The mix itself (:data:`MIX_ENGINE`) is summed in numpy by :mod:`workers.media.mixdown`:
+ffmpeg decodes and cleans each take into a pipe, ``jobs`` side by side, numpy reads it
+through its map or drift, sets its level and place, sums, and adds the room by FFT
+convolution. The filtergraph mix (:func:`_mix_audio_ffmpeg`) is kept for comparison.
 """
 
 from __future__ import annotations
