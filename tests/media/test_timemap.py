@@ -268,7 +268,7 @@ def _clicks(times: np.ndarray, seconds: float) -> np.ndarray:
 
 
 def test_the_splice_warp_holds_every_ping_on_the_map_within_its_tolerance():
-    from workers.media.mixdown import SPLICE_TOLERANCE, splice_warp
+    from workers.media.mixdown import SPLICE_FADE, SPLICE_TOLERANCE, splice_warp
 
     m = TimeMap(*zip(*WARP_KNOTS, strict=True))
     pings = np.arange(0.5, 12.5, 0.23)
@@ -277,11 +277,12 @@ def test_the_splice_warp_holds_every_ping_on_the_map_within_its_tolerance():
     y = splice_warp(x, g * RATE, c * RATE, 12 * RATE, RATE)
     assert y.shape == (12 * RATE,) and y.dtype == np.float32
     truth = [float(m.guide_time(t)) for t in pings if 0.05 < m.guide_time(t) < 11.9]
-    heard = _onsets(y)
+    heard = [t for t in _onsets(y) if t < 11.9]
     assert len(heard) == len(truth)
-    # a ping lands where the map says, within the splices' tolerance (and a sample)
+    # a ping lands where the map says, within the splices' tolerance (plus what the map
+    # moves during a crossfade, at 3 % at most, and a sample or two)
     assert max(abs(a - b) for a, b in zip(heard, truth, strict=True)) <= \
-        SPLICE_TOLERANCE + 2 / RATE
+        SPLICE_TOLERANCE + 0.03 * SPLICE_FADE + 2 / RATE
     # the pitch is kept: the 300 Hz ping is still at 300 Hz (a resample would move it
     # by the map's 2.7 %)
     spectrum = np.abs(np.fft.rfft(y[: 8 * RATE]))
