@@ -81,14 +81,27 @@ def _take(index: int, seconds: float) -> tuple[np.ndarray, dict]:
     return x, {"part": part, "level_db": level_db, "noise_db": noise_db, "hum_hz": hum_hz}
 
 
+def _facts(index: int) -> dict:
+    """The facts :func:`_take` gives take ``index``, without making its samples (the
+    same first draws of the same generator)."""
+    rng = np.random.default_rng(1000 + index)
+    rng.uniform(0, 6)  # the vibrato's phase
+    level_db = rng.uniform(-12, 0)
+    noise_db = rng.uniform(-70, -45)
+    hum_hz = (50.0, 60.0)[index % 2] if index % 3 == 0 else 0.0
+    return {"part": PARTS[index % len(PARTS)], "level_db": level_db, "noise_db": noise_db,
+            "hum_hz": hum_hz}
+
+
 def make_takes(count: int, seconds: float, folder: str) -> list[dict]:
     """The takes as MP4 files (cached by index and length) and their facts."""
     os.makedirs(folder, exist_ok=True)
     takes = []
     for i in range(count):
-        x, facts = _take(i, seconds)
+        facts = _facts(i)
         path = os.path.join(folder, f"take-{i:03d}-{seconds:g}s.mp4")
         if not os.path.exists(path):
+            x, facts = _take(i, seconds)
             wav = path + ".wav"
             with wave.open(wav, "wb") as w:
                 w.setnchannels(1)
