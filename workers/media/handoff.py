@@ -279,9 +279,11 @@ def render_mix_and_stems(spec: RenderSpec, plan: RenderPlan, folder: str, *,
     samples = round(main * AUDIO_RATE)
     fit = f"apad=whole_dur={main:.6f},atrim=end_sample={samples}"
     tmp = os.path.join(folder, ".sum.wav")
+    # the cleaned takes of the mix kept for the stems: each take is cleaned once
+    kept = tempfile.mkdtemp(prefix=".takes", dir=folder)
     try:
         loudness = _mix_audio(sources, main, tmp, _remaining(deadline),
-                              lambda f: report(0.8 * f / steps), room=room)
+                              lambda f: report(0.8 * f / steps), room=room, cache_dir=kept)
         mix_rel = MIX_WAV
         run_ffmpeg([*safe_input(tmp, ("wav",)), "-af",
                     f"{_stereo()},{loudness_filter(loudness, spec.audio.loudness_lufs)},"
@@ -294,7 +296,7 @@ def render_mix_and_stems(spec: RenderSpec, plan: RenderPlan, folder: str, *,
         for n, (part, members) in enumerate(sorted(parts.items()), start=1):
             _mix_audio(members, main, tmp, _remaining(deadline),
                        lambda f, n=n: report((n + 0.8 * f) / steps), room=room,
-                       voices=len(sources))
+                       voices=len(sources), cache_dir=kept)
             rel = f"audio/stems/{n:02d}-{_slug(part, 'no-part')}.wav"
             run_ffmpeg([*safe_input(tmp, ("wav",)), "-af",
                         f"{_stereo()},volume={gain:.3f}dB,{fit}", *WAV_CODEC,
@@ -302,6 +304,7 @@ def render_mix_and_stems(spec: RenderSpec, plan: RenderPlan, folder: str, *,
             stems[part] = rel
     finally:
         remove_quietly(tmp)
+        shutil.rmtree(kept, ignore_errors=True)
     report(1.0)
     return mix_rel, stems
 
