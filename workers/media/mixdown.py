@@ -36,6 +36,7 @@ from scipy.signal import oaconvolve
 
 from .ffmpeg import (
     ffmpeg_report,
+    input_url,
     remove_quietly,
     replace_atomically,
     run_ffmpeg,
@@ -92,7 +93,8 @@ def _next_violation(d: np.ndarray, start: int, e: float, limit: float) -> int:
 
 def splice_warp(x: np.ndarray, out_knots: Sequence[float], in_knots: Sequence[float],
                 n_out: int, rate: int = AUDIO_RATE, *, tolerance: float = SPLICE_TOLERANCE,
-                search: float = SPLICE_SEARCH, fade: float = SPLICE_FADE) -> np.ndarray:
+                search: float = SPLICE_SEARCH, fade: float = SPLICE_FADE,
+                out: np.ndarray | None = None) -> np.ndarray:
     """``n_out`` samples whose sample n plays ``x`` near input position P(n), P the
     piecewise-linear map ``out_knots -> in_knots`` (sample positions, increasing,
     extended at the end slopes); ``x`` (L,) or (L, C) float32, the result the same
@@ -103,14 +105,19 @@ def splice_warp(x: np.ndarray, out_knots: Sequence[float], in_knots: Sequence[fl
     ``search`` seconds of P chosen by normalised cross-correlation with what it was
     playing (WSOLA's waveform similarity, Verhelst & Roelands 1993), through a
     raised-cosine crossfade of ``fade`` seconds. Outside the crossfades no sample is
-    more than ``tolerance`` off the map; a map of slope 1 is one copy."""
+    more than ``tolerance`` off the map; a map of slope 1 is one copy. ``out``: an
+    array of the result's shape and dtype to write every sample of it into (a buffer
+    kept from one take to the next)."""
     if len(out_knots) != len(in_knots) or not len(out_knots):
         raise ValueError("the map needs as many output as input knots, at least one")
     go = np.asarray(out_knots, dtype=float)
     gi = np.asarray(in_knots, dtype=float)
     if go.size == 1:
         go, gi = np.array([go[0], go[0] + 1.0]), np.array([gi[0], gi[0] + 1.0])
-    out = np.zeros((n_out, *x.shape[1:]), dtype=x.dtype)
+    if out is None:
+        out = np.empty((n_out, *x.shape[1:]), dtype=x.dtype)
+    elif out.shape != (n_out, *x.shape[1:]) or out.dtype != x.dtype:
+        raise ValueError(f"out must be {(n_out, *x.shape[1:])} {x.dtype}")
     if n_out <= 0:
         return out
     step = max(1, round(GRID_SECONDS * rate))
@@ -121,7 +128,11 @@ def splice_warp(x: np.ndarray, out_knots: Sequence[float], in_knots: Sequence[fl
     ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(width) + 0.5) / width)).astype(x.dtype)
     if x.ndim > 1:
         ramp = ramp[:, None]
-    mono = x if x.ndim == 1 else x.mean(axis=1)
+
+    def mono(start: int, count: int) -> np.ndarray:  # only where a splice looks
+        part = _read(x, start, count).astype(np.float64)
+        return part if part.ndim == 1 else part.sum(axis=1)
+
     n, e = 0, int(round(d[0]))
     while n < n_out:
         j = _next_violation(d, n // step + 1, e, limit)
@@ -131,8 +142,8 @@ def splice_warp(x: np.ndarray, out_knots: Sequence[float], in_knots: Sequence[fl
         if m >= n_out:
             break
         target = int(round(d[j]))
-        ref = _read(mono, m + e, width).astype(np.float64)
-        cand = _read(mono, m + target - reach, width + 2 * reach).astype(np.float64)
+        ref = mono(m + e, width)
+        cand = mono(m + target - reach, width + 2 * reach)
         corr = np.correlate(cand, ref, "valid")  # 2 * reach + 1 lags
         energy = np.cumsum(np.concatenate([[0.0], cand * cand]))
         energy = energy[width:] - energy[:-width]
@@ -175,10 +186,22 @@ def decode_argv(path: str, trim: float, seconds: float | None, chain: str) -> li
 
 
 def _decode(args: list[str], channels: int, timeout: float) -> np.ndarray:
-    raw = run_ffmpeg(args, timeout=timeout, stdout=None)
-    usable = len(raw) - len(raw) % (4 * channels)
-    x = np.frombuffer(raw[:usable], dtype="<f4").reshape(-1, channels)
-    return x[:, 0].copy() if channels == 1 else x.copy()
+    """Run :func:`decode_argv`'s ``args`` with the output to a scratch file instead of
+    its pipe (a pipe makes ffmpeg wait on Python at every 8 KiB packet, which on a busy
+    machine cost the mix several times its CPU time in waiting), read back as float32
+    (N,) or (N, ``channels``)."""
+    import os
+    import tempfile
+
+    fd, scratch = tempfile.mkstemp(prefix="tutti-take-", suffix=".f32")
+    os.close(fd)
+    try:
+        run_ffmpeg([*args[:-1], input_url(scratch)], timeout=timeout)
+        x = np.fromfile(scratch, dtype="<f4")
+    finally:
+        remove_quietly(scratch)
+    x = x[: x.size - x.size % channels]
+    return x if channels == 1 else x.reshape(-1, channels)
 
 
 def cached_decode(path: str, chain: str, channels: int, timeout: float,
@@ -214,13 +237,15 @@ def cached_decode(path: str, chain: str, channels: int, timeout: float,
     return x
 
 
-def take_samples(source, total: float, timeout: float, cache_dir: str | None = None
-                 ) -> tuple[np.ndarray, tuple[float, float]]:
+def take_samples(source, total: float, timeout: float, cache_dir: str | None = None,
+                 buffers: dict | None = None) -> tuple[np.ndarray, tuple[float, float]]:
     """One source (``render.ClipSource``) as heard in the mix: (samples (N,) or (N, 2)
     float32 on the guide's timeline from t=0, N = ``total`` × rate; (left, right) gains
     with its level). Cleaned and folded to mono as :func:`sound.take_filter` says, read
     through its time map or its drift (:func:`splice_warp`). With ``cache_dir``, the
-    take, when it is cleaned, is decoded whole once and kept (:func:`cached_decode`)."""
+    take, when it is cleaned, is decoded whole once and kept (:func:`cached_decode`).
+    ``buffers``: the result is written into ``buffers[shape]`` (made when missing), so
+    a thread that mixes many takes allocates (and faults in) its memory once."""
     c = source.clip
     rate = AUDIO_RATE
     cleanup = cleanup_filter(c.hum_hz, c.denoise, c.noise_floor_db)
@@ -243,7 +268,14 @@ def take_samples(source, total: float, timeout: float, cache_dir: str | None = N
         trim = 0.0
     else:
         x = _decode(decode_argv(c.path, trim, seconds, chain), 1 if mono else 2, timeout)
-    y = splice_warp(x, guide * rate, (clip - trim) * rate, n_out, rate)
+    shape = (n_out,) if x.ndim == 1 else (n_out, x.shape[1])
+    out = None
+    if buffers is not None:
+        out = buffers.get(shape)
+        if out is None:
+            out = buffers[shape] = np.empty(shape, dtype=np.float32)
+    y = splice_warp(x.astype(np.float32, copy=False), guide * rate, (clip - trim) * rate,
+                    n_out, rate, out=out)
     level = 10 ** (c.gain_db / 20)
     left, right = pan_gains(c.pan) if mono else (1.0, 1.0)
     return y, (left * level, right * level)
@@ -271,15 +303,18 @@ def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
     def left() -> float:
         return max(1.0, deadline - time.monotonic())
 
+    mine = threading.local()  # each thread's buffers, kept from one take to the next
+
     def add(source) -> None:
-        y, (gl, gr) = take_samples(source, total, left(), cache_dir)
-        if y.ndim == 1:
-            y = y[None, :]
-        else:
-            y = np.ascontiguousarray(y.T)
-        scaled = y * np.array([[gl], [gr]], dtype=np.float32)  # outside the lock
+        if not hasattr(mine, "buffers"):
+            mine.buffers = {}
+            mine.scaled = np.empty((2, n), dtype=np.float32)
+        y, gains = take_samples(source, total, left(), cache_dir, mine.buffers)
+        for ch in range(2):  # scaled outside the lock
+            np.multiply(y if y.ndim == 1 else y[:, ch], np.float32(gains[ch]),
+                        out=mine.scaled[ch])
         with lock:
-            np.add(mix, scaled, out=mix)
+            np.add(mix, mine.scaled, out=mix)
             done[0] += 1
             progress(0.9 * done[0] / max(1, len(sources)))
 
