@@ -52,6 +52,10 @@ SPLICE_TOLERANCE = 0.004
 SPLICE_SEARCH = 0.0035
 #: the crossfade of a splice (seconds)
 SPLICE_FADE = 0.010
+#: takes decoded at a time per core (``jobs``): a decode reads its file and writes its
+#: scratch file, and a thread's share of a busy machine's cores is per thread (each
+#: thread keeps about 3 × 4 bytes × the mix's samples of buffers)
+DECODES_PER_JOB = 2
 #: the wanted read position is followed on a grid of this many seconds (the map is
 #: piecewise linear with knots 0.25 s apart: a millisecond's grid loses nothing)
 GRID_SECONDS = 0.001
@@ -286,7 +290,8 @@ def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
                room: tuple[float, float] | None, voices: int | None, jobs: int,
                cache_dir: str | None = None) -> Loudness:
     """The sum of ``sources`` (``render.ClipSource``: each by :func:`take_samples`,
-    ``jobs`` at a time) with ``-10 log10(voices)`` dB of headroom, through the ``room``
+    :data:`DECODES_PER_JOB` × ``jobs`` at a time) with ``-10 log10(voices)`` dB of
+    headroom, through the ``room``
     ((reverberation s, wet dB): :func:`convolve_room`), with the ``guide`` ((path,
     guide dB, mix dB)) under it, ``total`` seconds, as a stereo float WAV at ``dst``
     (atomic), measured by ffmpeg's ebur128. ``cache_dir``: the cleaned takes kept
@@ -308,17 +313,19 @@ def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
     def add(source) -> None:
         if not hasattr(mine, "buffers"):
             mine.buffers = {}
-            mine.scaled = np.empty((2, n), dtype=np.float32)
+            mine.scaled = np.empty(n, dtype=np.float32)
         y, gains = take_samples(source, total, left(), cache_dir, mine.buffers)
-        for ch in range(2):  # scaled outside the lock
+        for ch in range(2):
             np.multiply(y if y.ndim == 1 else y[:, ch], np.float32(gains[ch]),
-                        out=mine.scaled[ch])
+                        out=mine.scaled)
+            with lock:
+                np.add(mix[ch], mine.scaled, out=mix[ch])
         with lock:
-            np.add(mix, mine.scaled, out=mix)
             done[0] += 1
             progress(0.9 * done[0] / max(1, len(sources)))
 
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
+    # DECODES_PER_JOB takes decoding per core: each decode also waits on its files
+    with ThreadPoolExecutor(max(1, jobs * DECODES_PER_JOB)) as pool:
         for future in [pool.submit(add, s) for s in sources]:
             future.result()
     count = voices or len(sources)
