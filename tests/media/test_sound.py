@@ -391,8 +391,8 @@ def test_the_numpy_mix_is_the_filtergraph_mix(takes, tmp_path, monkeypatch):
 
 def test_a_denoised_take_that_starts_late_is_heard_when_it_starts(takes, tmp_path):
     """A take that starts 0.3 s into the mash-up (offset -0.3), cleaned: heard from
-    0.3 s on, as without the clean-up (the filtergraph mix played it from 0: afftdn's
-    padding undid the delay)."""
+    0.3 s on, as without the clean-up (the filtergraph mix played it from 0: with
+    afftdn in its chain the delay was lost)."""
     starts = []
     for denoise in (False, True):
         x = stereo(mix(tmp_path, [{"id": "c", "path": takes["clean"], "offset": -0.3,
