@@ -1116,7 +1116,8 @@ def _draw_part(job: Render, part: int, beat: Heartbeat) -> bool:
     path = str(store.path_for_writing(key))
     try:
         if part < 0:
-            render_audio(spec, plan, path, timeout=timeout, progress=check_cancel)
+            render_audio(spec, plan, path, timeout=timeout, progress=check_cancel,
+                         cache_dir=_proxy_dir(job))
         else:
             proxies = {}
             cache = _proxy_dir(job)

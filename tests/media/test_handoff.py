@@ -171,3 +171,62 @@ def test_a_missing_clip_is_a_clear_error_and_no_zip(tmp_path: Path):
     with pytest.raises(SpecError):
         export_handoff(spec, str(tmp_path / "h.zip"))
     assert list(tmp_path.iterdir()) == []
+
+
+def _source_time(timeline, t: float) -> float | None:
+    """Read back from a timeline: the source seconds its (one) video clip shows at
+    timeline second ``t``: the piece's source start plus the time since the piece's
+    start times its LinearTimeWarp, as an editor's timeline plays it."""
+    for track in timeline.tracks:
+        if track.kind != otio.schema.TrackKind.Video:
+            continue
+        for item in track:
+            if not isinstance(item, otio.schema.Clip):
+                continue
+            at = track.range_of_child(item)
+            start, length = at.start_time.to_seconds(), at.duration.to_seconds()
+            if start <= t < start + length:
+                scalar = 1.0
+                for effect in item.effects:
+                    if isinstance(effect, otio.schema.LinearTimeWarp):
+                        scalar *= effect.time_scalar
+                return item.source_range.start_time.to_seconds() + (t - start) * scalar
+    return None
+
+
+def test_a_time_mapped_clip_reads_back_where_the_render_shows_it(tmp_path):
+    """The hand-off's timeline follows the time map piece by piece: at each phrase start
+    (and every quarter second) the source time it shows is the render's within half a
+    frame; the overall tempo alone is two frames off in the middle."""
+    from tests.media.test_timemap import WARP_KNOTS
+    from workers.media.handoff import build_timeline
+
+    take = write_take(tmp_path / "take.mp4", seconds=13.0)
+    spec = parse_spec({"version": 1, "canvas": {"width": 64, "height": 36, "fps": FPS},
+                       "audio": {"mode": "mix"}, "duration": 12.0,
+                       "clips": [{"id": "t", "path": take, "offset": 0.3, "name": "Ty",
+                                  "part": "Tenor", "time_map": WARP_KNOTS}]})
+    plan = plan_render(spec, segments=1)
+    built = build_timeline(spec, plan, media={0: "media/001.mp4"}, stems={}, mix=None,
+                           guide=None)
+    timeline = otio.adapters.read_from_string(
+        otio.adapters.write_to_string(built, "otio_json"), "otio_json")
+    clip = spec.clips[0]
+    pieces = [i for t in timeline.tracks for i in t if isinstance(i, otio.schema.Clip)]
+    assert 2 <= len(pieces) <= len(WARP_KNOTS) + 1  # split at the map's bends only
+    times = [0.5, 2.0, 3.0, 4.5, 6.0, 7.2, 9.0, 11.5, *np.arange(0.0, 11.9, 0.25)]
+    errors = [abs(_source_time(timeline, t) - clip.clip_time(t)) for t in times]
+    assert max(errors) <= HALF_FRAME + 1e-3
+    # the clip's overall tempo alone (one piece) is off by two frames at the bend
+    tempo = [abs(clip.offset + t * clip.speed - clip.clip_time(t)) for t in times]
+    assert max(tempo) > 1.5 / FPS
+    # the FCP XML keeps the pieces where they are
+    xml = otio.adapters.read_from_string(otio.adapters.write_to_string(built, "fcp_xml"),
+                                         "fcp_xml")
+    starts = sorted(round(v[0] * FPS) for t in xml.tracks for v in
+                    [(t.range_of_child(i).start_time.to_seconds(),) for i in t
+                     if isinstance(i, otio.schema.Clip)] if t.kind ==
+                    otio.schema.TrackKind.Video)
+    assert starts == sorted(round(t.range_of_child(i).start_time.to_seconds() * FPS)
+                            for t in timeline.tracks for i in t
+                            if isinstance(i, otio.schema.Clip))

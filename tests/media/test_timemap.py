@@ -244,9 +244,67 @@ def test_a_long_mix_graph_goes_to_ffmpeg_in_a_file(tmp_path, monkeypatch):
                        "clips": [{"id": "t", "path": path, "offset": round(float(
                            m.clip_time(0.0)), 4), "time_map": m.to_list()}]})
     monkeypatch.setattr(engine, "GRAPH_IN_FILE", 0)
+    monkeypatch.setattr(engine, "MIX_ENGINE", "ffmpeg")  # the filtergraph mix
     out = str(tmp_path / "mix.wav")
     render_audio(spec, plan_render(spec), out)
     starts = phrase_starts(decode_audio(out, sample_rate=RATE), RATE)
     truth = phrase_starts(guide_signal(RATE), RATE)
     assert max(abs(a - b) for a, b in zip(starts, truth, strict=True)) <= 0.010
     assert not [p for p in tmp_path.iterdir() if "graph" in p.name]  # its file removed
+
+
+# --- the splice warp (numpy) -------------------------------------------------------------
+
+def _clicks(times: np.ndarray, seconds: float) -> np.ndarray:
+    """Mono float32 at RATE: a 300 Hz ping (50 ms, decaying) at each of ``times``, over
+    a little noise."""
+    x = 0.001 * np.random.default_rng(5).standard_normal(int(seconds * RATE))
+    tt = np.arange(int(0.05 * RATE)) / RATE
+    ping = 0.5 * np.sin(2 * np.pi * 300 * tt) * np.exp(-tt * 120)
+    for t in times:
+        n = round(t * RATE)
+        x[n:n + ping.size] += ping[: max(0, x.size - n)]
+    return x.astype(np.float32)
+
+
+def test_the_splice_warp_holds_every_ping_on_the_map_within_its_tolerance():
+    from workers.media.mixdown import SPLICE_FADE, SPLICE_TOLERANCE, splice_warp
+
+    m = TimeMap(*zip(*WARP_KNOTS, strict=True))
+    pings = np.arange(0.5, 12.5, 0.23)
+    x = _clicks(pings, 13.0)
+    g, c = np.array(m.guide), np.array(m.clip)
+    y = splice_warp(x, g * RATE, c * RATE, 12 * RATE, RATE)
+    assert y.shape == (12 * RATE,) and y.dtype == np.float32
+    truth = [float(m.guide_time(t)) for t in pings if 0.05 < m.guide_time(t) < 11.9]
+    heard = [t for t in _onsets(y) if t < 11.9]
+    assert len(heard) == len(truth)
+    # a ping lands where the map says, within the splices' tolerance (plus what the map
+    # moves during a crossfade, at 3 % at most, and a sample or two)
+    assert max(abs(a - b) for a, b in zip(heard, truth, strict=True)) <= \
+        SPLICE_TOLERANCE + 0.03 * SPLICE_FADE + 2 / RATE
+    # the pitch is kept: a steady 440 Hz tone played 2 % slower is still at 440 Hz (a
+    # resample would move it to 431 Hz)
+    tone = np.sin(2 * np.pi * 440 * np.arange(6 * RATE) / RATE).astype(np.float32)
+    slow = splice_warp(tone, [0.0, RATE], [0.0, 0.98 * RATE], 4 * RATE, RATE)
+    spectrum = np.abs(np.fft.rfft(slow * np.hanning(slow.size)))
+    assert abs(np.fft.rfftfreq(slow.size, 1 / RATE)[np.argmax(spectrum)] - 440) <= 0.5
+
+
+def _onsets(y: np.ndarray) -> list[float]:
+    env = np.abs(y)
+    loud = np.flatnonzero(env > 0.1 * env.max())
+    gaps = np.flatnonzero(np.diff(loud) > 0.1 * RATE)
+    return [loud[0] / RATE] + [loud[k + 1] / RATE for k in gaps]
+
+
+def test_a_map_of_slope_one_is_a_plain_copy_and_stereo_stays_stereo():
+    from workers.media.mixdown import splice_warp
+
+    x = np.random.default_rng(1).standard_normal((RATE, 2)).astype(np.float32)
+    y = splice_warp(x, [0.0, RATE], [100.0, RATE + 100.0], RATE // 2, RATE)
+    assert y.shape == (RATE // 2, 2)
+    assert np.array_equal(y, x[100:100 + RATE // 2])
+    # before the take starts (a negative read position): silence, then the take
+    y = splice_warp(x, [0.0], [-480.0], 960, RATE)
+    assert not y[:480].any() and np.array_equal(y[480:], x[:480])

@@ -22,9 +22,14 @@ intro). A clip with offset ``o`` and drift speed ``s`` starts on the timeline at
 ``max(0, -o / s)`` and is cut from clip time ``max(0, o)``: the same numbers the render's
 plan uses (:class:`workers.media.plan.PlanClip`), rounded to the canvas's frames, which
 is what an editor's timeline holds. The exact seconds are kept in each clip's metadata
-(``metadata["tutti"]``). Clip files are named by their position in the spec, never by
-the clip's private token; people's names go only into the timeline's clip names and
-the credits, through the libraries' own writers (OTIO JSON, XML, csv).
+(``metadata["tutti"]``). A clip pulled into time by a time map is cut at the map's bends
+into pieces of steady speed (:func:`map_pieces`), each with its LinearTimeWarp, so the
+timeline shows the render's source frame at every point within half a frame; the FCP XML
+keeps the pieces where they are but not their speeds (the adapter writes no time remap:
+inside a piece, an editor's import plays at speed 1, at most 3 % off). Clip files are
+named by their position in the spec, never by the clip's private token; people's names
+go only into the timeline's clip names and the credits, through the libraries' own
+writers (OTIO JSON, XML, csv).
 """
 
 from __future__ import annotations
@@ -150,27 +155,37 @@ def build_timeline(spec: RenderSpec, plan: RenderPlan, *, media: Mapping[int, st
         if start_frame > 0:
             track.append(otio.schema.Gap(source_range=otio.opentime.TimeRange(
                 frames(0.0), otio.opentime.RationalTime(start_frame, fps))))
-        length = round((place.start + place.duration) * fps) - start_frame
-        source_start = round(place.source_start * fps)
-        item = otio.schema.Clip(
-            name=label,
-            media_reference=otio.schema.ExternalReference(
-                target_url=media[place.index],
-                available_range=otio.opentime.TimeRange(
-                    frames(0.0), frames(durations[place.index]))),
-            source_range=otio.opentime.TimeRange(otio.opentime.RationalTime(source_start, fps),
-                                                 otio.opentime.RationalTime(length, fps)))
-        if place.speed != 1.0:  # the phone's clock drift, as the render corrects it
-            item.effects.append(otio.schema.LinearTimeWarp(
-                name="drift", time_scalar=place.speed))
-        item.metadata["tutti"] = {
-            "index": place.index, "part": clip.part, "offset_seconds": clip.offset,
-            "start_seconds": round(place.start, 6),
-            "source_start_seconds": round(place.source_start, 6),
-            "duration_seconds": round(place.duration, 6), "speed": place.speed,
-            "gain_db": clip.gain_db, "muted": clip.muted, "pan": clip.pan,
-            "time_map": [list(k) for k in clip.time_map]}
-        track.append(item)
+        end_frame = round((place.start + place.duration) * fps)
+        if clip.time_map:  # pulled into time: one piece per stretch of the map
+            pieces = map_pieces(clip, start_frame, end_frame, fps)
+        else:
+            pieces = [(start_frame, end_frame - start_frame, place.source_start, place.speed)]
+        for number, (first, length, source, scalar) in enumerate(pieces):
+            item = otio.schema.Clip(
+                name=label,
+                media_reference=otio.schema.ExternalReference(
+                    target_url=media[place.index],
+                    available_range=otio.opentime.TimeRange(
+                        frames(0.0), frames(durations[place.index]))),
+                source_range=otio.opentime.TimeRange(
+                    otio.opentime.RationalTime(round(source * fps), fps),
+                    otio.opentime.RationalTime(length, fps)))
+            if scalar != 1.0:  # the drift, or the map's tempo here, as the render plays it
+                item.effects.append(otio.schema.LinearTimeWarp(
+                    name="time map" if clip.time_map else "drift", time_scalar=scalar))
+            item.metadata["tutti"] = {
+                "index": place.index, "part": clip.part, "offset_seconds": clip.offset,
+                "start_seconds": round(place.start, 6),
+                "source_start_seconds": round(place.source_start, 6),
+                "duration_seconds": round(place.duration, 6), "speed": place.speed,
+                "gain_db": clip.gain_db, "muted": clip.muted, "pan": clip.pan,
+                "time_map": [list(k) for k in clip.time_map]}
+            if clip.time_map:
+                item.metadata["tutti"].update(
+                    piece=number, pieces=len(pieces),
+                    piece_start_seconds=round(first / fps, 6),
+                    piece_source_start_seconds=round(source, 6))
+            track.append(item)
         timeline.tracks.append(track)
 
     def audio_track(title: str, path: str) -> None:
@@ -189,6 +204,50 @@ def build_timeline(spec: RenderSpec, plan: RenderPlan, *, media: Mapping[int, st
     if guide:
         audio_track("Guide", guide)
     return timeline
+
+
+#: a time map's knots closer than this (frames of source time) to a straight line
+#: between their neighbours do not start a piece of their own
+MAP_PIECE_TOLERANCE = 0.1
+
+
+def map_pieces(clip, first_frame: int, end_frame: int, fps: float,
+               tolerance: float = MAP_PIECE_TOLERANCE) -> list[tuple[int, int, float, float]]:
+    """A time-mapped clip (``SpecClip`` with ``time_map``) on timeline frames
+    [``first_frame``, ``end_frame``) as pieces of steady speed, for an editor's timeline:
+    [(first timeline frame, frames, source start seconds, time scalar)], the scalar the
+    clip seconds per timeline second of the piece (an OTIO LinearTimeWarp). A piece runs
+    between two of the map's knots rounded to frames, knots that lie within
+    ``tolerance`` frames of the line through their neighbours merged away (greedy, left
+    to right); each piece's source start and scalar are the map's at its two ends, so a
+    frame at a piece's start is the render's exactly and inside one it is off by at most
+    ``tolerance`` frames (before the editor rounds the source start to a frame)."""
+    if end_frame <= first_frame:
+        return []
+    knots = clip.time_map
+    inside = [k for k in knots if first_frame / fps < k[0] < end_frame / fps]
+    bounds = [(first_frame / fps, clip.clip_time(first_frame / fps)), *inside,
+              (end_frame / fps, clip.clip_time(end_frame / fps))]
+    kept = [0]
+    at = 0
+    while at < len(bounds) - 1:
+        reach = at + 1
+        for j in range(at + 2, len(bounds)):
+            (g0, c0), (g1, c1) = bounds[at], bounds[j]
+            slope = (c1 - c0) / (g1 - g0)
+            if any(abs(c0 + (g - g0) * slope - c) * fps > tolerance
+                   for g, c in bounds[at + 1:j]):
+                break
+            reach = j
+        kept.append(reach)
+        at = reach
+    cut = sorted({round(bounds[k][0] * fps) for k in kept} | {first_frame, end_frame})
+    pieces = []
+    for a, b in zip(cut, cut[1:], strict=False):
+        source = clip.clip_time(a / fps)
+        scalar = (clip.clip_time(b / fps) - source) / ((b - a) / fps)
+        pieces.append((a, b - a, max(0.0, source), round(scalar, 9)))
+    return pieces
 
 
 def _main_only(spec: RenderSpec) -> RenderSpec:
@@ -220,9 +279,11 @@ def render_mix_and_stems(spec: RenderSpec, plan: RenderPlan, folder: str, *,
     samples = round(main * AUDIO_RATE)
     fit = f"apad=whole_dur={main:.6f},atrim=end_sample={samples}"
     tmp = os.path.join(folder, ".sum.wav")
+    # the cleaned takes of the mix kept for the stems: each take is cleaned once
+    kept = tempfile.mkdtemp(prefix=".takes", dir=folder)
     try:
         loudness = _mix_audio(sources, main, tmp, _remaining(deadline),
-                              lambda f: report(0.8 * f / steps), room=room)
+                              lambda f: report(0.8 * f / steps), room=room, cache_dir=kept)
         mix_rel = MIX_WAV
         run_ffmpeg([*safe_input(tmp, ("wav",)), "-af",
                     f"{_stereo()},{loudness_filter(loudness, spec.audio.loudness_lufs)},"
@@ -235,7 +296,7 @@ def render_mix_and_stems(spec: RenderSpec, plan: RenderPlan, folder: str, *,
         for n, (part, members) in enumerate(sorted(parts.items()), start=1):
             _mix_audio(members, main, tmp, _remaining(deadline),
                        lambda f, n=n: report((n + 0.8 * f) / steps), room=room,
-                       voices=len(sources))
+                       voices=len(sources), cache_dir=kept)
             rel = f"audio/stems/{n:02d}-{_slug(part, 'no-part')}.wav"
             run_ffmpeg([*safe_input(tmp, ("wav",)), "-af",
                         f"{_stereo()},volume={gain:.3f}dB,{fit}", *WAV_CODEC,
@@ -243,6 +304,7 @@ def render_mix_and_stems(spec: RenderSpec, plan: RenderPlan, folder: str, *,
             stems[part] = rel
     finally:
         remove_quietly(tmp)
+        shutil.rmtree(kept, ignore_errors=True)
     report(1.0)
     return mix_rel, stems
 

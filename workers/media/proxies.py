@@ -81,17 +81,21 @@ def proxy_scales(plan: RenderPlan) -> dict[int, float]:
     return scales
 
 
-def _source_digest(clip_path: str) -> str:
-    """Names the clip file as it is now: its path, size and modification time."""
+def source_digest(clip_path: str) -> str:
+    """Names the clip file as it is now: its path, size and modification time (hex, no
+    hyphen: a cached file's name starts with it, then a hyphen)."""
     st = os.stat(clip_path)
     ident = f"{os.path.realpath(clip_path)}\0{st.st_size}\0{st.st_mtime_ns}"
     return hashlib.sha256(ident.encode()).hexdigest()[:24]
 
 
+_source_digest = source_digest  # the name the portal imports
+
+
 def proxy_name(clip_path: str, scale: float) -> str:
     """The cache file name of ``clip_path``'s proxy at ``scale`` (it changes whenever the
     file is replaced or rewritten)."""
-    return f"{_source_digest(clip_path)}-1of{round(1 / scale)}.mp4"
+    return f"{source_digest(clip_path)}-1of{round(1 / scale)}.mp4"
 
 
 def render_proxy(clip_path: str, out_path: str, scale: float, *, keyint: int = 30,
@@ -220,8 +224,9 @@ def missing(spec_paths: Mapping[int, str], scales: Mapping[int, float], cache_di
 
 
 def _digest(name: str) -> str:
-    """The :func:`_source_digest` part of a proxy's (or its lock file's) name."""
-    return name.split("-1of", 1)[0]
+    """The :func:`source_digest` part of a proxy's (or its lock file's, or a cleaned
+    take's: :func:`mixdown.cached_decode`) name."""
+    return name.split("-", 1)[0]
 
 
 def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None = None, *,
@@ -235,7 +240,7 @@ def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None 
         keep = set()
         for path in current:
             try:
-                keep.add(_source_digest(path))
+                keep.add(source_digest(path))
             except OSError:  # gone: its proxies are stale too
                 pass
     removed = 0

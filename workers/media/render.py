@@ -37,9 +37,16 @@ Drift: a clip whose clock runs ``drift_ppm`` fast holds guide time t at clip tim
 which keeps the pitch) by that speed, when it moves the clip by more than half a frame.
 
 Time maps: a take pulled into time (:mod:`workers.media.timemap`) is played through its
-map piece by piece, its sound by exact-length segments at steady tempi
-(:func:`timemap.warp_filter`), its frames by a setpts expression of the same map
-(:func:`timemap.guide_time_expr`), so each frame is shown where its sound is heard.
+map piece by piece, its sound by :func:`mixdown.splice_warp` (runs of samples as
+recorded, spliced where they get 4 ms off the map; the filtergraph engine used
+exact-length atempo segments, :func:`timemap.warp_filter`), its frames by a setpts
+expression of the same map (:func:`timemap.guide_time_expr`), so each frame is shown
+where its sound is heard.
+
+The mix itself (:data:`MIX_ENGINE`) is summed in numpy by :mod:`workers.media.mixdown`:
+ffmpeg decodes and cleans each take into a pipe, ``jobs`` side by side, numpy reads it
+through its map or drift, sets its level and place, sums, and adds the room by FFT
+convolution. The filtergraph mix (:func:`_mix_audio_ffmpeg`) is kept for comparison.
 """
 
 from __future__ import annotations
@@ -221,7 +228,7 @@ def render(
 
         def sound_step() -> None:
             render_audio(spec, plan, tmp_audio, timeout=_remaining(deadline),
-                         progress=parts.progress("sound"))
+                         progress=parts.progress("sound"), cache_dir=proxy_dir)
 
         def proxies_step() -> None:
             if scales:
@@ -505,11 +512,45 @@ def mix_groups(sources: list[ClipSource], jobs: int) -> list[list[ClipSource]]:
     return out
 
 
+#: how the takes are summed: "numpy" (:mod:`workers.media.mixdown`: ffmpeg decodes and
+#: cleans each take, numpy pulls it into time, places, sums and adds the room) or
+#: "ffmpeg" (the filtergraphs of :func:`_mix_audio_ffmpeg`, kept for comparison: the
+#: bench runs both)
+MIX_ENGINE = "numpy"
+
+
 def _mix_audio(sources: list[ClipSource], total: float, dst: str, timeout: float,
                progress: Callable[[float], None],
                guide: tuple[str, float, float] | None = None,
                room: tuple[float, float] | None = None,
-               voices: int | None = None, jobs: int | None = None) -> Loudness:
+               voices: int | None = None, jobs: int | None = None,
+               cache_dir: str | None = None) -> Loudness:
+    """Sum the sources into a float WAV at ``dst`` and measure it (EBU R128), by
+    :data:`MIX_ENGINE`. ``guide``: (path, guide_gain_db, mix_gain_db), the guide added
+    under the sum. ``room``: (reverberation time s, wet dB), one room for the sum of the
+    sources. ``voices``: the headroom's count (default: the sources'; a stem gives the
+    whole mix's so that the stems add up to it). ``jobs``: takes decoded side by side
+    (default: the usable cores). ``cache_dir``: the numpy engine keeps each cleaned take
+    there for the next mix (:func:`mixdown.cached_decode`)."""
+    if jobs is None:
+        jobs = usable_cores()
+    if MIX_ENGINE == "ffmpeg":
+        return _mix_audio_ffmpeg(sources, total, dst, timeout, progress, guide, room,
+                                 voices, jobs)
+    from .mixdown import mix_to_wav
+
+    loudness = mix_to_wav(sources, total, dst, timeout, progress, guide=guide, room=room,
+                          voices=voices, jobs=jobs, cache_dir=cache_dir)
+    log.info("mix of %d clips: %.1f LUFS, %.1f dBTP", len(sources), loudness.integrated,
+             loudness.true_peak)
+    return loudness
+
+
+def _mix_audio_ffmpeg(sources: list[ClipSource], total: float, dst: str, timeout: float,
+                      progress: Callable[[float], None],
+                      guide: tuple[str, float, float] | None = None,
+                      room: tuple[float, float] | None = None,
+                      voices: int | None = None, jobs: int | None = None) -> Loudness:
     """Sum the sources into a float WAV and measure it. Many sources are summed in groups
     first (:func:`mix_groups`; float WAVs beside ``dst``), ``jobs`` at a time (default:
     the usable cores), so no ffmpeg opens them all and the takes' filters (clean-up, pan)
@@ -647,11 +688,13 @@ def _sound_codec(out_path: str) -> list[str]:
 
 
 def render_audio(spec: RenderSpec, plan: RenderPlan, out_path: str, *, timeout: float = 3600,
-                 progress: Callable[[float], None] | None = None) -> None:
+                 progress: Callable[[float], None] | None = None,
+                 cache_dir: str | None = None) -> None:
     """The whole program's sound, once, to ``out_path`` (.m4a: AAC; .wav: PCM), exactly
     ``plan.duration`` long: the mastered mix (with the guide under it in "guide+mix"),
     the guide, or silence, for the mash-up; silence under the intro and the credits.
-    Atomic."""
+    ``cache_dir``: where the cleaned takes are kept between renders (the proxies'
+    folder). Atomic."""
     deadline = time.monotonic() + timeout
     total = plan.duration
     main = plan.main_duration
@@ -674,7 +717,8 @@ def render_audio(spec: RenderSpec, plan: RenderPlan, out_path: str, *, timeout: 
                 guide = (spec.audio.guide_path, spec.audio.guide_gain_db,
                          spec.audio.mix_gain_db)
             loudness = _mix_audio(sources, main, tmp_mix, _remaining(deadline),
-                                  lambda f: report(0.9 * f), guide, room_of(spec))
+                                  lambda f: report(0.9 * f), guide, room_of(spec),
+                                  cache_dir=cache_dir)
             args = [*safe_input(tmp_mix, MEDIA_DEMUXERS), "-af",
                     f"{_stereo()},{loudness_filter(loudness, spec.audio.loudness_lufs)},"
                     f"{_stereo()},{fit}"]

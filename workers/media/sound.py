@@ -338,13 +338,12 @@ def take_filter(hum_hz: float = 0.0, denoise: bool = False, pan: float = 0.0,
     return ",".join(s for s in steps if s) + ","
 
 
-def write_room_impulse(path: str, rt60: float, wet_db: float, *, rate: int = AUDIO_RATE,
-                       seed: int = 1) -> str:
-    """A stereo impulse response (16-bit WAV at ``rate``) of a room with reverberation
-    time ``rt60`` (seconds for 60 dB of decay): a unit impulse (the dry sound) followed,
-    after :data:`ROOM_PREDELAY`, by exponentially decaying noise, different in each ear,
-    whose energy is ``wet_db`` against the dry sound. Written atomically; returns ``path``.
-    Raises ValueError for a non-positive ``rt60``."""
+def room_impulse(rt60: float, wet_db: float, *, rate: int = AUDIO_RATE,
+                 seed: int = 1) -> np.ndarray:
+    """The samples (L, 2) int16 of :func:`write_room_impulse`'s file: a unit impulse
+    (the dry sound) followed, after :data:`ROOM_PREDELAY`, by exponentially decaying
+    noise, different in each ear, whose energy is ``wet_db`` against the dry sound; L =
+    ``rate`` × (predelay + ``rt60``). Raises ValueError for a non-positive ``rt60``."""
     if not rt60 > 0:
         raise ValueError(f"rt60 must be more than 0 seconds, not {rt60}")
     rng = np.random.default_rng(seed)
@@ -361,7 +360,15 @@ def write_room_impulse(path: str, rt60: float, wet_db: float, *, rate: int = AUD
     # 16-bit with headroom: the impulse at 1.0 is kept exact by afir's irnorm=-1 and the
     # wave's scale is undone in room_filter
     peak = float(np.max(np.abs(ir)))
-    pcm = np.round(ir / peak * 32767).astype("<i2")
+    return np.round(ir / peak * 32767).astype("<i2")
+
+
+def write_room_impulse(path: str, rt60: float, wet_db: float, *, rate: int = AUDIO_RATE,
+                       seed: int = 1) -> str:
+    """:func:`room_impulse` as a stereo 16-bit WAV at ``rate`` (reverberation time
+    ``rt60`` seconds for 60 dB of decay, the tail ``wet_db`` against the dry sound).
+    Written atomically; returns ``path``. Raises ValueError for a non-positive ``rt60``."""
+    pcm = room_impulse(rt60, wet_db, rate=rate, seed=seed)
     tmp = temp_path_for(path)
     try:
         with wave.open(tmp, "wb") as w:

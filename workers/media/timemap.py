@@ -7,9 +7,11 @@ limits: a steady tempo of the take against the guide (at most ``max_tempo``, e.g
 plus local corrections of at most ``max_shift`` seconds (e.g. 80 ms) around it, found by
 dynamic time warping (DTW) of the two recordings' note onsets and spectra in a band
 around that line. The result is a piecewise-linear :class:`TimeMap` with a knot every
-``knot_seconds``; the mix plays the take's sound through it (:func:`warp_filter`: atempo,
-so the pitch is kept, switched where the tempo changes) and the render its frames
-(:func:`guide_time_expr`, a setpts expression of the same map).
+``knot_seconds``; the mix plays the take's sound through it
+(:func:`workers.media.mixdown.splice_warp`: runs of samples as recorded, so the pitch is
+kept, spliced where they get 4 ms off the map; the filtergraph engine's
+:func:`warp_filter` used atempo, switched where the tempo changes) and the render its
+frames (:func:`guide_time_expr`, a setpts expression of the same map).
 
 Times are seconds; the guide's t=0 is the mash-up's; clip time is the take's own.
 """
