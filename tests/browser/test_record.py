@@ -329,10 +329,12 @@ def test_a_reload_mid_upload_resumes_from_indexeddb(live, page, campaign):
 
     record_take(page, live, campaign)
     created: list[str] = []
+    metadata: list[str] = []
 
     def cut_off(route):
         request = route.request
         if request.method == "POST":
+            metadata.append(request.headers["upload-metadata"])
             answer = route.fetch()
             created.append(answer.headers["location"])
             route.fulfill(response=answer)
@@ -346,6 +348,10 @@ def test_a_reload_mid_upload_resumes_from_indexeddb(live, page, campaign):
     while not created:
         assert time.monotonic() < deadline
         page.wait_for_timeout(100)
+    # the resume key's content fingerprint travels too: the server checks the bytes it
+    # holds against it, so a resume is only ever this take
+    assert re.search(r"(^|,)head_sha256 \S+", metadata[0]), metadata
+    assert re.search(r"(^|,)tail_sha256 \S+", metadata[0]), metadata
     # what had arrived before the tab closed: the take's first 300 kB
     data = base64.b64decode(page.evaluate(KEPT_HEAD, 300000))
     url = created[0] if created[0].startswith("http") else live["base"] + created[0]
