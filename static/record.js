@@ -58,6 +58,7 @@
   // the take is put together from its chunks and offered. A take's row never holds its
   // bytes (version 1 rows held a ``blob``: still read).
   const CHUNK_MS = 1000;
+  const EARLY_CHUNKS = 3;  // the take's start is found on its first chunks (below)
   const openDb = function () {
     return new Promise(function (resolve, reject) {
       const req = indexedDB.open(DB_NAME, 2);
@@ -161,12 +162,14 @@
     };
     read();
     const timer = setInterval(read, 100);
-    return function () {
-      clearInterval(timer);
+    const median = function () {
       const seen = settled.length >= 5 ? settled : settled.concat(early);
       const sorted = seen.slice().sort(function (a, b) { return a - b; });
       return sorted[Math.floor(sorted.length / 2)];
     };
+    const stop = function () { clearInterval(timer); return median(); };
+    stop.peek = median;  // the median so far, sampling goes on
+    return stop;
   };
   const savedLatency = function () {
     try {
@@ -339,6 +342,7 @@
       const inputLatency = latency ? latency.input_latency_s : DEFAULT_INPUT_LATENCY;
       let startedAt = 0;   // performance time of the recording's first sample
       let guideAt = 0;     // the context time the guide's t=0 is scheduled at
+      let tapped = null;   // the microphone's samples around the start, once grabbed
       const timingOf = function (heard, stamped) {
         // the guide time heard when the take's first sample was captured, less the time
         // the microphone path takes to deliver a sound into the take
@@ -368,6 +372,23 @@
         const n = seq;
         seq += 1;
         write(function () { return keepChunk(take.id, n, e.data); });
+        if (!early && seq >= EARLY_CHUNKS && tapped) { early = anchorEarly(new Blob(chunks, { type: mime })); }
+      };
+      // The take's first sample found on the guide's clock from its first seconds, while it
+      // records, and kept with the take: a take cut off later keeps a found start too.
+      let early = null;  // that anchor (a promise of it: tried once)
+      const anchorEarly = function (partial) {
+        const ahead = aheadMedian.peek();
+        return tapped.then(function (samples) {
+          return anchorOf(samples, partial, startedAt, renderedAt - ahead, ahead);
+        }).then(function (anchor) {
+          if (!anchor.stamped) { return null; }
+          if (take.state === "recording") {
+            take.timing = timingOf(anchor.heard, true);
+            write(function () { return keep(take); });
+          }
+          return anchor;
+        }).catch(function () { return null; });
       };
       recorder.onerror = function () {
         say("The recording broke off. What was recorded is kept: review it below.", true);
@@ -379,11 +400,14 @@
         const seconds = (performance.now() - startedAt) / 1000;
         const renderAhead = aheadMedian();
         const startHeard = renderedAt - renderAhead;
-        (tapped || grab(tap)).then(function (samples) {
-          if (tap) { tap.disconnect(); }
-          stopCamera();
-          return anchorOf(samples, blob, startedAt, startHeard, renderAhead);
-        }).then(function (anchor) {
+        let earlyAnchor = null;
+        Promise.resolve(early).then(function (a) { earlyAnchor = a; return tapped || grab(tap); })
+          .then(function (samples) {
+            if (tap) { tap.disconnect(); }
+            stopCamera();
+            return anchorOf(samples, blob, startedAt, startHeard, renderAhead);
+          }).then(function (found) {
+          const anchor = found.stamped || !earlyAnchor ? found : earlyAnchor;
           finished(Object.assign(take, {
             blob: blob, seconds: seconds, state: "recorded", timing: timingOf(anchor.heard, anchor.stamped),
             // how the start was found, for a developer reading the row (the tests print it)
@@ -404,7 +428,6 @@
       // returned, with the output delay read once
       take.timing = timingOf(renderedAt - (ctx.currentTime - heardAt(performance.now())), false);
       saving = keep(take).catch(function (err) { unkept = err || new Error("unkept"); });
-      let tapped = null;  // the microphone's samples around the start, once grabbed
       setTimeout(function () { if (recorder.state === "recording") { tapped = grab(tap); } }, 2500);
       for (let beat = 0; beat < COUNT_IN; beat += 1) { tick(guideAt - COUNT_IN + beat, beat === 0); }
       source = ctx.createBufferSource();

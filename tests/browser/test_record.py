@@ -166,6 +166,7 @@ KEPT = """() => new Promise(r => { const q = indexedDB.open('tutti-takes');
   q.onsuccess = () => { const tx = q.result.transaction(['takes', 'chunks']);
     const g = tx.objectStore('takes').getAll(); const c = tx.objectStore('chunks').getAll();
     tx.oncomplete = () => r(g.result.map(t => ({id: t.id, campaign: t.campaign, state: t.state,
+      stamped: (t.timing || {}).start_stamped,
       size: c.result.filter(k => k.take === t.id).reduce((n, k) => n + k.blob.size, 0)}))); }; })"""
 # the first bytes of the kept take, base64
 KEPT_HEAD = """n => new Promise(r => { const q = indexedDB.open('tutti-takes');
@@ -404,8 +405,10 @@ def test_a_take_cut_off_mid_recording_is_offered_and_sends_as_one_clip(live, chr
         page.click("#record-start")
         wait_note(page, "Recording")
         deadline = time.monotonic() + 20
-        while page.evaluate(CHUNKS) < 3:
-            assert time.monotonic() < deadline, "no chunks kept while recording"
+        # three chunks kept, and the take's start found on the guide's clock from them
+        while page.evaluate(CHUNKS) < 3 or page.evaluate(KEPT)[0]["stamped"] != "yes":
+            assert time.monotonic() < deadline, ("no chunks or start kept while recording",
+                                                 page.evaluate(KEPT))
             page.wait_for_timeout(200)
         page.close()
         page = context.new_page()
@@ -424,7 +427,7 @@ def test_a_take_cut_off_mid_recording_is_offered_and_sends_as_one_clip(live, chr
     finally:
         context.close()
     rows = clip_rows(live, campaign)
-    assert len(rows) == 1 and rows[0]["record_timing"]["stamped"] is False
+    assert len(rows) == 1 and rows[0]["record_timing"]["stamped"] is True
     deadline = time.monotonic() + 120
     while not rows[0]["normalized_key"]:  # intake makes a clip of the cut-off take
         assert rows[0]["status"] not in ("rejected", "failed"), rows
