@@ -224,12 +224,15 @@ def test_record_along_send_and_the_take_lands_synced(live, page, campaign, devic
 # The page's own clock against the sound. Chromium's file-fed microphone does not hear the
 # page's playback, so this test makes the microphone a loopback of the page's own
 # AudioContext (what it plays, as a phone's microphone hears headphones leak), plus the
-# fake camera: the take's sound then holds the guide exactly where the device's clock put it,
-# less the output path's latency, which a real microphone would hear and this one does not
-# (the loopback carries it as a delay of the same length: how far the context time being
-# heard, by getOutputTimestamp, is behind the context time being rendered). The page's
-# calibration ("Measure my delay") runs first, on the same loopback, as a participant's
-# would through speakers.
+# fake camera: the take's sound then holds the guide where the device's clock put it, plus
+# the loopback's own fixed delay (LOOP_DELAY_S, in place from the context's creation: a
+# device whose output-to-microphone path the page does not know). The page's calibration
+# ("Measure my delay") runs first, on the same loopback, as a participant's would through
+# speakers, and must measure that delay. (An earlier loop set its delay from
+# getOutputTimestamp at the first getUserMedia; the calibration then read the same -22 to
+# -31 ms whether that delay was 0 or 19 ms, while the take carried it: about half the runs
+# were off by it. Measured 2026-12-03.)
+LOOP_DELAY_S = 0.02
 LOOPBACK = """
 (() => {
   const Orig = window.AudioContext;
@@ -242,13 +245,7 @@ LOOPBACK = """
     ctx.__loop = delay;
     ctx.__stream = loop.stream;
     // a microphone hears context time x when the output says x is heard
-    ctx.__settle = () => {
-      if (window.__loopDelay !== undefined) { return; }  // once: a device's path is fixed
-      const ts = ctx.getOutputTimestamp();
-      const heard = ts.contextTime + (performance.now() - ts.performanceTime) / 1000;
-      delay.delayTime.value = Math.max(0, ctx.currentTime - heard);
-      window.__loopDelay = delay.delayTime.value;
-    };
+    delay.delayTime.value = window.__loopDelay;
     made = ctx;
     return ctx;
   };
@@ -261,7 +258,6 @@ LOOPBACK = """
   };
   const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
   navigator.mediaDevices.getUserMedia = async (c) => {
-    made.__settle();
     const tracks = c.video ? (await gum({video: c.video, audio: false})).getVideoTracks() : [];
     tracks.push(made.__stream.getAudioTracks()[0].clone());
     return new MediaStream(tracks);
@@ -280,7 +276,7 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
     from workers.media.align.prior import PRIOR_AGREE_MS
 
     context = chromium.new_context()
-    context.add_init_script(LOOPBACK)
+    context.add_init_script(f"window.__loopDelay = {LOOP_DELAY_S};" + LOOPBACK)
     page = context.new_page()
     try:
         page.goto(f"{live['base']}/c/{campaign}")
