@@ -413,6 +413,8 @@ def test_a_take_cut_off_mid_recording_is_offered_and_sends_as_one_clip(live, chr
         assert "Send it" in said and "Discard it" in said
         for button in ("#record-send", "#record-play", "#record-discard"):
             assert page.locator(button).is_visible()
+        for button in ("#record-start", "#record-stop"):  # hidden means hidden (style.css)
+            assert not page.locator(button).is_visible()
         assert page.locator("#record-review-video").evaluate(
             "v => new Promise(r => { v.onloadedmetadata = () => r(v.videoWidth); "
             "if (v.readyState) { r(v.videoWidth); } })") > 0
