@@ -20,6 +20,7 @@
   const buttons = {
     record: $("record-start"), stop: $("record-stop"), send: $("record-send"),
     retake: $("record-retake"), play: $("record-play"), calibrate: $("record-calibrate"),
+    discard: $("record-discard"),
   };
   const COUNT_IN = 3;            // seconds of counting before the guide
   const TAIL = 0.5;              // seconds recorded after the guide ends
@@ -43,38 +44,76 @@
   const AudioCtx = window.AudioContext || window.webkitAudioContext;
   const supported = !!(navigator.mediaDevices && navigator.mediaDevices.getUserMedia &&
                        window.MediaRecorder && AudioCtx && window.indexedDB && window.tus &&
-                       window.tus.isSupported);
+                       window.tus.isSupported && window.crypto && window.crypto.subtle &&
+                       window.TextEncoder);
   if (!supported) {
     $("record-unsupported").hidden = false;
     return;
   }
   box.hidden = false;
 
-  // --- IndexedDB: one store of takes, keyed by id --------------------------------
+  // --- IndexedDB: the takes (what they are) and their bytes, chunk by chunk -------------
+  // The recorder hands over a chunk every second (CHUNK_MS) and each is written at once,
+  // so a tab closed or crashed mid-take keeps all but the last second: on the next visit
+  // the take is put together from its chunks and offered. A take's row never holds its
+  // bytes (version 1 rows held a ``blob``: still read).
+  const CHUNK_MS = 1000;
+  const EARLY_CHUNKS = 3;  // the take's start is found on its first chunks (below)
   const openDb = function () {
     return new Promise(function (resolve, reject) {
-      const req = indexedDB.open(DB_NAME, 1);
-      req.onupgradeneeded = function () { req.result.createObjectStore("takes", { keyPath: "id" }); };
+      const req = indexedDB.open(DB_NAME, 2);
+      req.onupgradeneeded = function () {
+        const db = req.result;
+        if (!db.objectStoreNames.contains("takes")) { db.createObjectStore("takes", { keyPath: "id" }); }
+        if (!db.objectStoreNames.contains("chunks")) { db.createObjectStore("chunks", { keyPath: ["take", "seq"] }); }
+      };
       req.onsuccess = function () { resolve(req.result); };
       req.onerror = function () { reject(req.error); };
+      req.onblocked = function () { reject(new Error("blocked")); };
     });
   };
-  const inStore = function (mode, work) {
+  const inStores = function (mode, work) {
     return openDb().then(function (db) {
       return new Promise(function (resolve, reject) {
-        const tx = db.transaction("takes", mode);
-        const result = work(tx.objectStore("takes"));
+        const tx = db.transaction(["takes", "chunks"], mode);
+        const result = work(tx.objectStore("takes"), tx.objectStore("chunks"));
         tx.oncomplete = function () { db.close(); resolve(result && result.result); };
         tx.onerror = tx.onabort = function () { db.close(); reject(tx.error); };
       });
     });
   };
-  const keep = function (take) { return inStore("readwrite", function (s) { return s.put(take); }); };
-  const forget = function (id) { return inStore("readwrite", function (s) { return s.delete(id); }); };
-  const keptTakes = function () { return inStore("readonly", function (s) { return s.getAll(); }); };
+  const rowOf = function (take) {  // what is kept of a take besides its bytes
+    const row = Object.assign({}, take);
+    delete row.blob;
+    return row;
+  };
+  const keep = function (take) { return inStores("readwrite", function (s) { return s.put(rowOf(take)); }); };
+  const chunksOf = function (id) { return IDBKeyRange.bound([id, 0], [id, Infinity]); };
+  const keepChunk = function (id, seq, blob) {
+    return inStores("readwrite", function (s, c) { return c.put({ take: id, seq: seq, blob: blob }); });
+  };
+  const forget = function (id) {
+    return inStores("readwrite", function (s, c) { c.delete(chunksOf(id)); return s.delete(id); });
+  };
+  const keptTakes = function () { return inStores("readonly", function (s) { return s.getAll(); }); };
+  // a kept take's bytes: its chunks in order (or a version 1 row's blob)
+  const bytesOf = function (take) {
+    if (take.blob) { return Promise.resolve(take.blob); }
+    return inStores("readonly", function (s, c) { return c.getAll(chunksOf(take.id)); }).then(function (rows) {
+      return new Blob((rows || []).map(function (r) { return r.blob; }), { type: take.mime });
+    });
+  };
   const isQuota = function (err) {
     return err && (err.name === "QuotaExceededError" ||
                    (err.inner && err.inner.name === "QuotaExceededError"));
+  };
+  // where the take can be saved as a file when this device cannot keep it
+  const offerDownload = function (take) {
+    const link = $("record-download");
+    link.href = URL.createObjectURL(take.blob);
+    link.download = "take-" + new Date(take.created).toISOString().slice(0, 19).replace(/[:T]/g, "-") +
+      (take.mime.indexOf("mp4") >= 0 ? ".mp4" : ".webm");
+    $("record-save").hidden = false;
   };
 
   // --- the guide's clock ----------------------------------------------------------
@@ -123,12 +162,14 @@
     };
     read();
     const timer = setInterval(read, 100);
-    return function () {
-      clearInterval(timer);
+    const median = function () {
       const seen = settled.length >= 5 ? settled : settled.concat(early);
       const sorted = seen.slice().sort(function (a, b) { return a - b; });
       return sorted[Math.floor(sorted.length / 2)];
     };
+    const stop = function () { clearInterval(timer); return median(); };
+    stop.peek = median;  // the median so far, sampling goes on
+    return stop;
   };
   const savedLatency = function () {
     try {
@@ -224,7 +265,7 @@
     return decode(blob).then(function (take) {
       const frame = firstFrame(tapped, take, expected);
       return frame === null ? { heard: startHeard, stamped: false }
-        : { heard: frame / ctx.sampleRate - renderAhead, stamped: true };
+        : { heard: frame / ctx.sampleRate - renderAhead, stamped: true, frame: frame };
     }).catch(function () { return { heard: startHeard, stamped: false }; });
   };
 
@@ -301,7 +342,54 @@
       const inputLatency = latency ? latency.input_latency_s : DEFAULT_INPUT_LATENCY;
       let startedAt = 0;   // performance time of the recording's first sample
       let guideAt = 0;     // the context time the guide's t=0 is scheduled at
-      recorder.ondataavailable = function (e) { if (e.data && e.data.size) { chunks.push(e.data); } };
+      let tapped = null;   // the microphone's samples around the start, once grabbed
+      const timingOf = function (heard, stamped) {
+        // the guide time heard when the take's first sample was captured, less the time
+        // the microphone path takes to deliver a sound into the take
+        return {
+          record_start_s: (heard - guideAt - inputLatency).toFixed(6),
+          output_latency_s: outputLatency().toFixed(6), base_latency_s: baseLatency().toFixed(6),
+          input_latency_s: inputLatency.toFixed(6), latency_calibrated: latency ? "yes" : "",
+          recorder_mime: mime, start_stamped: stamped ? "yes" : "",
+        };
+      };
+      // the take is kept from its first chunk on: its row now, each chunk as it arrives
+      const take = {
+        id: "take-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8),
+        campaign: campaign, mime: mime, seconds: 0, created: Date.now(), state: "recording",
+      };
+      let saving = null;       // the chain of writes, in the chunks' order
+      let unkept = null;       // why a write failed: the take then lives on this page only
+      let seq = 0;
+      const write = function (work) {
+        saving = saving.then(function () { return unkept ? null : work(); })
+          .catch(function (err) { unkept = unkept || err || new Error("unkept"); });
+        return saving;
+      };
+      recorder.ondataavailable = function (e) {
+        if (!e.data || !e.data.size) { return; }
+        chunks.push(e.data);
+        const n = seq;
+        seq += 1;
+        write(function () { return keepChunk(take.id, n, e.data); });
+        if (!early && seq >= EARLY_CHUNKS && tapped) { early = anchorEarly(new Blob(chunks, { type: mime })); }
+      };
+      // The take's first sample found on the guide's clock from its first seconds, while it
+      // records, and kept with the take: a take cut off later keeps a found start too.
+      let early = null;  // that anchor (a promise of it: tried once)
+      const anchorEarly = function (partial) {
+        const ahead = aheadMedian.peek();
+        return tapped.then(function (samples) {
+          return anchorOf(samples, partial, startedAt, renderedAt - ahead, ahead);
+        }).then(function (anchor) {
+          if (!anchor.stamped) { return null; }
+          if (take.state === "recording") {
+            take.timing = timingOf(anchor.heard, true);
+            write(function () { return keep(take); });
+          }
+          return anchor;
+        }).catch(function () { return null; });
+      };
       recorder.onerror = function () {
         say("The recording broke off. What was recorded is kept: review it below.", true);
       };
@@ -312,37 +400,35 @@
         const seconds = (performance.now() - startedAt) / 1000;
         const renderAhead = aheadMedian();
         const startHeard = renderedAt - renderAhead;
-        (tapped || grab(tap)).then(function (samples) {
-          if (tap) { tap.disconnect(); }
-          stopCamera();
-          return anchorOf(samples, blob, startedAt, startHeard, renderAhead);
-        }).then(function (anchor) {
-        // the guide time heard when the take's first sample was captured, less the time
-        // the microphone path takes to deliver a sound into the take
-        const startS = anchor.heard - guideAt - inputLatency;
-        finished({
-          id: "take-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8),
-          campaign: campaign, blob: blob, mime: mime, seconds: seconds, created: Date.now(),
-          state: "recorded",
-          timing: {
-            record_start_s: startS.toFixed(6), output_latency_s: outputLatency().toFixed(6),
-            base_latency_s: baseLatency().toFixed(6), input_latency_s: inputLatency.toFixed(6),
-            latency_calibrated: latency ? "yes" : "", recorder_mime: mime,
-            start_stamped: anchor.stamped ? "yes" : "",
-          },
-        });
+        let earlyAnchor = null;
+        Promise.resolve(early).then(function (a) { earlyAnchor = a; return tapped || grab(tap); })
+          .then(function (samples) {
+            if (tap) { tap.disconnect(); }
+            stopCamera();
+            return anchorOf(samples, blob, startedAt, startHeard, renderAhead);
+          }).then(function (found) {
+          const anchor = found.stamped || !earlyAnchor ? found : earlyAnchor;
+          finished(Object.assign(take, {
+            blob: blob, seconds: seconds, state: "recorded", timing: timingOf(anchor.heard, anchor.stamped),
+            // how the start was found, for a developer reading the row (the tests print it)
+            clock: { render_ahead_s: renderAhead, first_frame: anchor.frame,
+                     output_latency_s: outputLatency(), base_latency_s: baseLatency() },
+          }), saving, function () { return unkept; });
         });
       };
       // the recording's start on the guide's clock: the moment start() returns, read on
       // the context clock at once (the recorder's own "start" event comes later, by as
       // much as the page's event loop is late: tens of ms under load, measured)
-      recorder.start(1000);
+      recorder.start(CHUNK_MS);
       startedAt = performance.now();
       const renderedAt = ctx.currentTime - (performance.now() - startedAt) / 1000;
       const aheadMedian = aheadSampler();
-      let tapped = null;  // the microphone's samples around the start, once grabbed
-      setTimeout(function () { if (recorder.state === "recording") { tapped = grab(tap); } }, 2500);
       guideAt = ctx.currentTime + COUNT_IN;
+      // a take cut off (tab closed, browser crashed) keeps this timing: the moment start()
+      // returned, with the output delay read once
+      take.timing = timingOf(renderedAt - (ctx.currentTime - heardAt(performance.now())), false);
+      saving = keep(take).catch(function (err) { unkept = err || new Error("unkept"); });
+      setTimeout(function () { if (recorder.state === "recording") { tapped = grab(tap); } }, 2500);
       for (let beat = 0; beat < COUNT_IN; beat += 1) { tick(guideAt - COUNT_IN + beat, beat === 0); }
       source = ctx.createBufferSource();
       source.buffer = guide;
@@ -390,22 +476,34 @@
     step();
   };
 
-  const finished = function (take) {
+  const NO_ROOM = "This device has no room left to keep the take, so it is only on this page: " +
+    "press Send now and keep this tab open until it says Sent, or save it as a file (the link below).";
+  const NOT_KEPT = "The take could not be kept on this device; it is only on this page: press Send " +
+    "now and keep this tab open until it says Sent, or save it as a file (the link below).";
+  // Offer ``take`` (with its bytes in ``take.blob``) for review. ``saved``: the chunks'
+  // writes, still settling; ``unkept()``: why one failed, if it did.
+  const offer = function (take, text, isError) {
     current = take;
     review.src = URL.createObjectURL(take.blob);
     review.hidden = false;
-    show(["send", "retake", "play"]);
+    show(["send", "retake", "play", "discard"]);
+    say(text, isError);
+  };
+  const finished = function (take, saved, unkept) {
     const short = take.seconds < SHORT;
     const kept = short ? "This take is only " + Math.round(take.seconds) + " s long. Record " +
       "again, or send it if that is what you meant." : "Listen to your take, then press Send, or Record again.";
-    keep(take).then(function () {
-      say(kept + " It is kept on this device until it is sent.", short);
+    offer(take, kept, short);
+    Promise.resolve(saved).then(function () {
+      const failed = unkept && unkept();
+      if (failed) { throw failed; }
+      return keep(take);
+    }).then(function () {
+      if (current === take) { say(kept + " It is kept on this device until it is sent.", short); }
     }).catch(function (err) {
-      say(isQuota(err)
-        ? "This device has no room left to keep the take, so it is only on this page: " +
-          "press Send now and keep this tab open until it says Sent."
-        : "The take could not be kept on this device; it is on this page: press Send now " +
-          "and keep this tab open until it says Sent.", true);
+      take.pageOnly = true;
+      offerDownload(take);
+      if (current === take) { say(isQuota(err) ? NO_ROOM : NOT_KEPT, true); }
     });
   };
 
@@ -447,6 +545,31 @@
   };
   const percent = function (part, whole) { return whole ? Math.floor((100 * part) / whole) : 0; };
 
+  // What makes a resume safe, as upload.js: the same take (its id), the same bytes
+  // (SHA-256 of the first and last megabyte, and the size: a take put together again
+  // from its chunks after a reload is byte for byte the one that was being sent) and the
+  // same submission (the form's fields). The server checks the ends against the bytes it
+  // holds (head_sha256 / tail_sha256), so a resume can only ever continue this take.
+  const ENDS = 1024 * 1024;
+  const hex = function (buffer) {
+    return Array.prototype.map.call(new Uint8Array(buffer), function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  };
+  const sha256 = function (data) { return crypto.subtle.digest("SHA-256", data).then(hex); };
+  const fingerprintOf = function (take, meta) {
+    const blob = take.blob;
+    const span = Math.min(ENDS, blob.size);
+    return Promise.all([
+      blob.slice(0, span).arrayBuffer().then(sha256),
+      blob.slice(blob.size - span).arrayBuffer().then(sha256),
+      sha256(new TextEncoder().encode(JSON.stringify(meta))),
+    ]).then(function (h) {
+      return { head: h[0], tail: h[1],
+               key: ["tutti-take", campaign, take.id, blob.size, h[0], h[1], h[2]].join(":") };
+    });
+  };
+
   const send = function (take) {
     show([]);
     bar.hidden = false;
@@ -457,18 +580,31 @@
       campaign: campaign, filename: "take." + ext, name: take.fields.name, part: take.fields.part,
       location: take.fields.location, consent: take.fields.consent,
     }, take.timing);
+    fingerprintOf(take, meta).then(function (print) {
+      meta.head_sha256 = print.head;
+      meta.tail_sha256 = print.tail;
+      startUpload(take, meta, print.key);
+    }).catch(function () {
+      show(["send", "retake", "play", "discard"]);
+      say("The take could not be read back on this device. Save it as a file (the link " +
+          "below) and upload it with the form below.", true);
+      offerDownload(take);
+    });
+  };
+  const startUpload = function (take, meta, key) {
     const upload = new tus.Upload(take.blob, {
       endpoint: new URL(box.dataset.uploads, window.location.href).toString(),
       chunkSize: CHUNK,
       retryDelays: [1000, 2000, 4000, 8000, 15000, 30000, 30000, 30000, 30000, 30000],
       metadata: meta,
-      fingerprint: function () { return Promise.resolve("tutti-take:" + take.id); },
+      fingerprint: function () { return Promise.resolve(key); },
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
       onProgress: function (sent, total) {
         bar.value = percent(sent, total);
-        say("Sending… " + bar.value + "%. You may close this page: the take is kept and " +
-            "sending goes on when you open it again.", false);
+        say("Sending… " + bar.value + "%. " + (take.pageOnly
+          ? "Keep this page open until it says Sent."
+          : "You may close this page: the take is kept and sending goes on when you open it again."), false);
       },
       onSuccess: function (payload) {
         const answer = payload && payload.lastResponse;
@@ -488,7 +624,7 @@
             text = JSON.parse(err.originalResponse.getBody()).error || text;
           } catch (e) { text = "The take was refused. Check the form below and press Send again."; }
         }
-        show(["send", "retake", "play"]);
+        show(["send", "retake", "play", "discard"]);
         say(text, true);
       },
     });
@@ -608,6 +744,7 @@
       const median = delays[Math.floor(delays.length / 2)];
       localStorage.setItem(LATENCY_KEY, JSON.stringify({
         input_latency_s: median, clicks_heard: delays.length, measured_at: new Date().toISOString(),
+        render_ahead_s: renderAhead, output_latency_s: outputLatency(), base_latency_s: baseLatency(),
       }));
       say("Measured: your recordings run " + Math.round(median * 1000) + " ms behind the guide on " +
           "this device. This is remembered here and corrected in every take.", false);
@@ -640,19 +777,39 @@
   if (buttons.calibrate) { buttons.calibrate.addEventListener("click", calibrate); }
   show(["record", "calibrate"]);
 
+  buttons.discard.addEventListener("click", function () {
+    const old = current;
+    current = null;
+    review.hidden = true;
+    $("record-save").hidden = true;
+    if (old) { forget(old.id).catch(function () {}); }
+    show(["record", "calibrate"]);
+    say("The take was discarded. Press Record to record another.", false);
+  });
+
+  // A take from an earlier visit: one cut off mid-recording (the tab closed, the browser
+  // crashed: put together from the chunks that were kept), one recorded and not sent, or
+  // one whose sending did not finish (it goes on by itself).
   keptTakes().then(function (takes) {
     const mine = (takes || []).filter(function (t) { return t.campaign === campaign; })
       .sort(function (a, b) { return b.created - a.created; });
-    if (!mine.length) { return; }
-    current = mine[0];
-    review.src = URL.createObjectURL(current.blob);
-    review.hidden = false;
-    show(["send", "retake", "play"]);
-    if (current.state === "sending") {
-      say("Your take was not sent completely; sending goes on now.", false);
-      send(current);
-    } else {
-      say("A take you recorded earlier is kept on this device: press Send, or Record again.", false);
-    }
+    if (!mine.length || current || (recorder && recorder.state !== "inactive")) { return null; }
+    const take = mine[0];
+    return bytesOf(take).then(function (blob) {
+      if (!blob.size) { return forget(take.id); }
+      if (current || (recorder && recorder.state !== "inactive")) { return null; }
+      take.blob = blob;
+      if (take.state === "sending") {
+        offer(take, "Your take was not sent completely; sending goes on now.", false);
+        send(take);
+      } else if (take.state === "recording") {
+        offer(take, "A take was cut off when this page closed; what was recorded until then " +
+              "is kept (" + Math.round(blob.size / 1024) + " kB). Play it back, Send it, or Discard it.", false);
+      } else {
+        offer(take, "A take you recorded earlier is kept on this device: play it back, Send it, " +
+              "Discard it, or Record again.", false);
+      }
+      return null;
+    });
   }).catch(function () { /* private browsing without IndexedDB: recording still works */ });
 })();

@@ -312,7 +312,7 @@ def _record_timing(meta: dict[str, str]) -> dict | None:
     (``record_start_s``, ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
     ``latency_calibrated``, ``recorder_mime``) as stored on the clip; None for a file
     chosen from the device. 400 naming the key when a value is not a number in range."""
-    from workers.media.align.prior import RecordTiming
+    from workers.media.record_timing import RecordTiming
 
     try:
         timing = RecordTiming.from_metadata(meta)

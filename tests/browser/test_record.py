@@ -161,6 +161,20 @@ def position_in_mic(live, row: dict, mic: np.ndarray) -> float:
     return lag / SR
 
 
+# The takes kept in the browser (static/record.js: a row per take, its bytes as chunks)
+KEPT = """() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+  q.onsuccess = () => { const tx = q.result.transaction(['takes', 'chunks']);
+    const g = tx.objectStore('takes').getAll(); const c = tx.objectStore('chunks').getAll();
+    tx.oncomplete = () => r(g.result.map(t => ({id: t.id, campaign: t.campaign, state: t.state,
+      stamped: (t.timing || {}).start_stamped,
+      size: c.result.filter(k => k.take === t.id).reduce((n, k) => n + k.blob.size, 0)}))); }; })"""
+# the first bytes of the kept take, base64
+KEPT_HEAD = """n => new Promise(r => { const q = indexedDB.open('tutti-takes');
+  q.onsuccess = () => { const g = q.result.transaction('chunks').objectStore('chunks').getAll();
+    g.onsuccess = () => { const f = new FileReader(); f.onload = () => r(f.result.split(',')[1]);
+      f.readAsDataURL(new Blob(g.result.map(k => k.blob)).slice(0, n)); }; }; })"""
+
+
 def record_take(page, live, slug: str) -> None:
     page.goto(f"{live['base']}/c/{slug}")
     page.wait_for_selector("#record-start:visible")
@@ -175,10 +189,9 @@ def test_record_along_send_and_the_take_lands_synced(live, page, campaign, devic
     record_take(page, live, campaign)
     assert page.locator("#record-preview").evaluate(
         "v => getComputedStyle(v).transform") != "none"  # the preview is mirrored
-    kept = page.evaluate("""() => new Promise(r => { const q = indexedDB.open('tutti-takes');
-        q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
-        g.onsuccess = () => r(g.result.map(t => [t.campaign, t.blob.size, t.mime])); }; })""")
-    assert len(kept) == 1 and kept[0][0] == campaign and kept[0][1] > 10_000, kept
+    kept = page.evaluate(KEPT)
+    assert len(kept) == 1 and kept[0]["campaign"] == campaign and kept[0]["size"] > 10_000, kept
+    assert kept[0]["state"] == "recorded"
     # review: the take plays back (with the guide through Web Audio) before it is sent
     page.click("#record-play")
     page.wait_for_timeout(1500)
@@ -211,12 +224,15 @@ def test_record_along_send_and_the_take_lands_synced(live, page, campaign, devic
 # The page's own clock against the sound. Chromium's file-fed microphone does not hear the
 # page's playback, so this test makes the microphone a loopback of the page's own
 # AudioContext (what it plays, as a phone's microphone hears headphones leak), plus the
-# fake camera: the take's sound then holds the guide exactly where the device's clock put it,
-# less the output path's latency, which a real microphone would hear and this one does not
-# (the loopback carries it as a delay of the same length: how far the context time being
-# heard, by getOutputTimestamp, is behind the context time being rendered). The page's
-# calibration ("Measure my delay") runs first, on the same loopback, as a participant's
-# would through speakers.
+# fake camera: the take's sound then holds the guide where the device's clock put it, plus
+# the loopback's own fixed delay (LOOP_DELAY_S, in place from the context's creation: a
+# device whose output-to-microphone path the page does not know). The page's calibration
+# ("Measure my delay") runs first, on the same loopback, as a participant's would through
+# speakers, and must measure that delay. (An earlier loop set its delay from
+# getOutputTimestamp at the first getUserMedia; the calibration then read the same -22 to
+# -31 ms whether that delay was 0 or 19 ms, while the take carried it: about half the runs
+# were off by it. Measured 2026-12-03.)
+LOOP_DELAY_S = 0.02
 LOOPBACK = """
 (() => {
   const Orig = window.AudioContext;
@@ -229,13 +245,7 @@ LOOPBACK = """
     ctx.__loop = delay;
     ctx.__stream = loop.stream;
     // a microphone hears context time x when the output says x is heard
-    ctx.__settle = () => {
-      if (window.__loopDelay !== undefined) { return; }  // once: a device's path is fixed
-      const ts = ctx.getOutputTimestamp();
-      const heard = ts.contextTime + (performance.now() - ts.performanceTime) / 1000;
-      delay.delayTime.value = Math.max(0, ctx.currentTime - heard);
-      window.__loopDelay = delay.delayTime.value;
-    };
+    delay.delayTime.value = window.__loopDelay;
     made = ctx;
     return ctx;
   };
@@ -248,7 +258,6 @@ LOOPBACK = """
   };
   const gum = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
   navigator.mediaDevices.getUserMedia = async (c) => {
-    made.__settle();
     const tracks = c.video ? (await gum({video: c.video, audio: false})).getVideoTracks() : [];
     tracks.push(made.__stream.getAudioTracks()[0].clone());
     return new MediaStream(tracks);
@@ -267,7 +276,7 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
     from workers.media.align.prior import PRIOR_AGREE_MS
 
     context = chromium.new_context()
-    context.add_init_script(LOOPBACK)
+    context.add_init_script(f"window.__loopDelay = {LOOP_DELAY_S};" + LOOPBACK)
     page = context.new_page()
     try:
         page.goto(f"{live['base']}/c/{campaign}")
@@ -276,6 +285,11 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
         assert "Measured" in measured, measured
         record_take(page, live, campaign)
         delay = page.evaluate("window.__loopDelay")
+        clock = page.evaluate("""() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+          q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes')
+            .getAll(); g.onsuccess = () => r(g.result[0].clock); }; })""")
+        calibration = page.evaluate("JSON.parse(localStorage.getItem('tutti-latency'))")
+        print(f"loopback clock: take {clock}, calibration {calibration}")
         page.click("#record-send")
         page.wait_for_url(STATUS_PAGE, timeout=60_000)
     finally:
@@ -301,10 +315,6 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
         assert row["sync_confidence"] != pytest.approx(0.6)
 
 
-KEPT = """() => new Promise(r => { const q = indexedDB.open('tutti-takes');
-  q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
-  g.onsuccess = () => r(g.result.map(t => ({id: t.id, size: t.blob.size, state: t.state})));
-  }; })"""
 
 
 def test_a_reload_mid_upload_resumes_from_indexeddb(live, page, campaign):
@@ -316,10 +326,12 @@ def test_a_reload_mid_upload_resumes_from_indexeddb(live, page, campaign):
 
     record_take(page, live, campaign)
     created: list[str] = []
+    metadata: list[str] = []
 
     def cut_off(route):
         request = route.request
         if request.method == "POST":
+            metadata.append(request.headers["upload-metadata"])
             answer = route.fetch()
             created.append(answer.headers["location"])
             route.fulfill(response=answer)
@@ -333,13 +345,12 @@ def test_a_reload_mid_upload_resumes_from_indexeddb(live, page, campaign):
     while not created:
         assert time.monotonic() < deadline
         page.wait_for_timeout(100)
+    # the resume key's content fingerprint travels too: the server checks the bytes it
+    # holds against it, so a resume is only ever this take
+    assert re.search(r"(^|,)head_sha256 \S+", metadata[0]), metadata
+    assert re.search(r"(^|,)tail_sha256 \S+", metadata[0]), metadata
     # what had arrived before the tab closed: the take's first 300 kB
-    data = base64.b64decode(page.evaluate("""() => new Promise(r => {
-      const q = indexedDB.open('tutti-takes');
-      q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
-        g.onsuccess = () => { const f = new FileReader();
-          f.onload = () => r(f.result.split(',')[1]);
-          f.readAsDataURL(g.result[0].blob.slice(0, 300000)); }; }; })"""))
+    data = base64.b64decode(page.evaluate(KEPT_HEAD, 300000))
     url = created[0] if created[0].startswith("http") else live["base"] + created[0]
     urllib.request.urlopen(urllib.request.Request(url, data=data, method="PATCH", headers={
         "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
@@ -373,6 +384,74 @@ def test_a_recording_stopped_after_a_second_is_kept_and_said(live, page, campaig
     assert page.locator("#record-send").is_visible()
 
 
+CHUNKS = """() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+  q.onsuccess = () => { const g = q.result.transaction('chunks').objectStore('chunks').count();
+  g.onsuccess = () => r(g.result); }; })"""
+
+
+def test_a_take_cut_off_mid_recording_is_offered_and_sends_as_one_clip(live, chromium, campaign):
+    """The tab is closed while recording: the chunks the recorder handed over every second
+    were kept in IndexedDB (which the browser process holds: a crashed renderer leaves the
+    same), so the page opened again offers the take (play, send, discard), and Send makes
+    one clip of it that intake accepts."""
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{live['base']}/c/{campaign}")
+        page.click("#record-start")
+        wait_note(page, "Recording")
+        deadline = time.monotonic() + 20
+        # three chunks kept, and the take's start found on the guide's clock from them
+        while page.evaluate(CHUNKS) < 3 or page.evaluate(KEPT)[0]["stamped"] != "yes":
+            assert time.monotonic() < deadline, ("no chunks or start kept while recording",
+                                                 page.evaluate(KEPT))
+            page.wait_for_timeout(200)
+        page.close()
+        page = context.new_page()
+        page.goto(f"{live['base']}/c/{campaign}")
+        said = wait_note(page, "cut off")
+        assert "Send it" in said and "Discard it" in said
+        for button in ("#record-send", "#record-play", "#record-discard"):
+            assert page.locator(button).is_visible()
+        for button in ("#record-start", "#record-stop"):  # hidden means hidden (style.css)
+            assert not page.locator(button).is_visible()
+        assert page.locator("#record-review-video").evaluate(
+            "v => new Promise(r => { v.onloadedmetadata = () => r(v.videoWidth); "
+            "if (v.readyState) { r(v.videoWidth); } })") > 0
+        fill_in(page)
+        page.click("#record-send")
+        page.wait_for_url(STATUS_PAGE, timeout=60_000)
+        assert page.evaluate(KEPT) == [] and page.evaluate(CHUNKS) == 0
+    finally:
+        context.close()
+    rows = clip_rows(live, campaign)
+    assert len(rows) == 1 and rows[0]["record_timing"]["stamped"] is True
+    deadline = time.monotonic() + 120
+    while not rows[0]["normalized_key"]:  # intake makes a clip of the cut-off take
+        assert rows[0]["status"] not in ("rejected", "failed"), rows
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.5)
+        rows = clip_rows(live, campaign)
+
+
+def test_a_kept_take_can_be_discarded(live, page, campaign):
+    page.goto(f"{live['base']}/c/{campaign}")
+    page.click("#record-start")
+    wait_note(page, "Recording")
+    page.wait_for_timeout(1500)
+    page.click("#record-stop")
+    wait_note(page, "only")
+    page.reload()
+    wait_note(page, "recorded earlier")
+    page.click("#record-discard")
+    wait_note(page, "discarded")
+    assert page.evaluate(KEPT) == [] and page.evaluate(CHUNKS) == 0
+    assert page.locator("#record-start").is_visible()
+    page.reload()
+    page.wait_for_selector("#record-start:visible")
+    assert note(page) == ""
+
+
 def test_storage_full_keeps_the_take_on_the_page_and_it_can_be_sent(live, page, campaign):
     """The browser has no room to keep the take (a 1 kB quota through the DevTools
     protocol): the page says so plainly, and Send still sends what is on the page."""
@@ -386,6 +465,10 @@ def test_storage_full_keeps_the_take_on_the_page_and_it_can_be_sent(live, page, 
     page.click("#record-stop")
     said = wait_note(page, "no room left|could not be kept")
     assert "no room left" in said and "Send now" in said
+    # the take in memory can also be saved as a file
+    link = page.locator("#record-download")
+    assert link.is_visible() and link.get_attribute("href").startswith("blob:")
+    assert re.fullmatch(r"take-[0-9-]+\.(webm|mp4)", link.get_attribute("download"))
     page.click("#record-send")
     page.wait_for_url(STATUS_PAGE, timeout=60_000)
     assert len(clip_rows(live, campaign)) == 1

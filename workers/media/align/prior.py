@@ -25,16 +25,20 @@ Why a few milliseconds: a beat is 300 ms or more, so 5 ms cannot confuse two riv
 and a device that knows its timing (the take's first sample found on the context clock, a
 calibrated path) is right to about a render quantum and a capture buffer. Measured in
 headless Chromium on a loaded machine (README, "Record along the guide"), the page's
-prediction was 4-19 ms off the sound in the last runs (tens of ms before): there the prior
+prediction was off the sound by +1.7 ms on average with a spread of 16 ms (6 runs on a
+loopback; the per-node buffering of the microphone into Web Audio, README): there the prior
 mostly does not agree, lifts nothing, and the sound decides, as it must.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
+from ..record_timing import MAX_LATENCY_S, RecordTiming
 from .decide import CONFIDENCE_THRESHOLD, AlignResult
+
+__all__ = ["MAX_LATENCY_S", "PRIOR_AGREE_MS", "PRIOR_CONFIDENCE", "PRIOR_FLOOR", "PriorCheck",
+           "RecordTiming", "check_prior"]
 
 #: the prior and the sound agree when they are at most this far apart (ms)
 PRIOR_AGREE_MS = 5.0
@@ -42,73 +46,7 @@ PRIOR_AGREE_MS = 5.0
 PRIOR_CONFIDENCE = 0.6
 #: the least confidence the sound must give on its own for an agreeing prior to count
 PRIOR_FLOOR = 0.2
-#: the largest plausible value of any latency a browser reports or a calibration gives (s)
-MAX_LATENCY_S = 1.0
-
 assert PRIOR_CONFIDENCE > CONFIDENCE_THRESHOLD
-
-
-@dataclass(frozen=True)
-class RecordTiming:
-    """What the recording page measured, in seconds on the guide's clock.
-
-    ``start_s``: guide time at the clip's first sample; ``output_latency_s``: guide sample
-    scheduled -> heard; ``input_latency_s``: sound at the microphone -> sample in the take;
-    ``base_latency_s``: the AudioContext's own processing latency (part of the output path);
-    ``calibrated``: the input latency was measured on this device, not estimated."""
-
-    start_s: float
-    output_latency_s: float = 0.0
-    input_latency_s: float = 0.0
-    base_latency_s: float = 0.0
-    calibrated: bool = False
-    mime: str = ""
-    #: the take's first sample was found on the context clock from its sound (the page's
-    #: microphone tap); else the moment MediaRecorder.start() returned was used
-    stamped: bool = False
-
-    @property
-    def expected_offset(self) -> float:
-        """The offset (clip time of the guide's t=0, s) the device's own clock predicts."""
-        return -self.start_s
-
-    def to_json_dict(self) -> dict:
-        return {"start_s": round(self.start_s, 6),
-                "output_latency_s": round(self.output_latency_s, 6),
-                "input_latency_s": round(self.input_latency_s, 6),
-                "base_latency_s": round(self.base_latency_s, 6),
-                "calibrated": self.calibrated, "mime": self.mime, "stamped": self.stamped}
-
-    @classmethod
-    def from_metadata(cls, meta: dict[str, str]) -> RecordTiming | None:
-        """The timing from a tus Upload-Metadata dict (keys ``record_start_s``,
-        ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
-        ``latency_calibrated``, ``recorder_mime``, ``start_stamped``); None when the take
-        was not recorded on the page (no ``record_start_s``). Raises ValueError naming the
-        bad key."""
-        if not meta.get("record_start_s"):
-            return None
-        values = {}
-        for key, field in (("record_start_s", "start_s"), ("output_latency_s", None),
-                           ("input_latency_s", None), ("base_latency_s", None)):
-            raw = meta.get(key, "") or "0"
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ValueError(key) from None
-            if not math.isfinite(value):
-                raise ValueError(key)
-            # the measured input "latency" may be negative: it also holds how far the
-            # recorder's first sample predates the moment it was asked to start
-            low = -MAX_LATENCY_S if key == "input_latency_s" else 0.0
-            if field is None and not low <= value <= MAX_LATENCY_S:
-                raise ValueError(key)
-            if field == "start_s" and abs(value) > 3600.0:
-                raise ValueError(key)
-            values[field or key] = value
-        return cls(calibrated=meta.get("latency_calibrated", "") in ("yes", "1", "true"),
-                   mime=meta.get("recorder_mime", "")[:60],
-                   stamped=meta.get("start_stamped", "") in ("yes", "1", "true"), **values)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,3 @@
+from bench.record.run import main
+
+raise SystemExit(main())
