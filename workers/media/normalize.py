@@ -24,6 +24,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from .ffmpeg import (
     FFmpegError,
@@ -128,22 +129,82 @@ def source_matrix(info: MediaInfo) -> str:
         info.coded_width, info.coded_height) >= 720 else "bt601"
 
 
-def colour_filter(info: MediaInfo, picture: tuple[int | str, int | str]) -> str:
-    """Scale to ``picture`` and convert to SDR BT.709 limited range, as a player shows it.
+#: today's exact HDR -> SDR chain after the tags: zscale linearises and converts to BT.709
+#: primaries in float, tonemap (mobius: keeps saturated colours saturated) brings it into
+#: SDR, zscale applies the BT.709 transfer and matrix
+_HDR_EXACT = ("t=linear:npl=100:p=bt709,format=gbrpf32le,tonemap=mobius:desat=0,"
+              "zscale=t=bt709:m=bt709:r=tv")
+#: knots of the neutral tone curve (10-bit codes); the piecewise-linear curve through
+#: them is within 0.2 of 255 of the exact chain on HLG and PQ
+_CURVE_KNOTS = 40
 
-    HDR (HLG or PQ): one zscale resizes, linearises and converts to BT.709 primaries (in
-    float, at the output size), tonemap (mobius: keeps saturated colours saturated) brings
-    it into SDR, a second zscale applies the BT.709 transfer and matrix. SDR pictures take
-    swscale's matrix and range conversion within the same scale."""
+
+def _hdr_tags(colour: Colour) -> str:
+    # zscale needs every property known: fill in what an HDR file leaves untagged
+    return (f"setparams=color_trc={colour.transfer}:"
+            f"color_primaries={colour.primaries or 'bt2020'}:"
+            f"colorspace={colour.matrix or 'bt2020nc'}:range={colour.range or 'tv'}")
+
+
+@lru_cache(maxsize=8)
+def neutral_curve(transfer: str, timeout: float = 60) -> str:
+    """The exact HDR chain's tone curve on neutral (grey) pixels of the ``transfer``
+    ("arib-std-b67" or "smpte2084"), as a ``lut`` expression of ``val``: a 10-bit
+    limited-range luma code in, the 10-bit BT.709 luma code out (piecewise linear, a sum
+    of hinges). Measured once per process by running the chain on a ramp of every code
+    (a 1024x2 picture, a few tens of milliseconds). Raises :class:`FFmpegError`."""
+    colour = Colour(matrix="bt2020nc", primaries="bt2020", transfer=transfer, range="tv")
+    raw = run_ffmpeg(["-v", "error", "-f", "lavfi", "-i", "nullsrc=s=1024x2:d=1",
+                      "-vf", f"format=yuv444p10le,geq=lum='X':cb=512:cr=512,"
+                      f"{_hdr_tags(colour)},zscale={_HDR_EXACT},format=yuv444p16le",
+                      "-frames:v", "1", "-f", "rawvideo", "pipe:1"],
+                     timeout=timeout, stdout=None)
+    if len(raw) < 1024 * 2 * 2:
+        raise FFmpegError(f"no tone curve measured for {transfer}")
+    luma = [int.from_bytes(raw[2 * k:2 * k + 2], "little") / 65535 * 1020 for k in range(1024)]
+    step = (940 - 64) / (_CURVE_KNOTS - 1)
+    knots = sorted({0, 1023, *(round(64 + step * k) for k in range(_CURVE_KNOTS))})
+    slopes = [(luma[b] - luma[a]) / (b - a) for a, b in zip(knots, knots[1:])]
+    terms = [f"{luma[knots[0]]:.3f}+{slopes[0]:.6f}*val"]
+    terms += [f"{slopes[k] - slopes[k - 1]:+.6f}*max(0\\,val-{knots[k]})"
+              for k in range(1, len(slopes))]
+    return f"clip({''.join(terms)}\\,0\\,1023)"
+
+
+def colour_filter(info: MediaInfo, picture: tuple[int | str, int | str], *,
+                  exact: bool = False) -> str:
+    """Scale to ``picture`` and convert to SDR BT.709 limited range, as a player shows it
+    (a filtergraph fragment: one input, one output, yuv420p).
+
+    SDR pictures take swscale's matrix and range conversion within the scale. HDR (HLG
+    or PQ) with ``exact``: one zscale resizes, linearises and converts to BT.709
+    primaries in float, tonemap (mobius) brings it into SDR, a second zscale applies the
+    BT.709 transfer and matrix (:data:`_HDR_EXACT`; about 40 ms a 1080p frame on one
+    core). Without ``exact`` (the default) the exact chain runs at the chroma's size
+    only, a quarter of the pixels: swscale brings the picture to its size in 10 bits;
+    the chroma of 4:2:0 comes from the exact chain run at half size; the luma is the
+    neutral tone curve (:func:`neutral_curve`, a 1D table) at full size, corrected by
+    the half-size difference between the exact luma and the curve (saturated colours
+    come out darker than greys of the same luma), upsampled bilinearly. On the bench's
+    4K HLG pattern (saturated colour bars, the worst case) it is within 1.6 of 255 of
+    the exact chain on average (SSIM 0.987; the error sits on sharp edges between
+    saturated colours, whose chroma 4:2:0 halves anyway), at about 10 ms a frame."""
     pw, ph = picture
     colour: Colour = info.colour
+    if colour.hdr and exact:
+        return f"{_hdr_tags(colour)},zscale=w={pw}:h={ph}:{_HDR_EXACT},format=yuv420p"
     if colour.hdr:
-        # zscale needs every property known: fill in what an HDR file leaves untagged
-        tags = (f"setparams=color_trc={colour.transfer}:"
-                f"color_primaries={colour.primaries or 'bt2020'}:"
-                f"colorspace={colour.matrix or 'bt2020nc'}:range={colour.range or 'tv'}")
-        return (f"{tags},zscale=w={pw}:h={ph}:t=linear:npl=100:p=bt709,format=gbrpf32le,"
-                "tonemap=mobius:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
+        curve = neutral_curve(colour.transfer or "arib-std-b67")
+        grey = "extractplanes=y,format=gray10le,format=gray"
+        return (f"{_hdr_tags(colour)},scale={pw}:{ph},format=yuv420p10le,split[hf][hh];"
+                f"[hf]lutyuv=y='{curve}',{grey}[hy];"
+                "[hh]scale=iw/2:ih/2,format=yuv444p10le,split[hx][hn];"
+                f"[hx]zscale={_HDR_EXACT},format=yuv444p,extractplanes=y+u+v[hxy][hu][hv];"
+                f"[hn]lutyuv=y='{curve}',{grey}[hny];"
+                "[hxy][hny]lut2=c0='x-y+128',scale=iw*2:ih*2:flags=bilinear[hc];"
+                "[hy][hc]lut2=c0='clip(x+y-128\\,0\\,255)'[hl];"
+                "[hl][hu][hv]mergeplanes=map0s=0:map0p=0:map1s=1:map1p=0:map2s=2:map2p=0:"
+                "format=yuv420p")
     in_range = "pc" if colour.range == "pc" else "tv"
     return (f"scale={pw}:{ph}:in_color_matrix={source_matrix(info)}:out_color_matrix=bt709:"
             f"in_range={in_range}:out_range=tv,format=yuv420p")
