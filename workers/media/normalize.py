@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 from .ffmpeg import (
     FFmpegError,
@@ -164,7 +165,7 @@ def neutral_curve(transfer: str, timeout: float = 60) -> str:
     luma = [int.from_bytes(raw[2 * k:2 * k + 2], "little") / 65535 * 1020 for k in range(1024)]
     step = (940 - 64) / (_CURVE_KNOTS - 1)
     knots = sorted({0, 1023, *(round(64 + step * k) for k in range(_CURVE_KNOTS))})
-    slopes = [(luma[b] - luma[a]) / (b - a) for a, b in zip(knots, knots[1:])]
+    slopes = [(luma[b] - luma[a]) / (b - a) for a, b in pairwise(knots)]
     terms = [f"{luma[knots[0]]:.3f}+{slopes[0]:.6f}*val"]
     terms += [f"{slopes[k] - slopes[k - 1]:+.6f}*max(0\\,val-{knots[k]})"
               for k in range(1, len(slopes))]
