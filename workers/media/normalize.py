@@ -175,7 +175,8 @@ def neutral_curve(transfer: str, timeout: float = 60) -> str:
 def colour_filter(info: MediaInfo, picture: tuple[int | str, int | str], *,
                   exact: bool = False) -> str:
     """Scale to ``picture`` and convert to SDR BT.709 limited range, as a player shows it
-    (a filtergraph fragment: one input, one output, yuv420p).
+    (a filtergraph fragment: one input, one output, yuv420p). The fast HDR chain is
+    meant for pictures kept at their size or made smaller.
 
     SDR pictures take swscale's matrix and range conversion within the scale. HDR (HLG
     or PQ) with ``exact``: one zscale resizes, linearises and converts to BT.709
@@ -223,7 +224,11 @@ def tile_video_filter(fmt: TileFormat, duration: float, info: MediaInfo | None =
         fit = (f"scale={w}:{h}:force_original_aspect_ratio=decrease:force_divisible_by=2,"
                "format=yuv420p")
     else:
-        fit = colour_filter(info, _picture_size_expr(info, (w, h)))
+        # a picture blown up takes the exact chain: the fast one's half-size part would
+        # hold less detail than the source has, and small pictures are cheap anyway
+        pw, ph = picture_size(info, (w, h))
+        fit = colour_filter(info, _picture_size_expr(info, (w, h)),
+                            exact=pw * ph > info.width * info.height)
     return (f"{head}{fit},pad={w}:{h}:(ow-iw)/2:(oh-ih)/2:color=black,setsar=1,"
             "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709")
 
@@ -236,6 +241,16 @@ def thumbnail_time(duration: float) -> float:
 #: the sound's statistics: astats (sample peak and how often it is reached) and ebur128
 #: (integrated loudness, true peak), logged at the end of the run
 SOUND_METER = "astats=metadata=0:measure_perchannel=none,ebur128=peak=true:framelog=verbose"
+#: then, for two channels or more, the level of the first two mixed to one (volumedetect's
+#: mean_volume): left and right in opposite phase cancel there
+MONO_METER = "pan=mono|c0=0.5*c0+0.5*c1,volumedetect"
+
+
+def sound_meter(channels: int | None) -> str:
+    """The meter chain (audio in, audio out: end it with a sink) for a sound of
+    ``channels`` channels: :data:`SOUND_METER`, and with two or more channels
+    :data:`MONO_METER` after it."""
+    return f"{SOUND_METER},{MONO_METER}" if channels and channels >= 2 else SOUND_METER
 
 
 def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
@@ -250,6 +265,10 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
         # one decoder thread: each frame thread holds 4K frames (peak RSS 601 -> 544 MB on
         # 4K HEVC), while the filters and the encoder keep the other cores busy
         args += ["-threads", "1"]
+    if info.odd_rotation is not None:
+        # ffmpeg would turn the picture by that angle inside its frame (corners cut,
+        # black corners); players show it as stored, and so does the probe's size
+        args += [f"-display_rotation:{info.video_stream}", "0"]
     args += [*safe_input(src)]
     graph: list[str] = []
     if info.has_audio:
@@ -262,7 +281,7 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
                  f"apad=whole_dur={duration}[a]")
         if meter:  # measured as the source has it (its own channels and rate)
             graph.append(f"[{stream}]asplit=2[am][au]")
-            graph.append(f"[am]{SOUND_METER},anullsink")
+            graph.append(f"[am]{sound_meter(info.channels)},anullsink")
             graph.append(f"[au]{sound}")
         else:
             graph.append(f"[{stream}]{sound}")
@@ -326,12 +345,15 @@ def make_contact_sheet(src: str, dst: str, duration: float, *, timeout: float = 
 class SoundStats:
     """The sound of a clip as measured: integrated loudness (LUFS, -inf for silence),
     true peak (dBTP), sample peak (dBFS) and how often the signal reached that peak
-    (astats' "Peak count")."""
+    (astats' "Peak count"); the RMS level of all channels (dBFS, astats) and of the first
+    two mixed to mono (dBFS, None when not measured: one channel)."""
 
     integrated: float
     true_peak: float
     peak_level: float
     peak_count: int
+    rms_level: float = -math.inf
+    mono_rms_level: float | None = None
 
 
 def parse_sound_stats(status: int, text: str) -> SoundStats:
@@ -343,8 +365,12 @@ def parse_sound_stats(status: int, text: str) -> SoundStats:
     level = re.search(r"Peak level dB:\s*(-?inf|-?[\d.]+)", part)
     count = re.search(r"Peak count:\s*(\d+(?:\.\d+)?)", part)
     peak = float(level.group(1)) if level else -math.inf
+    rms = re.search(r"RMS level dB:\s*(-?inf|-?[\d.]+)", part)
+    mono = re.search(r"mean_volume:\s*(-?inf|-?[\d.]+) dB", text)
     return SoundStats(loud.integrated, loud.true_peak, peak,
-                      int(float(count.group(1))) if count else 0)
+                      int(float(count.group(1))) if count else 0,
+                      float(rms.group(1)) if rms else -math.inf,
+                      float(mono.group(1)) if mono else None)
 
 
 @dataclass(frozen=True)
