@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -221,8 +222,7 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
         if isinstance(exc, FFmpegError) and exc.timed_out:
             _fail_clip(clip, too_slow_reason(clip.media), exc, owner)
             return
-        _fail_clip(clip, "We could not convert this video. Please export it as an MP4 (H.264) "
-                         f"and upload it again. (Details: {exc})", exc, owner)
+        _fail_clip(clip, conversion_failure_reason(exc, clip.media), exc, owner)
         return
     if not _still_ours(Clip, clip_id, owner):
         return
@@ -250,6 +250,49 @@ def too_slow_reason(media: dict | None) -> str:
     return (f"{what} is too big or too long for Tutti to convert in time. Please upload "
             "a shorter clip (just your performance), or export it at a lower resolution "
             "(1080p or 720p), and upload it again.")
+
+
+#: what ffmpeg says (the last lines of its log) -> what kind of failure it is, first match
+_FAILURE_KINDS = (
+    ("memory", re.compile(r"cannot allocate memory|out of memory|\bENOMEM\b", re.I)),
+    ("codec", re.compile(r"decoder .*not found|no decoder|unsupported codec|codec not "
+                         r"(?:currently )?supported|could not find codec parameters|"
+                         r"unknown codec|is not implemented", re.I)),
+    ("changes", re.compile(r"changing video frame properties on the fly|error reinitializing "
+                           r"filters|failed to inject frame into filter network", re.I)),
+    ("damaged", re.compile(r"invalid data found|error while decoding|corrupt|invalid nal|"
+                           r"concealing|moov atom not found|partial file|truncat|"
+                           r"error splitting the input|end of file|invalid frame", re.I)),
+)
+
+
+def conversion_failure_reason(exc: FFmpegError, media: dict | None = None) -> str:
+    """The reason a participant reads when ffmpeg could not convert their upload: what
+    to do about the kind of failure its log shows (damaged data, a format ffmpeg cannot
+    decode, not enough memory, a picture that changes format partway), never ffmpeg's
+    own words (those go to the worker's log). ``media`` is the probe's
+    :meth:`MediaInfo.to_dict` (for the size and length), or None."""
+    text = f"{exc.stderr_tail}\n{exc}"
+    kind = next((k for k, pattern in _FAILURE_KINDS if pattern.search(text)), None)
+    log.warning("conversion failed (%s): %s\n%s", kind or "unrecognised", exc,
+                exc.stderr_tail[-2000:])
+    if kind == "memory":
+        return too_slow_reason(media).replace("to convert in time", "to convert")
+    if kind == "codec":
+        return ("This video is stored in a format Tutti cannot read. Please save or export "
+                "it again as an ordinary video (on a phone: share it from the gallery, or "
+                "export it as MP4), and upload that.")
+    if kind == "changes":
+        return ("This video changes its picture format partway through, and Tutti could not "
+                "follow. Please save or export it again as an ordinary video (on a phone: "
+                "share it from the gallery, or export it as MP4), and upload that.")
+    if kind == "damaged":
+        return ("Part of this video could not be read: the file seems damaged or did not "
+                "arrive whole. Please upload it again from your phone or computer; if the "
+                "same happens, play it there to check, and record it again if it does not "
+                "play to the end.")
+    return ("We could not convert this video. Please export it as an ordinary video (MP4) "
+            "and upload it again; if that fails too, an organizer can look at it.")
 
 
 def _clock(seconds: float) -> str:

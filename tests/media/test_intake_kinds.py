@@ -10,6 +10,7 @@ import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -25,7 +26,7 @@ from workers.media.checks import (
     sound_checks,
     sync_checks,
 )
-from workers.media.normalize import TileFormat, normalize_clip
+from workers.media.normalize import TileFormat, colour_filter, normalize_clip
 from workers.media.probe import ProbeLimits, ProbeRejected, parse_input_report, probe
 
 from .conftest import _run
@@ -134,6 +135,21 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
             out += ".mp4"
             _run([*ff, "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i", audio, *x264,
                   "-c:a", "aac", "-t", "2", out])
+        elif kind in ("antiphase", "wide_stereo"):  # left = -right; two unrelated tones
+            right = "-1*c0" if kind == "antiphase" else "c1"
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i",
+                  f"{tone.format(f=440, d=2)},volume=-12dB", "-f", "lavfi", "-i",
+                  f"{tone.format(f=660, d=2)},volume=-12dB", "-filter_complex",
+                  f"[1:a][2:a]amerge=inputs=2,pan=stereo|c0=c0|c1={right}[a]",
+                  "-map", "0:v", "-map", "[a]", *x264, "-c:a", "aac", "-t", "2", out])
+        elif kind == "odd_rotation":  # a white square, its display matrix turned by 30°
+            square = out + "-square.mp4"
+            _run([*ff, "-f", "lavfi", "-i", "color=c=black:s=192x108:r=30:d=1", "-vf",
+                  "drawbox=x=66:y=24:w=60:h=60:c=white:t=fill", *x264, "-pix_fmt",
+                  "yuv420p", square])
+            out += ".mp4"
+            _run([*ff, "-display_rotation:v:0", "30", "-i", square, "-c", "copy", out])
         elif kind == "portrait":
             out += ".mp4"
             _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=108x192:r=30:d=2", "-f", "lavfi",
@@ -197,6 +213,16 @@ def test_anamorphic_square_stays_square(kinds, tmp_path, read_frame):
     assert h == pytest.approx(100, abs=4)  # 60 of 108 rows, scaled to 180
 
 
+def test_a_turn_that_is_not_a_right_angle_is_shown_as_stored(kinds, tmp_path, read_frame):
+    """A display matrix turned by 30°: browsers and phones show the picture as stored;
+    ffmpeg alone would turn it inside its frame (corners cut, the square 136 px wide)."""
+    info = probe(kinds("odd_rotation"))
+    assert (info.rotation, info.odd_rotation, info.width, info.height) == (0, 330, 192, 108)
+    frame = read_frame(_normalize(info.path, tmp_path / "r.mp4"), 0.5)
+    w, h = white_box(frame)
+    assert w == pytest.approx(100, abs=4) and h == pytest.approx(100, abs=4)
+
+
 @pytest.mark.parametrize("kind", ["hlg", "pq"])
 def test_hdr_is_tone_mapped_to_sdr_bt709(kinds, tmp_path, read_frame, kind):
     src = kinds(kind)
@@ -211,6 +237,22 @@ def test_hdr_is_tone_mapped_to_sdr_bt709(kinds, tmp_path, read_frame, kind):
         "bt709", "bt709", "bt709", "tv")
     sat, luma = mean_saturation_and_luma(read_frame(out, 1.0))
     twin_sat, twin_luma = mean_saturation_and_luma(read_frame(twin, 1.0))
+    # made smaller (as 4K is for a 1080p canvas) the fast chain runs (exact at the
+    # chroma's size, a tone curve on the luma): against the exact chain at full size
+    small = TileFormat(width=160, height=90, fps=30)
+    fast, exact = tmp_path / "fast.mp4", tmp_path / "exact.mp4"
+    _normalize(src, fast, small)
+    with mock.patch("workers.media.normalize.colour_filter",
+                    lambda info, picture, exact=False: colour_filter(info, picture, exact=True)):
+        _normalize(src, exact, small)
+    fast_frame, exact_frame = read_frame(str(fast), 1.0), read_frame(str(exact), 1.0)
+    # the same colour on average; a 160x90 test pattern is nearly all sharp edges between
+    # saturated colours, where the half-size part shows (the bench's 4K pattern: SSIM
+    # 0.987, 1.6 of 255 off on average)
+    for got, want in zip(mean_saturation_and_luma(fast_frame),
+                         mean_saturation_and_luma(exact_frame), strict=True):
+        assert got == pytest.approx(want, rel=0.03)
+    assert ssim(str(fast), str(exact), at=1.0) > 0.9
     # untreated (no tone mapping, BT.2020 read as BT.709) it is a third paler
     assert sat == pytest.approx(twin_sat, rel=0.2)
     assert luma == pytest.approx(twin_luma, rel=0.25)
@@ -424,6 +466,23 @@ def test_sound_checks(kinds, kind, expected):
     info = probe(kinds(kind))
     codes = {c.code for c in intake_checks(info, canvas=(1280, 720), guide_duration=None)}
     assert codes == expected
+
+
+def test_left_and_right_cancelling_in_mono_is_a_check(kinds, tmp_path):
+    """Left = -right sums to silence in mono: said in plain words, measured alone and in
+    the normalize pass; two unrelated channels (3 dB less in mono) are not flagged."""
+    info = probe(kinds("antiphase"))
+    assert info.channels == 2
+    checks = intake_checks(info, canvas=(1280, 720), guide_duration=None)
+    assert [c.code for c in checks] == ["antiphase"]
+    assert "cancel each other" in checks[0].message and "mono" in checks[0].message
+    done = normalize_clip(info.path, str(tmp_path / "n.mp4"), info, TILE, meter=True)
+    assert done.sound is not None and done.sound.mono_rms_level is not None
+    assert done.sound.rms_level - done.sound.mono_rms_level > 30
+    assert [c.code for c in intake_checks(info, canvas=(1280, 720), guide_duration=None,
+                                          sound=done.sound)] == ["antiphase"]
+    wide = probe(kinds("wide_stereo"))
+    assert intake_checks(wide, canvas=(1280, 720), guide_duration=None) == []
 
 
 def test_sound_measure_reads_the_played_track(kinds):

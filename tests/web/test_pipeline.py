@@ -115,6 +115,35 @@ def test_a_conversion_that_runs_out_of_time_says_why_in_plain_words(app, client,
     assert client.get(f"/api/v1/clips/{token}").get_json()["reason"] == reason
 
 
+@pytest.mark.parametrize("tail, words", [
+    # ffmpeg's own words for each kind of failure (its last log lines)
+    ("[hevc @ 0x55] Invalid NAL unit size (12345 > 678).\n[hevc @ 0x55] Error parsing NAL "
+     "unit #2.\nError while decoding stream #0:0: Invalid data found when processing input",
+     "damaged"),
+    ("[mov,mp4,m4a,3gp,3g2,mj2 @ 0x55] moov atom not found", "damaged"),
+    ("[vist#0:0/prores @ 0x55] Decoder (codec apv) not found for input stream #0:0",
+     "cannot read"),
+    ("[vist#0:0/av1 @ 0x55] Could not find codec parameters for stream 0 (Video: av1)",
+     "cannot read"),
+    ("[libx264 @ 0x55] malloc of size 8294400 failed\nCannot allocate memory",
+     "too big or too long"),
+    ("[fc#0 @ 0x55] Error reinitializing filters!\nFailed to inject frame into filter "
+     "network: Invalid argument", "changes its picture format"),
+    ("something ffmpeg has never said", "could not convert"),
+])
+def test_a_conversion_failure_says_what_to_do_in_plain_words(tail, words):
+    """Each kind of failure we recognise gets its own advice; no ffmpeg text, no
+    "Details", whatever the log said."""
+    from workers.media.ffmpeg import FFmpegError
+
+    exc = FFmpegError("ffmpeg exited with status 1", ["-i", "x"], 1, tail)
+    reason = pipeline.conversion_failure_reason(
+        exc, {"width": 3840, "height": 2160, "duration": 75.0})
+    assert words in reason
+    assert "ffmpeg" not in reason.lower() and "Details" not in reason
+    assert not any(line.strip() and line.strip() in reason for line in tail.splitlines())
+
+
 def test_intake_of_a_vanished_clip_returns_quietly(app):
     with app.app_context():
         pipeline.intake(987654)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from .ffmpeg import FFmpegError, ffmpeg_report
-from .normalize import SOUND_METER, SoundStats, parse_sound_stats
+from .normalize import SoundStats, parse_sound_stats, sound_meter
 from .probe import MEDIA_DEMUXERS, MediaInfo, safe_input
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ QUIET_LUFS = -38.0
 SILENT_LUFS = -60.0
 #: the picture and the sound may end this far apart (seconds) before we say so
 STREAM_GAP = 0.5
+#: the first two channels mixed to mono this much quieter (dB) than the channels are
+#: cancel each other (opposite phase); two unrelated channels lose 3 dB, equal ones none
+ANTIPHASE_DB = 12.0
 #: song / take length ratios: shorter than this much of the guide is "much shorter"
 MUCH_SHORTER = 0.8
 #: longer than the guide by this many seconds (and by half) is "far longer"
@@ -50,12 +53,14 @@ class Check:
         return asdict(self)
 
 
-def measure_sound(path: str, stream: int | str = "a:0", *, timeout: float = 600) -> SoundStats:
+def measure_sound(path: str, stream: int | str = "a:0", *, timeout: float = 600,
+                  channels: int | None = None) -> SoundStats:
     """Measure one audio stream of ``path`` (an input stream index, or a specifier like
     "a:0") on its own; intake measures in its normalize pass instead. Decodes the sound
-    only. Raises :class:`FFmpegError` on failure."""
+    only; with ``channels`` >= 2 also the level mixed to mono. Raises
+    :class:`FFmpegError` on failure."""
     args = ["-v", "info", *safe_input(path, MEDIA_DEMUXERS), "-map", f"0:{stream}", "-vn",
-            "-af", SOUND_METER, "-f", "null", "-"]
+            "-af", sound_meter(channels), "-f", "null", "-"]
     return parse_sound_stats(*ffmpeg_report(args, timeout=timeout))
 
 
@@ -65,7 +70,7 @@ def _clock(seconds: float) -> str:
 
 
 def sound_checks(stats: SoundStats | None, has_audio: bool) -> list[Check]:
-    """Clipping, too quiet, silent."""
+    """Clipping, too quiet, silent, left and right cancelling in mono (antiphase)."""
     if not has_audio:
         return [Check("silent", "warning", "This video has no sound. Please record again "
                       "with the microphone on, so your part can be heard in the mash-up.")]
@@ -80,6 +85,15 @@ def sound_checks(stats: SoundStats | None, has_audio: bool) -> list[Check]:
         found.append(Check("too_quiet", "warning", f"Your sound is very quiet "
                            f"({stats.integrated:.0f} LUFS). Move closer to the phone or "
                            "microphone and record again if you can."))
+    mono = stats.mono_rms_level
+    if (mono is not None and found == [] and math.isfinite(stats.rms_level)
+            and stats.rms_level - mono >= ANTIPHASE_DB):
+        found.append(Check("antiphase", "warning", "Your left and right channels cancel each "
+                           "other out: where the sound is mixed to one speaker (most phones, "
+                           "and often the mash-up), your part almost disappears. One "
+                           "channel of your microphone or recording app is reversed "
+                           "(out of phase). Record in mono, or fix that setting, and record "
+                           "again."))
     many_at_full_scale = stats.peak_level >= FULL_SCALE_DB and stats.peak_count >= CLIP_PEAK_COUNT
     if many_at_full_scale or stats.true_peak >= CLIP_TRUE_PEAK:
         found.append(Check("clipping", "warning", "Your sound is distorted in places: it "
@@ -145,7 +159,8 @@ def intake_checks(info: MediaInfo, *, canvas: tuple[int, int], guide_duration: f
     measured it; without it (and with ``measure``) the sound is measured here."""
     if sound is None and measure and info.has_audio and info.audio_stream is not None:
         try:
-            sound = measure_sound(info.path, info.audio_stream, timeout=timeout)
+            sound = measure_sound(info.path, info.audio_stream, timeout=timeout,
+                                  channels=info.channels)
         except FFmpegError as exc:  # the checks help; the clip itself is fine
             log.warning("sound checks of %s failed: %s", info.path, exc)
     return [*sound_checks(sound, info.has_audio), *length_checks(info, guide_duration),

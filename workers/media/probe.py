@@ -130,6 +130,9 @@ class MediaInfo:
     video_end: float | None = None
     audio_end: float | None = None
     measured_fps: float | None = None
+    #: a display matrix's turn that is not a right angle (clockwise degrees), which the
+    #: picture is shown without, as browsers and phones show it; None when there is none
+    odd_rotation: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -542,6 +545,7 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
         video_end=round(ends.video_end, 6),
         audio_end=None if ends.audio_end is None else round(ends.audio_end, 6),
         measured_fps=round(measured_fps, 3),
+        odd_rotation=None if video.rotation in (0, 90, 180, 270) else video.rotation,
     )
     log.info("probe %s: %s %dx%d rot %d %.3f s %s fps audio=%s (stream %s)", path,
              info.container, info.width, info.height, info.rotation, info.duration, info.fps,
