@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import BinaryIO
 
 from flask import current_app
@@ -226,16 +226,20 @@ def parse_parts(lines: str) -> list[tuple[str, int | None]]:
 
 
 def parse_deadline(value: str | None) -> datetime | None:
-    """A deadline from a form (``YYYY-MM-DDTHH:MM`` or ``YYYY-MM-DD``, in UTC), or None
-    when empty; 400 ``deadline`` when it is not a date."""
+    """A deadline from a form (``YYYY-MM-DDTHH:MM`` or ``YYYY-MM-DD``, in UTC; a UTC offset,
+    as in ``2030-06-01T12:00+05:00``, is converted to UTC), or None when empty; 400
+    ``deadline`` when it is not a date."""
     value = (value or "").strip()
     if not value:
         return None
-    for layout in ("%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
-        try:
-            return datetime.strptime(value[:19], layout)
-        except ValueError:
-            continue
+    if len(value) <= 40:
+        try:  # ISO 8601, with or without seconds and a UTC offset (kept as UTC)
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+            return moment.replace(microsecond=0)
+        except (ValueError, OverflowError):  # not a date, or beyond year 1 or 9999 in UTC
+            pass
     raise ServiceError("Write the deadline as a date and time, e.g. 2027-03-01T18:00 (UTC).",
                        field="deadline")
 

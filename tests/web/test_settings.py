@@ -204,3 +204,21 @@ def test_a_new_campaign_takes_part_targets(app, organizer_client):
     bad = organizer_client.post("/organize/campaigns", data={
         "title": "Bad", "slug": "bad-targets", "parts": "Soprano: many"})
     assert bad.status_code == 400 and "whole number" in bad.get_data(as_text=True)
+
+
+def test_a_deadline_with_a_utc_offset_is_kept_in_utc():
+    """A scripted client may send an offset: it is converted, never dropped (a red-team
+    case stored 12:00+05:00 as 12:00 UTC); a year that UTC cannot hold is a 400, not a 500."""
+    from datetime import datetime
+
+    assert services.parse_deadline("2030-06-01T12:00:00+05:00") == datetime(2030, 6, 1, 7)
+    assert services.parse_deadline("2030-06-01T12:00Z") == datetime(2030, 6, 1, 12)
+    assert services.parse_deadline("2030-06-01T12:00") == datetime(2030, 6, 1, 12)
+    assert services.parse_deadline("2030-06-01") == datetime(2030, 6, 1)
+    for bad in ("0001-01-01T00:00+05:00", "2030-13-01", "next friday"):
+        try:
+            services.parse_deadline(bad)
+        except services.ServiceError as exc:
+            assert exc.field == "deadline"
+        else:
+            raise AssertionError(bad)
