@@ -422,3 +422,50 @@ class Links:
             self._expires = media_url_expiry()
         signature = media_signature(clip.media_id, name, self._expires)
         return f"{self._media}{clip.media_id}/{name}?e={self._expires}&k={signature}"
+
+
+SCHEMATIC_MAX_TILES = 400  # beyond this the schematic is words only (tiles under 2% of width)
+
+
+@dataclass(frozen=True)
+class Schematic:
+    """The layouts a render would draw now, for the campaign page: ``grid`` (tile
+    rectangles, canvas pixels) and ``sections`` ((part name, caption rectangle, tiles)
+    per part), both for the approved clips on the campaign's canvas; ``summary`` in
+    words. Rectangles are None above :data:`SCHEMATIC_MAX_TILES` tiles or when they
+    do not fit (tiles under 2×2 px)."""
+
+    width: int
+    height: int
+    approved: int
+    grid: list | None
+    sections: list | None
+    summary: str
+
+
+def layout_schematic(campaign: Campaign, roster: list[RosterRow]) -> Schematic | None:
+    """The schematic of the grid and sections layouts for the approved clips of
+    ``roster`` (see :func:`parts_roster`), computed by the renderer's own layout code
+    (:mod:`workers.media.layout`); None when nothing is approved yet."""
+    from workers.media.layout import LayoutError, grid_rects, grid_shape, section_rects
+
+    width, height = campaign.canvas_width, campaign.canvas_height
+    parts = [(row.name, row.approved) for row in roster if row.approved]
+    n = sum(count for _name, count in parts)
+    if not n:
+        return None
+    grid = sections = None
+    try:
+        rows, cols = grid_shape(n, width, height)
+        summary = (f"Grid: {n} approved clip{'s' if n != 1 else ''} in {rows} row"
+                   f"{'s' if rows != 1 else ''} of up to {cols} on the {width}×{height} canvas.")
+        if n <= SCHEMATIC_MAX_TILES:
+            grid = grid_rects(n, width, height)
+            summary += f" Each tile is {grid[0].w}×{grid[0].h} px."
+            boxes = section_rects([count for _name, count in parts], width, height)
+            sections = [(name, box.caption, list(box.tiles))
+                        for (name, _count), box in zip(parts, boxes, strict=True)]
+    except LayoutError:
+        summary = (f"{n} approved clips do not fit on the {width}×{height} canvas as a grid: "
+                   "use the montage layout or a larger canvas.")
+    return Schematic(width, height, n, grid, sections, summary)

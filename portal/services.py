@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
 from flask import current_app
@@ -236,7 +236,7 @@ def parse_deadline(value: str | None) -> datetime | None:
         try:  # ISO 8601, with or without seconds and a UTC offset (kept as UTC)
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
             if moment.tzinfo is not None:
-                moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+                moment = moment.astimezone(UTC).replace(tzinfo=None)
             return moment.replace(microsecond=0)
         except (ValueError, OverflowError):  # not a date, or beyond year 1 or 9999 in UTC
             pass

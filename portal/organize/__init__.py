@@ -208,9 +208,10 @@ def _campaign_page(campaign: Campaign) -> str:
                  defer(Render.clip_ids))
         .order_by(Render.id.desc()).limit(RENDERS_SHOWN)).all()
     stale = review.published_is_stale(campaign)
+    roster = review.parts_roster(campaign)
     return render_template(
         "organize/campaign.html", campaign=campaign, page=page, query=query,
-        counts=counts, roster=review.parts_roster(campaign),
+        counts=counts, roster=roster, schematic=review.layout_schematic(campaign, roster),
         groups=review.STATUS_GROUPS, words=review.STATUS_WORDS, sorts=review.SORTS,
         sync_filters=review.SYNC_FILTERS, per_page_choices=review.PER_PAGE_CHOICES,
         part_options=review.part_options(campaign), renders=renders,

@@ -125,6 +125,21 @@ def test_parts_roster_counts_approved_against_targets(app, organizer_client, cam
     roster = page.split('table class="list roster"', 1)[1].split("</table>", 1)[0]
     assert 'value="0.250"' in roster and "3 more wanted" in roster
     assert "target reached" in roster and "no target" in roster
+    # the render section draws the layouts a render would make of the 4 approved clips,
+    # with the renderer's own layout code (a red-team case: there was no schematic)
+    from workers.media.layout import grid_rects, section_rects
+
+    drawn = page.split('id="layout-schematic"', 1)[1].split("</figure>", 1)[0]
+    assert "Grid: 4 approved clips in 2 rows of up to 2 on the 1280×720 canvas" in drawn
+    grid = drawn.split('data-layout="grid"', 1)[1].split("</svg>", 1)[0]
+    tiles = re.findall(r'<rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)"', grid)
+    assert [tuple(map(int, t)) for t in tiles] == [(r.x, r.y, r.w, r.h)
+                                                   for r in grid_rects(4, 1280, 720)]
+    sections = drawn.split('data-layout="sections"', 1)[1].split("</svg>", 1)[0]
+    assert ">Soprano</text>" in sections and ">Alto</text>" in sections
+    assert "Tenor" not in sections  # nobody approved yet
+    boxes = section_rects([1, 3], 1280, 720)
+    assert sections.count("<rect x=") == sum(len(b.tiles) for b in boxes) == 4
 
 
 def test_campaign_list_shows_what_awaits_review(app, organizer_client, campaign):
