@@ -532,10 +532,12 @@ def closed_message(campaign: Campaign) -> str:
 
 
 def validate_submission(campaign: Campaign, *, name: str, part: str = "", location: str = "",
-                        consent: bool) -> tuple[str, str, Part | None]:
+                        consent: bool, check_open: bool = True) -> tuple[str, str, Part | None]:
     """The form checks of a contribution, shared by plain and resumable uploads.
-    Returns the cleaned name, location and part."""
-    if not campaign.accepting:
+    Returns the cleaned name, location and part. ``check_open=False`` for a resumable
+    upload that was started while the campaign took contributions: it may finish after
+    the campaign closed (the participant's take is not thrown away mid-upload)."""
+    if check_open and not campaign.accepting:
         raise ServiceError(closed_message(campaign), 403)
     name = text(name, "name", max_length=120)
     if not name:
@@ -568,15 +570,18 @@ def submit_clip(
     consent: bool,
     spooled_path: str | None = None,
     record_timing: dict | None = None,
+    check_open: bool = True,
 ) -> Clip:
     """Accept an upload: validate the form, store the original, record the clip,
     commit, then enqueue intake. ``spooled_path`` is a finished upload on our
     filesystem (moved, not copied); otherwise ``stream`` is copied in chunks.
     ``record_timing``: what the recording page measured (a take recorded along the
     guide; :meth:`workers.media.align.prior.RecordTiming.to_json_dict`), kept on the
-    clip for the aligner to check against the sound."""
+    clip for the aligner to check against the sound. ``check_open``: see
+    :func:`validate_submission`."""
     name, location, part_row = validate_submission(campaign, name=name, part=part,
-                                                   location=location, consent=consent)
+                                                   location=location, consent=consent,
+                                                   check_open=check_open)
     filename = filename_of(filename)
     if stream is None and spooled_path is None:
         raise ServiceError("Please choose a video file to upload.", field="file")

@@ -670,7 +670,9 @@ def _finish(part: Path, meta: dict):
         campaign, None, info.get("filename", "upload"), name=info.get("name", ""),
         part=info.get("part", ""), location=info.get("location", ""),
         consent=info.get("consent", "") in ("yes", "on", "true", "1"), spooled_path=str(part),
-        record_timing=_record_timing(info))
+        record_timing=_record_timing(info),
+        # it was open when this upload was created: a take on its way is not thrown away
+        check_open=False)
 
 
 def _remove(meta_path: Path) -> None:

@@ -535,3 +535,22 @@ def test_a_creation_repeated_after_its_answer_was_lost_gets_the_same_upload(app,
     before = len(list(keys.iterdir()))
     drop_stale_uploads(app.extensions["tutti.storage"].tmp_dir)
     assert len(list(keys.iterdir())) == before - 1
+
+
+def test_an_upload_under_way_when_the_campaign_closes_still_becomes_a_clip(app, client,
+                                                                         campaign):
+    """Closing stops new uploads, not the ones on their way: a take half sent when the
+    organizer closes the campaign is finished into a clip (a red-team note: the last
+    PATCH answered 403 and the take was lost), while a new upload is refused."""
+    data = b"half a take, then the rest" * 100
+    url = _create(client, len(data)).headers["Location"]
+    assert _patch(client, url, 0, data[:1000]).status_code == 204
+    with app.app_context():
+        services.get_campaign(campaign).is_open = False
+        db.session.commit()
+    refused = _create(client, 10)
+    assert refused.status_code == 403 and "closed" in refused.get_json()["error"]
+    done = _patch(client, url, 1000, data[1000:])
+    assert done.status_code == 204 and "Tutti-Clip" in done.headers
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Clip.id))) == 1
