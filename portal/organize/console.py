@@ -20,7 +20,7 @@ from ..security import safe_next
 from ..states import CLIP_LABELS, is_moderatable
 from . import bp
 
-MAX_BULK = 1000  # ids in one bulk decision (a page holds at most 200)
+MAX_BULK = 1000  # ids in one bulk decision (a page holds at most 100)
 
 
 @bp.get("/clips/<int:clip_id>/review")
@@ -56,7 +56,9 @@ def bulk_moderate(slug: str):
     campaign. Ids of other campaigns' clips are ignored."""
     campaign = campaign_for(slug, "moderate")
     ids = []
-    for value in request.form.getlist("clip")[:MAX_BULK]:
+    ticked = request.form.getlist("clip")
+    beyond = max(0, len(ticked) - MAX_BULK)
+    for value in ticked[:MAX_BULK]:
         if value.isdigit() and len(value) <= 10:
             ids.append(int(value))
     decision = request.form.get("decision", "")
@@ -75,7 +77,9 @@ def bulk_moderate(slug: str):
         skipped = len(ids) - done
         flash(f"{word} {done} clip(s)." + (f" {skipped} could not be decided (still "
                                             "processing, unusable, or not of this "
-                                            "campaign)." if skipped else ""))
+                                            "campaign)." if skipped else "")
+              + (f" {beyond} more were not looked at: at most {MAX_BULK} clips are "
+                 "decided at once." if beyond else ""))
     return redirect(safe_next(request.form.get("next"), fallback), code=303)
 
 
