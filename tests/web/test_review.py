@@ -243,6 +243,11 @@ def test_bulk_decisions_touch_only_this_campaigns_clips(app, organizer_client, c
         got = {c.id: (c.status, c.reason) for c in db.session.scalars(select(Clip))}
     assert got[mine[0]] == ("declined", "Out of tune") and got[mine[1]][0] == "declined"
     assert got[mine[2]][0] == "received"  # still processing: not decided
+    # a crafted request with more ids than one decision takes says what it left out
+    answer = organizer_client.post(f"/organize/c/{campaign}/bulk", data={
+        "clip": [str(mine[0])] + ["123456"] * 1004, "decision": "approved"},
+        follow_redirects=True)
+    assert "4 more were not looked at: at most 1000 clips" in answer.get_data(as_text=True)
     assert got[theirs][0] == "synced"  # another campaign's clip, though the same owner
     empty = organizer_client.post(f"/organize/c/{campaign}/bulk",
                                   data={"decision": "approved"}, follow_redirects=True)
