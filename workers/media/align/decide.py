@@ -193,6 +193,16 @@ Then (2026-12-03, third pass):
   and a legato part clapped in ahead is exactly such a take (6 of the tester's 10): confidence
   is multiplied by ``CLAP_UNCHECKED`` = 0.45, so claps alone are never trusted (trust falls on
   clap takes over organ and choir guides; ``bench/README.md`` counts them).
+- part-only takes 41-57 ms off and trusted (rubato of 1-3 % and +-30 ms jitter): one
+  correlation peak over the whole take does not show how widely the notes spread around the
+  guide's. :func:`~.music.local_timing` reads the offset in 5 s windows every 2.5 s; their
+  robust spread over the square root of their number is the standard error of the single
+  offset. Right picks with a bias budget of about 25 ms (slow attacks) leave 15 ms, two
+  standard errors, for the spread, so confidence is multiplied by a sigmoid of the standard
+  error around ``PART_SE_MID`` = 8 ms (synthetic takes with rubato amplitudes of 20-57 ms:
+  standard errors 2-19 ms; the takes 38-61 ms off had 7-19 ms, the right ones trusted at
+  0.9 and more 2-6 ms; realistic part takes on organ and choir guides, whose onsets hardly
+  match window by window, read 16-18 ms and lose their trust, right or not).
 
 Confidence stays calibrated in the same sense as before: 0.5 is where the evidence of the right
 takes and of the wrong or unrelated ones part on these corpora; the bench prints, per corpus and
