@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import wave
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -172,6 +173,8 @@ def run_corpus(name: str, seed: int, scale: float, peer: bool, save: str | None,
                                           seed))
                 if not save:
                     os.unlink(cpath)
+            if save:  # as it goes: a run stopped midway leaves what it made usable
+                save_truth(os.path.join(save, "truth.csv"), truth)
     if save:
         save_truth(os.path.join(save, "truth.csv"), truth)
         print(f"  {name} corpus, seed {seed}: {len(truth)} takes saved to {save}", flush=True)
@@ -230,7 +233,20 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --save: write the corpus, align nothing")
     ap.add_argument("--from-csv", nargs="+", default=None, metavar="CSV",
                     help="print the tables again from rows that --csv wrote; run nothing")
+    ap.add_argument("--from-saved", nargs="+", default=None, metavar="DIR",
+                    help="align again corpora that --save wrote (DIR/truth.csv; the corpus "
+                         "and seed read from a <corpus>-seed<N> name); generate nothing")
     args = ap.parse_args(argv)
+    if args.from_saved:
+        results = [aligned_saved(d) for d in args.from_saved]
+        all_rows = [r for _, _, rows, _ in results for r in rows]
+        if args.csv and all_rows:
+            write_rows(args.csv, all_rows)
+        for name, seed, rows, _ in results:
+            report(rows, False, f"{name} corpus, seed {seed}", float("nan"))
+        if len(results) > 1:
+            summary(results)
+        return 0
     if args.from_csv:
         results = rows_from_csv(args.from_csv)
         peer = all(r["peer_err"] is not None or r["kind"] == "negative"
@@ -277,17 +293,56 @@ def main(argv: list[str] | None = None) -> int:
                 results.append((name, seed, rows, t_gen))
 
     if args.csv and all_rows:
-        keys = sorted({k for r in all_rows for k in r})
-        with open(args.csv, "w", newline="") as f:
-            w = csv.DictWriter(f, keys)
-            w.writeheader()
-            w.writerows(all_rows)
+        write_rows(args.csv, all_rows)
 
     for name, seed, rows, t_gen in results:
         report(rows, peer, f"{name} corpus, seed {seed}", t_gen)
     if len(results) > 1:
         summary(results)
     return 0
+
+
+def write_rows(path: str, rows: list[dict]) -> None:
+    keys = sorted({k for r in rows for k in r})
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+@dataclass
+class _SavedClip:
+    name: str
+    case: str
+    offset: float | None
+    drift_ppm: float
+    audio: np.ndarray
+    meta: dict
+
+
+def aligned_saved(directory: str) -> tuple[str, int, list[dict], float]:
+    """Align every take of a corpus that ``--save`` wrote (``directory``/truth.csv) again: the
+    engine on the same files without generating anything. (corpus, seed, rows, nan)."""
+    base = os.path.basename(os.path.normpath(directory))
+    name, _, seed = base.rpartition("-seed")
+    if name not in ("real", "synthetic"):
+        name = "real" if "real" in base else "synthetic"
+    print(f"{name} corpus, seed {seed or '?'} (saved: {directory})", flush=True)
+    rows = []
+    with open(os.path.join(directory, "truth.csv"), newline="") as f:
+        truth = list(csv.DictReader(f))
+    for t in truth:
+        cpath = os.path.join(directory, t["clip"])
+        gpath = os.path.join(directory, t["guide"])
+        with wave.open(cpath) as w:
+            n, sr = w.getnframes(), w.getframerate()
+        meta = {k: v for k, v in t.items() if k not in TRUTH_COLUMNS and k != "drift_ppm"}
+        clip = _SavedClip(t["clip"].removesuffix(".wav"), t["case"],
+                          float(t["true_offset"]) if t["true_offset"] else None,
+                          float(t["drift_ppm"] or 0), np.zeros(int(n * SR / sr)), meta)
+        rows.append(align_one(clip, gpath, cpath, gpath, np.zeros(0), SR, False, name,
+                              int(seed) if seed.isdigit() else 0))
+    return name, int(seed) if seed.isdigit() else 0, rows, float("nan")
 
 
 # --------------------------------------------------------------------------- the report
