@@ -768,6 +768,7 @@ def moderate_clip(clip: Clip, decision: str, reason: str | None = None) -> None:
     if decision not in ("approved", "declined"):
         raise ServiceError("A decision is 'approved' or 'declined'")
     reason = text(reason, "reason", max_length=2000, multiline=True, name=False) or None
+    db.session.flush()  # the caller's changes to the clip are kept, then read under the lock
     db.session.refresh(clip, with_for_update=True)
     if not states.is_moderatable(clip):
         raise ServiceError(f"This clip is {clip.status}; only processed clips can be moderated.",
