@@ -351,6 +351,14 @@ ONSET_SUPPORT_MID = 3.8
 #: at which confidence halves, and the sigmoid's scale (calibration: the module's notes).
 PART_SE_MID = 0.008
 PART_SE_SLOPE = 0.0015
+#: Part-only: another offset farther than NOTES_AMBIG_AWAY_S where the notes reach NOTES_AMBIG_SHARE
+#: of the pick's pitch z (and the music score AMBIG_MUSIC_SHARE of the pick's) is a second
+#: answer the take's own notes cannot rule out (imitative polyphony: the sung line recurs in
+#: another voice); the confidence is then multiplied by NOTES_AMBIGUOUS and both are offered.
+NOTES_AMBIG_SHARE = 0.6
+NOTES_AMBIG_AWAY_S = 1.0
+AMBIG_MUSIC_SHARE = 0.0
+NOTES_AMBIGUOUS = 0.3
 #: How many candidates a result lists.
 MAX_CANDIDATES = 5
 #: Candidates listed are at least this far apart (one peak's shoulders are not choices).
@@ -738,6 +746,15 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
     # the onsets may lock onto a click track (a metronome in the room) a fraction of a beat
     # off the notes: then the notes fall off near the pick, within a beat
     conf *= sigmoid(-(ev.notes_near(off) - ev.notes(off) - NOTES_NEAR_DROP) / 0.3)
+    # the notes may fit about as well at another offset far away: in imitative polyphony the
+    # part's line recurs in another voice, and there the notes can even fit better than at
+    # the truth (a Palestrina Kyrie, trusted 15 s off): a second answer, not a trusted one
+    other = _notes_ambiguous(ev, off)
+    if other is not None:
+        log.debug("part at %.4f: notes %.1f also %.1f at %.4f", off, ev.notes(off),
+                  ev.notes(other), other)
+        seen.append(_Seen(other))
+        conf *= NOTES_AMBIGUOUS
     drift, centre = part_drift(fg, fc, off)
     # the notes land around the guide's, early and late: read the centre of the lobe
     off = fine_offset(fg, fc, off)
@@ -762,6 +779,21 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
         seen.append(_Seen(near.offset, leak=near.z))
         return _result(near.offset, conf, "leak", near.drift_ppm, ev, seen)
     return _result(off, conf, "part", drift, ev, seen)
+
+
+def _notes_ambiguous(ev: _Evidence, off: float) -> float | None:
+    """The best other offset (of the music score's peaks and the notes' own, farther than
+    :data:`NOTES_AMBIG_AWAY_S` from ``off``: a beat or a bar away, the periodic rivals' rules
+    decide) whose notes reach :data:`NOTES_AMBIG_SHARE` of the
+    pitch z at ``off`` and whose music score reaches :data:`AMBIG_MUSIC_SHARE` of the one at
+    ``off``; None when there is none (or the notes at ``off`` are not positive)."""
+    n0, m0 = ev.notes(off), ev.music(off)
+    if n0 <= 0:
+        return None
+    far = [o for o in [o for o, _ in ev.coarse] + ev.notes_peaks
+           if abs(o - off) > NOTES_AMBIG_AWAY_S and ev.notes(o) >= NOTES_AMBIG_SHARE * n0
+           and ev.music(o) >= AMBIG_MUSIC_SHARE * m0]
+    return max(far, key=ev.notes, default=None)
 
 
 def _notes_off_beat(ev: _Evidence, off: float) -> float | None:
