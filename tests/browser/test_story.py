@@ -139,6 +139,10 @@ def test_the_whole_story(live, browser, media_files, tmp_path):
         r for r in rows[1] if r[0] == rows[2] and r[1] == "final"])
     assert final[0][2] == "done", final
     page.goto(f"{base}/organize/c/{slug}")
+    # the render section: the layout schematic of the three approved clips, the history
+    assert page.locator("#layout-schematic svg[data-layout=grid] rect[x]").count() == 3
+    page.locator("#renders-h").scroll_into_view_if_needed()
+    page.evaluate("document.getElementById('renders-h').scrollIntoView()")
     shot("6-renders")
 
     # the viewer: the video plays
