@@ -447,7 +447,13 @@ def layout_schematic(campaign: Campaign, roster: list[RosterRow]) -> Schematic |
     """The schematic of the grid and sections layouts for the approved clips of
     ``roster`` (see :func:`parts_roster`), computed by the renderer's own layout code
     (:mod:`workers.media.layout`); None when nothing is approved yet."""
-    from workers.media.layout import LayoutError, grid_rects, grid_shape, section_rects
+    from workers.media.layout import (
+        FINAL_GAP,
+        LayoutError,
+        grid_rects,
+        grid_shape,
+        section_rects,
+    )
 
     width, height = campaign.canvas_width, campaign.canvas_height
     parts = [(row.name, row.approved) for row in roster if row.approved]
@@ -456,13 +462,14 @@ def layout_schematic(campaign: Campaign, roster: list[RosterRow]) -> Schematic |
         return None
     grid = sections = None
     try:
-        rows, cols = grid_shape(n, width, height)
+        rows, cols = grid_shape(n, width, height, gap=FINAL_GAP)
         summary = (f"Grid: {n} approved clip{'s' if n != 1 else ''} in {rows} row"
                    f"{'s' if rows != 1 else ''} of up to {cols} on the {width}×{height} canvas.")
         if n <= SCHEMATIC_MAX_TILES:
-            grid = grid_rects(n, width, height)
+            grid = grid_rects(n, width, height, gap=FINAL_GAP)
             summary += f" Each tile is {grid[0].w}×{grid[0].h} px."
-            boxes = section_rects([count for _name, count in parts], width, height)
+            boxes = section_rects([count for _name, count in parts], width, height,
+                                  gap=FINAL_GAP)
             sections = [(name, box.caption, list(box.tiles))
                         for (name, _count), box in zip(parts, boxes, strict=True)]
     except LayoutError:

@@ -34,6 +34,7 @@ from workers.leases import (
     render_folder,
 )
 from workers.media.ffmpeg import FFmpegError
+from workers.media.layout import FINAL_GAP, PREVIEW_GAP
 from workers.media.normalize import TileFormat
 
 log = logging.getLogger(__name__)
@@ -601,7 +602,8 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
         "version": 1,
         "canvas": {"width": width, "height": height, "fps": campaign.fps,
                    "background": "#101010"},
-        "layout": {"type": options.get("layout", "grid"), "gap": 4 if kind == "final" else 2,
+        "layout": {"type": options.get("layout", "grid"),
+                   "gap": FINAL_GAP if kind == "final" else PREVIEW_GAP,
                    "labels": bool(options.get("labels"))},
         "audio": {"mode": _audio_mode(options.get("audio", "auto"), has_guide),
                   "guide_path": str(store.path(campaign.guide_key)) if has_guide else None,

@@ -107,6 +107,8 @@ def sample_starts(length: int) -> list[int]:
     if length <= 2 * FINGERPRINT_BYTES:
         return []
     return [i * (length - SAMPLE_BYTES) // (SAMPLE_COUNT - 1) for i in range(SAMPLE_COUNT)]
+
+
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 # a PATCH moves the upload's expiry forward (it stays resumable for TUTTI_UPLOAD_EXPIRE_HOURS
 # after its last chunk), but writes the state for it only when that moves it by more than
@@ -270,8 +272,8 @@ def create():
     services.filename_of(meta.get("filename", ""))
     for key in ("head_sha256", "tail_sha256", "samples_sha256"):
         if key in meta and meta[key] and not _SHA256_HEX.match(meta[key]):
-            raise services.ServiceError(f"Upload-Metadata: {key} must be the SHA-256 of the "
-                                        "file's end, as 64 lowercase hex digits.")
+            raise services.ServiceError(f"Upload-Metadata: {key} must be a SHA-256 (see the "
+                                        "tus API notes), as 64 lowercase hex digits.")
     _record_timing(meta)  # a take recorded on the page: 400 when its timing is unusable
     key = _creation_key(campaign.id, length, meta)
     twin = _unsent_twin(key) if key else None

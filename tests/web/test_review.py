@@ -134,11 +134,11 @@ def test_parts_roster_counts_approved_against_targets(app, organizer_client, cam
     grid = drawn.split('data-layout="grid"', 1)[1].split("</svg>", 1)[0]
     tiles = re.findall(r'<rect x="(\d+)" y="(\d+)" width="(\d+)" height="(\d+)"', grid)
     assert [tuple(map(int, t)) for t in tiles] == [(r.x, r.y, r.w, r.h)
-                                                   for r in grid_rects(4, 1280, 720)]
+                                                   for r in grid_rects(4, 1280, 720, gap=4)]
     sections = drawn.split('data-layout="sections"', 1)[1].split("</svg>", 1)[0]
     assert ">Soprano</text>" in sections and ">Alto</text>" in sections
     assert "Tenor" not in sections  # nobody approved yet
-    boxes = section_rects([1, 3], 1280, 720)
+    boxes = section_rects([1, 3], 1280, 720, gap=4)
     assert sections.count("<rect x=") == sum(len(b.tiles) for b in boxes) == 4
 
 

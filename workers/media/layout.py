@@ -34,6 +34,10 @@ MIN_TILE = 16  # a layout whose tiles' long side is shorter than this is refused
 SPOTLIGHT_SHARES = (0.75, 0.7, 0.65, 0.6, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3)
 
 
+FINAL_GAP = 4  # pixels between tiles in a final render
+PREVIEW_GAP = 2  # ... and in a 640x360 preview
+
+
 class LayoutError(ValueError):
     """The tiles do not fit the canvas (text for a person)."""
 
