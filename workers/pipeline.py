@@ -267,6 +267,10 @@ _FAILURE_KINDS = (
 )
 
 
+_EXPORT_AGAIN = ("Please save or export it again as an ordinary video (on a phone: share it "
+                 "from the gallery, or export it as MP4), and upload that.")
+
+
 def conversion_failure_reason(exc: FFmpegError, media: dict | None = None) -> str:
     """The reason a participant reads when ffmpeg could not convert their upload: what
     to do about the kind of failure its log shows (damaged data, a format ffmpeg cannot
@@ -280,13 +284,10 @@ def conversion_failure_reason(exc: FFmpegError, media: dict | None = None) -> st
     if kind == "memory":
         return too_slow_reason(media).replace("to convert in time", "to convert")
     if kind == "codec":
-        return ("This video is stored in a format Tutti cannot read. Please save or export "
-                "it again as an ordinary video (on a phone: share it from the gallery, or "
-                "export it as MP4), and upload that.")
+        return "This video is stored in a format Tutti cannot read. " + _EXPORT_AGAIN
     if kind == "changes":
         return ("This video changes its picture format partway through, and Tutti could not "
-                "follow. Please save or export it again as an ordinary video (on a phone: "
-                "share it from the gallery, or export it as MP4), and upload that.")
+                "follow. " + _EXPORT_AGAIN)
     if kind == "damaged":
         return ("Part of this video could not be read: the file seems damaged or did not "
                 "arrive whole. Please upload it again from your phone or computer; if the "
