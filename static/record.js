@@ -174,7 +174,11 @@
   const savedLatency = function () {
     try {
       const saved = JSON.parse(localStorage.getItem(LATENCY_KEY) || "null");
-      if (saved && typeof saved.input_latency_s === "number") { return saved; }
+      // a delay measured by another way of reading the start (older pages: the tap) holds
+      // that way's own delays: measure again
+      if (saved && typeof saved.input_latency_s === "number" && (saved.clock || "tap") === CLOCK) {
+        return saved;
+      }
     } catch (e) { /* a damaged entry: measure again */ }
     return null;
   };
@@ -231,14 +235,31 @@
     }
     return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
   };
+  // Where (samples) the half second of ``x`` to look for begins: past the encoder's first
+  // frame (50 ms), at the loudest half second of the first two seconds, so a take that
+  // begins in digital silence (a loopback before its first click) is found by its first
+  // sound.
+  const loudest = function (x, rate) {
+    const step = Math.round(0.05 * rate);
+    const span = Math.round(0.5 * rate);
+    let best = step;
+    let bestEnergy = -1;
+    for (let at = step; at + span <= x.length && at <= 1.5 * rate; at += step) {
+      let e = 0;
+      for (let i = at; i < at + span; i += 4) { e += x[i] * x[i]; }
+      if (e > 1.5 * bestEnergy) { bestEnergy = e; best = at; }  // the earliest, unless far louder
+    }
+    return best;
+  };
   // The context frame at which the take's first sample entered the context, or null.
-  // ``tapped``: {samples, frame} from the worklet; ``expected``: the frame start() gave.
-  const firstFrame = function (tapped, take, expected) {
-    if (!tapped || !tapped.samples.length || take.sampleRate !== ctx.sampleRate) { return null; }
-    const rate = ctx.sampleRate;
+  // ``tapped``: {samples, frame} from the worklet; ``expected``: the frame start() gave;
+  // ``sampleRate``: theirs (the context's unless given).
+  const firstFrame = function (tapped, take, expected, sampleRate) {
+    const rate = sampleRate || ctx.sampleRate;
+    if (!tapped || !tapped.samples.length || take.sampleRate !== rate) { return null; }
     const x = take.getChannelData(0);
     const y = tapped.samples;
-    const skip = Math.round(0.05 * rate);     // past the encoder's first frame
+    const skip = loudest(x, rate);            // where the take's sound is to be found
     const n = Math.min(Math.round(0.5 * rate), x.length - skip);
     if (n < 0.1 * rate) { return null; }
     const guess = expected - tapped.frame;    // lag of the take in the tapped samples
@@ -264,9 +285,123 @@
     const expected = Math.round((startHeard + renderAhead) * ctx.sampleRate);
     return decode(blob).then(function (take) {
       const frame = firstFrame(tapped, take, expected);
-      return frame === null ? { heard: startHeard, stamped: false }
-        : { heard: frame / ctx.sampleRate - renderAhead, stamped: true, frame: frame };
-    }).catch(function () { return { heard: startHeard, stamped: false }; });
+      return frame === null ? { heard: startHeard, stamped: false, clock: "" }
+        : { heard: frame / ctx.sampleRate - renderAhead, stamped: true, frame: frame, clock: "tap" };
+    }).catch(function () { return { heard: startHeard, stamped: false, clock: "" }; });
+  };
+
+  // --- better: the microphone's own capture times (Chromium's MediaStreamTrackProcessor) --
+  // The tap above finds the take's first sample on the context clock to the sample, but
+  // a MediaStreamAudioSourceNode delays the microphone by its own buffer, set when the
+  // node starts and different for every node (measured in Chromium 156: 12.9 to 22.0 ms
+  // across five nodes on one track, steady within each): the calibration measured its
+  // node's, the take has another's. A MediaStreamTrackProcessor hands over the track's
+  // audio as it was captured, each buffer stamped with its capture time on the page's
+  // performance clock; getOutputTimestamp says which context time was heard when on that
+  // clock. So: the take's first sample is found among the processor's samples (as in the
+  // tap), its capture time read from the buffers' stamps, and the context time being heard
+  // then from the output's stamps; each stamp is the median of its neighbours within
+  // STAMP_SPAN_MS, since single stamps jitter by milliseconds and both clocks jump by
+  // whole buffers when the audio thread glitches (measured: 10-20 ms steps, the same in
+  // both). Measured on a loopback: the same delay within 0.1 ms from one processor to
+  // the next, where the tap's nodes spread over 9 ms (bench/README.md, "Record along").
+  const TRACK_KEEP_S = 8;      // seconds of the microphone's samples kept from the start
+  const STAMP_SPAN_MS = 300;
+  const trackClockAvailable = !!(window.MediaStreamTrackProcessor && window.AudioData &&
+                                 window.OfflineAudioContext && AudioCtx.prototype.getOutputTimestamp);
+  const CLOCK = trackClockAvailable ? "track" : "tap";
+  const medianOf = function (values) {
+    if (!values.length) { return null; }
+    const sorted = values.slice().sort(function (a, b) { return a - b; });
+    return sorted[Math.floor(sorted.length / 2)];
+  };
+  // What is near ``at`` in ``rows`` ([time, value] pairs): the values within
+  // STAMP_SPAN_MS, else the nearest few.
+  const near = function (rows, at) {
+    const close = rows.filter(function (r) { return Math.abs(r[0] - at) <= STAMP_SPAN_MS; });
+    if (close.length >= 3) { return close.map(function (r) { return r[1]; }); }
+    return rows.slice().sort(function (a, b) { return Math.abs(a[0] - at) - Math.abs(b[0] - at); })
+      .slice(0, 5).map(function (r) { return r[1]; });
+  };
+  // Opens the clock on ``mediaStream``'s microphone (a clone of its track, stopped by
+  // ``stop()``), or returns null where the browser has no processor. ``anchor(blob,
+  // startedAt)`` resolves to {heard, stamped, clock: "track", captured_ms} like anchorOf's.
+  const trackClock = function (mediaStream) {
+    const audio = trackClockAvailable && mediaStream.getAudioTracks()[0];
+    if (!audio) { return null; }
+    let track = null;
+    let reader = null;
+    try {
+      track = audio.clone();
+      reader = new MediaStreamTrackProcessor({ track: track, maxBufferSize: 300 }).readable.getReader();
+    } catch (e) {
+      if (track) { track.stop(); }
+      return null;
+    }
+    let rate = 0;
+    let position = 0;            // samples of the track read so far
+    const kept = [];             // the first TRACK_KEEP_S seconds of samples
+    let keptLength = 0;
+    const captured = [];         // [capture time (perf ms), capture time less position (ms)]
+    const heard = [];            // [perf ms, perf ms less context ms]: heard when
+    let going = true;
+    const readHeard = function () {
+      const ts = ctx.getOutputTimestamp();
+      if (ts && ts.performanceTime > 0) { heard.push([ts.performanceTime, ts.performanceTime - 1000 * ts.contextTime]); }
+    };
+    readHeard();
+    const heardTimer = setInterval(readHeard, 20);
+    const pump = function () {
+      reader.read().then(function (got) {
+        const data = got.value;
+        if (got.done || !data) { return; }
+        if (!going) { data.close(); return; }
+        rate = data.sampleRate;
+        const n = data.numberOfFrames;
+        const at = data.timestamp / 1000;
+        captured.push([at, at - (1000 * position) / rate]);
+        if (keptLength < TRACK_KEEP_S * rate) {
+          const x = new Float32Array(n);
+          data.copyTo(x, { planeIndex: 0, format: "f32-planar" });
+          kept.push(x);
+          keptLength += n;
+        }
+        position += n;
+        data.close();
+        pump();
+      }).catch(function () { /* the track ended */ });
+    };
+    pump();
+    const stop = function () {
+      if (!going) { return; }
+      going = false;
+      clearInterval(heardTimer);
+      reader.cancel().catch(function () {});
+      track.stop();
+    };
+    const decodeAt = function (blob) {  // the take decoded at the track's own rate
+      return blob.arrayBuffer().then(function (data) {
+        return new OfflineAudioContext(1, 1, rate).decodeAudioData(data);
+      });
+    };
+    const anchor = function (blob, startedAt) {
+      const none = { heard: null, stamped: false, clock: "track" };
+      if (!rate || !captured.length || heard.length < 3) { return Promise.resolve(none); }
+      return decodeAt(blob).then(function (take) {
+        const y = new Float32Array(keptLength);
+        let o = 0;
+        kept.forEach(function (x) { y.set(x, o); o += x.length; });
+        // where the take's first sample is expected among the kept ones: when start() returned
+        const expected = Math.round(((startedAt - captured[0][0]) / 1000) * rate);
+        const first = firstFrame({ samples: y, frame: 0 }, take, expected, rate);
+        if (first === null) { return none; }
+        // its capture time on the performance clock, then the context time heard then
+        const capturedAt = medianOf(near(captured, captured[0][0] + (1000 * first) / rate)) + (1000 * first) / rate;
+        const heardAt = capturedAt - medianOf(near(heard, capturedAt));
+        return { heard: heardAt / 1000, stamped: true, clock: "track", captured_ms: capturedAt };
+      }).catch(function () { return none; });
+    };
+    return { stop: stop, anchor: anchor };
   };
 
   const cameraProblem = function (err) {
@@ -318,6 +453,7 @@
     show([]);
     say("Getting the camera, the microphone and the guide ready…", false);
     let mime = "";
+    let clock = null;  // the microphone's capture times, where the browser has them
     context().then(function () {
       return Promise.all([
         loadGuide(),
@@ -329,6 +465,7 @@
       ]);
     }).then(function (got) {
       stream = got[1];
+      clock = trackClock(stream);
       return openTap(stream);
     }).then(function (tap) {
       preview.srcObject = stream;
@@ -343,10 +480,11 @@
       let startedAt = 0;   // performance time of the recording's first sample
       let guideAt = 0;     // the context time the guide's t=0 is scheduled at
       let tapped = null;   // the microphone's samples around the start, once grabbed
-      const timingOf = function (heard, stamped) {
+      const timingOf = function (heard, stamped, how) {
         // the guide time heard when the take's first sample was captured, less the time
         // the microphone path takes to deliver a sound into the take
         return {
+          start_clock: stamped ? how : "",
           record_start_s: (heard - guideAt - inputLatency).toFixed(6),
           output_latency_s: outputLatency().toFixed(6), base_latency_s: baseLatency().toFixed(6),
           input_latency_s: inputLatency.toFixed(6), latency_calibrated: latency ? "yes" : "",
@@ -377,14 +515,21 @@
       // The take's first sample found on the guide's clock from its first seconds, while it
       // records, and kept with the take: a take cut off later keeps a found start too.
       let early = null;  // that anchor (a promise of it: tried once)
+      // the take's start from ``blob`` (all of it, or its first chunks): by the capture
+      // times where the browser has them, else by the tap
+      const startOf = function (blob, samples, ahead) {
+        const byTap = function () { return anchorOf(samples, blob, startedAt, renderedAt - ahead, ahead); };
+        if (!clock) { return byTap(); }
+        return clock.anchor(blob, startedAt).then(function (found) { return found.stamped ? found : byTap(); });
+      };
       const anchorEarly = function (partial) {
         const ahead = aheadMedian.peek();
         return tapped.then(function (samples) {
-          return anchorOf(samples, partial, startedAt, renderedAt - ahead, ahead);
+          return startOf(partial, samples, ahead);
         }).then(function (anchor) {
           if (!anchor.stamped) { return null; }
           if (take.state === "recording") {
-            take.timing = timingOf(anchor.heard, true);
+            take.timing = timingOf(anchor.heard, true, anchor.clock);
             write(function () { return keep(take); });
           }
           return anchor;
@@ -404,14 +549,18 @@
         Promise.resolve(early).then(function (a) { earlyAnchor = a; return tapped || grab(tap); })
           .then(function (samples) {
             if (tap) { tap.disconnect(); }
+            if (clock) { clock.stop(); }  // what it holds is enough: the start is in it
             stopCamera();
-            return anchorOf(samples, blob, startedAt, startHeard, renderAhead);
+            return startOf(blob, samples, renderAhead);
           }).then(function (found) {
           const anchor = found.stamped || !earlyAnchor ? found : earlyAnchor;
+          const heard = anchor.stamped ? anchor.heard : startHeard;
           finished(Object.assign(take, {
-            blob: blob, seconds: seconds, state: "recorded", timing: timingOf(anchor.heard, anchor.stamped),
+            blob: blob, seconds: seconds, state: "recorded",
+            timing: timingOf(heard, anchor.stamped, anchor.clock),
             // how the start was found, for a developer reading the row (the tests print it)
-            clock: { render_ahead_s: renderAhead, first_frame: anchor.frame,
+            clock: { how: anchor.clock, render_ahead_s: renderAhead, first_frame: anchor.frame,
+                     captured_ms: anchor.captured_ms,
                      output_latency_s: outputLatency(), base_latency_s: baseLatency() },
           }), saving, function () { return unkept; });
         });
@@ -426,7 +575,7 @@
       guideAt = ctx.currentTime + COUNT_IN;
       // a take cut off (tab closed, browser crashed) keeps this timing: the moment start()
       // returned, with the output delay read once
-      take.timing = timingOf(renderedAt - (ctx.currentTime - heardAt(performance.now())), false);
+      take.timing = timingOf(renderedAt - (ctx.currentTime - heardAt(performance.now())), false, "");
       saving = keep(take).catch(function (err) { unkept = err || new Error("unkept"); });
       setTimeout(function () { if (recorder.state === "recording") { tapped = grab(tap); } }, 2500);
       for (let beat = 0; beat < COUNT_IN; beat += 1) { tick(guideAt - COUNT_IN + beat, beat === 0); }
@@ -442,6 +591,7 @@
       show(["stop"]);
       say("Recording. Sing along with the guide; press Stop when you are done.", false);
     }).catch(function (err) {
+      if (clock) { clock.stop(); }
       stopCamera();
       show(["record", "calibrate"]);
       if (err && err.message === "guide") {
@@ -682,6 +832,7 @@
     let tap = null;
     let tapped = null;
     let recorded = null;
+    let clock = null;
     const clicks = [];
     context().then(function () {
       return navigator.mediaDevices.getUserMedia({
@@ -689,6 +840,7 @@
       });
     }).then(function (got) {
       micStream = got;
+      clock = trackClock(micStream);
       return openTap(micStream);
     }).then(function (node) {
       tap = node;
@@ -722,10 +874,16 @@
       micStream.getTracks().forEach(function (t) { t.stop(); });
       micStream = null;
       if (tap) { tap.disconnect(); }
-      return Promise.all([anchorOf(samples, recorded, startedAt, startHeard, renderAhead),
-                          decode(recorded)]);
+      if (clock) { clock.stop(); }
+      // the start read the way a take's will be (the capture times, else the tap)
+      const byTap = function () { return anchorOf(samples, recorded, startedAt, startHeard, renderAhead); };
+      const anchor = clock ? clock.anchor(recorded, startedAt).then(function (found) {
+        return found.stamped ? found : byTap();
+      }) : byTap();
+      return Promise.all([anchor, decode(recorded)]);
     }).then(function (got) {
       const heard = got[0].heard;
+      const how = got[0].stamped ? got[0].clock : "start";
       const buffer = got[1];
       const onsets = onsetsOf(buffer);
       const delays = [];
@@ -744,12 +902,14 @@
       const median = delays[Math.floor(delays.length / 2)];
       localStorage.setItem(LATENCY_KEY, JSON.stringify({
         input_latency_s: median, clicks_heard: delays.length, measured_at: new Date().toISOString(),
+        clock: how,
         render_ahead_s: renderAhead, output_latency_s: outputLatency(), base_latency_s: baseLatency(),
       }));
       say("Measured: your recordings run " + Math.round(median * 1000) + " ms behind the guide on " +
           "this device. This is remembered here and corrected in every take.", false);
     }).catch(function (err) {
       if (micStream) { micStream.getTracks().forEach(function (t) { t.stop(); }); }
+      if (clock) { clock.stop(); }
       show(["record", "calibrate"]);
       say(err && err.name === "EncodingError"
         ? "This browser cannot read back its own recording, so the delay is not measured; " +

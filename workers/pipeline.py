@@ -418,7 +418,7 @@ def _check_record_timing(clip: Clip, result):
     try:
         timing = RecordTiming(**{k: stored[k] for k in (
             "start_s", "output_latency_s", "input_latency_s", "base_latency_s", "calibrated",
-            "mime", "stamped") if k in stored})
+            "mime", "stamped", "clock") if k in stored})
     except TypeError:
         log.warning("clip %s: unreadable record timing %r", clip.id, stored)
         return result

@@ -266,17 +266,25 @@ LOOPBACK = """
 """
 
 
+@pytest.mark.parametrize("clock", ["track", "tap"])
 def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chromium,
-                                                                     campaign):
+                                                                     campaign, clock):
     """The device's prediction (the take's start on the guide's clock, after the page's
     calibration) against the sound's offset, when the microphone hears the guide as the page
     played it. The sound's offset always stays, the difference is kept on the clip, and
     the prior lifts nothing it does not agree with (README, "Record along the guide", has
-    the figures this prints)."""
+    the figures this prints).
+
+    ``track``: Chromium as it is, the start read from the microphone's capture times
+    (MediaStreamTrackProcessor): within 10 ms of the sound (issue 16's goal; measured
+    within 0.5 ms). ``tap``: a browser without the processor (it is removed), the start
+    read where the microphone enters the AudioContext: still a stamped start, within a
+    fraction of a beat (measured: -11 to +20 ms)."""
     from workers.media.align.prior import PRIOR_AGREE_MS
 
     context = chromium.new_context()
-    context.add_init_script(f"window.__loopDelay = {LOOP_DELAY_S};" + LOOPBACK)
+    without = "" if clock == "track" else "delete window.MediaStreamTrackProcessor;"
+    context.add_init_script(f"window.__loopDelay = {LOOP_DELAY_S};" + LOOPBACK + without)
     page = context.new_page()
     try:
         page.goto(f"{live['base']}/c/{campaign}")
@@ -285,11 +293,11 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
         assert "Measured" in measured, measured
         record_take(page, live, campaign)
         delay = page.evaluate("window.__loopDelay")
-        clock = page.evaluate("""() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+        how = page.evaluate("""() => new Promise(r => { const q = indexedDB.open('tutti-takes');
           q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes')
             .getAll(); g.onsuccess = () => r(g.result[0].clock); }; })""")
         calibration = page.evaluate("JSON.parse(localStorage.getItem('tutti-latency'))")
-        print(f"loopback clock: take {clock}, calibration {calibration}")
+        print(f"loopback clock: take {how}, calibration {calibration}")
         page.click("#record-send")
         page.wait_for_url(STATUS_PAGE, timeout=60_000)
     finally:
@@ -300,9 +308,13 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
           f"{row['record_error_ms']:+.2f} ms (loop delay {delay * 1000:.1f} ms), method "
           f"{row['sync_method']}, confidence {row['sync_confidence']:.2f}, calibrated "
           f"{row['record_timing']['input_latency_s'] * 1000:+.1f} ms, stamped "
-          f"{row['record_timing'].get('stamped')}, audio starts at "
+          f"{row['record_timing'].get('stamped')} by {row['record_timing'].get('clock')!r}, "
+          f"audio starts at "
           f"{row['record_timing'].get('audio_start_s', 0) * 1000:.1f} ms")
     timing = row["record_timing"]
+    # the take's start was found from its sound, the way this browser offers
+    assert timing["stamped"] is True and timing["clock"] == clock, timing
+    assert calibration["clock"] == clock, calibration
     assert row["record_error_ms"] == pytest.approx(
         (row["offset_seconds"] + timing["start_s"] - timing.get("audio_start_s", 0.0)) * 1000,
         abs=0.01)
@@ -310,6 +322,8 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
         # the device's clock is right to a fraction of a beat: a take that started a
         # count-in early or late, or a sign error, would be a second away
         assert abs(row["record_error_ms"]) < 150, row
+        if clock == "track":  # issue 16's goal for the page's own timing
+            assert abs(row["record_error_ms"]) < 10.0, row
     if abs(row["record_error_ms"]) > PRIOR_AGREE_MS:
         # no lift: what the clip says is the sound's own confidence
         assert row["sync_confidence"] != pytest.approx(0.6)

@@ -60,6 +60,16 @@ def test_timing_from_upload_metadata():
     assert timing.expected_offset == pytest.approx(3.0125)
     assert timing.calibrated and timing.input_latency_s == pytest.approx(-0.012)
     assert RecordTiming(**timing.to_json_dict()) == timing
+    assert not timing.stamped and timing.clock == ""
+    # how the page read the start travels with it; a clock it does not know is not kept,
+    # nor a clock for a start that was not stamped
+    base = {"record_start_s": "-3.0", "start_stamped": "yes"}
+    assert RecordTiming.from_metadata({**base, "start_clock": "track"}).clock == "track"
+    tap = RecordTiming.from_metadata({**base, "start_clock": "tap"})
+    assert tap.to_json_dict()["clock"] == "tap"
+    assert RecordTiming.from_metadata({**base, "start_clock": "sundial"}).clock == ""
+    unstamped = RecordTiming.from_metadata({"record_start_s": "-3.0", "start_clock": "track"})
+    assert unstamped.clock == ""
     for bad in ({"record_start_s": "soon"}, {"record_start_s": "nan"},
                 {"record_start_s": "1", "output_latency_s": "-0.1"},
                 {"record_start_s": "1", "output_latency_s": "3"},

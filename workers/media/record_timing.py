@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 #: the largest plausible value of any latency a browser reports or a calibration gives (s)
 MAX_LATENCY_S = 1.0
+#: the ways the page reads a take's start (``start_clock``); anything else is stored empty
+START_CLOCKS = ("track", "tap")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,10 @@ class RecordTiming:
     #: the take's first sample was found on the context clock from its sound (the page's
     #: microphone tap); else the moment MediaRecorder.start() returned was used
     stamped: bool = False
+    #: how a stamped start was read (one of START_CLOCKS): ``track``, the microphone's
+    #: capture times (MediaStreamTrackProcessor) against the output's (getOutputTimestamp);
+    #: ``tap``, the sample at which it entered the AudioContext; empty when not stamped
+    clock: str = ""
 
     @property
     def expected_offset(self) -> float:
@@ -44,15 +50,16 @@ class RecordTiming:
                 "output_latency_s": round(self.output_latency_s, 6),
                 "input_latency_s": round(self.input_latency_s, 6),
                 "base_latency_s": round(self.base_latency_s, 6),
-                "calibrated": self.calibrated, "mime": self.mime, "stamped": self.stamped}
+                "calibrated": self.calibrated, "mime": self.mime, "stamped": self.stamped,
+                "clock": self.clock}
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str]) -> RecordTiming | None:
         """The timing from a tus Upload-Metadata dict (keys ``record_start_s``,
         ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
-        ``latency_calibrated``, ``recorder_mime``, ``start_stamped``); None when the take
-        was not recorded on the page (no ``record_start_s``). Raises ValueError naming the
-        bad key."""
+        ``latency_calibrated``, ``recorder_mime``, ``start_stamped``, ``start_clock``); None
+        when the take was not recorded on the page (no ``record_start_s``). Raises
+        ValueError naming the bad key."""
         if not meta.get("record_start_s"):
             return None
         values = {}
@@ -73,6 +80,8 @@ class RecordTiming:
             if field == "start_s" and abs(value) > 3600.0:
                 raise ValueError(key)
             values[field or key] = value
+        stamped = meta.get("start_stamped", "") in ("yes", "1", "true")
+        clock = meta.get("start_clock", "")
         return cls(calibrated=meta.get("latency_calibrated", "") in ("yes", "1", "true"),
-                   mime=meta.get("recorder_mime", "")[:60],
-                   stamped=meta.get("start_stamped", "") in ("yes", "1", "true"), **values)
+                   mime=meta.get("recorder_mime", "")[:60], stamped=stamped,
+                   clock=clock if stamped and clock in START_CLOCKS else "", **values)
