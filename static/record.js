@@ -423,6 +423,7 @@
   let recorder = null;
   let source = null;     // the guide playing
   let current = null;    // the take under review: {id, blob, mime, timing, ...}
+  let recording = null;  // the take being recorded (its row, kept as it goes)
   let levelTimer = 0;
 
   const stopCamera = function () {
@@ -495,6 +496,7 @@
       const take = {
         id: "take-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8),
         campaign: campaign, mime: mime, seconds: 0, created: Date.now(), state: "recording",
+        fields: fieldsOf(),  // and what the form holds, as it changes (keepFields)
       };
       let saving = null;       // the chain of writes, in the chunks' order
       let unkept = null;       // why a write failed: the take then lives on this page only
@@ -577,6 +579,7 @@
       // returned, with the output delay read once
       take.timing = timingOf(renderedAt - (ctx.currentTime - heardAt(performance.now())), false, "");
       saving = keep(take).catch(function (err) { unkept = err || new Error("unkept"); });
+      recording = take;
       setTimeout(function () { if (recorder.state === "recording") { tapped = grab(tap); } }, 2500);
       for (let beat = 0; beat < COUNT_IN; beat += 1) { tick(guideAt - COUNT_IN + beat, beat === 0); }
       source = ctx.createBufferSource();
@@ -634,6 +637,7 @@
   // writes, still settling; ``unkept()``: why one failed, if it did.
   const offer = function (take, text, isError) {
     current = take;
+    if (recording === take) { recording = null; }
     review.src = URL.createObjectURL(take.blob);
     review.hidden = false;
     show(["send", "retake", "play", "discard"]);
@@ -692,6 +696,27 @@
     if (form.querySelector("select[name=part]") && !fields.part) { return "Choose your part below, then press Send."; }
     if (!fields.consent) { return "Tick the licence box below, then press Send."; }
     return null;
+  };
+  // What the participant types is kept with the take (being recorded, or recorded and
+  // not sent), so a take offered again on a later visit, after a closed tab or a crash,
+  // comes back with its name, part, location and consent, not asked again.
+  const keepFields = function () {
+    const take = recording || current;
+    if (!take || (take.state !== "recording" && take.state !== "recorded") || take.pageOnly) { return; }
+    take.fields = fieldsOf();
+    keep(take).catch(function () { /* the form still holds them */ });
+  };
+  form.addEventListener("input", keepFields);
+  form.addEventListener("change", keepFields);
+  // A kept take's fields back in the form (a name or place typed since is left alone).
+  const putFields = function (fields) {
+    if (!fields) { return; }
+    const el = function (name) { return form.elements.namedItem(name); };
+    ["name", "location"].forEach(function (name) {
+      if (el(name) && fields[name] && !el(name).value.trim()) { el(name).value = fields[name]; }
+    });
+    if (el("part") && fields.part) { el("part").value = fields.part; }
+    if (el("consent") && fields.consent) { el("consent").checked = true; }
   };
   const percent = function (part, whole) { return whole ? Math.floor((100 * part) / whole) : 0; };
 
@@ -785,7 +810,7 @@
   };
   const sendCurrent = function () {
     if (!current) { return; }
-    const fields = current.fields || fieldsOf();
+    const fields = fieldsOf();  // a kept take's own were put back in the form (putFields)
     const problem = formProblem(fields);
     if (problem) { say(problem, true); return; }
     current.fields = fields;
@@ -959,6 +984,7 @@
       if (!blob.size) { return forget(take.id); }
       if (current || (recorder && recorder.state !== "inactive")) { return null; }
       take.blob = blob;
+      putFields(take.fields);
       if (take.state === "sending") {
         offer(take, "Your take was not sent completely; sending goes on now.", false);
         send(take);

@@ -449,6 +449,136 @@ def test_a_take_cut_off_mid_recording_is_offered_and_sends_as_one_clip(live, chr
         rows = clip_rows(live, campaign)
 
 
+def crash(page) -> None:
+    """Crash ``page``'s renderer (Chromium's chrome://crash: as a tab killed by the system
+    or a renderer bug), and wait until Playwright has seen it."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    with page.expect_event("crash", timeout=20_000):
+        try:
+            page.goto("chrome://crash", timeout=20_000)
+        except PlaywrightError:  # "page crashed": what was asked for
+            pass
+
+
+def form_values(page) -> dict:
+    return page.evaluate("""() => { const f = n => document.getElementById('upload-form')
+        .elements.namedItem(n);
+      const s = f('part');
+      return {name: f('name').value, location: f('location').value,
+              part: s.options[s.selectedIndex].text, consent: f('consent').checked}; }""")
+
+
+# the whole kept take (its chunks in order), base64
+KEPT_ALL = """() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+  q.onsuccess = () => { const g = q.result.transaction('chunks').objectStore('chunks').getAll();
+    g.onsuccess = () => { const f = new FileReader(); f.onload = () => r(f.result.split(',')[1]);
+      f.readAsDataURL(new Blob(g.result.map(k => k.blob))); }; }; })"""
+
+
+def test_a_renderer_crash_mid_recording_offers_the_take_with_its_form(live, chromium,
+                                                                       campaign):
+    """The tab's renderer crashes while it records: the page opened again offers the take
+    that was cut off, every chunk kept before the crash in it, and the form as the
+    participant left it (name, part and consent typed before Record, the place typed while
+    recording), so Send sends it with nothing asked again; the clip is the kept bytes."""
+    import base64
+    import hashlib
+
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{live['base']}/c/{campaign}")
+        fill_in(page)
+        page.click("#record-start")
+        wait_note(page, "Recording")
+        page.fill("input[name=location]", "Lyon")  # typed while the take records
+        deadline = time.monotonic() + 20
+        while page.evaluate(CHUNKS) < 3:
+            assert time.monotonic() < deadline, "no chunks kept while recording"
+            page.wait_for_timeout(200)
+        page.wait_for_timeout(500)  # the place's write lands (it is written as typed)
+        before = page.evaluate(KEPT)[0]["size"]
+        crash(page)
+        page = context.new_page()
+        page.goto(f"{live['base']}/c/{campaign}")
+        said = wait_note(page, "cut off")
+        assert "Send it" in said
+        assert form_values(page) == {"name": "Ana", "location": "Lyon", "part": "Alto",
+                                     "consent": True}
+        kept = page.evaluate(KEPT)
+        assert len(kept) == 1 and kept[0]["size"] >= before > 0, (kept, before)
+        sent = hashlib.sha256(base64.b64decode(page.evaluate(KEPT_ALL))).hexdigest()
+        page.click("#record-send")  # nothing filled in again
+        page.wait_for_url(STATUS_PAGE, timeout=60_000)
+    finally:
+        context.close()
+    rows = clip_rows(live, campaign)
+    assert len(rows) == 1
+    with live["app"].app_context():
+        from portal.extensions import db
+        from portal.models import Clip
+
+        clip = db.session.get(Clip, rows[0]["id"])
+        assert (clip.display_name, clip.location) == ("Ana", "Lyon")
+        db.session.remove()
+    original = live["app"].extensions["tutti.storage"].path(rows[0]["original_key"])
+    assert hashlib.sha256(Path(original).read_bytes()).hexdigest() == sent
+
+
+def test_a_renderer_crash_mid_upload_resumes_and_loses_nothing(live, chromium, campaign):
+    """The renderer crashes while the take is being sent, after part of it arrived: the
+    page opened again finds the take in IndexedDB and the upload goes on from where the
+    server is (no new creation, the next PATCH from the offset that arrived), and the clip's
+    original is the take's bytes, every one."""
+    import base64
+    import hashlib
+    import urllib.request
+
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        record_take(page, live, campaign)
+        whole = base64.b64decode(page.evaluate(KEPT_ALL))
+        created: list[str] = []
+
+        def cut_off(route):
+            if route.request.method == "POST":
+                answer = route.fetch()
+                created.append(answer.headers["location"])
+                route.fulfill(response=answer)
+            else:
+                route.abort("internetdisconnected")
+
+        page.route("**/api/v1/uploads**", cut_off)
+        page.click("#record-send")
+        deadline = time.monotonic() + 20
+        while not created:
+            assert time.monotonic() < deadline
+            page.wait_for_timeout(100)
+        url = created[0] if created[0].startswith("http") else live["base"] + created[0]
+        urllib.request.urlopen(urllib.request.Request(url, data=whole[:300000], method="PATCH",
+                               headers={"Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+                                        "Content-Type": "application/offset+octet-stream"}),
+                               timeout=30)
+        assert page.evaluate(KEPT)[0]["state"] == "sending"
+        crash(page)
+        page = context.new_page()
+        sent: list[tuple[str, str | None]] = []
+        page.on("request", lambda r: sent.append((r.method, r.headers.get("upload-offset")))
+                if "/api/v1/uploads" in r.url else None)
+        page.goto(f"{live['base']}/c/{campaign}")
+        page.wait_for_url(STATUS_PAGE, timeout=60_000)
+        assert ("POST", None) not in sent and ("PATCH", "300000") in sent, sent
+        assert page.evaluate(KEPT) == [] and page.evaluate(CHUNKS) == 0
+    finally:
+        context.close()
+    rows = clip_rows(live, campaign)
+    assert len(rows) == 1 and rows[0]["record_timing"]
+    original = live["app"].extensions["tutti.storage"].path(rows[0]["original_key"])
+    assert hashlib.sha256(Path(original).read_bytes()).digest() == hashlib.sha256(whole).digest()
+
+
 def test_a_kept_take_can_be_discarded(live, page, campaign):
     page.goto(f"{live['base']}/c/{campaign}")
     page.click("#record-start")
