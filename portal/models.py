@@ -368,7 +368,9 @@ class Render(db.Model):
     kind: Mapped[str] = mapped_column(String(20), default="final")  # preview | final
     publish: Mapped[bool] = mapped_column(default=True)
     status: Mapped[str] = mapped_column(String(20), default="queued", index=True)
-    reason: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)  # for the organizer, plain words
+    # what went wrong in technical terms (ffmpeg's last lines), for whoever runs Tutti
+    reason_detail: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[float] = mapped_column(default=0.0)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     lease_until: Mapped[datetime | None]

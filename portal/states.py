@@ -97,8 +97,10 @@ RENDER_TRANSITIONS: dict[str, set[str]] = {
 RENDER_PENDING = ("queued", "running")
 
 
-def move_render(render: Render, new: str, reason: str | None = None) -> None:
-    """Change a render's status (the caller commits)."""
+def move_render(render: Render, new: str, reason: str | None = None, *,
+                detail: str | None = None) -> None:
+    """Change a render's status (the caller commits). ``reason`` is for the organizer, in
+    plain words; ``detail`` the technical cause (ffmpeg's last lines), shown apart."""
     if new not in RENDER_TRANSITIONS:
         raise InvalidTransition(f"unknown render status {new!r}")
     if new not in RENDER_TRANSITIONS[render.status]:
@@ -107,6 +109,7 @@ def move_render(render: Render, new: str, reason: str | None = None) -> None:
              f" ({reason})" if reason else "")
     render.status = new
     render.reason = reason
+    render.reason_detail = detail
     now = utcnow()
     render.updated_at = now
     if new == "running" and render.started_at is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -264,7 +265,18 @@ _FAILURE_KINDS = (
     ("damaged", re.compile(r"invalid data found|error while decoding|corrupt|invalid nal|"
                            r"concealing|moov atom not found|partial file|truncat|"
                            r"error splitting the input|end of file|invalid frame", re.I)),
+    # last, so the kinds above win when a log says both (intake does not advise on it)
+    ("missing", re.compile(r"no such file or directory|permission denied|"
+                           r"error opening input", re.I)),
 )
+
+
+def failure_kind(exc: FFmpegError) -> str | None:
+    """What kind of failure ffmpeg's log shows (its message and last lines, first match
+    of :data:`_FAILURE_KINDS`): "memory", "codec", "changes", "damaged", "missing", or
+    None when unrecognised. Shared by intake's and the render's reasons."""
+    text = f"{exc.stderr_tail}\n{exc}"
+    return next((k for k, pattern in _FAILURE_KINDS if pattern.search(text)), None)
 
 
 _EXPORT_AGAIN = ("Please save or export it again as an ordinary video (on a phone: share it "
@@ -277,8 +289,7 @@ def conversion_failure_reason(exc: FFmpegError, media: dict | None = None) -> st
     decode, not enough memory, a picture that changes format partway), never ffmpeg's
     own words (those go to the worker's log). ``media`` is the probe's
     :meth:`MediaInfo.to_dict` (for the size and length), or None."""
-    text = f"{exc.stderr_tail}\n{exc}"
-    kind = next((k for k, pattern in _FAILURE_KINDS if pattern.search(text)), None)
+    kind = failure_kind(exc)
     log.warning("conversion failed (%s): %s\n%s", kind or "unrecognised", exc,
                 exc.stderr_tail[-2000:])
     if kind == "memory":
@@ -714,7 +725,7 @@ def _render(render_id: int) -> None:
         _fail_render(job, f"The render settings are invalid: {exc}")
         return
     except FFmpegError as exc:
-        _fail_render(job, f"A clip could not be read for the render: {exc}")
+        _fail_render_on(job, exc, "while reading the clips")
         return
     with Heartbeat(Render, job.id, owner) as beat:
         _render_here(job, spec, timeout, owner, beat)
@@ -746,15 +757,20 @@ def _part_key(job: Render, part: int) -> str:
     return f"{folder}/parts/audio.m4a" if part < 0 else f"{folder}/parts/seg-{part:05d}.mp4"
 
 
-def _fail_render(job: Render, reason: str) -> None:
-    """Record a failed render with its reason and remove its files (the render's own
-    folder: nothing of it was published, the published mash-up is another render's)."""
+def _fail_render(job: Render, reason: str, detail: str | None = None) -> None:
+    """Record a failed render with its reason (plain words for the organizer) and its
+    technical ``detail``, and remove its files (the render's own folder: nothing of it was
+    published, the published mash-up is another render's)."""
     db.session.rollback()
     db.session.refresh(job)
     if job.status in states.RENDER_PENDING:
-        states.move_render(job, "failed", reason)
+        states.move_render(job, "failed", reason, detail=detail)
         db.session.commit()
     storage().delete_prefix(_keys(job)[0])
+
+
+def _fail_render_on(job: Render, exc: BaseException, what: str) -> None:
+    _fail_render(job, *render_failure(exc, job.spec, what=what))
 
 
 def _cancelled(job: Render) -> None:
@@ -767,12 +783,85 @@ def _cancelled(job: Render) -> None:
     storage().delete_prefix(_keys(job)[0])
 
 
-def _failure_reason(exc: BaseException, what: str = "while rendering") -> str:
+_UNCHANGED = "The published mash-up is unchanged."
+#: the lines of ffmpeg's log a failed render keeps as its technical detail
+_DETAIL_LINES = 12
+
+
+def render_failure(exc: BaseException, spec: Mapping | None,
+                   what: str = "while making the video") -> tuple[str, str]:
+    """Why a render failed, as ``(reason, detail)``: the reason in plain words for the
+    organizer (what happened, and what to do next: free disk space, leave out or replace
+    a clip whose file is missing or damaged, render again), never ffmpeg's own words; the
+    detail is the technical cause (the error and ffmpeg's last lines, storage paths made
+    relative), shown apart and logged. ``spec`` is the render's spec as stored (its
+    ``clips`` name the files, to say whose clip it was); ``what`` says at which step
+    ("while mixing the sound")."""
+    detail = _failure_detail(exc)
+    kind = failure_kind(exc) if isinstance(exc, FFmpegError) else None
+    log.warning("render failed %s (%s): %s", what, kind or "unrecognised", detail)
     if disk_full(exc):
-        return ("The media disk is full, so the render could not be written: free some space "
-                "(or give the media volume more), then render again. The published mash-up "
-                f"is unchanged. (Details: {exc})")
-    return f"ffmpeg failed {what}: {exc}. The published mash-up is unchanged."
+        return ("The media disk is full, so the render could not be written. Free some space "
+                "on the media volume (or ask whoever runs Tutti to), then render again. "
+                + _UNCHANGED, detail)
+    clip, state = _clip_at_fault(exc, spec, kind)
+    if clip is not None:
+        who = clip.get("name") or "a participant"
+        part = f" ({clip['part']})" if clip.get("part") else ""
+        return (f"The clip by {who}{part} could not be read for the render: its converted "
+                f"file is {state}. Decline that clip to leave it out and render again, or "
+                "ask the participant to upload it again. " + _UNCHANGED, detail)
+    if not isinstance(exc, (FFmpegError, OSError)):  # the engine refused a clip (SpecError)
+        return ("A clip could not be used for the render (the details say which and why). "
+                "Open the approved clips, decline any that does not play, and render again. "
+                + _UNCHANGED, detail)
+    if isinstance(exc, FFmpegError) and exc.timed_out:
+        return ("The render took longer than its time limit and was stopped. Try a preview "
+                "first, or fewer clips, or ask whoever runs Tutti to allow renders more time "
+                "(TUTTI_RENDER_TIMEOUT). " + _UNCHANGED, detail)
+    if kind == "memory":
+        return ("The render ran out of memory and stopped. Render again when no other render "
+                "is running, or ask whoever runs Tutti to give the render workers more "
+                "memory. " + _UNCHANGED, detail)
+    return (f"The video engine stopped with an error {what}. Render again; if it fails the "
+            "same way, tell whoever runs Tutti and give them the details shown here. "
+            + _UNCHANGED, detail)
+
+
+def _failure_detail(exc: BaseException) -> str:
+    lines = [str(exc)]
+    if isinstance(exc, FFmpegError) and exc.stderr_tail:
+        lines += exc.stderr_tail.strip().splitlines()[-_DETAIL_LINES:]
+    text = "\n".join(lines)
+    try:
+        root = str(storage().root)
+    except RuntimeError:  # no app context: nothing to shorten
+        return text
+    return text.replace(root + "/", "").replace(root, "")
+
+
+def _clip_at_fault(exc: BaseException, spec: Mapping | None,
+                   kind: str | None) -> tuple[dict | None, str]:
+    """The spec's clip whose file the failure is about, and what is wrong with it
+    ("missing" or "damaged"): a clip's file that is not there, or a clip's file (or its
+    cell-size proxy) that ffmpeg names in its log beside a read error."""
+    from workers.media.proxies import source_digest
+
+    clips = [c for c in (spec or {}).get("clips", []) if isinstance(c, dict) and c.get("path")]
+    for clip in clips:
+        if not os.path.isfile(clip["path"]):
+            return clip, "missing"
+    if not isinstance(exc, FFmpegError) or kind not in ("damaged", "missing", "codec"):
+        return None, ""
+    text = f"{exc}\n{exc.stderr_tail}"
+    for clip in clips:
+        try:
+            names = (clip["path"], source_digest(clip["path"]))
+        except OSError:
+            names = (clip["path"],)
+        if any(name in text for name in names):
+            return clip, "missing or unreadable" if kind == "missing" else "damaged"
+    return None, ""
 
 
 def _render_here(job: Render, spec, timeout: float, owner: str, beat: Heartbeat) -> None:
@@ -826,8 +915,7 @@ def _render_here(job: Render, spec, timeout: float, owner: str, beat: Heartbeat)
         _cancelled(job)
         return
     except SpecError as exc:
-        _fail_render(job, f"A clip could not be used for the render: {exc}. The published "
-                          "mash-up is unchanged.")
+        _fail_render_on(job, exc, "while making the video")
         return
     except (FFmpegError, OSError) as exc:
         if isinstance(exc, OSError) and not disk_full(exc):
@@ -837,7 +925,7 @@ def _render_here(job: Render, spec, timeout: float, owner: str, beat: Heartbeat)
         if job.cancel_requested:  # a sibling segment saw the cancel first
             _cancelled(job)
             return
-        _fail_render(job, _failure_reason(exc))
+        _fail_render_on(job, exc, "while making the video")
         return
     _finish_render(job, result, out_key, poster_key, owner)
 
@@ -1188,8 +1276,9 @@ def _draw_part(job: Render, part: int, beat: Heartbeat) -> bool:
     except (FFmpegError, SpecError, OSError) as exc:
         if isinstance(exc, OSError) and not disk_full(exc):
             raise
-        what = "the sound" if part < 0 else f"segment {part + 1}"
-        _fail_render(job, _failure_reason(exc, f"while rendering {what}"))
+        what = ("while mixing the sound" if part < 0
+                else f"while making part {part + 1} of the video")
+        _fail_render_on(job, exc, what)
         return False
     return True
 
@@ -1241,7 +1330,7 @@ def _join_render(render_id: int) -> None:
     except (FFmpegError, OSError) as exc:
         if isinstance(exc, OSError) and not disk_full(exc):
             raise
-        _fail_render(job, _failure_reason(exc, "while joining the segments"))
+        _fail_render_on(job, exc, "while joining the parts of the video")
         return
     _finish_render(job, result, out_key, poster_key, owner)
     db.session.expire_all()

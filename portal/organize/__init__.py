@@ -355,7 +355,8 @@ def render_status(render_id: int):
     job = render_for(render_id, "view")
     shown = "running" if job.status == "queued" and job.progress > 0 else job.status
     return {"id": job.id, "kind": job.kind, "status": job.status, "status_label": shown,
-            "reason": job.reason, "options": job.options or {},
+            "reason": job.reason, "reason_detail": job.reason_detail,
+            "options": job.options or {},
             "progress": job.progress, "eta_seconds": job.eta_seconds, "duration": job.duration,
             "output_url": url_for("watch.media", key=job.output_key) if job.output_key else None,
             "published": job.campaign.published_render_id == job.id}

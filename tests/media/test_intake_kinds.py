@@ -458,6 +458,38 @@ def test_contact_sheet_has_nine_frames_from_the_same_pass(kinds, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.mp4", "sheet.jpg"]
 
 
+def test_the_stills_are_keyframes_so_each_seek_decodes_one_frame(kinds, tmp_path):
+    """The frames of the contact sheet and the thumbnail are made keyframes in the
+    normalize encode (each seek then decodes one frame, not up to a two-second GOP), and
+    the seeks go to exactly those frames."""
+    from workers.media.ffmpeg import run_ffmpeg
+    from workers.media.normalize import sheet_times, thumbnail_time
+
+    src = kinds("sdr")
+    clip = _normalize(src, tmp_path / "c.mp4", sheet=str(tmp_path / "s.jpg"),
+                      thumbnail=str(tmp_path / "t.jpg"))
+    listing = run_ffmpeg(["-v", "error", "-i", clip, "-map", "0:v", "-c", "copy",
+                          "-f", "framecrc", "pipe:1"], stdout=None).decode()
+    # framecrc: stream, dts, pts, duration, size, crc[, F=flags]; the flags are written
+    # only when they are not "keyframe" alone
+    tb = next(line for line in listing.splitlines() if line.startswith("#tb 0:"))
+    num, den = (int(v) for v in tb.split(": ")[1].split("/"))
+    keys = set()
+    for row in listing.splitlines():
+        fields = [f.strip() for f in row.split(",")]
+        if row.startswith("#") or len(fields) < 6:
+            continue
+        flags = int(fields[6][2:], 16) if len(fields) > 6 else 1
+        if flags & 1:
+            keys.add(round(int(fields[2]) * num / den * 30))
+    duration = probe(src).duration
+    wanted = {round(t * 30) for t in (*sheet_times(duration, 30), thumbnail_time(duration, 30))}
+    assert len(wanted) >= 9 and wanted <= keys
+    # times on the frame grid, never after the frame they name
+    assert all(abs(t * 30 - round(t * 30)) < 1e-3 and t <= round(t * 30) / 30
+               for t in sheet_times(duration, 30))
+
+
 # --- checks for the participant ---------------------------------------------------------------
 
 @pytest.mark.parametrize("kind, expected", [("loud", {"clipping"}), ("quiet", {"too_quiet"}),

@@ -224,8 +224,101 @@ def test_failed_render_keeps_the_published_mashup(app, campaign, media_files):
         db.session.expire_all()
         second = db.session.get(Render, second.id)
         assert second.status == "failed" and second.reason
+        # whose clip, what is wrong with it, what to do; no ffmpeg words in the headline
+        assert "The clip by landscape" in second.reason and "missing" in second.reason
+        assert "Decline that clip" in second.reason and "unchanged" in second.reason
+        assert "ffmpeg" not in second.reason.lower() and "/" not in second.reason
         assert services.get_campaign(campaign).published_render_id == first.id
         assert store.path(db.session.get(Render, first.id).output_key).is_file()
+
+
+def _ffmpeg_error(tail: str, status: int = 1, timed_out: bool = False):
+    from workers.media.ffmpeg import FFmpegError
+
+    return FFmpegError(f"ffmpeg exited with status {status}", ["-i", "x"], status, tail,
+                       timed_out=timed_out)
+
+
+@pytest.mark.parametrize("tail, status, timed_out, words", [
+    ("[out#0/mp4 @ 0x55] Error writing trailer: No space left on device", 1, False,
+     "media disk is full"),
+    ("Conversion failed!", 228, False, "media disk is full"),  # AVERROR(ENOSPC) as a byte
+    ("[libx264 @ 0x55] malloc of size 8294400 failed\nCannot allocate memory", 1, False,
+     "ran out of memory"),
+    ("frame= 100 fps=3.0", 255, True, "longer than its time limit"),
+    ("[h264 @ 0x55] Assertion ref->f failed at libavcodec/h264_refs.c:123\nAborted", -6,
+     False, "The video engine stopped with an error while making part 2 of the video"),
+])
+def test_a_render_failure_says_what_happened_and_what_to_do(app, tail, status, timed_out,
+                                                            words):
+    """The organizer reads plain words with the next step; ffmpeg's own words are kept
+    as the technical detail, never in the reason."""
+    exc = _ffmpeg_error(tail, status, timed_out)
+    with app.app_context():
+        reason, detail = pipeline.render_failure(exc, {"clips": []},
+                                                 what="while making part 2 of the video")
+    assert words in reason and "The published mash-up is unchanged." in reason
+    assert "ffmpeg" not in reason.lower() and "status" not in reason
+    assert not any(line.strip() and line.strip() in reason for line in tail.splitlines())
+    assert tail.splitlines()[-1] in detail and "ffmpeg exited" in detail
+
+
+def test_a_render_failure_names_the_clip_whose_file_is_damaged(app, tmp_path):
+    """A clip's file (or its cell-size proxy, named by digest) that ffmpeg could not read
+    is named by who sent it; the storage root is cut from the detail."""
+    from workers.media.proxies import proxy_name
+
+    with app.app_context():
+        root = app.extensions["tutti.storage"].root
+        good, bad = root / "clips" / "g.mp4", root / "clips" / "b.mp4"
+        good.parent.mkdir(parents=True, exist_ok=True)
+        good.write_bytes(b"fine"), bad.write_bytes(b"broken")
+        spec = {"clips": [{"id": "g", "path": str(good), "name": "Ana", "part": "Alto"},
+                          {"id": "b", "path": str(bad), "name": "Rui", "part": "Tenor"}]}
+        for named in (str(bad), f"/cache/proxies/1/{proxy_name(str(bad), 0.25)}"):
+            exc = _ffmpeg_error(f"[mov,mp4 @ 0x55] moov atom not found\n{named}: Invalid "
+                                "data found when processing input")
+            reason, detail = pipeline.render_failure(exc, spec, what="while making the video")
+            assert reason.startswith("The clip by Rui (Tenor) could not be read")
+            assert "damaged" in reason and "Decline that clip" in reason
+            assert "Invalid data" not in reason and "moov" not in reason
+            assert "Invalid data found" in detail and str(root) not in detail
+        # a read error naming no clip's file is not blamed on a clip
+        exc = _ffmpeg_error("/elsewhere/x.mp4: Invalid data found when processing input")
+        reason, _ = pipeline.render_failure(exc, spec)
+        assert "Rui" not in reason and "Ana" not in reason
+        assert reason.startswith("The video engine stopped with an error")
+
+
+def test_the_organizer_sees_a_failed_render_in_plain_words_with_details_apart(
+        app, organizer_client, campaign, media_files):
+    _approved(app, campaign, media_files, "landscape")
+    with app.app_context():
+        job = services.request_render(services.get_campaign(campaign))
+        job_id = job.id
+        exc = _ffmpeg_error("[aost#0:1/aac @ 0x55] Error submitting audio frame to the "
+                            "encoder\nConversion failed!", 187)
+        with pytest.MonkeyPatch.context() as mp:
+            from workers.media import render as engine
+
+            def broken(*_args, **_kwargs):
+                raise exc
+
+            mp.setattr(engine, "render", broken)
+            pipeline.render(job_id)
+        db.session.expire_all()
+        job = db.session.get(Render, job_id)
+        assert job.status == "failed"
+        assert job.reason.startswith("The video engine stopped with an error")
+        assert "Conversion failed!" in job.reason_detail
+    page = organizer_client.get(f"/organize/c/{campaign}").data.decode()
+    headline = page.split('class="render-reason">', 1)[1].split("</span>", 1)[0]
+    assert "Render again" in headline and "Conversion failed" not in headline
+    details = page.split('<details class="render-detail">', 1)[1].split("</details>", 1)[0]
+    assert "<summary>details</summary>" in details and "Conversion failed!" in details
+    status = organizer_client.get(f"/organize/renders/{job_id}.json").get_json()
+    assert "Conversion failed!" not in status["reason"]
+    assert "Conversion failed!" in status["reason_detail"]
 
 
 def test_media_route_never_serves_originals_or_escapes(app, client, campaign, media_files):

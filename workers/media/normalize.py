@@ -233,9 +233,35 @@ def tile_video_filter(fmt: TileFormat, duration: float, info: MediaInfo | None =
             "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709")
 
 
-def thumbnail_time(duration: float) -> float:
-    """Where the thumbnail is taken: at 1 s, or a third into a shorter clip."""
-    return min(1.0, duration / 3)
+def thumbnail_time(duration: float, fps: int | None = None) -> float:
+    """Where the thumbnail is taken (s): at 1 s, or a third into a shorter clip; with
+    ``fps``, the time of the first frame at or after it (see :func:`frame_time`)."""
+    at = min(1.0, duration / 3)
+    return frame_time(at, fps) if fps else at
+
+
+def sheet_times(duration: float, fps: int | None = None) -> list[float]:
+    """The nine moments (s) of a contact sheet, spread over ``duration`` seconds from 0;
+    with ``fps``, each the time of the first frame at or after it (:func:`frame_time`)."""
+    times = [duration * k / 9 for k in range(9)]
+    return [frame_time(t, fps) for t in times] if fps else times
+
+
+def frame_time(at: float, fps: int) -> float:
+    """The time (s, rounded down to the microsecond, as ffmpeg's ``-ss`` reads it) of the
+    first frame at or after ``at`` s of a constant ``fps`` clip whose frames start at 0.
+    A seek to it keeps exactly that frame (frames before ``-ss`` are dropped)."""
+    frame = math.ceil(at * fps - 1e-6)
+    return math.floor(frame / fps * 1e6) / 1e6
+
+
+def still_keyframes(duration: float, fps: int) -> str:
+    """``-force_key_frames`` times (s) for the normalize encode: the frames of the
+    contact sheet and of the thumbnail become keyframes, so each seek there decodes one
+    frame instead of up to a GOP (two seconds). Each time is half a frame before its
+    frame, so the encoder's "first frame at or after" lands on it."""
+    times = sorted({*sheet_times(duration, fps), thumbnail_time(duration, fps)})
+    return ",".join(f"{max(0.0, t - 0.5 / fps):.6f}" for t in times)
 
 
 #: the sound's statistics: astats (sample peak and how often it is reached) and ebur128
@@ -254,17 +280,19 @@ def sound_meter(channels: int | None) -> str:
 
 
 def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
-                   meter: bool = False) -> list[str]:
+                   meter: bool = False, stills: bool = False) -> list[str]:
     """ffmpeg arguments (without the binary) that turn ``src`` into ``dst``; with ``meter``
     the source's sound statistics are logged from the same decode
-    (:func:`parse_sound_stats`)."""
+    (:func:`parse_sound_stats`); with ``stills`` the frames of the contact sheet and the
+    thumbnail are made keyframes (:func:`still_keyframes`)."""
     duration = f"{info.duration:.6f}"
     args: list[str] = []
     large = info.coded_width * info.coded_height > 2 * 1920 * 1080
     if large:
-        # one decoder thread: each frame thread holds 4K frames (peak RSS 601 -> 544 MB on
-        # 4K HEVC), while the filters and the encoder keep the other cores busy
-        args += ["-threads", "1"]
+        # no frame threads: each holds 4K frames (peak RSS 601 -> 544 MB on 4K HEVC).
+        # Slice threads share one picture: HEVC in wavefronts (x265's default; iPhones
+        # too) decodes on two cores at no extra memory; other streams on one, as before
+        args += ["-threads", "2", "-thread_type", "slice"]
     if info.odd_rotation is not None:
         # ffmpeg would turn the picture by that angle inside its frame (corners cut,
         # black corners); players show it as stored, and so does the probe's size
@@ -302,6 +330,7 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
         "-t", duration,
         "-c:v", "libx264", "-preset", fmt.preset, "-crf", str(fmt.crf),
         "-pix_fmt", "yuv420p", "-profile:v", "high", "-g", str(2 * fmt.fps),
+        *(["-force_key_frames:v", still_keyframes(info.duration, fmt.fps)] if stills else []),
         "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
         "-color_range", "tv",
         *(["-threads:v", "2"] if large else []),
@@ -312,13 +341,16 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
 
 
 def contact_sheet_argv(src: str, dst: str, duration: float,
-                       cell_width: int = SHEET_CELL_WIDTH) -> list[str]:
+                       cell_width: int = SHEET_CELL_WIDTH, fps: int | None = None) -> list[str]:
     """ffmpeg arguments for a 3×3 contact sheet JPEG of ``src`` (a normalized clip, short
-    keyframe intervals): nine seeks spread over ``duration`` seconds, one frame each."""
+    keyframe intervals): nine seeks spread over ``duration`` seconds
+    (:func:`sheet_times`), one frame each; with ``fps`` (the clip's constant rate) the
+    seeks go to the frames themselves, which a normalize with ``stills`` made
+    keyframes."""
     args: list[str] = []
     graph: list[str] = []
-    for k in range(9):
-        args += ["-ss", f"{duration * k / 9:.3f}", *safe_input(src)]
+    for k, at in enumerate(sheet_times(duration, fps)):
+        args += ["-ss", f"{at:.6f}", *safe_input(src)]
         graph.append(f"[{k}:v:0]trim=end_frame=1,setpts=PTS-STARTPTS,"
                      f"scale={cell_width}:-2,setsar=1[c{k}]")
     graph.append("".join(f"[c{k}]" for k in range(9)) + "concat=n=9:v=1:a=0,"
@@ -327,12 +359,14 @@ def contact_sheet_argv(src: str, dst: str, duration: float,
             "-c:v", "mjpeg", "-q:v", "4", "-f", "image2", "-update", "1", input_url(dst)]
 
 
-def make_contact_sheet(src: str, dst: str, duration: float, *, timeout: float = 120) -> None:
-    """Write a 3×3 contact sheet JPEG of ``src`` to ``dst`` atomically. Raises
-    :class:`FFmpegError`; nothing is left behind on failure."""
+def make_contact_sheet(src: str, dst: str, duration: float, *, timeout: float = 120,
+                       fps: int | None = None) -> None:
+    """Write a 3×3 contact sheet JPEG of ``src`` to ``dst`` atomically (``fps``: see
+    :func:`contact_sheet_argv`). Raises :class:`FFmpegError`; nothing is left behind on
+    failure."""
     tmp = temp_path_for(dst)
     try:
-        run_ffmpeg(contact_sheet_argv(src, tmp, duration), timeout=timeout)
+        run_ffmpeg(contact_sheet_argv(src, tmp, duration, fps=fps), timeout=timeout)
         if not _nonempty(tmp):
             raise FFmpegError(f"no contact sheet could be made of {src}")
         replace_atomically(tmp, dst)
@@ -404,7 +438,8 @@ def normalize_clip(
     is left behind on failure."""
     tmp = temp_path_for(dst)
     try:
-        args = normalize_argv(src, tmp, info, fmt, meter=meter)
+        args = normalize_argv(src, tmp, info, fmt, meter=meter,
+                              stills=bool(sheet or thumbnail))
         status, text = ffmpeg_report(["-v", "info", "-nostats", *args], timeout=timeout,
                                      max_lines=400, duration=info.duration,
                                      progress=progress)
@@ -421,17 +456,18 @@ def normalize_clip(
     except BaseException:
         remove_quietly(tmp)
         raise
-    # the stills come from the normalized clip (small, a keyframe every 2 s): a few
-    # seeks cost less than a branch of the full-size decode would
+    # the stills come from the normalized clip (small, their frames made keyframes): nine
+    # seeks of one decoded frame each cost less than a branch of the full-size decode
     made: dict[str, str | None] = {"sheet": None, "thumbnail": None}
     for key, final in (("sheet", sheet), ("thumbnail", thumbnail)):
         if not final:
             continue
         try:
             if key == "sheet":
-                make_contact_sheet(dst, final, info.duration, timeout=min(timeout, 300))
+                make_contact_sheet(dst, final, info.duration, timeout=min(timeout, 300),
+                                   fps=fmt.fps)
             else:
-                make_thumbnail(dst, final, at=thumbnail_time(info.duration),
+                make_thumbnail(dst, final, at=thumbnail_time(info.duration, fmt.fps),
                                timeout=min(timeout, 120))
             made[key] = final
         except FFmpegError as exc:  # pictures that help; the clip itself is fine
@@ -443,7 +479,7 @@ def normalize_clip(
 
 def thumbnail_argv(src: str, dst: str, at: float, width: int) -> list[str]:
     return [
-        "-ss", f"{max(0.0, at):.3f}", *safe_input(src),
+        "-ss", f"{max(0.0, at):.6f}", *safe_input(src),
         "-map", "0:v:0", "-frames:v", "1",
         "-vf", f"scale={width}:-2,format=yuvj420p",
         "-c:v", "mjpeg", "-q:v", "3", "-f", "image2", "-update", "1", input_url(dst),

@@ -752,7 +752,10 @@ def _decode_one_frame(path: str, video: StreamInfo, *, timeout: float) -> None:
     the stream plays. A decoder pixel cap stops a forged header from allocating more."""
     # coded frames are padded to whole macroblocks, so leave a margin
     max_pixels = ((video.width or 0) + 64) * ((video.height or 0) + 64)
-    args = ["-v", "error", "-max_pixels", str(max_pixels), *safe_input(path, VIDEO_DEMUXERS),
+    # one decoder thread: frame threads would each decode a frame before the first is
+    # out (4K HEVC: 0.44 -> 0.29 CPU s, 270 -> 205 MB)
+    args = ["-v", "error", "-threads", "1", "-max_pixels", str(max_pixels),
+            *safe_input(path, VIDEO_DEMUXERS),
             "-map", f"0:{video.index}", "-frames:v", "1", "-vf", "scale=4:4",
             "-pix_fmt", "gray", "-f", "rawvideo", "pipe:1"]
     out = run_ffmpeg(args, timeout=timeout, stdout=None)
