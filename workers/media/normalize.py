@@ -4,7 +4,8 @@ sheets; loudness.
 Every accepted clip becomes the same kind of file, so alignment and rendering never
 meet a surprise: MP4, H.264 yuv420p BT.709 limited range at a constant frame rate, the
 picture as a standard player shows it (display matrix turned, anamorphic pixels made
-square, HDR in HLG or PQ tone-mapped to SDR, BT.601 and full-range pictures converted),
+square, HDR in HLG or PQ tone-mapped to SDR, wide-gamut SDR converted to BT.709
+primaries, BT.601 and full-range pictures converted),
 fitted inside the campaign canvas and padded to its aspect; the sound of the track a
 player plays (the default, enabled one) as AAC 48 kHz stereo (silence when the clip had
 none); no user metadata (phones store GPS there).

@@ -12,7 +12,8 @@ the input description it prints. The order matters for hostile files:
 4. only then read every packet of the streams a player would play (the real video, the
    default and enabled audio track), without decoding, to learn the length that really
    plays: a cut-off upload is rejected as incomplete, and a frame rate that the packets
-   contradict (a few-KB file "at 1,000 fps") is refused;
+   contradict (a few-KB file "at 1,000 fps") is refused; the container's own header
+   (an AVI's frame count, a fragmented MP4's last box) may say more was sent;
 5. decode one frame (with a pixel cap), to prove the video is playable.
 """
 
