@@ -326,13 +326,13 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
         # one decoder thread: each frame thread holds 4K frames (peak RSS 601 -> 544 MB on
         # 4K HEVC), while the filters and the encoder keep the other cores busy
         args += ["-threads", "1"]
-    # the decoder is capped for the whole pass: a picture that grows partway (a new
-    # H.264 SPS in-band) past what the probe admits is refused, not decoded
-    args += ["-max_pixels", str(decode_pixel_cap(info))]
     if info.odd_rotation is not None:
         # ffmpeg would turn the picture by that angle inside its frame (corners cut,
         # black corners); players show it as stored, and so does the probe's size
         args += [f"-display_rotation:{info.video_stream}", "0"]
+    # the decoder is capped for the whole pass: a picture that grows partway (a new
+    # H.264 SPS in-band) past what the probe admits is refused, not decoded
+    args += ["-max_pixels", str(decode_pixel_cap(info))]
     args += [*safe_input(src)]
     graph: list[str] = []
     if info.has_audio:
