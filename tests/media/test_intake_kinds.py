@@ -224,6 +224,16 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
             out += Path(full).suffix
             data = Path(full).read_bytes()
             Path(out).write_bytes(data[: len(data) * 6 // 10])
+        elif kind == "zero_tail":
+            # every packet there, the second half of the bytes zeros (an interrupted copy,
+            # a pre-allocated upload): only decoding tells
+            full = out + "-full.mp4"
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi",
+                  "-i", tone.format(f=440, d=4), *x264, "-c:a", "aac",
+                  "-movflags", "+faststart", full])
+            out += ".mp4"
+            data = Path(full).read_bytes()
+            Path(out).write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
         elif kind == "grows_past_cap":
             # a picture that changes size partway (as a MediaRecorder clip does) to 8K
             # at 30 fps, past the pixel rate cap: a new SPS in-band, a few KB
@@ -472,6 +482,20 @@ def test_cut_off_upload_is_rejected_as_incomplete(kinds, kind):
     assert "upload" in caught.value.reason.lower() and "again" in caught.value.reason
     whole = probe(kinds(kind).rsplit(".", 1)[0] + "-full." + kinds(kind).rsplit(".", 1)[1])
     assert whole.duration == pytest.approx(4.0, abs=0.1)
+
+
+def test_a_file_whose_tail_does_not_decode_is_rejected_as_incomplete(kinds, tmp_path):
+    """Its packets are all there (zeros), so the probe's packet count says 4 s; the
+    normalize decode refuses two seconds of them: rejected with "upload again", not kept
+    with a frozen picture and silence."""
+    src = kinds("zero_tail")
+    info = probe(src)
+    assert info.duration == pytest.approx(4.0, abs=0.1)
+    with pytest.raises(ProbeRejected) as caught:
+        normalize_clip(src, str(tmp_path / "n.mp4"), info, TILE)
+    assert caught.value.code == "incomplete"
+    assert "upload the video again" in caught.value.reason
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("kind, code", [("picture_short", "picture_stops_early"),

@@ -305,6 +305,34 @@ def decode_pixel_cap(info: MediaInfo, limits: ProbeLimits = ProbeLimits()) -> in
 _TOO_MANY_PIXELS = re.compile(r"exceeds specified max pixel count")
 
 
+#: ffmpeg's line for a packet its decoder refused: "[vist#0:0/h264 @ 0x..] [dec:h264 @
+#: 0x..] Error submitting packet to decoder: ..." (or "Decoding error: ...")
+_DECODE_ERROR = re.compile(r"^\[(?P<kind>[va])ist#0:(?P<index>\d+)/[^\]]*\] \[dec:[^\]]*\] "
+                           r"(?:Error submitting packet to decoder|Decoding error)", re.M)
+#: an audio packet's length when it cannot be read: AAC's 1024 samples
+_AUDIO_PACKET_SAMPLES = 1024
+
+
+def undecodable_seconds(log_text: str, info: MediaInfo) -> float:
+    """How much of the played streams (seconds, the larger of picture and sound) a
+    decode's log shows as packets its decoder refused: a file whose packets are all
+    there but whose tail is zeros or garbage (an interrupted copy, a pre-allocated
+    upload) reads whole, and only decoding tells. A video packet counts one frame
+    (1 / the measured frame rate), an audio packet 1024 samples."""
+    video = audio = 0
+    for m in _DECODE_ERROR.finditer(log_text):
+        index = int(m["index"])
+        if m["kind"] == "v" and index == info.video_stream:
+            video += 1
+        elif m["kind"] == "a" and index == info.audio_stream:
+            audio += 1
+    rate = info.measured_fps or info.fps or 30.0
+    seconds = video / rate
+    if audio and info.sample_rate:
+        seconds = max(seconds, audio * _AUDIO_PACKET_SAMPLES / info.sample_rate)
+    return seconds
+
+
 def too_large_partway(limits: ProbeLimits = ProbeLimits()) -> ProbeRejected:  # noqa: B008
     """The rejection of a video whose picture grows partway past the caps."""
     return ProbeRejected(
@@ -469,7 +497,8 @@ def normalize_clip(
     contact sheet (``sheet``) and a thumbnail (``thumbnail``), JPEGs taken from the
     normalized clip. Raises :class:`FFmpegError` when the clip cannot be made, and
     :class:`ProbeRejected` (``frame_too_large``) when its picture grows partway past the
-    probe's caps (:func:`decode_pixel_cap`); nothing
+    probe's caps (:func:`decode_pixel_cap`), or (``incomplete``) when more than half a
+    second of it does not decode (:func:`undecodable_seconds`); nothing
     is left behind on failure."""
     tmp = temp_path_for(dst)
     try:
@@ -479,6 +508,13 @@ def normalize_clip(
                                      progress=progress)
         if _TOO_MANY_PIXELS.search(text):
             raise too_large_partway()
+        missing = undecodable_seconds(text, info)
+        if missing > ProbeLimits().max_missing_seconds:
+            raise ProbeRejected(
+                "incomplete",
+                f"About {missing:.1f} seconds of this video cannot be played: the file is "
+                "damaged or did not arrive whole (the upload was probably cut short). "
+                "Please upload the video again (on a steady connection).")
         if status != 0:
             raise FFmpegError(f"ffmpeg exited with status {status}", args, status,
                               "\n".join(text.splitlines()[-20:]))
