@@ -215,6 +215,13 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
         checks = intake_checks(info, canvas=(campaign.canvas_width, campaign.canvas_height),
                                guide_duration=campaign.guide_duration if campaign.guide_key
                                else None, sound=done.sound, timeout=timeout)
+    except ProbeRejected as exc:  # the picture grew past the caps partway
+        log.info("clip %s: rejected while normalizing: %s", clip_id, exc.reason)
+        if _still_ours(Clip, clip_id, owner):
+            _release(clip)
+            states.move_clip(clip, "rejected", exc.reason)
+            db.session.commit()
+        return
     except (FFmpegError, OSError) as exc:
         if disk_full(exc):
             _retry_later(clip_id, owner, exc)

@@ -186,6 +186,83 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
             out += ".mp4"
             _run([*ff, "-f", "lavfi", "-i", "color=s=7680x4320:r=30:d=0.1", *x264,
                   "-pix_fmt", "yuv420p", out])
+        elif kind in ("display_aspect_mkv", "display_aspect_mp4"):
+            # H.264 whose VUI says square pixels (SAR 1:1) and whose container says 16:9
+            # (Matroska DisplayWidth/Height, MP4 pasp), as `-aspect 16:9 -c copy` or
+            # mkvpropedit make it: a white square shown on 192x108, stored 144x108
+            stored = out + "-stored.mkv"
+            _run([*ff, "-f", "lavfi", "-i", "color=c=black:s=192x108:r=30:d=1", "-vf",
+                  "drawbox=x=66:y=24:w=60:h=60:c=white:t=fill,scale=144:108,setsar=1",
+                  *x264, "-pix_fmt", "yuv420p", stored])
+            out += "." + kind[-3:]
+            _run([*ff, "-i", stored, "-c", "copy", "-aspect", "16:9", out])
+        elif kind in ("bt2020_sdr", "p3_sdr"):
+            # wide-gamut SDR: the twin's colours converted exactly to BT.2020 primaries
+            # (10-bit HEVC, BT.2020-10 transfer) or Display P3 (SMPTE 432), the tone
+            # curve kept
+            primaries, matrix = (("bt2020", "bt2020nc") if kind == "bt2020_sdr"
+                                 else ("smpte432", "bt709"))
+            codec = (["-c:v", "libx265", "-preset", "ultrafast", "-x265-params",
+                      "log-level=error", "-tag:v", "hvc1", "-pix_fmt", "yuv420p10le"]
+                     if kind == "bt2020_sdr" else [*x264, "-pix_fmt", "yuv420p"])
+            trc = "bt2020-10" if kind == "bt2020_sdr" else "bt709"
+            out += ".mp4"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-vf",
+                  "setparams=color_trc=bt709:color_primaries=bt709:colorspace=bt709:range=tv,"
+                  f"zscale=p={primaries}:t=bt709:m={matrix}:r=tv,format=yuv444p16le",
+                  *codec, "-colorspace", matrix, "-color_primaries", primaries,
+                  "-color_trc", trc, out])
+        elif kind in ("cut_avi", "cut_fragmented"):
+            # an AVI whose index (at the end) is gone but whose header counts 120 frames;
+            # a fragmented MP4 (no total length in its moov) stopped inside a fragment
+            full = out + ("-full.avi" if kind == "cut_avi" else "-full.mp4")
+            extra = (["-c:a", "pcm_s16le"] if kind == "cut_avi" else
+                     ["-c:a", "aac", "-movflags", "frag_keyframe+empty_moov+default_base_moof",
+                      "-g", "15"])
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi",
+                  "-i", tone.format(f=440, d=4), *x264, *extra, full])
+            out += Path(full).suffix
+            data = Path(full).read_bytes()
+            Path(out).write_bytes(data[: len(data) * 6 // 10])
+        elif kind == "zero_tail":
+            # every packet there, the second half of the bytes zeros (an interrupted copy,
+            # a pre-allocated upload): only decoding tells
+            full = out + "-full.mp4"
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi",
+                  "-i", tone.format(f=440, d=4), *x264, "-c:a", "aac",
+                  "-movflags", "+faststart", full])
+            out += ".mp4"
+            data = Path(full).read_bytes()
+            Path(out).write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+        elif kind == "grows_past_cap":
+            # a picture that changes size partway (as a MediaRecorder clip does) to 8K
+            # at 30 fps, past the pixel rate cap: a new SPS in-band, a few KB
+            parts = []
+            for k, (size, seconds) in enumerate((("192x108", 1), ("7680x4320", 0.1))):
+                part = f"{out}-{k}.ts"
+                _run([*ff, "-f", "lavfi", "-i", f"color=c=0x606060:s={size}:r=30:d={seconds}",
+                      *x264, "-pix_fmt", "yuv420p", part])
+                parts.append(part)
+            listing = Path(out + ".txt")
+            listing.write_text("".join(f"file '{p}'\n" for p in parts))
+            out += ".mkv"
+            _run([*ff, "-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", out])
+        elif kind in ("h263_qcif", "xvid_qvga", "flv_qcif"):
+            # old phones (H.263 QCIF in 3GP), Xvid AVI, Flash video: small pictures whose
+            # decoders allocate padded edges
+            size, codec, ext = {"h263_qcif": ("176x144", "h263", ".3gp"),
+                                "xvid_qvga": ("320x240", "mpeg4", ".avi"),
+                                "flv_qcif": ("176x144", "flv", ".flv")}[kind]
+            out += ext
+            _run([*ff, "-f", "lavfi", "-i", f"testsrc2=s={size}:r=15:d=2", "-f", "lavfi",
+                  "-i", "sine=frequency=440:sample_rate=8000:duration=2", "-c:v", codec,
+                  "-c:a", "aac" if ext == ".3gp" else "pcm_s16le" if ext == ".avi"
+                  else "adpcm_swf", out])
+        elif kind == "empty_audio":  # a sound track with no samples at all
+            out += ".mkv"
+            _run([*ff, "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i",
+                  tone.format(f=440, d=2), "-af", "atrim=end_sample=0", *x264, "-c:a", "aac",
+                  out])
         else:
             raise KeyError(kind)
         made[kind] = out
@@ -211,6 +288,30 @@ def test_anamorphic_square_stays_square(kinds, tmp_path, read_frame):
     assert frame.shape[:2] == (180, 320)
     assert w == pytest.approx(h, rel=0.06)  # stored 30 wide, 60 tall: shown square
     assert h == pytest.approx(100, abs=4)  # 60 of 108 rows, scaled to 180
+
+
+@pytest.mark.parametrize("kind", ["display_aspect_mkv", "display_aspect_mp4"])
+def test_the_containers_aspect_wins_over_the_bitstreams(kinds, tmp_path, read_frame, kind):
+    """The VUI says square pixels, the container (Matroska display size, MP4 pasp) says
+    16:9: players, like av_guess_sample_aspect_ratio, show the container's (the square
+    came out 3/4 as wide when the VUI's was taken)."""
+    src = kinds(kind)
+    info = probe(src)
+    assert (info.coded_width, info.coded_height, info.sar) == (144, 108, "4:3")
+    assert (info.width, info.height) == (192, 108)
+    frame = read_frame(_normalize(src, tmp_path / "d.mp4"), 0.5)
+    w, h = white_box(frame)
+    assert frame.shape[:2] == (180, 320)
+    assert w == pytest.approx(h, rel=0.06)
+    assert h == pytest.approx(100, abs=4)
+
+
+def test_the_containers_sample_aspect_is_read_after_the_bitstreams():
+    line = ("Input #0, matroska,webm, from 'x.mkv':\n  Duration: 00:00:03.02, start: 0.000000\n"
+            "  Stream #0:0: Video: h264 (Constrained Baseline), yuv420p(tv, progressive), "
+            "480x360 [SAR 4:3 DAR 16:9], SAR 1:1 DAR 4:3, 30 fps, 30 tbr, 1k tbn\n")
+    assert parse_input_report(line).video.sar == (1, 1)
+    assert parse_input_report(line.replace(", SAR 1:1 DAR 4:3", "")).video.sar == (4, 3)
 
 
 def test_a_turn_that_is_not_a_right_angle_is_shown_as_stored(kinds, tmp_path, read_frame):
@@ -262,6 +363,30 @@ def _probe_cmd(path: str) -> list[str]:
     from workers.media.ffmpeg import ffmpeg_path
 
     return [ffmpeg_path(), "-hide_banner", "-i", path]
+
+
+@pytest.mark.parametrize("kind", ["bt2020_sdr", "p3_sdr"])
+def test_wide_gamut_sdr_is_converted_to_bt709_primaries(kinds, tmp_path, read_frame, kind):
+    """BT.2020 or Display P3 primaries without an HDR transfer: converted as a
+    colour-managed player shows them, not read as BT.709 (washed out: BT.2020 lost a third
+    of the twin's saturation, P3 a quarter)."""
+    src = kinds(kind)
+    info = probe(src)
+    assert info.colour.hdr is None
+    assert info.colour.primaries == ("bt2020" if kind == "bt2020_sdr" else "smpte432")
+    out = _normalize(src, tmp_path / "w.mp4")
+    report = parse_input_report(subprocess.run(
+        [*_probe_cmd(out)], capture_output=True, text=True).stderr)
+    colour = report.video.colour
+    assert (colour.matrix, colour.primaries, colour.transfer, colour.range) == (
+        "bt709", "bt709", "bt709", "tv")
+    sat, luma = mean_saturation_and_luma(read_frame(out, 1.0))
+    twin_sat, twin_luma = mean_saturation_and_luma(
+        read_frame(_normalize(kinds("sdr"), tmp_path / "sdr.mp4"), 1.0))
+    # read as BT.709, BT.2020 came out at 0.65 of the twin's saturation and 1.22 of its
+    # luma; converted, testsrc2's pure colours lose a little at their 4:2:0 edges
+    assert sat == pytest.approx(twin_sat, rel=0.1)
+    assert luma == pytest.approx(twin_luma, rel=0.05)
 
 
 @pytest.mark.parametrize("kind", ["bt601", "bt601_tv"])
@@ -345,11 +470,32 @@ def test_mpeg_program_stream_ends_where_it_plays(kinds, tmp_path):
 
 # --- length from what plays -------------------------------------------------------------------
 
-def test_cut_off_upload_is_rejected_as_incomplete(kinds):
+@pytest.mark.parametrize("kind", ["cut", "cut_avi", "cut_fragmented"])
+def test_cut_off_upload_is_rejected_as_incomplete(kinds, kind):
+    """Cut at 60 %: an MP4 by its stated length; an AVI without its index by the frame
+    count of its header; a fragmented MP4 (no total length) by its last fragment's box
+    running past the end of the file. Whole, each is accepted."""
     with pytest.raises(ProbeRejected) as caught:
-        probe(kinds("cut"))
-    assert caught.value.code in ("incomplete", "unreadable")
+        probe(kinds(kind))
+    assert caught.value.code in (("incomplete", "unreadable") if kind == "cut"
+                                 else ("incomplete",))
     assert "upload" in caught.value.reason.lower() and "again" in caught.value.reason
+    whole = probe(kinds(kind).rsplit(".", 1)[0] + "-full." + kinds(kind).rsplit(".", 1)[1])
+    assert whole.duration == pytest.approx(4.0, abs=0.1)
+
+
+def test_a_file_whose_tail_does_not_decode_is_rejected_as_incomplete(kinds, tmp_path):
+    """Its packets are all there (zeros), so the probe's packet count says 4 s; the
+    normalize decode refuses two seconds of them: rejected with "upload again", not kept
+    with a frozen picture and silence."""
+    src = kinds("zero_tail")
+    info = probe(src)
+    assert info.duration == pytest.approx(4.0, abs=0.1)
+    with pytest.raises(ProbeRejected) as caught:
+        normalize_clip(src, str(tmp_path / "n.mp4"), info, TILE)
+    assert caught.value.code == "incomplete"
+    assert "upload the video again" in caught.value.reason
+    assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("kind, code", [("picture_short", "picture_stops_early"),
@@ -401,6 +547,31 @@ def test_caps_give_one_readable_reason_each(kinds, kind, code, words):
         probe(path)
     assert caught.value.code == code
     assert words in caught.value.reason and "upload it again" in caught.value.reason
+
+
+def test_a_picture_that_grows_past_the_caps_partway_is_refused_not_decoded(kinds, tmp_path):
+    """The caps hold for the whole stream, not only its first picture: a clip that
+    changes size to 8K at 30 fps partway (a new SPS in-band) is refused with the size
+    reason by the capped decoder, and nothing is left behind."""
+    src = kinds("grows_past_cap")
+    assert os.path.getsize(src) < 200_000
+    info = probe(src)  # the header shows the first, small picture
+    assert (info.width, info.height) == (192, 108)
+    with pytest.raises(ProbeRejected) as caught:
+        normalize_clip(src, str(tmp_path / "n.mp4"), info, TILE)
+    assert caught.value.code == "frame_too_large"
+    assert "7680×4320" in caught.value.reason and "upload it again" in caught.value.reason
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("kind", ["h263_qcif", "xvid_qvga", "flv_qcif"])
+def test_small_mpeg4_h263_and_flv_pictures_play(kinds, tmp_path, read_frame, kind):
+    """Their decoders allocate padded edges (a QCIF picture asks for 320×280): the
+    probe's capped decode leaves room for that, and they are normalized."""
+    info = probe(kinds(kind))
+    out = probe(_normalize(info.path, tmp_path / "o.mp4"), ANY)
+    assert out.duration == pytest.approx(2.0, abs=0.15)
+    assert read_frame(str(tmp_path / "o.mp4"), 1.0).std() > 30  # testsrc2, not black
 
 
 # --- the detail a layout can show -------------------------------------------------------------
@@ -500,6 +671,17 @@ def test_sound_checks(kinds, kind, expected):
     assert codes == expected
 
 
+def test_a_sound_track_with_no_samples_is_silent_not_clipping(kinds, tmp_path):
+    """The true peak of no samples is not 0 dBTP: no clipping advice beside "silent"."""
+    info = probe(kinds("empty_audio"))
+    assert info.has_audio
+    codes = {c.code for c in intake_checks(info, canvas=(1280, 720), guide_duration=None)}
+    assert "silent" in codes and "clipping" not in codes
+    done = normalize_clip(info.path, str(tmp_path / "n.mp4"), info, TILE, meter=True)
+    assert done.sound is not None and done.sound.true_peak == float("-inf")
+    assert "clipping" not in {c.code for c in sound_checks(done.sound, True)}
+
+
 def test_left_and_right_cancelling_in_mono_is_a_check(kinds, tmp_path):
     """Left = -right sums to silence in mono: said in plain words, measured alone and in
     the normalize pass; two unrelated channels (3 dB less in mono) are not flagged."""
@@ -590,8 +772,9 @@ def _children() -> set[int]:
     return kids
 
 
-@pytest.mark.parametrize("kind", ["cut", "fps_bomb", "fps_bomb_mkv", "tiny", "low_rate",
-                                  "many_channels", "pixel_bomb"])
+@pytest.mark.parametrize("kind", ["cut", "cut_avi", "cut_fragmented", "fps_bomb",
+                                  "fps_bomb_mkv", "tiny", "low_rate", "many_channels",
+                                  "pixel_bomb"])
 def test_bad_input_leaves_no_process_and_no_temp_file(kinds, tmp_path, kind):
     src = tmp_path / ("upload" + Path(kinds(kind)).suffix)
     src.write_bytes(Path(kinds(kind)).read_bytes())

@@ -56,6 +56,34 @@ def test_intake_rejects_a_text_file_with_a_reason_and_nothing_else_moves(app, cl
     assert body["reason"].split(".")[0].encode() in page.data
 
 
+def test_intake_rejects_a_picture_that_grows_past_the_caps_partway(app, campaign, tmp_path):
+    """The probe sees the first, small picture; the capped normalize decode refuses the
+    8K ones after it: the clip is rejected with the size reason, and nothing is stored."""
+    from workers.media.ffmpeg import run_ffmpeg
+
+    parts = []
+    for k, (size, seconds) in enumerate((("192x108", 1), ("7680x4320", 0.1))):
+        part = tmp_path / f"part{k}.ts"
+        run_ffmpeg(["-f", "lavfi", "-i", f"color=c=gray:s={size}:r=30:d={seconds}",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                    str(part)], timeout=120)
+        parts.append(part)
+    listing = tmp_path / "parts.txt"
+    listing.write_text("".join(f"file '{p}'\n" for p in parts))
+    grows = tmp_path / "grows.mkv"
+    run_ffmpeg(["-f", "concat", "-safe", "0", "-i", str(listing), "-c", "copy", str(grows)],
+               timeout=60)
+    clip_id = _submit(app, campaign, grows)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = _clip(app, clip_id)
+        assert clip.status == "rejected", clip.reason
+        assert "larger than Tutti accepts" in clip.reason and "again" in clip.reason
+        assert clip.normalized_key is None
+        store = app.extensions["tutti.storage"]
+        assert not store.path(f"clips/{clip.media_id}/normalized.mp4").exists()
+
+
 def test_intake_normalizes_to_the_tile_format_with_a_thumbnail(app, campaign, media_files,
                                                                organizer_client):
     clip_id = _submit(app, campaign, media_files["portrait"])

@@ -4,7 +4,8 @@ sheets; loudness.
 Every accepted clip becomes the same kind of file, so alignment and rendering never
 meet a surprise: MP4, H.264 yuv420p BT.709 limited range at a constant frame rate, the
 picture as a standard player shows it (display matrix turned, anamorphic pixels made
-square, HDR in HLG or PQ tone-mapped to SDR, BT.601 and full-range pictures converted),
+square, HDR in HLG or PQ tone-mapped to SDR, wide-gamut SDR converted to BT.709
+primaries, BT.601 and full-range pictures converted),
 fitted inside the campaign canvas and padded to its aspect; the sound of the track a
 player plays (the default, enabled one) as AAC 48 kHz stereo (silence when the clip had
 none); no user metadata (phones store GPS there).
@@ -36,7 +37,16 @@ from .ffmpeg import (
     run_ffmpeg,
     temp_path_for,
 )
-from .probe import MEDIA_DEMUXERS, Colour, MediaInfo, media_duration, safe_input
+from .probe import (
+    MEDIA_DEMUXERS,
+    Colour,
+    MediaInfo,
+    ProbeLimits,
+    ProbeRejected,
+    decoder_pixel_cap,
+    media_duration,
+    safe_input,
+)
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +218,35 @@ def colour_filter(info: MediaInfo, picture: tuple[int | str, int | str], *,
                 "[hl][hu][hv]mergeplanes=map0s=0:map0p=0:map1s=1:map1p=0:map2s=2:map2p=0:"
                 "format=yuv420p")
     in_range = "pc" if colour.range == "pc" else "tv"
+    if needs_gamut_conversion(colour):
+        # zscale reads the frame's tags: fill in what is untagged, then linearise with
+        # the source's curve, convert the primaries to BT.709 and apply the same curve
+        curve = _SAME_CURVE.get(colour.transfer or "", "bt709")
+        matrix = colour.matrix or _SETPARAMS_MATRIX[source_matrix(info)]
+        return (f"setparams=color_trc={curve}:color_primaries={colour.primaries}:"
+                f"colorspace={matrix}:range={in_range},"
+                f"zscale=w={pw}:h={ph}:p=bt709:t={curve}:m=bt709:r=tv,format=yuv420p")
     return (f"scale={pw}:{ph}:in_color_matrix={source_matrix(info)}:out_color_matrix=bt709:"
             f"in_range={in_range}:out_range=tv,format=yuv420p")
+
+
+#: primaries zscale converts from (ffmpeg's names); BT.709's own and untagged need nothing
+GAMUT_PRIMARIES = ("bt2020", "smpte432", "smpte431", "bt470bg", "smpte170m", "smpte240m",
+                   "bt470m", "film", "jedec-p22", "ebu3213")
+#: the tone curve kept through a primaries conversion: these transfers' own curve, every
+#: other SDR one (BT.709, BT.2020 10/12-bit, BT.601: the same curve) as BT.709
+_SAME_CURVE = {"iec61966-2-1": "iec61966-2-1", "gamma22": "gamma22", "gamma28": "gamma28"}
+#: setparams' names for the matrices :func:`source_matrix` guesses
+_SETPARAMS_MATRIX = {"bt709": "bt709", "bt601": "smpte170m", "fcc": "fcc",
+                     "smpte240m": "smpte240m", "bt2020": "bt2020nc"}
+
+
+def needs_gamut_conversion(colour: Colour) -> bool:
+    """Whether an SDR picture's primaries are not BT.709's, so that a colour-managed
+    player converts them (wide-gamut SDR: BT.2020 from 10-bit phone modes and editors,
+    Display P3 (``smpte432``) from iPhone screen recordings; BT.601's 525/625-line
+    primaries, which differ a little). HDR (HLG, PQ) is tone-mapped to BT.709 anyway."""
+    return not colour.hdr and colour.primaries in GAMUT_PRIMARIES
 
 
 def tile_video_filter(fmt: TileFormat, duration: float, info: MediaInfo | None = None,
@@ -279,6 +316,58 @@ def sound_meter(channels: int | None) -> str:
     return f"{SOUND_METER},{MONO_METER}" if channels and channels >= 2 else SOUND_METER
 
 
+def decode_pixel_cap(info: MediaInfo, limits: ProbeLimits = ProbeLimits()) -> int:  # noqa: B008
+    """The normalize decode's ``-max_pixels``: pictures up to the probe's caps pass
+    (``limits.max_width`` × ``max_height``, and no more pixels a frame than the pixel
+    rate cap allows at the clip's frame rate), and the probed picture always does, with
+    the decoders' padding (:func:`~workers.media.probe.decoder_pixel_cap`)."""
+    rate = info.measured_fps or info.fps or 30.0
+    allowed = min(limits.max_width * limits.max_height, limits.max_pixel_rate / max(rate, 1.0))
+    return max(decoder_pixel_cap(info.coded_width, info.coded_height),
+               int(allowed) + decoder_pixel_cap(limits.max_width, 0))
+
+
+#: what a decoder logs when a picture is larger than ``-max_pixels``
+_TOO_MANY_PIXELS = re.compile(r"exceeds specified max pixel count")
+
+
+#: ffmpeg's line for a packet its decoder refused: "[vist#0:0/h264 @ 0x..] [dec:h264 @
+#: 0x..] Error submitting packet to decoder: ..." (or "Decoding error: ...")
+_DECODE_ERROR = re.compile(r"^\[(?P<kind>[va])ist#0:(?P<index>\d+)/[^\]]*\] \[dec:[^\]]*\] "
+                           r"(?:Error submitting packet to decoder|Decoding error)", re.M)
+#: an audio packet's length when it cannot be read: AAC's 1024 samples
+_AUDIO_PACKET_SAMPLES = 1024
+
+
+def undecodable_seconds(log_text: str, info: MediaInfo) -> float:
+    """How much of the played streams (seconds, the larger of picture and sound) a
+    decode's log shows as packets its decoder refused: a file whose packets are all
+    there but whose tail is zeros or garbage (an interrupted copy, a pre-allocated
+    upload) reads whole, and only decoding tells. A video packet counts one frame
+    (1 / the measured frame rate), an audio packet 1024 samples."""
+    video = audio = 0
+    for m in _DECODE_ERROR.finditer(log_text):
+        index = int(m["index"])
+        if m["kind"] == "v" and index == info.video_stream:
+            video += 1
+        elif m["kind"] == "a" and index == info.audio_stream:
+            audio += 1
+    rate = info.measured_fps or info.fps or 30.0
+    seconds = video / rate
+    if audio and info.sample_rate:
+        seconds = max(seconds, audio * _AUDIO_PACKET_SAMPLES / info.sample_rate)
+    return seconds
+
+
+def too_large_partway(limits: ProbeLimits = ProbeLimits()) -> ProbeRejected:  # noqa: B008
+    """The rejection of a video whose picture grows partway past the caps."""
+    return ProbeRejected(
+        "frame_too_large",
+        "Partway through, this video's picture becomes larger than Tutti accepts "
+        f"({limits.max_width}×{limits.max_height}, and at most 4K at 60 frames per second). "
+        "Please export it at 4K or less and upload it again.")
+
+
 def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
                    meter: bool = False, stills: bool = False) -> list[str]:
     """ffmpeg arguments (without the binary) that turn ``src`` into ``dst``; with ``meter``
@@ -297,6 +386,9 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
         # ffmpeg would turn the picture by that angle inside its frame (corners cut,
         # black corners); players show it as stored, and so does the probe's size
         args += [f"-display_rotation:{info.video_stream}", "0"]
+    # the decoder is capped for the whole pass: a picture that grows partway (a new
+    # H.264 SPS in-band) past what the probe admits is refused, not decoded
+    args += ["-max_pixels", str(decode_pixel_cap(info))]
     args += [*safe_input(src)]
     graph: list[str] = []
     if info.has_audio:
@@ -399,9 +491,12 @@ def parse_sound_stats(status: int, text: str) -> SoundStats:
     level = re.search(r"Peak level dB:\s*(-?inf|-?[\d.]+)", part)
     count = re.search(r"Peak count:\s*(\d+(?:\.\d+)?)", part)
     peak = float(level.group(1)) if level else -math.inf
+    # no sample above zero (no samples at all, or digital silence): ebur128 reports a true
+    # peak of 0 dBTP for a track with no samples, which would read as clipping
+    true_peak = loud.true_peak if math.isfinite(peak) else -math.inf
     rms = re.search(r"RMS level dB:\s*(-?inf|-?[\d.]+)", part)
     mono = re.search(r"mean_volume:\s*(-?inf|-?[\d.]+) dB", text)
-    return SoundStats(loud.integrated, loud.true_peak, peak,
+    return SoundStats(loud.integrated, true_peak, peak,
                       int(float(count.group(1))) if count else 0,
                       float(rms.group(1)) if rms else -math.inf,
                       float(mono.group(1)) if mono else None)
@@ -434,7 +529,10 @@ def normalize_clip(
     """Write the normalized clip to ``dst`` atomically (never a half-written ``dst``),
     with ``meter`` the sound's statistics from the same decode, then optionally its 3×3
     contact sheet (``sheet``) and a thumbnail (``thumbnail``), JPEGs taken from the
-    normalized clip. Raises :class:`FFmpegError` when the clip cannot be made; nothing
+    normalized clip. Raises :class:`FFmpegError` when the clip cannot be made, and
+    :class:`ProbeRejected` (``frame_too_large``) when its picture grows partway past the
+    probe's caps (:func:`decode_pixel_cap`), or (``incomplete``) when more than half a
+    second of it does not decode (:func:`undecodable_seconds`); nothing
     is left behind on failure."""
     tmp = temp_path_for(dst)
     try:
@@ -443,6 +541,15 @@ def normalize_clip(
         status, text = ffmpeg_report(["-v", "info", "-nostats", *args], timeout=timeout,
                                      max_lines=400, duration=info.duration,
                                      progress=progress)
+        if _TOO_MANY_PIXELS.search(text):
+            raise too_large_partway()
+        missing = undecodable_seconds(text, info)
+        if missing > ProbeLimits().max_missing_seconds:
+            raise ProbeRejected(
+                "incomplete",
+                f"About {missing:.1f} seconds of this video cannot be played: the file is "
+                "damaged or did not arrive whole (the upload was probably cut short). "
+                "Please upload the video again (on a steady connection).")
         if status != 0:
             raise FFmpegError(f"ffmpeg exited with status {status}", args, status,
                               "\n".join(text.splitlines()[-20:]))

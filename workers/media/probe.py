@@ -12,7 +12,8 @@ the input description it prints. The order matters for hostile files:
 4. only then read every packet of the streams a player would play (the real video, the
    default and enabled audio track), without decoding, to learn the length that really
    plays: a cut-off upload is rejected as incomplete, and a frame rate that the packets
-   contradict (a few-KB file "at 1,000 fps") is refused;
+   contradict (a few-KB file "at 1,000 fps") is refused; the container's own header
+   (an AVI's frame count, a fragmented MP4's last box) may say more was sent;
 5. decode one frame (with a pixel cap), to prove the video is playable.
 """
 
@@ -22,6 +23,7 @@ import logging
 import math
 import os
 import re
+import struct
 from dataclasses import asdict, dataclass
 
 from .ffmpeg import FFmpegError, ffmpeg_report, input_url, run_ffmpeg
@@ -352,9 +354,14 @@ def _parse_stream(index: int, kind: str, rest: str) -> dict:
         if pix:
             fields["pix_fmt"] = pix["pix"]
             fields["colour"] = _parse_colour(pix["props"] or "", pix["pix"])
-        sar = _SAR.search(rest)
-        if sar and int(sar["n"]) > 0 and int(sar["d"]) > 0:
-            fields["sar"] = (int(sar["n"]), int(sar["d"]))
+        # "480x360 [SAR 1:1 DAR 4:3], SAR 4:3 DAR 16:9": the bracket is the bitstream's
+        # (H.264 VUI), the second the container's (Matroska DisplayWidth/Height, MP4
+        # pasp), printed when they differ. Players, like av_guess_sample_aspect_ratio,
+        # take the container's
+        sars = [(int(m["n"]), int(m["d"])) for m in _SAR.finditer(rest)]
+        sars = [sar for sar in sars if sar[0] > 0 and sar[1] > 0]
+        if sars:
+            fields["sar"] = sars[-1]
     elif kind == "audio":
         rate = _RATE.search(rest)
         fields["sample_rate"] = int(rate["v"]) if rate else None
@@ -505,11 +512,23 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
         _check_pixel_rate(video, measured_fps, limits, slack=1.05)
     playable = max(ends.video_end, ends.audio_end or 0.0)
     stated = report.duration
+    # what ffmpeg reports of a file without its index is what remains: the container's
+    # own header says what was sent
+    claimed = container_claims(path, report.container, size)
+    if claimed.seconds is not None and (stated is None or claimed.seconds > stated):
+        stated = claimed.seconds
     if stated is not None and stated - playable > limits.max_missing_seconds:
         raise ProbeRejected(
             "incomplete",
             f"This video stops after {playable:.1f} seconds, but the file says it lasts "
             f"{stated:.1f} seconds: the upload was probably cut short. Please upload the "
+            "video again (on a steady connection).",
+        )
+    if claimed.cut:
+        raise ProbeRejected(
+            "incomplete",
+            f"This video stops after {playable:.1f} seconds, in the middle of a part the "
+            "file says is longer: the upload was probably cut short. Please upload the "
             "video again (on a steady connection).",
         )
     duration = playable if stated is None else min(stated, playable)
@@ -551,6 +570,86 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
              info.container, info.width, info.height, info.rotation, info.duration, info.fps,
              info.audio_codec, info.audio_stream)
     return info
+
+
+@dataclass(frozen=True)
+class ContainerClaims:
+    """What a container's own header says of its length, beyond what ffmpeg reports:
+    ``seconds`` (an AVI's frame count, kept when its index at the end is gone), ``cut``
+    (a fragmented MP4 whose last fragment's box runs past the end of the file)."""
+
+    seconds: float | None = None
+    cut: bool = False
+
+
+#: top-level ISO BMFF boxes whose data a cut upload loses
+_ISO_MEDIA_BOXES = {b"mdat", b"moof"}
+
+
+def container_claims(path: str, container: str, size: int) -> ContainerClaims:
+    """Read the container's header for the length it claims (:class:`ContainerClaims`):
+    AVI ``strh`` length × scale / rate of the first video stream (else ``avih``
+    dwTotalFrames × dwMicroSecPerFrame); for MP4/MOV whether a fragmented file's last
+    ``moof``/``mdat`` box claims more bytes than the file has. Anything unreadable
+    claims nothing."""
+    try:
+        with open(path, "rb") as fh:
+            if container == "avi":
+                return ContainerClaims(seconds=_avi_seconds(fh.read(1 << 20)))
+            if container.startswith("mov,"):
+                return ContainerClaims(cut=_iso_fragment_cut(fh, size))
+    except (OSError, ValueError, struct.error):
+        pass
+    return ContainerClaims()
+
+
+def _avi_seconds(head: bytes) -> float | None:
+    """The length the ``hdrl`` list of an AVI's first bytes states (seconds), or None."""
+    if head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"AVI ":
+        return None
+    at = head.find(b"LIST", 12)
+    if at < 0 or head[at + 8:at + 12] != b"hdrl":
+        return None
+    end = min(len(head), at + 8 + struct.unpack_from("<I", head, at + 4)[0])
+    at += 12
+    total: float | None = None
+    while at + 8 <= end:
+        fourcc, length = head[at:at + 4], struct.unpack_from("<I", head, at + 4)[0]
+        if fourcc == b"avih" and length >= 20:
+            us_per_frame, frames = struct.unpack_from("<I", head, at + 8)[0], struct.unpack_from(
+                "<I", head, at + 24)[0]
+            total = us_per_frame * frames / 1e6 if us_per_frame and frames else None
+        elif fourcc == b"LIST" and head[at + 8:at + 12] == b"strl":
+            strh = at + 12
+            if head[strh:strh + 4] == b"strh" and head[strh + 8:strh + 12] == b"vids":
+                scale, rate, _start, frames = struct.unpack_from("<4I", head, strh + 28)
+                if scale and rate and frames:
+                    return frames * scale / rate
+        at += 8 + length + (length & 1)
+    return total
+
+
+def _iso_fragment_cut(fh, size: int) -> bool:
+    """Whether a fragmented MP4 (one with ``moof`` boxes) stops inside its last media
+    box. Trailing bytes that are no box (an appended archive) end the walk."""
+    at, fragmented = 0, False
+    for _ in range(200_000):
+        if at + 8 > size:
+            return False
+        fh.seek(at)
+        header = fh.read(16)
+        length, kind = struct.unpack(">I4s", header[:8])
+        if length == 1 and len(header) == 16:
+            length = struct.unpack(">Q", header[8:16])[0]
+        if length == 0 or not re.fullmatch(rb"[a-z0-9 ]{4}", kind):
+            return False  # "to the end of the file", or not a box
+        if length < 8:
+            return False
+        fragmented = fragmented or kind == b"moof"
+        if at + length > size:
+            return fragmented and kind in _ISO_MEDIA_BOXES
+        at += length
+    return False
 
 
 def _check_picture(width: int, height: int, video: StreamInfo, limits: ProbeLimits) -> None:
@@ -747,11 +846,20 @@ def _unreadable(timed_out: bool) -> ProbeRejected:
                          "it again, or export it again from your phone or editor.")
 
 
+def decoder_pixel_cap(width: int, height: int) -> int:
+    """A decoder's ``-max_pixels`` for pictures up to ``width``×``height`` (coded
+    pixels): what a decoder allocates for such a picture passes, a larger one is
+    refused. Coded frames are padded to whole macroblocks and strides are aligned; the
+    MPEG-4 Part 2 / H.263 / FLV1 decoders also allocate an edge buffer of (line size +
+    64) × 280 (a 176×144 QCIF picture asks for 320×280), so small pictures get a floor
+    of 320 rows and 256 columns of margin."""
+    return (width + 256) * max(height + 64, 320)
+
+
 def _decode_one_frame(path: str, video: StreamInfo, *, timeout: float) -> None:
     """Decode the first video frame (to a 4x4 grey thumbnail on stdout) to prove that
     the stream plays. A decoder pixel cap stops a forged header from allocating more."""
-    # coded frames are padded to whole macroblocks, so leave a margin
-    max_pixels = ((video.width or 0) + 64) * ((video.height or 0) + 64)
+    max_pixels = decoder_pixel_cap(video.width or 0, video.height or 0)
     # one decoder thread: frame threads would each decode a frame before the first is
     # out (4K HEVC: 0.44 -> 0.29 CPU s, 270 -> 205 MB)
     args = ["-v", "error", "-threads", "1", "-max_pixels", str(max_pixels),
