@@ -382,6 +382,14 @@ NOTES_AMBIG_AWAY_S = 1.5
 AMBIG_MUSIC_SHARE = 0.4
 NOTES_AMBIG_MIN = 6.5
 NOTES_AMBIGUOUS = 0.3
+#: Part-only: a peak of the music score within RIVAL_S of the pick (a subdivision away) that
+#: the music score finds at least PART_SWITCH_SHARE as good and where the onsets' robust z
+#: beats the pick's by ONSETS_NEAR_MARGIN: the pick was made by harmony and phrasing (50 ms
+#: frames, broad on slow swells), which cannot place a part within a subdivision, against
+#: the onsets, which can; the confidence is multiplied by a sigmoid of the excess
+#: (``bench/sync/attack.py``: a piano take on a Choir Aahs guide, trusted 219 ms early,
+#: onset z 6.5 at the pick and 9.4 at the truth; calibration: ``bench/README.md``).
+ONSETS_NEAR_MARGIN = 2.0
 #: How many candidates a result lists.
 MAX_CANDIDATES = 5
 #: Candidates listed are at least this far apart (one peak's shoulders are not choices).
@@ -769,6 +777,14 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
     # the onsets may lock onto a click track (a metronome in the room) a fraction of a beat
     # off the notes: then the notes fall off near the pick, within a beat
     conf *= sigmoid(-(ev.notes_near(off) - ev.notes(off) - NOTES_NEAR_DROP) / 0.3)
+    # and, within a subdivision, only the onsets can place the part: a near peak the music
+    # score finds about as good where the onsets are clearly stronger leaves the pick to
+    # harmony and phrasing alone (slow swells in the guide make the chroma a plateau)
+    near_on = _onsets_near(ev, off, score)
+    if near_on is not None:
+        log.debug("part at %.4f: onsets prefer %.4f by %.1f", off, near_on[0], near_on[1])
+        seen.append(_Seen(near_on[0]))
+        conf *= sigmoid(-(near_on[1] - ONSETS_NEAR_MARGIN) / 0.3)
     # the notes may fit about as well at another offset far away: in imitative polyphony the
     # part's line recurs in another voice, and there the notes can even fit better than at
     # the truth (a Palestrina Kyrie, trusted 15 s off): a second answer, not a trusted one
@@ -802,6 +818,22 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
         seen.append(_Seen(near.offset, leak=near.z))
         return _result(near.offset, conf, "leak", near.drift_ppm, ev, seen)
     return _result(off, conf, "part", drift, ev, seen)
+
+
+def _onsets_near(ev: _Evidence, off: float, score: float) -> tuple[float, float] | None:
+    """The peak of the music score within :data:`RIVAL_S` of ``off`` (farther than 30 ms)
+    reaching :data:`PART_SWITCH_SHARE` of ``score`` whose onsets' robust z most exceeds the
+    one at ``off`` (each the best within 20 ms): (its offset, the excess), or None when no
+    such peak has stronger onsets."""
+    def onset_at(o: float) -> float:
+        i = ev.index(o)
+        return float(ev.co.onset_z[max(0, i - 2):i + 3].max())
+
+    here = onset_at(off)
+    near = [(o, onset_at(o) - here) for o, s in ev.coarse
+            if 0.03 < abs(o - off) <= RIVAL_S and s >= PART_SWITCH_SHARE * score]
+    best = max(near, key=lambda x: x[1], default=None)
+    return best if best is not None and best[1] > 0 else None
 
 
 def _notes_ambiguous(ev: _Evidence, off: float) -> float | None:
