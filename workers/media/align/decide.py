@@ -224,6 +224,24 @@ Then (fourth pass, the same evening):
   on the bench's corpora. A take 173 ms off on slow swells (the tester's ``slow_attack_03``)
   lost its trust too.
 
+Then (2026-12-04, fifth pass; issue 9 item 2, slow attacks):
+
+- ``bench/sync/attack.py`` isolates the attacks: the same chorale part on piano, strings,
+  slow strings (programme 49), choir aahs and flute against guides on piano, organ, strings
+  and choir aahs, in score time, dry. The part-only offset (halfway between the onset lobe's
+  centre and its early edge) read organ guides 11-17 ms early for every take and slow strings
+  15-34 ms late. The onset strength of a note lasts as long as its energy rises, so its
+  centre comes later for a slow attack; its rise (:func:`~.music.attack_onsets`) marks where
+  the note begins whatever the attack, and :func:`~.music.fine_offset` now reads the lobe
+  centre of the attack curves' correlation, the same operator on guide and take (organ guides
+  4-10 ms early; slow strings still 4-38 ms late, and never trusted on that corpus).
+- a piano take on a Choir Aahs guide was trusted 219 ms early (0.55): the guide's swells
+  make its chroma a plateau, and a peak of the music score a subdivision early won on
+  harmony (onset z 6.5 there, 9.4 at the truth). A peak within ``RIVAL_S`` reaching
+  ``PART_SWITCH_SHARE`` of the pick's music score whose onsets' z beats the pick's by
+  ``ONSETS_NEAR_MARGIN`` = 2 now takes the trust away (sigmoid, scale 0.3), and is a
+  candidate. Its cost in right part-only takes is in ``bench/README.md``.
+
 Still trusted wrong (the issue stays open): realistic part-only takes read 46-48 ms early with
 a small spread (their local offsets agree: the bias is in how slow attacks in the guide and the
 take are measured, not in the performer's timing), and the tester's takes with slow swells read
