@@ -390,6 +390,12 @@ ONSET_SUPPORT_MID = 3.8
 #: at which confidence halves, and the sigmoid's scale (calibration: the module's notes).
 PART_SE_MID = 0.008
 PART_SE_SLOPE = 0.0015
+#: Part-only: the median of the take's local offsets (:func:`~.music.local_timing`) may lie at
+#: most about this far from the pick (s; sigmoid, scale LOCAL_MEDIAN_SLOPE): a right trusted
+#: part-only take on realistic seeds 1-3 and synthetic seed 1 reads at most 23.5 ms; realistic
+#: seed 3's part-10 (a voice-oohs take, rubato +-42 ms, trusted 42 ms early) read +82 ms.
+LOCAL_MEDIAN_MID = 0.045
+LOCAL_MEDIAN_SLOPE = 0.004
 #: Part-only: another offset farther than NOTES_AMBIG_AWAY_S where the notes reach
 #: NOTES_AMBIG_SHARE of the pick's pitch z and NOTES_AMBIG_MIN (short takes reach 6.5 by
 #: chance elsewhere), and the music score AMBIG_MUSIC_SHARE of the pick's, is a second answer
@@ -827,6 +833,9 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
         log.debug("part timing at %.4f: n %d median %+.1f ms spread %.1f ms se %.1f ms", off,
                   timing.n, 1e3 * timing.median, 1e3 * timing.spread, 1e3 * timing.se)
         conf *= sigmoid((PART_SE_MID - timing.se) / PART_SE_SLOPE)
+        # and the windows must agree with the single offset: their median far from it means
+        # the whole-take lobe sits where few windows put the take (seed 3 part-10: +82 ms)
+        conf *= sigmoid((LOCAL_MEDIAN_MID - abs(timing.median)) / LOCAL_MEDIAN_SLOPE)
     else:
         log.debug("part timing at %.4f: none", off)
     if conf < 0.1:
