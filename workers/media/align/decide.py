@@ -241,6 +241,11 @@ Then (2026-12-04, fifth pass; issue 9 item 2, slow attacks):
   ``PART_SWITCH_SHARE`` of the pick's music score whose onsets' z beats the pick's by
   ``ONSETS_NEAR_MARGIN`` = 2 now takes the trust away (sigmoid, scale 0.3), and is a
   candidate. Its cost in right part-only takes is in ``bench/README.md``.
+- realistic seed 3's part-10 (voice oohs on a piano guide, rubato +-42 ms) read 42 ms early
+  and trusted (0.52): its 5 s windows put the take +82 ms from the pick. The median of the
+  local offsets may lie about ``LOCAL_MEDIAN_MID`` = 45 ms from the pick (right trusted
+  part-only takes of realistic seeds 1-3 and synthetic seed 1: at most 23.5 ms); re-aligning
+  every part-only take of those corpora changed the trust of that one take only.
 
 Still trusted wrong (the issue stays open): realistic part-only takes read 46-48 ms early with
 a small spread (their local offsets agree: the bias is in how slow attacks in the guide and the
