@@ -570,9 +570,10 @@ def bowed_take(seed: int, offset: float) -> tuple[np.ndarray, np.ndarray]:
 
 def test_slow_attacks_are_read_at_the_centre_of_the_notes_not_trusted_far_off():
     """Bowed notes swell for 80 ms against a piano guide: their evidence comes late, and so
-    does what a listener hears (a swell's perceptual attack). The lobe's centre reads them
-    25-35 ms late, never early, and a take read over 40 ms off is never trusted (the early
-    edge read these near zero but read takes against slow guides 30-200 ms early)."""
+    does what a listener hears (a swell's perceptual attack). Read on the attack curves
+    (:func:`~workers.media.align.music.attack_onsets`) they come 10-22 ms late (18-22 ms on
+    the onset lobe before), never early, and a take read over 40 ms off is never trusted (the
+    early edge read these near zero but read takes against slow guides 30-200 ms early)."""
     errors = []
     for seed in (41, 42, 43, 44, 45, 46):
         guide, clip = bowed_take(seed, 4.0)

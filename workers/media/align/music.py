@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -229,22 +229,45 @@ def onset_leading_edge(fg: Features, fc: Features, off: float) -> float:
     return float(np.clip(edge, peak_at - 0.1, peak_at))
 
 
-def fine_offset(fg: Features, fc: Features, off: float) -> float:
-    """The part-only offset near the music score's pick ``off``: halfway between the onset
-    lobe's centre (:func:`onset_lobe_centre`) and its early edge (:func:`onset_leading_edge`),
-    each at most :data:`LOBE_MAX_SHIFT_S` from ``off`` (else ``off`` stands for it).
+#: The attack curve (:func:`attack_onsets`): the onset strength's rise over this many frames.
+ATTACK_RISE_FRAMES = 2
 
-    The edge is right when the take's own attacks are the slow side (a real sung take,
-    ``shared/cases/sync`` part-a: edge +15 ms, centre +48 ms); the centre is right when the
-    spread is the performer's timing (jitter, rubato: edge 15-24 ms early on clean renders)
-    or the guide's attacks are the slow ones (string, organ, Choir Aahs guides: edge 30-70 ms
-    early). Halfway errs by half of either's error; on bench/sync's realistic seeds 1-3 the
-    part-only picks were as close as with either alone (median about 15 ms)."""
-    centre = onset_lobe_centre(fg, fc, off)
-    edge = onset_leading_edge(fg, fc, off)
-    if abs(edge - off) > LOBE_MAX_SHIFT_S:
-        edge = off
-    return 0.5 * (centre + edge)
+
+def attack_onsets(onset: np.ndarray) -> np.ndarray:
+    """Where notes begin: the rise of the onset strength ``onset`` (10 ms frames, any
+    length) over :data:`ATTACK_RISE_FRAMES`, its positive part; same shape, float32.
+
+    The onset strength (log spectral flux) of a note lasts as long as its energy rises: a few
+    ms for a piano, 40-300 ms for an organ pipe, a bowed or sung note; its centre comes that
+    much after the note begins, and a take and a guide whose attacks differ are read off by
+    the difference (issue 9 item 2; ``bench/sync/attack.py``: organ guides 12-17 ms early,
+    strings and choir guides against a piano or flute take 6-14 ms early). Its rise is where
+    the note begins, whatever the attack lasts, so guide and take are measured the same way:
+    the same operator with the same smoothing on both (the onset strength's own 20 ms
+    difference and 32 ms frames)."""
+    k = ATTACK_RISE_FRAMES
+    out = np.zeros(len(onset), dtype=np.float32)
+    if len(onset) > k:
+        out[k:] = np.maximum(onset[k:] - onset[:-k], 0.0)
+    return out
+
+
+def fine_offset(fg: Features, fc: Features, off: float) -> float:
+    """The part-only offset near the music score's pick ``off`` (seconds): the centre of the
+    main lobe of the correlation of the guide's and the take's attack curves
+    (:func:`attack_onsets`, read as :func:`onset_lobe_centre` reads the onset curves; at most
+    :data:`LOBE_MAX_SHIFT_S` from ``off``, else ``off``).
+
+    The lobe's centre is the mean of the notes' displacements (a performer's jitter and rubato
+    spread them early and late); reading it on the attack curves rather than on the onset
+    strength removes most of the bias from attacks that differ between guide and take. On
+    ``bench/sync/attack.py`` (4 chorales, guides on piano, organ, strings, choir; takes on
+    piano, strings, slow strings, choir, flute), median signed errors per pair: before
+    (halfway between the onset lobe's centre and its early edge) -16.7 to +20.4 ms, the organ
+    guides -12 to -17 ms; after -11 to +20 ms, the organ guides -5 to -11 ms; slow strings
+    (programme 49, swells of 200 ms and more) still read 7-20 ms late."""
+    return onset_lobe_centre(replace(fg, onset=attack_onsets(fg.onset)),
+                             replace(fc, onset=attack_onsets(fc.onset)), off)
 
 
 #: Part-only timing spread (:func:`local_timing`): window length and step (s), and how far
