@@ -76,3 +76,43 @@ def test_media_sent_by_the_app_without_the_setting(app, campaign):
     answer = app.test_client().get(f"/media/{ids['output']}", headers={"Range": "bytes=0-2"})
     assert answer.status_code == 206 and answer.data == b"mp4"
     assert "X-Accel-Redirect" not in answer.headers
+
+
+def test_proxy_template_names_only_what_compose_gives_it_and_nginx_accepts_it(tmp_path):
+    """Every ``${TUTTI_*}`` of portal/proxy.conf.template is set by docker-compose.yml's
+    proxy service (the nginx image leaves a missing one as text: a broken config), and
+    nginx, where installed, accepts the file as bench/load fills it in."""
+    import re
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    from bench.load.run import TEMPLATE, render_template_file
+
+    root = Path(__file__).resolve().parents[2]
+    compose = (root / "docker-compose.yml").read_text()
+    proxy = compose[compose.index("\n  proxy:"):compose.index("\n  worker-intake:")]
+    given = set(re.findall(r"^\s+(TUTTI_[A-Z0-9_]+):", proxy, re.M))
+    named = set(re.findall(r"\$\{(TUTTI_[A-Z0-9_]+)\}", TEMPLATE.read_text()))
+    assert named and named <= given, f"not set for the proxy: {sorted(named - given)}"
+    assert "proxy.conf.template:/etc/nginx/templates/" in proxy
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists()
+                                      else None)
+    if nginx is None:
+        pytest.skip("nginx is not installed")
+    (tmp_path / "cache").mkdir()
+    server = render_template_file(TEMPLATE, {
+        "TUTTI_PROXY_LISTEN": "127.0.0.1:1", "TUTTI_PAGES_UPSTREAM": "127.0.0.1:2",
+        "TUTTI_UPLOADS_UPSTREAM": "127.0.0.1:3", "TUTTI_MEDIA_ROOT": str(tmp_path),
+        "TUTTI_PROXY_CACHE": str(tmp_path / "cache"), "TUTTI_MAX_UPLOAD_MB": "1024",
+        "TUTTI_WATCH_CACHE_SECONDS": "10"})
+    (tmp_path / "tutti.conf").write_text(server)
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path / 'nginx.pid'};\nerror_log {tmp_path / 'error.log'};\n"
+        f"events {{}}\nhttp {{\n include /etc/nginx/mime.types;\n"
+        f" include {tmp_path / 'tutti.conf'};\n}}\n")
+    check = subprocess.run([nginx, "-t", "-q", "-c", str(tmp_path / "nginx.conf")],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
