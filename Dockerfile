@@ -1,4 +1,7 @@
-# One image for the web app and the workers; only the command differs.
+# One image for the page server, the uploads server and the workers; only the command differs
+# (docker-compose.yml: web = gunicorn, uploads = the same gunicorn at a lower CPU weight,
+# worker-* = `tutti worker`, beat). nginx in front is the official nginx image with
+# portal/proxy.conf.template; it reads the media volume to send files by X-Accel-Redirect.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app

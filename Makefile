@@ -115,9 +115,12 @@ bench-upload: $(STAMP)
 bench-faults: $(STAMP)
 	$(BIN)/python -m bench.faults $(BENCH_FAULTS_ARGS)
 
-# gunicorn under locust: tus uploads and viewers streaming the mash-up
+# gunicorn under locust: tus uploads and viewers streaming the mash-up; one gunicorn, then
+# nginx + page server + uploads server (docker-compose.yml's topology)
 bench-load: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[load]'
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || \
+	  echo "bench-load: the split topology needs nginx (Debian: apt-get install nginx)"
 	$(BIN)/python -m bench.load $(BENCH_LOAD_ARGS)
 
 clean:

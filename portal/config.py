@@ -50,6 +50,13 @@ SETTINGS: dict[str, tuple[object, type]] = {
     # a clip file's signed URL (thumbnail, clip, contact sheet) works for this long: a URL
     # copied from a page stops working after a decline, a withdrawal or a removed member
     "MEDIA_URL_HOURS": (6, int),
+    # behind the proxy of the production set-up (portal/proxy.conf.template): media answers
+    # carry "X-Accel-Redirect: <this prefix><key>" and no body, and nginx sends the file
+    # (ranges, sendfile) from its internal location. Empty: the app sends the bytes itself
+    "MEDIA_ACCEL_REDIRECT": ("", str),
+    # how long a shared cache (the proxy) may keep a watch page asked for without a cookie;
+    # browsers revalidate every time (ETag: an unchanged page is a 304). 0: no shared cache
+    "WATCH_CACHE_SECONDS": (10, int),
     "LOGIN_LIMIT_ACCOUNT": ("5 per minute; 20 per hour", str),  # failed log-ins per e-mail
     "LOGIN_LIMIT_ADDRESS": ("10 per minute; 50 per hour", str),  # failed log-ins per address
     "UPLOAD_LIMIT_ADDRESS": ("60 per hour", str),  # new uploads per client address

@@ -1291,10 +1291,17 @@ def _draw_part(job: Render, part: int, beat: Heartbeat) -> bool:
 
 
 def _after_part(render_id: int) -> None:
+    """A part landed: record the progress and, with every part there, send the join. A
+    part that lands after its render failed or was cancelled (another part's worker
+    removed the folder while this one was still drawing) is removed with the folder."""
     db.session.expire_all()
     job = db.session.get(Render, render_id, with_for_update=True)
     if job is None or job.status != "running":
+        ended = job is not None and job.status in ("failed", "cancelled")
+        folder = _keys(job)[0] if ended else None
         db.session.rollback()
+        if folder is not None:
+            storage().delete_prefix(folder)
         return
     store = storage()
     parts = _parts(job)

@@ -1,5 +1,6 @@
 """Locust users for ``bench/load``: participants sending 20 MB clips through tus while
-viewers open the watch page and stream the mash-up with range requests. Settings come
+viewers open the watch page (again with its ETag, as a browser does) and stream the mash-up
+with range requests. Settings come
 from the environment the bench sets: TUTTI_LOAD_SLUG, TUTTI_LOAD_MEDIA (the mash-up's
 URL path), TUTTI_LOAD_MEDIA_SIZE, TUTTI_LOAD_CLIP_MB, TUTTI_LOAD_CHUNK_MB."""
 
@@ -19,7 +20,7 @@ CHUNK = int(float(os.environ.get("TUTTI_LOAD_CHUNK_MB", "5")) * 1024 * 1024)
 RANGE = 1024 * 1024  # what a player asks for at a time
 TUS = {"Tus-Resumable": "1.0.0"}
 PAYLOAD = os.urandom(CHUNK)  # the same bytes for every chunk: the server only stores them
-uploaded = {"bytes": 0, "clips": 0}
+uploaded = {"bytes": 0, "clips": 0, "not_modified": 0}
 
 
 def _metadata(name: str) -> str:
@@ -61,9 +62,17 @@ class Viewer(HttpUser):
     fixed_count = int(os.environ.get("TUTTI_LOAD_VIEWERS", "200"))
     wait_time = between(1, 3)
 
+    etag = ""  # the watch page's, from this viewer's last visit
+
     @task(3)
     def watch(self) -> None:
-        self.client.get(f"/watch/{SLUG}", name="watch page")
+        """A browser asks again with the ETag it was given (``If-None-Match``)."""
+        headers = {"If-None-Match": self.etag} if self.etag else {}
+        answer = self.client.get(f"/watch/{SLUG}", name="watch page", headers=headers)
+        if answer.status_code == 304:
+            uploaded["not_modified"] += 1
+        elif answer.headers.get("ETag"):
+            self.etag = answer.headers["ETag"]
 
     @task(6)
     def stream(self) -> None:
@@ -81,4 +90,4 @@ def _report(environment, **_kwargs) -> None:
     path = os.environ.get("TUTTI_LOAD_UPLOADED")
     if path:
         with open(path, "w") as out:
-            out.write(f"{uploaded['bytes']} {uploaded['clips']}\n")
+            out.write(f"{uploaded['bytes']} {uploaded['clips']} {uploaded['not_modified']}\n")

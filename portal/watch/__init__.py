@@ -6,8 +6,21 @@ import base64
 import hashlib
 import hmac
 import time
+from urllib.parse import quote
 
-from flask import Blueprint, abort, current_app, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    get_flashed_messages,
+    make_response,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import defer, selectinload
 
@@ -110,10 +123,34 @@ def watch(slug: str):
             name = clip.thumbnail_key.rsplit("/", 1)[-1]
             thumbs[clip.id] = (f"{base}{clip.media_id}/{name}?e={expires}"
                                f"&k={media_signature(clip.media_id, name, expires)}")
-    return render_template("watch/watch.html", campaign=campaign, render=render,
-                           credits=credits, performers=performers, page=page, pages=pages,
-                           q=q, found=found, per_page=CREDITS_PER_PAGE, spots=spots,
-                           thumbs=thumbs)
+    page_html = render_template("watch/watch.html", campaign=campaign, render=render,
+                                credits=credits, performers=performers, page=page,
+                                pages=pages, q=q, found=found, per_page=CREDITS_PER_PAGE,
+                                spots=spots, thumbs=thumbs)
+    return revalidated(make_response(page_html))
+
+
+def revalidated(response: Response) -> Response:
+    """The watch page with an ETag (the body's digest: a viewer's browser asking again
+    with ``If-None-Match`` gets a 304 without the body) and its Cache-Control: the
+    same page for everyone (no organizer logged in, no message to show) may be kept by
+    a shared cache, the proxy, for ``TUTTI_WATCH_CACHE_SECONDS`` (``s-maxage``), and
+    browsers revalidate it each time (``max-age=0``); a page shown to one person is
+    ``private, no-cache``. Between two requests the page changes only when the
+    campaign, its published render or a performer's details change, so a viewer may
+    see the previous page for at most those seconds."""
+    response.add_etag()
+    # peek at the messages without taking them: the page just rendered showed them
+    personal = current_user.is_authenticated or bool(get_flashed_messages())
+    seconds = int(current_app.config.get("WATCH_CACHE_SECONDS", 0))
+    if personal or seconds <= 0:
+        response.cache_control.private = True
+        response.cache_control.no_cache = True
+    else:
+        response.cache_control.public = True
+        response.cache_control.max_age = 0
+        response.cache_control.s_maxage = seconds
+    return response.make_conditional(request)
 
 
 def published_render(campaign: Campaign) -> Render | None:
@@ -235,8 +272,17 @@ def _send(key: str):
     if not path.is_file() or "/original" in key or key.startswith(("proxies/", "handoffs/")):
         abort(404)
     mimetype = MIME.get(path.suffix.lower(), "application/octet-stream")
-    response = send_file(path, mimetype=mimetype, conditional=True, max_age=3600)
-    response.headers["Accept-Ranges"] = "bytes"
+    accel = current_app.config.get("MEDIA_ACCEL_REDIRECT")
+    if accel:
+        # the proxy sends the file (ranges, conditional requests, sendfile): Python
+        # decides only whether it may be seen, and copies no bytes
+        response = current_app.response_class(mimetype=mimetype)
+        response.headers["X-Accel-Redirect"] = accel.rstrip("/") + "/" + quote(key)
+        response.cache_control.public = True
+        response.cache_control.max_age = 3600
+    else:
+        response = send_file(path, mimetype=mimetype, conditional=True, max_age=3600)
+        response.headers["Accept-Ranges"] = "bytes"
     if not is_public(key):
         response.cache_control.public = False
         response.cache_control.private = True

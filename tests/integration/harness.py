@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -33,9 +34,22 @@ TEMP_NAME = re.compile(r"^\.(?:.+\.tmp(?:\.[A-Za-z0-9.]+)?|tutti-titles-.+|.+\.l
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A TCP port free on 127.0.0.1: any the kernel gives, or one of the range
+    ``TUTTI_TEST_PORTS`` (``"5900-5999"``) when set, so that jobs sharing a machine
+    keep to the ports they were given. Raises OSError when the range is full."""
+    wanted = os.environ.get("TUTTI_TEST_PORTS", "")
+    if not wanted:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+    low, _, high = wanted.partition("-")
+    ports = list(range(int(low), int(high or low) + 1))
+    random.shuffle(ports)
+    for port in ports:
+        with socket.socket() as probe, contextlib.suppress(OSError):
+            probe.bind(("127.0.0.1", port))
+            return port
+    raise OSError(f"no free port in TUTTI_TEST_PORTS={wanted}")
 
 
 def _wait(predicate, timeout: float, what: str, period: float = 0.1):

@@ -358,6 +358,39 @@ def test_media_route_never_serves_originals_or_escapes(app, client, campaign, me
     assert client.get("/media/.tmp/x").status_code == 404
 
 
+def test_a_part_that_lands_after_its_render_failed_is_removed(app, campaign, media_files,
+                                                              monkeypatch):
+    """bench/faults (full disk, 1 run in 20): one part failed on the full disk and the
+    render's folder was removed while another worker was still drawing its segment; that
+    segment then landed in the failed render's folder and stayed there for ever."""
+    sent: list[tuple] = []
+    monkeypatch.setattr(services, "enqueue", lambda name, *args: sent.append((name, *args)))
+    monkeypatch.setattr(pipeline, "enqueue", lambda name, *args: sent.append((name, *args)))
+    app.config["DISTRIBUTED_RENDER"] = True
+    app.config["RENDER_SEGMENT_SECONDS"] = 1
+    _approved(app, campaign, media_files, "landscape", "portrait")
+    store = app.extensions["tutti.storage"]
+
+    def late_writer(job, part, _beat):
+        # the other part's worker fails the render (disk full) and removes its folder...
+        pipeline._fail_render(job, "The media disk is full")
+        # ...while this one's segment is written in full just after
+        store.path_for_writing(pipeline._part_key(job, part)).write_bytes(b"segment")
+        return True
+
+    with app.app_context():
+        job_id = services.request_render(services.get_campaign(campaign)).id
+        pipeline.render(job_id)
+        job = db.session.get(Render, job_id)
+        folder = store.path(pipeline._keys(job)[0])
+        monkeypatch.setattr(pipeline, "_draw_part", late_writer)
+        pipeline.render_part(job_id, 0)
+        db.session.expire_all()
+        assert db.session.get(Render, job_id).status == "failed"
+        assert not folder.exists(), sorted(folder.rglob("*"))
+        assert not any(s[0] == "tutti.join_render" for s in sent)
+
+
 def test_distributed_render_runs_parts_then_joins(app, campaign, media_files, monkeypatch):
     """Segments and the sound as separate tasks, in any order, joined without
     re-encoding; a duplicated part message changes nothing."""
