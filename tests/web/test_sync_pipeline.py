@@ -216,6 +216,13 @@ def test_a_take_recorded_on_the_page_keeps_its_timing_and_the_sound_wins(app, cl
     bad = client.post("/api/v1/uploads", headers={**tus, "Upload-Metadata": metadata(
         **fields, record_start_s="-0.7", output_latency_s="12")})
     assert bad.status_code == 400 and "output_latency_s" in bad.get_json()["error"]
+    # red team F6: what Python's float() would take is refused, the key named
+    for key, raw in (("record_start_s", "-7_1"), ("record_start_s", "-\u0667.\u0661"),
+                     ("record_start_s", "1e-400"), ("input_latency_s", " 0.01 "),
+                     ("latency_calibrated", "maybe"), ("recorder_mime", "<script>")):
+        odd = client.post("/api/v1/uploads", headers={**tus, "Upload-Metadata": metadata(
+            **{**fields, "record_start_s": "-0.7", key: raw})})
+        assert odd.status_code == 400 and key in odd.get_json()["error"], (key, raw)
     # the device says the guide began 30 ms later than it did (a latency it under-reports)
     made = client.post("/api/v1/uploads", headers={**tus, "Upload-Metadata": metadata(
         **fields, record_start_s=f"{-(DELAY + 0.03)}", output_latency_s="0.02",
