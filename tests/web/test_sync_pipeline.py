@@ -283,7 +283,7 @@ def test_a_late_audio_start_over_a_second_is_taken_out_of_the_recorded_start(
 
 
 def test_a_recorded_start_ten_seconds_from_the_sound_leaves_the_take_to_an_organizer(
-        app, client, guided, sync_media, monkeypatch):
+        app, client, organizer_client, guided, sync_media, monkeypatch):
     """Red team W1: the page's clock and the sound 10 s apart (a phrase repeat fooled one
     of them): not trusted unless the sound is strong on its own, said plainly, the sound's
     place kept first here (nothing near the prior supports the take more). The bar for
@@ -302,3 +302,11 @@ def test_a_recorded_start_ten_seconds_from_the_sound_leaves_the_take_to_an_organ
         assert clip.sync_confidence <= prior.PRIOR_CONFLICT_CONFIDENCE
         assert abs(clip.offset_seconds - DELAY) < 0.005
         assert clip.record_error_ms == pytest.approx(-10000.0, abs=5.0)
+        # the clip page marks the place the recording page's clock points at
+        clip.sync_candidates = [*clip.sync_candidates, {
+            "offset_seconds": DELAY + 10.0, "music": 20.0, "notes": 1.0, "claps": 0,
+            "leak": 0.0, "prior": True}]
+        db.session.commit()
+    page = organizer_client.get(f"/organize/clips/{clip_id}").get_data(as_text=True)
+    assert page.count("own clock points here") == 1
+    assert f"offset={DELAY + 10.0:.4f}" in page
