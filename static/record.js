@@ -1115,20 +1115,28 @@
     current = null;
     review.hidden = true;
     $("record-save").hidden = true;
-    if (old) { forget(old.id).catch(function () {}); }
     show(["record", "calibrate"]);
     say("The take was discarded. Press Record to record another.", false);
     buttons.record.focus();
+    // then another kept take, if there is one (two tabs, a retake cut off)
+    (old ? forget(old.id) : Promise.resolve()).catch(function () {}).then(function () {
+      return offerKept("The take was discarded. ");
+    });
   });
 
   // A take from an earlier visit: one cut off mid-recording (the tab closed, the browser
   // crashed: put together from the chunks that were kept), one recorded and not sent, or
   // one whose sending did not finish (it goes on by itself).
-  keptTakes().then(function (takes) {
+  // More than one may be kept (two tabs, a retake cut off): the newest is offered, and the
+  // others are said to be there and offered in turn once it is sent or discarded.
+  const offerKept = function (after) {
+   return keptTakes().then(function (takes) {
     const mine = (takes || []).filter(function (t) { return t.campaign === campaign; })
       .sort(function (a, b) { return b.created - a.created; });
     if (!mine.length || current || (recorder && recorder.state !== "inactive")) { return null; }
     const take = mine[0];
+    const more = mine.length > 1 ? " " + (mine.length - 1) + " more take" + (mine.length > 2 ? "s are" : " is") +
+      " kept on this device; " + (mine.length > 2 ? "they are" : "it is") + " offered once this one is sent or discarded." : "";
     return bytesOf(take).then(function (blob) {
       if (!blob.size) { return forget(take.id); }
       if (current || (recorder && recorder.state !== "inactive")) { return null; }
@@ -1138,13 +1146,15 @@
         offer(take, "Your take was not sent completely; sending goes on now.", false);
         send(take);
       } else if (take.state === "recording") {
-        offer(take, "A take was cut off when this page closed; what was recorded until then " +
-              "is kept (" + Math.round(blob.size / 1024) + " kB). Play it back, Send it, or Discard it.", false);
+        offer(take, (after || "") + "A take was cut off when this page closed; what was recorded until then " +
+              "is kept (" + Math.round(blob.size / 1024) + " kB). Play it back, Send it, or Discard it." + more, false);
       } else {
-        offer(take, "A take you recorded earlier is kept on this device: play it back, Send it, " +
-              "Discard it, or Record again.", false);
+        offer(take, (after || "") + "A take you recorded earlier is kept on this device: play it back, Send it, " +
+              "Discard it, or Record again." + more, false);
       }
       return null;
     });
-  }).catch(function () { /* private browsing without IndexedDB: recording still works */ });
+   }).catch(function () { /* private browsing without IndexedDB: recording still works */ });
+  };
+  offerKept();
 })();

@@ -820,3 +820,27 @@ def test_a_campaign_without_a_guide_says_why_there_is_no_recording(live, page):
     assert not page.locator("#record").count()
     said = page.locator("#record-no-guide").inner_text()
     assert "no guide track" in said and "upload" in said
+
+
+def test_takes_kept_from_two_tabs_are_both_offered_in_turn(live, page, campaign):
+    """F4: two tabs each recorded a take: the page offers the newest, says another is
+    kept, and offers it once the newest is discarded."""
+    page.goto(f"{live['base']}/c/{campaign}")
+    record_for(page, 4.5)
+    other = page.context.new_page()
+    other.goto(f"{live['base']}/c/{campaign}")
+    wait_note(other, "recorded earlier")
+    # a second take beside the first, as another tab that recorded at the same time made
+    other.evaluate("document.getElementById('record-start').click()")
+    wait_note(other, "Recording")
+    other.wait_for_timeout(4500)
+    other.click("#record-stop")
+    wait_note(other, "kept on this device")
+    other.close()
+    page.reload()
+    said = wait_note(page, "1 more take is kept")
+    assert "offered once this one is sent or discarded" in said
+    page.click("#record-discard")
+    wait_note(page, "The take was discarded. A take you recorded earlier")
+    assert page.locator("#record-send").is_visible()
+    assert len(page.evaluate(KEPT)) == 1
