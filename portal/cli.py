@@ -500,7 +500,8 @@ def align(guide: str, clip: str, as_json: bool, record_start: float | None) -> N
     from workers.media.align.prior import RecordTiming, check_prior
 
     try:
-        result = align_files(guide, clip)
+        result = align_files(guide, clip, prior_offset=None if record_start is None
+                             else -record_start)
     except AlignError as exc:
         click.echo(f"{clip}: {exc.reason}", err=True)
         sys.exit(1)
@@ -511,17 +512,20 @@ def align(guide: str, clip: str, as_json: bool, record_start: float | None) -> N
     if as_json:
         body = result.to_json_dict()
         if check is not None:
-            body["record_error_ms"] = round(check.error_ms, 2)
+            body["record_error_ms"] = (None if check.error_ms is None
+                                       else round(check.error_ms, 2))
             body["record_agrees"] = check.agrees
+            body["record_conflict"] = check.conflict
         click.echo(json.dumps(body))
     else:
         verdict = "synced" if result.trusted else "needs a manual check"
         click.echo(f"offset {result.offset_seconds:+.3f} s, confidence {result.confidence:.2f} "
                    f"(threshold {CONFIDENCE_THRESHOLD:.2f}: {verdict}), method {result.method}, "
                    f"drift {result.drift_ppm:+.0f} ppm")
-        if check is not None:
+        if check is not None and check.error_ms is not None:
             click.echo(f"recorded start {'agrees' if check.agrees else 'disagrees'}: the sound "
-                       f"is {check.error_ms:+.1f} ms from it")
+                       f"is {check.error_ms:+.1f} ms from it"
+                       + (" (too far: not trusted)" if check.conflict else ""))
 
 
 @main.command()

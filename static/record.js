@@ -25,6 +25,12 @@
   const COUNT_IN = 3;            // seconds of counting before the guide
   const TAIL = 0.5;              // seconds recorded after the guide ends
   const SHORT = 3;               // a take shorter than this (s) gets a word
+  const MIN_TAKE = 1;            // a take shorter than this (s) holds nothing: not offered
+  const MIN_SUNG = 0.5;          // a take must run this far past the count-in to be sent (s)
+  // the largest delay a calibration here can measure (the clicks are looked for from -0.2
+  // to +0.5 s): a stored one beyond it is damaged and is not used
+  const MAX_CALIBRATION = 0.5;
+  const MAX_LATENCY = 1;         // what the server takes for any latency (s)
   const CHUNK = 4 * 1024 * 1024; // bytes per PATCH, as upload.js
   const LATENCY_KEY = "tutti-latency";
   const DB_NAME = "tutti-takes";
@@ -177,7 +183,12 @@
       // a delay measured by another way of reading the start (older pages: the tap) holds
       // that way's own delays: measure again
       if (saved && typeof saved.input_latency_s === "number" && (saved.clock || "tap") === CLOCK) {
-        return saved;
+        if (isFinite(saved.input_latency_s) && Math.abs(saved.input_latency_s) <= MAX_CALIBRATION) {
+          return saved;
+        }
+        // a delay no measurement here gives (a damaged or hand-made entry): forgotten, so
+        // that every take is not refused for it
+        localStorage.removeItem(LATENCY_KEY);
       }
     } catch (e) { /* a damaged entry: measure again */ }
     return null;
@@ -450,7 +461,28 @@
     tick();
   };
 
-  const startRecording = function () {
+  // ``previous``: the take this one is to replace ("Record again"). It is kept until the new
+  // take holds singing of its own (a chunk kept past the count-in), so a camera that
+  // cannot start, or a take stopped at once, loses nothing: the previous take is offered
+  // again.
+  let starting = false;   // a recording is being set up: a second Record is ignored
+  let replacing = null;   // the take the one being recorded will replace, while it may
+  const retire = function () {
+    const old = replacing;
+    replacing = null;
+    if (old) { forget(old.id).catch(function () {}); }
+  };
+  const offerPrevious = function (text) {
+    const old = replacing;
+    replacing = null;
+    if (!old) { return false; }
+    offer(old, text + " Your previous take is still here: Send it, play it back, or Record again.", true);
+    return true;
+  };
+  const startRecording = function (previous) {
+    if (starting || (recorder && recorder.state !== "inactive")) { return; }
+    starting = true;
+    replacing = previous || null;
     show([]);
     say("Getting the camera, the microphone and the guide ready…", false);
     let mime = "";
@@ -511,7 +543,12 @@
         chunks.push(e.data);
         const n = seq;
         seq += 1;
-        write(function () { return keepChunk(take.id, n, e.data); });
+        write(function () {
+          return keepChunk(take.id, n, e.data).then(function () {
+            // past the count-in and kept: the take replaces the previous one now
+            if (!unkept && (n + 1) * CHUNK_MS >= (COUNT_IN + MIN_SUNG) * 1000 && recording === take) { retire(); }
+          });
+        });
         if (!early && seq >= EARLY_CHUNKS && tapped) { early = anchorEarly(new Blob(chunks, { type: mime })); }
       };
       // The take's first sample found on the guide's clock from its first seconds, while it
@@ -585,25 +622,32 @@
       source = ctx.createBufferSource();
       source.buffer = guide;
       source.connect(ctx.destination);
+      // this take's recorder, not whichever is recording half a second later: stopping the
+      // guide by hand ends it too, and "Record again" may have started another by then
+      const mine = recorder;
       source.onended = function () {
-        setTimeout(function () { if (recorder && recorder.state === "recording") { recorder.stop(); } },
-                   TAIL * 1000);
+        setTimeout(function () { if (mine.state === "recording") { mine.stop(); } }, TAIL * 1000);
       };
       source.start(guideAt);
       countDown(guideAt);
+      starting = false;
       show(["stop"]);
       say("Recording. Sing along with the guide; press Stop when you are done.", false);
+      buttons.stop.focus();
     }).catch(function (err) {
+      starting = false;
       if (clock) { clock.stop(); }
       stopCamera();
-      show(["record", "calibrate"]);
+      let text = cameraProblem(err);
       if (err && err.message === "guide") {
-        say("The guide could not be loaded. Check your connection and press Record again.", true);
+        text = "The guide could not be loaded. Check your connection and press Record again.";
       } else if (err && err.name === "EncodingError") {
-        say("This browser cannot play the guide's sound. Upload a video file below instead.", true);
-      } else {
-        say(cameraProblem(err), true);
+        text = "This browser cannot play the guide's sound. Upload a video file below instead.";
       }
+      if (offerPrevious(text)) { return; }
+      show(["record", "calibrate"]);
+      say(text, true);
+      buttons.record.focus();
     });
   };
   const tick = function (when, first) {  // a short click of the count-in
@@ -635,25 +679,54 @@
     "now and keep this tab open until it says Sent, or save it as a file (the link below).";
   // Offer ``take`` (with its bytes in ``take.blob``) for review. ``saved``: the chunks'
   // writes, still settling; ``unkept()``: why one failed, if it did.
+  // the buttons a take under review is offered with: one stopped during the count-in holds
+  // no singing and is not sent
+  const reviewButtons = function (take) {
+    return take.countInOnly ? ["retake", "play", "discard"] : ["send", "retake", "play", "discard"];
+  };
   const offer = function (take, text, isError) {
     current = take;
     if (recording === take) { recording = null; }
     review.src = URL.createObjectURL(take.blob);
     review.hidden = false;
-    show(["send", "retake", "play", "discard"]);
+    show(reviewButtons(take));
     say(text, isError);
   };
+  const COUNT_IN_ONLY = "This take was stopped during the count-in, before the guide began, so " +
+    "it holds no singing and cannot be sent. Press Record again, or Discard it.";
   const finished = function (take, saved, unkept) {
+    if (recording === take) { recording = null; }
+    if (take.seconds < MIN_TAKE) {
+      // nothing in it (no chunk was even kept): not offered, and a take it was to replace
+      // comes back
+      forget(take.id).catch(function () {});
+      const text = "The recording stopped after less than a second, so there is no take.";
+      if (offerPrevious(text)) { buttons.retake.focus(); return; }
+      show(["record", "calibrate"]);
+      say(text + " Press Record to try again.", true);
+      buttons.record.focus();
+      return;
+    }
+    take.countInOnly = take.seconds < COUNT_IN + MIN_SUNG;
+    if (take.countInOnly && offerPrevious("That take was stopped during the count-in, before " +
+                                          "the guide began, so it holds no singing and is not kept.")) {
+      forget(take.id).catch(function () {});
+      buttons.retake.focus();
+      return;
+    }
+    retire();  // a take with singing in it, or the only one: the previous one goes now
     const short = take.seconds < SHORT;
-    const kept = short ? "This take is only " + Math.round(take.seconds) + " s long. Record " +
-      "again, or send it if that is what you meant." : "Listen to your take, then press Send, or Record again.";
-    offer(take, kept, short);
+    const kept = take.countInOnly ? COUNT_IN_ONLY : short ? "This take is only " +
+      Math.round(take.seconds) + " s long. Record again, or send it if that is what you meant."
+      : "Listen to your take, then press Send, or Record again.";
+    offer(take, kept, short || take.countInOnly);
+    (take.countInOnly ? buttons.retake : buttons.send).focus();
     Promise.resolve(saved).then(function () {
       const failed = unkept && unkept();
       if (failed) { throw failed; }
       return keep(take);
     }).then(function () {
-      if (current === take) { say(kept + " It is kept on this device until it is sent.", short); }
+      if (current === take && !take.countInOnly) { say(kept + " It is kept on this device until it is sent.", short); }
     }).catch(function (err) {
       take.pageOnly = true;
       offerDownload(take);
@@ -745,6 +818,33 @@
     });
   };
 
+  // The timing as the server takes it: a calibration beyond what a measurement here gives
+  // (a damaged stored entry, red team F7) is taken out of the start, which then counts as
+  // uncalibrated; a timing that is still not usable is not sent (the sound decides alone).
+  const PLAIN = /^-?[0-9]{1,12}(\.[0-9]{1,12})?$/;
+  const usableTiming = function (timing) {
+    if (!timing) { return null; }
+    const num = function (key) {
+      const raw = String(timing[key] === undefined ? "0" : timing[key]);
+      return PLAIN.test(raw) ? parseFloat(raw) : NaN;
+    };
+    const out = Object.assign({}, timing);
+    let start = num("record_start_s");
+    const input = num("input_latency_s");
+    if (isFinite(start) && !(Math.abs(input) <= MAX_CALIBRATION)) {
+      if (isFinite(input) && Math.abs(input) < 3600) { start += input; }
+      out.record_start_s = start.toFixed(6);
+      out.input_latency_s = (0).toFixed(6);
+      out.latency_calibrated = "";
+    }
+    const inRange = function (key, lo) { const v = num(key); return v >= lo && v <= MAX_LATENCY; };
+    if (!(Math.abs(start) <= 3600) || !inRange("output_latency_s", 0) || !inRange("base_latency_s", 0)) {
+      return null;
+    }
+    return out;
+  };
+  const TIMING_KEYS = ["record_start_s", "output_latency_s", "input_latency_s", "base_latency_s",
+                       "latency_calibrated", "recorder_mime", "start_stamped", "start_clock"];
   const send = function (take) {
     show([]);
     bar.hidden = false;
@@ -754,7 +854,7 @@
     const meta = Object.assign({
       campaign: campaign, filename: "take." + ext, name: take.fields.name, part: take.fields.part,
       location: take.fields.location, consent: take.fields.consent,
-    }, take.timing);
+    }, take.untimed ? null : usableTiming(take.timing));
     fingerprintOf(take, meta).then(function (print) {
       meta.head_sha256 = print.head;
       meta.tail_sha256 = print.tail;
@@ -766,7 +866,15 @@
       offerDownload(take);
     });
   };
+  let sendingTake = null;  // the take being sent, for the connection's word
+  const OFFLINE = "The connection is gone. Your take is kept on this device; sending goes on " +
+    "by itself when the connection is back (or when you open this page again).";
+  window.addEventListener("offline", function () { if (sendingTake) { say(OFFLINE, true); } });
+  window.addEventListener("online", function () {
+    if (sendingTake) { say("The connection is back; sending goes on…", false); }
+  });
   const startUpload = function (take, meta, key) {
+    sendingTake = take;
     const upload = new tus.Upload(take.blob, {
       endpoint: new URL(box.dataset.uploads, window.location.href).toString(),
       chunkSize: CHUNK,
@@ -777,6 +885,7 @@
       removeFingerprintOnSuccess: true,
       onProgress: function (sent, total) {
         bar.value = percent(sent, total);
+        if (navigator.onLine === false) { say(OFFLINE, true); return; }
         say("Sending… " + bar.value + "%. " + (take.pageOnly
           ? "Keep this page open until it says Sent."
           : "You may close this page: the take is kept and sending goes on when you open it again."), false);
@@ -784,6 +893,7 @@
       onSuccess: function (payload) {
         const answer = payload && payload.lastResponse;
         const statusUrl = answer && answer.getHeader("Tutti-Status-Url");
+        sendingTake = null;
         bar.value = 100;
         forget(take.id).catch(function () {}).then(function () {
           say("Sent. Opening your private status page…", false);
@@ -791,6 +901,7 @@
         });
       },
       onError: function (err) {
+        sendingTake = null;
         const status = err && err.originalResponse ? err.originalResponse.getStatus() : 0;
         let text = "The connection keeps dropping. Your take is kept on this device: press " +
                    "Send again when the connection is better.";
@@ -798,9 +909,18 @@
           try {
             text = JSON.parse(err.originalResponse.getBody()).error || text;
           } catch (e) { text = "The take was refused. Check the form below and press Send again."; }
+          // the server would not take the page's timing: send the take without it (the
+          // sound syncs it alone) rather than leave it unsendable
+          if (!take.untimed && TIMING_KEYS.some(function (k) { return text.indexOf("Upload-Metadata: " + k) >= 0; })) {
+            take.untimed = true;
+            keep(take).catch(function () {});
+            send(take);
+            return;
+          }
         }
-        show(["send", "retake", "play", "discard"]);
+        show(reviewButtons(take));
         say(text, true);
+        buttons.send.focus();
       },
     });
     upload.findPreviousUploads().then(function (previous) {
@@ -828,6 +948,12 @@
   // predate the moment it was asked to start.
   const CLICKS = 8;
   const CLICK_GAP = 0.6;
+  // A click counts as heard only where the recording rises well above its own noise floor
+  // (CLICK_OVER_FLOOR: 12 dB over the median 10-ms level) and the clicks' delays agree
+  // with each other (CLICK_SPREAD): room noise or music alone gave "8 of 8 heard" and a
+  // random delay before (red team F8).
+  const CLICK_OVER_FLOOR = 4;
+  const CLICK_SPREAD = 0.02;
   const onsetsOf = function (buffer) {  // seconds of sharp rises in a decoded recording
     const x = buffer.getChannelData(0);
     const rate = buffer.sampleRate;
@@ -835,7 +961,16 @@
     for (let i = 0; i < x.length; i += 1) { peak = Math.max(peak, Math.abs(x[i])); }
     const found = [];
     if (peak < 0.01) { return found; }
-    const level = 0.2 * peak;
+    // the noise floor: the median RMS of 10-ms windows (the clicks fill few of them)
+    const win = Math.max(1, Math.round(0.01 * rate));
+    const levels = [];
+    for (let at = 0; at + win <= x.length; at += win) {
+      let e = 0;
+      for (let i = at; i < at + win; i += 1) { e += x[i] * x[i]; }
+      levels.push(Math.sqrt(e / win));
+    }
+    const floor = medianOf(levels) || 0;
+    const level = Math.max(0.2 * peak, CLICK_OVER_FLOOR * 1.41 * floor);
     let quietUntil = 0;
     for (let i = 0; i < x.length; i += 1) {
       if (i >= quietUntil && Math.abs(x[i]) > level) {
@@ -918,20 +1053,33 @@
         if (near.length) { delays.push(near[0] - at); }
       });
       show(["record", "calibrate"]);
-      if (delays.length < Math.ceil(CLICKS * 0.6)) {
-        say("The microphone did not hear the clicks clearly (" + delays.length + " of " + CLICKS +
-            "). Turn the sound up, or clap along more loudly, and measure again.", true);
+      buttons.calibrate.focus();
+      // heard: the clicks whose delays agree with the median's within CLICK_SPREAD (a click
+      // heard lands at the same delay each time; noise lands anywhere)
+      const middle = medianOf(delays);
+      const agreeing = delays.filter(function (d) { return Math.abs(d - middle) <= CLICK_SPREAD; });
+      if (agreeing.length < Math.ceil(CLICKS * 0.6)) {
+        say("The microphone did not hear the clicks clearly above the room's sound (" +
+            agreeing.length + " of " + CLICKS + " heard at a steady delay), so no delay is " +
+            "stored. Turn the sound up, or clap along more loudly, in a quieter room, and " +
+            "measure again.", true);
         return;
       }
-      delays.sort(function (a, b) { return a - b; });
-      const median = delays[Math.floor(delays.length / 2)];
+      agreeing.sort(function (a, b) { return a - b; });
+      const median = agreeing[Math.floor(agreeing.length / 2)];
+      if (Math.abs(median) > MAX_CALIBRATION) {
+        say("The measured delay is not plausible; nothing is stored. Measure again.", true);
+        return;
+      }
       localStorage.setItem(LATENCY_KEY, JSON.stringify({
-        input_latency_s: median, clicks_heard: delays.length, measured_at: new Date().toISOString(),
+        input_latency_s: median, clicks_heard: agreeing.length, measured_at: new Date().toISOString(),
         clock: how,
         render_ahead_s: renderAhead, output_latency_s: outputLatency(), base_latency_s: baseLatency(),
       }));
-      say("Measured: your recordings run " + Math.round(median * 1000) + " ms behind the guide on " +
-          "this device. This is remembered here and corrected in every take.", false);
+      const ms = Math.round(median * 1000);
+      say("Measured (" + agreeing.length + " of " + CLICKS + " clicks heard): your recordings run " +
+          Math.abs(ms) + " ms " + (ms < 0 ? "ahead of" : "behind") + " the guide on this device. " +
+          "This is remembered here and corrected in every take.", false);
     }).catch(function (err) {
       if (micStream) { micStream.getTracks().forEach(function (t) { t.stop(); }); }
       if (clock) { clock.stop(); }
@@ -951,11 +1099,11 @@
     if (recorder && recorder.state !== "inactive") { recorder.stop(); }
   });
   buttons.retake.addEventListener("click", function () {
+    // the take under review is kept until the new one holds singing (startRecording)
     const old = current;
     current = null;
     review.hidden = true;
-    if (old) { forget(old.id).catch(function () {}); }
-    startRecording();
+    startRecording(old);
   });
   buttons.play.addEventListener("click", playBack);
   buttons.send.addEventListener("click", sendCurrent);
@@ -967,19 +1115,28 @@
     current = null;
     review.hidden = true;
     $("record-save").hidden = true;
-    if (old) { forget(old.id).catch(function () {}); }
     show(["record", "calibrate"]);
     say("The take was discarded. Press Record to record another.", false);
+    buttons.record.focus();
+    // then another kept take, if there is one (two tabs, a retake cut off)
+    (old ? forget(old.id) : Promise.resolve()).catch(function () {}).then(function () {
+      return offerKept("The take was discarded. ");
+    });
   });
 
   // A take from an earlier visit: one cut off mid-recording (the tab closed, the browser
   // crashed: put together from the chunks that were kept), one recorded and not sent, or
   // one whose sending did not finish (it goes on by itself).
-  keptTakes().then(function (takes) {
+  // More than one may be kept (two tabs, a retake cut off): the newest is offered, and the
+  // others are said to be there and offered in turn once it is sent or discarded.
+  const offerKept = function (after) {
+   return keptTakes().then(function (takes) {
     const mine = (takes || []).filter(function (t) { return t.campaign === campaign; })
       .sort(function (a, b) { return b.created - a.created; });
     if (!mine.length || current || (recorder && recorder.state !== "inactive")) { return null; }
     const take = mine[0];
+    const more = mine.length > 1 ? " " + (mine.length - 1) + " more take" + (mine.length > 2 ? "s are" : " is") +
+      " kept on this device; " + (mine.length > 2 ? "they are" : "it is") + " offered once this one is sent or discarded." : "";
     return bytesOf(take).then(function (blob) {
       if (!blob.size) { return forget(take.id); }
       if (current || (recorder && recorder.state !== "inactive")) { return null; }
@@ -989,13 +1146,15 @@
         offer(take, "Your take was not sent completely; sending goes on now.", false);
         send(take);
       } else if (take.state === "recording") {
-        offer(take, "A take was cut off when this page closed; what was recorded until then " +
-              "is kept (" + Math.round(blob.size / 1024) + " kB). Play it back, Send it, or Discard it.", false);
+        offer(take, (after || "") + "A take was cut off when this page closed; what was recorded until then " +
+              "is kept (" + Math.round(blob.size / 1024) + " kB). Play it back, Send it, or Discard it." + more, false);
       } else {
-        offer(take, "A take you recorded earlier is kept on this device: play it back, Send it, " +
-              "Discard it, or Record again.", false);
+        offer(take, (after || "") + "A take you recorded earlier is kept on this device: play it back, Send it, " +
+              "Discard it, or Record again." + more, false);
       }
       return null;
     });
-  }).catch(function () { /* private browsing without IndexedDB: recording still works */ });
+   }).catch(function () { /* private browsing without IndexedDB: recording still works */ });
+  };
+  offerKept();
 })();

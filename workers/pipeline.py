@@ -379,7 +379,9 @@ def _align(clip_id: int) -> None:
     media = str(store.path(clip.normalized_key))
     try:
         with Heartbeat(Clip, clip_id, owner):
-            result = align_files(guide, media)
+            timing = _record_prior(clip)
+            result = align_files(guide, media, prior_offset=None if timing is None
+                                 else timing.expected_offset)
     except AlignError as exc:
         if not _still_ours(Clip, clip_id, owner):
             return
@@ -396,7 +398,7 @@ def _align(clip_id: int) -> None:
         return
     if not _still_ours(Clip, clip_id, owner):
         return
-    result = _check_record_timing(clip, result)
+    result, check = _check_record_timing(clip, result, timing)
     clip.offset_seconds = float(result.offset_seconds)
     clip.sync_confidence = float(result.confidence)
     clip.sync_method = result.method
@@ -418,44 +420,70 @@ def _align(clip_id: int) -> None:
     if clip.status in ("normalized", "synced", "needs_sync"):
         if result.trusted:
             states.move_clip(clip, "synced")
+        elif check is not None and check.conflict:
+            states.move_clip(clip, "needs_sync", "The page's recorded start and the sound "
+                             f"disagree by {abs(check.error_ms) / 1000:.1f} s (a repeated "
+                             "passage can fool the sound); an organizer will choose by ear "
+                             "between the offsets offered.")
         else:
             states.move_clip(clip, "needs_sync", f"Sync confidence is low "
                              f"({result.confidence:.2f}); an organizer will check it by ear.")
     db.session.commit()
 
 
-def _check_record_timing(clip: Clip, result):
-    """A take recorded on the campaign page: check the device's own timing against the
-    sound (:func:`workers.media.align.prior.check_prior`: the sound's offset stays, an
-    agreeing prior may lift the confidence) and keep the difference on the clip."""
-    from workers.media.align.prior import RecordTiming, check_prior
+#: the longest late start of a take's sound kept out of its recorded start (s): Chromium's
+#: capture was measured delivering its first audio 0.02-1.25 s after the picture (red team,
+#: F13); a longer one is not a late start but a take that is silent at first
+MAX_AUDIO_LEAD_S = 10.0
+
+
+def _record_prior(clip: Clip):
+    """The device's own timing of a take recorded on the page, on the normalized file's
+    timeline (the original's late audio start, if any, taken out and noted on the clip), or
+    None for a file chosen from the device or an unreadable timing."""
+    from dataclasses import replace
+
+    from workers.media.align.prior import RecordTiming
+    from workers.media.audio import audio_start_seconds
 
     stored = clip.record_timing
     if not stored or "start_s" not in stored:
-        return result
+        return None
     try:
         timing = RecordTiming(**{k: stored[k] for k in (
             "start_s", "output_latency_s", "input_latency_s", "base_latency_s", "calibrated",
             "mime", "stamped", "clock") if k in stored})
     except TypeError:
         log.warning("clip %s: unreadable record timing %r", clip.id, stored)
-        return result
+        return None
     # the page counts from the take's first audio sample; the normalized file, which the
     # offset is about, from the original's timeline, on which the sound may start later
-    from dataclasses import replace
-
-    from workers.media.audio import audio_start_seconds
-
     lead = audio_start_seconds(str(storage().path(clip.original_key)))
-    if 0.0 < lead < 1.0:
+    if 0.0 < lead < MAX_AUDIO_LEAD_S:
         timing = replace(timing, start_s=timing.start_s - lead)
         clip.record_timing = {**stored, "audio_start_s": round(lead, 6)}
+    return timing
+
+
+def _check_record_timing(clip: Clip, result, timing):
+    """A take recorded on the page: check the device's own timing against the sound
+    (:func:`workers.media.align.prior.check_prior`: the sound's offset stays, an agreeing
+    prior may lift the confidence, a far disagreement with a sound not strong on its own
+    leaves the take to an organizer with both places offered) and keep the difference on the
+    clip (None when the sound found nothing to compare with). Returns (result, check)."""
+    from workers.media.align.prior import check_prior
+
+    if timing is None:
+        return result, None
     check = check_prior(result, timing)
-    clip.record_error_ms = round(float(check.error_ms), 3)
-    log.info("clip %s: recorded start %s the sound (%+.1f ms)%s", clip.id,
-             "agrees with" if check.agrees else "disagrees with", check.error_ms,
-             ", confidence lifted" if check.lifted else "")
-    return check.result
+    clip.record_error_ms = (None if check.error_ms is None
+                            else round(float(check.error_ms), 3))
+    if check.error_ms is not None:
+        log.info("clip %s: recorded start %s the sound (%+.1f ms)%s%s", clip.id,
+                 "agrees with" if check.agrees else "disagrees with", check.error_ms,
+                 ", confidence lifted" if check.lifted else "",
+                 ", not trusted: an organizer chooses" if check.conflict else "")
+    return check.result, check
 
 
 # --- render ----------------------------------------------------------------------

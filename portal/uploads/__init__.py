@@ -319,8 +319,13 @@ def _record_timing(meta: dict[str, str]) -> dict | None:
     try:
         timing = RecordTiming.from_metadata(meta)
     except ValueError as exc:
-        raise services.ServiceError(f"Upload-Metadata: {exc} must be a number of seconds "
-                                    "(latencies within a second).") from None
+        key = str(exc)
+        what = {"start_stamped": "yes or nothing", "latency_calibrated": "yes or nothing",
+                "start_clock": "track, tap or nothing",
+                "recorder_mime": "a MIME type such as video/webm;codecs=vp8,opus"}.get(
+            key, "a plain decimal number of seconds such as -3.0125 (latencies within a "
+                 "second)")
+        raise services.ServiceError(f"Upload-Metadata: {key} must be {what}.") from None
     return timing.to_json_dict() if timing else None
 
 
@@ -672,7 +677,8 @@ def _finish(part: Path, meta: dict):
         campaign, None, info.get("filename", "upload"), name=info.get("name", ""),
         part=info.get("part", ""), location=info.get("location", ""),
         consent=info.get("consent", "") in ("yes", "on", "true", "1"), spooled_path=str(part),
-        record_timing=_record_timing(info),
+        # a campaign without a guide has no page to record along: a timing is not its own
+        record_timing=_record_timing(info) if campaign.guide_key else None,
         # it was open when this upload was created: a take on its way is not thrown away
         check_open=False)
 

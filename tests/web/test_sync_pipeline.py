@@ -216,6 +216,13 @@ def test_a_take_recorded_on_the_page_keeps_its_timing_and_the_sound_wins(app, cl
     bad = client.post("/api/v1/uploads", headers={**tus, "Upload-Metadata": metadata(
         **fields, record_start_s="-0.7", output_latency_s="12")})
     assert bad.status_code == 400 and "output_latency_s" in bad.get_json()["error"]
+    # red team F6: what Python's float() would take is refused, the key named
+    for key, raw in (("record_start_s", "-7_1"), ("record_start_s", "-\u0667.\u0661"),
+                     ("record_start_s", "1e-400"), ("input_latency_s", " 0.01 "),
+                     ("latency_calibrated", "maybe"), ("recorder_mime", "<script>")):
+        odd = client.post("/api/v1/uploads", headers={**tus, "Upload-Metadata": metadata(
+            **{**fields, "record_start_s": "-0.7", key: raw})})
+        assert odd.status_code == 400 and key in odd.get_json()["error"], (key, raw)
     # the device says the guide began 30 ms later than it did (a latency it under-reports)
     made = client.post("/api/v1/uploads", headers={**tus, "Upload-Metadata": metadata(
         **fields, record_start_s=f"{-(DELAY + 0.03)}", output_latency_s="0.02",
@@ -235,3 +242,71 @@ def test_a_take_recorded_on_the_page_keeps_its_timing_and_the_sound_wins(app, cl
         clip = db.session.get(Clip, clip_id)
         assert clip.status == "synced" and abs(clip.offset_seconds - DELAY) < 0.005
         assert clip.record_error_ms == pytest.approx(-30.0, abs=5.0)
+
+
+def _take_with_timing(app, client, guided, data: bytes, **timing: str) -> int:
+    import base64
+
+    def metadata(**fields: str) -> str:
+        return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in fields.items())
+
+    fields = {"campaign": guided, "name": "Ana", "consent": "yes", "filename": "take.webm"}
+    made = client.post("/api/v1/uploads", headers={
+        "Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)),
+        "Upload-Metadata": metadata(**fields, **timing)})
+    assert made.status_code == 201
+    done = client.patch(made.headers["Location"], data=data, headers={
+        "Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+        "Content-Type": "application/offset+octet-stream"})
+    with app.app_context():
+        return db.session.scalar(db.select(Clip).filter_by(
+            token=done.headers["Tutti-Clip"])).id
+
+
+def test_a_late_audio_start_over_a_second_is_taken_out_of_the_recorded_start(
+        app, client, guided, sync_media, monkeypatch):
+    """Red team F13: Chromium delivered a take's first audio 1.25 s after its picture; the
+    page counts from the first audio sample, so that much is taken out of the prediction
+    (before, only starts under 1 s were, and a right take read as a device 1.7 s off)."""
+    import workers.media.audio as audio
+
+    clip_id = _take_with_timing(app, client, guided, sync_media["leak"].read_bytes(),
+                                record_start_s=f"{-(DELAY - 1.25)}", start_stamped="yes")
+    monkeypatch.setattr(audio, "audio_start_seconds", lambda path, **kw: 1.25)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        pipeline.align(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.record_timing["audio_start_s"] == 1.25
+        assert clip.status == "synced" and abs(clip.offset_seconds - DELAY) < 0.005
+        assert abs(clip.record_error_ms) < 5.0
+
+
+def test_a_recorded_start_ten_seconds_from_the_sound_leaves_the_take_to_an_organizer(
+        app, client, organizer_client, guided, sync_media, monkeypatch):
+    """Red team W1: the page's clock and the sound 10 s apart (a phrase repeat fooled one
+    of them): not trusted unless the sound is strong on its own, said plainly, the sound's
+    place kept first here (nothing near the prior supports the take more). The bar for
+    "strong on its own" is lifted out of reach so that this clean leak cannot overrule."""
+    from workers.media.align import prior
+
+    monkeypatch.setattr(prior, "PRIOR_OVERRULE_CONFIDENCE", 1.01)
+    clip_id = _take_with_timing(app, client, guided, sync_media["leak"].read_bytes(),
+                                record_start_s=f"{-(DELAY + 10.0)}")
+    with app.app_context():
+        pipeline.intake(clip_id)
+        pipeline.align(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "needs_sync"
+        assert "disagree by 10.0 s" in clip.reason
+        assert clip.sync_confidence <= prior.PRIOR_CONFLICT_CONFIDENCE
+        assert abs(clip.offset_seconds - DELAY) < 0.005
+        assert clip.record_error_ms == pytest.approx(-10000.0, abs=5.0)
+        # the clip page marks the place the recording page's clock points at
+        clip.sync_candidates = [*clip.sync_candidates, {
+            "offset_seconds": DELAY + 10.0, "music": 20.0, "notes": 1.0, "claps": 0,
+            "leak": 0.0, "prior": True}]
+        db.session.commit()
+    page = organizer_client.get(f"/organize/clips/{clip_id}").get_data(as_text=True)
+    assert page.count("own clock points here") == 1
+    assert f"offset={DELAY + 10.0:.4f}" in page

@@ -9,12 +9,34 @@ take's creation held that request 12-15 s on a busy 2-core machine)."""
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 #: the largest plausible value of any latency a browser reports or a calibration gives (s)
 MAX_LATENCY_S = 1.0
 #: the ways the page reads a take's start (``start_clock``); anything else is stored empty
 START_CLOCKS = ("track", "tap")
+#: a number as the page writes one: an optional minus, ASCII digits, an optional decimal
+#: part; no exponent, no underscores, no other scripts' digits, no spaces (Python's float()
+#: takes all of those: ``-7_1`` is -71, ``-\u0667.\u0661`` is -7.1, ``1e-400`` is 0)
+_PLAIN_NUMBER = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,12})?", re.ASCII)
+#: the values the page writes for a yes/no key (``latency_calibrated``, ``start_stamped``)
+_FLAGS = {"yes": True, "1": True, "true": True, "no": False, "0": False, "false": False,
+          "": False}
+#: the longest ``recorder_mime`` kept, and what it may hold (a MIME type with parameters)
+_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+\-]+/[A-Za-z0-9!#$&^_.+\-]+(?:;[ A-Za-z0-9=,.\"_\-]*)?",
+                   re.ASCII)
+
+
+def parse_plain_number(raw: str) -> float:
+    """A decimal number as the recording page writes it (``-3.0125``), as a float; ValueError
+    for anything else (exponents, underscores, non-ASCII digits, spaces, NaN, infinities)."""
+    if not _PLAIN_NUMBER.fullmatch(raw):
+        raise ValueError(raw)
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
 
 
 @dataclass(frozen=True)
@@ -67,11 +89,9 @@ class RecordTiming:
                            ("input_latency_s", None), ("base_latency_s", None)):
             raw = meta.get(key, "") or "0"
             try:
-                value = float(raw)
+                value = parse_plain_number(raw)
             except ValueError:
                 raise ValueError(key) from None
-            if not math.isfinite(value):
-                raise ValueError(key)
             # the measured input "latency" may be negative: it also holds how far the
             # recorder's first sample predates the moment it was asked to start
             low = -MAX_LATENCY_S if key == "input_latency_s" else 0.0
@@ -80,8 +100,18 @@ class RecordTiming:
             if field == "start_s" and abs(value) > 3600.0:
                 raise ValueError(key)
             values[field or key] = value
-        stamped = meta.get("start_stamped", "") in ("yes", "1", "true")
+        flags = {}
+        for key in ("start_stamped", "latency_calibrated"):
+            flag = _FLAGS.get(meta.get(key, ""))
+            if flag is None:
+                raise ValueError(key)
+            flags[key] = flag
         clock = meta.get("start_clock", "")
-        return cls(calibrated=meta.get("latency_calibrated", "") in ("yes", "1", "true"),
-                   mime=meta.get("recorder_mime", "")[:60], stamped=stamped,
-                   clock=clock if stamped and clock in START_CLOCKS else "", **values)
+        if clock and clock not in START_CLOCKS:
+            raise ValueError("start_clock")
+        mime = meta.get("recorder_mime", "")
+        if mime and (len(mime) > 100 or not _MIME.fullmatch(mime)):
+            raise ValueError("recorder_mime")
+        stamped = flags["start_stamped"]
+        return cls(calibrated=flags["latency_calibrated"], mime=mime, stamped=stamped,
+                   clock=clock if stamped else "", **values)

@@ -262,6 +262,7 @@ seed, how many takes of each kind end trusted, and ``bench/README.md`` keeps the
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -446,6 +447,10 @@ class AlignResult:
     trusted: bool
     #: the chosen offset first, then the best few others the evidence points at
     candidates: tuple[Candidate, ...] = ()
+    #: the evidence near the offset the recording page's clock predicts (``prior_offset``),
+    #: when one was given and the take has sound: the best music peak within
+    #: :data:`PRIOR_SEARCH_S` of it, with the notes and leak read there
+    at_prior: Candidate | None = None
 
     def to_json_dict(self) -> dict:
         return {
@@ -472,11 +477,17 @@ class Candidate:
     notes: float
     claps: int = 0
     leak: float = 0.0
+    #: found by searching near where the recording page's own clock put the guide's t=0
+    #: (:func:`align_signals`' ``prior_offset``), not among the sound's best
+    prior: bool = False
 
     def to_json_dict(self) -> dict:
-        return {"offset_seconds": round(float(self.offset_seconds), 4),
-                "music": round(float(self.music), 1), "notes": round(float(self.notes), 1),
-                "claps": int(self.claps), "leak": round(float(self.leak), 1)}
+        out = {"offset_seconds": round(float(self.offset_seconds), 4),
+               "music": round(float(self.music), 1), "notes": round(float(self.notes), 1),
+               "claps": int(self.claps), "leak": round(float(self.leak), 1)}
+        if self.prior:
+            out["prior"] = True
+        return out
 
 
 def max_clip_seconds(guide_seconds: float, *, max_lead: float = 60.0,
@@ -550,7 +561,8 @@ def analyse_guide(guide: np.ndarray, sample_rate: int) -> GuideAnalysis:
 
 
 def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_rate: int, *,
-                  max_lead: float = 60.0, max_lag: float | None = None) -> AlignResult:
+                  max_lead: float = 60.0, max_lag: float | None = None,
+                  prior_offset: float | None = None) -> AlignResult:
     """Align ``clip`` to ``guide``: mono float arrays at ``sample_rate`` Hz (any rate; both are
     resampled to :data:`ANALYSIS_RATE`), the guide possibly analysed already
     (:func:`analyse_guide`). The clip may start up to ``max_lead`` s before the guide's t=0 and
@@ -558,6 +570,9 @@ def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_ra
 
     Returns an :class:`AlignResult` whose ``candidates`` hold the offsets the evidence points
     at (the chosen one first) for a person to choose from when the result is not trusted.
+    With ``prior_offset`` (s, the offset a recording page's own clock predicts), the result's
+    ``at_prior`` holds the evidence found near it (:func:`_evidence_near`), so that a prior and
+    a sound that disagree by seconds can be decided between (:mod:`.prior`).
     Raises :class:`AlignError` for a silent guide or clip or a clip far longer than the guide.
     """
     if not isinstance(guide, GuideAnalysis):
@@ -570,7 +585,37 @@ def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_ra
         return AlignResult(0.0, 0.0, "none", 0.0, False)
     lag_lo, lag_hi = lag_range(fg.seconds, fc.seconds, max_lead, max_lag)
     ev = _Evidence(music_curves(fg, fc, lag_lo, lag_hi))
-    return _decide(guide, c, fc, ev, lag_lo * HOP_S, lag_hi * HOP_S)
+    result = _decide(guide, c, fc, ev, lag_lo * HOP_S, lag_hi * HOP_S)
+    if prior_offset is not None and math.isfinite(prior_offset):
+        near = _evidence_near(g, c, fg, ev, float(prior_offset))
+        if near is not None:
+            result = replace(result, at_prior=near)
+    return result
+
+
+#: how far from a recording page's predicted offset its evidence is searched (s): as wide as
+#: the largest latency a device may report (``MAX_LATENCY_S``; the red team measured pages
+#: before the start was read from capture times 0.2-1.4 s off), narrower than a phrase that
+#: repeats
+PRIOR_SEARCH_S = 1.0
+
+
+def _evidence_near(g: np.ndarray, c: np.ndarray, fg: Features, ev: _Evidence,
+                   prior: float) -> Candidate | None:
+    """The best music peak within :data:`PRIOR_SEARCH_S` of ``prior`` (s) and what the take
+    holds there (notes; the guide heard in it, by a quick leak look); None when ``prior`` is
+    outside the lags searched."""
+    lags = ev.co.lags_s
+    near = np.flatnonzero(np.abs(lags - prior) <= PRIOR_SEARCH_S)
+    if near.size == 0:
+        return None
+    i = int(near[np.argmax(ev.co.score[near])])
+    off = float(lags[0] + parabolic(ev.co.score, i) * HOP_S)
+    leak = 0.0
+    fit = leak_fit(g, c, off, fg.active, max_win=8)
+    if fit is not None and fit.z >= 0.5 * LEAK_MIN_Z and abs(fit.offset - prior) <= PRIOR_SEARCH_S:
+        off, leak = float(fit.offset), float(fit.z)
+    return Candidate(off, ev.music(off), ev.notes(off), 0, leak, prior=True)
 
 
 class _Evidence:

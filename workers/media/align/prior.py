@@ -18,8 +18,18 @@ disagree the sound wins"):
   :data:`PRIOR_CONFIDENCE` and only from :data:`PRIOR_FLOOR`: a take whose sound says nearly
   nothing ("none", or below the floor) gains nothing, so the prior alone never makes a take
   trusted.
-- When they disagree, the result is unchanged and the difference is returned, to be stored on
-  the clip: a device whose reported latency is wrong shows up there.
+- When they disagree by a little (up to :data:`PRIOR_FAR_MS`), the result is unchanged and the
+  difference is returned, to be stored on the clip: a device whose reported latency is wrong
+  shows up there.
+- When they disagree by far more than any latency a device misreports (more than
+  :data:`PRIOR_FAR_MS`: the red team's loopback takes, 10 s apart, the guide's phrase
+  repeating), one of the two has mistaken one place for another, and a repeat fools the sound,
+  not a clock. The sound keeps its answer only when its evidence is strong on its own
+  (:data:`PRIOR_OVERRULE_CONFIDENCE`); else the take is not trusted (confidence at most
+  :data:`PRIOR_CONFLICT_CONFIDENCE`), the evidence found near the prior
+  (:attr:`~.decide.AlignResult.at_prior`) is offered as a candidate beside the sound's, and
+  whichever of the two the take's notes and rhythm support more (:func:`_evidence`) comes
+  first, as the offset an organizer starts from by ear.
 
 Why a few milliseconds: a beat is 300 ms or more, so 5 ms cannot confuse two rival offsets,
 and a device that knows its timing (the take's first sample found on the context clock, a
@@ -35,9 +45,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..record_timing import MAX_LATENCY_S, RecordTiming
-from .decide import CONFIDENCE_THRESHOLD, AlignResult
+from .decide import CONFIDENCE_THRESHOLD, AlignResult, Candidate
 
-__all__ = ["MAX_LATENCY_S", "PRIOR_AGREE_MS", "PRIOR_CONFIDENCE", "PRIOR_FLOOR", "PriorCheck",
+__all__ = ["MAX_LATENCY_S", "PRIOR_AGREE_MS", "PRIOR_CONFIDENCE", "PRIOR_CONFLICT_CONFIDENCE",
+           "PRIOR_FAR_MS", "PRIOR_FLOOR", "PRIOR_OVERRULE_CONFIDENCE", "PriorCheck",
            "RecordTiming", "check_prior"]
 
 #: the prior and the sound agree when they are at most this far apart (ms)
@@ -46,7 +57,17 @@ PRIOR_AGREE_MS = 5.0
 PRIOR_CONFIDENCE = 0.6
 #: the least confidence the sound must give on its own for an agreeing prior to count
 PRIOR_FLOOR = 0.2
-assert PRIOR_CONFIDENCE > CONFIDENCE_THRESHOLD
+#: the prior and the sound disagree "by far" beyond this (ms): more than the largest latency
+#: a device may report (MAX_LATENCY_S), so more than any latency misreported; the same width
+#: as the search near the prior (decide.PRIOR_SEARCH_S)
+PRIOR_FAR_MS = 1000.0
+#: the confidence at which the sound overrules a prior that disagrees by far (its evidence is
+#: strong on its own: a clear leak or clap line, notes that fit nowhere else)
+PRIOR_OVERRULE_CONFIDENCE = 0.85
+#: the most confidence a take keeps when the prior and the sound disagree by far and the
+#: sound is not strong on its own (below the trust threshold: an organizer decides)
+PRIOR_CONFLICT_CONFIDENCE = 0.45
+assert PRIOR_CONFIDENCE > CONFIDENCE_THRESHOLD > PRIOR_CONFLICT_CONFIDENCE
 
 
 @dataclass(frozen=True)
@@ -57,9 +78,20 @@ class PriorCheck:
     later than the device predicted, i.e. the device under-reports its latency)."""
 
     result: AlignResult
-    error_ms: float
+    error_ms: float | None
     agrees: bool
     lifted: bool
+    #: the two disagree by more than PRIOR_FAR_MS and the sound was not strong enough to
+    #: overrule the device: the take is not trusted
+    conflict: bool = False
+    #: in a conflict, the offset near the prior was put first (its evidence was the stronger)
+    chose_prior: bool = False
+
+
+def _evidence(k: Candidate) -> float:
+    """How much the take's sound supports candidate ``k``, for choosing between two places a
+    repeat makes alike: its music (rhythm, chroma) z plus its notes z, plus any leak line."""
+    return float(k.music) + float(k.notes) + float(k.leak)
 
 
 def check_prior(result: AlignResult, timing: RecordTiming) -> PriorCheck:
@@ -67,12 +99,45 @@ def check_prior(result: AlignResult, timing: RecordTiming) -> PriorCheck:
 
     The offset, drift, method and candidates are always the sound's; only the confidence may
     rise, to :data:`PRIOR_CONFIDENCE`, when the two agree within :data:`PRIOR_AGREE_MS` and the
-    sound alone gave at least :data:`PRIOR_FLOOR` by a method other than ``none``."""
+    sound alone gave at least :data:`PRIOR_FLOOR` by a method other than ``none``. When they
+    disagree by more than :data:`PRIOR_FAR_MS` and the sound's confidence is under
+    :data:`PRIOR_OVERRULE_CONFIDENCE`, the take is not trusted and the evidence near the
+    prior is offered (and chosen when the take supports it more). ``error_ms`` is None when
+    the sound found nothing (method ``none``): there is nothing to compare with; the evidence
+    near the prior is then only added to the candidates."""
+    if result.method == "none":
+        if result.at_prior is not None and all(
+                abs(k.offset_seconds - result.at_prior.offset_seconds) > 0.03
+                for k in result.candidates):
+            # offered to the organizer beside the sound's guesses
+            result = replace(result, candidates=(*result.candidates, result.at_prior))
+        return PriorCheck(result, None, False, False)
     error_ms = (result.offset_seconds - timing.expected_offset) * 1000.0
     agrees = abs(error_ms) <= PRIOR_AGREE_MS
+    if abs(error_ms) > PRIOR_FAR_MS and result.confidence < PRIOR_OVERRULE_CONFIDENCE:
+        return _conflict(result, error_ms)
     if not agrees or result.method == "none" or result.confidence < PRIOR_FLOOR \
             or result.confidence >= PRIOR_CONFIDENCE:
         return PriorCheck(result, error_ms, agrees, False)
     lifted = replace(result, confidence=PRIOR_CONFIDENCE,
                      trusted=PRIOR_CONFIDENCE >= CONFIDENCE_THRESHOLD)
     return PriorCheck(lifted, error_ms, agrees, True)
+
+
+def _conflict(result: AlignResult, error_ms: float) -> PriorCheck:
+    """The prior and a not-strong sound disagree by far: not trusted, both places offered,
+    the better supported first."""
+    confidence = min(result.confidence, PRIOR_CONFLICT_CONFIDENCE)
+    sound_first = list(result.candidates) or [
+        Candidate(result.offset_seconds, 0.0, 0.0)]
+    near = result.at_prior
+    if near is None:
+        return PriorCheck(replace(result, confidence=confidence, trusted=False), error_ms,
+                          False, False, conflict=True)
+    rest = [k for k in sound_first if abs(k.offset_seconds - near.offset_seconds) > 0.03]
+    chose = _evidence(near) > _evidence(sound_first[0])
+    order = [near, *rest] if chose else [rest[0], near, *rest[1:]] if rest else [near]
+    offset = order[0].offset_seconds
+    return PriorCheck(replace(result, offset_seconds=offset, confidence=confidence,
+                              trusted=False, candidates=tuple(order[:6])),
+                      error_ms, False, False, conflict=True, chose_prior=chose)
