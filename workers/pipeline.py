@@ -544,6 +544,7 @@ def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600
     (the guide decoded once). A take that cannot be mapped keeps none (logged): it is
     rendered with its one offset."""
     from workers.media.audio import NoAudio, decode_audio
+    from workers.media.sound import remove_hum
     from workers.media.timemap import RATE, fit_time_map
 
     todo = [c for c in clips if c.timing and c.normalized_key and current_time_map(c) is None]
@@ -561,6 +562,9 @@ def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600
         try:
             take = decode_audio(str(store.path(clip.normalized_key)), sample_rate=RATE,
                                 timeout=timeout)
+            hum = float((clip.sound or {}).get("hum_hz") or 0.0) if clip.cleanup else 0.0
+            if hum:  # fitted on what the mix hears: the hum the clean-up removes is no cue
+                take = remove_hum(take, RATE, hum)
             found = fit_time_map(guide, take, offset,
                                  max_shift=campaign.timing_max_shift_ms / 1000,
                                  max_tempo=campaign.timing_max_tempo_pct / 100)
@@ -570,8 +574,11 @@ def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600
         clip.time_map = {"offset": round(offset, 6),
                          "max_shift_ms": campaign.timing_max_shift_ms,
                          "max_tempo_pct": campaign.timing_max_tempo_pct,
-                         "knots": found.to_list()}
-        log.info("clip %s: time map of %d knots", clip.id, len(found.guide))
+                         "knots": found.to_list(), "used": found.used,
+                         "gain": found.gain}
+        log.info("clip %s: time map of %d knots (%s, onset gain %+.3f)", clip.id,
+                 len(found.guide), "used" if found.used else "flat: not clearly better",
+                 found.gain)
 
 
 def _offset_and_map(clip: Clip) -> dict:

@@ -83,7 +83,10 @@ def sound_panel(clip: Clip) -> dict:
 def time_map_picture(clip: Clip, width: int = 600, height: int = 120) -> dict | None:
     """The clip's time map as an SVG polyline (numbers only): how far the map moves the
     take from its one offset (ms, up: later in the take) over the guide's time, with the
-    scale; None without a map."""
+    scale, and whether it was used (``used``; ``gain_pct``: how much better it lined the
+    take's note onsets up with the guide's than the offset alone); None without a map."""
+    from workers.media.timemap import KEEP_GAIN
+
     knots = (clip.time_map or {}).get("knots")
     if not knots:
         return None
@@ -96,7 +99,12 @@ def time_map_picture(clip: Clip, width: int = 600, height: int = 120) -> dict | 
                       for t, v in zip(g, shift, strict=True))
     return {"points": points, "width": width, "height": height, "top_ms": round(top),
             "seconds": round(g[-1], 1), "largest_ms": round(max(shift, key=abs)),
-            "fresh": bool(_current_map(clip))}
+            "fresh": bool(_current_map(clip)),
+            # a map that did not line the notes up clearly better than the offset is not
+            # used (flat); older maps carry no verdict and were used
+            "used": bool((clip.time_map or {}).get("used", True)),
+            "gain_pct": round(100 * float((clip.time_map or {}).get("gain") or 0.0)),
+            "keep_pct": round(100 * KEEP_GAIN)}
 
 
 def _current_map(clip: Clip):

@@ -138,6 +138,26 @@ def _power_spectrum(samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndar
     return power, freqs
 
 
+def remove_hum(samples: np.ndarray, rate: int, hum_hz: float,
+               harmonics: int = HUM_HARMONICS) -> np.ndarray:
+    """Mono ``samples`` at ``rate`` Hz with notches (Q :data:`HUM_Q`, forward and back, so
+    nothing moves in time) at ``hum_hz`` and its harmonics up to ``harmonics``, below
+    Nyquist: the take as the clean-up's notches leave it, for measuring (its noise floor,
+    its loudness, its time map). ``samples`` unchanged for ``hum_hz`` 0."""
+    from scipy.signal import filtfilt, iirnotch
+
+    out = samples.astype(np.float64)
+    if hum_hz <= 0:
+        return out
+    for k in range(1, harmonics + 1):
+        f = hum_hz * k
+        if f >= rate / 2 * 0.95:
+            break
+        b, a = iirnotch(f, HUM_Q, fs=rate)
+        out = filtfilt(b, a, out)
+    return out
+
+
 def detect_hum(samples: np.ndarray, rate: int) -> tuple[float, float]:
     """The mains hum in mono ``samples``: (50.0 or 60.0, prominence dB), or (0.0, the best
     prominence) when no family of harmonics stands out. A harmonic's prominence is how far
