@@ -459,7 +459,7 @@ def heard_through_match(clip: Clip) -> bool:
 
     return (bool(clip.loudness_match) and not clip.muted
             and bool((clip.media or {}).get("has_audio", True))
-            and heard_in_match((clip.sound or {}).get("loudness_lufs")))
+            and heard_in_match(heard_loudness(clip)))
 
 
 def part_balance_of(clips: Iterable[Clip]) -> dict[int | None, float]:
@@ -474,6 +474,17 @@ def part_balance_of(clips: Iterable[Clip]) -> dict[int | None, float]:
     return part_balance(counts)
 
 
+def heard_loudness(clip: Clip) -> float | None:
+    """The take's integrated loudness (LUFS) as the mix hears it: after the clean-up when
+    it is on and that was measured (a humming take measured with its hum reads louder
+    than its voice; matched so, it sat 6 LU under the others once cleaned), else as
+    recorded; None when not measured."""
+    sound = clip.sound or {}
+    if clip.cleanup and sound.get("loudness_clean_lufs") is not None:
+        return sound["loudness_clean_lufs"]
+    return sound.get("loudness_lufs")
+
+
 def clip_level_db(clip: Clip, balance: Mapping[int | None, float] | None = None) -> float:
     """The level (dB) the mix gives ``clip``: its loudness match when on (the take to the
     match level, :func:`workers.media.sound.match_gain`, plus its part's ``balance``
@@ -483,7 +494,7 @@ def clip_level_db(clip: Clip, balance: Mapping[int | None, float] | None = None)
 
     level = clip.sound_level_db or 0.0
     if clip.loudness_match:
-        match = match_gain((clip.sound or {}).get("loudness_lufs"))
+        match = match_gain(heard_loudness(clip))
         if balance and heard_through_match(clip):
             match += balance.get(clip.part_id, 0.0)
         level += max(-MAX_MATCH_DB, min(MAX_MATCH_DB, match))

@@ -39,7 +39,7 @@ def sound_panel(clip: Clip) -> dict:
     from sqlalchemy import func
 
     from workers.media.sound import match_gain, part_balance, part_loudness
-    from workers.pipeline import clip_level_db, heard_through_match
+    from workers.pipeline import clip_level_db, heard_loudness, heard_through_match
 
     # the part balance among the next render's takes (the approved ones, and this one as
     # if it were), from one grouped count through the indexes: reading every approved
@@ -66,7 +66,7 @@ def sound_panel(clip: Clip) -> dict:
     takes = [(str(part_id), (sound or {}).get("loudness_lufs")) for part_id, sound in rows]
     stats = part_loudness(takes).get(str(clip.part_id))
     sound = clip.sound or {}
-    lufs = sound.get("loudness_lufs")
+    lufs = heard_loudness(clip)  # after the clean-up when it is on (what the mix hears)
     return {
         "sound": sound,
         "loudness": lufs,

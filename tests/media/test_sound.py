@@ -443,3 +443,29 @@ def test_a_cleaned_take_is_kept_for_the_next_mix(takes, tmp_path, monkeypatch):
     assert len(decodes) == 2
     rms = float(np.sqrt(np.mean(fresh ** 2)))
     assert float(np.sqrt(np.mean((fresh - first[RATE // 10:]) ** 2))) < 0.03 * rms
+
+
+def test_a_humming_take_is_matched_as_the_mix_hears_it_within_1_lu(takes, tmp_path):
+    """A quiet voice under a buzz as loud as itself (issue 17's red team: matched with its
+    hum, it sat 6 LU under the others once cleaned, and the noise reduction, told the
+    hum's level as the floor, took the voice down too)."""
+    buzz = write_take(tmp_path / "buzz.mp4", freq=475.0, level=0.03, hum_hz=50.0, hum=0.03)
+    hummed, plain = analyze_take(buzz), analyze_take(takes["clean"])
+    assert hummed.hum_hz == 50.0
+    # measured with its hum the take reads louder than the mix will hear it
+    assert hummed.loudness_lufs - hummed.loudness_clean_lufs > 1.0
+    # the floor told to the noise reduction is under the voice, not at the hum's level
+    assert hummed.noise_floor_db < -50.0
+    voice_before = tone_power_db(decode_audio(buzz, sample_rate=RATE), RATE, 475.0)
+    alone = clean_take(buzz, str(tmp_path / "alone.wav"), hum_hz=50.0, denoise=True,
+                       noise_floor_db=hummed.noise_floor_db)
+    assert tone_power_db(decode_audio(alone, sample_rate=RATE), RATE, 475.0) \
+        == pytest.approx(voice_before, abs=1.5)
+    out = mix(tmp_path, [
+        {"id": "b", "path": buzz, "hum_hz": 50.0, "denoise": True,
+         "noise_floor_db": hummed.noise_floor_db,
+         "gain_db": match_gain(hummed.loudness_clean_lufs)},
+        {"id": "c", "path": takes["clean"], "denoise": True,
+         "gain_db": match_gain(plain.loudness_clean_lufs)}])
+    m = decode_audio(out, sample_rate=RATE)
+    assert abs(tone_power_db(m, RATE, 475.0) - tone_power_db(m, RATE, 440.0)) <= 1.0
