@@ -536,18 +536,25 @@ def measure_sound(clip: Clip, *, timeout: float = 600,
         log.warning("clip %s: sound not measured: %s", clip.id, exc)
 
 
-def current_time_map(clip: Clip) -> list[list[float]] | None:
-    """The clip's time map knots when its switch is on and the map was fitted for its
-    present offset and its campaign's present limits; else None."""
+def time_map_is_current(clip: Clip) -> bool:
+    """Whether the clip's switch is on and its time map was fitted for its present offset
+    and its campaign's present limits (used or not)."""
     found = clip.time_map or {}
     campaign = clip.campaign
     if not clip.timing or not found.get("knots"):
+        return False
+    return not (abs(found.get("offset", math.inf) - clip.effective_offset) > 1e-4
+                or found.get("max_shift_ms") != campaign.timing_max_shift_ms
+                or found.get("max_tempo_pct") != campaign.timing_max_tempo_pct)
+
+
+def current_time_map(clip: Clip) -> list[list[float]] | None:
+    """The clip's time map knots when :func:`time_map_is_current` and the map is used
+    (it lined the take up clearly better than its offset; a map that did not is flat and
+    the take is rendered at its one offset, as cheaply); else None."""
+    if not time_map_is_current(clip) or (clip.time_map or {}).get("used") is False:
         return None
-    if (abs(found.get("offset", math.inf) - clip.effective_offset) > 1e-4
-            or found.get("max_shift_ms") != campaign.timing_max_shift_ms
-            or found.get("max_tempo_pct") != campaign.timing_max_tempo_pct):
-        return None
-    return found["knots"]
+    return clip.time_map["knots"]
 
 
 def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600) -> None:
@@ -558,7 +565,7 @@ def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600
     from workers.media.sound import remove_hum
     from workers.media.timemap import RATE, fit_time_map
 
-    todo = [c for c in clips if c.timing and c.normalized_key and current_time_map(c) is None]
+    todo = [c for c in clips if c.timing and c.normalized_key and not time_map_is_current(c)]
     if not todo or not campaign.guide_key:
         return
     store = storage()

@@ -107,10 +107,10 @@ def time_map_picture(clip: Clip, width: int = 600, height: int = 120) -> dict | 
             "keep_pct": round(100 * KEEP_GAIN)}
 
 
-def _current_map(clip: Clip):
-    from workers.pipeline import current_time_map
+def _current_map(clip: Clip) -> bool:
+    from workers.pipeline import time_map_is_current
 
-    return current_time_map(clip)
+    return time_map_is_current(clip)
 
 
 @bp.app_template_global("time_map_picture")

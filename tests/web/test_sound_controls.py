@@ -35,12 +35,16 @@ def test_intake_measures_the_take_and_the_clip_page_shows_its_meter(app, campaig
     clip_id = _take_in(app, campaign, media_files["landscape"])
     with app.app_context():
         sound = _clip(app, clip_id).sound
+        heard = pipeline.heard_loudness(_clip(app, clip_id))
     assert -30 < sound["loudness_lufs"] < -15  # lavfi's sine at 1/8 of full scale
     assert sound["hum_hz"] == 0.0
+    # the clean-up is on by default: the page and the match use the cleaned take's loudness
+    assert heard == sound["loudness_clean_lufs"]
+    assert abs(heard - sound["loudness_lufs"]) < 1.0  # a clean sine loses next to nothing
     page = organizer_client.get(f"/organize/clips/{clip_id}").get_data(as_text=True)
     assert 'id="sound"' in page and "<meter" in page
-    assert f"{sound['loudness_lufs']:.1f} LUFS" in page
-    assert f"loudness match {match_gain(sound['loudness_lufs']):+.1f} dB" in page
+    assert f"{heard:.1f} LUFS" in page
+    assert f"loudness match {match_gain(heard):+.1f} dB" in page
 
 
 def test_sound_controls_are_stored_and_used_by_the_render_spec(app, campaign, media_files,
@@ -64,7 +68,7 @@ def test_sound_controls_are_stored_and_used_by_the_render_spec(app, campaign, me
         assert first["denoise"] is False and first["hum_hz"] == 0.0
         assert second["hidden"] is True and second["denoise"] is True
         assert second["gain_db"] == pytest.approx(
-            2.5 + match_gain(cb.sound["loudness_lufs"]), abs=0.01)
+            2.5 + match_gain(cb.sound["loudness_clean_lufs"]), abs=0.01)
         assert "reverb_seconds" not in spec["audio"]
         roomy = pipeline.build_spec(ca.campaign, [ca, cb], "final",
                                     services.render_options({"audio": "mix", "reverb": "yes"}))
@@ -83,7 +87,7 @@ def test_the_loudness_match_is_per_part_in_the_spec_and_on_the_page(app, campaig
         clips = [_clip(app, i) for i in (*altos, soprano)]
         spec = pipeline.build_spec(clips[0].campaign, clips, "final", {"audio": "mix"})
         gains = [c["gain_db"] for c in spec["clips"]]
-        match = match_gain(clips[2].sound["loudness_lufs"])
+        match = match_gain(pipeline.heard_loudness(clips[2]))
     assert gains[0] == gains[1]
     assert gains[2] - gains[0] == pytest.approx(3.01, abs=0.01)
     assert gains[2] == pytest.approx(match + 1.76, abs=0.01)  # 10 log10(3 / (2 parts * 1))
