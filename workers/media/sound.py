@@ -47,17 +47,19 @@ MAX_MATCH_DB = 24.0
 SILENT_LUFS = -60.0
 #: harmonics of the mains hum notched (50 Hz: 50 .. 500 Hz); buzz holds strong odd ones
 HUM_HARMONICS = 10
-#: notch width (Hz) at the hum's k-th harmonic: HUM_WIDTH_HZ + k × HUM_WIDTH_PER_HARMONIC
-#: (2.4 Hz at 50 Hz, 6 Hz at 500 Hz), wide enough for the mains' own wander (±0.2 Hz,
-#: times the harmonic's number) and narrow enough to leave the notes (a fixed Q of 20 was
-#: 25 Hz wide at 500 Hz and took 2 dB off a note at 475 Hz)
-HUM_WIDTH_HZ = 2.0
-HUM_WIDTH_PER_HARMONIC = 0.4
+#: notch quality: 2.5 Hz wide at 50 Hz, wide enough for the mains' own wander (±0.2 Hz,
+#: times the harmonic's number) ...
+HUM_Q = 20.0
+#: ... but never wider than this (Hz): Q 20 was 25 Hz wide at 500 Hz and took 2 dB off a
+#: note at 475 Hz, between two harmonics
+HUM_MAX_WIDTH_HZ = 8.0
+#: each notch is applied this many times (deeper around the line, as narrow)
+HUM_NOTCH_PASSES = 2
 
 
-def hum_notch_width(k: int) -> float:
-    """The notch's width (Hz) at the hum's ``k``-th harmonic."""
-    return HUM_WIDTH_HZ + HUM_WIDTH_PER_HARMONIC * k
+def hum_notch_width(k: int, hum_hz: float = 50.0) -> float:
+    """The notch's width (Hz) at the ``k``-th harmonic of ``hum_hz``."""
+    return min(hum_hz * k / HUM_Q, HUM_MAX_WIDTH_HZ)
 #: a harmonic stands out as hum when it is this much above the spectrum around it
 HUM_PROMINENCE_DB = 12.0
 #: ... at this many of its harmonics at least
@@ -166,8 +168,8 @@ def remove_hum(samples: np.ndarray, rate: int, hum_hz: float,
         f = hum_hz * k
         if f >= rate / 2 * 0.95:
             break
-        b, a = iirnotch(f, f / hum_notch_width(k), fs=rate)
-        out = filtfilt(b, a, out)
+        b, a = iirnotch(f, f / hum_notch_width(k, hum_hz), fs=rate)
+        out = filtfilt(b, a, out)  # forward and back: the notch twice, as the mix's
     return out
 
 
@@ -323,8 +325,11 @@ def hum_notch_filter(hum_hz: float, rate: int = AUDIO_RATE) -> str:
     Nyquist); empty for 0."""
     if hum_hz <= 0:
         return ""
-    notches = [f"bandreject=f={hum_hz * k:.3f}:width_type=h:width={hum_notch_width(k):.3f}"
-               for k in range(1, HUM_HARMONICS + 1) if hum_hz * k < rate / 2]
+    # each notch twice: the hum's line spreads over a fraction of a hertz, where one notch
+    # this narrow takes 8 dB and two take 16
+    notches = [f"bandreject=f={hum_hz * k:.3f}:width_type=h:width={hum_notch_width(k, hum_hz):.3f}"
+               for k in range(1, HUM_HARMONICS + 1) if hum_hz * k < rate / 2
+               for _ in range(HUM_NOTCH_PASSES)]
     return ",".join(notches)
 
 
