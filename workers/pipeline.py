@@ -593,7 +593,7 @@ def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600
                          "max_shift_ms": campaign.timing_max_shift_ms,
                          "max_tempo_pct": campaign.timing_max_tempo_pct,
                          "knots": found.to_list(), "used": found.used,
-                         "gain": found.gain}
+                         "gain": found.gain, "beyond_tempo": found.beyond_tempo}
         log.info("clip %s: time map of %d knots (%s, onset gain %+.3f)", clip.id,
                  len(found.guide), "used" if found.used else "flat: not clearly better",
                  found.gain)

@@ -91,6 +91,7 @@ def time_map_picture(clip: Clip, width: int = 600, height: int = 120) -> dict | 
     if not knots:
         return None
     offset = (clip.time_map or {}).get("offset", 0.0)
+    beyond = float((clip.time_map or {}).get("beyond_tempo") or 0.0)
     g = [k[0] for k in knots]
     shift = [1000 * (k[1] - offset - k[0]) for k in knots]
     span = max(1e-6, g[-1] - g[0])
@@ -104,7 +105,12 @@ def time_map_picture(clip: Clip, width: int = 600, height: int = 120) -> dict | 
             # used (flat); older maps carry no verdict and were used
             "used": bool((clip.time_map or {}).get("used", True)),
             "gain_pct": round(100 * float((clip.time_map or {}).get("gain") or 0.0)),
-            "keep_pct": round(100 * KEEP_GAIN)}
+            "keep_pct": round(100 * KEEP_GAIN),
+            # a take beyond the tempo limit: its own tempo (%, + slow) and what is left
+            "beyond_pct": round(100 * (beyond - 1), 1) if beyond else None,
+            "limit_pct": clip.campaign.timing_max_tempo_pct,
+            "left_ms": round(1000 * max(0.0, abs(beyond - 1) - clip.campaign.timing_max_tempo_pct
+                                        / 100) * g[-1]) if beyond else 0}
 
 
 def _current_map(clip: Clip) -> bool:

@@ -163,6 +163,24 @@ def test_a_map_that_helps_is_used(warp):
     assert m.used and m.gain > 0.1
 
 
+def test_a_take_beyond_the_tempo_limit_is_pulled_its_own_way_and_said():
+    def five_slow(t: float) -> float:
+        return OFFSET + 1.05 * t
+
+    m = fit_time_map(guide_signal(MAP_RATE), take_signal(five_slow, MAP_RATE), OFFSET,
+                     max_tempo=0.03)
+    assert m.beyond_tempo == pytest.approx(1.05, abs=0.004)
+    # the right way, by the limit: later in the take than the offset alone, never more
+    end = STARTS[-1]
+    assert OFFSET + end < m.clip_time(end) <= five_slow(end) + 0.01
+
+
+def test_a_silent_take_keeps_its_offset():
+    m = fit_time_map(guide_signal(MAP_RATE), np.zeros(int(DURATION * MAP_RATE)), OFFSET)
+    assert not m.used and m.beyond_tempo == 0.0
+    assert np.abs(np.array(m.clip) - np.array(m.guide) - OFFSET).max() <= 1e-6
+
+
 def test_limits_hold_the_map():
     m = fit_time_map(guide_signal(MAP_RATE), take_signal(drifting, MAP_RATE), OFFSET,
                      max_shift=0.02, max_tempo=0.0)

@@ -101,6 +101,20 @@ def test_a_map_not_used_is_said_and_the_take_plays_at_its_offset(app, organizer_
     assert "fitted again at the next render" not in page
 
 
+def test_a_take_beyond_the_tempo_limit_is_said(app, organizer_client, slow_clip):
+    with app.app_context():
+        clip = db.session.get(Clip, slow_clip)
+        o = clip.effective_offset
+        clip.time_map = {"offset": o, "max_shift_ms": 80, "max_tempo_pct": 3.0,
+                         "used": True, "gain": 0.3, "beyond_tempo": 1.05,
+                         "knots": [[0.0, o], [10.0, o + 10.3]]}
+        clip.timing = True
+        db.session.commit()
+    page = organizer_client.get(f"/organize/clips/{slow_clip}").get_data(as_text=True)
+    assert 'id="timemap-beyond"' in page and "about 5.0 % slow" in page
+    assert "up to about 200 ms by the end" in page  # (5 % - 3 %) x 10 s
+
+
 def test_switched_off_no_map_in_the_spec(app, slow_clip):
     with app.app_context():
         clip = db.session.get(Clip, slow_clip)

@@ -64,6 +64,10 @@ QUIET_DB = 12.0
 #: offset: rendered chorale takes exactly in time scored 1-9 % over it, a 2 % slow take
 #: 140 %, takes dragging 60 ms a phrase 8 % (rendered) and 40 % (generated))
 KEEP_GAIN = 0.10
+#: how far a take's own tempo is looked for, to tell one beyond the organizer's limit
+WIDE_TEMPO = 0.08
+#: ... and how far past the limit it must be to count as beyond (0.5 %)
+BEYOND_MARGIN = 0.005
 #: the onset curves are compared smoothed by this many frames (a choir's soft attack and
 #: an organ's hard one peak a few frames apart; the score should not hinge on it)
 CHECK_SIGMA = 3.0
@@ -82,6 +86,9 @@ class TimeMap:
     #: how much better (relative onset-correlation score) the fitted map lined the take up
     #: than the offset alone (negative: worse)
     gain: float = 0.0
+    #: the take's own tempo against the guide (clip seconds per guide second) when it is
+    #: beyond the tempo limit (the map then pulls it by the limit only); 0.0 when within
+    beyond_tempo: float = 0.0
 
     def clip_time(self, t: float | np.ndarray) -> float | np.ndarray:
         """The clip time that holds guide time ``t``."""
@@ -215,10 +222,23 @@ def fit_time_map(guide: np.ndarray, take: np.ndarray, offset: float, *,
         raise ValueError("the recordings are too short to map (less than 0.2 s)")
     fps = RATE / HOP
     a, s = _line_fit(go, co, offset * fps, max_tempo, int(line_search * fps))
-    # the line too must clearly beat the offset alone (tempo 1 from sync's offset), or the
-    # map is built around the offset: a steady take's best line is noise around it
     ends = np.array([0.0, (go.size - 1) / fps])
-    if onset_gain(go, co, ends, (a + s * ends * fps) / fps, offset, fps) <= KEEP_GAIN:
+
+    def line_gain(a_: float, s_: float) -> float:
+        return onset_gain(go, co, ends, (a_ + s_ * ends * fps) / fps, offset, fps)
+
+    # a take beyond the tempo limit: the best line within the limit may even go the wrong
+    # way (a 5 % slow take fitted 1.1 % fast); the line is then the limit, in the take's
+    # own direction, from where the take's own tempo line starts, and the map says so
+    wide_a, wide_s = _line_fit(go, co, offset * fps, WIDE_TEMPO, int(line_search * fps))
+    beyond = 0.0
+    if abs(wide_s - 1) > max_tempo + BEYOND_MARGIN and line_gain(wide_a, wide_s) > max(
+            KEEP_GAIN, line_gain(a, s) + KEEP_GAIN):
+        beyond = wide_s
+        a, s = wide_a, 1 + math.copysign(max_tempo, wide_s - 1)
+    elif line_gain(a, s) <= KEEP_GAIN:
+        # the line too must clearly beat the offset alone (tempo 1 from sync's offset), or
+        # the map is built around the offset: a steady take's best line is noise around it
         a, s = offset * fps, 1.0
     w = int(round(max_shift * fps))
     rows = go.size
@@ -276,7 +296,7 @@ def fit_time_map(guide: np.ndarray, take: np.ndarray, offset: float, *,
     if not used:  # never worse than the offset: the map is flat
         ct = offset + gt
     return TimeMap(tuple(float(x) for x in gt), tuple(float(x) for x in ct), used,
-                   round(float(gain), 4))
+                   round(float(gain), 4), round(float(beyond), 4))
 
 
 def onset_gain(go: np.ndarray, co: np.ndarray, gt: np.ndarray, ct: np.ndarray,
