@@ -131,6 +131,33 @@ def test_the_only_shown_clip_cannot_be_hidden(app, campaign, media_files, organi
         assert not _clip(app, clip_id).hidden
 
 
+def test_a_render_of_only_hidden_clips_is_refused_up_front(app, campaign, media_files):
+    # hiding is refused for the last shown clip, but declining it leaves only hidden ones
+    hidden = _take_in(app, campaign, media_files["landscape"], name="Ana")
+    shown = _take_in(app, campaign, media_files["landscape"], name="Bo")
+    with app.app_context():
+        _clip(app, hidden).hidden = True
+        db.session.commit()
+        services.moderate_clip(_clip(app, shown), "declined")
+        with pytest.raises(services.ServiceError) as refused:
+            services.request_render(services.get_campaign(campaign), "preview")
+    assert refused.value.status == 409
+    assert "Every approved clip is hidden" in str(refused.value)
+
+
+def test_the_hand_off_of_a_failed_render_says_it_failed(app, campaign, media_files):
+    _take_in(app, campaign, media_files["landscape"])
+    with app.app_context():
+        job = services.request_render(services.get_campaign(campaign), "preview")
+        job.status = "failed"  # as the state machine records a failure
+        db.session.commit()
+        with pytest.raises(services.ServiceError) as refused:
+            services.request_handoff(job)
+    assert refused.value.status == 409
+    assert "this one is failed" in refused.value.message
+    assert "wait for it to finish" not in refused.value.message
+
+
 def test_solo_plays_the_take_as_the_mix_hears_it(app, campaign, media_files, organizer_client):
     clip_id = _take_in(app, campaign, media_files["landscape"])
     for query in ("", "?cleanup=0", "?cleanup=1&start=0.5"):
