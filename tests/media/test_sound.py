@@ -282,6 +282,22 @@ def test_the_room_adds_a_tail_after_the_last_note(takes, tmp_path):
     assert rms_db(wet[after]) > -60.0
 
 
+def test_the_room_rings_in_both_ears_for_a_take_panned_to_one(takes, tmp_path):
+    # a room, not a reverb per channel: a take hard left is heard in the right ear only
+    # through the room's tail (red team: the right ear was digital silence)
+    def ears(**audio) -> tuple[float, float]:
+        x = stereo(mix(tmp_path, [{"id": "l", "path": takes["clean"], "pan": -1.0}],
+                       **audio)).astype(np.float64)
+        return tuple(20 * math.log10(float(np.sqrt(np.mean(x[:, c] ** 2))) + 1e-12)
+                     for c in (0, 1))
+
+    left_dry, right_dry = ears()
+    left_wet, right_wet = ears(reverb_seconds=1.5)
+    assert right_dry < left_dry - 60.0
+    assert right_wet > left_wet - 25.0  # the tail, about 14 dB under the dry, 3 dB less
+    assert abs(left_wet - left_dry) < 1.0  # the mastering holds the level
+
+
 def test_take_filter_is_empty_for_an_untouched_take():
     assert take_filter() == ""
     assert "bandreject=f=50.000" in take_filter(50.0, False)

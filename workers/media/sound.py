@@ -433,11 +433,19 @@ def write_room_impulse(path: str, rt60: float, wet_db: float, *, rate: int = AUD
 
 def room_filter(ir_input: int, label_in: str, label_out: str) -> str:
     """Filtergraph text convolving [``label_in``] with input ``ir_input`` (a
-    :func:`write_room_impulse` file) into [``label_out``]: the dry sound and the room's tail
-    at the levels the impulse holds (the impulse's own scale, 1/peak, is not undone: the
-    peak is the unit impulse, so the dry sound stays at its level)."""
+    :func:`write_room_impulse` file) into [``label_out``]: each ear's dry sound and the
+    room's tail of both ears' sum at the levels the impulse holds (the impulse's own
+    scale, 1/peak, is not undone: the peak is the unit impulse, so the dry sound stays at
+    its level)."""
+    # the room hears both ears' sum (mid) and each ear keeps its own dry sound:
+    # afir(mid) + (ear - mid), so a take panned hard left rings in the right ear too
+    mid = "pan=stereo|c0=0.5*c0+0.5*c1|c1=0.5*c0+0.5*c1"
+    side = "pan=stereo|c0=0.5*c0-0.5*c1|c1=0.5*c1-0.5*c0"
     return (f"[{ir_input}:a:0]aformat=sample_fmts=fltp:channel_layouts=stereo[ir];"
-            f"[{label_in}][ir]afir=irnorm=-1:irgain=1:gtype=none:dry=1:wet=1[{label_out}]")
+            f"[{label_in}]asplit=2[{label_out}m][{label_out}s];[{label_out}m]{mid}[{label_out}mm];"
+            f"[{label_out}mm][ir]afir=irnorm=-1:irgain=1:gtype=none:dry=1:wet=1[{label_out}w];"
+            f"[{label_out}s]{side}[{label_out}d];"
+            f"[{label_out}w][{label_out}d]amix=inputs=2:normalize=0[{label_out}]")
 
 
 def clean_take(src: str, dst: str, *, hum_hz: float, denoise: bool, pan: float = 0.0,
