@@ -973,9 +973,16 @@ def request_render(campaign: Campaign, kind: str = "final", publish: bool | None
     options = render_options(options or {})
     if options["audio"] in ("guide", "guide+mix") and not campaign.guide_key:
         raise ServiceError("This campaign has no guide track to put in the sound.", field="audio")
-    if not approved_clips(campaign):
+    approved = approved_clips(campaign)
+    if not approved:
         raise ServiceError("There are no approved clips yet: approve at least one clip, then "
                            "render.", 409)
+    if all(c.hidden for c in approved):
+        # the hide form keeps one approved clip shown, but declining the last shown one
+        # leaves only hidden ones: refused here, not as a failed render
+        raise ServiceError("Every approved clip is hidden (heard, not seen): a render needs "
+                           "at least one clip in the picture. Show one on its clip page, or "
+                           "approve another.", 409)
     publish = (kind == "final") if publish is None else publish
     key = request_key(campaign, kind, options, publish)
     pending = db.session.scalar(select(Render).filter_by(request_key=key))
@@ -1020,6 +1027,10 @@ def _supersede(campaign_id: int, newer: Render) -> None:
 def request_handoff(render: Render) -> None:
     """Ask for the hand-off ZIP of a finished render (built by a worker:
     ``tutti.export_render``). ServiceError 409 when the render is not done."""
+    if render.status in ("failed", "cancelled"):
+        raise ServiceError(f"Only a finished render can be handed off: this one is "
+                           f"{render.status}. Render again, then hand off the new render.",
+                           409)
     if render.status != "done" or not render.spec:
         raise ServiceError("Only a finished render can be handed off: wait for it to finish.",
                            409)

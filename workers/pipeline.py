@@ -505,7 +505,7 @@ def heard_through_match(clip: Clip) -> bool:
 
     return (bool(clip.loudness_match) and not clip.muted
             and bool((clip.media or {}).get("has_audio", True))
-            and heard_in_match((clip.sound or {}).get("loudness_lufs")))
+            and heard_in_match(heard_loudness(clip)))
 
 
 def part_balance_of(clips: Iterable[Clip]) -> dict[int | None, float]:
@@ -520,6 +520,17 @@ def part_balance_of(clips: Iterable[Clip]) -> dict[int | None, float]:
     return part_balance(counts)
 
 
+def heard_loudness(clip: Clip) -> float | None:
+    """The take's integrated loudness (LUFS) as the mix hears it: after the clean-up when
+    it is on and that was measured (a humming take measured with its hum reads louder
+    than its voice; matched so, it sat 6 LU under the others once cleaned), else as
+    recorded; None when not measured."""
+    sound = clip.sound or {}
+    if clip.cleanup and sound.get("loudness_clean_lufs") is not None:
+        return sound["loudness_clean_lufs"]
+    return sound.get("loudness_lufs")
+
+
 def clip_level_db(clip: Clip, balance: Mapping[int | None, float] | None = None) -> float:
     """The level (dB) the mix gives ``clip``: its loudness match when on (the take to the
     match level, :func:`workers.media.sound.match_gain`, plus its part's ``balance``
@@ -529,7 +540,7 @@ def clip_level_db(clip: Clip, balance: Mapping[int | None, float] | None = None)
 
     level = clip.sound_level_db or 0.0
     if clip.loudness_match:
-        match = match_gain((clip.sound or {}).get("loudness_lufs"))
+        match = match_gain(heard_loudness(clip))
         if balance and heard_through_match(clip):
             match += balance.get(clip.part_id, 0.0)
         level += max(-MAX_MATCH_DB, min(MAX_MATCH_DB, match))
@@ -571,18 +582,25 @@ def measure_sound(clip: Clip, *, timeout: float = 600,
         log.warning("clip %s: sound not measured: %s", clip.id, exc)
 
 
-def current_time_map(clip: Clip) -> list[list[float]] | None:
-    """The clip's time map knots when its switch is on and the map was fitted for its
-    present offset and its campaign's present limits; else None."""
+def time_map_is_current(clip: Clip) -> bool:
+    """Whether the clip's switch is on and its time map was fitted for its present offset
+    and its campaign's present limits (used or not)."""
     found = clip.time_map or {}
     campaign = clip.campaign
     if not clip.timing or not found.get("knots"):
+        return False
+    return not (abs(found.get("offset", math.inf) - clip.effective_offset) > 1e-4
+                or found.get("max_shift_ms") != campaign.timing_max_shift_ms
+                or found.get("max_tempo_pct") != campaign.timing_max_tempo_pct)
+
+
+def current_time_map(clip: Clip) -> list[list[float]] | None:
+    """The clip's time map knots when :func:`time_map_is_current` and the map is used
+    (it lined the take up clearly better than its offset; a map that did not is flat and
+    the take is rendered at its one offset, as cheaply); else None."""
+    if not time_map_is_current(clip) or (clip.time_map or {}).get("used") is False:
         return None
-    if (abs(found.get("offset", math.inf) - clip.effective_offset) > 1e-4
-            or found.get("max_shift_ms") != campaign.timing_max_shift_ms
-            or found.get("max_tempo_pct") != campaign.timing_max_tempo_pct):
-        return None
-    return found["knots"]
+    return clip.time_map["knots"]
 
 
 def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600) -> None:
@@ -590,9 +608,10 @@ def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600
     (the guide decoded once). A take that cannot be mapped keeps none (logged): it is
     rendered with its one offset."""
     from workers.media.audio import NoAudio, decode_audio
+    from workers.media.sound import remove_hum
     from workers.media.timemap import RATE, fit_time_map
 
-    todo = [c for c in clips if c.timing and c.normalized_key and current_time_map(c) is None]
+    todo = [c for c in clips if c.timing and c.normalized_key and not time_map_is_current(c)]
     if not todo or not campaign.guide_key:
         return
     store = storage()
@@ -607,6 +626,9 @@ def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600
         try:
             take = decode_audio(str(store.path(clip.normalized_key)), sample_rate=RATE,
                                 timeout=timeout)
+            hum = float((clip.sound or {}).get("hum_hz") or 0.0) if clip.cleanup else 0.0
+            if hum:  # fitted on what the mix hears: the hum the clean-up removes is no cue
+                take = remove_hum(take, RATE, hum)
             found = fit_time_map(guide, take, offset,
                                  max_shift=campaign.timing_max_shift_ms / 1000,
                                  max_tempo=campaign.timing_max_tempo_pct / 100)
@@ -616,8 +638,11 @@ def fit_time_maps(campaign: Campaign, clips: list[Clip], *, timeout: float = 600
         clip.time_map = {"offset": round(offset, 6),
                          "max_shift_ms": campaign.timing_max_shift_ms,
                          "max_tempo_pct": campaign.timing_max_tempo_pct,
-                         "knots": found.to_list()}
-        log.info("clip %s: time map of %d knots", clip.id, len(found.guide))
+                         "knots": found.to_list(), "used": found.used,
+                         "gain": found.gain, "beyond_tempo": found.beyond_tempo}
+        log.info("clip %s: time map of %d knots (%s, onset gain %+.3f)", clip.id,
+                 len(found.guide), "used" if found.used else "flat: not clearly better",
+                 found.gain)
 
 
 def _offset_and_map(clip: Clip) -> dict:

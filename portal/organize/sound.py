@@ -39,7 +39,7 @@ def sound_panel(clip: Clip) -> dict:
     from sqlalchemy import func
 
     from workers.media.sound import match_gain, part_balance, part_loudness
-    from workers.pipeline import clip_level_db, heard_through_match
+    from workers.pipeline import clip_level_db, heard_loudness, heard_through_match
 
     # the part balance among the next render's takes (the approved ones, and this one as
     # if it were), from one grouped count through the indexes: reading every approved
@@ -66,7 +66,7 @@ def sound_panel(clip: Clip) -> dict:
     takes = [(str(part_id), (sound or {}).get("loudness_lufs")) for part_id, sound in rows]
     stats = part_loudness(takes).get(str(clip.part_id))
     sound = clip.sound or {}
-    lufs = sound.get("loudness_lufs")
+    lufs = heard_loudness(clip)  # after the clean-up when it is on (what the mix hears)
     return {
         "sound": sound,
         "loudness": lufs,
@@ -83,11 +83,15 @@ def sound_panel(clip: Clip) -> dict:
 def time_map_picture(clip: Clip, width: int = 600, height: int = 120) -> dict | None:
     """The clip's time map as an SVG polyline (numbers only): how far the map moves the
     take from its one offset (ms, up: later in the take) over the guide's time, with the
-    scale; None without a map."""
+    scale, and whether it was used (``used``; ``gain_pct``: how much better it lined the
+    take's note onsets up with the guide's than the offset alone); None without a map."""
+    from workers.media.timemap import KEEP_GAIN
+
     knots = (clip.time_map or {}).get("knots")
     if not knots:
         return None
     offset = (clip.time_map or {}).get("offset", 0.0)
+    beyond = float((clip.time_map or {}).get("beyond_tempo") or 0.0)
     g = [k[0] for k in knots]
     shift = [1000 * (k[1] - offset - k[0]) for k in knots]
     span = max(1e-6, g[-1] - g[0])
@@ -96,13 +100,23 @@ def time_map_picture(clip: Clip, width: int = 600, height: int = 120) -> dict | 
                       for t, v in zip(g, shift, strict=True))
     return {"points": points, "width": width, "height": height, "top_ms": round(top),
             "seconds": round(g[-1], 1), "largest_ms": round(max(shift, key=abs)),
-            "fresh": bool(_current_map(clip))}
+            "fresh": bool(_current_map(clip)),
+            # a map that did not line the notes up clearly better than the offset is not
+            # used (flat); older maps carry no verdict and were used
+            "used": bool((clip.time_map or {}).get("used", True)),
+            "gain_pct": round(100 * float((clip.time_map or {}).get("gain") or 0.0)),
+            "keep_pct": round(100 * KEEP_GAIN),
+            # a take beyond the tempo limit: its own tempo (%, + slow) and what is left
+            "beyond_pct": round(100 * (beyond - 1), 1) if beyond else None,
+            "limit_pct": clip.campaign.timing_max_tempo_pct,
+            "left_ms": round(1000 * max(0.0, abs(beyond - 1) - clip.campaign.timing_max_tempo_pct
+                                        / 100) * g[-1]) if beyond else 0}
 
 
-def _current_map(clip: Clip):
-    from workers.pipeline import current_time_map
+def _current_map(clip: Clip) -> bool:
+    from workers.pipeline import time_map_is_current
 
-    return current_time_map(clip)
+    return time_map_is_current(clip)
 
 
 @bp.app_template_global("time_map_picture")

@@ -282,6 +282,22 @@ def test_the_room_adds_a_tail_after_the_last_note(takes, tmp_path):
     assert rms_db(wet[after]) > -60.0
 
 
+def test_the_room_rings_in_both_ears_for_a_take_panned_to_one(takes, tmp_path):
+    # a room, not a reverb per channel: a take hard left is heard in the right ear only
+    # through the room's tail (red team: the right ear was digital silence)
+    def ears(**audio) -> tuple[float, float]:
+        x = stereo(mix(tmp_path, [{"id": "l", "path": takes["clean"], "pan": -1.0}],
+                       **audio)).astype(np.float64)
+        return tuple(20 * math.log10(float(np.sqrt(np.mean(x[:, c] ** 2))) + 1e-12)
+                     for c in (0, 1))
+
+    left_dry, right_dry = ears()
+    left_wet, right_wet = ears(reverb_seconds=1.5)
+    assert right_dry < left_dry - 60.0
+    assert right_wet > left_wet - 25.0  # the tail, about 14 dB under the dry, 3 dB less
+    assert abs(left_wet - left_dry) < 1.0  # the mastering holds the level
+
+
 def test_take_filter_is_empty_for_an_untouched_take():
     assert take_filter() == ""
     assert "bandreject=f=50.000" in take_filter(50.0, False)
@@ -443,3 +459,29 @@ def test_a_cleaned_take_is_kept_for_the_next_mix(takes, tmp_path, monkeypatch):
     assert len(decodes) == 2
     rms = float(np.sqrt(np.mean(fresh ** 2)))
     assert float(np.sqrt(np.mean((fresh - first[RATE // 10:]) ** 2))) < 0.03 * rms
+
+
+def test_a_humming_take_is_matched_as_the_mix_hears_it_within_1_lu(takes, tmp_path):
+    """A quiet voice under a buzz as loud as itself (issue 17's red team: matched with its
+    hum, it sat 6 LU under the others once cleaned, and the noise reduction, told the
+    hum's level as the floor, took the voice down too)."""
+    buzz = write_take(tmp_path / "buzz.mp4", freq=475.0, level=0.03, hum_hz=50.0, hum=0.03)
+    hummed, plain = analyze_take(buzz), analyze_take(takes["clean"])
+    assert hummed.hum_hz == 50.0
+    # measured with its hum the take reads louder than the mix will hear it
+    assert hummed.loudness_lufs - hummed.loudness_clean_lufs > 1.0
+    # the floor told to the noise reduction is under the voice, not at the hum's level
+    assert hummed.noise_floor_db < -50.0
+    voice_before = tone_power_db(decode_audio(buzz, sample_rate=RATE), RATE, 475.0)
+    alone = clean_take(buzz, str(tmp_path / "alone.wav"), hum_hz=50.0, denoise=True,
+                       noise_floor_db=hummed.noise_floor_db)
+    assert tone_power_db(decode_audio(alone, sample_rate=RATE), RATE, 475.0) \
+        == pytest.approx(voice_before, abs=1.5)
+    out = mix(tmp_path, [
+        {"id": "b", "path": buzz, "hum_hz": 50.0, "denoise": True,
+         "noise_floor_db": hummed.noise_floor_db,
+         "gain_db": match_gain(hummed.loudness_clean_lufs)},
+        {"id": "c", "path": takes["clean"], "denoise": True,
+         "gain_db": match_gain(plain.loudness_clean_lufs)}])
+    m = decode_audio(out, sample_rate=RATE)
+    assert abs(tone_power_db(m, RATE, 475.0) - tone_power_db(m, RATE, 440.0)) <= 1.0

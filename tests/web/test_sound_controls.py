@@ -35,12 +35,16 @@ def test_intake_measures_the_take_and_the_clip_page_shows_its_meter(app, campaig
     clip_id = _take_in(app, campaign, media_files["landscape"])
     with app.app_context():
         sound = _clip(app, clip_id).sound
+        heard = pipeline.heard_loudness(_clip(app, clip_id))
     assert -30 < sound["loudness_lufs"] < -15  # lavfi's sine at 1/8 of full scale
     assert sound["hum_hz"] == 0.0
+    # the clean-up is on by default: the page and the match use the cleaned take's loudness
+    assert heard == sound["loudness_clean_lufs"]
+    assert abs(heard - sound["loudness_lufs"]) < 1.0  # a clean sine loses next to nothing
     page = organizer_client.get(f"/organize/clips/{clip_id}").get_data(as_text=True)
     assert 'id="sound"' in page and "<meter" in page
-    assert f"{sound['loudness_lufs']:.1f} LUFS" in page
-    assert f"loudness match {match_gain(sound['loudness_lufs']):+.1f} dB" in page
+    assert f"{heard:.1f} LUFS" in page
+    assert f"loudness match {match_gain(heard):+.1f} dB" in page
 
 
 def test_sound_controls_are_stored_and_used_by_the_render_spec(app, campaign, media_files,
@@ -64,7 +68,7 @@ def test_sound_controls_are_stored_and_used_by_the_render_spec(app, campaign, me
         assert first["denoise"] is False and first["hum_hz"] == 0.0
         assert second["hidden"] is True and second["denoise"] is True
         assert second["gain_db"] == pytest.approx(
-            2.5 + match_gain(cb.sound["loudness_lufs"]), abs=0.01)
+            2.5 + match_gain(cb.sound["loudness_clean_lufs"]), abs=0.01)
         assert "reverb_seconds" not in spec["audio"]
         roomy = pipeline.build_spec(ca.campaign, [ca, cb], "final",
                                     services.render_options({"audio": "mix", "reverb": "yes"}))
@@ -83,7 +87,7 @@ def test_the_loudness_match_is_per_part_in_the_spec_and_on_the_page(app, campaig
         clips = [_clip(app, i) for i in (*altos, soprano)]
         spec = pipeline.build_spec(clips[0].campaign, clips, "final", {"audio": "mix"})
         gains = [c["gain_db"] for c in spec["clips"]]
-        match = match_gain(clips[2].sound["loudness_lufs"])
+        match = match_gain(pipeline.heard_loudness(clips[2]))
     assert gains[0] == gains[1]
     assert gains[2] - gains[0] == pytest.approx(3.01, abs=0.01)
     assert gains[2] == pytest.approx(match + 1.76, abs=0.01)  # 10 log10(3 / (2 parts * 1))
@@ -125,6 +129,33 @@ def test_the_only_shown_clip_cannot_be_hidden(app, campaign, media_files, organi
     assert "at least one clip in the picture" in answer.get_data(as_text=True)
     with app.app_context():
         assert not _clip(app, clip_id).hidden
+
+
+def test_a_render_of_only_hidden_clips_is_refused_up_front(app, campaign, media_files):
+    # hiding is refused for the last shown clip, but declining it leaves only hidden ones
+    hidden = _take_in(app, campaign, media_files["landscape"], name="Ana")
+    shown = _take_in(app, campaign, media_files["landscape"], name="Bo")
+    with app.app_context():
+        _clip(app, hidden).hidden = True
+        db.session.commit()
+        services.moderate_clip(_clip(app, shown), "declined")
+        with pytest.raises(services.ServiceError) as refused:
+            services.request_render(services.get_campaign(campaign), "preview")
+    assert refused.value.status == 409
+    assert "Every approved clip is hidden" in str(refused.value)
+
+
+def test_the_hand_off_of_a_failed_render_says_it_failed(app, campaign, media_files):
+    _take_in(app, campaign, media_files["landscape"])
+    with app.app_context():
+        job = services.request_render(services.get_campaign(campaign), "preview")
+        job.status = "failed"  # as the state machine records a failure
+        db.session.commit()
+        with pytest.raises(services.ServiceError) as refused:
+            services.request_handoff(job)
+    assert refused.value.status == 409
+    assert "this one is failed" in refused.value.message
+    assert "wait for it to finish" not in refused.value.message
 
 
 def test_solo_plays_the_take_as_the_mix_hears_it(app, campaign, media_files, organizer_client):

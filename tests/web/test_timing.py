@@ -67,8 +67,10 @@ def test_switch_fit_render_and_picture(app, organizer_client, slow_clip):
         assert abs(c - slow(g)) <= 0.010
         spec_clip = job.spec["clips"][0]
         assert spec_clip["time_map"] == knots and spec_clip["drift_ppm"] == 0.0
+        assert clip.time_map["used"] is True and clip.time_map["gain"] > 0.1
     page = organizer_client.get(f"/organize/clips/{slow_clip}").get_data(as_text=True)
     assert '<svg class="timemap"' in page and "<polyline points=" in page
+    assert "Time map not used" not in page
     # a nudge makes the map stale: the next spec has none until it is fitted again
     organizer_client.post(f"/organize/clips/{slow_clip}/nudge", data={"nudge_ms": "20"})
     with app.app_context():
@@ -78,6 +80,39 @@ def test_switch_fit_render_and_picture(app, organizer_client, slow_clip):
         assert "time_map" not in spec["clips"][0]
     page = organizer_client.get(f"/organize/clips/{slow_clip}").get_data(as_text=True)
     assert "fitted again at the next render" in page
+
+
+def test_a_map_not_used_is_said_and_the_take_plays_at_its_offset(app, organizer_client,
+                                                                  slow_clip):
+    with app.app_context():
+        clip = db.session.get(Clip, slow_clip)
+        clip.time_map = {"offset": clip.effective_offset, "max_shift_ms": 80,
+                         "max_tempo_pct": 3.0, "used": False, "gain": 0.03,
+                         "knots": [[0.0, clip.effective_offset],
+                                   [10.0, clip.effective_offset + 10.0]]}
+        clip.timing = True
+        db.session.commit()
+        assert pipeline.time_map_is_current(clip)  # not fitted again at each render
+        spec_clip = pipeline.build_spec(clip.campaign, [clip], "final")["clips"][0]
+        assert "time_map" not in spec_clip
+        assert spec_clip["offset"] == round(clip.effective_offset, 4)
+    page = organizer_client.get(f"/organize/clips/{slow_clip}").get_data(as_text=True)
+    assert 'id="timemap-unused"' in page and "+3 %, 10 % needed" in page
+    assert "fitted again at the next render" not in page
+
+
+def test_a_take_beyond_the_tempo_limit_is_said(app, organizer_client, slow_clip):
+    with app.app_context():
+        clip = db.session.get(Clip, slow_clip)
+        o = clip.effective_offset
+        clip.time_map = {"offset": o, "max_shift_ms": 80, "max_tempo_pct": 3.0,
+                         "used": True, "gain": 0.3, "beyond_tempo": 1.05,
+                         "knots": [[0.0, o], [10.0, o + 10.3]]}
+        clip.timing = True
+        db.session.commit()
+    page = organizer_client.get(f"/organize/clips/{slow_clip}").get_data(as_text=True)
+    assert 'id="timemap-beyond"' in page and "about 5.0 % slow" in page
+    assert "up to about 200 ms by the end" in page  # (5 % - 3 %) x 10 s
 
 
 def test_switched_off_no_map_in_the_spec(app, slow_clip):

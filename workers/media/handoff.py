@@ -178,9 +178,12 @@ def build_timeline(spec: RenderSpec, plan: RenderPlan, *, media: Mapping[int, st
                 "start_seconds": round(place.start, 6),
                 "source_start_seconds": round(place.source_start, 6),
                 "duration_seconds": round(place.duration, 6), "speed": place.speed,
-                "gain_db": clip.gain_db, "muted": clip.muted, "pan": clip.pan,
-                "time_map": [list(k) for k in clip.time_map]}
+                "gain_db": clip.gain_db, "muted": clip.muted, "pan": clip.pan}
             if clip.time_map:
+                # the map once per clip, in its first piece (every piece repeating it made
+                # 5.9 MB of OTIO for four 37 s takes)
+                if number == 0:
+                    item.metadata["tutti"]["time_map"] = [list(k) for k in clip.time_map]
                 item.metadata["tutti"].update(
                     piece=number, pieces=len(pieces),
                     piece_start_seconds=round(first / fps, 6),
@@ -204,6 +207,55 @@ def build_timeline(spec: RenderSpec, plan: RenderPlan, *, media: Mapping[int, st
     if guide:
         audio_track("Guide", guide)
     return timeline
+
+
+#: the most a cut of the FCP XML's timeline may drift from the speed it stands for (frames)
+FCP_DRIFT_FRAMES = 0.5
+
+
+def speedless_timeline(timeline, fps: float):
+    """A copy of ``timeline`` whose video clips play at speed 1, for FCP 7 XML: the
+    otio-fcp-adapter writes no speed (a LinearTimeWarp is dropped, so a piece at 1.02 of
+    230 frames ended 4.6 frames behind the sound). Each clip with a time scalar ``s`` is
+    cut into runs of at most ``0.5 / |s - 1|`` frames, each starting at the source frame
+    nearest the render's (from the piece's exact source seconds in its metadata), so the
+    picture is within :data:`FCP_DRIFT_FRAMES` of the render's inside a run, plus half a
+    frame of rounding at its start. Clips at speed 1 and other tracks are unchanged."""
+    import copy
+
+    import opentimelineio as otio
+
+    out = copy.deepcopy(timeline)
+    for track in out.video_tracks():
+        items = list(track)
+        rebuilt = []
+        for item in items:
+            warps = [e for e in getattr(item, "effects", [])
+                     if isinstance(e, otio.schema.LinearTimeWarp)]
+            if not isinstance(item, otio.schema.Clip) or not warps:
+                rebuilt.append(item)
+                continue
+            scalar = float(math.prod(w.time_scalar for w in warps))
+            meta = dict(item.metadata.get("tutti", {}))
+            source = float(meta.get("piece_source_start_seconds",
+                                    meta.get("source_start_seconds",
+                                             item.source_range.start_time.to_seconds())))
+            length = round(item.source_range.duration.to_seconds() * fps)
+            run = max(1, int(FCP_DRIFT_FRAMES / max(abs(scalar - 1.0), 1e-9)))
+            for j in range(0, length, run):
+                n = min(run, length - j)
+                part = otio.schema.Clip(
+                    name=item.name, media_reference=copy.deepcopy(item.media_reference),
+                    source_range=otio.opentime.TimeRange(
+                        otio.opentime.RationalTime(round((source + j / fps * scalar) * fps),
+                                                   fps),
+                        otio.opentime.RationalTime(n, fps)))
+                part.metadata["tutti"] = {k: v for k, v in meta.items() if k != "time_map"}
+                part.metadata["tutti"]["speed_as_cuts"] = round(scalar, 9)
+                rebuilt.append(part)
+        track.clear()
+        track.extend(rebuilt)
+    return out
 
 
 #: a time map's knots closer than this (frames of source time) to a straight line
@@ -336,7 +388,13 @@ credits.csv     performers: name, part, location, first time seen in the render
 
 Time 0 on the timeline is the guide's time 0. Each performer has a video track of their
 own, cut and placed where Tutti synced them (rounded to the frame; the exact seconds are
-in the OTIO clip metadata under "tutti").
+in the OTIO clip metadata under "tutti"; a take pulled into time has its time map there
+once, in its first piece).
+
+A take played faster or slower than recorded (a drift corrected, or a time map) is a
+speed change per piece in timeline.otio (LinearTimeWarp). FCP 7 XML as written here has
+no speed: in timeline.xml such a piece is cut into short runs at normal speed, each
+starting at the frame the render shows, so the picture stays within a frame of the mix.
 """
 
 
@@ -372,8 +430,8 @@ def export_handoff(spec: RenderSpec, out_zip: str, *, include_media: bool = True
         timeline = build_timeline(main_spec, plan, media=media, stems=stems, mix=mix,
                                   guide=guide, name=title)
         otio.adapters.write_to_file(timeline, os.path.join(work, TIMELINE_OTIO))
-        otio.adapters.write_to_file(timeline, os.path.join(work, TIMELINE_FCP),
-                                    adapter_name="fcp_xml")
+        otio.adapters.write_to_file(speedless_timeline(timeline, plan.fps),
+                                    os.path.join(work, TIMELINE_FCP), adapter_name="fcp_xml")
         report(0.85)
         with zipfile.ZipFile(tmp_zip, "w", allowZip64=True) as z:
             for name in (TIMELINE_OTIO, TIMELINE_FCP):

@@ -168,11 +168,16 @@ def room_impulse_float(rt60: float, wet_db: float, rate: int = AUDIO_RATE) -> np
 
 
 def convolve_room(dry: np.ndarray, ir: np.ndarray) -> np.ndarray:
-    """``dry`` (2, N) float32 convolved per channel with ``ir`` (L, 2) (overlap-add FFT
-    convolution), cut to N samples: what afir (irnorm=-1, gain 1, dry and wet 1) gives."""
+    """``dry`` (2, N) float32 with the room ``ir`` (L, 2): each ear hears its own dry sound
+    plus the room's tail (``ir`` past its head) of both ears' sum, ``(left + right) / 2``
+    (overlap-add FFT convolution), cut to N samples, so a take panned hard left still
+    rings in the right ear, as in a room (per channel, the right ear was silent); a
+    centred take hears what a per-channel convolution gave. What
+    :func:`sound.room_filter` gives in a filtergraph."""
+    mid = dry.mean(axis=0)
     out = np.empty_like(dry)
     for ch in range(dry.shape[0]):
-        out[ch] = oaconvolve(dry[ch], ir[:, ch])[: dry.shape[1]]
+        out[ch] = (oaconvolve(mid, ir[:, ch])[: dry.shape[1]] + dry[ch] - mid)
     return out
 
 

@@ -47,9 +47,19 @@ MAX_MATCH_DB = 24.0
 SILENT_LUFS = -60.0
 #: harmonics of the mains hum notched (50 Hz: 50 .. 500 Hz); buzz holds strong odd ones
 HUM_HARMONICS = 10
-#: notch quality: 2.5 Hz wide at 50 Hz, 25 Hz at 500 Hz, wide enough for the mains' own
-#: wander (±0.2 Hz, times the harmonic's number) and narrow enough to leave the notes
+#: notch quality: 2.5 Hz wide at 50 Hz, wide enough for the mains' own wander (±0.2 Hz,
+#: times the harmonic's number) ...
 HUM_Q = 20.0
+#: ... but never wider than this (Hz): Q 20 was 25 Hz wide at 500 Hz and took 2 dB off a
+#: note at 475 Hz, between two harmonics
+HUM_MAX_WIDTH_HZ = 8.0
+#: each notch is applied this many times (deeper around the line, as narrow)
+HUM_NOTCH_PASSES = 2
+
+
+def hum_notch_width(k: int, hum_hz: float = 50.0) -> float:
+    """The notch's width (Hz) at the ``k``-th harmonic of ``hum_hz``."""
+    return min(hum_hz * k / HUM_Q, HUM_MAX_WIDTH_HZ)
 #: a harmonic stands out as hum when it is this much above the spectrum around it
 HUM_PROMINENCE_DB = 12.0
 #: ... at this many of its harmonics at least
@@ -80,18 +90,23 @@ class TakeSound:
     """What a take's sound measures: integrated loudness (LUFS, ``-inf`` for silence),
     the mains hum found (50.0, 60.0, or 0.0 for none) and how far its strongest harmonic
     stands above its surroundings (dB), the noise floor (dBFS, the RMS of the quietest
-    10 % of 50 ms frames)."""
+    10 % of 50 ms frames, measured after the hum's notches: a hum is no floor to tell the
+    steady-noise reduction, it sits at the voice's level)."""
 
     loudness_lufs: float
     hum_hz: float
     hum_db: float
     noise_floor_db: float
+    #: the integrated loudness after the clean-up (hum notches and noise reduction): what
+    #: the mix hears of a cleaned take, and what its loudness match uses (NaN: not measured)
+    loudness_clean_lufs: float = math.nan
 
     def to_dict(self) -> dict[str, float | None]:
         def finite(x: float) -> float | None:
             return round(x, 2) if math.isfinite(x) else None
         return {"loudness_lufs": finite(self.loudness_lufs), "hum_hz": self.hum_hz,
-                "hum_db": finite(self.hum_db), "noise_floor_db": finite(self.noise_floor_db)}
+                "hum_db": finite(self.hum_db), "noise_floor_db": finite(self.noise_floor_db),
+                "loudness_clean_lufs": finite(self.loudness_clean_lufs)}
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -138,6 +153,26 @@ def _power_spectrum(samples: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndar
     return power, freqs
 
 
+def remove_hum(samples: np.ndarray, rate: int, hum_hz: float,
+               harmonics: int = HUM_HARMONICS) -> np.ndarray:
+    """Mono ``samples`` at ``rate`` Hz with notches (:func:`hum_notch_width` wide, forward
+    and back, so nothing moves in time) at ``hum_hz`` and its harmonics up to ``harmonics``, below
+    Nyquist: the take as the clean-up's notches leave it, for measuring (its noise floor,
+    its loudness, its time map). ``samples`` unchanged for ``hum_hz`` 0."""
+    from scipy.signal import filtfilt, iirnotch
+
+    out = samples.astype(np.float64)
+    if hum_hz <= 0:
+        return out
+    for k in range(1, harmonics + 1):
+        f = hum_hz * k
+        if f >= rate / 2 * 0.95:
+            break
+        b, a = iirnotch(f, f / hum_notch_width(k, hum_hz), fs=rate)
+        out = filtfilt(b, a, out)  # forward and back: the notch twice, as the mix's
+    return out
+
+
 def detect_hum(samples: np.ndarray, rate: int) -> tuple[float, float]:
     """The mains hum in mono ``samples``: (50.0 or 60.0, prominence dB), or (0.0, the best
     prominence) when no family of harmonics stands out. A harmonic's prominence is how far
@@ -174,12 +209,15 @@ def detect_hum(samples: np.ndarray, rate: int) -> tuple[float, float]:
     return best
 
 
-def measure_integrated(path: str, *, timeout: float = 600) -> float:
+def measure_integrated(path: str, *, timeout: float = 600, chain: str = "") -> float:
     """The integrated loudness (LUFS, EBU R128; ``-inf`` for silence) of the first sound
-    track of ``path``, by ffmpeg's ebur128 filter. Raises NoAudio without a sound track,
-    FFmpegError when ffmpeg fails."""
+    track of ``path``, by ffmpeg's ebur128 filter, after the filters ``chain`` (numbers
+    only, ending with a comma: :func:`take_filter`) when given. Raises NoAudio without a
+    sound track, FFmpegError when ffmpeg fails."""
+    pre = (f"aresample={AUDIO_RATE},aformat=sample_fmts=fltp:channel_layouts=stereo,{chain}"
+           if chain else "")
     args = ["-v", "info", *safe_input(path, MEDIA_DEMUXERS), "-map", "0:a:0", "-vn",
-            "-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"]
+            "-af", f"{pre}ebur128=peak=true:framelog=quiet", "-f", "null", "-"]
     status, text = ffmpeg_report(args, timeout=timeout)
     if status != 0 and re.search(r"matches no streams|does not contain any stream", text):
         raise NoAudio()
@@ -189,7 +227,8 @@ def measure_integrated(path: str, *, timeout: float = 600) -> float:
 def analyze_take(path: str, *, timeout: float = 600,
                  loudness_lufs: float | None = None) -> TakeSound:
     """Measure the take at ``path`` (any media file ffmpeg reads): its loudness (measured
-    here unless ``loudness_lufs`` is given, e.g. from intake), hum and noise floor. Raises
+    here unless ``loudness_lufs`` is given, e.g. from intake), hum, noise floor (after
+    the hum's notches) and its loudness after the clean-up (a second ffmpeg pass). Raises
     NoAudio when it has no sound, FFmpegError when it cannot be decoded."""
     if loudness_lufs is None:
         loudness_lufs = measure_integrated(path, timeout=timeout)
@@ -197,7 +236,13 @@ def analyze_take(path: str, *, timeout: float = 600,
     if samples.size < ANALYSIS_RATE * FLOOR_FRAME:
         raise NoAudio("the sound track is too short to measure")
     hum_hz, hum_db = detect_hum(samples, ANALYSIS_RATE)
-    return TakeSound(loudness_lufs, hum_hz, hum_db, noise_floor_db(samples, ANALYSIS_RATE))
+    # the floor where the hum's notches leave it: told the hum's level, afftdn takes the
+    # voice down with it (a -32 dBFS buzz under a -28 dBFS bass lost 6 LU of the voice)
+    floor = noise_floor_db(remove_hum(samples, ANALYSIS_RATE, hum_hz), ANALYSIS_RATE)
+    # and the loudness of what the mix hears once the take is cleaned
+    clean = measure_integrated(path, timeout=timeout,
+                               chain=take_filter(hum_hz, True, 0.0, floor))
+    return TakeSound(loudness_lufs, hum_hz, hum_db, floor, clean)
 
 
 def match_gain(loudness_lufs: float | None, target_lufs: float = MATCH_LUFS) -> float:
@@ -280,8 +325,11 @@ def hum_notch_filter(hum_hz: float, rate: int = AUDIO_RATE) -> str:
     Nyquist); empty for 0."""
     if hum_hz <= 0:
         return ""
-    notches = [f"bandreject=f={hum_hz * k:.3f}:width_type=q:width={HUM_Q:g}"
-               for k in range(1, HUM_HARMONICS + 1) if hum_hz * k < rate / 2]
+    # each notch twice: the hum's line spreads over a fraction of a hertz, where one notch
+    # this narrow takes 8 dB and two take 16
+    notches = [f"bandreject=f={hum_hz * k:.3f}:width_type=h:width={hum_notch_width(k, hum_hz):.3f}"
+               for k in range(1, HUM_HARMONICS + 1) if hum_hz * k < rate / 2
+               for _ in range(HUM_NOTCH_PASSES)]
     return ",".join(notches)
 
 
@@ -385,11 +433,19 @@ def write_room_impulse(path: str, rt60: float, wet_db: float, *, rate: int = AUD
 
 def room_filter(ir_input: int, label_in: str, label_out: str) -> str:
     """Filtergraph text convolving [``label_in``] with input ``ir_input`` (a
-    :func:`write_room_impulse` file) into [``label_out``]: the dry sound and the room's tail
-    at the levels the impulse holds (the impulse's own scale, 1/peak, is not undone: the
-    peak is the unit impulse, so the dry sound stays at its level)."""
+    :func:`write_room_impulse` file) into [``label_out``]: each ear's dry sound and the
+    room's tail of both ears' sum at the levels the impulse holds (the impulse's own
+    scale, 1/peak, is not undone: the peak is the unit impulse, so the dry sound stays at
+    its level)."""
+    # the room hears both ears' sum (mid) and each ear keeps its own dry sound:
+    # afir(mid) + (ear - mid), so a take panned hard left rings in the right ear too
+    mid = "pan=stereo|c0=0.5*c0+0.5*c1|c1=0.5*c0+0.5*c1"
+    side = "pan=stereo|c0=0.5*c0-0.5*c1|c1=0.5*c1-0.5*c0"
     return (f"[{ir_input}:a:0]aformat=sample_fmts=fltp:channel_layouts=stereo[ir];"
-            f"[{label_in}][ir]afir=irnorm=-1:irgain=1:gtype=none:dry=1:wet=1[{label_out}]")
+            f"[{label_in}]asplit=2[{label_out}m][{label_out}s];[{label_out}m]{mid}[{label_out}mm];"
+            f"[{label_out}mm][ir]afir=irnorm=-1:irgain=1:gtype=none:dry=1:wet=1[{label_out}w];"
+            f"[{label_out}s]{side}[{label_out}d];"
+            f"[{label_out}w][{label_out}d]amix=inputs=2:normalize=0[{label_out}]")
 
 
 def clean_take(src: str, dst: str, *, hum_hz: float, denoise: bool, pan: float = 0.0,

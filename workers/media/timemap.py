@@ -47,9 +47,30 @@ SILENT_JUMP = 0.035
 #: generated takes, tests/media/test_timemap.py)
 SPECTRUM_WEIGHT = 0.5
 MOVE_PENALTY = 5.0
+#: the cost of leaving the tempo line, per frame off it as a share of the band's width
+#: (at the band's edge: 0.2 of a frame's similarity): noise in the features does not add
+#: up to a warp. Tuned on generated takes and rendered chorale takes (0.3 and more held the
+#: 60 ms drag 15 ms off; without it a take in time wandered up to 75 ms)
+LINE_PENALTY = 0.2
+#: ... except within this many frames of it (10 ms: a tempo line through a drifting take
+#: is that far off it at the phrases' starts, where the take is in time)
+LINE_FREE = 2
 #: a take quieter than this (dB over its floor) is between phrases: a correction may move
 #: there faster than the tempo limit, as nothing is heard
 QUIET_DB = 12.0
+#: a take keeps its map only when the map lines its note onsets up with the guide's this
+#: much better (relative onset-correlation score, :func:`onset_gain`) than the one offset
+#: does; else it is played at the offset (a map must never make a take worse than its
+#: offset: rendered chorale takes exactly in time scored 1-9 % over it, a 2 % slow take
+#: 140 %, takes dragging 60 ms a phrase 8 % (rendered) and 40 % (generated))
+KEEP_GAIN = 0.10
+#: how far a take's own tempo is looked for, to tell one beyond the organizer's limit
+WIDE_TEMPO = 0.08
+#: ... and how far past the limit it must be to count as beyond (0.5 %)
+BEYOND_MARGIN = 0.005
+#: the onset curves are compared smoothed by this many frames (a choir's soft attack and
+#: an organ's hard one peak a few frames apart; the score should not hinge on it)
+CHECK_SIGMA = 3.0
 
 
 @dataclass(frozen=True)
@@ -59,6 +80,15 @@ class TimeMap:
 
     guide: tuple[float, ...]
     clip: tuple[float, ...]
+    #: False when the fitted map did not line the take's note onsets up with the guide's
+    #: clearly better than the one offset did: the map is then flat (the offset alone)
+    used: bool = True
+    #: how much better (relative onset-correlation score) the fitted map lined the take up
+    #: than the offset alone (negative: worse)
+    gain: float = 0.0
+    #: the take's own tempo against the guide (clip seconds per guide second) when it is
+    #: beyond the tempo limit (the map then pulls it by the limit only); 0.0 when within
+    beyond_tempo: float = 0.0
 
     def clip_time(self, t: float | np.ndarray) -> float | np.ndarray:
         """The clip time that holds guide time ``t``."""
@@ -113,6 +143,8 @@ def _frames(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     spec = logb - logb.mean(axis=0)
     spec /= np.linalg.norm(spec, axis=1, keepdims=True) + 1e-9
     level = 10 * np.log10(bands.sum(axis=1) + 1e-12)
+    # quiet: near the recording's floor, or a dip well under the sound around it (a
+    # breath between phrases, even where a silent lead-in makes the floor far lower)
     quiet = level < np.percentile(level, 10) + QUIET_DB
     return onset, spec, quiet
 
@@ -190,6 +222,24 @@ def fit_time_map(guide: np.ndarray, take: np.ndarray, offset: float, *,
         raise ValueError("the recordings are too short to map (less than 0.2 s)")
     fps = RATE / HOP
     a, s = _line_fit(go, co, offset * fps, max_tempo, int(line_search * fps))
+    ends = np.array([0.0, (go.size - 1) / fps])
+
+    def line_gain(a_: float, s_: float) -> float:
+        return onset_gain(go, co, ends, (a_ + s_ * ends * fps) / fps, offset, fps)
+
+    # a take beyond the tempo limit: the best line within the limit may even go the wrong
+    # way (a 5 % slow take fitted 1.1 % fast); the line is then the limit, in the take's
+    # own direction, from where the take's own tempo line starts, and the map says so
+    wide_a, wide_s = _line_fit(go, co, offset * fps, WIDE_TEMPO, int(line_search * fps))
+    beyond = 0.0
+    if abs(wide_s - 1) > max_tempo + BEYOND_MARGIN and line_gain(wide_a, wide_s) > max(
+            KEEP_GAIN, line_gain(a, s) + KEEP_GAIN):
+        beyond = wide_s
+        a, s = wide_a, 1 + math.copysign(max_tempo, wide_s - 1)
+    elif line_gain(a, s) <= KEEP_GAIN:
+        # the line too must clearly beat the offset alone (tempo 1 from sync's offset), or
+        # the map is built around the offset: a steady take's best line is noise around it
+        a, s = offset * fps, 1.0
     w = int(round(max_shift * fps))
     rows = go.size
     base = a + s * np.arange(rows)
@@ -204,6 +254,10 @@ def fit_time_map(guide: np.ndarray, take: np.ndarray, offset: float, *,
     cost = np.where(inside, -sim, 0.0)
     # moving is cheap where the guide is silent (between phrases): nothing to keep together
     quiet = cq[np.clip(np.round(base).astype(int), 0, co.size - 1)]
+    # leaving the line costs in proportion to how far: noise in the features does not
+    # add up to a warp, only notes that agree over a stretch move the path
+    off_line = np.maximum(np.abs(np.arange(-w, w + 1)) - LINE_FREE, 0)
+    cost = cost + LINE_PENALTY * off_line[None, :] / max(w, 1)
     path = _band_dtw(cost, np.where(gq[:rows] | quiet, 0.05, MOVE_PENALTY))
     deviation = (path - w).astype(float)
     # where the take is silent (a breath) the path is not heard: it takes the correction of
@@ -224,9 +278,11 @@ def fit_time_map(guide: np.ndarray, take: np.ndarray, offset: float, *,
     dev = deviation[knots] / fps
     dev = np.clip(dev, -max_shift, max_shift)
     # a change of one analysis frame is noise: held until the deviation moves further (each
-    # change is a tempo command, and each costs atempo a little of its timing)
+    # change is a tempo command, and each costs atempo a little of its timing); not across
+    # a silence, where a phrase starts afresh
     for i in range(1, dev.size):
-        if abs(dev[i] - dev[i - 1]) <= 1.01 / fps:
+        if abs(dev[i] - dev[i - 1]) <= 1.01 / fps \
+                and quiet[knots[i - 1]:knots[i] + 1].mean() <= 0.5:
             dev[i] = dev[i - 1]
     # at most max_tempo of local tempo between knots, except where the take is silent
     for i in range(1, dev.size):
@@ -235,7 +291,34 @@ def fit_time_map(guide: np.ndarray, take: np.ndarray, offset: float, *,
             room = 2 * max_shift
         dev[i] = np.clip(dev[i], dev[i - 1] - room, dev[i - 1] + room)
     ct = (a + s * np.array(knots)) / fps + dev
-    return TimeMap(tuple(float(x) for x in gt), tuple(float(x) for x in ct))
+    gain = onset_gain(go, co, gt, ct, offset, fps)
+    used = gain > KEEP_GAIN
+    if not used:  # never worse than the offset: the map is flat
+        ct = offset + gt
+    return TimeMap(tuple(float(x) for x in gt), tuple(float(x) for x in ct), used,
+                   round(float(gain), 4), round(float(beyond), 4))
+
+
+def onset_gain(go: np.ndarray, co: np.ndarray, gt: np.ndarray, ct: np.ndarray,
+               offset: float, fps: float) -> float:
+    """How much better the knots (guide times ``gt``, clip times ``ct``, seconds) line the
+    take's note onsets up with the guide's than the one ``offset`` (clip = offset + guide
+    time) does: (score(map) - score(offset)) / score(offset), the score being the
+    correlation of the two onset curves (``go``, ``co``: :func:`_frames`' onset strength
+    at ``fps``, measured the same way in both, smoothed by :data:`CHECK_SIGMA` frames)
+    over the guide's whole length. 0 when the offset scores nothing."""
+    g = ndimage.gaussian_filter1d(go, CHECK_SIGMA)
+    c = ndimage.gaussian_filter1d(co, CHECK_SIGMA)
+    t = np.arange(g.size) / fps
+
+    def score(knots: np.ndarray) -> float:
+        pos = np.interp(t, gt, knots) * fps
+        return float(np.dot(g, np.interp(pos, np.arange(c.size), c, left=0.0, right=0.0)))
+
+    with_offset = score(offset + gt)
+    if with_offset <= 0:
+        return 0.0
+    return (score(ct) - with_offset) / with_offset
 
 
 def tempo_segments(time_map: TimeMap, start: float) -> tuple[float, list[tuple[float, float]]]:
