@@ -332,6 +332,25 @@ def test_the_recorded_start_is_checked_against_the_sound_on_a_loopback(live, chr
 
 
 
+def cut_off_after_creation(page, created: list[str], metadata: list[str] | None = None):
+    """The tus creation (POST) goes through and its location is noted in ``created``
+    (its Upload-Metadata in ``metadata``); every other upload request fails as if the
+    connection were gone."""
+
+    def cut_off(route):
+        request = route.request
+        if request.method == "POST":
+            if metadata is not None:
+                metadata.append(request.headers["upload-metadata"])
+            answer = route.fetch()
+            created.append(answer.headers["location"])
+            route.fulfill(response=answer)
+        else:
+            route.abort("internetdisconnected")
+
+    page.route("**/api/v1/uploads**", cut_off)
+
+
 def test_a_reload_mid_upload_resumes_from_indexeddb(live, page, campaign):
     """The connection goes while the take is being sent, after part of it arrived; the page
     is reloaded: the take comes back from IndexedDB and its upload goes on by itself from
@@ -342,18 +361,7 @@ def test_a_reload_mid_upload_resumes_from_indexeddb(live, page, campaign):
     record_take(page, live, campaign)
     created: list[str] = []
     metadata: list[str] = []
-
-    def cut_off(route):
-        request = route.request
-        if request.method == "POST":
-            metadata.append(request.headers["upload-metadata"])
-            answer = route.fetch()
-            created.append(answer.headers["location"])
-            route.fulfill(response=answer)
-        else:
-            route.abort("internetdisconnected")
-
-    page.route("**/api/v1/uploads**", cut_off)
+    cut_off_after_creation(page, created, metadata)
     page.click("#record-send")
     wait_note(page, "Sending")
     deadline = time.monotonic() + 20
@@ -559,16 +567,7 @@ def test_a_renderer_crash_mid_upload_resumes_and_loses_nothing(live, chromium, c
         record_take(page, live, campaign)
         whole = base64.b64decode(page.evaluate(KEPT_ALL))
         created: list[str] = []
-
-        def cut_off(route):
-            if route.request.method == "POST":
-                answer = route.fetch()
-                created.append(answer.headers["location"])
-                route.fulfill(response=answer)
-            else:
-                route.abort("internetdisconnected")
-
-        page.route("**/api/v1/uploads**", cut_off)
+        cut_off_after_creation(page, created)
         page.click("#record-send")
         deadline = time.monotonic() + 20
         while not created:

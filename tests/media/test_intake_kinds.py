@@ -52,6 +52,15 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
     tone = "sine=frequency={f}:sample_rate=48000:duration={d}"
     x264 = ["-c:v", "libx264", "-preset", "ultrafast"]
 
+    def whole_faststart_mp4(out: str) -> bytes:
+        """4 s of picture and a 440 Hz tone, index at the front: the bytes of the
+        whole file that the cut kinds then damage."""
+        full = out + "-full.mp4"
+        _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi",
+              "-i", tone.format(f=440, d=4), *x264, "-c:a", "aac",
+              "-movflags", "+faststart", full])
+        return Path(full).read_bytes()
+
     def make(kind: str) -> str:
         if kind in made:
             return made[kind]
@@ -93,12 +102,8 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
                   "-map", "0:v", "-map", "1:a", "-map", "2:a", *x264, "-c:a", "aac",
                   "-disposition:a:0", "0", "-disposition:a:1", "default", out])
         elif kind == "cut":  # index at the front, the upload stopped at half the file
-            full = out + "-full.mp4"
-            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi",
-                  "-i", tone.format(f=440, d=4), *x264, "-c:a", "aac",
-                  "-movflags", "+faststart", full])
+            data = whole_faststart_mp4(out)
             out += ".mp4"
-            data = Path(full).read_bytes()
             Path(out).write_bytes(data[: len(data) // 2])
         elif kind in ("picture_short", "sound_short"):
             v, a = (1, 3) if kind == "picture_short" else (3, 1)
@@ -227,12 +232,8 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
         elif kind == "zero_tail":
             # every packet there, the second half of the bytes zeros (an interrupted copy,
             # a pre-allocated upload): only decoding tells
-            full = out + "-full.mp4"
-            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi",
-                  "-i", tone.format(f=440, d=4), *x264, "-c:a", "aac",
-                  "-movflags", "+faststart", full])
+            data = whole_faststart_mp4(out)
             out += ".mp4"
-            data = Path(full).read_bytes()
             Path(out).write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
         elif kind == "grows_past_cap":
             # a picture that changes size partway (as a MediaRecorder clip does) to 8K

@@ -358,17 +358,24 @@ def test_media_route_never_serves_originals_or_escapes(app, client, campaign, me
     assert client.get("/media/.tmp/x").status_code == 404
 
 
-def test_a_part_that_lands_after_its_render_failed_is_removed(app, campaign, media_files,
-                                                              monkeypatch):
-    """bench/faults (full disk, 1 run in 20): one part failed on the full disk and the
-    render's folder was removed while another worker was still drawing its segment; that
-    segment then landed in the failed render's folder and stayed there for ever."""
+def _distributed_with_two_approved(app, campaign, media_files, monkeypatch) -> list[tuple]:
+    """Renders cut into 1-s segments sent as tasks, two approved clips; returns the list
+    the tasks sent are noted in (name, *args), in order."""
     sent: list[tuple] = []
     monkeypatch.setattr(services, "enqueue", lambda name, *args: sent.append((name, *args)))
     monkeypatch.setattr(pipeline, "enqueue", lambda name, *args: sent.append((name, *args)))
     app.config["DISTRIBUTED_RENDER"] = True
     app.config["RENDER_SEGMENT_SECONDS"] = 1
     _approved(app, campaign, media_files, "landscape", "portrait")
+    return sent
+
+
+def test_a_part_that_lands_after_its_render_failed_is_removed(app, campaign, media_files,
+                                                              monkeypatch):
+    """bench/faults (full disk, 1 run in 20): one part failed on the full disk and the
+    render's folder was removed while another worker was still drawing its segment; that
+    segment then landed in the failed render's folder and stayed there for ever."""
+    sent = _distributed_with_two_approved(app, campaign, media_files, monkeypatch)
     store = app.extensions["tutti.storage"]
 
     def late_writer(job, part, _beat):
@@ -394,12 +401,7 @@ def test_a_part_that_lands_after_its_render_failed_is_removed(app, campaign, med
 def test_distributed_render_runs_parts_then_joins(app, campaign, media_files, monkeypatch):
     """Segments and the sound as separate tasks, in any order, joined without
     re-encoding; a duplicated part message changes nothing."""
-    sent: list[tuple] = []
-    monkeypatch.setattr(services, "enqueue", lambda name, *args: sent.append((name, *args)))
-    monkeypatch.setattr(pipeline, "enqueue", lambda name, *args: sent.append((name, *args)))
-    app.config["DISTRIBUTED_RENDER"] = True
-    app.config["RENDER_SEGMENT_SECONDS"] = 1
-    _approved(app, campaign, media_files, "landscape", "portrait")
+    sent = _distributed_with_two_approved(app, campaign, media_files, monkeypatch)
     with app.app_context():
         job_id = services.request_render(services.get_campaign(campaign)).id
         sent.clear()
