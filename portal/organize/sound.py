@@ -193,6 +193,10 @@ def solo(clip_id: int):
         abort(400)
     if not (math.isfinite(start) and 0 <= start <= 36000):
         abort(400)
+    duration = (clip.media or {}).get("duration")
+    if duration and start >= duration:
+        abort(400, description=f"The take is {duration:.1f} s long: start the solo before "
+                               "its end.")
     cleanup = request.args.get("cleanup")
     if cleanup not in (None, "0", "1"):
         abort(400)

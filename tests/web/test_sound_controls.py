@@ -167,6 +167,10 @@ def test_solo_plays_the_take_as_the_mix_hears_it(app, campaign, media_files, org
     assert organizer_client.get(f"/organize/clips/{clip_id}/solo.wav?cleanup=2").status_code \
         == 400
     assert organizer_client.get(f"/organize/clips/{clip_id}/solo.wav?start=x").status_code == 400
+    # past the take's end: a plain refusal, not an empty WAV (red team, issue 17)
+    past = organizer_client.get(f"/organize/clips/{clip_id}/solo.wav?start=3000",
+                                headers={"Accept": "application/json"})
+    assert past.status_code == 400 and "long: start the solo before" in past.get_json()["error"]
     silent = _take_in(app, campaign, media_files["silent"], name="Mute")
     assert organizer_client.get(f"/organize/clips/{silent}/solo.wav").status_code == 404
 
