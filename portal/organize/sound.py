@@ -35,10 +35,18 @@ def sound_panel(clip: Clip) -> dict:
     gives it (its match to the others, ``match_db``, and its part's balance,
     ``balance_db``, among the next render's takes), and its part's loudness range
     (``part``: {low, median, high, count} LUFS or None) among the part's usable takes
-    (at most :data:`PART_SAMPLE` of them)."""
+    (at most :data:`PART_SAMPLE` of them); ``match_short_lu``, how far a take too quiet or
+    too loud for the match's cap stays from the others (LU, 0 within it)."""
     from sqlalchemy import func
 
-    from workers.media.sound import match_gain, part_balance, part_loudness
+    from workers.media.sound import (
+        MATCH_LUFS,
+        MAX_MATCH_DB,
+        match_gain,
+        match_shortfall,
+        part_balance,
+        part_loudness,
+    )
     from workers.pipeline import clip_level_db, heard_loudness, heard_through_match
 
     # the part balance among the next render's takes (the approved ones, and this one as
@@ -71,6 +79,10 @@ def sound_panel(clip: Clip) -> dict:
         "sound": sound,
         "loudness": lufs,
         "match_db": match_gain(lufs) if clip.loudness_match else 0.0,
+        # how far the match falls short of the others at its cap (LU; 0 within it)
+        "match_short_lu": match_shortfall(lufs) if clip.loudness_match else 0.0,
+        "match_cap_db": MAX_MATCH_DB,
+        "too_quiet": lufs is not None and lufs < MATCH_LUFS,
         "balance_db": balance.get(clip.part_id, 0.0) if clip.loudness_match else 0.0,
         "part_takes": counts.get(clip.part_id, 0),
         "level_db": clip_level_db(clip, balance),

@@ -11,7 +11,7 @@ from portal.extensions import db
 from portal.models import Clip
 from tests.conftest import ensure_organizer, log_in
 from workers import pipeline
-from workers.media.sound import match_gain
+from workers.media.sound import MATCH_LUFS, match_gain
 
 
 def _take_in(app, slug, path, name="Ana", part="Alto", approve=True) -> int:
@@ -100,6 +100,24 @@ def test_the_loudness_match_is_per_part_in_the_spec_and_on_the_page(app, campaig
         clips = [_clip(app, i) for i in (*altos, soprano)]
         spec = pipeline.build_spec(clips[0].campaign, clips, "final", {"audio": "mix"})
     assert spec["clips"][2]["gain_db"] == pytest.approx(match, abs=0.01)
+
+
+def test_a_take_beyond_the_matchs_reach_is_flagged_on_its_page(app, campaign, media_files,
+                                                               organizer_client):
+    """A take 32 LU under the match level: the match stops at +24 dB and the page says it
+    stays about 8 LU under the others (red team, issue 17: nothing said so)."""
+    quiet = _take_in(app, campaign, media_files["landscape"])
+    fine = _take_in(app, campaign, media_files["landscape"], name="Bo")
+    with app.app_context():
+        clip = _clip(app, quiet)
+        clip.cleanup = False
+        clip.sound = {**(clip.sound or {}), "loudness_lufs": MATCH_LUFS - 32.0}
+        db.session.commit()
+    page = organizer_client.get(f"/organize/clips/{quiet}").get_data(as_text=True)
+    assert 'id="match-short"' in page
+    assert "too quiet for the loudness match" in page and "about 8 LU under" in page
+    assert 'id="match-short"' not in organizer_client.get(
+        f"/organize/clips/{fine}").get_data(as_text=True)
 
 
 @pytest.mark.parametrize("form,field", [

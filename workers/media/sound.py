@@ -245,6 +245,16 @@ def analyze_take(path: str, *, timeout: float = 600,
     return TakeSound(loudness_lufs, hum_hz, hum_db, floor, clean)
 
 
+def match_shortfall(loudness_lufs: float | None, target_lufs: float = MATCH_LUFS) -> float:
+    """How far (LU, >= 0) a take measured at ``loudness_lufs`` stays from ``target_lufs``
+    after :func:`match_gain`, which stops at ±:data:`MAX_MATCH_DB`; 0 for a take the match
+    reaches, an unmeasured or a silent one."""
+    if not heard_in_match(loudness_lufs):
+        return 0.0
+    assert loudness_lufs is not None
+    return max(0.0, abs(target_lufs - loudness_lufs) - MAX_MATCH_DB)
+
+
 def match_gain(loudness_lufs: float | None, target_lufs: float = MATCH_LUFS) -> float:
     """The level (dB) that brings a take measured at ``loudness_lufs`` to ``target_lufs``,
     within ±:data:`MAX_MATCH_DB`; 0 for an unmeasured or silent take."""
