@@ -404,7 +404,13 @@
         kept.forEach(function (x) { y.set(x, o); o += x.length; });
         // where the take's first sample is expected among the kept ones: when start() returned
         const expected = Math.round(((startedAt - captured[0][0]) / 1000) * rate);
-        const first = firstFrame({ samples: y, frame: 0 }, take, expected, rate);
+        // a capture that starts late (Chromium on PulseAudio: its first samples 0.6-1.2 s
+        // after start() returned, the recording's sound starting as late) has the take's
+        // first sample at the processor's first one, not where start() returned
+        let first = firstFrame({ samples: y, frame: 0 }, take, expected, rate);
+        if (first === null && Math.abs(expected) > 0.3 * rate) {
+          first = firstFrame({ samples: y, frame: 0 }, take, 0, rate);
+        }
         if (first === null) { return none; }
         // its capture time on the performance clock, then the context time heard then
         const capturedAt = medianOf(near(captured, captured[0][0] + (1000 * first) / rate)) + (1000 * first) / rate;
