@@ -325,11 +325,7 @@ def test_hdr_is_tone_mapped_to_sdr_bt709(kinds, tmp_path, read_frame, kind):
     assert info.colour.hdr == kind and info.colour.primaries == "bt2020"
     out = _normalize(src, tmp_path / "hdr.mp4")
     twin = _normalize(kinds("sdr"), tmp_path / "sdr.mp4")
-    report = parse_input_report(subprocess.run(
-        [*_probe_cmd(out)], capture_output=True, text=True).stderr)
-    colour = report.video.colour
-    assert (colour.matrix, colour.primaries, colour.transfer, colour.range) == (
-        "bt709", "bt709", "bt709", "tv")
+    assert _colour_tags(out) == ("bt709", "bt709", "bt709", "tv")
     sat, luma = mean_saturation_and_luma(read_frame(out, 1.0))
     twin_sat, twin_luma = mean_saturation_and_luma(read_frame(twin, 1.0))
     # made smaller (as 4K is for a 1080p canvas) the fast chain runs (exact at the
@@ -359,6 +355,13 @@ def _probe_cmd(path: str) -> list[str]:
     return [ffmpeg_path(), "-hide_banner", "-i", path]
 
 
+def _colour_tags(path: str) -> tuple:
+    """The (matrix, primaries, transfer, range) a file's video stream is tagged with."""
+    colour = parse_input_report(subprocess.run(
+        [*_probe_cmd(path)], capture_output=True, text=True).stderr).video.colour
+    return (colour.matrix, colour.primaries, colour.transfer, colour.range)
+
+
 @pytest.mark.parametrize("kind", ["bt2020_sdr", "p3_sdr"])
 def test_wide_gamut_sdr_is_converted_to_bt709_primaries(kinds, tmp_path, read_frame, kind):
     """BT.2020 or Display P3 primaries without an HDR transfer: converted as a
@@ -369,11 +372,7 @@ def test_wide_gamut_sdr_is_converted_to_bt709_primaries(kinds, tmp_path, read_fr
     assert info.colour.hdr is None
     assert info.colour.primaries == ("bt2020" if kind == "bt2020_sdr" else "smpte432")
     out = _normalize(src, tmp_path / "w.mp4")
-    report = parse_input_report(subprocess.run(
-        [*_probe_cmd(out)], capture_output=True, text=True).stderr)
-    colour = report.video.colour
-    assert (colour.matrix, colour.primaries, colour.transfer, colour.range) == (
-        "bt709", "bt709", "bt709", "tv")
+    assert _colour_tags(out) == ("bt709", "bt709", "bt709", "tv")
     sat, luma = mean_saturation_and_luma(read_frame(out, 1.0))
     twin_sat, twin_luma = mean_saturation_and_luma(
         read_frame(_normalize(kinds("sdr"), tmp_path / "sdr.mp4"), 1.0))
