@@ -162,6 +162,17 @@ def _intake(clip_id: int) -> None:
         _intake_claimed(clip, owner)
 
 
+def _reject(clip: Clip, owner: str, reason: str, when: str) -> None:
+    """Reject a clip being taken in with ``reason`` (the participant's words), if this
+    worker still holds it; ``when`` completes the log line."""
+    clip_id = clip.id
+    log.info("clip %s: rejected%s: %s", clip_id, when, reason)
+    if _still_ours(Clip, clip_id, owner):
+        _release(clip)
+        states.move_clip(clip, "rejected", reason)
+        db.session.commit()
+
+
 def _intake_claimed(clip: Clip, owner: str) -> None:
     from workers.media.checks import intake_checks
     from workers.media.normalize import make_thumbnail, normalize_clip
@@ -176,11 +187,7 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
         try:
             info = probe(str(store.path(clip.original_key)))
         except ProbeRejected as exc:
-            log.info("clip %s: rejected: %s", clip.id, exc.reason)
-            if _still_ours(Clip, clip_id, owner):
-                _release(clip)
-                states.move_clip(clip, "rejected", exc.reason)
-                db.session.commit()
+            _reject(clip, owner, exc.reason, "")
             return
         clip.media = info.to_dict()
         longest = campaign.max_clip_seconds
@@ -216,11 +223,7 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
                                guide_duration=campaign.guide_duration if campaign.guide_key
                                else None, sound=done.sound, timeout=timeout)
     except ProbeRejected as exc:  # the picture grew past the caps partway
-        log.info("clip %s: rejected while normalizing: %s", clip_id, exc.reason)
-        if _still_ours(Clip, clip_id, owner):
-            _release(clip)
-            states.move_clip(clip, "rejected", exc.reason)
-            db.session.commit()
+        _reject(clip, owner, exc.reason, " while normalizing")
         return
     except (FFmpegError, OSError) as exc:
         if disk_full(exc):
