@@ -132,6 +132,11 @@ def build_config(instance_path: str, overrides: dict | None = None) -> dict[str,
     config.setdefault("RATELIMIT_HEADERS_ENABLED", True)  # 429 answers carry Retry-After
     config.setdefault("RATELIMIT_KEY_PREFIX", "tutti")
     config.setdefault("RATELIMIT_STRATEGY", "fixed-window")  # log-in refunds need it
+    # Redis down, full (noeviction) or read-only: count in this process's memory meanwhile
+    # rather than answer every upload and log-in with a 500 (Flask-Limiter's own fallback;
+    # it goes back to Redis when Redis answers again), and never fail a request on a count
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     # cookies: never readable by scripts, not sent along cross-site posts; Secure is
     # added per response when the request came over HTTPS (see portal.security)
     config.setdefault("SESSION_COOKIE_HTTPONLY", True)

@@ -38,9 +38,28 @@ def _broker() -> str | None:
     try:
         with celery.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
-        return None
     except Exception as exc:  # noqa: BLE001
         return f"broker: {exc.__class__.__name__}"
+    return _redis_writable(str(current_app.config["BROKER_URL"]))
+
+
+def _redis_writable(url: str) -> str | None:
+    """A Redis broker that answers may still refuse every write: full under
+    ``maxmemory-policy noeviction`` (OOM), or read-only (a replica after a failover). Then
+    no task can be sent, so the process is not ready: a write with a 10 s expiry tells."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            client.set("tutti:readyz", "1", ex=10)
+        finally:
+            client.close()
+    except Exception as exc:  # noqa: BLE001 - OutOfMemoryError, ReadOnlyError, ...
+        return f"broker: {exc.__class__.__name__} (it refuses writes)"
+    return None
 
 
 @bp.get("/readyz")

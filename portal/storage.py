@@ -4,6 +4,7 @@ workers). Writes are atomic: a temp file in the same directory, then
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -17,6 +18,22 @@ from typing import BinaryIO
 log = logging.getLogger(__name__)
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9_\-][A-Za-z0-9_.\-/]*$")
+
+
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Make a rename or a new name in directory ``path`` durable (POSIX: the name lives in
+    the directory, so ``fsync`` of the file alone does not keep it across a power loss;
+    see fsync(2), "Calling fsync() does not necessarily ensure that the entry in the
+    directory containing the file has also reached disk"). Errors: ``OSError`` from
+    ``open``; a filesystem that cannot sync a directory (EINVAL) is ignored."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
 
 
 class StorageError(Exception):
@@ -71,6 +88,7 @@ class Storage:
         try:
             yield Path(tmp)
             os.replace(tmp, final)
+            fsync_dir(final.parent)
         except BaseException:
             with _ignore_missing():
                 os.unlink(tmp)
@@ -105,12 +123,15 @@ class Storage:
             try:
                 os.link(src, tmp)
                 os.replace(tmp, final)
+                fsync_dir(final.parent)
                 return final.stat().st_size
             except OSError:
                 with _ignore_missing():
                     os.unlink(tmp)  # another filesystem: copy below
         with self.writer(key) as tmp:
             shutil.copyfile(src, tmp)
+            with open(tmp, "rb+") as out:  # the copy's bytes on disk before its name
+                os.fsync(out.fileno())
         return final.stat().st_size
 
     def open(self, key: str) -> BinaryIO:

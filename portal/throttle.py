@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Callable
 
 from flask import Response, current_app, g, has_request_context, request
 from limits.strategies import FixedWindowRateLimiter
 
 from .extensions import limiter
+
+log = logging.getLogger(__name__)
 
 
 def _upload_campaign() -> str:
@@ -77,8 +80,19 @@ def refund_refused_upload(response: Response) -> Response:
         return response
     for applied in limiter.current_limits:
         if applied.request_args[-1] in UPLOAD_SCOPES and not applied.breached:
-            strategy.storage.incr(applied.key, applied.limit.get_expiry(), amount=-1)
+            give_back(strategy, applied)
     return response
+
+
+def give_back(strategy: FixedWindowRateLimiter, applied) -> None:
+    """Give back one count of ``applied`` (a Flask-Limiter ``RequestLimit``). The count's
+    storage may be unreachable, full or read-only (Redis down): the request has been
+    answered already, so that is logged, never raised."""
+    try:
+        strategy.storage.incr(applied.key, applied.limit.get_expiry(), amount=-1)
+    except Exception:  # noqa: BLE001 - redis, OOM, read-only: a count not given back
+        log.warning("rate limit: could not give back a count of %s (storage unavailable)",
+                    applied.key, exc_info=True)
 
 
 #: answers where ``Retry-After`` means something (RFC 9110 10.2.3, RFC 6585 4; tus 423)

@@ -860,6 +860,8 @@ def render_failure(exc: BaseException, spec: Mapping | None,
     relative), shown apart and logged. ``spec`` is the render's spec as stored (its
     ``clips`` name the files, to say whose clip it was); ``what`` says at which step
     ("while mixing the sound")."""
+    from workers.media.spec import SpecError
+
     detail = _failure_detail(exc)
     kind = failure_kind(exc) if isinstance(exc, FFmpegError) else None
     log.warning("render failed %s (%s): %s", what, kind or "unrecognised", detail)
@@ -874,7 +876,11 @@ def render_failure(exc: BaseException, spec: Mapping | None,
         return (f"The clip by {who}{part} could not be read for the render: its converted "
                 f"file is {state}. Decline that clip to leave it out and render again, or "
                 "ask the participant to upload it again. " + _UNCHANGED, detail)
-    if not isinstance(exc, (FFmpegError, OSError)):  # the engine refused a clip (SpecError)
+    if not isinstance(exc, (FFmpegError, OSError, SpecError)):  # our own bug
+        return (f"Tutti stopped with an internal error {what}. Render again; if it fails the "
+                "same way, tell whoever runs Tutti and give them the details shown here. "
+                + _UNCHANGED, detail)
+    if isinstance(exc, SpecError):  # the engine refused a clip
         return ("A clip could not be used for the render (the details say which and why). "
                 "Open the approved clips, decline any that does not play, and render again. "
                 + _UNCHANGED, detail)
@@ -1273,16 +1279,35 @@ def render_part(render_id: int, part: int) -> None:
     if claimed is None:
         return
     row, owner = claimed
+    attempts = row.attempts
     try:
         with Heartbeat(RenderPart, row.id, owner) as beat:
             drawn = _draw_part(job, part, beat)
-    except BaseException:
+    except BaseException as exc:
         db.session.rollback()
         _release_part(row.id, owner)
+        if isinstance(exc, Exception) and attempts >= RENDER_PART_ATTEMPTS:
+            # the same part broke every time (a bug, not a passing fault): say so,
+            # rather than leave the render "running" while the reconciler resends it
+            job = db.session.get(Render, render_id)
+            if job is not None:
+                _fail_render_on(job, exc, _part_step(part) + f" ({attempts} attempts)")
+            return
         raise
     if drawn:
         _after_part(render_id)
     _release_part(row.id, owner)
+
+
+#: how many times one part of a distributed render is tried (a worker that died, or an
+#: unexpected error) before the render fails with a reason instead of being sent again
+RENDER_PART_ATTEMPTS = 3
+
+
+def _part_step(part: int) -> str:
+    """The step a part is, in the organizer's words (for a failure reason)."""
+    return ("while mixing the sound" if part < 0
+            else f"while making part {part + 1} of the video")
 
 
 def _draw_part(job: Render, part: int, beat: Heartbeat) -> bool:
@@ -1339,9 +1364,7 @@ def _draw_part(job: Render, part: int, beat: Heartbeat) -> bool:
     except (FFmpegError, SpecError, OSError) as exc:
         if isinstance(exc, OSError) and not disk_full(exc):
             raise
-        what = ("while mixing the sound" if part < 0
-                else f"while making part {part + 1} of the video")
-        _fail_render_on(job, exc, what)
+        _fail_render_on(job, exc, _part_step(part))
         return False
     return True
 

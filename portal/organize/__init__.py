@@ -33,6 +33,7 @@ from ..models import Campaign, CampaignInvite, Clip, Render, utcnow
 from ..policy import allowed, campaign_for, clip_for, render_action, render_for, role_in
 from ..security import safe_next
 from ..states import CLIP_LABELS
+from ..throttle import give_back
 from ..upload_files import uploaded_file
 
 bp = Blueprint("organize", __name__)
@@ -61,7 +62,7 @@ def _refund_login_attempt() -> None:
     if not isinstance(strategy, FixedWindowRateLimiter):
         return
     for applied in limiter.current_limits:
-        strategy.storage.incr(applied.key, applied.limit.get_expiry(), amount=-1)
+        give_back(strategy, applied)
 
 
 @bp.route("/login", methods=["GET", "POST"])

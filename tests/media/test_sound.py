@@ -485,3 +485,24 @@ def test_a_humming_take_is_matched_as_the_mix_hears_it_within_1_lu(takes, tmp_pa
          "gain_db": match_gain(plain.loudness_clean_lufs)}])
     m = decode_audio(out, sample_rate=RATE)
     assert abs(tone_power_db(m, RATE, 475.0) - tone_power_db(m, RATE, 440.0)) <= 1.0
+
+
+def test_the_mix_reports_progress_from_the_callers_thread_only(takes, tmp_path, monkeypatch):
+    """The render's progress callback reads the database through the task's application
+    context, which the mix's decode threads lack (red team, issue 15: every distributed
+    render with the performers' mix failed "Working outside of application context")."""
+    import threading
+
+    from workers.media import mixdown
+
+    called = []
+    real = mixdown.mix_to_wav
+    monkeypatch.setattr(mixdown, "mix_to_wav", lambda *a, **k: called.append(1) or real(*a, **k))
+    threads = set()
+    spec = parse_spec({"version": 1, "canvas": {"width": 64, "height": 36, "fps": 25},
+                       "audio": {"mode": "mix"}, "duration": SECONDS,
+                       "clips": [{"id": k, "path": takes[k]} for k in ("clean", "loud", "quiet")]})
+    render_audio(spec, plan_render(spec), str(tmp_path / "mix.wav"),
+                 progress=lambda _f: threads.add(threading.get_ident()))
+    assert called, "the threaded mix was not used"
+    assert threads == {threading.get_ident()}

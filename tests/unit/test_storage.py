@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 
 import pytest
 
@@ -52,3 +54,35 @@ def test_put_file_move_links_and_leaves_the_source(tmp_path):
     store.put_file("clips/b/original.mp4", src, move=True)
     assert store.path("clips/b/original.mp4").read_bytes() == b"video"
     assert src.exists()  # its owner (the spooled upload) deletes it
+
+
+def _synced_dirs(monkeypatch):
+    """Record which directories are fsynced (by the fd's path), calling the real fsync."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return synced
+
+
+def test_a_stored_file_name_is_made_durable_by_syncing_its_folder(tmp_path, monkeypatch):
+    """A rename lives in the directory: without its fsync, a power loss can lose an
+    accepted clip whose bytes were synced (fsync(2))."""
+    st = Storage(tmp_path / "media")
+    synced = _synced_dirs(monkeypatch)
+    st.put_stream("clips/a/original.mp4", io.BytesIO(b"x" * 10))
+    assert str(st.root / "clips" / "a") in synced
+    src = tmp_path / "spooled.mp4"
+    src.write_bytes(b"y" * 10)
+    synced.clear()
+    st.put_file("clips/b/original.mp4", src, move=True)  # by hard link
+    assert str(st.root / "clips" / "b") in synced
+    synced.clear()
+    st.put_file("clips/c/original.mp4", src)  # by copy
+    assert str(st.root / "clips" / "c") in synced
+    assert (st.root / "clips" / "c" / "original.mp4").read_bytes() == b"y" * 10

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from tests.conftest import REDIS_URL, dispose, make_app
 
 
@@ -41,3 +43,53 @@ def test_readyz_says_which_part_is_down(tmp_path):
         assert failing[0].startswith("database:")
     finally:
         dispose(app)
+
+
+def _redis_refusing_writes(server, how: str) -> None:
+    client = server.client()
+    if how == "full":  # maxmemory reached under noeviction, as docker-compose.yml runs it
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)
+    else:  # left a replica by a failover: answers, refuses writes
+        client.execute_command("REPLICAOF", "127.0.0.1", str(free_port_of_nothing()))
+
+
+def free_port_of_nothing() -> int:
+    from tests.integration.harness import free_port
+
+    return free_port()
+
+
+@pytest.mark.parametrize("how", ["full", "read-only"])
+def test_a_redis_that_refuses_writes_is_not_ready_and_breaks_no_upload_or_log_in(
+        tmp_path, how, media_files):
+    """Red team, issue 15: with Redis full or read-only, the rate limits (counted in the
+    broker) made every upload and log-in a 500 while /readyz said ready. Now the limits
+    count in memory meanwhile, the clip is accepted (its message waits for the
+    reconciler) and /readyz names the broker."""
+    from portal.services import create_campaign
+    from tests.conftest import ensure_organizer, log_in
+    from tests.integration.harness import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        _redis_refusing_writes(server, how)
+        app = make_app("sqlite", tmp_path, BROKER_URL=server.url)
+        try:
+            with app.app_context():
+                create_campaign("ode", "Ode", parts=["Alto"], owner=ensure_organizer())
+            client = app.test_client()
+            ready = client.get("/readyz")
+            assert ready.status_code == 503
+            assert "refuses writes" in ready.get_json()["failing"][0]
+            assert log_in(client, password="wrong password").status_code == 401  # not a 500
+            assert log_in(client).status_code == 303
+            with open(media_files["landscape"], "rb") as handle:
+                answer = client.post("/api/v1/campaigns/ode/clips",
+                                     data={"name": "Ana", "part": "Alto", "consent": "yes",
+                                           "file": (handle, "take.mp4")})
+            assert answer.status_code == 201, answer.get_data(as_text=True)
+        finally:
+            dispose(app)
+    finally:
+        server.stop()

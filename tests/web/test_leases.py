@@ -242,3 +242,39 @@ def test_intake_on_a_full_disk_waits_instead_of_blaming_the_file(app, campaign, 
             assert clip.lease_until > utcnow() + timedelta(seconds=60)  # retried later
         else:
             assert clip.status == "failed"
+
+
+def test_a_render_part_that_breaks_every_time_fails_the_render_with_a_reason(
+        app, campaign, media_files, monkeypatch):
+    """A bug that breaks one part of a distributed render each time (red team, issue 15:
+    the sound part raised in the mix's threads) must not leave the render "running" for
+    ever while the reconciler sends the part again: after RENDER_PART_ATTEMPTS it fails,
+    saying so in plain words."""
+    app.config["RENDER_SEGMENT_SECONDS"] = 1
+    _approved(app, campaign, media_files, "landscape")
+    with app.app_context():
+        job = services.request_render(services.get_campaign(campaign))
+        job_id = job.id
+        job = pipeline._claim_render(job_id)
+        from workers.media.spec import parse_spec
+
+        job.spec = pipeline.build_spec(job.campaign, [c for c in job.campaign.clips],
+                                       job.kind, job.options)
+        assert pipeline._plan_distributed(job, parse_spec(job.spec))
+        job.lease_owner = job.lease_until = None
+        db.session.commit()
+
+        def broken(*_args):
+            raise RuntimeError("Working outside of application context.")
+
+        monkeypatch.setattr(pipeline, "_draw_part", broken)
+        for _attempt in range(pipeline.RENDER_PART_ATTEMPTS - 1):
+            with pytest.raises(RuntimeError):  # sent again by the reconciler
+                pipeline.render_part(job_id, -1)
+            assert db.session.get(Render, job_id).status == "running"
+        pipeline.render_part(job_id, -1)
+        db.session.expire_all()
+        job = db.session.get(Render, job_id)
+        assert job.status == "failed"
+        assert "internal error while mixing the sound" in job.reason
+        assert "Working outside" in job.reason_detail and "Working outside" not in job.reason

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 from scipy.io import wavfile
@@ -308,7 +308,6 @@ def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
     n = round(total * AUDIO_RATE)
     mix = np.zeros((2, n), dtype=np.float32)  # channel-major: each add runs on contiguous rows
     lock = threading.Lock()
-    done = [0]
 
     def left() -> float:
         return max(1.0, deadline - time.monotonic())
@@ -325,14 +324,20 @@ def mix_to_wav(sources: Sequence, total: float, dst: str, timeout: float,
                         out=mine.scaled)
             with lock:
                 np.add(mix[ch], mine.scaled, out=mix[ch])
-        with lock:
-            done[0] += 1
-            progress(0.9 * done[0] / max(1, len(sources)))
 
-    # DECODES_PER_JOB takes decoding per core: each decode also waits on its files
+    # DECODES_PER_JOB takes decoding per core: each decode also waits on its files.
+    # ``progress`` is called from this thread only: the render's callback reads the
+    # database through the task's application context, which the pool's threads lack.
     with ThreadPoolExecutor(max(1, jobs * DECODES_PER_JOB)) as pool:
-        for future in [pool.submit(add, s) for s in sources]:
-            future.result()
+        futures = [pool.submit(add, s) for s in sources]
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                future.result()
+                progress(0.9 * done / max(1, len(sources)))
+        except BaseException:
+            for future in futures:  # a failed take or a cancel: stop the queued decodes
+                future.cancel()
+            raise
     count = voices or len(sources)
     headroom = -10 * math.log10(count) if count else 0.0
     mix_db = headroom + (guide[2] if guide is not None else 0.0)
