@@ -75,10 +75,16 @@ class Heartbeat:
                                         name=f"lease-{model.__name__}-{row_id}")
 
     def __enter__(self) -> Heartbeat:
+        from workers.media.ffmpeg import stop_when
+
         self._thread.start()
+        # the ffmpeg runs of this thread stop when the lease is lost (see stop_when)
+        self._stopping = stop_when(self.lost)
+        self._stopping.__enter__()
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self._stopping.__exit__(None, None, None)
         self._stop.set()
         self._thread.join(timeout=self.seconds)
 

@@ -34,7 +34,7 @@ from workers.leases import (
     remove_temp_files,
     render_folder,
 )
-from workers.media.ffmpeg import FFmpegError
+from workers.media.ffmpeg import FFmpegError, WorkTakenOver
 from workers.media.layout import FINAL_GAP, PREVIEW_GAP
 from workers.media.normalize import TileFormat
 
@@ -158,8 +158,12 @@ def _intake(clip_id: int) -> None:
     if clip is None:
         return
     owner = clip.lease_owner
-    with Heartbeat(Clip, clip_id, owner):
-        _intake_claimed(clip, owner)
+    try:
+        with Heartbeat(Clip, clip_id, owner):
+            _intake_claimed(clip, owner)
+    except LeaseLost:
+        db.session.rollback()
+        log.warning("clip %s: taken over by another worker; this one stops", clip_id)
 
 
 def _reject(clip: Clip, owner: str, reason: str, when: str) -> None:
@@ -385,6 +389,10 @@ def _align(clip_id: int) -> None:
             timing = _record_prior(clip)
             result = align_files(guide, media, prior_offset=None if timing is None
                                  else timing.expected_offset)
+    except LeaseLost:
+        db.session.rollback()
+        log.warning("clip %s: sync taken over by another worker; this one stops", clip_id)
+        return
     except AlignError as exc:
         if not _still_ours(Clip, clip_id, owner):
             return
@@ -705,8 +713,8 @@ def build_spec(campaign: Campaign, clips: list[Clip], kind: str,
     return spec
 
 
-class LeaseLost(Exception):
-    """Another worker took the row over (this one was presumed dead): stop, record nothing."""
+#: another worker took the row over (this one was presumed dead): stop, record nothing
+LeaseLost = WorkTakenOver
 
 
 def _claim_render(render_id: int, *, planned: bool | None = None) -> Render | None:
@@ -1286,7 +1294,8 @@ def render_part(render_id: int, part: int) -> None:
     except BaseException as exc:
         db.session.rollback()
         _release_part(row.id, owner)
-        if isinstance(exc, Exception) and attempts >= RENDER_PART_ATTEMPTS:
+        if (isinstance(exc, Exception) and not isinstance(exc, LeaseLost)
+                and attempts >= RENDER_PART_ATTEMPTS):
             # the same part broke every time (a bug, not a passing fault): say so,
             # rather than leave the render "running" while the reconciler resends it
             job = db.session.get(Render, render_id)

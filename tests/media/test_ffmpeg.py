@@ -5,11 +5,13 @@ import pytest
 
 from workers.media.ffmpeg import (
     FFmpegError,
+    WorkTakenOver,
     ffmpeg_report,
     input_url,
     parse_progress_time,
     remove_quietly,
     run_ffmpeg,
+    stop_when,
     temp_path_for,
 )
 
@@ -31,6 +33,22 @@ def test_timeout_kills_the_process_group():
                    timeout=0.5)
     assert caught.value.timed_out
     assert time.monotonic() - started < 5
+
+
+def test_a_run_stops_when_its_work_is_taken_over():
+    """Red team, issue 15: a worker resumed after its lease was taken over converted on
+    for 4 minutes into a file nobody keeps, beside the worker doing the real work."""
+    import threading
+
+    lost = threading.Event()
+    threading.Timer(0.5, lost.set).start()
+    with stop_when(lost), pytest.raises(WorkTakenOver) as caught:  # 30 s of real time
+        run_ffmpeg(["-re", "-f", "lavfi", "-i", "testsrc2=s=64x36:r=10:d=30", "-f", "null",
+                    "-"], timeout=60)
+    assert "took this work over" in str(caught.value)
+    # outside the block, nothing watches: a run ends as it would
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=64x36:r=10:d=1", "-f", "null", "-"],
+               timeout=60)
 
 
 def test_progress_is_monotonic_and_reaches_the_end():

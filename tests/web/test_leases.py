@@ -94,6 +94,23 @@ def test_the_heartbeat_renews_only_its_own_lease(app, campaign, media_files):
         assert beat.lost.is_set()
 
 
+def test_a_taken_over_workers_ffmpeg_is_stopped(app, campaign, media_files):
+    """Red team, issue 15: a worker paused past its lease and resumed kept its ffmpeg
+    converting for minutes after the heartbeat found the lease lost."""
+    from workers.media.ffmpeg import WorkTakenOver, run_ffmpeg
+
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        clip.lease_owner, clip.lease_until = "me", utcnow() + timedelta(seconds=0.6)
+        db.session.commit()
+        with pytest.raises(WorkTakenOver), leases.Heartbeat(Clip, clip_id, "me", seconds=0.6):
+            clip.lease_owner = "someone-else"  # taken over
+            db.session.commit()
+            run_ffmpeg(["-re", "-f", "lavfi", "-i", "testsrc2=s=64x36:r=10:d=30", "-f",
+                        "null", "-"], timeout=60)  # 30 s of real time, unless stopped
+
+
 def test_the_reconciler_sends_dead_work_at_once_and_queued_work_late(app, campaign, media_files,
                                                                      monkeypatch):
     sent = []

@@ -17,7 +17,8 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -202,6 +203,17 @@ def _execute(
     timer = threading.Timer(timeout, on_timeout)
     timer.daemon = True
     timer.start()
+    abandoned = threading.Event()
+    stop = getattr(_watched, "event", None)
+    if stop is not None:
+        def watch() -> None:
+            while proc.poll() is None:
+                if stop.wait(0.5):
+                    abandoned.set()
+                    kill_group()
+                    return
+
+        threading.Thread(target=watch, daemon=True, name="ffmpeg-stop-when").start()
     started = time.monotonic()
     last_fraction = -1.0
     try:
@@ -236,8 +248,33 @@ def _execute(
     if timed_out.is_set():
         raise FFmpegError(f"ffmpeg timed out after {timeout:.0f} s", argv, returncode,
                           stderr, timed_out=True)
+    if abandoned.is_set():
+        raise WorkTakenOver("ffmpeg stopped: another worker took this work over")
     log.debug("ffmpeg exited %s in %.2f s", returncode, time.monotonic() - started)
     return _Outcome(argv, returncode, b"".join(out_chunks), stderr)
+
+
+_watched = threading.local()
+
+
+class WorkTakenOver(Exception):
+    """Another worker took this work over (this one was presumed dead): stop, record
+    nothing. Raised by an ffmpeg run inside :func:`stop_when`, and by the pipeline."""
+
+
+@contextmanager
+def stop_when(event: threading.Event) -> Iterator[None]:
+    """Inside the block, every ffmpeg this thread starts is killed (its process group) as
+    soon as ``event`` is set, and raises :class:`WorkTakenOver` (not an FFmpegError: the
+    file is not at fault, and nothing may be recorded). The lease
+    heartbeat sets it when another worker took the work over, so a worker that was paused
+    (SIGSTOP, a frozen VM) does not convert on for minutes into a file nobody keeps."""
+    previous = getattr(_watched, "event", None)
+    _watched.event = event
+    try:
+        yield
+    finally:
+        _watched.event = previous
 
 
 def input_url(path: str) -> str:
