@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask_login import UserMixin
@@ -31,6 +31,39 @@ from .extensions import db
 def utcnow() -> datetime:
     """Naive UTC (stored the same way on SQLite and PostgreSQL)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+#: the database clock's offset from this machine's, and when it was read (monotonic s)
+_db_clock: dict[str, tuple[timedelta, float]] = {}
+DB_CLOCK_READ_EVERY = 60.0
+
+
+def lease_now() -> datetime:
+    """Now on the database's clock, naive UTC, for leases and their expiry. Every machine
+    that shares the database then compares leases on one clock: a worker whose clock is
+    90 s behind would otherwise write leases that everyone else sees as expired (red
+    team, issue 15). PostgreSQL's ``now()`` is read at most every
+    :data:`DB_CLOCK_READ_EVERY` s and its offset from this machine's clock kept in
+    between; SQLite is a file on this machine, so its clock is this one. Needs an
+    application context; if the database cannot be read, this machine's clock."""
+    import time
+
+    from sqlalchemy import text
+
+    engine = db.engine
+    if engine.dialect.name != "postgresql":
+        return utcnow()
+    key = str(engine.url)
+    known = _db_clock.get(key)
+    if known is None or time.monotonic() - known[1] > DB_CLOCK_READ_EVERY:
+        try:
+            with engine.connect() as conn:
+                theirs = conn.execute(text("SELECT now() AT TIME ZONE 'UTC'")).scalar_one()
+            known = (theirs - utcnow(), time.monotonic())
+            _db_clock[key] = known
+        except Exception:  # noqa: BLE001 - the caller's own query will say what is wrong
+            return utcnow()
+    return utcnow() + known[0]
 
 
 def new_token() -> str:

@@ -31,6 +31,7 @@ from .models import (
     Part,
     Render,
     RenderTile,
+    lease_now,
     new_token,
     token_digest,
     utcnow,
@@ -1160,6 +1161,7 @@ def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
     from .models import RenderPart
 
     now = utcnow()
+    lease = lease_now()  # leases on the database's clock (see lease_now)
     emptied = broker_was_emptied()
     if stale_after is None:
         stale_after = timedelta(seconds=int(current_app.config["RESEND_SECONDS"]))
@@ -1168,7 +1170,7 @@ def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
         log.warning("reconciler: the broker lost its queue; sending all pending work again")
     cutoff = now - stale_after
     counts = {"intake": 0, "align": 0, "render": 0}
-    free = or_(Clip.lease_until.is_(None), Clip.lease_until < now)
+    free = or_(Clip.lease_until.is_(None), Clip.lease_until < lease)
     due = or_(Clip.lease_owner.is_not(None), Clip.updated_at <= cutoff)
     for clip_id in db.session.scalars(
         select(Clip.id).where(Clip.status.in_(states.CLIP_INTAKE_PENDING), free, due)
@@ -1179,10 +1181,10 @@ def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
                               Clip.status.not_in(states.CLIP_INTAKE_PENDING))
     ):
         counts["align"] += enqueue("tutti.align_clip", clip_id)
-    rfree = or_(Render.lease_until.is_(None), Render.lease_until < now)
+    rfree = or_(Render.lease_until.is_(None), Render.lease_until < lease)
     dead_part = select(RenderPart.id).where(
         RenderPart.render_id == Render.id, RenderPart.lease_owner.is_not(None),
-        RenderPart.lease_until < now).exists()
+        RenderPart.lease_until < lease).exists()
     rdue = or_(Render.lease_owner.is_not(None), Render.updated_at <= cutoff, dead_part)
     for render_id in db.session.scalars(
         select(Render.id).where(Render.status.in_(states.RENDER_PENDING), rfree, rdue)

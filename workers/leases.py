@@ -30,7 +30,7 @@ from flask import Flask, current_app
 from sqlalchemy import select, update
 
 from portal.extensions import db
-from portal.models import Clip, Render, RenderPart, utcnow
+from portal.models import Clip, Render, RenderPart, lease_now
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def lease_seconds() -> float:
 
 def lease_until(seconds: float | None = None) -> object:
     """The end of a lease taken or renewed now."""
-    return utcnow() + timedelta(seconds=lease_seconds() if seconds is None else seconds)
+    return lease_now() + timedelta(seconds=lease_seconds() if seconds is None else seconds)
 
 
 class Heartbeat:
@@ -70,13 +70,29 @@ class Heartbeat:
         self.owner = owner
         self.seconds = float(seconds or self.app.config["LEASE_SECONDS"])
         self.lost = threading.Event()
+        self._lapsed = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"lease-{model.__name__}-{row_id}")
 
+    def lapsed(self) -> bool:
+        """Whether the lease ran out at some moment while the work ran (the worker was
+        paused or starved past ``seconds``) even if no one took it over: the reconciler's
+        sweep may then have removed this writer's temporary files, so a failure now is
+        ours, not the input's, and the work is to be tried again, never blamed on a
+        participant's file (red team, issue 15)."""
+        if not (self._lapsed.is_set() or self.lost.is_set()):
+            try:  # the beat thread may not have run since a pause ended: ask now
+                if not self.beat():
+                    self.lost.set()
+            except Exception:  # noqa: BLE001 - the database cannot say: assume the worst
+                return True
+        return self._lapsed.is_set() or self.lost.is_set()
+
     def __enter__(self) -> Heartbeat:
         from workers.media.ffmpeg import stop_when
 
+        _current.beat = self
         self._thread.start()
         # the ffmpeg runs of this thread stop when the lease is lost (see stop_when)
         self._stopping = stop_when(self.lost)
@@ -84,6 +100,7 @@ class Heartbeat:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        _current.beat = None
         self._stopping.__exit__(None, None, None)
         self._stop.set()
         self._thread.join(timeout=self.seconds)
@@ -91,11 +108,18 @@ class Heartbeat:
     def beat(self) -> bool:
         """Renew the lease once; False when it is no longer ours."""
         model = self.model
-        values = {"lease_until": utcnow() + timedelta(seconds=self.seconds)}
-        if hasattr(model, "updated_at"):
-            values["updated_at"] = model.updated_at  # keep it: a heartbeat is not progress
         with self.app.app_context():
+            now = lease_now()
+            values = {"lease_until": now + timedelta(seconds=self.seconds)}
+            if hasattr(model, "updated_at"):
+                values["updated_at"] = model.updated_at  # a heartbeat is not progress
             with db.engine.begin() as conn:
+                until = conn.execute(select(model.lease_until).where(
+                    model.id == self.row_id, model.lease_owner == self.owner)).scalar()
+                if until is not None and until < now:
+                    # it ran out before this beat (the worker was paused, or starved): a
+                    # sweep may have removed this writer's temporary files meanwhile
+                    self._lapsed.set()
                 done = conn.execute(update(model).where(model.id == self.row_id,
                                                         model.lease_owner == self.owner)
                                     .values(**values).execution_options(
@@ -114,6 +138,16 @@ class Heartbeat:
             except Exception:  # noqa: BLE001 - a missed beat is retried; the lease is 3 beats
                 log.exception("%s %s: heartbeat failed", self.model.__name__.lower(),
                               self.row_id)
+
+
+_current = threading.local()
+
+
+def lease_lapsed() -> bool:
+    """Whether the lease of the :class:`Heartbeat` running in this thread ran out at some
+    moment (see :meth:`Heartbeat.lapsed`); False outside one."""
+    beat = getattr(_current, "beat", None)
+    return beat is not None and beat.lapsed()
 
 
 def remove_temp_files(folder: Path, recursive: bool = True) -> int:
@@ -161,7 +195,7 @@ def sweep_temp_files(max_age: float = 3600.0) -> int:
     from portal.services import storage
 
     store = storage()
-    now = utcnow()
+    now = lease_now()
     removed = 0
     busy_clips = set(db.session.scalars(select(Clip.media_id).where(Clip.lease_until > now)))
     clips_root = store.root / "clips"

@@ -24,11 +24,12 @@ from sqlalchemy import delete, insert, or_, select, update
 
 from portal import states
 from portal.extensions import db
-from portal.models import Campaign, Clip, Render, RenderPart, RenderTile, utcnow
+from portal.models import Campaign, Clip, Render, RenderPart, RenderTile, lease_now
 from portal.services import enqueue, storage
 from workers.leases import (
     Heartbeat,
     clip_folder,
+    lease_lapsed,
     lease_until,
     new_owner,
     remove_temp_files,
@@ -59,7 +60,7 @@ def _claim_clip(clip_id: int, *, statuses: tuple[str, ...] | None = None,
     if sync_pending and clip.sync_state != "pending":
         db.session.rollback()
         return None
-    if clip.lease_until is not None and clip.lease_until > utcnow():
+    if clip.lease_until is not None and clip.lease_until > lease_now():
         log.info("clip %s: held by %s until %s", clip_id, clip.lease_owner, clip.lease_until)
         db.session.rollback()
         return None
@@ -233,6 +234,9 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
         if disk_full(exc):
             _retry_later(clip_id, owner, exc)
             return
+        if lease_lapsed():  # paused past the lease: a sweep may have taken our files
+            _retry_now(clip_id, owner, exc)
+            return
         if isinstance(exc, OSError):
             raise
         if isinstance(exc, FFmpegError) and exc.timed_out:
@@ -339,9 +343,24 @@ def _retry_later(clip_id: int, owner: str, exc: BaseException) -> None:
     if _still_ours(Clip, clip_id, owner):
         clip = db.session.get(Clip, clip_id)
         clip.lease_owner = None
-        clip.lease_until = utcnow() + timedelta(
+        clip.lease_until = lease_now() + timedelta(
             seconds=int(current_app.config["RESEND_SECONDS"]))
         db.session.commit()
+
+
+def _retry_now(clip_id: int, owner: str, exc: BaseException) -> None:
+    """Intake failed after this worker's lease ran out (it was paused or starved): the
+    reconciler may have removed its temporary files as a dead writer's, so the failure is
+    ours, not the file's. Give the clip back and send it again at once."""
+    log.warning("clip %s: intake failed after its lease ran out; trying again: %s",
+                clip_id, exc)
+    db.session.rollback()
+    if _still_ours(Clip, clip_id, owner):
+        _release(db.session.get(Clip, clip_id))
+        db.session.commit()
+        enqueue("tutti.intake_clip", clip_id)
+    else:
+        db.session.rollback()
 
 
 def _fail_clip(clip: Clip, reason: str, exc: Exception, owner: str) -> None:
@@ -730,7 +749,7 @@ def _claim_render(render_id: int, *, planned: bool | None = None) -> Render | No
             planned is not None and bool(job.plan) != planned):
         db.session.rollback()
         return None
-    if job.lease_until is not None and job.lease_until > utcnow():
+    if job.lease_until is not None and job.lease_until > lease_now():
         log.info("render %s: held by %s until %s", render_id, job.lease_owner, job.lease_until)
         db.session.rollback()
         return None
@@ -1211,7 +1230,7 @@ def _dispatch_parts(job: Render) -> None:
     if not missing:
         enqueue("tutti.join_render", job.id)
         return
-    now = utcnow()
+    now = lease_now()
     held = {row.part for row in job.part_leases
             if row.lease_until is not None and row.lease_until > now}
     for part in missing:
@@ -1232,7 +1251,7 @@ def _claim_part(job: Render, part: int) -> tuple[RenderPart, str] | None:
         except IntegrityError:
             db.session.rollback()
         row = db.session.scalar(select(RenderPart).filter_by(render_id=job.id, part=part))
-    now = utcnow()
+    now = lease_now()
     previous = row.lease_owner
     owner = new_owner()
     taken = db.session.execute(

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import errno
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from portal import services
 from portal.extensions import db
@@ -295,3 +295,69 @@ def test_a_render_part_that_breaks_every_time_fails_the_render_with_a_reason(
         assert job.status == "failed"
         assert "internal error while mixing the sound" in job.reason
         assert "Working outside" in job.reason_detail and "Working outside" not in job.reason
+
+
+def test_a_paused_workers_failure_is_tried_again_not_blamed_on_the_file(
+        app, campaign, media_files, monkeypatch):
+    """Red team, issue 15: a worker paused (SIGSTOP, a frozen VM) past its lease had its
+    temporary file swept as a dead writer's; its ffmpeg then failed and the good clip was
+    failed with "We could not convert this video". A failure after the lease ran out is
+    ours: the clip is given back and sent again."""
+    from workers.media import normalize
+    from workers.media.ffmpeg import FFmpegError
+
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    sent = []
+    monkeypatch.setattr(pipeline, "enqueue", lambda name, *ids: sent.append((name, ids)))
+    real = normalize.normalize_clip
+
+    def paused_then_swept(*args, **kwargs):
+        with app.app_context():  # the lease ran out while this worker was stopped
+            db.session.execute(update(Clip).where(Clip.id == clip_id).values(
+                lease_until=utcnow() - timedelta(seconds=5)))
+            db.session.commit()
+        raise FFmpegError("ffmpeg exited 254", ["ffmpeg"], 254, "Conversion failed!")
+
+    monkeypatch.setattr(normalize, "normalize_clip", paused_then_swept)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status != "failed" and clip.lease_owner is None
+        assert ("tutti.intake_clip", (clip_id,)) in sent
+    monkeypatch.setattr(normalize, "normalize_clip", real)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        assert db.session.get(Clip, clip_id).status == "normalized"
+
+
+def test_a_bad_file_failing_under_a_live_lease_is_still_blamed(app, campaign, media_files,
+                                                             monkeypatch):
+    from workers.media import normalize
+    from workers.media.ffmpeg import FFmpegError
+
+    clip_id = _submit(app, campaign, media_files["landscape"])
+
+    def broken(*_args, **_kwargs):
+        raise FFmpegError("ffmpeg exited 1", ["ffmpeg"], 1, "Invalid data found")
+
+    monkeypatch.setattr(normalize, "normalize_clip", broken)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        assert db.session.get(Clip, clip_id).status == "failed"
+
+
+def test_leases_are_written_on_the_databases_clock(app, db_kind, monkeypatch):
+    """Red team, issue 15: a worker whose clock was 90 s behind wrote leases everyone
+    else saw as expired, so the reconciler swept its live temporary file."""
+    if db_kind != "postgresql":
+        pytest.skip("SQLite is a file on this machine: its clock is this machine's")
+    from portal import models
+
+    real = models.utcnow()
+    monkeypatch.setattr(models, "utcnow", lambda: datetime.now(UTC).replace(tzinfo=None)
+                        - timedelta(seconds=90))
+    monkeypatch.setattr(models, "_db_clock", {})
+    with app.app_context():
+        assert abs((models.lease_now() - real).total_seconds()) < 5
+        until = leases.lease_until(30)
+        assert abs((until - real).total_seconds() - 30) < 5
