@@ -572,6 +572,7 @@ def submit_clip(
     spooled_path: str | None = None,
     record_timing: dict | None = None,
     check_open: bool = True,
+    token: str | None = None,
 ) -> Clip:
     """Accept an upload: validate the form, store the original, record the clip,
     commit, then enqueue intake. ``spooled_path`` is a finished upload on our
@@ -579,14 +580,17 @@ def submit_clip(
     ``record_timing``: what the recording page measured (a take recorded along the
     guide; :meth:`workers.media.align.prior.RecordTiming.to_json_dict`), kept on the
     clip for the aligner to check against the sound. ``check_open``: see
-    :func:`validate_submission`."""
+    :func:`validate_submission`. ``token``: the clip's private token when it must be
+    known before (a resumable upload's, so that it is made once); a new one otherwise.
+    Raises IntegrityError when a clip already has that token (nothing is kept)."""
     name, location, part_row = validate_submission(campaign, name=name, part=part,
                                                    location=location, consent=consent,
                                                    check_open=check_open)
     filename = filename_of(filename)
     if stream is None and spooled_path is None:
         raise ServiceError("Please choose a video file to upload.", field="file")
-    clip = Clip(token=new_token(), media_id=new_token(), campaign=campaign, part=part_row,
+    clip = Clip(token=token or new_token(), media_id=new_token(), campaign=campaign,
+                part=part_row,
                 display_name=name, location=location, consent_licence=campaign.licence,
                 original_filename=filename, original_key="", record_timing=record_timing)
     try:
@@ -1191,8 +1195,9 @@ def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
     ):
         counts["render"] += enqueue("tutti.render", render_id)
     db.session.rollback()
-    from .uploads import drop_stale_uploads
+    from .uploads import drop_stale_uploads, finish_whole_uploads
 
+    counts["whole_uploads"] = finish_whole_uploads(storage().tmp_dir)
     counts["stale_uploads"] = drop_stale_uploads(storage().tmp_dir)
     if _time.monotonic() - _last_sweep[0] >= 10 * int(current_app.config["LEASE_SECONDS"]):
         from workers.leases import sweep_temp_files

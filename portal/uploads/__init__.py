@@ -77,9 +77,13 @@ from email.utils import formatdate
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from .. import DISK_FULL_MESSAGE, is_disk_full, services
+from ..extensions import db
 from ..links import external_url, path_or_base_url
+from ..models import Clip
 from ..throttle import upload_accepted, upload_limits
 
 log = logging.getLogger(__name__)
@@ -375,7 +379,8 @@ def _done(status: int, meta: dict) -> Response:
 
 @bp.route("/uploads/<upload_id>", methods=["HEAD"])
 def head(upload_id: str):
-    part, _meta_path, meta = _load(upload_id)
+    part, meta_path, meta = _load(upload_id)
+    meta = _finish_if_whole(part, meta_path, meta)
     if meta.get("clip"):
         return _done(200, meta)
     return _empty(200, Upload_Offset=str(_offset(part, meta)), Upload_Length=str(meta["length"]),
@@ -385,7 +390,8 @@ def head(upload_id: str):
 @bp.get("/uploads/<upload_id>")
 def upload(upload_id: str):
     """Progress as JSON; once complete, the clip's ``id``, ``status_url`` and ``api_url``."""
-    part, _meta_path, meta = _load(upload_id)
+    part, meta_path, meta = _load(upload_id)
+    meta = _finish_if_whole(part, meta_path, meta)
     body = {"length": meta["length"], "offset": _offset(part, meta), "clip": meta.get("clip"),
             "complete": bool(meta.get("clip"))}
     if meta.get("clip"):
@@ -600,13 +606,100 @@ def patch(upload_id: str):
                         _save(meta_path, meta)
                     return _empty(204, Upload_Offset=str(offset),
                                   Upload_Expires=_http_date(_expires_at(meta)))
-                clip = _finish(part, meta)
-                meta["clip"] = clip.token
-                _save(meta_path, meta)
+                _make_clip(part, meta_path, meta)
             except Gone:
                 return _error(410, gone)
     part.unlink(missing_ok=True)
     return _done(204, meta)
+
+
+def _make_clip(part: Path, meta_path: Path, meta: dict) -> None:
+    """The clip of a whole upload, made once, named in its state (under the state lock).
+    The clip's token is derived from the upload's id (:func:`upload_clip_token`): a web
+    process killed between the clip's commit and the state's write leaves a clip that is
+    found again here, never a second one (red team, issue 15)."""
+    token = upload_clip_token(part.stem)
+    clip = db.session.scalar(select(Clip).filter_by(token=token))
+    if clip is None:
+        try:
+            clip = _finish(part, meta, token)
+        except IntegrityError:  # made meanwhile by a process that does not hold our lock
+            db.session.rollback()
+            clip = db.session.scalar(select(Clip).filter_by(token=token))
+            if clip is None:
+                raise
+    meta["clip"] = clip.token
+    _save(meta_path, meta)
+
+
+def upload_clip_token(upload_id: str) -> str:
+    """The private token of the clip an upload becomes: 128 bits of SHA-256 over the
+    upload's id (itself 192 secret bits that only the uploader holds), URL-safe."""
+    digest = hashlib.sha256(b"tutti-upload-clip:" + upload_id.encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def _finish_if_whole(part: Path, meta_path: Path, meta: dict) -> dict:
+    """An upload whose bytes have all arrived but that names no clip (the web process
+    died after the last byte, before the clip was made or named): make its clip now,
+    once, as the PATCH would have (its fingerprint checked first). Returns the state
+    as it is after. Called by HEAD and GET (a client resuming asks so; tus-js-client
+    then sends nothing more) and by the reconciler (:func:`finish_whole_uploads`)."""
+    if meta.get("clip") or _offset(part, meta) != int(meta["length"]):
+        return meta
+    try:
+        fd = os.open(part, os.O_WRONLY | os.O_APPEND)
+    except FileNotFoundError:
+        return meta
+    with os.fdopen(fd, "ab", buffering=0) as out:
+        fcntl.flock(out, fcntl.LOCK_EX)  # after any PATCH still writing
+        try:
+            meta = _read_meta(meta_path)
+        except Gone:
+            return meta
+        length = int(meta["length"])
+        if meta.get("clip") or out.seek(0, os.SEEK_END) != length:
+            return meta
+        os.fsync(out.fileno())
+        mismatch = _fingerprint_mismatch(part, meta, 0, length)
+        if mismatch:
+            log.warning("upload %s: whole but its %s does not match; left for the client",
+                        part.stem, mismatch)
+            return meta
+        with _state_lock(meta_path):
+            try:
+                meta = _read_meta(meta_path)
+                if not meta.get("clip"):
+                    log.warning("upload %s: whole but without its clip (the server stopped "
+                                "after the last byte); making it now", part.stem)
+                    _make_clip(part, meta_path, meta)
+            except Gone:
+                return meta
+    part.unlink(missing_ok=True)
+    return meta
+
+
+def finish_whole_uploads(root: Path, min_age: float = 30.0) -> int:
+    """The reconciler's pass: make the clips of uploads that are whole but name none
+    (see :func:`_finish_if_whole`), untouched for ``min_age`` s. ``root`` is the
+    storage's ``.tmp``. Returns how many clips were made."""
+    folder = root / "uploads"
+    made = 0
+    now = time.time()
+    for meta_path in folder.glob("*.json") if folder.is_dir() else []:
+        part = meta_path.with_suffix(".part")
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("clip") or part.stat().st_size != int(meta["length"]) \
+                    or part.stat().st_mtime > now - min_age:
+                continue
+        except (FileNotFoundError, ValueError, KeyError):
+            continue
+        try:
+            made += bool(_finish_if_whole(part, meta_path, meta).get("clip"))
+        except services.ServiceError as exc:  # its campaign was deleted, say
+            log.warning("upload %s: whole, but no clip can be made: %s", part.stem, exc)
+    return made
 
 
 def _sha256_of(part: Path, start: int, size: int) -> str:
@@ -658,7 +751,7 @@ def _disk_full(out, start: int, stream, upload_id: str) -> Response:
                   Upload_Offset=str(start))
 
 
-def _finish(part: Path, meta: dict):
+def _finish(part: Path, meta: dict, token: str):
     """Turn the finished upload into a clip of the campaign it was created for; 410
     (and the upload removed) when that campaign was deleted, even if a new campaign
     took its slug since."""
@@ -680,7 +773,7 @@ def _finish(part: Path, meta: dict):
         # a campaign without a guide has no page to record along: a timing is not its own
         record_timing=_record_timing(info) if campaign.guide_key else None,
         # it was open when this upload was created: a take on its way is not thrown away
-        check_open=False)
+        check_open=False, token=token)
 
 
 def _remove(meta_path: Path) -> None:

@@ -554,3 +554,67 @@ def test_an_upload_under_way_when_the_campaign_closes_still_becomes_a_clip(app, 
     assert done.status_code == 204 and "Tutti-Clip" in done.headers
     with app.app_context():
         assert db.session.scalar(select(func.count(Clip.id))) == 1
+
+
+@pytest.mark.parametrize("crash", ["before the clip", "before its state names it"])
+def test_a_server_killed_after_the_last_byte_still_makes_exactly_one_clip(
+        app, client, campaign, media_files, monkeypatch, crash):
+    """Red team, issue 15: the web process SIGKILLed just after an upload's last byte left
+    the bytes whole and no clip (HEAD said offset = length and no Tutti-Clip, and
+    tus-js-client then sends nothing more), or a clip the upload did not name, which an
+    empty PATCH then doubled. Now HEAD, GET and the reconciler finish such an upload, once."""
+    from portal import uploads
+
+    data = media_files["landscape"].read_bytes()
+    url = _create(client, len(data)).headers["Location"]
+
+    class Killed(BaseException):
+        pass
+
+    def die(*_args, **_kwargs):
+        raise Killed()
+
+    if crash == "before the clip":
+        monkeypatch.setattr(uploads, "_finish", die)
+    else:
+        monkeypatch.setattr(uploads, "_save", die)
+    with pytest.raises(Killed):
+        _patch(client, url, 0, data)
+    monkeypatch.undo()
+    head = client.head(url, headers=TUS)  # how a client resumes
+    assert head.headers["Upload-Offset"] == str(len(data))
+    token = head.headers["Tutti-Clip"]
+    assert client.get(url).get_json()["clip"] == token
+    again = _patch(client, url, len(data), b"")  # a client that sends an empty last PATCH
+    assert again.status_code == 204 and again.headers["Tutti-Clip"] == token
+    with app.app_context():
+        clips = db.session.scalars(select(Clip)).all()
+        assert [c.token for c in clips] == [token]
+        assert app.extensions["tutti.storage"].path(clips[0].original_key).read_bytes() == data
+
+
+def test_the_reconciler_finishes_a_whole_upload_nobody_asks_about(app, client, campaign,
+                                                                  media_files, monkeypatch):
+    import os
+    import time
+
+    from portal import uploads
+
+    data = media_files["landscape"].read_bytes()
+    url = _create(client, len(data)).headers["Location"]
+
+    def die(*_args, **_kwargs):
+        raise SystemExit()
+
+    monkeypatch.setattr(uploads, "_finish", die)
+    with pytest.raises(SystemExit):
+        _patch(client, url, 0, data)
+    monkeypatch.undo()
+    part = app.extensions["tutti.storage"].tmp_dir / "uploads" / (url.rsplit("/", 1)[1] + ".part")
+    old = time.time() - 120
+    os.utime(part, (old, old))
+    with app.app_context():
+        assert services.reconcile()["whole_uploads"] == 1
+        assert services.reconcile()["whole_uploads"] == 0
+        assert db.session.scalar(select(func.count(Clip.id))) == 1
+    assert client.head(url, headers=TUS).headers["Tutti-Clip"]
