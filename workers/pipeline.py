@@ -781,6 +781,9 @@ def _render(render_id: int) -> None:
         return
     owner = job.lease_owner
     if job.plan:  # a distributed render picked up again (reconciler): send what is missing
+        if job.cancel_requested:  # no part is drawing to see the cancel: end it here
+            _cancelled(job)
+            return
         _release(job)  # first: the join it may send takes this lease
         db.session.commit()
         _dispatch_parts(job)
@@ -1435,6 +1438,9 @@ def _join_render(render_id: int) -> None:
     owner = job.lease_owner
     store = storage()
     parts = _parts(job)
+    if job.cancel_requested:  # cancelled while its last part landed: never published
+        _cancelled(job)
+        return
     if job.status != "running" or not all(store.exists(_part_key(job, p)) for p in parts):
         _release(job)
         db.session.commit()

@@ -361,3 +361,67 @@ def test_leases_are_written_on_the_databases_clock(app, db_kind, monkeypatch):
         assert abs((models.lease_now() - real).total_seconds()) < 5
         until = leases.lease_until(30)
         assert abs((until - real).total_seconds() - 30) < 5
+
+
+def test_a_lost_join_is_sent_again_by_the_reconciler(app, campaign, media_files, monkeypatch):
+    """Red team, issue 15: the join's message was lost (Redis refused the write as the last
+    part landed) and the render stayed running for ever while the reconciler re-sent
+    the render itself."""
+    app.config["RENDER_SEGMENT_SECONDS"] = 1
+    app.config["DISTRIBUTED_RENDER"] = True
+    _approved(app, campaign, media_files, "landscape")
+    sent = []
+
+    def record(name, *ids):
+        sent.append((name, ids))
+        return True
+
+    with app.app_context():
+        job_id = services.request_render(services.get_campaign(campaign)).id
+        monkeypatch.setattr(services, "enqueue", record)
+        monkeypatch.setattr(pipeline, "enqueue", record)
+        pipeline.render(job_id)  # plans, sends the parts
+        parts = [ids[1] for name, ids in sent if name == "tutti.render_part"]
+        assert parts
+        monkeypatch.setattr(pipeline, "enqueue", lambda *_a: False)  # the broker refuses
+        for part in parts:
+            pipeline.render_part(job_id, part)
+        monkeypatch.setattr(pipeline, "enqueue", record)
+        sent.clear()
+        db.session.execute(update(Render).where(Render.id == job_id).values(
+            updated_at=utcnow() - timedelta(hours=1)))
+        db.session.commit()
+        services.reconcile()
+        for name, ids in list(sent):
+            if name == "tutti.render":
+                pipeline.render(*ids)
+        assert ("tutti.join_render", (job_id,)) in sent, sent
+        pipeline.join_render(job_id)
+        assert db.session.get(Render, job_id).status == "done"
+
+
+def test_a_render_cancelled_after_its_last_part_is_never_published(app, campaign, media_files,
+                                                                   monkeypatch):
+    """Red team, issue 15: a distributed render cancelled by its owner while its join's
+    message was lost was published anyway 40 minutes later, when the join finally ran."""
+    app.config["RENDER_SEGMENT_SECONDS"] = 1
+    app.config["DISTRIBUTED_RENDER"] = True
+    _approved(app, campaign, media_files, "landscape")
+    sent = []
+    with app.app_context():
+        job_id = services.request_render(services.get_campaign(campaign)).id
+        monkeypatch.setattr(services, "enqueue", lambda name, *ids: sent.append((name, ids)))
+        monkeypatch.setattr(pipeline, "enqueue", lambda name, *ids: sent.append((name, ids)))
+        pipeline.render(job_id)
+        for name, ids in list(sent):
+            if name == "tutti.render_part":
+                pipeline.render_part(*ids)
+        db.session.execute(update(Render).where(Render.id == job_id).values(
+            cancel_requested=True))
+        db.session.commit()
+        pipeline.join_render(job_id)
+        db.session.expire_all()
+        job = db.session.get(Render, job_id)
+        assert job.status == "cancelled" and not job.output_key
+        pipeline.render(job_id)  # a resend finds it ended
+        assert db.session.get(Render, job_id).status == "cancelled"
