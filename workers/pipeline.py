@@ -555,8 +555,14 @@ def heard_loudness(clip: Clip) -> float | None:
     it is on and that was measured (a humming take measured with its hum reads louder
     than its voice; matched so, it sat 6 LU under the others once cleaned), else as
     recorded; None when not measured."""
-    sound = clip.sound or {}
-    if clip.cleanup and sound.get("loudness_clean_lufs") is not None:
+    return heard_loudness_of(clip.sound, clip.cleanup)
+
+
+def heard_loudness_of(sound: Mapping | None, cleanup: bool) -> float | None:
+    """:func:`heard_loudness` from a clip's ``sound`` measurements and its clean-up
+    switch (for rows read without their clip: the part meter's other takes)."""
+    sound = sound or {}
+    if cleanup and sound.get("loudness_clean_lufs") is not None:
         return sound["loudness_clean_lufs"]
     return sound.get("loudness_lufs")
 

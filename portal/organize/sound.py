@@ -47,7 +47,12 @@ def sound_panel(clip: Clip) -> dict:
         part_balance,
         part_loudness,
     )
-    from workers.pipeline import clip_level_db, heard_loudness, heard_through_match
+    from workers.pipeline import (
+        clip_level_db,
+        heard_loudness,
+        heard_loudness_of,
+        heard_through_match,
+    )
 
     # the part balance among the next render's takes (the approved ones, and this one as
     # if it were), from one grouped count through the indexes: reading every approved
@@ -67,17 +72,22 @@ def sound_panel(clip: Clip) -> dict:
     same_part = (Clip.part_id.is_(None) if clip.part_id is None
                  else Clip.part_id == clip.part_id)
     rows = db.session.execute(
-        select(Clip.part_id, Clip.sound).filter(
+        select(Clip.part_id, Clip.sound, Clip.cleanup).filter(
             Clip.campaign_id == clip.campaign_id, same_part,
             Clip.status.in_(("normalized", "synced", "needs_sync", "approved")))
         .limit(PART_SAMPLE)).all()
-    takes = [(str(part_id), (sound or {}).get("loudness_lufs")) for part_id, sound in rows]
+    # each take as the mix hears it (after its clean-up when on), as this take's own
+    # figure and the match: measured as recorded, a humming take stood 6 LU over its part
+    takes = [(str(part_id), heard_loudness_of(sound, cleanup))
+             for part_id, sound, cleanup in rows]
     stats = part_loudness(takes).get(str(clip.part_id))
     sound = clip.sound or {}
     lufs = heard_loudness(clip)  # after the clean-up when it is on (what the mix hears)
     return {
         "sound": sound,
         "loudness": lufs,
+        # the figure is the cleaned take's when the clean-up is on and was measured
+        "cleaned": bool(clip.cleanup and sound.get("loudness_clean_lufs") is not None),
         "match_db": match_gain(lufs) if clip.loudness_match else 0.0,
         # how far the match falls short of the others at its cap (LU; 0 within it)
         "match_short_lu": match_shortfall(lufs) if clip.loudness_match else 0.0,

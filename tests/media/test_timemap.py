@@ -157,6 +157,20 @@ def test_a_take_in_time_is_left_at_its_offset(with_hum):
     assert np.abs(c - g - OFFSET).max() <= 1e-6
 
 
+def test_a_map_that_only_moves_the_take_as_a_whole_is_not_used():
+    # a constant shift is sync's to make: between an organ guide and a choir take the onset
+    # curves favour their attacks' difference (a rendered chorale take exactly in time was
+    # mapped 25 ms late), which the features cannot tell from the take's timing. A take
+    # whose notes are all 30 ms late keeps its offset; the map is judged against the offset
+    # moved as a whole within the shift limit
+    def late(t: float) -> float:
+        return OFFSET + 0.03 + t
+
+    m = fit_time_map(guide_signal(MAP_RATE), take_signal(late, MAP_RATE), OFFSET)
+    assert not m.used and m.gain <= 0.1
+    assert np.abs(np.array(m.clip) - np.array(m.guide) - OFFSET).max() <= 1e-6
+
+
 @pytest.mark.parametrize("warp", [slow, drifting], ids=["2% slow", "drags 60 ms a phrase"])
 def test_a_map_that_helps_is_used(warp):
     m = fit_time_map(guide_signal(MAP_RATE), take_signal(warp, MAP_RATE), OFFSET)

@@ -47,6 +47,29 @@ def test_intake_measures_the_take_and_the_clip_page_shows_its_meter(app, campaig
     assert f"loudness match {match_gain(heard):+.1f} dB" in page
 
 
+def test_the_part_meter_reads_every_take_as_the_mix_hears_it(app, campaign, media_files,
+                                                           organizer_client):
+    """The part's range on the meter is of the takes after their clean-up, as the take's
+    own figure and the match are (issue 17: a humming take, 6 LU louder as recorded than
+    cleaned, stood out of its part's range that the match had evened)."""
+    a = _take_in(app, campaign, media_files["landscape"], name="Ana")
+    b = _take_in(app, campaign, media_files["landscape"], name="Bo")
+    with app.app_context():
+        hummer = _clip(app, b)
+        hummer.sound = {**hummer.sound, "loudness_lufs": -14.0, "loudness_clean_lufs": -20.0}
+        db.session.commit()
+        other = _clip(app, a).sound["loudness_clean_lufs"]
+    page = organizer_client.get(f"/organize/clips/{a}").get_data(as_text=True)
+    low, high = sorted((other, -20.0))
+    assert f"{low:.1f} to {high:.1f} LUFS" in page and "after its clean-up" in page
+    assert "-14.0" not in page
+    # with its clean-up off the take is heard as recorded, and counted so
+    assert organizer_client.post(f"/organize/clips/{b}/sound", data={
+        "loudness_match": "yes"}).status_code == 303
+    page = organizer_client.get(f"/organize/clips/{a}").get_data(as_text=True)
+    assert f"{min(other, -14.0):.1f} to {max(other, -14.0):.1f} LUFS" in page
+
+
 def test_sound_controls_are_stored_and_used_by_the_render_spec(app, campaign, media_files,
                                                                organizer_client):
     a = _take_in(app, campaign, media_files["landscape"], name="Ana")
