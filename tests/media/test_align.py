@@ -524,6 +524,27 @@ def test_an_organ_guide_at_a_flat_level_has_active_frames():
     assert ms(r, 1.7) < 40.0 or not r.trusted
 
 
+def test_a_take_that_is_never_quiet_has_active_frames():
+    """Red team, issue 16: a take that holds an organ guide the whole time (the guide
+    against itself, or from the speakers) is never quiet, so "10 dB over its own floor"
+    found no active frame in it and sync gave up ("we could not hear the song")."""
+    _, gnotes, pnotes = song(23, 24.0)
+    guide = organ([(s - 2.9, d + 0.05, m) for s, d, m in gnotes], 21.0)
+    r = align_signals(guide, guide.copy(), SR)
+    assert r.method == "leak" and r.trusted and abs(r.offset_seconds) < 0.005
+    rng = np.random.default_rng(23)
+    part = render([(s - 2.9, d, m) for s, d, m in pnotes], 21.0, piano=False, rng=rng,
+                  jitter=0.015)
+    sung = take(part, 1.7)
+    leaked = np.concatenate([np.zeros(int(1.7 * SR), np.float32), guide])
+    leaked = np.pad(leaked, (0, max(0, len(sung) - len(leaked))))[: len(sung)]
+    clip = room_and_phone(sung + 0.5 * leaked, rng)
+    assert features.compute_features(clip).active.mean() > 0.5
+    # a room's noise floor between notes is still not "active"
+    quiet = room_and_phone(sung, rng)
+    assert features.compute_features(quiet).active.mean() < 0.9
+
+
 def test_a_count_in_click_at_the_very_start_of_the_guide_is_heard():
     """A guide whose first click is its first sample: the click was compared with itself and
     missed, so the take's four claps matched three clicks at the truth and a beat early."""

@@ -113,6 +113,22 @@ DIGITAL_SILENCE_DB = -100.0
 LOG_FLOOR = 1e-5
 
 
+#: a recording whose quiet frames (10th percentile) stand above this level (dBFS) is sound
+#: throughout, not notes over a room's noise floor (phones record rooms at -70 to -50 dBFS)
+THROUGHOUT_DBFS = -40.0
+
+
+def _sounds_throughout(x: np.ndarray, hop: int) -> bool:
+    """Whether a recording is never quiet: the 10th percentile of its ``hop``-sample frames'
+    RMS level stands above :data:`THROUGHOUT_DBFS` (``x`` full scale at 1.0)."""
+    n = len(x) // hop
+    if n < 10:
+        return False
+    frames = x[: n * hop].astype(np.float64).reshape(n, hop)
+    level = 10 * np.log10(np.mean(frames ** 2, axis=1) + 1e-20)
+    return float(np.percentile(level, 10)) > THROUGHOUT_DBFS
+
+
 def compute_features(x: np.ndarray, *, guide: bool = False) -> Features:
     """The features of a mono recording ``x`` at :data:`ANALYSIS_RATE` (float32, any length).
 
@@ -144,7 +160,9 @@ def compute_features(x: np.ndarray, *, guide: bool = False) -> Features:
     act = np.clip((loge - lo - 6) / max(hi - lo - 6, 6.0), 0, 1)
     act = moving_mean(act, 10)
     threshold = lo + max(10.0, 0.4 * (hi - lo))
-    if guide:
+    if guide or _sounds_throughout(x, hop):
+        # a guide, or a take that is never quiet (an organ guide leaking from speakers the
+        # whole time): its level hardly moves, so "10 dB over its floor" finds no frame
         threshold = min(threshold, hi - 10.0)
     active = sounding & (loge > threshold)
     activity = act - act.mean()
