@@ -420,6 +420,9 @@ NOTES_AMBIGUOUS = 0.3
 #: (``bench/sync/attack.py``: a piano take on a Choir Aahs guide, trusted 219 ms early,
 #: onset z 6.5 at the pick and 9.4 at the truth; calibration: ``bench/README.md``).
 ONSETS_NEAR_MARGIN = 2.0
+#: The debug line that names the part-only stages' offsets: the music score's pick, the fine
+#: offset (both at the take's centre, s), the drift (ppm) and that centre (guide s).
+PART_STAGES_LOG = "part stages: pick %.5f fine %.5f drift %.1f ppm centre %.2f s"
 #: How many candidates a result lists.
 MAX_CANDIDATES = 5
 #: Candidates listed are at least this far apart (one peak's shoulders are not choices).
@@ -870,7 +873,10 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
         conf *= NOTES_AMBIGUOUS
     drift, centre = part_drift(fg, fc, off)
     # the notes land around the guide's, early and late: read the centre of the lobe
+    pick = off
     off = fine_offset(fg, fc, off)
+    # (bench/sync/parts.py reads this line: where each stage put the take)
+    log.debug(PART_STAGES_LOG, pick, off, drift, centre)
     # harmony and phrasing (50 ms frames) find the passage; only onsets place it within
     # 40 ms, so without them near the pick the take is not trusted
     conf *= sigmoid((onset_support(ev.co, off) - ONSET_SUPPORT_MID) / 0.3)
