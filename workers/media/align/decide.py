@@ -528,6 +528,13 @@ def lag_range(gsec: float, csec: float, max_lead: float,
     return int(np.floor(lo / HOP_S)), int(np.ceil(hi / HOP_S))
 
 
+def finite(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 with NaN and infinities replaced (as ``np.nan_to_num``), without the
+    four whole-array passes and the copy that ``nan_to_num`` makes of a clean recording."""
+    x = np.asarray(x, dtype=np.float32)
+    return x if np.isfinite(x).all() else np.nan_to_num(x)
+
+
 def check_inputs(g: np.ndarray, c: np.ndarray, max_lead: float) -> None:
     if g.size == 0 or float(np.sqrt(np.mean(g.astype(np.float64) ** 2))) < SILENCE_RMS:
         raise AlignError("silent_guide", "the guide is silent: there is nothing to sync to")
@@ -558,7 +565,7 @@ class GuideAnalysis:
 def analyse_guide(guide: np.ndarray, sample_rate: int) -> GuideAnalysis:
     """``guide`` (mono float, ``sample_rate`` Hz) resampled to :data:`ANALYSIS_RATE` with its
     features, count-in clicks and beat strength."""
-    g = resample(np.nan_to_num(np.asarray(guide, dtype=np.float32)), sample_rate)
+    g = resample(finite(guide), sample_rate)
     fg = compute_features(g, guide=True)
     return GuideAnalysis(g, fg, tuple(count_in(g, fg)), beat_strength(fg.onset))
 
@@ -581,7 +588,7 @@ def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_ra
     if not isinstance(guide, GuideAnalysis):
         guide = analyse_guide(guide, sample_rate)
     g, fg = guide.samples, guide.features
-    c = resample(np.nan_to_num(np.asarray(clip, dtype=np.float32)), sample_rate)
+    c = resample(finite(clip), sample_rate)
     check_inputs(g, c, max_lead)
     fc = compute_features(c)
     if not fc.active.any():
