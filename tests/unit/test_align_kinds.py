@@ -158,3 +158,21 @@ def test_the_maximum_across_bins_is_the_ndimage_filter_s():
     dirty[[3, 5]] = [np.nan, np.inf]
     fixed = finite(dirty)
     assert np.isfinite(fixed).all() and fixed[3] == 0.0 and np.isnan(dirty[3])
+
+
+def test_leak_checks_share_the_guide_windows_spectra_exactly():
+    """The checks of a leak line's rivals transform each guide window once (``spectra``):
+    the same check, to the bit, as without, and a second offset adds no window."""
+    from tests.media.test_align import case
+    from workers.media.align import leak
+
+    guide, clip = case(11, offset=4.0, mode="leak", seconds=40.0)
+    fg = features.compute_features(guide, guide=True)
+    plain = leak.leak_check(guide, clip, 4.0, 0.0, fg.active)
+    spectra: dict = {}
+    shared = leak.leak_check(guide, clip, 4.0, 0.0, fg.active, spectra)
+    assert plain is not None and plain.passed() and shared == plain
+    kept = len(spectra)
+    other = leak.leak_check(guide, clip, 6.5, 0.0, fg.active, spectra)
+    assert other == leak.leak_check(guide, clip, 6.5, 0.0, fg.active)
+    assert len(spectra) == kept

@@ -718,8 +718,9 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
             fit = leak_fit_on_clock(g, c, off, fg.active)
         if fit is not None and fit.z >= LEAK_MIN_Z and fit.frac >= LEAK_MIN_FRAC:
             fits.append(fit)
+    spectra: dict = {}  # the guide windows' spectra, shared by the checks (leak_check)
     for leak in sorted(fits, key=lambda f: -f.z):
-        chk = leak_check(g, c, leak.offset, leak.drift_ppm, fg.active)
+        chk = leak_check(g, c, leak.offset, leak.drift_ppm, fg.active, spectra)
         log.debug("leak line %.4f s %.1f ppm: z %.1f, check %s", leak.offset, leak.drift_ppm,
                   leak.z, chk)
         if chk is None or not chk.passed():
@@ -735,13 +736,13 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
         for off in [o for o, _ in cands] + ev.notes_peaks:
             if abs(off - leak.offset) <= RIVAL_S or any(abs(off - r) <= RIVAL_S for r in rivals):
                 continue
-            other = leak_check(g, c, off, leak.drift_ppm, fg.active)
+            other = leak_check(g, c, off, leak.drift_ppm, fg.active, spectra)
             if (other is None or not other.passed()) and ev.music(off) >= 0.5 * best_score:
                 # a strong rival may hold the guide on a line of its own drift (a repeated
                 # verse: the guide leaks at both, and the music score prefers the other)
                 fit = leak_fit_on_clock(g, c, off, fg.active, search_s=LEAK_NEAR_S)
                 if fit is not None and fit.z >= LEAK_NEAR_Z:
-                    other = leak_check(g, c, fit.offset, fit.drift_ppm, fg.active)
+                    other = leak_check(g, c, fit.offset, fit.drift_ppm, fg.active, spectra)
                     off = fit.offset
             if other is not None and other.passed() and other.z >= LEAK_RIVAL_SHARE * chk.z:
                 rivals.append(off)
