@@ -67,40 +67,6 @@ def test_slow_attacks_in_the_guide_or_the_take_are_measured_the_same_way():
         assert 0.0 < slow_take < 9.5, slow_take
 
 
-def rubato_fine_error_ms(seed: int, amp: float, jitter: float = 0.025) -> float:
-    """The fine offset's signed error (ms) against the notes' mean timing for a take whose
-    notes follow a slow tempo curve (a sine of ``amp`` s, period 4-12 s, its mean over the
-    notes removed, as bench/sync's realistic takes) plus uniform jitter, sung (80 ms swells)
-    against a piano guide; the music score's pick up to 20 ms off either way."""
-    period = float(np.random.default_rng(seed).uniform(4, 12))
-    rng = np.random.default_rng(seed + 1000)
-    ns, seconds = notes(seed, 110)
-    starts = np.array([s for s, _, _ in ns])
-    warp = amp * np.sin(2 * np.pi * starts / period + rng.uniform(0, 6.28))
-    warp -= warp.mean()
-    jit = rng.uniform(-jitter, jitter, len(ns))
-    moved = [(s + w + j, d, m) for (s, d, m), w, j in zip(ns, warp, jit, strict=True)]
-    guide = voice(ns, seconds, attack=0.003, decays=True)
-    clip = np.concatenate([np.zeros(2 * SR, np.float32),
-                           voice(moved, seconds + 0.2, attack=0.08, decays=False)])
-    fg = features.compute_features(guide, guide=True)
-    fc = features.compute_features(clip)
-    pick = 2.0 + float(rng.uniform(-0.02, 0.02))
-    return (music.fine_offset(fg, fc, pick) - 2.0 - float(np.mean(jit))) * 1000
-
-
-def test_a_slow_tempo_curve_is_read_at_the_notes_mean_timing():
-    """Rubato of +-57 ms (bench/sync's widest): most notes sit near the curve's two extremes,
-    so the attack curves' correlation has two humps. Read at half height over the median of
-    +-150 ms (which lies inside so wide a lobe) it gave one hump or the pick back: -3, -33 and
-    -19 ms. Read low over a wider floor too, and taken where the two differ by more than
-    FINE_SPLIT_S: -3, +10 and -19 ms (seed 1's two readings differ by 7 ms; seed 3's low
-    centre lay more than LOBE_MAX_SHIFT_S from the pick, which stays). The 80 ms swells of
-    the take add their own few ms late (test above)."""
-    errs = [rubato_fine_error_ms(seed, 0.057) for seed in (1, 2, 3)]
-    assert all(abs(e) < 20.0 for e in errs), errs
-
-
 def test_attack_curve_marks_where_a_note_begins_whatever_its_attack():
     """The rise of the onset strength peaks within a frame or two of the note's start for a
     3 ms and a 150 ms attack alike (the onset strength itself spreads over the swell)."""

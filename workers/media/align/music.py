@@ -252,36 +252,6 @@ def attack_onsets(onset: np.ndarray) -> np.ndarray:
     return out
 
 
-#: :func:`fine_offset`: the attack curves' correlation is also read over +-FINE_FLOOR_SPAN_S
-#: around the pick, with its floor at its FINE_FLOOR_PCT percentile there and the lobe's two
-#: sides at FINE_LEVEL of the peak's height above that floor (a lobe wider than
-#: FINE_MAX_WIDTH_S there is two notes'); where that low reading and the half-height one differ
-#: by more than FINE_SPLIT_S, the lobe has two humps and the low reading is taken.
-FINE_FLOOR_SPAN_S = 0.4
-FINE_FLOOR_PCT = 25.0
-FINE_LEVEL = 0.3
-FINE_MAX_WIDTH_S = 0.3
-FINE_SPLIT_S = 0.010
-
-
-def _low_lobe_centre(g: np.ndarray, c: np.ndarray, off: float) -> float | None:
-    """The centre (s) of the lobe of the correlation of attack curves ``g`` (guide) and ``c``
-    (take) nearest the pick ``off``, read at :data:`FINE_LEVEL` above the
-    :data:`FINE_FLOOR_PCT` percentile of +-:data:`FINE_FLOOR_SPAN_S`; None when it does not
-    close or runs wider than :data:`FINE_MAX_WIDTH_S`."""
-    span, near = int(FINE_FLOOR_SPAN_S / HOP_S), int(LOBE_SPAN_S / HOP_S)
-    centre = int(round(off / HOP_S))
-    xc = xcorr(g, c, centre - span, centre + span)
-    i = span - near + int(np.argmax(xc[span - near:span + near + 1]))
-    floor, peak = float(np.percentile(xc, FINE_FLOOR_PCT)), float(xc[i])
-    if peak <= floor:
-        return None
-    lobe = _crossings(xc, i, floor + FINE_LEVEL * (peak - floor))
-    if lobe is None or (lobe[1] - lobe[0]) * HOP_S > FINE_MAX_WIDTH_S:
-        return None
-    return (centre - span + 0.5 * (lobe[0] + lobe[1])) * HOP_S
-
-
 def fine_offset(fg: Features, fc: Features, off: float) -> float:
     """The part-only offset near the music score's pick ``off`` (seconds): the centre of the
     main lobe of the correlation of the guide's and the take's attack curves
@@ -295,23 +265,9 @@ def fine_offset(fg: Features, fc: Features, off: float) -> float:
     piano, strings, slow strings, choir, flute), median signed errors per pair: before
     (halfway between the onset lobe's centre and its early edge) -16.7 to +20.4 ms, the organ
     guides -12 to -17 ms; after -11 to +20 ms, the organ guides -5 to -11 ms; slow strings
-    (programme 49, swells of 200 ms and more) still read 7-20 ms late.
-
-    A slow tempo curve (rubato of +-57 ms, bench/sync's realistic takes) spends most notes near
-    its two extremes, so the lobe has two humps, and the median of +-150 ms (the floor) then
-    lies inside it: half height reads one hump, 33 ms from the notes' mean, or gives up for
-    the pick. So the lobe is read low too (:func:`_low_lobe_centre`: both humps are one lobe
-    there), and where the two readings differ by more than :data:`FINE_SPLIT_S` the low one
-    is taken (generated takes, ``tests/unit/test_align_kinds.py``: -3, -33, -19 ms before;
-    -3, +10, -19 ms after). Where they agree, the half-height reading stays: read low, a slow
-    attack's tail pulls the centre a little later (a 150 ms swell against a piano: 9.6 ms
-    late, against under 9.5)."""
-    g, c = attack_onsets(fg.onset), attack_onsets(fc.onset)
-    half = onset_lobe_centre(replace(fg, onset=g), replace(fc, onset=c), off)
-    low = _low_lobe_centre(g, c, off)
-    if low is None or abs(low - half) <= FINE_SPLIT_S or abs(low - off) > LOBE_MAX_SHIFT_S:
-        return half
-    return float(low)
+    (programme 49, swells of 200 ms and more) still read 7-20 ms late."""
+    return onset_lobe_centre(replace(fg, onset=attack_onsets(fg.onset)),
+                             replace(fc, onset=attack_onsets(fc.onset)), off)
 
 
 #: Part-only timing spread (:func:`local_timing`): window length and step (s), and how far
