@@ -349,8 +349,12 @@ def score_events(ch: Chorale, voices: str, t0: float, beat: float, vel: int = 80
 
 
 def make_guide(gid: int, rng: np.random.Generator, *, chorale: str, bpm: float,
-               instrument: str, count_in: str, edges: str, verses: int) -> Guide:
-    """Render a guide: count-in or introduction, then ``verses`` verses of all four parts."""
+               instrument: str, count_in: str, edges: str, verses: int,
+               render: bool = True) -> Guide:
+    """Render a guide: count-in or introduction, then ``verses`` verses of all four parts.
+
+    ``render=False``: the same random numbers are drawn but nothing is rendered (the audio is
+    silence): a corpus made of some cases only (:func:`build_real_corpus`'s ``cases``)."""
     ch = load_chorale(chorale)
     beat = 60.0 / bpm
     if edges == "digital":  # an export starts on the first beat, or a moment before it
@@ -379,7 +383,8 @@ def make_guide(gid: int, rng: np.random.Generator, *, chorale: str, bpm: float,
         for k in range(verses):
             ev += score_events(ch, v, music_start + k * verse_len, beat)
         tracks.append((program, ev))
-    x = render_events(tracks, reverb=True).astype(np.float64)
+    x = (render_events(tracks, reverb=True).astype(np.float64) if render
+         else np.zeros(GUIDE_SR))
     end = music_start + verses * verse_len
     ring = float(rng.uniform(0.5, 1.5))  # the last chord's release and reverb
     tail = ring + float(rng.uniform(1.0, 3.0))
@@ -400,7 +405,8 @@ def make_guide(gid: int, rng: np.random.Generator, *, chorale: str, bpm: float,
     audio = x.astype(np.float32)
     g = Guide(gid, ch, bpm, instrument, count_in, edges, verses, music_start, verse_len, clicks,
               audio)
-    g.audio16 = to_sr(audio.astype(np.float64), GUIDE_SR, SR)
+    g.audio16 = (to_sr(audio.astype(np.float64), GUIDE_SR, SR) if render
+                 else np.zeros(int(len(audio) * SR / GUIDE_SR)))
     return g
 
 
@@ -480,14 +486,21 @@ def speech(lang_index: int, variant: str, speed: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- the room
 
-def room_rirs(rng: np.random.Generator, rt60: float, n_sources: int = 3
-              ) -> tuple[list[np.ndarray], dict]:
+def room_rirs(rng: np.random.Generator, rt60: float, n_sources: int = 3, *,
+              render: bool = True) -> tuple[list[np.ndarray], dict]:
     """Impulse responses to the phone from: the performer's mouth (or instrument), the
     headphones, the clapping hands. Each is advanced by the mouth's direct-path delay (and the
-    fractional-delay filter's), so the direct sound of the performer arrives at lag 0."""
+    fractional-delay filter's), so the direct sound of the performer arrives at lag 0.
+    ``render=False``: the room's random numbers are drawn, nothing is simulated (unit
+    impulses)."""
+    dim = [float(rng.uniform(3, 7)), float(rng.uniform(3, 6)), float(rng.uniform(2.4, 3.2))]
+    if not render:
+        for _ in range(6):  # head (3), distance, angle, the phone's height: as below
+            rng.uniform(0.0, 1.0)
+        return [np.ones(1)] * n_sources, {"room": "x".join(f"{v:.1f}" for v in dim),
+                                          "rt60": round(rt60, 2), "mic_m": 0.0}
     import pyroomacoustics as pra
 
-    dim = [float(rng.uniform(3, 7)), float(rng.uniform(3, 6)), float(rng.uniform(2.4, 3.2))]
     e_abs, max_order = pra.inverse_sabine(rt60, dim)
     room = pra.ShoeBox(dim, fs=SR, materials=pra.Material(e_abs), max_order=min(max_order, 40))
     head = np.array([rng.uniform(1.0, dim[0] - 1.0), rng.uniform(1.0, dim[1] - 1.0),
@@ -571,8 +584,10 @@ def pick_timbre(rng: np.random.Generator, voice: str, guide_program: int) -> str
 
 
 def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
-              other: Guide | None = None) -> Clip:
-    """One take of ``case`` against ``guide`` (``other``: the negative's own guide)."""
+              other: Guide | None = None, render: bool = True) -> Clip:
+    """One take of ``case`` against ``guide`` (``other``: the negative's own guide).
+    ``render=False``: the same random numbers drawn, nothing rendered (see
+    :func:`build_real_corpus`)."""
     beat = guide.beat
     voice = str(rng.choice(list(VOICES)))
     timbre = pick_timbre(rng, voice, GUIDE_PROGRAMS[guide.instrument])
@@ -614,7 +629,7 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
     n = int((rec_to - t0 + 1.0) * SR)
 
     rt60 = float(rng.uniform(0.2, 0.8))
-    rirs, room_meta = room_rirs(rng, rt60)
+    rirs, room_meta = room_rirs(rng, rt60, render=render)
     meta.update(room_meta)
     mouth = np.zeros(n)
     perf_meta: dict = {}
@@ -624,7 +639,7 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
                                              min(sing_to, rec_to)),
                                     verses=guide.verses, verse_len=guide.verse_len,
                                     jitter=jitter, rubato=rubato, beat=beat)
-        perf = render_performance(events, timbre, t0)
+        perf = render_performance(events, timbre, t0) if render else np.zeros(0)
         mouth[: min(n, len(perf))] = perf[:n]
     elif mode in ("other-chorale", "other-tempo"):
         assert other is not None
@@ -633,7 +648,7 @@ def make_take(name: str, case: Case, guide: Guide, rng: np.random.Generator, *,
                                     verses=other.verses, verse_len=other.verse_len,
                                     jitter=jitter, rubato=rubato, beat=other.beat)
         # the other guide's t=0 sits where the recording would put this guide's
-        perf = render_performance(events, timbre, t0)
+        perf = render_performance(events, timbre, t0) if render else np.zeros(0)
         mouth[: min(n, len(perf))] = perf[:n]
         meta.update(other_chorale=other.chorale.name, other_bpm=round(other.bpm, 1))
         if rng.random() < 0.5:
@@ -745,23 +760,34 @@ def guide_plan(rng: np.random.Generator, case: Case) -> dict:
                 edges="digital" if rng.random() < 0.6 else "floor")
 
 
-def build_real_corpus(seed: int = 1, scale: float = 1.0):
+def build_real_corpus(seed: int = 1, scale: float = 1.0, cases: set[str] | None = None):
     """Yield (guide, clips) groups; each guide serves 1-3 takes of one case.
 
     ``guide`` is a Guide (``audio`` at GUIDE_SR); clips are ``corpus.Clip`` at SR with
     ``meta['kind']`` (leak-or-clap, part, negative). Deterministic for a seed.
+    ``cases`` (names of :data:`CASES`): only their groups are yielded; the other cases' random
+    numbers are still drawn (nothing rendered), so these takes and their guides' numbers are
+    exactly those of a full run of the seed, at a fraction of its cost (the part-only cases
+    alone: a quarter of the takes).
     """
     check_tools()
+    if cases is not None and not set(cases) <= {c.name for c in CASES}:
+        raise ValueError(f"unknown cases {sorted(set(cases) - {c.name for c in CASES})}; "
+                         f"the cases are {', '.join(c.name for c in CASES)}")
     rng = np.random.default_rng(10_000 + seed)
     gid = 0
-    for case in CASES:
+    last = max((k for k, c in enumerate(CASES) if cases is None or c.name in cases), default=-1)
+    for k, case in enumerate(CASES):
+        if k > last:
+            break
+        render = cases is None or case.name in cases
         count = max(1, int(round(case.count * scale)))
         done = 0
         while done < count:
             per_guide = min(int(rng.integers(1, 4)) if case.length != "long" else 1,
                             count - done)
             plan = guide_plan(rng, case)
-            guide = make_guide(gid, rng, **plan)
+            guide = make_guide(gid, rng, **plan, render=render)
             clips = []
             for _ in range(per_guide):
                 other = None
@@ -771,12 +797,14 @@ def build_real_corpus(seed: int = 1, scale: float = 1.0):
                     while same_tune(pick, plan["chorale"]):  # drawn again: not a negative
                         pick = str(rng.choice(others))
                     o = dict(plan, chorale=pick, bpm=float(rng.uniform(60, 100)))
-                    other = make_guide(-1, rng, **o)
+                    other = make_guide(-1, rng, **o, render=render)
                 elif case.mode == "other-tempo":
                     f = float(rng.choice([-1, 1]) * rng.uniform(0.08, 0.25))
-                    other = make_guide(-1, rng, **dict(plan, bpm=plan["bpm"] * (1 + f)))
+                    other = make_guide(-1, rng, **dict(plan, bpm=plan["bpm"] * (1 + f)),
+                                       render=render)
                 clips.append(make_take(f"{case.name}-{done:02d}", case, guide, rng,
-                                       other=other))
+                                       other=other, render=render))
                 done += 1
-            yield guide, clips
+            if render:
+                yield guide, clips
             gid += 1

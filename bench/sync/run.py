@@ -105,20 +105,25 @@ def stats(errs: list[float]) -> tuple[str, str, str]:
 
 # --------------------------------------------------------------------------- the corpora
 
-def synthetic_groups(seed: int, scale: float):
-    """(guide name, guide audio, its sample rate, guide style, clips) of the synthetic corpus."""
+def synthetic_groups(seed: int, scale: float, cases: set[str] | None = None):
+    """(guide name, guide audio, its sample rate, guide style, clips) of the synthetic corpus
+    (``cases``: only the takes of these cases; the corpus is made whole all the same)."""
     for gid, guide, clips in build_corpus(seed, scale):
+        clips = [c for c in clips if cases is None or c.case in cases]
+        if not clips:
+            continue
         for c in clips:
             c.meta["kind"] = ("negative" if c.case in SYNTH_NEGATIVE else
                               "leak-or-clap" if c.case in SYNTH_LEAK_OR_CLAP else "part")
         yield f"guide-{gid:03d}", guide, SR, "", clips
 
 
-def real_groups(seed: int, scale: float):
-    """The same for the realistic corpus (guides at 44.1 kHz)."""
+def real_groups(seed: int, scale: float, cases: set[str] | None = None):
+    """The same for the realistic corpus (guides at 44.1 kHz); ``cases``: only these cases'
+    takes, the same as a full run's, the others not rendered (:func:`build_real_corpus`)."""
     from bench.sync.real import GUIDE_SR, build_real_corpus
 
-    for guide, clips in build_real_corpus(seed, scale):
+    for guide, clips in build_real_corpus(seed, scale, cases):
         yield f"guide-{guide.gid:03d}", guide.audio, GUIDE_SR, guide.style(), clips
 
 
@@ -138,9 +143,10 @@ def save_truth(path: str, rows: list[dict]) -> None:
 # --------------------------------------------------------------------------- the run
 
 def run_corpus(name: str, seed: int, scale: float, peer: bool, save: str | None,
-               align: bool) -> tuple[list[dict], float]:
-    """Generate one corpus for one seed, align every take; per-take rows and generation time."""
-    groups = (real_groups if name == "real" else synthetic_groups)(seed, scale)
+               align: bool, cases: set[str] | None = None) -> tuple[list[dict], float]:
+    """Generate one corpus for one seed, align every take; per-take rows and generation time.
+    ``cases``: only the takes of these cases (None: all)."""
+    groups = (real_groups if name == "real" else synthetic_groups)(seed, scale, cases)
     rows, truth = [], []
     t_gen = 0.0
     if save:
@@ -229,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save", default=None, metavar="DIR",
                     help="write guides, clips and truth.csv here (a sub-directory "
                          "<corpus>-seed<N> each when several are run)")
+    ap.add_argument("--cases", default=None, metavar="A,B",
+                    help="only the takes of these cases (e.g. part,short-part,excerpt-part,"
+                         "long-part); the realistic corpus renders nothing else, and its takes "
+                         "are those of a full run of the seed")
     ap.add_argument("--generate-only", action="store_true",
                     help="with --save: write the corpus, align nothing")
     ap.add_argument("--from-csv", nargs="+", default=None, metavar="CSV",
@@ -259,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.generate_only and not args.save:
         ap.error("--generate-only needs --save DIR")
     seeds = parse_seeds(args.seed)
+    cases = {c.strip() for c in args.cases.split(",") if c.strip()} if args.cases else None
     corpora = ["synthetic", "real"] if args.corpus == "both" else [args.corpus]
     if "real" in corpora:
         from bench.sync.real import ToolsMissing, check_tools
@@ -287,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                 save = os.path.join(save, f"{name}-seed{seed}")
             print(f"{name} corpus, seed {seed}", flush=True)
             rows, t_gen = run_corpus(name, seed, args.scale, peer, save,
-                                     align=not args.generate_only)
+                                     align=not args.generate_only, cases=cases)
             all_rows += rows
             if rows:
                 results.append((name, seed, rows, t_gen))

@@ -136,3 +136,43 @@ def test_a_second_singer_in_the_room_does_not_pull_the_offset():
         r = align_signals(guide, room_and_phone(take(part + 0.5 * other, 3.0), rng), SR)
         err = (r.offset_seconds - 3.0) * 1000
         assert -10.0 < err < 30.0, (seed, err, r)
+
+
+def test_the_maximum_across_bins_is_the_ndimage_filter_s():
+    """The onset strength's reference frame (the maximum over +-2 bins) by shifted views, as
+    ``ndimage.maximum_filter1d`` gave it, edges included; and a clean recording passes
+    through ``finite`` uncopied, a NaN or an infinity is replaced."""
+    from scipy import ndimage
+
+    from workers.media.align.decide import finite
+
+    rng = np.random.default_rng(3)
+    for shape, half in (((7, 257), 2), ((3, 4), 2), ((5, 9), 1), ((2, 3), 3)):
+        x = rng.standard_normal(shape).astype(np.float32)
+        got = features.max_across(x, half)
+        assert got.dtype == x.dtype
+        np.testing.assert_array_equal(got, ndimage.maximum_filter1d(x, 2 * half + 1, axis=1))
+    clean = rng.standard_normal(100).astype(np.float32)
+    assert finite(clean) is clean
+    dirty = clean.copy()
+    dirty[[3, 5]] = [np.nan, np.inf]
+    fixed = finite(dirty)
+    assert np.isfinite(fixed).all() and fixed[3] == 0.0 and np.isnan(dirty[3])
+
+
+def test_leak_checks_share_the_guide_windows_spectra_exactly():
+    """The checks of a leak line's rivals transform each guide window once (``spectra``):
+    the same check, to the bit, as without, and a second offset adds no window."""
+    from tests.media.test_align import case
+    from workers.media.align import leak
+
+    guide, clip = case(11, offset=4.0, mode="leak", seconds=40.0)
+    fg = features.compute_features(guide, guide=True)
+    plain = leak.leak_check(guide, clip, 4.0, 0.0, fg.active)
+    spectra: dict = {}
+    shared = leak.leak_check(guide, clip, 4.0, 0.0, fg.active, spectra)
+    assert plain is not None and plain.passed() and shared == plain
+    kept = len(spectra)
+    other = leak.leak_check(guide, clip, 6.5, 0.0, fg.active, spectra)
+    assert other == leak.leak_check(guide, clip, 6.5, 0.0, fg.active)
+    assert len(spectra) == kept

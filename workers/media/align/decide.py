@@ -420,6 +420,9 @@ NOTES_AMBIGUOUS = 0.3
 #: (``bench/sync/attack.py``: a piano take on a Choir Aahs guide, trusted 219 ms early,
 #: onset z 6.5 at the pick and 9.4 at the truth; calibration: ``bench/README.md``).
 ONSETS_NEAR_MARGIN = 2.0
+#: The debug line that names the part-only stages' offsets: the music score's pick, the fine
+#: offset (both at the take's centre, s), the drift (ppm) and that centre (guide s).
+PART_STAGES_LOG = "part stages: pick %.5f fine %.5f drift %.1f ppm centre %.2f s"
 #: How many candidates a result lists.
 MAX_CANDIDATES = 5
 #: Candidates listed are at least this far apart (one peak's shoulders are not choices).
@@ -525,6 +528,13 @@ def lag_range(gsec: float, csec: float, max_lead: float,
     return int(np.floor(lo / HOP_S)), int(np.ceil(hi / HOP_S))
 
 
+def finite(x: np.ndarray) -> np.ndarray:
+    """``x`` as float32 with NaN and infinities replaced (as ``np.nan_to_num``), without the
+    four whole-array passes and the copy that ``nan_to_num`` makes of a clean recording."""
+    x = np.asarray(x, dtype=np.float32)
+    return x if np.isfinite(x).all() else np.nan_to_num(x)
+
+
 def check_inputs(g: np.ndarray, c: np.ndarray, max_lead: float) -> None:
     if g.size == 0 or float(np.sqrt(np.mean(g.astype(np.float64) ** 2))) < SILENCE_RMS:
         raise AlignError("silent_guide", "the guide is silent: there is nothing to sync to")
@@ -555,7 +565,7 @@ class GuideAnalysis:
 def analyse_guide(guide: np.ndarray, sample_rate: int) -> GuideAnalysis:
     """``guide`` (mono float, ``sample_rate`` Hz) resampled to :data:`ANALYSIS_RATE` with its
     features, count-in clicks and beat strength."""
-    g = resample(np.nan_to_num(np.asarray(guide, dtype=np.float32)), sample_rate)
+    g = resample(finite(guide), sample_rate)
     fg = compute_features(g, guide=True)
     return GuideAnalysis(g, fg, tuple(count_in(g, fg)), beat_strength(fg.onset))
 
@@ -578,7 +588,7 @@ def align_signals(guide: np.ndarray | GuideAnalysis, clip: np.ndarray, sample_ra
     if not isinstance(guide, GuideAnalysis):
         guide = analyse_guide(guide, sample_rate)
     g, fg = guide.samples, guide.features
-    c = resample(np.nan_to_num(np.asarray(clip, dtype=np.float32)), sample_rate)
+    c = resample(finite(clip), sample_rate)
     check_inputs(g, c, max_lead)
     fc = compute_features(c)
     if not fc.active.any():
@@ -708,8 +718,9 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
             fit = leak_fit_on_clock(g, c, off, fg.active)
         if fit is not None and fit.z >= LEAK_MIN_Z and fit.frac >= LEAK_MIN_FRAC:
             fits.append(fit)
+    spectra: dict = {}  # the guide windows' spectra, shared by the checks (leak_check)
     for leak in sorted(fits, key=lambda f: -f.z):
-        chk = leak_check(g, c, leak.offset, leak.drift_ppm, fg.active)
+        chk = leak_check(g, c, leak.offset, leak.drift_ppm, fg.active, spectra)
         log.debug("leak line %.4f s %.1f ppm: z %.1f, check %s", leak.offset, leak.drift_ppm,
                   leak.z, chk)
         if chk is None or not chk.passed():
@@ -725,13 +736,13 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
         for off in [o for o, _ in cands] + ev.notes_peaks:
             if abs(off - leak.offset) <= RIVAL_S or any(abs(off - r) <= RIVAL_S for r in rivals):
                 continue
-            other = leak_check(g, c, off, leak.drift_ppm, fg.active)
+            other = leak_check(g, c, off, leak.drift_ppm, fg.active, spectra)
             if (other is None or not other.passed()) and ev.music(off) >= 0.5 * best_score:
                 # a strong rival may hold the guide on a line of its own drift (a repeated
                 # verse: the guide leaks at both, and the music score prefers the other)
                 fit = leak_fit_on_clock(g, c, off, fg.active, search_s=LEAK_NEAR_S)
                 if fit is not None and fit.z >= LEAK_NEAR_Z:
-                    other = leak_check(g, c, fit.offset, fit.drift_ppm, fg.active)
+                    other = leak_check(g, c, fit.offset, fit.drift_ppm, fg.active, spectra)
                     off = fit.offset
             if other is not None and other.passed() and other.z >= LEAK_RIVAL_SHARE * chk.z:
                 rivals.append(off)
@@ -870,7 +881,10 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
         conf *= NOTES_AMBIGUOUS
     drift, centre = part_drift(fg, fc, off)
     # the notes land around the guide's, early and late: read the centre of the lobe
+    pick = off
     off = fine_offset(fg, fc, off)
+    # (bench/sync/parts.py reads this line: where each stage put the take)
+    log.debug(PART_STAGES_LOG, pick, off, drift, centre)
     # harmony and phrasing (50 ms frames) find the passage; only onsets place it within
     # 40 ms, so without them near the pick the take is not trusted
     conf *= sigmoid((onset_support(ev.co, off) - ONSET_SUPPORT_MID) / 0.3)

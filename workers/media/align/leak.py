@@ -28,18 +28,34 @@ LEAK_NEAR_CHECK_Z = 4.0
 
 # --------------------------------------------------------------------------- leak
 
-def gcc_phat_curve(gw: np.ndarray, cw: np.ndarray, span: int) -> np.ndarray:
-    """GCC-PHAT: for L in 0..span, gw[t] against cw[t + L], as a robust z-score curve."""
-    # circular correlation is exact for lags 0..span when cw is span samples longer than gw
-    n = sfft.next_fast_len(len(cw), real=True)
+def guide_spectrum(gw: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The guide window's spectrum (``n``-point real FFT) and the bins GCC-PHAT uses: within
+    :data:`LEAK_BAND` and where the guide has energy (:func:`gcc_phat_curve`)."""
     gs = sfft.rfft(gw, n)
-    spec = np.conj(gs) * sfft.rfft(cw, n)
-    freqs = np.arange(len(spec)) * ANALYSIS_RATE / n
+    freqs = np.arange(len(gs)) * ANALYSIS_RATE / n
     band = (freqs >= LEAK_BAND[0]) & (freqs <= LEAK_BAND[1])  # what every phone mic passes
     gp = gs.real ** 2 + gs.imag ** 2
     # only where the guide has energy: a tonal guide fills few bins, and the others would
     # add only the clip's own sound to the whitened sum
     band &= gp > LEAK_GUIDE_FLOOR * np.percentile(gp[band], 99)
+    return gs, band
+
+
+def gcc_phat_curve(gw: np.ndarray, cw: np.ndarray, span: int,
+                   spectra: dict | None = None, key: object = None) -> np.ndarray:
+    """GCC-PHAT: for L in 0..span, gw[t] against cw[t + L], as a robust z-score curve.
+    ``spectra``: :func:`guide_spectrum` results kept by ``key`` (the guide window's place and
+    length), so that checks of one guide at several offsets transform each window once."""
+    # circular correlation is exact for lags 0..span when cw is span samples longer than gw
+    n = sfft.next_fast_len(len(cw), real=True)
+    if spectra is None:
+        gs, band = guide_spectrum(gw, n)
+    else:
+        got = spectra.get((key, n))
+        if got is None:
+            got = spectra[(key, n)] = guide_spectrum(gw, n)
+        gs, band = got
+    spec = np.conj(gs) * sfft.rfft(cw, n)
     spec[~band] = 0
     mag = np.abs(spec)
     spec = spec / (mag + 1e-3 * mag.mean() + 1e-30)
@@ -213,13 +229,18 @@ def leak_fit_on_clock(g: np.ndarray, c: np.ndarray, offset_s: float,
 
 
 def leak_check(g: np.ndarray, c: np.ndarray, offset: float, drift_ppm: float,
-                guide_active: np.ndarray) -> LeakCheck | None:
+                guide_active: np.ndarray, spectra: dict | None = None) -> LeakCheck | None:
     """Independent check of a leak line on short, disjoint windows covering the overlap.
 
     A real leak is the guide all along the overlap, so every window where the guide sounds
     shows a peak on the line. A coincidence (two tonal lines sharing pitches, or identical
     note attacks) lights a few windows very brightly: each window's peak is capped at
     ``LEAK_CAP`` deviations, so only breadth counts.
+
+    ``spectra`` (a dict, empty at first): the guide windows' spectra kept between the checks
+    of one guide and clip at several offsets (the rivals of a leak line: on a 3-minute take
+    each check reads 60 windows of 3 s, and the checks were most of its CPU); the windows of
+    checks at one drift that start at the guide's t=0 are the same.
     """
     sr = ANALYSIS_RATE
     a = 1.0 + drift_ppm * 1e-6
@@ -243,7 +264,7 @@ def leak_check(g: np.ndarray, c: np.ndarray, offset: float, drift_ppm: float,
         cw = clip_window(c, (offset + t0 * a) * sr - pad * a, len(gw) + 2 * pad, a)
         if cw is None:
             continue
-        rows.append(gcc_phat_curve(gw, cw, 2 * pad))
+        rows.append(gcc_phat_curve(gw, cw, 2 * pad, spectra, (ga, len(gw))))
     if len(rows) < 4:
         return None
     # the mean over +-1 sample (the peak's main lobe) stays unbiased under noise, unlike a max
