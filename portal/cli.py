@@ -429,11 +429,18 @@ def wait_for_render(app: Flask, render_id: int, timeout: float) -> str:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="print the facts as JSON")
-def probe(file: str, as_json: bool) -> None:
-    """Check that FILE is a usable video; exit 1 with a one-line reason if not."""
+@click.option("--quick", is_flag=True,
+              help="skip the whole decode (header, packets and one frame only): a file whose "
+                   "tail does not decode then passes")
+def probe(file: str, as_json: bool, quick: bool) -> None:
+    """Check that FILE is a usable video, as intake does: the probe (header, caps, packets,
+    one decoded frame), then a decode of the whole file, which rejects a file whose tail
+    does not decode (an upload cut short, a copy whose end is zeros). Exit 1 with a
+    one-line reason if not usable."""
     import os
 
     from workers.media.ffmpeg import FFmpegError
+    from workers.media.normalize import decode_check
     from workers.media.probe import ProbeRejected
     from workers.media.probe import probe as run_probe
 
@@ -442,6 +449,8 @@ def probe(file: str, as_json: bool) -> None:
         sys.exit(2)
     try:
         info = run_probe(file)
+        if not quick:
+            decode_check(info)
     except ProbeRejected as exc:
         click.echo(f"{file}: {exc.reason}", err=True)
         sys.exit(1)

@@ -1155,6 +1155,30 @@ def handoff_key(job: Render) -> str:
     return f"handoffs/{job.campaign_id}/{job.token}.zip"
 
 
+def handoff_failure_reason(exc: Exception) -> str:
+    """What an organizer reads when a hand-off export fails (``Render.handoff_reason``),
+    in plain words and with what to do, from the exception :func:`export_render` caught
+    (:class:`~workers.media.spec.SpecError`, :class:`~workers.media.ffmpeg.FFmpegError`,
+    :class:`~workers.media.handoff.HandoffError`); never ffmpeg's text, a path or an
+    errno, which stay in the worker's log."""
+    from workers.media.ffmpeg import FFmpegError
+    from workers.media.spec import SpecError
+
+    if isinstance(exc, SpecError):
+        return ("The hand-off could not be made: a clip of this render is no longer "
+                "usable (it may have been deleted since the render). Render again, then "
+                "export.")
+    if isinstance(exc, FFmpegError) and exc.timed_out:
+        return ("The hand-off took too long to make. Try again later, or export it "
+                "without the clips' media.")
+    if isinstance(exc, FFmpegError):
+        return ("The hand-off's sound could not be made from the clips (a clip may have "
+                "been deleted or damaged since the render). Render again, then export; if "
+                "it fails again, tell whoever runs Tutti.")
+    return ("The hand-off could not be saved on the server (its storage may be full). "
+            "Try again later; if it fails again, tell whoever runs Tutti.")
+
+
 def export_render(render_id: int, *, include_media: bool = True) -> str | None:
     """Build the hand-off ZIP of a finished render (:mod:`workers.media.handoff`) from the
     spec it was rendered with, record it on the row (``handoff_state`` done, or failed with
@@ -1178,8 +1202,9 @@ def export_render(render_id: int, *, include_media: bool = True) -> str | None:
         job = db.session.get(Render, render_id)
         if job is not None:
             job.handoff_state = "failed"
-            job.handoff_reason = (f"The hand-off could not be made: {exc}. A clip may have "
-                                  "been deleted since the render; render again, then export.")
+            # plain words for the organizer; ffmpeg's or the system's own text stays in
+            # the worker's log (the warning below)
+            job.handoff_reason = handoff_failure_reason(exc)
             db.session.commit()
         log.warning("render %s: hand-off failed: %s", render_id, exc)
         return None

@@ -40,6 +40,28 @@ def test_probe_refuses_what_is_not_a_video_with_one_line(media_files, name):
     assert len(lines) == 1 and "not a video" in lines[0]
 
 
+def test_probe_decodes_the_whole_file_and_rejects_a_tail_that_does_not_decode(tmp_path):
+    """Every packet there, the second half of the bytes zeros (an interrupted copy): the
+    header and packets say 4 s, and only decoding tells. `tutti probe` said "usable"
+    while intake rejected it; now it decodes as intake does (``--quick``: as before)."""
+    from workers.media.ffmpeg import ffmpeg_path
+
+    full, cut = tmp_path / "full.mp4", tmp_path / "zero-tail.mp4"
+    subprocess.run([ffmpeg_path(), "-v", "error", "-f", "lavfi", "-i",
+                    "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi", "-i",
+                    "sine=frequency=440:sample_rate=48000:duration=4", "-c:v", "libx264",
+                    "-preset", "ultrafast", "-c:a", "aac", "-movflags", "+faststart", str(full)],
+                   check=True, timeout=120)
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2] + bytes(len(data) - len(data) // 2))
+    done = run("probe", str(cut))
+    assert done.returncode == 1 and done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "upload the video again" in lines[0]
+    assert run("probe", str(cut), "--quick").returncode == 0
+    assert run("probe", str(full)).returncode == 0
+
+
 def test_probe_of_a_missing_file(tmp_path):
     done = run("probe", str(tmp_path / "nope.mp4"))
     assert done.returncode != 0 and "no such file" in done.stderr

@@ -359,6 +359,47 @@ def undecodable_seconds(log_text: str, info: MediaInfo) -> float:
     return seconds
 
 
+def undecodable_rejection(missing: float) -> ProbeRejected:
+    """The rejection (``incomplete``) of a video of which ``missing`` seconds do not
+    decode (:func:`undecodable_seconds`)."""
+    return ProbeRejected(
+        "incomplete",
+        f"About {missing:.1f} seconds of this video cannot be played: the file is "
+        "damaged or did not arrive whole (the upload was probably cut short). "
+        "Please upload the video again (on a steady connection).")
+
+
+def decode_check(info: MediaInfo, *, timeout: float = 1800,
+                 limits: ProbeLimits = ProbeLimits()) -> float:  # noqa: B008 - frozen
+    """Decode the streams a player plays of a probed file, to nothing, as the normalize
+    pass does, and return how many seconds of them do not decode
+    (:func:`undecodable_seconds`); raise :class:`ProbeRejected` (``incomplete``) when
+    that is more than ``limits.max_missing_seconds``, (``frame_too_large``) when the
+    picture grows partway past the caps. The probe reads packets and decodes one frame
+    only: a file whose packets are all there but whose tail is zeros passes it, and only
+    this (or the normalize pass) tells. A whole decode: about the normalize pass's
+    decoding time. Raises :class:`FFmpegError` when ffmpeg cannot run or times out."""
+    args = ["-v", "info", "-nostats"]
+    if info.coded_width * info.coded_height > 2 * 1920 * 1080:
+        args += ["-threads", "2", "-thread_type", "slice"]  # as normalize_argv
+    args += ["-max_pixels", str(decode_pixel_cap(info, limits)), *safe_input(info.path),
+             "-map", f"0:{info.video_stream}"]
+    if info.has_audio:
+        args += ["-map", f"0:{info.audio_stream}" if info.audio_stream is not None else "0:a:0"]
+    args += ["-f", "null", "-"]
+    status, text = ffmpeg_report(args, timeout=timeout, max_lines=400,
+                                 duration=info.duration)
+    if _TOO_MANY_PIXELS.search(text):
+        raise too_large_partway(limits)
+    missing = undecodable_seconds(text, info)
+    if missing > limits.max_missing_seconds:
+        raise undecodable_rejection(missing)
+    if status != 0:
+        raise FFmpegError(f"ffmpeg exited with status {status}", args, status,
+                          "\n".join(text.splitlines()[-20:]))
+    return missing
+
+
 def too_large_partway(limits: ProbeLimits = ProbeLimits()) -> ProbeRejected:  # noqa: B008
     """The rejection of a video whose picture grows partway past the caps."""
     return ProbeRejected(
@@ -545,11 +586,7 @@ def normalize_clip(
             raise too_large_partway()
         missing = undecodable_seconds(text, info)
         if missing > ProbeLimits().max_missing_seconds:
-            raise ProbeRejected(
-                "incomplete",
-                f"About {missing:.1f} seconds of this video cannot be played: the file is "
-                "damaged or did not arrive whole (the upload was probably cut short). "
-                "Please upload the video again (on a steady connection).")
+            raise undecodable_rejection(missing)
         if status != 0:
             raise FFmpegError(f"ffmpeg exited with status {status}", args, status,
                               "\n".join(text.splitlines()[-20:]))
