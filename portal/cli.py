@@ -128,6 +128,8 @@ def worker(queues: str, concurrency: int | None, beat: bool, loglevel: str) -> N
                                    "inside `tutti serve`.)")
     argv = ["worker", "-Q", queues, "--loglevel", loglevel, "--without-gossip",
             "--without-mingle"]
+    if str(app.config["LOG_FORMAT"]).strip().lower() == "json":
+        argv.insert(0, "--quiet")  # no banner: every line of the output is one JSON object
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if beat:

@@ -68,15 +68,32 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(body, ensure_ascii=False, default=str)
 
 
+_format = "text"  # the process's format, set by configure(), used by adopt()
+
+
 def configure(level: int, fmt: str) -> None:
     """Set up the root logger once per process (text or ``json``); the ids filter goes on
-    its handlers, so every library's lines carry them too."""
+    its handlers, so every library's lines carry them too. In JSON, Python's warnings are
+    logged too (a warning printed as text would break the one-object-a-line stream)."""
+    global _format
+    _format = fmt
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=level,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for handler in root.handlers:
+    adopt(root)
+    if fmt == "json":
+        logging.captureWarnings(True)
+
+
+def adopt(logger: logging.Logger) -> None:
+    """Give ``logger``'s own handlers the ids filter and the process's format. For the
+    loggers that do not hand their lines to the root's handlers: Celery's worker sets up
+    handlers of its own, in its text format, on the pool supervisor's logger
+    (``multiprocessing``: "Process 'ForkPoolWorker-3' pid:25371 exited with 'signal 9'")
+    and on ``celery.task`` (``workers.celery_app`` calls this after it does)."""
+    for handler in logger.handlers:
         if not any(isinstance(f, IdsFilter) for f in handler.filters):
             handler.addFilter(IdsFilter())
-        if fmt == "json" and not isinstance(handler.formatter, JsonFormatter):
+        if _format == "json" and not isinstance(handler.formatter, JsonFormatter):
             handler.setFormatter(JsonFormatter())

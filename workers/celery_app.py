@@ -13,6 +13,31 @@ from flask import Flask
 log = logging.getLogger(__name__)
 
 
+def _adopt_celerys_loggers(**kwargs: object) -> None:
+    """After ``tutti worker`` (Celery) has set up its logging: its own handlers, on the
+    loggers that do not pass lines up to the root's, take Tutti's format too (JSON with
+    ``TUTTI_LOG_FORMAT=json``), so every line of a worker's output is one."""
+    from celery.utils.log import get_multiprocessing_logger
+
+    from portal.logs import adopt
+
+    adopt(get_multiprocessing_logger())
+    if isinstance(kwargs.get("logger"), logging.Logger):
+        adopt(kwargs["logger"])
+
+
+def _connect_logging_signals() -> None:
+    from celery.signals import after_setup_logger, after_setup_task_logger
+
+    after_setup_logger.connect(_adopt_celerys_loggers, weak=False,
+                               dispatch_uid="tutti-adopt-loggers")
+    after_setup_task_logger.connect(_adopt_celerys_loggers, weak=False,
+                                    dispatch_uid="tutti-adopt-task-logger")
+
+
+_connect_logging_signals()
+
+
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args: object, **kwargs: object) -> object:

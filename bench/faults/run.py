@@ -61,6 +61,8 @@ def run_once(name: str, root: Path, takes: dict[str, Path], database: str,
             if name == "render-twice":
                 return harness.render_requested_twice(stack, takes["short"])
             raise ValueError(name)
+        except harness.FaultNotMade as exc:
+            return harness.Outcome(void=True, notes=[f"void: {exc}"])
         except Exception as exc:  # noqa: BLE001 - a run that broke counts as lost work
             return harness.Outcome(lost=1, notes=[f"{exc.__class__.__name__}: {exc}"])
         finally:
@@ -83,6 +85,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the worker kills with this lease (e.g. 1920)")
     parser.add_argument("--peer-wait", type=float, default=60.0,
                         help="how long the peer runs wait for recovery")
+    parser.add_argument("--slowdown", type=float, default=1.0,
+                        help="every wait this many times longer (a machine whose cores are "
+                             "taken by jobs of higher priority: a wait that runs out counts "
+                             "as work lost); not for the peer runs")
     parser.add_argument("--verbose", action="store_true", help="print each run's notes")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -98,28 +104,45 @@ def main(argv: list[str] | None = None) -> int:
     if args.peer_lease:
         plan += [(n, args.peer_lease, " (peer)") for n in names
                  if n in ("kill-intake", "kill-render")]
-    rows = []
+    # the faults in turn, run 1 of each, then run 2 of each...: a bench stopped early
+    # (Ctrl-C, SIGINT) prints the table of the runs done, every fault about as often
+    results = {f"{name}{tag}": (lease, [], [], []) for name, lease, tag in plan}
+    order = [(k, name, lease, tag) for k in range(args.repeat) for name, lease, tag in plan
+             if not (tag and k)]
     started = time.monotonic()
-    for name, lease, tag in plan:
-        outcomes, skipped = [], None
-        for k in range(args.repeat if not tag else 1):
+    interrupted = False
+    try:
+        for k, name, lease, tag in order:
+            _lease, outcomes, skipped, voids = results[f"{name}{tag}"]
+            if skipped:
+                continue
             root = work / f"{name}{tag.strip()}-{k}"
             root.mkdir(parents=True)
             if tag:  # the peer: a lease of half an hour, and a limited wait
                 os.environ["TUTTI_BENCH_WAIT"] = str(args.peer_wait)
+                os.environ.pop("TUTTI_TEST_SLOWDOWN", None)
+            else:
+                os.environ["TUTTI_TEST_SLOWDOWN"] = str(args.slowdown)
             got = run_once(name, root, takes, args.database, lease)
             os.environ.pop("TUTTI_BENCH_WAIT", None)
             if isinstance(got, str):
-                skipped = got
-                break
-            outcomes.append(got)
+                skipped.append(got)
+                continue
+            (voids if got.void else outcomes).append(got)
             if args.verbose or not got.clean:
-                print(f"{name}{tag} run {k + 1}: lost {got.lost} doubled {got.doubled} temp "
-                      f"{got.temp_files} {got.seconds:.1f} s {got.notes}", file=sys.stderr)
-        rows.append((f"{name}{tag}", lease, outcomes, skipped))
+                print(f"{time.strftime('%H:%M:%S')} {name}{tag} run {k + 1}: lost {got.lost} "
+                      f"doubled {got.doubled} temp {got.temp_files} {got.seconds:.1f} s "
+                      f"{got.notes}", file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        interrupted = True
+    rows = [(name, lease, outcomes, skipped[0] if skipped else None)
+            for name, (lease, outcomes, skipped, _voids) in results.items()]
+    void = {name: len(voids) for name, (_l, _o, _s, voids) in results.items() if voids}
 
     print(f"\nFaults with real processes ({args.database}, Redis on its own port, "
-          f"`tutti worker` / `tutti serve` subprocesses), {time.monotonic() - started:.0f} s")
+          f"`tutti worker` / `tutti serve` subprocesses), {time.monotonic() - started:.0f} s"
+          f"{', slowdown ' + format(args.slowdown, 'g') if args.slowdown != 1 else ''}"
+          f"{'; stopped early: the runs done so far' if interrupted else ''}")
     header = (f"{'fault':<22} {'lease s':>7} {'runs':>4} {'clips lost':>10} "
               f"{'renders doubled':>15} {'temp left':>9} {'recovery s med/max':>18}")
     print(header)
@@ -133,6 +156,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<22} {lease:>7} {len(outcomes):>4} {sum(o.lost for o in outcomes):>10} "
               f"{sum(o.doubled for o in outcomes):>15} "
               f"{sum(o.temp_files for o in outcomes):>9} {recovery:>18}")
+    if void:
+        print("void runs (the fault's moment never came: the first worker did not start the "
+              "work in time; not counted above): " + ", ".join(f"{n} {c}" for n, c in
+                                                               void.items()))
     bad = sum(not o.clean for _n, _l, outcomes, _s in rows if "(peer)" not in _n
               for o in outcomes)
     print(f"\ngoal: 0 clips lost, 0 renders doubled, 0 temp files left over every run: "

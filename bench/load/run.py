@@ -245,6 +245,7 @@ def start_split(stack: harness.Stack, work: Path,
     (conf / "tutti.conf").write_text(render_template_file(TEMPLATE, {
         "TUTTI_PROXY_CACHE": str(conf / "cache"), "TUTTI_PAGES_UPSTREAM": f"127.0.0.1:{pages}",
         "TUTTI_UPLOADS_UPSTREAM": f"127.0.0.1:{uploads}",
+        "TUTTI_PROXY_RESOLVER": "127.0.0.1",  # never asked: the upstreams are addresses
         "TUTTI_PROXY_LISTEN": f"127.0.0.1:{proxy}",
         "TUTTI_MAX_UPLOAD_MB": stack.env.get("TUTTI_MAX_UPLOAD_MB", "1024"),
         "TUTTI_WATCH_CACHE_SECONDS": stack.env.get("TUTTI_WATCH_CACHE_SECONDS", "10"),

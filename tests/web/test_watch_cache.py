@@ -105,7 +105,8 @@ def test_proxy_template_names_only_what_compose_gives_it_and_nginx_accepts_it(tm
     (tmp_path / "cache").mkdir()
     server = render_template_file(TEMPLATE, {
         "TUTTI_PROXY_LISTEN": "127.0.0.1:1", "TUTTI_PAGES_UPSTREAM": "127.0.0.1:2",
-        "TUTTI_UPLOADS_UPSTREAM": "127.0.0.1:3", "TUTTI_MEDIA_ROOT": str(tmp_path),
+        "TUTTI_UPLOADS_UPSTREAM": "127.0.0.1:3", "TUTTI_PROXY_RESOLVER": "127.0.0.11",
+        "TUTTI_MEDIA_ROOT": str(tmp_path),
         "TUTTI_PROXY_CACHE": str(tmp_path / "cache"), "TUTTI_MAX_UPLOAD_MB": "1024",
         "TUTTI_WATCH_CACHE_SECONDS": "10"})
     (tmp_path / "tutti.conf").write_text(server)
