@@ -147,10 +147,19 @@
   // The context time being heard at performance time ``ms``: getOutputTimestamp says which
   // context time reached the speakers when; without it, what is rendered now minus the
   // latencies the context reports.
+  // Firefox's getOutputTimestamp is no device timestamp: it gives currentTime and
+  // performance.now(), each less outputLatency, a pair that says the context time rendered
+  // now is heard now; its shape is recognised (both exactly shifted by outputLatency, which
+  // no device's timestamp is) and the output latency taken off, as without it.
+  const geckoShaped = function (ts, lat) {
+    return lat > 0 && Math.abs(ts.contextTime - Math.max(0, ctx.currentTime - lat)) < 1e-6 &&
+      Math.abs(performance.now() - ts.performanceTime - 1000 * lat) < 2;
+  };
   const heardAt = function (ms) {
     const ts = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : null;
     if (ts && ts.performanceTime > 0) {
-      return ts.contextTime + (ms - ts.performanceTime) / 1000;
+      const lat = outputLatency();
+      return ts.contextTime + (ms - ts.performanceTime) / 1000 - (geckoShaped(ts, lat) ? lat : 0);
     }
     return ctx.currentTime - outputLatency() - baseLatency() + (ms - performance.now()) / 1000;
   };
