@@ -125,9 +125,20 @@
   // --- the guide's clock ----------------------------------------------------------
   let ctx = null;
   let guide = null;   // AudioBuffer
+  // Firefox with no sound output (no PulseAudio or ALSA device: measured headless, Firefox
+  // ESR 153) keeps a context "suspended" for ever: resume() never settles and currentTime
+  // stays 0, so the page waited without a word. After NO_OUTPUT_MS of that it says so; the
+  // wait goes on (a slow start still records when the context runs).
+  const NO_OUTPUT_MS = 6000;
+  const NO_OUTPUT = "The guide cannot play: this browser has found no sound output (speakers or " +
+    "headphones). Connect them and open this page again, or upload a video file below.";
   const context = function () {
     if (!ctx) { ctx = new AudioCtx({ latencyHint: "interactive" }); }
-    return ctx.state === "suspended" ? ctx.resume().then(function () { return ctx; }) : Promise.resolve(ctx);
+    if (ctx.state !== "suspended") { return Promise.resolve(ctx); }
+    const silent = setTimeout(function () {
+      if (ctx.state === "suspended") { say(NO_OUTPUT, true); }
+    }, NO_OUTPUT_MS);
+    return ctx.resume().then(function () { clearTimeout(silent); return ctx; });
   };
   const loadGuide = function () {
     if (guide) { return Promise.resolve(guide); }

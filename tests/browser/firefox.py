@@ -45,6 +45,12 @@ PREFS = {
     "extensions.update.enabled": False,
     "network.captive-portal-service.enabled": False,
     "network.connectivity-service.enabled": False,
+    # fewer processes on a small, shared machine: one content process, no site isolation
+    "fission.autostart": False,
+    "dom.ipc.processCount": 1,
+    "browser.startup.page": 0,
+    "browser.newtabpage.enabled": False,
+    "browser.places.importBookmarksHTML": False,
 }
 
 
@@ -161,7 +167,7 @@ class Firefox:
     ``(method, params)``)."""
 
     def __init__(self, prefs: dict | None = None, env: dict | None = None,
-                 timeout: float = 180.0):
+                 timeout: float = 600.0):
         from websockets.sync.client import connect
 
         self.profile = Path(tempfile.mkdtemp(prefix="tutti-firefox-"))
@@ -195,7 +201,7 @@ class Firefox:
         self.events: list[tuple[str, dict]] = []
         self.answers: dict[int, dict] = {}
         self.lock = threading.Lock()
-        self.command("session.new", {"capabilities": {}}, timeout=timeout * 3)
+        self.command("session.new", {"capabilities": {}}, timeout=timeout)
 
     def command(self, method: str, params: dict, timeout: float = 120.0) -> dict:
         """Send one command and return its result; events meanwhile go to ``events``."""

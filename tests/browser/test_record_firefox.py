@@ -27,6 +27,7 @@ from .test_record import (
     KEPT,
     LOOP_DELAY_S,
     LOOPBACK,
+    NO_OUTPUT,
     SR,
     STATUS_PAGE,
     clip_rows,
@@ -251,3 +252,16 @@ def test_firefox_fake_devices_as_they_are(live, context, campaign):
     print(f"firefox fake devices: {row['record_timing']}, {row['sync_method']}, "
           f"{row['sync_state']}")
 
+
+
+def test_firefox_without_sound_output_says_so(live, context, campaign):
+    """Firefox with no output device keeps its AudioContext suspended (resume() never
+    settles: what this module's PulseAudio is for); emulated here in one context, the page
+    says no sound output was found and points to the file upload, instead of waiting."""
+    page = context(NO_OUTPUT).new_page()
+    page.goto(f"{live['base']}/c/{campaign}")
+    fill_in(page)
+    page.click("#record-start")
+    said = wait_note(page, "no sound output", timeout=60)
+    assert "upload" in said
+    assert page.is_visible("input[name=file]")
