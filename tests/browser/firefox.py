@@ -203,7 +203,7 @@ class Firefox:
         self.lock = threading.Lock()
         self.command("session.new", {"capabilities": {}}, timeout=timeout)
 
-    def command(self, method: str, params: dict, timeout: float = 120.0) -> dict:
+    def command(self, method: str, params: dict, timeout: float = 600.0) -> dict:
         """Send one command and return its result; events meanwhile go to ``events``."""
         with self.lock:
             self.ids += 1
