@@ -54,6 +54,9 @@ PREFS = {
 }
 
 
+FUNCTION = re.compile(r"^\s*(async\s+)?(function\b|\([^)]*\)\s*=>|[A-Za-z_$][\w$]*\s*=>)")
+
+
 class BidiError(RuntimeError):
     """A BiDi command answered with an error (``error``: its code, e.g. ``no such
     element``; the message holds the browser's words)."""
@@ -298,7 +301,7 @@ class Page:
         """The value of ``expression`` in the page, awaited if a promise. With ``args``,
         ``expression`` is a function called with them (JSON values)."""
         target = {"context": self.context}
-        if args:
+        if args or FUNCTION.match(expression):  # a function is called, as Playwright's
             result = self.browser.command("script.callFunction", {
                 "functionDeclaration": expression, "awaitPromise": True, "target": target,
                 "arguments": [_local(a) for a in args],
