@@ -3,6 +3,9 @@
 #                + the Noto fonts and FriBiDi that draw every participant's name (make fonts)
 #   make demo    the main job: generate clips, submit them over HTTP, render, serve the watch page
 #   make test    the whole suite (SQLite and PostgreSQL, real Redis + Celery worker, Chromium)
+#   make firefox Debian's firefox-esr, PulseAudio (its Web Audio needs an output device) and
+#                the websockets package: the record-along tests in Firefox
+#                (tests/browser/test_record_firefox.py; skipped, saying why, without them)
 #   make bench-sync  the sync benchmark, both corpora (installs what its realistic corpus needs)
 #   make vendor-tus  fetch tus-js-client's built file from the npm registry into static/vendor/
 #                    (developers only, when changing its version: the file is committed, so
@@ -14,7 +17,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo serve test test-fast lint bench-sync bench-sync-deps bench-render bench-intake bench-faults bench-load chromium fonts ocr clean vendor-tus bench-upload
+.PHONY: setup demo serve test test-fast lint bench-sync bench-sync-deps bench-render bench-intake bench-faults bench-load chromium firefox test-firefox fonts ocr clean vendor-tus bench-upload
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tutti needs Python 3.11 or newer"'
@@ -29,6 +32,22 @@ chromium:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; \
 	else echo "warning: no apt-get: install chromium at /usr/bin/chromium for the browser tests"; fi
+
+# Firefox, driven over WebDriver BiDi (its own remote protocol: no geckodriver, which is on
+# crates.io and GitHub only, and no Playwright Firefox, a patched build fetched from a CDN).
+# PulseAudio gives its Web Audio a device to play to (a null sink the tests start).
+FIREFOX_PACKAGES := firefox-esr pulseaudio
+firefox: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[firefox]'
+	@if command -v dpkg >/dev/null && dpkg -s $(FIREFOX_PACKAGES) >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null; then \
+	  echo "installing Debian's $(FIREFOX_PACKAGES) for the Firefox record-along tests"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    --no-install-recommends $(FIREFOX_PACKAGES) >/dev/null; \
+	else echo "warning: no apt-get: install firefox-esr and pulseaudio for the Firefox tests"; fi
+
+test-firefox: firefox fonts
+	$(BIN)/python -m pytest tests/browser/test_record_firefox.py
 
 # Names in every script: Noto for each script, CJK and colour emoji; FriBiDi for Pillow's
 # raqm layout (shaping, right-to-left). Without them names render, with boxes for the rest.

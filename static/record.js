@@ -125,9 +125,20 @@
   // --- the guide's clock ----------------------------------------------------------
   let ctx = null;
   let guide = null;   // AudioBuffer
+  // Firefox with no sound output (no PulseAudio or ALSA device: measured headless, Firefox
+  // ESR 153) keeps a context "suspended" for ever: resume() never settles and currentTime
+  // stays 0, so the page waited without a word. After NO_OUTPUT_MS of that it says so; the
+  // wait goes on (a slow start still records when the context runs).
+  const NO_OUTPUT_MS = 6000;
+  const NO_OUTPUT = "The guide cannot play: this browser has found no sound output (speakers or " +
+    "headphones). Connect them and open this page again, or upload a video file below.";
   const context = function () {
     if (!ctx) { ctx = new AudioCtx({ latencyHint: "interactive" }); }
-    return ctx.state === "suspended" ? ctx.resume().then(function () { return ctx; }) : Promise.resolve(ctx);
+    if (ctx.state !== "suspended") { return Promise.resolve(ctx); }
+    const silent = setTimeout(function () {
+      if (ctx.state === "suspended") { say(NO_OUTPUT, true); }
+    }, NO_OUTPUT_MS);
+    return ctx.resume().then(function () { clearTimeout(silent); return ctx; });
   };
   const loadGuide = function () {
     if (guide) { return Promise.resolve(guide); }
@@ -147,10 +158,19 @@
   // The context time being heard at performance time ``ms``: getOutputTimestamp says which
   // context time reached the speakers when; without it, what is rendered now minus the
   // latencies the context reports.
+  // Firefox's getOutputTimestamp is no device timestamp: it gives currentTime and
+  // performance.now(), each less outputLatency, a pair that says the context time rendered
+  // now is heard now; its shape is recognised (both exactly shifted by outputLatency, which
+  // no device's timestamp is) and the output latency taken off, as without it.
+  const geckoShaped = function (ts, lat) {
+    return lat > 0 && Math.abs(ts.contextTime - Math.max(0, ctx.currentTime - lat)) < 1e-6 &&
+      Math.abs(performance.now() - ts.performanceTime - 1000 * lat) < 2;
+  };
   const heardAt = function (ms) {
     const ts = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : null;
     if (ts && ts.performanceTime > 0) {
-      return ts.contextTime + (ms - ts.performanceTime) / 1000;
+      const lat = outputLatency();
+      return ts.contextTime + (ms - ts.performanceTime) / 1000 - (geckoShaped(ts, lat) ? lat : 0);
     }
     return ctx.currentTime - outputLatency() - baseLatency() + (ms - performance.now()) / 1000;
   };

@@ -1,6 +1,7 @@
 """The browser tests' shared fixtures: the app served on a free port (embedded
 default: a real Celery worker thread on the in-memory transport, SQLite, local
-storage) and Debian's Chromium driven by Playwright."""
+storage) and Debian's Chromium driven by Playwright. A module that drives another browser
+(``BROWSER = "firefox"``: test_record_firefox.py) does not need Chromium for ``live``."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    if not os.path.exists(CHROMIUM):
+def live(request, tmp_path_factory):
+    chromium = getattr(request.module, "BROWSER", "chromium") == "chromium"
+    if chromium and not os.path.exists(CHROMIUM):
         pytest.fail("Debian chromium is missing: `make setup` installs it (apt-get install "
                     "chromium)")
     from werkzeug.serving import make_server

@@ -809,6 +809,32 @@ def test_offline_mid_upload_says_the_connection_is_gone(live, page, campaign):
     page.wait_for_url(STATUS_PAGE, timeout=90_000)
 
 
+# A browser with no sound output, as Firefox is without a PulseAudio or ALSA device (measured
+# headless, Firefox ESR 153): the AudioContext stays "suspended" and resume() never settles.
+NO_OUTPUT = """
+Object.defineProperty(BaseAudioContext.prototype, 'state', {get() { return 'suspended'; }});
+AudioContext.prototype.resume = function () { return new Promise(() => {}); };
+"""
+
+
+def test_no_sound_output_is_said_instead_of_waiting_silently(live, chromium, campaign):
+    """Record on a browser whose Web Audio never starts: the page used to wait on "Getting
+    the camera, the microphone and the guide ready…" for ever; it now says that no sound
+    output was found and points to the file upload."""
+    context = chromium.new_context()
+    context.add_init_script(NO_OUTPUT)
+    page = context.new_page()
+    try:
+        page.goto(f"{live['base']}/c/{campaign}")
+        fill_in(page)
+        page.click("#record-start")
+        said = wait_note(page, "no sound output", timeout=30)
+        assert "upload" in said and page.locator("#record-note.error").count() == 1
+        assert page.locator("input[name=file]").is_visible()
+    finally:
+        context.close()
+
+
 def test_a_campaign_without_a_guide_says_why_there_is_no_recording(live, page):
     from portal.services import create_campaign
 
