@@ -165,6 +165,51 @@ def _intake(clip_id: int) -> None:
     except LeaseLost:
         db.session.rollback()
         log.warning("clip %s: taken over by another worker; this one stops", clip_id)
+        return
+    # after the lease is given back (a heartbeat would stop the ffmpeg of a lease released)
+    db.session.expire_all()
+    clip = db.session.get(Clip, clip_id)
+    if clip is not None and clip.status == "normalized" and clip.normalized_key:
+        build_intake_proxies(clip)
+
+
+def build_intake_proxies(clip: Clip) -> list[str]:
+    """Build a newly normalized clip's cell-size proxies now, for the grids a final render
+    of its campaign is likely to draw (:func:`workers.media.proxies.likely_scales`), all
+    from one decode, into the cache the render looks in (:func:`_proxy_dir`): the decode
+    the first render of a big grid would spend on them (most of its time) is spread over
+    the weeks the takes arrive. Off with ``RENDER_PROXIES`` or ``INTAKE_PROXIES`` off.
+    Never fails the clip: an error is logged and the render builds what is missing.
+    Returns the proxies built."""
+    from workers.media.probe import probe
+    from workers.media.proxies import build_proxies, likely_scales
+
+    config = current_app.config
+    if not (config["RENDER_PROXIES"] and config["INTAKE_PROXIES"]):
+        return []
+    campaign = clip.campaign
+    path = str(storage().path(clip.normalized_key))
+    started, cpu = time.monotonic(), _children_cpu()
+    try:
+        info = probe(path)
+        scales = likely_scales(info.width, info.height, campaign.canvas_width,
+                               campaign.canvas_height)
+        built = build_proxies(path, str(proxy_cache(campaign.id)), scales,
+                              keyint=campaign.fps, timeout=float(config["INTAKE_TIMEOUT"]))
+    except Exception:  # noqa: BLE001 - a cache: the render builds what is missing
+        log.warning("clip %s: its proxies could not be built now; the render will build "
+                    "them", clip.id, exc_info=True)
+        return []
+    if built:
+        log.info("clip %s: %d proxies in %.1f s (%.1f CPU s)", clip.id, len(built),
+                 time.monotonic() - started, _children_cpu() - cpu)
+    return built
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished child processes (ffmpeg)."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def _reject(clip: Clip, owner: str, reason: str, when: str) -> None:
@@ -846,9 +891,14 @@ def _proxy_dir(job: Render) -> str | None:
     under proxies/ are never served."""
     if not current_app.config["RENDER_PROXIES"]:
         return None
-    path = storage().path(f"proxies/{job.campaign.id}")
+    path = proxy_cache(job.campaign.id)
     path.mkdir(parents=True, exist_ok=True)
     return str(path)
+
+
+def proxy_cache(campaign_id: int):
+    """The folder of a campaign's cell-size proxies (renders and intake share it)."""
+    return storage().path(f"proxies/{campaign_id}")
 
 
 def _part_key(job: Render, part: int) -> str:
@@ -1141,8 +1191,14 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str, owner: st
     if cache is not None:
         from workers.media.proxies import prune, sweep_dead_temps
 
-        # replaced takes and clips no longer approved leave proxies nothing will draw
-        prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips])
+        # replaced takes and clips no longer approved or awaiting moderation leave proxies
+        # nothing will draw; those intake built for takes not yet approved stay
+        store = storage()
+        waiting = [str(store.path(key)) for key in db.session.scalars(
+            select(Clip.normalized_key).filter(
+                Clip.campaign_id == job.campaign_id, Clip.normalized_key.is_not(None),
+                Clip.status.in_(("normalized", "synced", "needs_sync", "approved"))))]
+        prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips] + waiting)
         sweep_dead_temps(cache)  # builds a dead worker left half-done
 
 
