@@ -9,6 +9,7 @@ reason a person can read; nothing is swallowed silently.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -199,6 +200,18 @@ def build_intake_proxies(clip: Clip) -> list[str]:
     except Exception:  # noqa: BLE001 - a cache: the render builds what is missing
         log.warning("clip %s: its proxies could not be built now; the render will build "
                     "them", clip.id, exc_info=True)
+        return []
+    # withdrawn (its proxies deleted) or sent again while they were being built: none of
+    # the participant's pictures may stay behind
+    db.session.expire_all()
+    now = db.session.get(Clip, clip.id)
+    if now is None or now.status == "withdrawn" or now.normalized_key is None or not \
+            os.path.exists(path):
+        for built_path in built:
+            with contextlib.suppress(OSError):
+                os.remove(built_path)
+        log.info("clip %s: withdrawn or replaced while its proxies were built; removed",
+                 clip.id)
         return []
     if built:
         log.info("clip %s: %d proxies in %.1f s (%.1f CPU s)", clip.id, len(built),

@@ -191,3 +191,20 @@ def test_prune_drops_proxies_of_files_no_longer_drawn_once_idle(tmp_path):
                                                 names["recent"]])
     assert prune(str(cache), now=now + 3600, current=[str(kept)]) == 1
     assert sorted(os.listdir(cache)) == sorted([names["kept-old"], names["kept-2"]])
+
+
+def test_prune_keeps_a_current_files_proxies_however_long_unused(tmp_path):
+    """Intake builds a take's proxies weeks before the final render uses them: while the
+    take is current (approved or awaiting moderation) they stay; once it is not, they go
+    after the stale hour."""
+    take = tmp_path / "take.mp4"
+    take.write_bytes(b"take")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    now = time.time()
+    proxy = cache / proxy_name(str(take), 1 / 4)
+    proxy.write_bytes(b"proxy")
+    os.utime(proxy, (now - 30 * 86400, now - 30 * 86400))
+    assert prune(str(cache), now=now, current=[str(take)]) == 0
+    assert proxy.exists()
+    assert prune(str(cache), now=now, current=[]) == 1

@@ -699,3 +699,26 @@ def test_a_render_keeps_the_intake_proxies_of_takes_awaiting_moderation(app, cam
         assert db.session.get(Render, job.id).status == "done"
         assert all(p.is_file() for p in paths)
         assert _clip(app, approved[0]).status == "approved"
+
+
+def test_a_clip_withdrawn_while_its_proxies_are_built_leaves_none(app, campaign, media_files,
+                                                                 monkeypatch):
+    """The participant withdraws while intake builds the proxies (the withdrawal deletes
+    those it finds): the ones finished after it are deleted too."""
+    from workers.media import proxies as proxies_module
+
+    app.config["INTAKE_PROXIES"] = True
+    real = proxies_module.run_ffmpeg
+    clip_id = _submit(app, campaign, media_files["landscape"])
+
+    def then_withdrawn(*args, **kwargs):  # encoded, not yet in place: the drop misses them
+        real(*args, **kwargs)
+        services.withdraw_clip(_clip(app, clip_id))
+
+    monkeypatch.setattr(proxies_module, "run_ffmpeg", then_withdrawn)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = _clip(app, clip_id)
+        assert clip.status == "withdrawn"
+        cache = pipeline.proxy_cache(clip.campaign_id)
+        assert not [p for p in cache.iterdir() if p.suffix == ".mp4"]

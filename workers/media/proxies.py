@@ -49,7 +49,8 @@ log = logging.getLogger(__name__)
 PROXY_SCALES = (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)
 #: Near-lossless: the proxy is scaled and encoded once more in the mash-up.
 PROXY_PRESET, PROXY_CRF = "ultrafast", 12
-#: Proxies unused this long are removed by :func:`prune`.
+#: Proxies unused this long are removed by :func:`prune` (when it is not told which files
+#: are current: those of a current file stay).
 KEEP_SECONDS = 14 * 24 * 3600
 #: The grids intake builds proxies for (:func:`likely_scales`): from this many clips (a
 #: smaller grid draws few clips, each large: cheap to render cold) to that many.
@@ -333,8 +334,10 @@ def _digest(name: str) -> str:
 def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None = None, *,
           current: Iterable[str] | None = None, stale_seconds: float = STALE_SECONDS) -> int:
     """Remove proxies (and their lock files) unused for ``keep_seconds``; with ``current``
-    (the clip files the campaign now draws), also those of any other file once unused for
-    ``stale_seconds``. Returns how many files went."""
+    (the clip files the campaign draws or may draw: its approved takes and those awaiting
+    moderation), those of any other file once unused for ``stale_seconds``, and those of
+    current files never (intake built them for a render weeks away; at most one per
+    scale a file). Returns how many files went."""
     now = time.time() if now is None else now
     keep = None
     if current is not None:
@@ -353,7 +356,7 @@ def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None 
         path = os.path.join(cache_dir, name)
         try:
             unused = now - os.stat(path).st_mtime
-            if unused > keep_seconds or (
+            if (keep is None and unused > keep_seconds) or (
                     keep is not None and _digest(name) not in keep and unused > stale_seconds):
                 os.remove(path)
                 removed += 1
