@@ -162,16 +162,23 @@ def _intake(clip_id: int) -> None:
     owner = clip.lease_owner
     try:
         with Heartbeat(Clip, clip_id, owner):
-            _intake_claimed(clip, owner)
+            normalized = _intake_claimed(clip, owner)
     except LeaseLost:
         db.session.rollback()
         log.warning("clip %s: taken over by another worker; this one stops", clip_id)
         return
-    # after the lease is given back (a heartbeat would stop the ffmpeg of a lease released)
+    if not normalized:
+        return
+    # after the lease is given back (a heartbeat would stop the ffmpeg of a lease released);
+    # sync, sent already, may have moved the clip on meanwhile
     db.session.expire_all()
     clip = db.session.get(Clip, clip_id)
-    if clip is not None and clip.status == "normalized" and clip.normalized_key:
+    if clip is not None and clip.normalized_key and clip.status in CURRENT_CLIP_STATES:
         build_intake_proxies(clip)
+
+
+#: the clips a render draws or may draw once moderated: their proxies are worth keeping
+CURRENT_CLIP_STATES = ("normalized", "synced", "needs_sync", "approved")
 
 
 def build_intake_proxies(clip: Clip) -> list[str]:
@@ -236,7 +243,9 @@ def _reject(clip: Clip, owner: str, reason: str, when: str) -> None:
         db.session.commit()
 
 
-def _intake_claimed(clip: Clip, owner: str) -> None:
+def _intake_claimed(clip: Clip, owner: str) -> bool:
+    """Take a claimed clip in; True when it was normalized (False: rejected, failed, to be
+    retried, or taken over)."""
     from workers.media.checks import intake_checks
     from workers.media.normalize import make_thumbnail, normalize_clip
     from workers.media.probe import ProbeRejected, probe
@@ -251,7 +260,7 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
             info = probe(str(store.path(clip.original_key)))
         except ProbeRejected as exc:
             _reject(clip, owner, exc.reason, "")
-            return
+            return False
         clip.media = info.to_dict()
         longest = campaign.max_clip_seconds
         if longest and info.duration > longest + 0.5:
@@ -260,7 +269,7 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
                              f"campaign takes clips up to {longest:.0f} s. Trim it and upload "
                              "it again.")
             db.session.commit()
-            return
+            return False
         if clip.status == "received":
             states.move_clip(clip, "checked")
         db.session.commit()
@@ -287,23 +296,23 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
                                else None, sound=done.sound, timeout=timeout)
     except ProbeRejected as exc:  # the picture grew past the caps partway
         _reject(clip, owner, exc.reason, " while normalizing")
-        return
+        return False
     except (FFmpegError, OSError) as exc:
         if disk_full(exc):
             _retry_later(clip_id, owner, exc)
-            return
+            return False
         if lease_lapsed():  # paused past the lease: a sweep may have taken our files
             _retry_now(clip_id, owner, exc)
-            return
+            return False
         if isinstance(exc, OSError):
             raise
         if isinstance(exc, FFmpegError) and exc.timed_out:
             _fail_clip(clip, too_slow_reason(clip.media), exc, owner)
-            return
+            return False
         _fail_clip(clip, conversion_failure_reason(exc, clip.media), exc, owner)
-        return
+        return False
     if not _still_ours(Clip, clip_id, owner):
-        return
+        return False
     clip.normalized_key = normalized_key
     clip.thumbnail_key = thumb_key
     clip.contact_sheet_key = sheet_key if sheet_path.is_file() else None
@@ -315,6 +324,7 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
     log.info("clip %s: normalized in %.1f s", clip.id, time.monotonic() - started)
     if clip.sync_state == "pending":
         enqueue("tutti.align_clip", clip.id)
+    return True
 
 
 def too_slow_reason(media: dict | None) -> str:
@@ -1210,7 +1220,7 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str, owner: st
         waiting = [str(store.path(key)) for key in db.session.scalars(
             select(Clip.normalized_key).filter(
                 Clip.campaign_id == job.campaign_id, Clip.normalized_key.is_not(None),
-                Clip.status.in_(("normalized", "synced", "needs_sync", "approved"))))]
+                Clip.status.in_(CURRENT_CLIP_STATES)))]
         prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips] + waiting)
         sweep_dead_temps(cache)  # builds a dead worker left half-done
 

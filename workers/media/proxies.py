@@ -16,6 +16,11 @@ modification time plus the scale, so a replaced file never meets a stale proxy. 
 renders and workers may share the directory: a proxy is written atomically, and an
 exclusive lock per proxy makes one of them build it while the others wait and reuse it.
 :func:`prune` drops what no render used for a while.
+
+Intake builds a new take's proxies ahead (:func:`build_proxies` at :func:`likely_scales`:
+the scales a grid of 16 to 100 clips on the campaign's canvas draws it at, all from one
+decode), under the same names and locks, so the first render of a big grid finds them
+instead of decoding every take whole at full size (most of its time).
 """
 
 from __future__ import annotations
