@@ -137,7 +137,8 @@ def disk_full(exc: BaseException) -> bool:
 # --- intake ----------------------------------------------------------------------
 
 def intake(clip_id: int) -> None:
-    """Probe, normalize to the campaign's tile format, thumbnail."""
+    """Probe, normalize to the campaign's tile format, thumbnail; then, the clip given
+    back, its cell-size proxies for a big final grid (:func:`build_intake_proxies`)."""
     with _release_on_error(Clip, clip_id):
         _intake(clip_id)
 
