@@ -41,6 +41,9 @@ SETTINGS: dict[str, tuple[object, type]] = {
     "DISTRIBUTED_RENDER": ("auto", str),  # auto: segments on many workers with a shared broker
     "RENDER_SEGMENT_SECONDS": (10, int),  # length of one distributed render segment
     "RENDER_PROXIES": (True, bool),  # cache cell-size proxies: re-renders decode small copies
+    # build a clip's proxies at intake for the grids a final render likely draws (16-100
+    # clips), so the first render finds them (needs RENDER_PROXIES)
+    "INTAKE_PROXIES": (True, bool),
     "LOG_LEVEL": ("INFO", str),
     # security
     "TRUSTED_PROXIES": (0, int),  # reverse proxies in front (X-Forwarded-* read via ProxyFix)

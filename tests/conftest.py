@@ -151,6 +151,8 @@ def make_app(db_kind: str, tmp_path: Path, **overrides: object):
         "BROKER_URL": "memory://",
         "EMBEDDED_WORKER": "false",
         "SERVER_NAME": "tutti.test",
+        # one more ffmpeg per intake: on in the tests of it (tests/web/test_pipeline.py)
+        "INTAKE_PROXIES": False,
         **overrides,
     })
 

@@ -9,6 +9,7 @@ reason a person can read; nothing is swallowed silently.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -136,7 +137,8 @@ def disk_full(exc: BaseException) -> bool:
 # --- intake ----------------------------------------------------------------------
 
 def intake(clip_id: int) -> None:
-    """Probe, normalize to the campaign's tile format, thumbnail."""
+    """Probe, normalize to the campaign's tile format, thumbnail; then, the clip given
+    back, its cell-size proxies for a big final grid (:func:`build_intake_proxies`)."""
     with _release_on_error(Clip, clip_id):
         _intake(clip_id)
 
@@ -161,10 +163,74 @@ def _intake(clip_id: int) -> None:
     owner = clip.lease_owner
     try:
         with Heartbeat(Clip, clip_id, owner):
-            _intake_claimed(clip, owner)
+            normalized = _intake_claimed(clip, owner)
     except LeaseLost:
         db.session.rollback()
         log.warning("clip %s: taken over by another worker; this one stops", clip_id)
+        return
+    if not normalized:
+        return
+    # after the lease is given back (a heartbeat would stop the ffmpeg of a lease released);
+    # sync, sent already, may have moved the clip on meanwhile
+    db.session.expire_all()
+    clip = db.session.get(Clip, clip_id)
+    if clip is not None and clip.normalized_key and clip.status in CURRENT_CLIP_STATES:
+        build_intake_proxies(clip)
+
+
+#: the clips a render draws or may draw once moderated: their proxies are worth keeping
+CURRENT_CLIP_STATES = ("normalized", "synced", "needs_sync", "approved")
+
+
+def build_intake_proxies(clip: Clip) -> list[str]:
+    """Build a newly normalized clip's cell-size proxies now, for the grids a final render
+    of its campaign is likely to draw (:func:`workers.media.proxies.likely_scales`), all
+    from one decode, into the cache the render looks in (:func:`_proxy_dir`): the decode
+    the first render of a big grid would spend on them (most of its time) is spread over
+    the weeks the takes arrive. Off with ``RENDER_PROXIES`` or ``INTAKE_PROXIES`` off.
+    Never fails the clip: an error is logged and the render builds what is missing.
+    Returns the proxies built."""
+    from workers.media.probe import probe
+    from workers.media.proxies import build_proxies, likely_scales
+
+    config = current_app.config
+    if not (config["RENDER_PROXIES"] and config["INTAKE_PROXIES"]):
+        return []
+    campaign = clip.campaign
+    path = str(storage().path(clip.normalized_key))
+    started, cpu = time.monotonic(), _children_cpu()
+    try:
+        info = probe(path)
+        scales = likely_scales(info.width, info.height, campaign.canvas_width,
+                               campaign.canvas_height)
+        built = build_proxies(path, str(proxy_cache(campaign.id)), scales,
+                              keyint=campaign.fps, timeout=float(config["INTAKE_TIMEOUT"]))
+    except Exception:  # noqa: BLE001 - a cache: the render builds what is missing
+        log.warning("clip %s: its proxies could not be built now; the render will build "
+                    "them", clip.id, exc_info=True)
+        return []
+    # withdrawn (its proxies deleted) or sent again while they were being built: none of
+    # the participant's pictures may stay behind
+    db.session.expire_all()
+    now = db.session.get(Clip, clip.id)
+    if now is None or now.status == "withdrawn" or now.normalized_key is None or not \
+            os.path.exists(path):
+        for built_path in built:
+            with contextlib.suppress(OSError):
+                os.remove(built_path)
+        log.info("clip %s: withdrawn or replaced while its proxies were built; removed",
+                 clip.id)
+        return []
+    if built:
+        log.info("clip %s: %d proxies in %.1f s (%.1f CPU s)", clip.id, len(built),
+                 time.monotonic() - started, _children_cpu() - cpu)
+    return built
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished child processes (ffmpeg)."""
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def _reject(clip: Clip, owner: str, reason: str, when: str) -> None:
@@ -178,7 +244,9 @@ def _reject(clip: Clip, owner: str, reason: str, when: str) -> None:
         db.session.commit()
 
 
-def _intake_claimed(clip: Clip, owner: str) -> None:
+def _intake_claimed(clip: Clip, owner: str) -> bool:
+    """Take a claimed clip in; True when it was normalized (False: rejected, failed, to be
+    retried, or taken over)."""
     from workers.media.checks import intake_checks
     from workers.media.normalize import make_thumbnail, normalize_clip
     from workers.media.probe import ProbeRejected, probe
@@ -193,7 +261,7 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
             info = probe(str(store.path(clip.original_key)))
         except ProbeRejected as exc:
             _reject(clip, owner, exc.reason, "")
-            return
+            return False
         clip.media = info.to_dict()
         longest = campaign.max_clip_seconds
         if longest and info.duration > longest + 0.5:
@@ -202,7 +270,7 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
                              f"campaign takes clips up to {longest:.0f} s. Trim it and upload "
                              "it again.")
             db.session.commit()
-            return
+            return False
         if clip.status == "received":
             states.move_clip(clip, "checked")
         db.session.commit()
@@ -229,23 +297,23 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
                                else None, sound=done.sound, timeout=timeout)
     except ProbeRejected as exc:  # the picture grew past the caps partway
         _reject(clip, owner, exc.reason, " while normalizing")
-        return
+        return False
     except (FFmpegError, OSError) as exc:
         if disk_full(exc):
             _retry_later(clip_id, owner, exc)
-            return
+            return False
         if lease_lapsed():  # paused past the lease: a sweep may have taken our files
             _retry_now(clip_id, owner, exc)
-            return
+            return False
         if isinstance(exc, OSError):
             raise
         if isinstance(exc, FFmpegError) and exc.timed_out:
             _fail_clip(clip, too_slow_reason(clip.media), exc, owner)
-            return
+            return False
         _fail_clip(clip, conversion_failure_reason(exc, clip.media), exc, owner)
-        return
+        return False
     if not _still_ours(Clip, clip_id, owner):
-        return
+        return False
     clip.normalized_key = normalized_key
     clip.thumbnail_key = thumb_key
     clip.contact_sheet_key = sheet_key if sheet_path.is_file() else None
@@ -257,6 +325,7 @@ def _intake_claimed(clip: Clip, owner: str) -> None:
     log.info("clip %s: normalized in %.1f s", clip.id, time.monotonic() - started)
     if clip.sync_state == "pending":
         enqueue("tutti.align_clip", clip.id)
+    return True
 
 
 def too_slow_reason(media: dict | None) -> str:
@@ -846,9 +915,14 @@ def _proxy_dir(job: Render) -> str | None:
     under proxies/ are never served."""
     if not current_app.config["RENDER_PROXIES"]:
         return None
-    path = storage().path(f"proxies/{job.campaign.id}")
+    path = proxy_cache(job.campaign.id)
     path.mkdir(parents=True, exist_ok=True)
     return str(path)
+
+
+def proxy_cache(campaign_id: int):
+    """The folder of a campaign's cell-size proxies (renders and intake share it)."""
+    return storage().path(f"proxies/{campaign_id}")
 
 
 def _part_key(job: Render, part: int) -> str:
@@ -1141,8 +1215,14 @@ def _finish_render(job: Render, result, out_key: str, poster_key: str, owner: st
     if cache is not None:
         from workers.media.proxies import prune, sweep_dead_temps
 
-        # replaced takes and clips no longer approved leave proxies nothing will draw
-        prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips])
+        # replaced takes and clips no longer approved or awaiting moderation leave proxies
+        # nothing will draw; those intake built for takes not yet approved stay
+        store = storage()
+        waiting = [str(store.path(key)) for key in db.session.scalars(
+            select(Clip.normalized_key).filter(
+                Clip.campaign_id == job.campaign_id, Clip.normalized_key.is_not(None),
+                Clip.status.in_(CURRENT_CLIP_STATES)))]
+        prune(cache, current=[clip.path for clip in parse_spec(job.spec).clips] + waiting)
         sweep_dead_temps(cache)  # builds a dead worker left half-done
 
 

@@ -33,6 +33,24 @@ TUTTI = str(Path(sys.executable).with_name("tutti"))
 TEMP_NAME = re.compile(r"^\.(?:.+\.tmp(?:\.[A-Za-z0-9.]+)?|tutti-titles-.+|.+\.lnk)$")
 
 
+def _proxy_being_built(temp: Path) -> bool:
+    """Whether ``temp`` is the temp file of a proxy whose lock a live build holds
+    (``proxies/<campaign>/.<name>.<pid>.<thread>.tmp.mp4`` beside ``<name>.mp4.lock``)."""
+    import fcntl
+
+    if temp.parent.parent.name != "proxies" or not temp.name.startswith("."):
+        return False
+    lock = temp.parent / f"{temp.name[1:].split('.', 1)[0]}.mp4.lock"
+    try:
+        with open(lock) as handle:  # never made here: a missing lock is no build
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1: any the kernel gives, or one of the range
     ``TUTTI_TEST_PORTS`` (``"5900-5999"``) when set, so that jobs sharing a machine
@@ -267,7 +285,9 @@ class Stack:
         outcome.notes += [f"temp file left: {p.relative_to(self.media_root)}" for p in left]
 
     def temp_files(self) -> list[Path]:
-        """Temporary files left under the media root (spooled uploads included)."""
+        """Temporary files left under the media root (spooled uploads included), but not
+        those of a proxy a live worker is building now (it holds the proxy's lock: intake
+        builds a clip's proxies after the clip is normalized)."""
         found = []
         for dirpath, dirnames, filenames in os.walk(self.media_root):
             if Path(dirpath).name == "uploads":
@@ -275,7 +295,8 @@ class Stack:
             for name in [*filenames, *dirnames]:
                 if TEMP_NAME.match(name) or (Path(dirpath) == self.media_root / ".tmp"
                                              and name.startswith("tmp")):
-                    found.append(Path(dirpath) / name)
+                    if not _proxy_being_built(Path(dirpath) / name):
+                        found.append(Path(dirpath) / name)
         return found
 
     def intake_here(self, ids: list[int]) -> None:

@@ -191,3 +191,57 @@ def test_prune_drops_proxies_of_files_no_longer_drawn_once_idle(tmp_path):
                                                 names["recent"]])
     assert prune(str(cache), now=now + 3600, current=[str(kept)]) == 1
     assert sorted(os.listdir(cache)) == sorted([names["kept-old"], names["kept-2"]])
+
+
+def test_prune_keeps_a_current_files_proxies_however_long_unused(tmp_path):
+    """Intake builds a take's proxies weeks before the final render uses them: while the
+    take is current (approved or awaiting moderation) they stay; once it is not, they go
+    after the stale hour."""
+    take = tmp_path / "take.mp4"
+    take.write_bytes(b"take")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    now = time.time()
+    proxy = cache / proxy_name(str(take), 1 / 4)
+    proxy.write_bytes(b"proxy")
+    os.utime(proxy, (now - 30 * 86400, now - 30 * 86400))
+    assert prune(str(cache), now=now, current=[str(take)]) == 0
+    assert proxy.exists()
+    assert prune(str(cache), now=now, current=[]) == 1
+
+
+def test_intake_scales_are_those_of_grids_of_16_to_100_clips():
+    from workers.media.proxies import likely_scales
+
+    # a 1080p take on a 1080p canvas: 16-25 clips at 1/4, 26-49 at 1/6, 50-100 at 1/8
+    assert likely_scales(1920, 1080, 1920, 1080) == (1 / 8, 1 / 6, 1 / 4)
+    assert likely_scales(1920, 1080, 1920, 1080, clips=(75, 75)) == (1 / 8,)
+    assert likely_scales(1920, 1080, 1920, 1080, clips=(16, 25)) == (1 / 4,)
+    # a small take: tiles of a 16-clip grid need more than half of it, so only bigger grids
+    assert likely_scales(640, 360, 1920, 1080) == (1 / 3, 1 / 2)
+    assert likely_scales(320, 180, 1920, 1080) == ()  # every tile needs more than half
+    assert likely_scales(0, 0, 1920, 1080) == ()
+
+
+def test_one_decode_makes_each_scales_proxy_as_render_proxy_does(counter_clip, tmp_path,
+                                                                 ffmpeg_exe):
+    """build_proxies' several outputs from one ffmpeg are the very files render_proxy makes
+    one by one: same size, frames and packet times (a segment seeks and times them alike)."""
+    from workers.media.proxies import build_proxies, render_proxy
+
+    cache = tmp_path / "cache"
+    built = build_proxies(counter_clip, str(cache), [1 / 4, 1 / 8], keyint=FPS)
+    assert sorted(os.path.basename(p) for p in built) == sorted(
+        proxy_name(counter_clip, s) for s in (1 / 4, 1 / 8))
+    assert build_proxies(counter_clip, str(cache), [1 / 4, 1 / 8], keyint=FPS) == []
+
+    def packets(path):
+        done = subprocess.run([ffmpeg_exe, "-hide_banner", "-nostdin", "-v", "error", "-i", path,
+                               "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
+                              capture_output=True, text=True, timeout=60, check=True)
+        return [line for line in done.stdout.splitlines() if not line.startswith("#software")]
+
+    for scale in (1 / 4, 1 / 8):
+        alone = str(tmp_path / f"alone-{round(1 / scale)}.mp4")
+        render_proxy(counter_clip, alone, scale, keyint=FPS)
+        assert packets(str(cache / proxy_name(counter_clip, scale))) == packets(alone)

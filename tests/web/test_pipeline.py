@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -552,3 +554,171 @@ def test_renders_cache_cell_size_proxies_and_reuse_them(app, client, campaign, m
         assert "640x360" in ffmpeg_info(store.path(job.output_key))
         assert {p.name: p.stat().st_ino for p in cache.iterdir() if p.suffix == ".mp4"} == built
     assert client.get(f"/media/{proxy_key}").status_code == 404
+
+
+# --- proxies built at intake -------------------------------------------------------------
+
+def _intake_proxies(app, clip_id) -> tuple[str, tuple[float, ...], list]:
+    """A taken-in clip's normalized file, the scales intake builds proxies at, and the
+    proxy paths under the names a render looks up."""
+    from workers.media.probe import probe
+    from workers.media.proxies import likely_scales, proxy_name
+
+    clip = _clip(app, clip_id)
+    path = str(app.extensions["tutti.storage"].path(clip.normalized_key))
+    info = probe(path)
+    scales = likely_scales(info.width, info.height, clip.campaign.canvas_width,
+                           clip.campaign.canvas_height)
+    cache = pipeline.proxy_cache(clip.campaign_id)
+    return path, scales, [cache / proxy_name(path, s) for s in scales]
+
+
+def _packet_times(path) -> list[str]:
+    """Each video packet's time base, dts, pts and duration, as ffmpeg's framecrc muxer
+    lists them (ffprobe's frame times; imageio-ffmpeg ships no ffprobe)."""
+    import subprocess
+
+    from workers.media.ffmpeg import ffmpeg_path
+
+    done = subprocess.run([ffmpeg_path(), "-hide_banner", "-nostdin", "-v", "error", "-i",
+                           str(path), "-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    return [line if line.startswith("#") else ",".join(line.split(",")[:4])
+            for line in done.stdout.splitlines() if not line.startswith(("#extradata",
+                                                                         "#software"))]
+
+
+def test_intake_builds_the_proxies_a_big_grid_render_looks_up(app, campaign, media_files,
+                                                             monkeypatch):
+    """A taken-in clip's proxies for grids of 16-100 clips are built at intake, from one
+    ffmpeg, under the names the render looks up: a 20-tile final grid of the campaign's
+    clips then builds none; and an intake-built proxy's frame times are a render-built
+    one's (a segment seeks and times it the same)."""
+    from workers.media import proxies as proxies_module
+    from workers.media.plan import plan_render
+    from workers.media.render import render
+    from workers.media.spec import parse_spec
+
+    app.config["INTAKE_PROXIES"] = True
+    runs: list[list] = []
+    real_run = proxies_module.run_ffmpeg
+    monkeypatch.setattr(proxies_module, "run_ffmpeg",
+                        lambda args, **kw: runs.append(args) or real_run(args, **kw))
+    ids = _approved(app, campaign, media_files, "landscape", "portrait")
+    with app.app_context():
+        assert len(runs) == 2  # one decode per clip, whatever the number of scales
+        for clip_id in ids:
+            assert _clip(app, clip_id).status == "approved"
+            _path, scales, paths = _intake_proxies(app, clip_id)
+            assert len(scales) >= 2 and all(p.is_file() for p in paths), scales
+        # a final grid of 20 tiles (each clip 10 times) finds every proxy it needs
+        camp = services.get_campaign(campaign)
+        data = pipeline.build_spec(camp, [_clip(app, i) for i in ids], "final")
+        data["clips"] = [dict(c, id=f"{c['id']}-{k}") for k in range(10) for c in data["clips"]]
+        data["duration"] = 1.0
+        spec = parse_spec(data)
+        plan = plan_render(spec)
+        scales = proxies_module.proxy_scales(plan)
+        assert len(scales) == 20
+        cache = str(pipeline.proxy_cache(camp.id))
+        assert proxies_module.missing({i: spec.clips[i].path for i in scales}, scales,
+                                      cache) == 0
+        built: list = []
+        monkeypatch.setattr(proxies_module, "render_proxy", lambda *a, **k: built.append(a))
+        render(spec, str(app.extensions["tutti.storage"].path("grid.mp4")), proxy_dir=cache,
+               jobs=1)
+        assert built == []
+        # frame for frame, the times of a proxy the render would have built
+        path, scales, paths = _intake_proxies(app, ids[0])
+        monkeypatch.undo()
+        alone = app.extensions["tutti.storage"].path("alone.mp4")
+        proxies_module.render_proxy(path, str(alone), scales[0], keyint=camp.fps)
+        times = _packet_times(paths[0])
+        assert len(times) > 50 and times == _packet_times(alone)
+
+
+def test_intake_proxies_follow_the_configuration(app, campaign, media_files):
+    """``INTAKE_PROXIES`` off (or ``RENDER_PROXIES`` off): intake builds none; on: it does."""
+    clip_ids = [_submit(app, campaign, media_files[n], name=n)
+                for n in ("landscape", "portrait", "silent")]
+    with app.app_context():
+        app.config["INTAKE_PROXIES"] = False
+        pipeline.intake(clip_ids[0])
+        app.config["INTAKE_PROXIES"], app.config["RENDER_PROXIES"] = True, False
+        pipeline.intake(clip_ids[1])
+        for clip_id in clip_ids[:2]:
+            assert _clip(app, clip_id).status == "normalized"
+            assert not any(p.exists() for p in _intake_proxies(app, clip_id)[2])
+        app.config["RENDER_PROXIES"] = True
+        pipeline.intake(clip_ids[2])
+        assert all(p.is_file() for p in _intake_proxies(app, clip_ids[2])[2])
+
+
+def test_a_proxy_build_failure_leaves_the_clip_normalized(app, campaign, media_files,
+                                                         monkeypatch, caplog):
+    """Proxies are a cache: ffmpeg failing on them (or the disk) is logged, the clip is
+    normalized all the same and goes on to moderation; nothing half-built is left."""
+    from workers.media import proxies as proxies_module
+
+    app.config["INTAKE_PROXIES"] = True
+    tried: list = []
+
+    def broken(args, **_kw):
+        tried.append(args)
+        raise pipeline.FFmpegError("proxy encoder broke", stderr_tail="Conversion failed!")
+
+    monkeypatch.setattr(proxies_module, "run_ffmpeg", broken)
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    with app.app_context(), caplog.at_level("WARNING"):
+        pipeline.intake(clip_id)
+        clip = _clip(app, clip_id)
+        assert clip.status == "normalized" and clip.reason is None
+        assert len(tried) == 1  # it was tried
+        assert "proxies could not be built" in caplog.text
+        cache = pipeline.proxy_cache(clip.campaign_id)
+        assert not [p for p in cache.iterdir() if not p.name.endswith(".lock")]
+
+
+def test_a_render_keeps_the_intake_proxies_of_takes_awaiting_moderation(app, campaign,
+                                                                       media_files):
+    """A render prunes the proxies of files the campaign no longer draws; those intake
+    built for takes not yet moderated stay, however old, for the render that includes
+    them."""
+    app.config["INTAKE_PROXIES"] = True
+    approved = _approved(app, campaign, media_files, "landscape")
+    waiting = _submit(app, campaign, media_files["portrait"], name="portrait")
+    with app.app_context():
+        pipeline.intake(waiting)
+        paths = _intake_proxies(app, waiting)[2]
+        hours_ago = time.time() - 3 * 3600
+        for p in paths:
+            os.utime(p, (hours_ago, hours_ago))
+        job = services.request_render(services.get_campaign(campaign), kind="preview")
+        pipeline.render(job.id)
+        db.session.expire_all()
+        assert db.session.get(Render, job.id).status == "done"
+        assert all(p.is_file() for p in paths)
+        assert _clip(app, approved[0]).status == "approved"
+
+
+def test_a_clip_withdrawn_while_its_proxies_are_built_leaves_none(app, campaign, media_files,
+                                                                 monkeypatch):
+    """The participant withdraws while intake builds the proxies (the withdrawal deletes
+    those it finds): the ones finished after it are deleted too."""
+    from workers.media import proxies as proxies_module
+
+    app.config["INTAKE_PROXIES"] = True
+    real = proxies_module.run_ffmpeg
+    clip_id = _submit(app, campaign, media_files["landscape"])
+
+    def then_withdrawn(*args, **kwargs):  # encoded, not yet in place: the drop misses them
+        real(*args, **kwargs)
+        services.withdraw_clip(_clip(app, clip_id))
+
+    monkeypatch.setattr(proxies_module, "run_ffmpeg", then_withdrawn)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = _clip(app, clip_id)
+        assert clip.status == "withdrawn"
+        cache = pipeline.proxy_cache(clip.campaign_id)
+        assert not [p for p in cache.iterdir() if p.suffix == ".mp4"]

@@ -16,6 +16,11 @@ modification time plus the scale, so a replaced file never meets a stale proxy. 
 renders and workers may share the directory: a proxy is written atomically, and an
 exclusive lock per proxy makes one of them build it while the others wait and reuse it.
 :func:`prune` drops what no render used for a while.
+
+Intake builds a new take's proxies ahead (:func:`build_proxies` at :func:`likely_scales`:
+the scales a grid of 16 to 100 clips on the campaign's canvas draws it at, all from one
+decode), under the same names and locks, so the first render of a big grid finds them
+instead of decoding every take whole at full size (most of its time).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 
 from .ffmpeg import (
     FFmpegError,
@@ -36,6 +42,7 @@ from .ffmpeg import (
     run_ffmpeg,
     temp_path_for,
 )
+from .layout import FINAL_GAP, LayoutError, grid_rects
 from .plan import RenderPlan
 from .probe import MEDIA_DEMUXERS, safe_input
 from .spec import SpecError
@@ -47,8 +54,12 @@ log = logging.getLogger(__name__)
 PROXY_SCALES = (1 / 8, 1 / 6, 1 / 4, 1 / 3, 1 / 2)
 #: Near-lossless: the proxy is scaled and encoded once more in the mash-up.
 PROXY_PRESET, PROXY_CRF = "ultrafast", 12
-#: Proxies unused this long are removed by :func:`prune`.
+#: Proxies unused this long are removed by :func:`prune` (when it is not told which files
+#: are current: those of a current file stay).
 KEEP_SECONDS = 14 * 24 * 3600
+#: The grids intake builds proxies for (:func:`likely_scales`): from this many clips (a
+#: smaller grid draws few clips, each large: cheap to render cold) to that many.
+INTAKE_GRID_CLIPS = (16, 100)
 #: Proxies of files a campaign no longer draws (a replaced take, a rejected clip) go once
 #: unused this long: a render planned before the change may still be about to open them.
 STALE_SECONDS = 3600
@@ -103,8 +114,7 @@ def render_proxy(clip_path: str, out_path: str, scale: float, *, keyint: int = 3
     """A picture-only copy of a clip scaled by ``scale`` (both sides even, aspect kept),
     its frame times kept exactly, a keyframe every ``keyint`` frames. Atomic."""
     tmp = temp_path_for(out_path)
-    size = (f"scale=w='max(2\\,2*trunc(iw*{scale:.6f}/2+0.5))':"
-            f"h='max(2\\,2*trunc(ih*{scale:.6f}/2+0.5))':flags=area")
+    size = _scale_filter(scale)
     try:
         run_ffmpeg([
             "-threads", "1", *safe_input(clip_path, MEDIA_DEMUXERS), "-map", "0:v:0", "-an",
@@ -116,6 +126,103 @@ def render_proxy(clip_path: str, out_path: str, scale: float, *, keyint: int = 3
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+def likely_scales(clip_w: int, clip_h: int, canvas_w: int, canvas_h: int, *,
+                  gap: int = FINAL_GAP, clips: tuple[int, int] = INTAKE_GRID_CLIPS,
+                  ) -> tuple[float, ...]:
+    """The proxy scales (smallest first) a grid of ``clips[0]`` to ``clips[1]`` clips
+    (both included) on a ``canvas_w``×``canvas_h`` canvas with ``gap`` pixels between
+    tiles (:func:`layout.grid_rects`) would draw a ``clip_w``×``clip_h`` clip at: what
+    intake builds so the campaign's final grid finds its proxies made. A 1920×1080 clip
+    on a 1920×1080 canvas: 1/4 (16-25 clips), 1/6 (26-49), 1/8 (50-100). Empty when every
+    such tile needs more than the largest scale (a small clip) or the size is unknown."""
+    scales = set()
+    for n in range(max(1, clips[0]), clips[1] + 1):
+        try:
+            tile = grid_rects(n, canvas_w, canvas_h, gap=gap)[0]  # all tiles share a size
+        except (LayoutError, ValueError):
+            continue  # too many tiles for the canvas: no grid draws it
+        scale = proxy_scale(clip_w, clip_h, tile.w, tile.h)
+        if scale is not None:
+            scales.add(scale)
+    return tuple(sorted(scales))
+
+
+def _proxy_graph(scales: Sequence[float]) -> tuple[str, list[str]]:
+    """One filtergraph splitting the first video stream into a picture per scale, each
+    filtered as :func:`render_proxy` filters its one (so their frames and times match);
+    and the graph's output labels, in ``scales``' order."""
+    labels = [f"p{k}" for k in range(len(scales))]
+    chains = []
+    for scale, label in zip(scales, labels, strict=True):
+        chains.append(f"[s{label}]{_scale_filter(scale)},setsar=1,format=yuv420p[{label}]")
+    split = f"[0:v:0]split={len(scales)}" + "".join(f"[s{label}]" for label in labels)
+    return ";".join([split, *chains]), labels
+
+
+def _scale_filter(scale: float) -> str:
+    """Both sides times ``scale``, rounded to even, at least 2; area averaging."""
+    return (f"scale=w='max(2\\,2*trunc(iw*{scale:.6f}/2+0.5))':"
+            f"h='max(2\\,2*trunc(ih*{scale:.6f}/2+0.5))':flags=area")
+
+
+def render_proxies(clip_path: str, outputs: Sequence[tuple[float, str]], *,
+                   keyint: int = 30, timeout: float = 1800) -> None:
+    """:func:`render_proxy` for several ``(scale, out_path)`` at once, from ONE decode of
+    the clip: each output is encoded and timed exactly as :func:`render_proxy` makes it
+    (same scale, encoder settings and frame times), so a render cannot tell them apart.
+    Each output is written atomically; on any error none is left (FFmpegError)."""
+    if len(outputs) == 1:
+        render_proxy(clip_path, outputs[0][1], outputs[0][0], keyint=keyint, timeout=timeout)
+        return
+    graph, labels = _proxy_graph([scale for scale, _ in outputs])
+    temps = [temp_path_for(path) for _, path in outputs]
+    args = ["-threads", "1", *safe_input(clip_path, MEDIA_DEMUXERS), "-filter_complex", graph]
+    for label, tmp in zip(labels, temps, strict=True):
+        args += ["-map", f"[{label}]", "-an", "-fps_mode", "passthrough",
+                 "-c:v", "libx264", "-preset", PROXY_PRESET, "-crf", str(PROXY_CRF),
+                 "-g", str(keyint), "-threads", "1", "-map_metadata", "-1",
+                 "-f", "mp4", input_url(tmp)]
+    try:
+        run_ffmpeg(args, timeout=timeout)
+        for (_, path), tmp in zip(outputs, temps, strict=True):
+            replace_atomically(tmp, path)
+    except BaseException:
+        for tmp in temps:
+            remove_quietly(tmp)
+        raise
+
+
+def build_proxies(clip_path: str, cache_dir: str, scales: Iterable[float], *,
+                  keyint: int = 30, timeout: float = 1800) -> list[str]:
+    """Build ``clip_path``'s proxies at ``scales`` that ``cache_dir`` lacks, all from one
+    decode (:func:`render_proxies`), under the names and locks :func:`ensure_proxy` uses,
+    so a render finds them (or, building one itself now, is left to it: a proxy whose
+    lock is held is skipped, never waited for). Returns the paths built. Raises
+    FFmpegError, or OSError (the clip gone, the disk full)."""
+    os.makedirs(cache_dir, exist_ok=True)
+    with ExitStack() as held:
+        todo: list[tuple[float, str]] = []
+        for scale in sorted(set(scales)):
+            path = os.path.join(cache_dir, proxy_name(clip_path, scale))
+            if _touch(path):
+                continue
+            lock = held.enter_context(open(path + ".lock", "a"))
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a render builds it now
+            if os.path.exists(path):  # built before the lock was ours
+                continue
+            remove_dead_temps(path)
+            todo.append((scale, path))
+        if todo:
+            started = time.monotonic()
+            render_proxies(clip_path, todo, keyint=keyint, timeout=timeout)
+            log.info("proxies of %s at %s: %.2f s", clip_path,
+                     ", ".join(f"1/{round(1 / s)}" for s, _ in todo), time.monotonic() - started)
+        return [path for _, path in todo]
 
 
 def ensure_proxy(clip_path: str, cache_dir: str, scale: float, *, keyint: int = 30,
@@ -232,8 +339,10 @@ def _digest(name: str) -> str:
 def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None = None, *,
           current: Iterable[str] | None = None, stale_seconds: float = STALE_SECONDS) -> int:
     """Remove proxies (and their lock files) unused for ``keep_seconds``; with ``current``
-    (the clip files the campaign now draws), also those of any other file once unused for
-    ``stale_seconds``. Returns how many files went."""
+    (the clip files the campaign draws or may draw: its approved takes and those awaiting
+    moderation), those of any other file once unused for ``stale_seconds``, and those of
+    current files never (intake built them for a render weeks away; at most one per
+    scale a file). Returns how many files went."""
     now = time.time() if now is None else now
     keep = None
     if current is not None:
@@ -252,7 +361,7 @@ def prune(cache_dir: str, keep_seconds: float = KEEP_SECONDS, now: float | None 
         path = os.path.join(cache_dir, name)
         try:
             unused = now - os.stat(path).st_mtime
-            if unused > keep_seconds or (
+            if (keep is None and unused > keep_seconds) or (
                     keep is not None and _digest(name) not in keep and unused > stale_seconds):
                 os.remove(path)
                 removed += 1
