@@ -531,6 +531,14 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
             "file says is longer: the upload was probably cut short. Please upload the "
             "video again (on a steady connection).",
         )
+    if ends.hole > limits.max_missing_seconds:
+        raise ProbeRejected(
+            "incomplete",
+            f"About {ends.hole:.1f} seconds in the middle of this video (from "
+            f"{ends.hole_at:.1f} seconds on) cannot be played: the file is damaged or did "
+            "not arrive whole (the upload was probably cut short). Please upload the video "
+            "again (on a steady connection).",
+        )
     duration = playable if stated is None else min(stated, playable)
     try:
         _check_duration(duration, limits)
@@ -730,6 +738,11 @@ class StreamEnds:
     video_end: float
     audio_end: float | None
     video_frames: int
+    #: the longest stretch (seconds) inside the file that a player cannot play: a gap in
+    #: the sound's packets, or a time with neither picture nor sound packets (with sound);
+    #: ``hole_at`` is where it starts (seconds from the first packet)
+    hole: float = 0.0
+    hole_at: float = 0.0
 
 
 _FRAMECRC_TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)$")
@@ -766,6 +779,7 @@ def parse_framecrc(text: str, *, audio: bool) -> StreamEnds:
     first: dict[int, float] = {}
     last: dict[int, float] = {}
     delay: dict[int, int] = {}  # pts - dts of each stream's last packet with both
+    spans: dict[int, list[tuple[float, float]]] = {0: [], 1: []}  # each packet's (start, end)
     frames = 0
     for line in text.splitlines():
         if line.startswith("#"):
@@ -792,15 +806,41 @@ def parse_framecrc(text: str, *, audio: bool) -> StreamEnds:
         if stream == 0:
             frames += 1
         if pts == _NOPTS:
+            # a packet without any time stamp plays right after the one before it
+            if stream in spans and spans[stream]:
+                start = spans[stream][-1][1]
+                spans[stream].append((start, start + dur * tb))
             continue
         first[stream] = min(first.get(stream, pts * tb), pts * tb)
         last[stream] = max(last.get(stream, 0.0), (pts + dur) * tb)
+        if stream in spans:
+            spans[stream].append((pts * tb, (pts + dur) * tb))
     if not first:
         return StreamEnds(0.0, None if not audio else 0.0, 0)
     origin = min(first.values())
     video_end = max(0.0, last.get(0, origin) - origin)
     audio_end = max(0.0, last.get(1, origin) - origin) if audio else None
-    return StreamEnds(video_end, audio_end, frames)
+    hole, hole_at = 0.0, 0.0
+    if audio and spans[1]:
+        # a gap in the sound, or a time neither stream covers, is missing: a damaged
+        # middle that the demuxer skipped (Matroska resyncs to its next cluster). A gap
+        # in the picture alone is not: screen recordings send no frame while nothing moves
+        for gap, at in (*_gaps(spans[1]), *_gaps(spans[0] + spans[1])):
+            if gap > hole:
+                hole, hole_at = gap, at - origin
+    return StreamEnds(video_end, audio_end, frames, hole, hole_at)
+
+
+def _gaps(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (length, start) of each stretch (seconds) between the first start and the last
+    end of ``spans`` (each a packet's (start, end)) that no span covers."""
+    gaps: list[tuple[float, float]] = []
+    covered: float | None = None
+    for start, end in sorted(spans):
+        if covered is not None and start > covered:
+            gaps.append((start - covered, covered))
+        covered = end if covered is None else max(covered, end)
+    return gaps
 
 
 def _plausible_rate(rate: float | None) -> float | None:
