@@ -285,6 +285,12 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
             _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=2", *sound, "-vf",
                   "setpts='if(gte(N,30),PTS+2/TB,PTS)'", "-fps_mode", "passthrough",
                   "-c:v", "libvpx", "-deadline", "realtime", "-live", "1", "-f", "webm", out])
+        elif kind == "paused":  # live Matroska whose picture and sound both jump 3 s at 1 s
+            out += ".mkv"
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=2", "-f", "lavfi",
+                  "-i", tone.format(f=440, d=2), "-vf", "setpts='if(gte(N,30),PTS+3/TB,PTS)'",
+                  "-af", "asetpts='if(gte(T,1),PTS+3/TB,PTS)'", "-fps_mode", "passthrough",
+                  *x264, "-c:a", "libopus", "-live", "1", "-f", "matroska", out])
         elif kind == "rate_change":
             # two camcorder pieces joined with cat: AAC at 44.1 kHz, then at 48 kHz, the
             # second piece's time stamps following the first's
@@ -538,8 +544,18 @@ def test_a_damaged_middle_the_demuxer_skips_is_rejected_as_incomplete(kinds):
     with pytest.raises(ProbeRejected) as caught:
         probe(kinds("live_webm_zero_middle"))
     assert caught.value.code == "incomplete"
-    assert "in the middle" in caught.value.reason
+    assert "both the picture and the sound stop" in caught.value.reason
     assert "upload the video again" in caught.value.reason
+
+
+def test_a_recording_paused_without_closing_the_gap_is_rejected(kinds):
+    """Picture and sound both jump 3 s at 1 s (a recorder paused and resumed, a tab
+    throttled in the background): 3 s of a frozen picture and silence, not a take."""
+    with pytest.raises(ProbeRejected) as caught:
+        probe(kinds("paused"))
+    assert caught.value.code == "incomplete"
+    assert "about 3.0 seconds (from 1.0 seconds on)" in caught.value.reason
+    assert "without pausing" in caught.value.reason
 
 
 @pytest.mark.parametrize("kind", ["still_screenrec", "still_screenrec_silent"])

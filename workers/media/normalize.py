@@ -563,9 +563,12 @@ def normalize_clip(
     contact sheet (``sheet``) and a thumbnail (``thumbnail``), JPEGs taken from the
     normalized clip. Raises :class:`FFmpegError` when the clip cannot be made, and
     :class:`ProbeRejected` (``frame_too_large``) when its picture grows partway past the
-    probe's caps (:func:`decode_pixel_cap`), or (``incomplete``) when more than half a
-    second of it does not decode (:func:`undecodable_seconds`); nothing
-    is left behind on failure."""
+    probe's caps (:func:`decode_pixel_cap`), (``incomplete``) when more than half a
+    second of it does not decode (:func:`undecodable_seconds`), or (``sound_changes``)
+    when its sound still decodes more than :data:`MAX_SOUND_EXCESS` longer or shorter
+    than its picture after a second pass that does not pad the sound from 0
+    (:func:`sound_excess`: a sample rate changing partway); nothing is left behind on
+    failure."""
     tmp = temp_path_for(dst)
     try:
         for sound_from_zero in (True, False):

@@ -11,7 +11,8 @@ the input description it prints. The order matters for hostile files:
    rate, duration, sample rate, channels), one readable reason each;
 4. only then read every packet of the streams a player would play (the real video, the
    default and enabled audio track), without decoding, to learn the length that really
-   plays: a cut-off upload is rejected as incomplete, and a frame rate that the packets
+   plays: a cut-off upload is rejected as incomplete, and so is one with a hole in the
+   middle (no packets of either stream, or none of the sound); a frame rate that the packets
    contradict (a few-KB file "at 1,000 fps") is refused; the container's own header
    (an AVI's frame count, a fragmented MP4's last box) may say more was sent;
 5. decode one frame (with a pixel cap), to prove the video is playable.
@@ -531,13 +532,17 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
             "file says is longer: the upload was probably cut short. Please upload the "
             "video again (on a steady connection).",
         )
-    if ends.hole > limits.max_missing_seconds:
+    holes = [(ends.hole, ends.hole_at, "both the picture and the sound stop"),
+             (ends.sound_hole, ends.sound_hole_at, "the sound stops")]
+    missing, at, what = next((h for h in holes if h[0] > limits.max_missing_seconds),
+                             holes[0])
+    if missing > limits.max_missing_seconds:
         raise ProbeRejected(
             "incomplete",
-            f"About {ends.hole:.1f} seconds in the middle of this video (from "
-            f"{ends.hole_at:.1f} seconds on) cannot be played: the file is damaged or did "
-            "not arrive whole (the upload was probably cut short). Please upload the video "
-            "again (on a steady connection).",
+            f"In the middle of this video, {what} for about {missing:.1f} seconds "
+            f"(from {at:.1f} seconds on): the file is damaged or did not arrive "
+            "whole, or the recording was paused. Please upload the video again (on a "
+            "steady connection), or record your part again without pausing.",
         )
     duration = playable if stated is None else min(stated, playable)
     try:
@@ -738,11 +743,13 @@ class StreamEnds:
     video_end: float
     audio_end: float | None
     video_frames: int
-    #: the longest stretch (seconds) inside the file that a player cannot play: a gap in
-    #: the sound's packets, or a time with neither picture nor sound packets (with sound);
-    #: ``hole_at`` is where it starts (seconds from the first packet)
+    #: with sound, the longest time (seconds) inside the file with neither picture nor
+    #: sound packets, and where it starts (seconds from the first packet)
     hole: float = 0.0
     hole_at: float = 0.0
+    #: the longest gap (seconds) in the sound's packets, and where it starts
+    sound_hole: float = 0.0
+    sound_hole_at: float = 0.0
 
 
 _FRAMECRC_TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)$")
@@ -820,15 +827,16 @@ def parse_framecrc(text: str, *, audio: bool) -> StreamEnds:
     origin = min(first.values())
     video_end = max(0.0, last.get(0, origin) - origin)
     audio_end = max(0.0, last.get(1, origin) - origin) if audio else None
-    hole, hole_at = 0.0, 0.0
+    hole = sound_hole = (0.0, 0.0)
     if audio and spans[1]:
-        # a gap in the sound, or a time neither stream covers, is missing: a damaged
-        # middle that the demuxer skipped (Matroska resyncs to its next cluster). A gap
-        # in the picture alone is not: screen recordings send no frame while nothing moves
-        for gap, at in (*_gaps(spans[1]), *_gaps(spans[0] + spans[1])):
-            if gap > hole:
-                hole, hole_at = gap, at - origin
-    return StreamEnds(video_end, audio_end, frames, hole, hole_at)
+        # a time neither stream covers, or a gap in the sound, is missing: a damaged
+        # middle that the demuxer skipped (Matroska resyncs to its next cluster), a
+        # recorder paused without closing the gap. A gap in the picture alone is not:
+        # screen recordings send no frame while nothing moves
+        hole = max(_gaps(spans[0] + spans[1]), default=hole)
+        sound_hole = max(_gaps(spans[1]), default=sound_hole)
+    return StreamEnds(video_end, audio_end, frames, hole[0], hole[1] - origin * bool(hole[0]),
+                      sound_hole[0], sound_hole[1] - origin * bool(sound_hole[0]))
 
 
 def _gaps(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
