@@ -295,7 +295,7 @@ def _intake_claimed(clip: Clip, owner: str) -> bool:
         checks = intake_checks(info, canvas=(campaign.canvas_width, campaign.canvas_height),
                                guide_duration=campaign.guide_duration if campaign.guide_key
                                else None, sound=done.sound, timeout=timeout)
-    except ProbeRejected as exc:  # the picture grew past the caps partway
+    except ProbeRejected as exc:  # grew past the caps, did not decode, or its sound drifts
         _reject(clip, owner, exc.reason, " while normalizing")
         return False
     except (FFmpegError, OSError) as exc:

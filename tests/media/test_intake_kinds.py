@@ -259,6 +259,50 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
                   "-i", "sine=frequency=440:sample_rate=8000:duration=2", "-c:v", codec,
                   "-c:a", "aac" if ext == ".3gp" else "pcm_s16le" if ext == ".avi"
                   else "adpcm_swf", out])
+        elif kind in ("live_webm", "live_webm_zero_middle"):
+            # a browser's recording (MediaRecorder: no duration, no cues), and the same
+            # bytes with 30-70 % zeros (a broken chunk of a resumed upload): the Matroska
+            # demuxer skips the zeros to the next cluster, and no decoder refuses a packet
+            full = out + "-full.webm"
+            if not os.path.exists(full):
+                _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi",
+                      "-i", tone.format(f=440, d=4), "-c:v", "libvpx", "-deadline",
+                      "realtime", "-g", "30", "-c:a", "libopus", "-live", "1", "-f", "webm",
+                      full])
+            data = bytearray(Path(full).read_bytes())
+            if kind.endswith("zero_middle"):
+                data[len(data) * 3 // 10:len(data) * 7 // 10] = bytes(
+                    len(data) * 7 // 10 - len(data) * 3 // 10)
+            out += ".webm"
+            Path(out).write_bytes(bytes(data))
+        elif kind in ("still_screenrec", "still_screenrec_silent"):
+            # a screen recording (MediaRecorder WebM) that sends no frame for 2 s while
+            # nothing moves: the picture's packets have a gap, the sound goes on (or
+            # there is no sound)
+            sound = ([] if kind.endswith("silent") else
+                     ["-f", "lavfi", "-i", tone.format(f=440, d=4), "-c:a", "libopus"])
+            out += ".webm"
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=2", *sound, "-vf",
+                  "setpts='if(gte(N,30),PTS+2/TB,PTS)'", "-fps_mode", "passthrough",
+                  "-c:v", "libvpx", "-deadline", "realtime", "-live", "1", "-f", "webm", out])
+        elif kind == "paused":  # live Matroska whose picture and sound both jump 3 s at 1 s
+            out += ".mkv"
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=2", "-f", "lavfi",
+                  "-i", tone.format(f=440, d=2), "-vf", "setpts='if(gte(N,30),PTS+3/TB,PTS)'",
+                  "-af", "asetpts='if(gte(T,1),PTS+3/TB,PTS)'", "-fps_mode", "passthrough",
+                  *x264, "-c:a", "libopus", "-live", "1", "-f", "matroska", out])
+        elif kind == "rate_change":
+            # two camcorder pieces joined with cat: AAC at 44.1 kHz, then at 48 kHz, the
+            # second piece's time stamps following the first's
+            parts = []
+            for k, rate in enumerate((44100, 48000)):
+                part = f"{out}-{k}.ts"
+                _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=1", "-f", "lavfi",
+                      "-i", f"sine=frequency=440:sample_rate={rate}:duration=1", *x264,
+                      "-c:a", "aac", "-output_ts_offset", str(k), "-f", "mpegts", part])
+                parts.append(Path(part).read_bytes())
+            out += ".ts"
+            Path(out).write_bytes(b"".join(parts))
         elif kind == "empty_audio":  # a sound track with no samples at all
             out += ".mkv"
             _run([*ff, "-f", "lavfi", "-i", pattern, "-f", "lavfi", "-i",
@@ -489,6 +533,65 @@ def test_a_file_whose_tail_does_not_decode_is_rejected_as_incomplete(kinds, tmp_
     assert caught.value.code == "incomplete"
     assert "upload the video again" in caught.value.reason
     assert os.listdir(tmp_path) == []
+
+
+def test_a_damaged_middle_the_demuxer_skips_is_rejected_as_incomplete(kinds):
+    """A MediaRecorder WebM (no stated length) with zeros in its middle: the demuxer
+    skips to the next cluster, so every packet left decodes, and the picture and the
+    sound both jump 1.9 s (a frozen picture and silence once normalized). The gap in the
+    sound's packets is missing, as a cut tail is: rejected with "upload again"."""
+    assert probe(kinds("live_webm")).duration == pytest.approx(4.0, abs=0.1)
+    with pytest.raises(ProbeRejected) as caught:
+        probe(kinds("live_webm_zero_middle"))
+    assert caught.value.code == "incomplete"
+    assert "both the picture and the sound stop" in caught.value.reason
+    assert "upload the video again" in caught.value.reason
+
+
+def test_a_recording_paused_without_closing_the_gap_is_rejected(kinds):
+    """Picture and sound both jump 3 s at 1 s (a recorder paused and resumed, a tab
+    throttled in the background): 3 s of a frozen picture and silence, not a take."""
+    with pytest.raises(ProbeRejected) as caught:
+        probe(kinds("paused"))
+    assert caught.value.code == "incomplete"
+    assert "about 3.0 seconds (from 1.0 seconds on)" in caught.value.reason
+    assert "without pausing" in caught.value.reason
+
+
+@pytest.mark.parametrize("kind", ["still_screenrec", "still_screenrec_silent"])
+def test_a_screen_recording_with_still_parts_is_kept_whole(kinds, tmp_path, kind):
+    """No frame for 2 s while nothing moves is how screen recorders save space: a gap in
+    the picture's packets alone (the sound goes on, or there is none) is not damage. The
+    last frame is held, and the sound plays on."""
+    info = probe(kinds(kind))
+    assert info.duration == pytest.approx(4.0, abs=0.1)
+    out = _normalize(info.path, tmp_path / "still.mp4")
+    assert probe(out, ANY).duration == pytest.approx(4.0, abs=0.1)
+    if info.has_audio:
+        assert _sound_holes(out) == []
+
+
+def test_a_sample_rate_that_changes_partway_stays_one_continuous_sound(kinds, tmp_path,
+                                                                       ffmpeg_exe):
+    """44.1 kHz then 48 kHz (pieces joined with cat): ffmpeg rebuilds the sound's graph at
+    the change, and a resampler padding from t=0 wrote the second piece after 1 s of
+    silence, in packets 1 tick long (3 s of samples for 2 s of picture). The sound is
+    one continuous 48 kHz track, as long as the picture, whose time stamps agree with its
+    samples (the joined pieces overlap by a few AAC frames, under 0.1 s)."""
+    src = kinds("rate_change")
+    info = probe(src)
+    assert info.duration == pytest.approx(2.0, abs=0.1)
+    out = _normalize(src, tmp_path / "rate.mp4")
+    samples = decode_sound(out)
+    assert samples.size / 48000 == pytest.approx(probe(out, ANY).video_end, abs=0.1)
+    assert _sound_holes(out)[:-1] == []  # (the last window may be the encoder's padding)
+    listing = subprocess.run(
+        [ffmpeg_exe, "-v", "error", "-i", out, "-map", "0:a", "-c", "copy", "-f", "framecrc",
+         "-"], capture_output=True, text=True, check=True).stdout
+    durations = [int(line.split(",")[3]) for line in listing.splitlines()
+                 if line and not line.startswith("#")]
+    skipped = sum(1024 - d for d in durations[:-1])  # samples the time stamps pass over
+    assert skipped / 48000 < 0.1
 
 
 @pytest.mark.parametrize("kind, code", [("picture_short", "picture_stops_early"),

@@ -192,3 +192,33 @@ def test_packets_without_a_pts_end_at_their_dts_plus_the_stream_delay():
     # last frame: dts 6902 + delay 3000 + duration 3000 = 12902 ticks, from pts 0
     assert ends.video_end == pytest.approx(12902 / 90000)
     assert ends.audio_end == pytest.approx(4320 / 90000)
+
+
+def _listing(video: list[int], audio: list[int], *, frame: int = 33, packet: int = 20) -> str:
+    """A framecrc listing (1 ms time base) of video and audio packets starting at the
+    given times (ms), in time order."""
+    rows = [(t, 0, frame) for t in video] + [(t, 1, packet) for t in audio]
+    return "\n".join(["#tb 0: 1/1000", "#tb 1: 1/1000"] + [
+        f"{s}, {t}, {t}, {d}, 100, 0x00000000" for t, s, d in sorted(rows)])
+
+
+def test_a_gap_in_the_sound_or_in_both_streams_is_a_hole_a_gap_in_the_picture_is_not():
+    """A screen recording sends no frame while nothing moves: the picture's packets jump,
+    the sound's go on. A damaged middle the demuxer skipped, or a paused recorder, leaves
+    a gap in both (or in the sound): that is missing."""
+    frames = [t * 33 for t in range(30)] + [3000 + t * 33 for t in range(30)]
+    sound = list(range(0, 4000, 20))
+    still = parse_framecrc(_listing(frames, sound), audio=True)
+    assert still.hole < 0.05
+    both = parse_framecrc(_listing(frames, [t for t in sound if not 1000 <= t < 3000]),
+                          audio=True)
+    assert both.hole == pytest.approx(2.0, abs=0.05)
+    assert both.hole_at == pytest.approx(1.0, abs=0.05)
+    steady = [t * 33 for t in range(120)]
+    mute = parse_framecrc(_listing(steady, [t for t in sound if not 1000 <= t < 2000]),
+                          audio=True)
+    assert mute.hole < 0.05
+    assert mute.sound_hole == pytest.approx(1.0, abs=0.05)
+    assert mute.sound_hole_at == pytest.approx(1.0, abs=0.05)
+    # without sound a picture gap cannot be told from a still part: not a hole
+    assert parse_framecrc(_listing(frames, []), audio=False).hole == 0.0

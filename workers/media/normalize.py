@@ -45,6 +45,7 @@ from .probe import (
     ProbeRejected,
     decoder_pixel_cap,
     media_duration,
+    parse_framecrc,
     safe_input,
 )
 
@@ -400,6 +401,31 @@ def decode_check(info: MediaInfo, *, timeout: float = 1800,
     return missing
 
 
+#: the normalized sound may decode this much longer or shorter than its picture (s): the
+#: AAC encoder's priming and last frame add up to 2048 samples (43 ms at 48 kHz), and the
+#: async resampler lets the sound drift 0.1 s before it corrects it (pieces joined with
+#: ``cat`` overlap by a few AAC frames: 0.09 s measured on 44.1 kHz + 48 kHz TS)
+MAX_SOUND_EXCESS = 0.2
+#: samples in an AAC frame, the normalized sound's packets
+_AAC_FRAME = 1024
+
+
+def sound_excess(path: str, sample_rate: int = AUDIO_RATE, *, timeout: float = 300) -> float:
+    """How much longer (seconds; negative: shorter) the sound of a normalized clip decodes
+    than its picture lasts: its AAC packets × 1024 samples at ``sample_rate`` against the
+    end of its last picture. A player goes by the time stamps, a decode (the render's
+    mixer, the aligner) by the samples: when the two disagree, the sound after the
+    disagreement is out of step with the picture (a sound graph rebuilt partway writes
+    packets 1 tick long). Reads the packets without decoding. Raises :class:`FFmpegError`."""
+    out = run_ffmpeg(["-v", "error", *safe_input(path, MEDIA_DEMUXERS), "-map", "0:v:0",
+                      "-map", "0:a:0", "-c", "copy", "-f", "framecrc", "pipe:1"],
+                     timeout=timeout, stdout=None)
+    ends = parse_framecrc(out.decode("ascii", "replace"), audio=True)
+    packets = sum(1 for line in out.decode("ascii", "replace").splitlines()
+                  if line.startswith("1,"))
+    return packets * _AAC_FRAME / sample_rate - ends.video_end
+
+
 def too_large_partway(limits: ProbeLimits = ProbeLimits()) -> ProbeRejected:  # noqa: B008
     """The rejection of a video whose picture grows partway past the caps."""
     return ProbeRejected(
@@ -410,11 +436,16 @@ def too_large_partway(limits: ProbeLimits = ProbeLimits()) -> ProbeRejected:  # 
 
 
 def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
-                   meter: bool = False, stills: bool = False) -> list[str]:
+                   meter: bool = False, stills: bool = False,
+                   sound_from_zero: bool = True) -> list[str]:
     """ffmpeg arguments (without the binary) that turn ``src`` into ``dst``; with ``meter``
     the source's sound statistics are logged from the same decode
     (:func:`parse_sound_stats`); with ``stills`` the frames of the contact sheet and the
-    thumbnail are made keyframes (:func:`still_keyframes`)."""
+    thumbnail are made keyframes (:func:`still_keyframes`). Without ``sound_from_zero``
+    the sound is not padded from t=0 (``first_pts``): ffmpeg rebuilds the sound's graph
+    when the sample rate or the channels change partway, and the rebuilt resampler would
+    pad from 0 again, writing the rest of the sound after as much silence
+    (:func:`sound_excess`)."""
     duration = f"{info.duration:.6f}"
     args: list[str] = []
     large = info.coded_width * info.coded_height > 2 * 1920 * 1080
@@ -437,7 +468,8 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
         # async resampling fills gaps and starts the sound at t=0, as the picture does,
         # and apad + -t makes the sound exactly as long as the clip. Pads are always
         # finite: an endless pad cut by -t or atrim sometimes hangs ffmpeg 9.
-        sound = (f"aresample={fmt.sample_rate}:async=1:first_pts=0,"
+        start = ":first_pts=0" if sound_from_zero else ""
+        sound = (f"aresample={fmt.sample_rate}:async=1{start},"
                  f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
                  f"apad=whole_dur={duration}[a]")
         if meter:  # measured as the source has it (its own channels and rate)
@@ -572,24 +604,44 @@ def normalize_clip(
     contact sheet (``sheet``) and a thumbnail (``thumbnail``), JPEGs taken from the
     normalized clip. Raises :class:`FFmpegError` when the clip cannot be made, and
     :class:`ProbeRejected` (``frame_too_large``) when its picture grows partway past the
-    probe's caps (:func:`decode_pixel_cap`), or (``incomplete``) when more than half a
-    second of it does not decode (:func:`undecodable_seconds`); nothing
-    is left behind on failure."""
+    probe's caps (:func:`decode_pixel_cap`), (``incomplete``) when more than half a
+    second of it does not decode (:func:`undecodable_seconds`), or (``sound_changes``)
+    when its sound still decodes more than :data:`MAX_SOUND_EXCESS` longer or shorter
+    than its picture after a second pass that does not pad the sound from 0
+    (:func:`sound_excess`: a sample rate changing partway); nothing is left behind on
+    failure."""
     tmp = temp_path_for(dst)
     try:
-        args = normalize_argv(src, tmp, info, fmt, meter=meter,
-                              stills=bool(sheet or thumbnail))
-        status, text = ffmpeg_report(["-v", "info", "-nostats", *args], timeout=timeout,
-                                     max_lines=400, duration=info.duration,
-                                     progress=progress)
-        if _TOO_MANY_PIXELS.search(text):
-            raise too_large_partway()
-        missing = undecodable_seconds(text, info)
-        if missing > ProbeLimits().max_missing_seconds:
-            raise undecodable_rejection(missing)
-        if status != 0:
-            raise FFmpegError(f"ffmpeg exited with status {status}", args, status,
-                              "\n".join(text.splitlines()[-20:]))
+        for sound_from_zero in (True, False):
+            args = normalize_argv(src, tmp, info, fmt, meter=meter,
+                                  stills=bool(sheet or thumbnail),
+                                  sound_from_zero=sound_from_zero)
+            status, text = ffmpeg_report(["-v", "info", "-nostats", *args], timeout=timeout,
+                                         max_lines=400, duration=info.duration,
+                                         progress=progress)
+            if _TOO_MANY_PIXELS.search(text):
+                raise too_large_partway()
+            missing = undecodable_seconds(text, info)
+            if missing > ProbeLimits().max_missing_seconds:
+                raise undecodable_rejection(missing)
+            if status != 0:
+                raise FFmpegError(f"ffmpeg exited with status {status}", args, status,
+                                  "\n".join(text.splitlines()[-20:]))
+            if not info.has_audio:
+                break
+            excess = sound_excess(tmp, fmt.sample_rate, timeout=min(timeout, 300))
+            if abs(excess) <= MAX_SOUND_EXCESS:
+                break
+            log.warning("normalized %s: its sound lasts %+.3f s beyond its picture%s", src,
+                        excess, "; once more without padding from 0" if sound_from_zero
+                        else "")
+        else:
+            raise ProbeRejected(
+                "sound_changes",
+                "The sound of this video changes its format partway (for example its "
+                "sample rate, where two recordings were joined), so Tutti cannot keep it "
+                "in step with the picture. Please export the video again as one file from "
+                "your phone or editor (MP4) and upload the new file.")
         sound = None
         if meter and info.has_audio:
             try:

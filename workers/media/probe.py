@@ -11,7 +11,8 @@ the input description it prints. The order matters for hostile files:
    rate, duration, sample rate, channels), one readable reason each;
 4. only then read every packet of the streams a player would play (the real video, the
    default and enabled audio track), without decoding, to learn the length that really
-   plays: a cut-off upload is rejected as incomplete, and a frame rate that the packets
+   plays: a cut-off upload is rejected as incomplete, and so is one with a hole in the
+   middle (no packets of either stream, or none of the sound); a frame rate that the packets
    contradict (a few-KB file "at 1,000 fps") is refused; the container's own header
    (an AVI's frame count, a fragmented MP4's last box) may say more was sent;
 5. decode one frame (with a pixel cap), to prove the video is playable.
@@ -531,6 +532,18 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
             "file says is longer: the upload was probably cut short. Please upload the "
             "video again (on a steady connection).",
         )
+    holes = [(ends.hole, ends.hole_at, "both the picture and the sound stop"),
+             (ends.sound_hole, ends.sound_hole_at, "the sound stops")]
+    missing, at, what = next((h for h in holes if h[0] > limits.max_missing_seconds),
+                             holes[0])
+    if missing > limits.max_missing_seconds:
+        raise ProbeRejected(
+            "incomplete",
+            f"In the middle of this video, {what} for about {missing:.1f} seconds "
+            f"(from {at:.1f} seconds on): the file is damaged or did not arrive "
+            "whole, or the recording was paused. Please upload the video again (on a "
+            "steady connection), or record your part again without pausing.",
+        )
     duration = playable if stated is None else min(stated, playable)
     try:
         _check_duration(duration, limits)
@@ -730,6 +743,13 @@ class StreamEnds:
     video_end: float
     audio_end: float | None
     video_frames: int
+    #: with sound, the longest time (seconds) inside the file with neither picture nor
+    #: sound packets, and where it starts (seconds from the first packet)
+    hole: float = 0.0
+    hole_at: float = 0.0
+    #: the longest gap (seconds) in the sound's packets, and where it starts
+    sound_hole: float = 0.0
+    sound_hole_at: float = 0.0
 
 
 _FRAMECRC_TB = re.compile(r"^#tb (\d+): (\d+)/(\d+)$")
@@ -766,6 +786,7 @@ def parse_framecrc(text: str, *, audio: bool) -> StreamEnds:
     first: dict[int, float] = {}
     last: dict[int, float] = {}
     delay: dict[int, int] = {}  # pts - dts of each stream's last packet with both
+    spans: dict[int, list[tuple[float, float]]] = {0: [], 1: []}  # each packet's (start, end)
     frames = 0
     for line in text.splitlines():
         if line.startswith("#"):
@@ -792,15 +813,42 @@ def parse_framecrc(text: str, *, audio: bool) -> StreamEnds:
         if stream == 0:
             frames += 1
         if pts == _NOPTS:
+            # a packet without any time stamp plays right after the one before it
+            if stream in spans and spans[stream]:
+                start = spans[stream][-1][1]
+                spans[stream].append((start, start + dur * tb))
             continue
         first[stream] = min(first.get(stream, pts * tb), pts * tb)
         last[stream] = max(last.get(stream, 0.0), (pts + dur) * tb)
+        if stream in spans:
+            spans[stream].append((pts * tb, (pts + dur) * tb))
     if not first:
         return StreamEnds(0.0, None if not audio else 0.0, 0)
     origin = min(first.values())
     video_end = max(0.0, last.get(0, origin) - origin)
     audio_end = max(0.0, last.get(1, origin) - origin) if audio else None
-    return StreamEnds(video_end, audio_end, frames)
+    hole = sound_hole = (0.0, 0.0)
+    if audio and spans[1]:
+        # a time neither stream covers, or a gap in the sound, is missing: a damaged
+        # middle that the demuxer skipped (Matroska resyncs to its next cluster), a
+        # recorder paused without closing the gap. A gap in the picture alone is not:
+        # screen recordings send no frame while nothing moves
+        hole = max(_gaps(spans[0] + spans[1]), default=hole)
+        sound_hole = max(_gaps(spans[1]), default=sound_hole)
+    return StreamEnds(video_end, audio_end, frames, hole[0], hole[1] - origin * bool(hole[0]),
+                      sound_hole[0], sound_hole[1] - origin * bool(sound_hole[0]))
+
+
+def _gaps(spans: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (length, start) of each stretch (seconds) between the first start and the last
+    end of ``spans`` (each a packet's (start, end)) that no span covers."""
+    gaps: list[tuple[float, float]] = []
+    covered: float | None = None
+    for start, end in sorted(spans):
+        if covered is not None and start > covered:
+            gaps.append((start - covered, covered))
+        covered = end if covered is None else max(covered, end)
+    return gaps
 
 
 def _plausible_rate(rate: float | None) -> float | None:
