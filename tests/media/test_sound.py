@@ -116,27 +116,6 @@ def test_hum_is_found_at_its_mains_frequency_and_not_in_a_clean_take(takes):
     assert analyze_take(takes["clean"]).hum_hz == 0.0
 
 
-@pytest.mark.parametrize("name", ["hum50", "noisy", "clean"])
-def test_the_cleaned_loudness_is_measured_without_a_second_pass(takes, name, monkeypatch):
-    """Intake measures a take's loudness once (ebur128, in the normalize pass); its loudness
-    after the clean-up comes from the samples already decoded, within 0.3 LU of an ebur128
-    pass through the clean-up (that second pass cost 0.24 CPU s per 30 s take)."""
-    from workers.media import sound
-
-    reference_pass = sound.measure_integrated
-    measured = reference_pass(takes[name])
-    passes = []
-    monkeypatch.setattr(sound, "measure_integrated",
-                        lambda *a, **k: passes.append(a) or reference_pass(*a, **k))
-    found = analyze_take(takes[name], loudness_lufs=measured)
-    assert passes == []
-    reference = reference_pass(takes[name], chain=take_filter(found.hum_hz, True, 0.0,
-                                                              found.noise_floor_db))
-    assert found.loudness_clean_lufs == pytest.approx(reference, abs=0.3)
-    if name == "hum50":  # the hum's share is gone
-        assert found.loudness_clean_lufs < measured - 1.0
-
-
 def test_a_tone_at_a_multiple_of_50_hz_alone_is_not_hum():
     t = np.arange(ANALYSIS_RATE * 4) / ANALYSIS_RATE
     note = 0.3 * np.sin(2 * np.pi * 200.0 * t)  # G3-ish at exactly 200 Hz: one harmonic

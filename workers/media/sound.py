@@ -238,91 +238,11 @@ def analyze_take(path: str, *, timeout: float = 600,
     hum_hz, hum_db = detect_hum(samples, ANALYSIS_RATE)
     # the floor where the hum's notches leave it: told the hum's level, afftdn takes the
     # voice down with it (a -32 dBFS buzz under a -28 dBFS bass lost 6 LU of the voice)
-    notched = remove_hum(samples, ANALYSIS_RATE, hum_hz)
-    floor = noise_floor_db(notched, ANALYSIS_RATE)
-    # and the loudness of what the mix hears once the take is cleaned: from the samples
-    # already decoded, not a second ebur128 pass through the clean-up (+0.24 CPU s per
-    # 30 s take)
-    clean = cleaned_loudness(loudness_lufs, samples, notched, ANALYSIS_RATE)
+    floor = noise_floor_db(remove_hum(samples, ANALYSIS_RATE, hum_hz), ANALYSIS_RATE)
+    # and the loudness of what the mix hears once the take is cleaned
+    clean = measure_integrated(path, timeout=timeout,
+                               chain=take_filter(hum_hz, True, 0.0, floor))
     return TakeSound(loudness_lufs, hum_hz, hum_db, floor, clean)
-
-
-def _k_weighting(rate: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
-    """The two biquads (b, a) of ITU-R BS.1770-4's K-weighting at ``rate`` Hz: its
-    high shelf (+4 dB above about 1.7 kHz) and high pass (38 Hz), from the analog
-    prototypes' parameters (the standard gives them at 48 kHz; these are its values there)."""
-    gain_db, q_shelf, f_shelf = 3.999843853973347, 0.7071752369554196, 1681.974450955533
-    a_ = 10 ** (gain_db / 40)
-    w = 2 * math.pi * f_shelf / rate
-    alpha = math.sin(w) / (2 * q_shelf)
-    cw, sa = math.cos(w), 2 * math.sqrt(a_) * alpha
-    shelf = (np.array([a_ * ((a_ + 1) + (a_ - 1) * cw + sa), -2 * a_ * ((a_ - 1) + (a_ + 1) * cw),
-                       a_ * ((a_ + 1) + (a_ - 1) * cw - sa)]),
-             np.array([(a_ + 1) - (a_ - 1) * cw + sa, 2 * ((a_ - 1) - (a_ + 1) * cw),
-                       (a_ + 1) - (a_ - 1) * cw - sa]))
-    q_pass, f_pass = 0.5003270373238773, 38.13547087602444
-    w = 2 * math.pi * f_pass / rate
-    alpha, cw = math.sin(w) / (2 * q_pass), math.cos(w)
-    high = (np.array([(1 + cw) / 2, -(1 + cw), (1 + cw) / 2]),
-            np.array([1 + alpha, -2 * cw, 1 - alpha]))
-    return shelf, high
-
-
-def _block_powers(samples: np.ndarray, rate: int, size: float = 0.4,
-                  step: float = 0.1) -> np.ndarray:
-    """Mean squares of K-weighted ``samples`` (mono) in blocks of ``size`` seconds every
-    ``step`` (by default BS.1770-4's gating blocks); empty when shorter than one block."""
-    from scipy.signal import lfilter
-
-    y = samples.astype(np.float64)
-    for b, a in _k_weighting(rate):
-        y = lfilter(b / a[0], a / a[0], y)
-    step, size = max(1, round(rate * step)), max(1, round(rate * size))
-    if y.size < size:
-        return np.zeros(0)
-    c = np.concatenate([[0.0], np.cumsum(y * y)])
-    starts = np.arange(0, y.size - size + 1, step)
-    return (c[starts + size] - c[starts]) / size
-
-
-def gated_loudness(blocks: np.ndarray) -> float:
-    """BS.1770-4 integrated loudness (LUFS, mono, ``-inf`` for silence) of the blocks'
-    mean squares (:func:`_block_powers`): gated at -70 LUFS, then 10 LU under the mean
-    of what is left."""
-    def lufs(p: np.ndarray | float) -> np.ndarray | float:
-        return -0.691 + 10 * np.log10(np.maximum(p, 1e-30))
-
-    kept = blocks[lufs(blocks) > -70.0]
-    if kept.size == 0:
-        return -math.inf
-    kept = kept[lufs(kept) > lufs(kept.mean()) - 10.0]
-    return float(lufs(kept.mean())) if kept.size else -math.inf
-
-
-def cleaned_loudness(loudness_lufs: float, samples: np.ndarray, notched: np.ndarray,
-                     rate: int) -> float:
-    """The take's integrated loudness (LUFS) after the clean-up, from its measured
-    ``loudness_lufs`` (ffmpeg's ebur128 at intake) and how much the clean-up takes off:
-    the BS.1770-4 loudness (:func:`gated_loudness`) of ``notched`` (``samples`` through
-    the hum's notches, :func:`remove_hum`) with the steady noise the reduction removes
-    taken out of each block (the K-weighted floor, the quietest :data:`FLOOR_PERCENTILE` %
-    of :data:`FLOOR_FRAME` frames, less :data:`DENOISE_DB`: afftdn's reduction, at most
-    that much of each block), minus that of ``samples``, both mono at ``rate`` Hz. One
-    measure of both, so the estimator's own bias (16 kHz, mono) cancels; within 0.3 LU
-    of an ebur128 pass through the clean-up on the tests' humming and noisy takes.
-    ``loudness_lufs`` itself when it is not finite or the samples are silent."""
-    before = _block_powers(samples, rate)
-    after = _block_powers(notched, rate)
-    if not math.isfinite(loudness_lufs) or before.size == 0:
-        return loudness_lufs
-    raw = gated_loudness(before)
-    if not math.isfinite(raw):
-        return loudness_lufs
-    frames = _block_powers(notched, rate, FLOOR_FRAME, FLOOR_FRAME)
-    floor = float(np.percentile(frames, FLOOR_PERCENTILE)) if frames.size else 0.0
-    keep = 10 ** (-DENOISE_DB / 10)
-    after = np.maximum(after - floor * (1 - keep), after * keep)
-    return loudness_lufs + gated_loudness(after) - raw
 
 
 def match_shortfall(loudness_lufs: float | None, target_lufs: float = MATCH_LUFS) -> float:
