@@ -143,22 +143,31 @@ def test_the_sweep_removes_temp_files_only_where_no_one_works(app, campaign, med
     assert not free_temp.exists() and held_temp.exists() and finished.exists()
 
 
-def test_a_dead_workers_render_part_is_taken_over(app, campaign, media_files, monkeypatch):
+def _planned(app, campaign, media_files) -> int:
+    """A render of one approved clip, planned as a distributed render (1 s segments) and
+    left unheld, as a worker leaves it after sending its parts; returns its id. Call
+    inside an app context."""
     app.config["RENDER_SEGMENT_SECONDS"] = 1
     _approved(app, campaign, media_files, "landscape")
+    job_id = services.request_render(services.get_campaign(campaign)).id
+    job = pipeline._claim_render(job_id)
+    from workers.media.spec import parse_spec
+
+    job.spec = pipeline.build_spec(job.campaign, [c for c in job.campaign.clips],
+                                   job.kind, job.options)
+    assert pipeline._plan_distributed(job, parse_spec(job.spec))
+    job.lease_owner = job.lease_until = None
+    db.session.commit()
+    return job_id
+
+
+def test_a_dead_workers_render_part_is_taken_over(app, campaign, media_files, monkeypatch):
     sent = []
     with app.app_context():
-        job = services.request_render(services.get_campaign(campaign))
-        job_id = job.id
-        job = pipeline._claim_render(job_id)
-        from workers.media.spec import parse_spec
-
-        job.spec = pipeline.build_spec(job.campaign, [c for c in job.campaign.clips],
-                                       job.kind, job.options)
-        assert pipeline._plan_distributed(job, parse_spec(job.spec))
+        job_id = _planned(app, campaign, media_files)
+        job = db.session.get(Render, job_id)
         part = db.session.scalar(select(RenderPart).filter_by(render_id=job_id, part=0))
         part.lease_owner, part.lease_until = "dead", utcnow() - timedelta(seconds=1)
-        job.lease_owner = job.lease_until = None
         db.session.commit()
         seg = app.extensions["tutti.storage"].path_for_writing(pipeline._part_key(job, 0))
         temp = seg.with_name(f".{seg.stem}.77.88.tmp.mp4")
@@ -267,19 +276,8 @@ def test_a_render_part_that_breaks_every_time_fails_the_render_with_a_reason(
     the sound part raised in the mix's threads) must not leave the render "running" for
     ever while the reconciler sends the part again: after RENDER_PART_ATTEMPTS it fails,
     saying so in plain words."""
-    app.config["RENDER_SEGMENT_SECONDS"] = 1
-    _approved(app, campaign, media_files, "landscape")
     with app.app_context():
-        job = services.request_render(services.get_campaign(campaign))
-        job_id = job.id
-        job = pipeline._claim_render(job_id)
-        from workers.media.spec import parse_spec
-
-        job.spec = pipeline.build_spec(job.campaign, [c for c in job.campaign.clips],
-                                       job.kind, job.options)
-        assert pipeline._plan_distributed(job, parse_spec(job.spec))
-        job.lease_owner = job.lease_until = None
-        db.session.commit()
+        job_id = _planned(app, campaign, media_files)
 
         def broken(*_args):
             raise RuntimeError("Working outside of application context.")
