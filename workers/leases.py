@@ -23,6 +23,7 @@ import secrets
 import shutil
 import threading
 import time
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -95,13 +96,13 @@ class Heartbeat:
         _current.beat = self
         self._thread.start()
         # the ffmpeg runs of this thread stop when the lease is lost (see stop_when)
-        self._stopping = stop_when(self.lost)
-        self._stopping.__enter__()
+        self._exits = ExitStack()
+        self._exits.enter_context(stop_when(self.lost))
         return self
 
     def __exit__(self, *_exc: object) -> None:
         _current.beat = None
-        self._stopping.__exit__(None, None, None)
+        self._exits.close()
         self._stop.set()
         self._thread.join(timeout=self.seconds)
 
