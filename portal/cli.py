@@ -438,9 +438,11 @@ def probe(file: str, as_json: bool, quick: bool) -> None:
     """Check that FILE is a usable video, as intake does: the probe (header, caps, packets,
     one decoded frame), then a decode of the whole file, which rejects a file whose tail
     does not decode (an upload cut short, a copy whose end is zeros). Exit 1 with a
-    one-line reason if not usable."""
+    one-line reason if not usable; a usable file's length checks (``ends_abruptly``,
+    ``picture_stops_early``, ``sound_stops_early``) follow its summary line."""
     import os
 
+    from workers.media.checks import length_checks
     from workers.media.ffmpeg import FFmpegError
     from workers.media.normalize import decode_check
     from workers.media.probe import ProbeRejected
@@ -465,6 +467,9 @@ def probe(file: str, as_json: bool, quick: bool) -> None:
         sound = f" + {info.audio_codec}" if info.has_audio else ", no audio"
         click.echo(f"{file}: {info.width}x{info.height} {info.fps:g} fps {info.duration:.2f} s "
                    f"{info.video_codec}{sound}")
+        # what the participant is told of the file's length (kept, but worth knowing)
+        for check in length_checks(info, None):
+            click.echo(f"  {check.severity} {check.code}: {check.message}")
 
 
 @main.command()

@@ -275,6 +275,35 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
                     len(data) * 7 // 10 - len(data) * 3 // 10)
             out += ".webm"
             Path(out).write_bytes(bytes(data))
+        elif kind.startswith("abrupt_"):
+            # containers that state no length, cut off: an MPEG-TS (H.264 + AAC) and a live
+            # WebM (MediaRecorder: no duration, no cues) cut at 60 % of their bytes, inside
+            # a packet or a block; an Ogg (Theora + Vorbis) cut inside a page, cut between
+            # pages (no end-of-stream page), and whole but with its last page damaged (a
+            # bad CRC). Each whole "-full" file ends cleanly
+            ext = {"ts": ".ts", "webm": ".webm"}.get(kind.split("_")[1], ".ogg")
+            codecs = {".ts": [*x264, "-c:a", "aac", "-f", "mpegts"],
+                      ".webm": ["-c:v", "libvpx", "-deadline", "realtime", "-g", "30",
+                                "-c:a", "libopus", "-live", "1", "-f", "webm"],
+                      ".ogg": ["-c:v", "libtheora", "-q:v", "5", "-c:a", "libvorbis",
+                               "-f", "ogg"]}[ext]
+            full = str(media_dir / f"kind-abrupt-full{ext}")
+            if not os.path.exists(full):
+                _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=4", "-f", "lavfi",
+                      "-i", tone.format(f=440, d=4), *codecs, full])
+            data = bytearray(Path(full).read_bytes())
+            if kind == "abrupt_ogg_page":
+                at, pages = 0, []
+                while at < len(data):
+                    pages.append(at)
+                    at += 27 + data[at + 26] + sum(data[at + 27:at + 27 + data[at + 26]])
+                data = data[:next(p for p in pages if p >= len(data) * 6 // 10)]
+            elif kind == "abrupt_ogg_crc":
+                data[-10] ^= 0xFF
+            else:
+                data = data[:len(data) * 6 // 10 + 7]
+            out += ext
+            Path(out).write_bytes(bytes(data))
         elif kind in ("still_screenrec", "still_screenrec_silent"):
             # a screen recording (MediaRecorder WebM) that sends no frame for 2 s while
             # nothing moves: the picture's packets have a gap, the sound goes on (or
@@ -519,6 +548,43 @@ def test_cut_off_upload_is_rejected_as_incomplete(kinds, kind):
     assert "upload" in caught.value.reason.lower() and "again" in caught.value.reason
     whole = probe(kinds(kind).rsplit(".", 1)[0] + "-full." + kinds(kind).rsplit(".", 1)[1])
     assert whole.duration == pytest.approx(4.0, abs=0.1)
+
+
+@pytest.mark.parametrize("kind", ["abrupt_ts", "abrupt_webm", "abrupt_ogg", "abrupt_ogg_page",
+                                  "abrupt_ogg_crc"])
+def test_a_file_that_states_no_length_and_ends_abruptly_is_a_check(kinds, tmp_path, kind):
+    """An MPEG-TS, a live WebM and an Ogg state no length: cut at 60 %, each plays about
+    2.4 of its 4 s and nothing says more was sent, so they were kept at that with no
+    word (red team F2). Their broken end tells (a TS packet or a WebM block cut, an Ogg
+    page cut, missing its end-of-stream page, or failing its CRC): the clip is kept at
+    the length that decodes, and the participant is told to upload again if the
+    performance went on. The whole files end cleanly and get no such check."""
+    src = kinds(kind)
+    info = probe(src)
+    assert info.ends_abruptly
+    assert info.stated_duration is None or info.stated_duration == pytest.approx(
+        info.duration, abs=0.5)
+    out = probe(_normalize(src, tmp_path / "n.mp4"), ANY)
+    assert out.duration == pytest.approx(info.duration, abs=0.1)  # what decodes
+    if kind != "abrupt_ogg_crc":
+        assert info.duration < 3.0
+    found = intake_checks(info, canvas=(320, 180), guide_duration=None, measure=False)
+    abrupt = [c for c in found if c.code == "ends_abruptly"]
+    assert len(abrupt) == 1 and abrupt[0].severity == "warning"
+    assert "upload the video again" in abrupt[0].message
+    assert f"0:0{round(info.duration)}" in abrupt[0].message
+    whole = probe(str(Path(src).parent / f"kind-abrupt-full{Path(src).suffix}"))
+    assert not whole.ends_abruptly
+    assert whole.duration == pytest.approx(4.0, abs=0.1)
+    assert "ends_abruptly" not in [c.code for c in length_checks(whole, None)]
+
+
+def test_a_browser_recording_that_ends_cleanly_has_no_abrupt_end_check(kinds):
+    """A MediaRecorder WebM ends after whole blocks (a take cut off by a crash keeps its
+    whole chunks): nothing is broken, nothing is said."""
+    info = probe(kinds("live_webm"))
+    assert not info.ends_abruptly
+    assert length_checks(info, None) == []
 
 
 def test_a_file_whose_tail_does_not_decode_is_rejected_as_incomplete(kinds, tmp_path):

@@ -104,9 +104,17 @@ def sound_checks(stats: SoundStats | None, has_audio: bool) -> list[Check]:
 
 
 def length_checks(info: MediaInfo, guide_duration: float | None) -> list[Check]:
-    """The picture or the sound stopping early; much shorter or far longer than the
-    guide (seconds)."""
+    """A file that states no length ending abruptly (``info.ends_abruptly``: cut off
+    after ``info.duration``); the picture or the sound stopping early; much shorter or
+    far longer than the guide (seconds)."""
     found: list[Check] = []
+    if info.ends_abruptly:
+        found.append(Check("ends_abruptly", "warning",
+                           f"Your video stops abruptly at {_clock(info.duration)}: its "
+                           "last part is broken, so the upload or the recording was "
+                           "probably cut off there. If your performance goes on after "
+                           f"{_clock(info.duration)}, please upload the video again (on a "
+                           "steady connection)."))
     video_end, audio_end = info.video_end, info.audio_end
     if info.has_audio and video_end is not None and audio_end is not None:
         if audio_end - video_end > STREAM_GAP:

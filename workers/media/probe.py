@@ -14,7 +14,9 @@ the input description it prints. The order matters for hostile files:
    plays: a cut-off upload is rejected as incomplete, and so is one with a hole in the
    middle (no packets of either stream, or none of the sound); a frame rate that the packets
    contradict (a few-KB file "at 1,000 fps") is refused; the container's own header
-   (an AVI's frame count, a fragmented MP4's last box) may say more was sent;
+   (an AVI's frame count, a fragmented MP4's last box) may say more was sent; a file that
+   states no length (MPEG-TS, a live WebM, Ogg) whose last packet, block or page is
+   broken is kept with ``ends_abruptly`` (the checks tell the participant);
 5. decode one frame (with a pixel cap), to prove the video is playable.
 """
 
@@ -136,6 +138,11 @@ class MediaInfo:
     #: a display matrix's turn that is not a right angle (clockwise degrees), which the
     #: picture is shown without, as browsers and phones show it; None when there is none
     odd_rotation: int | None = None
+    #: the file states no length (MPEG-TS, a live WebM, Ogg) and its last piece is
+    #: broken (a packet, block or page cut, a bad CRC, zeros): it was probably cut off
+    #: after ``duration`` seconds, and how much is missing nobody can tell. Kept, with a
+    #: check (``ends_abruptly``) asking to upload again if the performance went on
+    ends_abruptly: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -544,6 +551,8 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
             "whole, or the recording was paused. Please upload the video again (on a "
             "steady connection), or record your part again without pausing.",
         )
+    if claimed.abrupt:
+        log.info("probe %s: ends abruptly after %.2f s: %s", path, playable, claimed.abrupt)
     duration = playable if stated is None else min(stated, playable)
     try:
         _check_duration(duration, limits)
@@ -578,6 +587,7 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
         audio_end=None if ends.audio_end is None else round(ends.audio_end, 6),
         measured_fps=round(measured_fps, 3),
         odd_rotation=None if video.rotation in (0, 90, 180, 270) else video.rotation,
+        ends_abruptly=claimed.abrupt is not None,
     )
     log.info("probe %s: %s %dx%d rot %d %.3f s %s fps audio=%s (stream %s)", path,
              info.container, info.width, info.height, info.rotation, info.duration, info.fps,
@@ -589,10 +599,15 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
 class ContainerClaims:
     """What a container's own header says of its length, beyond what ffmpeg reports:
     ``seconds`` (an AVI's frame count, kept when its index at the end is gone), ``cut``
-    (a fragmented MP4 whose last fragment's box runs past the end of the file)."""
+    (a fragmented MP4 whose last fragment's box runs past the end of the file), and for
+    containers that state no length at all (MPEG-TS, a live WebM/Matroska, Ogg),
+    ``abrupt``: how the file's last piece is broken (plain words for the log: "the last
+    TS packet is cut", "a Matroska cluster runs past the end", "the last Ogg page fails
+    its CRC", ...), None when it ends cleanly."""
 
     seconds: float | None = None
     cut: bool = False
+    abrupt: str | None = None
 
 
 #: top-level ISO BMFF boxes whose data a cut upload loses
@@ -611,9 +626,204 @@ def container_claims(path: str, container: str, size: int) -> ContainerClaims:
                 return ContainerClaims(seconds=_avi_seconds(fh.read(1 << 20)))
             if container.startswith("mov,"):
                 return ContainerClaims(cut=_iso_fragment_cut(fh, size))
-    except (OSError, ValueError, struct.error):
+            if container == "mpegts":
+                return ContainerClaims(abrupt=_ts_abrupt_end(fh, size))
+            if container.startswith("matroska"):
+                return ContainerClaims(abrupt=_matroska_abrupt_end(fh, size))
+            if container == "ogg":
+                return ContainerClaims(abrupt=_ogg_abrupt_end(fh, size))
+    except (OSError, ValueError, struct.error, IndexError):
         pass
     return ContainerClaims()
+
+
+def _zeros_from(fh, at: int, size: int) -> bool:
+    """Whether the bytes from ``at`` on (at most the first 64 KiB of them) are all zeros:
+    a pre-allocated upload or an interrupted copy, not an appended file."""
+    fh.seek(at)
+    rest = fh.read(min(size - at, 1 << 16))
+    return bool(rest) and not rest.strip(b"\0")
+
+
+#: MPEG-TS packet sizes: plain, M2TS/AVCHD (a 4-byte time code first), with FEC bytes
+_TS_SIZES = ((188, 0), (192, 4), (204, 0))
+#: how much of a TS file's end is read for its last PES packets
+_TS_TAIL = 1 << 20
+
+
+def _ts_abrupt_end(fh, size: int) -> str | None:
+    """How an MPEG-TS file's end is broken, or None: its size is not a whole number of
+    packets (the last one cut), its last packet has no sync byte (zeros or garbage
+    follow), or a PES packet that states its length (the sound's, usually) lacks bytes at
+    the end. A video PES states no length (0), so a cut exactly between packets inside
+    the last picture is not seen: the sound's last PES (every few hundred ms) usually is."""
+    head = fh.read(4 * 204 + 4)
+    packet, sync = next(((p, o) for p, o in _TS_SIZES
+                         if all(head[o + k * p:o + k * p + 1] == b"\x47" for k in range(4))),
+                        (0, 0))
+    if not packet:
+        return None
+    whole = (size // packet) * packet
+    if whole != size:
+        return f"the last TS packet is cut ({size - whole} of {packet} bytes)"
+    start = max(0, whole - _TS_TAIL // packet * packet)
+    fh.seek(start)
+    tail = fh.read(whole - start)
+    if tail[-packet + sync] != 0x47:
+        return "the file ends in bytes that are no TS packets"
+    pes: dict[int, list[int]] = {}  # pid -> [stated length (0: none), bytes seen]
+    for at in range(sync, len(tail), packet):
+        if tail[at] != 0x47:
+            return "the file ends in bytes that are no TS packets" if _zeros_from(
+                fh, start + at, size) else None
+        pid = ((tail[at + 1] & 0x1F) << 8) | tail[at + 2]
+        control = (tail[at + 3] >> 4) & 0x3
+        if not control & 1 or pid == 0x1FFF:
+            continue  # no payload, or padding
+        body = at + 4 + (1 + tail[at + 4] if control & 2 else 0)
+        end = at + 188
+        if body >= end:
+            continue
+        if tail[at + 1] & 0x40:  # payload unit start
+            if tail[body:body + 3] == b"\0\0\1" and body + 6 <= end:
+                stated = struct.unpack_from(">H", tail, body + 4)[0]
+                pes[pid] = [6 + stated if stated else 0, end - body]
+            else:
+                pes.pop(pid, None)  # a table (PAT, PMT), not a PES
+        elif pid in pes:
+            pes[pid][1] += end - body
+    cut = [pid for pid, (stated, seen) in pes.items() if stated and seen < stated]
+    if cut:
+        return f"the last PES packet of stream 0x{cut[0]:x} is cut"
+    return None
+
+
+#: Matroska element ids (with their length marker bits, as the spec writes them)
+_EBML, _SEGMENT, _CLUSTER = 0x1A45DFA3, 0x18538067, 0x1F43B675
+#: the Segment's children: an unknown-size Cluster ends where one of these begins
+_MKV_TOP = {_CLUSTER, 0x114D9B74, 0x1549A966, 0x1654AE6B, 0x1C53BB6B, 0x1254C367,
+            0x1043A770, 0x1941A469}
+
+
+def _ebml_number(data: bytes, at: int, *, keep_marker: bool) -> tuple[int | None, int]:
+    """An EBML variable-length number at ``at``: (value, its length in bytes); value None
+    for a size of all ones ("unknown", a live stream's Segment and Clusters). Raises
+    IndexError when ``data`` ends inside it, ValueError for a first byte of zero."""
+    first = data[at]
+    if first == 0:
+        raise ValueError("not an EBML number")
+    length = 9 - first.bit_length()
+    if at + length > len(data):
+        raise IndexError("cut")
+    value = int.from_bytes(data[at:at + length], "big")
+    if keep_marker:
+        return value, length
+    value &= (1 << (7 * length)) - 1
+    return (None if value == (1 << (7 * length)) - 1 else value), length
+
+
+def _matroska_abrupt_end(fh, size: int) -> str | None:
+    """How a Matroska/WebM file's media ends broken, or None: a Cluster, or a block inside
+    one, runs past the end of the file (an upload cut mid-frame; a live recording, as a
+    browser's MediaRecorder writes it, states no length that would tell), or zeros
+    follow the last element. Reads element headers only (seeks over their data): tens
+    of thousands of blocks for a 15-minute take. A file cut after a whole element of its
+    media is not seen here (nothing in a live stream says more was to come)."""
+    def element(at: int) -> tuple[int, int | None, int]:
+        fh.seek(at)
+        head = fh.read(12)
+        ident, n = _ebml_number(head, 0, keep_marker=True)
+        length, m = _ebml_number(head, n, keep_marker=False)
+        return ident, length, at + n + m
+
+    ident, length, at = element(0)
+    if ident != _EBML or length is None:
+        return None
+    ident, length, at = element(at + length)
+    if ident != _SEGMENT:
+        return None
+    end = size if length is None else at + length
+    in_cluster = False
+    for _ in range(2_000_000):
+        if at >= min(end, size):
+            if end > size and in_cluster:  # a known-size Segment: its last Cluster is gone
+                return "the file stops before the end its Segment states"
+            return None
+        try:
+            ident, length, data = element(at)
+        except IndexError:
+            return "an element's header is cut at the end" if in_cluster else None
+        except ValueError:
+            return "the file ends in zeros" if in_cluster and _zeros_from(fh, at, size) \
+                else None
+        if ident in _MKV_TOP:
+            in_cluster = ident == _CLUSTER
+            if ident == _CLUSTER and length is None:
+                at = data  # a live recording's Cluster: walk its blocks
+                continue
+        if length is None:
+            return None  # another unknown-size element: nothing more to learn
+        if data + length > size:
+            return ("a Cluster or a block runs past the end of the file" if in_cluster
+                    else None)
+        at = data + length
+    return None
+
+
+def _ogg_crc(data: bytes) -> int:
+    """The CRC-32 of an Ogg page (polynomial 0x04C11DB7, not reflected, initial 0), its
+    CRC field zeroed."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if crc & 0x80000000 else (
+                crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def _ogg_abrupt_end(fh, size: int) -> str | None:
+    """How an Ogg file's end is broken, or None: its last page is cut or fails its CRC
+    (a page is at most 64 KiB, so its check is cheap), zeros follow the last page, or a
+    stream has no end-of-stream page (a whole Ogg file ends each stream with one; a
+    cut exactly between pages lacks it). Reads page headers only."""
+    at, last, streams, ended = 0, None, set(), set()
+    for _ in range(2_000_000):
+        if at >= size:
+            break
+        fh.seek(at)
+        head = fh.read(27)
+        if head[:4] != b"OggS":
+            if len(head) < 4 and b"OggS".startswith(head):
+                return "the last Ogg page is cut"
+            if _zeros_from(fh, at, size):
+                return "the file ends in zeros"
+            break  # appended bytes that are no page
+        if len(head) < 27:
+            return "the last Ogg page is cut"
+        table = fh.read(head[26])
+        if len(table) < head[26]:
+            return "the last Ogg page is cut"
+        length = 27 + head[26] + sum(table)
+        if at + length > size:
+            return "the last Ogg page is cut"
+        serial = struct.unpack_from("<I", head, 14)[0]
+        streams.add(serial)
+        if head[5] & 0x4:
+            ended.add(serial)
+        last = (at, length)
+        at += length
+    if last is None:
+        return None
+    fh.seek(last[0])
+    page = bytearray(fh.read(last[1]))
+    stated = struct.unpack_from("<I", page, 22)[0]
+    page[22:26] = b"\0\0\0\0"
+    if _ogg_crc(bytes(page)) != stated:
+        return "the last Ogg page fails its CRC"
+    if streams - ended:
+        return "a stream has no end-of-stream page"
+    return None
 
 
 def _avi_seconds(head: bytes) -> float | None:
