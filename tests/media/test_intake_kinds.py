@@ -7,6 +7,7 @@ examples in ``../shared/cases/media`` are in ``test_shared_cases.py``."""
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -26,8 +27,15 @@ from workers.media.checks import (
     sound_checks,
     sync_checks,
 )
+from workers.media.ffmpeg import ffmpeg_path
 from workers.media.normalize import TileFormat, colour_filter, normalize_clip
-from workers.media.probe import ProbeLimits, ProbeRejected, parse_input_report, probe
+from workers.media.probe import (
+    ProbeLimits,
+    ProbeRejected,
+    _ogg_crc,
+    parse_input_report,
+    probe,
+)
 
 from .conftest import _run
 from .measures import (
@@ -275,6 +283,30 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
                     len(data) * 7 // 10 - len(data) * 3 // 10)
             out += ".webm"
             Path(out).write_bytes(bytes(data))
+        elif kind in ("ambisonic_mp4", "ambisonic_webm", "ambisonic_headlocked",
+                      "ambisonic_family3"):
+            # 360° sound as VR cameras and YouTube store it: first-order ambisonics (ACN
+            # order W, Y, Z, X; SN3D) in Opus with channel mapping family 2. A 440 Hz
+            # tone at the left (W = Y = a) and a 1 kHz tone at the right (W = -Y = b);
+            # "headlocked" has the 440 Hz tone ahead (W only) and a head-locked stereo
+            # pair after the four channels with the 1 kHz tone on its left;
+            # "family3" is the same sound declared with a demixing matrix (mapping
+            # family 3), which ffmpeg cannot decode (its OpusHead rewritten in an Ogg)
+            if kind == "ambisonic_headlocked":
+                mix = "pan=6c|c0=c0|c1=0*c0|c2=0*c0|c3=0*c0|c4=c1|c5=0*c0"
+            else:
+                mix = "pan=4c|c0=0.5*c0+0.5*c1|c1=0.5*c0-0.5*c1|c2=0*c0|c3=0*c0"
+            video, ext = {"ambisonic_webm": (["-c:v", "libvpx", "-deadline", "realtime"],
+                                             ".webm"),
+                          "ambisonic_family3": (["-c:v", "libtheora"], ".ogg")}.get(
+                kind, (x264, ".mp4"))
+            out += ext
+            _run([*ff, "-f", "lavfi", "-i", "testsrc2=s=192x108:r=30:d=2", "-f", "lavfi",
+                  "-i", tone.format(f=440, d=2), "-f", "lavfi", "-i", tone.format(f=1000, d=2),
+                  "-filter_complex", f"[1:a][2:a]amerge=inputs=2,{mix}[a]", "-map", "0:v",
+                  "-map", "[a]", *video, "-c:a", "libopus", "-mapping_family", "2", out])
+            if kind == "ambisonic_family3":
+                Path(out).write_bytes(_opus_family3(Path(out).read_bytes()))
         elif kind.startswith("abrupt_"):
             # containers that state no length, cut off: an MPEG-TS (H.264 + AAC) and a live
             # WebM (MediaRecorder: no duration, no cues) cut at 60 % of their bytes, inside
@@ -343,6 +375,46 @@ def kinds(media_dir: Path, ffmpeg_exe: str) -> Callable[[str], str]:
         return out
 
     return make
+
+
+def _opus_family3(ogg: bytes) -> bytes:
+    """An Ogg file whose Opus head (channel mapping family 2) is rewritten to family 3:
+    the channel mapping table replaced by an identity demixing matrix (RFC 8486 section
+    3.2: (streams + coupled) × channels 16-bit gains), its page's CRC made again."""
+    out, at = bytearray(), 0
+    while at < len(ogg):
+        count = ogg[at + 26]
+        length = 27 + count + sum(ogg[at + 27:at + 27 + count])
+        page = bytearray(ogg[at:at + length])
+        body = page[27 + count:]
+        if body.startswith(b"OpusHead"):
+            channels, streams, coupled = body[9], body[19], body[20]
+            matrix = b"".join(struct.pack("<h", 32767 if row == column else 0)
+                              for column in range(channels)
+                              for row in range(streams + coupled))
+            head = bytes(body[:18]) + bytes([3, streams, coupled]) + matrix
+            page = bytearray(page[:26]) + bytes([1, len(head)]) + head
+            page[22:26] = struct.pack("<I", _ogg_crc(bytes(page[:22]) + b"\0" * 4
+                                                     + bytes(page[26:])))
+        out += page
+        at += length
+    return bytes(out)
+
+
+def _stereo_tones(path: str) -> tuple[dict[int, float], dict[int, float]]:
+    """The energy (dB) of the 440 Hz and the 1 kHz tone in the left and in the right
+    channel of ``path``'s sound."""
+    raw = subprocess.run([ffmpeg_path(), "-v", "error", "-i", path, "-map", "0:a:0",
+                          "-ac", "2", "-f", "f32le", "-"], capture_output=True,
+                         check=True).stdout
+    samples = np.frombuffer(raw, np.float32).reshape(-1, 2)
+    freqs = np.fft.rfftfreq(samples.shape[0], 1 / 48000)
+    sides = []
+    for channel in (0, 1):
+        spectrum = np.abs(np.fft.rfft(samples[:, channel] * np.hanning(samples.shape[0])))
+        sides.append({f: 20 * np.log10(spectrum[np.abs(freqs - f) < 5].max() + 1e-9)
+                      for f in (440, 1000)})
+    return sides[0], sides[1]
 
 
 def _normalize(src: str, dst: Path, fmt: TileFormat = TILE, **kwargs) -> str:
@@ -465,6 +537,43 @@ def test_bt601_and_full_range_look_like_the_bt709_twin(kinds, tmp_path, read_fra
     twin = read_frame(_normalize(kinds("sdr"), tmp_path / "709.mp4"), 1.0).astype(int)
     # read as BT.709 limited range, BT.601 full-range pixels are off by 15+ on average
     assert np.abs(out - twin).mean() < 6
+
+
+@pytest.mark.parametrize("kind", ["ambisonic_mp4", "ambisonic_webm"])
+def test_360_ambisonic_sound_is_decoded_to_stereo_left_stays_left(kinds, tmp_path, kind):
+    """A VR camera's 4-channel first-order ambisonic Opus (mapping family 2) failed with
+    a vague "could not convert" (the resampler cannot mix ambisonics down: red team F1).
+    It is decoded to stereo as two virtual cardioids aimed left and right: the tone at
+    the left plays on the left (the other at least 30 dB under it), the one at the
+    right on the right, and the sound is measured after the decode."""
+    info = probe(kinds(kind))
+    assert (info.ambisonic_order, info.channels) == (1, 4)
+    out = _normalize(info.path, tmp_path / "amb.mp4", meter=True)
+    left, right = _stereo_tones(out)
+    assert left[440] - left[1000] > 30 and right[1000] - right[440] > 30
+    assert left[440] == pytest.approx(right[1000], abs=3)  # (Opus shares its bits unevenly)
+
+
+def test_a_head_locked_stereo_pair_after_the_ambisonics_is_added_as_it_is(kinds, tmp_path):
+    """Six channels: first-order ambisonics with a tone ahead, then a head-locked stereo
+    pair (RFC 8486's non-diegetic channels) with a tone on its left only: the one ahead
+    plays on both sides, the head-locked one on the left only."""
+    info = probe(kinds("ambisonic_headlocked"))
+    assert (info.ambisonic_order, info.ambisonic_extra, info.channels) == (1, 2, 6)
+    left, right = _stereo_tones(_normalize(info.path, tmp_path / "h.mp4"))
+    assert left[440] == pytest.approx(right[440], abs=1)
+    assert left[1000] - right[1000] > 30
+
+
+def test_ambisonics_ffmpeg_cannot_decode_gets_a_plain_reason(kinds):
+    """Opus with a demixing matrix (mapping family 3): ffmpeg shows it as "4.0" and
+    cannot open its decoder. Refused at the probe with a reason that names the sound and
+    says what to do, not "damaged" nor a conversion failure."""
+    with pytest.raises(ProbeRejected) as caught:
+        probe(kinds("ambisonic_family3"))
+    assert caught.value.code == "unsupported_audio"
+    assert "sound" in caught.value.reason and "stereo" in caught.value.reason
+    assert "ffmpeg" not in caught.value.reason.lower()
 
 
 def test_default_audio_track_is_played_not_a_disabled_first_one(kinds, tmp_path):

@@ -16,7 +16,13 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
 from .ffmpeg import FFmpegError, ffmpeg_report
-from .normalize import SoundStats, parse_sound_stats, sound_meter
+from .normalize import (
+    SoundStats,
+    meter_channels,
+    parse_sound_stats,
+    sound_meter,
+    source_sound_filter,
+)
 from .probe import MEDIA_DEMUXERS, MediaInfo, safe_input
 
 log = logging.getLogger(__name__)
@@ -54,13 +60,14 @@ class Check:
 
 
 def measure_sound(path: str, stream: int | str = "a:0", *, timeout: float = 600,
-                  channels: int | None = None) -> SoundStats:
+                  channels: int | None = None, decode: str = "") -> SoundStats:
     """Measure one audio stream of ``path`` (an input stream index, or a specifier like
     "a:0") on its own; intake measures in its normalize pass instead. Decodes the sound
-    only; with ``channels`` >= 2 also the level mixed to mono. Raises
-    :class:`FFmpegError` on failure."""
+    only; with ``channels`` >= 2 (after ``decode``, a filter ending in a comma such as
+    :func:`~workers.media.normalize.source_sound_filter`'s) also the level mixed to
+    mono. Raises :class:`FFmpegError` on failure."""
     args = ["-v", "info", *safe_input(path, MEDIA_DEMUXERS), "-map", f"0:{stream}", "-vn",
-            "-af", sound_meter(channels), "-f", "null", "-"]
+            "-af", decode + sound_meter(channels), "-f", "null", "-"]
     return parse_sound_stats(*ffmpeg_report(args, timeout=timeout))
 
 
@@ -168,7 +175,8 @@ def intake_checks(info: MediaInfo, *, canvas: tuple[int, int], guide_duration: f
     if sound is None and measure and info.has_audio and info.audio_stream is not None:
         try:
             sound = measure_sound(info.path, info.audio_stream, timeout=timeout,
-                                  channels=info.channels)
+                                  channels=meter_channels(info),
+                                  decode=source_sound_filter(info))
         except FFmpegError as exc:  # the checks help; the clip itself is fine
             log.warning("sound checks of %s failed: %s", info.path, exc)
     return [*sound_checks(sound, info.has_audio), *length_checks(info, guide_duration),

@@ -310,6 +310,43 @@ SOUND_METER = "astats=metadata=0:measure_perchannel=none,ebur128=peak=true:frame
 MONO_METER = "pan=mono|c0=0.5*c0+0.5*c1,volumedetect"
 
 
+def ambisonic_stereo(order: int, extra: int = 0) -> str:
+    """A ``pan`` filter that decodes 360° ambisonic sound of ``order`` (ACN channel
+    order, SN3D normalization: Opus channel mapping family 2, RFC 8486 section 3.1,
+    YouTube's and VR cameras' spatial audio) to stereo: two virtual cardioid microphones
+    pointing left and right (azimuth ±90°), the classic first-order stereo decode (the
+    Ambisonic Toolkit's ``FoaDecoderMatrix.newStereo`` defaults: angle π/2, cardioid).
+    A virtual first-order microphone of pattern p aimed at azimuth θ on the horizon
+    hears ``p·W + (1 − p)·(cos θ·X + sin θ·Y)`` with SN3D's unit-gain W; p = ½ and
+    θ = ±90° give L = ½W + ½Y, R = ½W − ½Y (ACN: W is channel 0, Y channel 1, pointing
+    left). A source ahead reaches both sides at half its level, one at the left only
+    the left. Higher orders are decoded by their first order (their first four
+    channels are the same in SN3D). With ``extra`` = 2 the head-locked stereo pair
+    after the ambisonic channels (RFC 8486: "non-diegetic", e.g. narration or music
+    that does not turn with the head) is added to left and right as it is."""
+    left, right = "0.5*c0+0.5*c1", "0.5*c0-0.5*c1"
+    if extra == 2:
+        first = (order + 1) ** 2
+        left, right = f"{left}+c{first}", f"{right}+c{first + 1}"
+    return f"pan=stereo|c0={left}|c1={right}"
+
+
+def source_sound_filter(info: MediaInfo) -> str:
+    """The filter (with a trailing comma, or "") that makes the played track's sound
+    something the rest of a chain can take: 360° ambisonic sound decoded to stereo
+    (:func:`ambisonic_stereo`; the resampler cannot mix it down itself); ordinary
+    channels pass as they are."""
+    if info.ambisonic_order is None:
+        return ""
+    return ambisonic_stereo(info.ambisonic_order, info.ambisonic_extra) + ","
+
+
+def meter_channels(info: MediaInfo) -> int | None:
+    """How many channels the meter of :func:`sound_meter` reads for ``info``'s sound
+    after :func:`source_sound_filter`."""
+    return 2 if info.ambisonic_order is not None else info.channels
+
+
 def sound_meter(channels: int | None) -> str:
     """The meter chain (audio in, audio out: end it with a sink) for a sound of
     ``channels`` channels: :data:`SOUND_METER`, and with two or more channels
@@ -469,15 +506,16 @@ def normalize_argv(src: str, dst: str, info: MediaInfo, fmt: TileFormat, *,
         # and apad + -t makes the sound exactly as long as the clip. Pads are always
         # finite: an endless pad cut by -t or atrim sometimes hangs ffmpeg 9.
         start = ":first_pts=0" if sound_from_zero else ""
+        decode = source_sound_filter(info)
         sound = (f"aresample={fmt.sample_rate}:async=1{start},"
                  f"aformat=sample_fmts=fltp:channel_layouts=stereo,"
                  f"apad=whole_dur={duration}[a]")
         if meter:  # measured as the source has it (its own channels and rate)
-            graph.append(f"[{stream}]asplit=2[am][au]")
-            graph.append(f"[am]{sound_meter(info.channels)},anullsink")
+            graph.append(f"[{stream}]{decode}asplit=2[am][au]")
+            graph.append(f"[am]{sound_meter(meter_channels(info))},anullsink")
             graph.append(f"[au]{sound}")
         else:
-            graph.append(f"[{stream}]{sound}")
+            graph.append(f"[{stream}]{decode}{sound}")
     else:
         args += ["-f", "lavfi", "-t", duration,
                  "-i", f"anullsrc=channel_layout=stereo:sample_rate={fmt.sample_rate}"]

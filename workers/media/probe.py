@@ -74,6 +74,10 @@ class ProbeLimits:
     min_sample_rate: int = 8000
     max_sample_rate: int = 192000
     max_channels: int = 8
+    #: 360° "ambisonic" sound (Opus channel mapping family 2: VR cameras, YouTube) is
+    #: decoded to stereo, so it may have more channels: up to this order ((order + 1)²
+    #: channels, plus a head-locked stereo pair)
+    max_ambisonic_order: int = 3
     #: a file that stops this much before the length its header states is incomplete
     max_missing_seconds: float = 0.5
     timeout: float = 60.0
@@ -138,6 +142,11 @@ class MediaInfo:
     #: a display matrix's turn that is not a right angle (clockwise degrees), which the
     #: picture is shown without, as browsers and phones show it; None when there is none
     odd_rotation: int | None = None
+    #: the sound is 360° ambisonics of this order (ACN channel order, SN3D: Opus channel
+    #: mapping family 2), decoded to stereo by normalize; None for ordinary channels
+    ambisonic_order: int | None = None
+    #: channels after the ambisonic ones: 2 for a head-locked ("non-diegetic") stereo pair
+    ambisonic_extra: int = 0
     #: the file states no length (MPEG-TS, a live WebM, Ogg) and its last piece is
     #: broken (a packet, block or page cut, a bad CRC, zeros): it was probably cut off
     #: after ``duration`` seconds, and how much is missing nobody can tell. Kept, with a
@@ -162,6 +171,8 @@ class StreamInfo:
     rotation: int = 0
     sample_rate: int | None = None
     channels: int | None = None
+    ambisonic_order: int | None = None  # "ambisonic 1+stereo": 1
+    ambisonic_extra: int = 0  # "ambisonic 1+stereo": 2
     attached_pic: bool = False
     default: bool = False  # the "default" disposition (MOV: an enabled track)
     pix_fmt: str | None = None
@@ -285,6 +296,9 @@ _LAYOUT_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "3.0": 3, "quad": 4, "4.0"
                     "5.0": 5, "5.0(side)": 5, "5.1": 6, "5.1(side)": 6, "6.1": 7, "7.1": 8}
 
 
+#: ffmpeg's name of an ambisonic layout: "ambisonic 1", "ambisonic 1+stereo"
+_AMBISONIC = re.compile(r"ambisonic (?P<order>\d{1,2})(?:\+(?P<extra>.+))?")
+
 _NAMED_LAYOUTS = {"mono": 1, "stereo": 2, "downmix": 2, "quad": 4, "hexagonal": 6,
                   "octagonal": 8, "cube": 8, "hexadecagonal": 16, "binaural": 2}
 
@@ -375,6 +389,12 @@ def _parse_stream(index: int, kind: str, rest: str) -> dict:
         fields["sample_rate"] = int(rate["v"]) if rate else None
         layout = _CHANNELS.search(rest)
         fields["channels"] = _channels(layout["layout"]) if layout else None
+        ambisonic = _AMBISONIC.fullmatch(layout["layout"].strip()) if layout else None
+        if ambisonic:
+            order = int(ambisonic["order"])
+            extra = _channels(ambisonic["extra"]) if ambisonic["extra"] else 0
+            fields["ambisonic_order"], fields["ambisonic_extra"] = order, extra or 0
+            fields["channels"] = (order + 1) ** 2 + (extra or 0)
     fields["default"] = "(default)" in rest
     return fields
 
@@ -556,7 +576,7 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
     duration = playable if stated is None else min(stated, playable)
     try:
         _check_duration(duration, limits)
-        _decode_one_frame(path, video, timeout=limits.timeout)
+        _decode_one_frame(path, video, timeout=limits.timeout, audio=audio)
     except FFmpegError as exc:
         log.info("probe %s: not decodable: %s", path, exc)
         raise _unreadable(exc.timed_out) from exc
@@ -574,6 +594,8 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
         audio_codec=audio.codec if audio else None,
         sample_rate=audio.sample_rate if audio else None,
         channels=audio.channels if audio else None,
+        ambisonic_order=audio.ambisonic_order if audio else None,
+        ambisonic_extra=audio.ambisonic_extra if audio else 0,
         size_bytes=size,
         video_stream=video.index,
         audio_stream=audio.index if audio else None,
@@ -918,7 +940,17 @@ def _check_sound(audio: StreamInfo, limits: ProbeLimits) -> None:
             f"{limits.min_sample_rate} to {limits.max_sample_rate} Hz. Please export it "
             "with standard sound (44.1 or 48 kHz) and upload it again.",
         )
-    if audio.channels is not None and audio.channels > limits.max_channels:
+    order = audio.ambisonic_order
+    if order is not None and (order > limits.max_ambisonic_order
+                              or audio.ambisonic_extra not in (0, 2)):
+        raise ProbeRejected(
+            "unsupported_audio",
+            f"This video's sound is 360° (ambisonic) sound of order {order} with "
+            f"{audio.channels} channels; Tutti decodes 360° sound up to order "
+            f"{limits.max_ambisonic_order}. Please export it with stereo sound and upload "
+            "it again.",
+        )
+    if order is None and audio.channels is not None and audio.channels > limits.max_channels:
         raise ProbeRejected(
             "unsupported_audio",
             f"This video's sound has {audio.channels} channels; Tutti accepts up to "
@@ -1114,9 +1146,20 @@ def decoder_pixel_cap(width: int, height: int) -> int:
     return (width + 256) * max(height + 64, 320)
 
 
-def _decode_one_frame(path: str, video: StreamInfo, *, timeout: float) -> None:
+#: ffmpeg's line for a decoder that cannot start: "[aist#0:1/opus @ 0x..] [dec:opus @
+#: 0x..] Error while opening decoder: Not yet implemented in FFmpeg, patches welcome"
+_DECODER_NOT_OPENED = re.compile(r"^\[aist#0:(?P<index>\d+)/(?P<codec>[^ \]]+)[^\]]*\] "
+                                 r"\[dec:[^\]]*\] Error while opening decoder", re.M)
+
+
+def _decode_one_frame(path: str, video: StreamInfo, *, timeout: float,
+                      audio: StreamInfo | None = None) -> None:
     """Decode the first video frame (to a 4x4 grey thumbnail on stdout) to prove that
-    the stream plays. A decoder pixel cap stops a forged header from allocating more."""
+    the stream plays, and with ``audio`` the sound's first frame in the same run. A
+    decoder pixel cap stops a forged header from allocating more. Raises
+    :class:`ProbeRejected` (``unsupported_audio``) when the sound's decoder cannot
+    start (an Opus track with a demixing matrix, mapping family 3: ffmpeg shows it as
+    "4.0" and then cannot decode it), :class:`FFmpegError` for anything else."""
     max_pixels = decoder_pixel_cap(video.width or 0, video.height or 0)
     # one decoder thread: frame threads would each decode a frame before the first is
     # out (4K HEVC: 0.44 -> 0.29 CPU s, 270 -> 205 MB)
@@ -1124,6 +1167,19 @@ def _decode_one_frame(path: str, video: StreamInfo, *, timeout: float) -> None:
             *safe_input(path, VIDEO_DEMUXERS),
             "-map", f"0:{video.index}", "-frames:v", "1", "-vf", "scale=4:4",
             "-pix_fmt", "gray", "-f", "rawvideo", "pipe:1"]
-    out = run_ffmpeg(args, timeout=timeout, stdout=None)
+    if audio is not None:
+        args += ["-map", f"0:{audio.index}", "-frames:a", "1", "-f", "null", "-"]
+    try:
+        out = run_ffmpeg(args, timeout=timeout, stdout=None)
+    except FFmpegError as exc:
+        failed = _DECODER_NOT_OPENED.search(exc.stderr_tail)
+        if audio is not None and failed and int(failed["index"]) == audio.index:
+            raise ProbeRejected(
+                "unsupported_audio",
+                "Tutti cannot play this video's sound: it is stored in a form our "
+                "converter does not decode (for example 360° ambisonic sound with a "
+                "demixing matrix, as some VR cameras save it). Please export the video "
+                "with ordinary stereo sound and upload it again.") from exc
+        raise
     if len(out) != 16:
         raise FFmpegError("no video frame could be decoded", args, 0, "")
