@@ -23,7 +23,8 @@ import secrets
 import shutil
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -106,6 +107,47 @@ class Heartbeat:
         self._stop.set()
         self._thread.join(timeout=self.seconds)
 
+    def check(self) -> None:
+        """Renew the lease now; raise :class:`~workers.media.ffmpeg.WorkTakenOver` (and
+        set :attr:`lost`) when it is no longer ours: the engine asks before each
+        conversion, so a worker presumed dead and taken over does not convert again."""
+        from workers.media.ffmpeg import WorkTakenOver
+
+        if self.lost.is_set() or not self.beat():
+            self.lost.set()
+            raise WorkTakenOver(f"{self.model.__name__.lower()} {self.row_id}: taken over "
+                                f"from {self.owner}")
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Run the block only while the lease is ours, with the row held: the lease is
+        renewed by an UPDATE whose row lock (the database's write lock on SQLite) lasts
+        until the block ends, so a takeover (``SELECT ... FOR UPDATE`` of the claim)
+        waits for it, and a file published inside can never land after another worker
+        took the work over (a fencing check, not a race with the heartbeat's next beat).
+        Raises :class:`~workers.media.ffmpeg.WorkTakenOver`, setting :attr:`lost`, when
+        the lease is no longer ours."""
+        from workers.media.ffmpeg import WorkTakenOver
+
+        model = self.model
+        with self.app.app_context():
+            now = lease_now()
+            values = {"lease_until": now + timedelta(seconds=self.seconds)}
+            if hasattr(model, "updated_at"):
+                values["updated_at"] = model.updated_at  # a publish is not yet progress
+            with db.engine.begin() as conn:
+                done = conn.execute(update(model).where(model.id == self.row_id,
+                                                        model.lease_owner == self.owner)
+                                    .values(**values).execution_options(
+                                        synchronize_session=False))
+                if done.rowcount != 1:
+                    self.lost.set()
+                    log.warning("%s %s: lease %s lost before publishing; nothing published",
+                                model.__name__.lower(), self.row_id, self.owner)
+                    raise WorkTakenOver(f"{model.__name__.lower()} {self.row_id}: taken "
+                                        f"over from {self.owner}")
+                yield
+
     def beat(self) -> bool:
         """Renew the lease once; False when it is no longer ours."""
         model = self.model
@@ -142,6 +184,12 @@ class Heartbeat:
 
 
 _current = threading.local()
+
+
+def current_heartbeat() -> Heartbeat | None:
+    """The :class:`Heartbeat` running in this thread (the lease of the work it does), or
+    None outside one."""
+    return getattr(_current, "beat", None)
 
 
 def lease_lapsed() -> bool:

@@ -30,6 +30,7 @@ from portal.services import enqueue, storage
 from workers.leases import (
     Heartbeat,
     clip_folder,
+    current_heartbeat,
     lease_lapsed,
     lease_until,
     new_owner,
@@ -281,12 +282,16 @@ def _intake_claimed(clip: Clip, owner: str) -> bool:
         sheet_key = f"clips/{clip.media_id}/sheet.jpg"
         sheet_path = store.path(sheet_key)
         # one decode: the clip, its contact sheet, its thumbnail, its sound measured
+        # the lease fences the work: taken over (this worker presumed dead), it neither
+        # converts again nor publishes over the new owner's files (red team F3)
+        fence = current_heartbeat()
         done = normalize_clip(str(store.path(clip.original_key)),
                               str(store.path(normalized_key)), info, fmt, timeout=timeout,
                               sheet=str(sheet_path), thumbnail=str(store.path(thumb_key)),
-                              meter=True)
+                              meter=True, fence=fence)
         if done.thumbnail is None:
-            make_thumbnail(str(store.path(normalized_key)), str(store.path(thumb_key)))
+            make_thumbnail(str(store.path(normalized_key)), str(store.path(thumb_key)),
+                           fence=fence)
         clip.normalized_key = normalized_key
         clip.sound = None
         # the loudness intake measured on the way (EBU R128), the rest from the new file

@@ -423,3 +423,102 @@ def test_a_render_cancelled_after_its_last_part_is_never_published(app, campaign
         assert job.status == "cancelled" and not job.output_key
         pipeline.render(job_id)  # a resend finds it ended
         assert db.session.get(Render, job_id).status == "cancelled"
+
+
+def test_two_intakes_of_one_clip_publish_it_once_and_the_stale_one_yields(
+        app, campaign, media_files, monkeypatch):
+    """Red team F3: conversions doubled under load. Worker A takes a clip; starved past
+    its lease (before its heartbeat's next beat), it is presumed dead, and worker B
+    takes the clip over and normalizes it to the end. A then carried on: it converted
+    the clip a second time and published its normalized file, contact sheet and
+    thumbnail over B's (the clip already normalized, perhaps being synced), before its
+    result was dropped. Now A yields: its lease is checked (on the database, with the row
+    held) before each conversion and each file it publishes. Each file is published
+    once, by B, and A converts nothing."""
+    import threading
+
+    from workers.media import normalize
+
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    real_normalize, real_replace = normalize.normalize_clip, normalize.replace_atomically
+    conversions: list[str] = []  # the worker of each normalize pass's ffmpeg
+    published: list[tuple[str, str]] = []  # (worker, file name) of each publish
+    worker = threading.local()
+
+    def run_ffmpeg_report(*args, **kwargs):
+        conversions.append(worker.name)
+        return real_report(*args, **kwargs)
+
+    def replace_atomically(tmp, final):
+        published.append((worker.name, os.path.basename(final)))
+        real_replace(tmp, final)
+
+    def worker_b() -> None:
+        worker.name = "B"
+        with app.app_context():
+            pipeline.intake(clip_id)
+
+    def normalize_clip(*args, **kwargs):
+        if worker.name == "A":  # starved past its lease: B takes the clip over, to the end
+            with app.app_context():
+                db.session.execute(update(Clip).where(Clip.id == clip_id).values(
+                    lease_until=utcnow() - timedelta(seconds=5)))
+                db.session.commit()
+            second = threading.Thread(target=worker_b)
+            second.start()
+            second.join()
+            with app.app_context():
+                assert db.session.get(Clip, clip_id).status == "normalized"
+        return real_normalize(*args, **kwargs)
+
+    import os
+
+    real_report = normalize.ffmpeg_report
+    monkeypatch.setattr(normalize, "ffmpeg_report", run_ffmpeg_report)
+    monkeypatch.setattr(normalize, "replace_atomically", replace_atomically)
+    monkeypatch.setattr(normalize, "normalize_clip", normalize_clip)
+    worker.name = "A"
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "normalized" and clip.lease_owner is None
+        assert [e.status for e in clip.events].count("normalized") == 1
+        folder = leases.clip_folder(clip)
+    assert conversions == ["B"]
+    assert sorted(published) == [("B", "normalized.mp4"), ("B", "sheet.jpg"),
+                                 ("B", "thumb.jpg")]
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temp left
+
+
+def test_work_taken_over_during_its_conversion_publishes_nothing(app, campaign, media_files,
+                                                                 monkeypatch):
+    """The other order: worker A's lease is taken over while its ffmpeg converts (before
+    the heartbeat's next beat could stop it). Its conversion ends, and it publishes
+    nothing: the lease is checked, with the row held, as each file is published; the
+    new owner's files stay, and A's temporary file goes."""
+    import os
+
+    from workers.media import normalize
+
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    real_report, real_replace = normalize.ffmpeg_report, normalize.replace_atomically
+    published: list[str] = []
+
+    def converted_then_taken_over(*args, **kwargs):
+        done = real_report(*args, **kwargs)
+        with app.app_context():  # another worker took the clip (this one presumed dead)
+            db.session.execute(update(Clip).where(Clip.id == clip_id).values(
+                lease_owner="worker-b", lease_until=utcnow() + timedelta(seconds=30)))
+            db.session.commit()
+        return done
+
+    monkeypatch.setattr(normalize, "ffmpeg_report", converted_then_taken_over)
+    monkeypatch.setattr(normalize, "replace_atomically",
+                        lambda tmp, final: published.append(final) or real_replace(tmp, final))
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "checked" and clip.lease_owner == "worker-b"
+        folder = leases.clip_folder(clip)
+    assert published == []
+    assert sorted(os.listdir(folder)) == ["original.mp4"]

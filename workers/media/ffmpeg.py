@@ -18,9 +18,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -275,6 +276,21 @@ def stop_when(event: threading.Event) -> Iterator[None]:
         yield
     finally:
         _watched.event = previous
+
+
+class Fence(Protocol):
+    """Who may publish the results of a piece of work: the pipeline passes its lease
+    (:class:`workers.leases.Heartbeat`), the engine calls it and knows nothing more.
+    Work taken over by another worker (this one presumed dead: paused, starved past
+    its lease) stops before converting and never publishes over the new owner's files."""
+
+    def check(self) -> None:
+        """Raise :class:`WorkTakenOver` when the work is no longer ours."""
+
+    def holding(self) -> AbstractContextManager[None]:
+        """A block run only while the work is ours, and during which no other worker can
+        take it over (publish a file inside it); raises :class:`WorkTakenOver` instead of
+        running the block when the work was taken over."""
 
 
 def input_url(path: str) -> str:

@@ -29,6 +29,7 @@ from functools import lru_cache
 from itertools import pairwise
 
 from .ffmpeg import (
+    Fence,
     FFmpegError,
     ffmpeg_report,
     input_url,
@@ -563,16 +564,17 @@ def contact_sheet_argv(src: str, dst: str, duration: float,
 
 
 def make_contact_sheet(src: str, dst: str, duration: float, *, timeout: float = 120,
-                       fps: int | None = None) -> None:
+                       fps: int | None = None, fence: Fence | None = None) -> None:
     """Write a 3×3 contact sheet JPEG of ``src`` to ``dst`` atomically (``fps``: see
-    :func:`contact_sheet_argv`). Raises :class:`FFmpegError`; nothing is left behind on
-    failure."""
+    :func:`contact_sheet_argv`), published through ``fence`` when given. Raises
+    :class:`FFmpegError` (:class:`~workers.media.ffmpeg.WorkTakenOver` from the fence);
+    nothing is left behind on failure."""
     tmp = temp_path_for(dst)
     try:
         run_ffmpeg(contact_sheet_argv(src, tmp, duration, fps=fps), timeout=timeout)
         if not _nonempty(tmp):
             raise FFmpegError(f"no contact sheet could be made of {src}")
-        replace_atomically(tmp, dst)
+        _publish(tmp, dst, fence)
     except BaseException:
         remove_quietly(tmp)
         raise
@@ -636,6 +638,7 @@ def normalize_clip(
     sheet: str | None = None,
     thumbnail: str | None = None,
     meter: bool = False,
+    fence: Fence | None = None,
 ) -> Normalized:
     """Write the normalized clip to ``dst`` atomically (never a half-written ``dst``),
     with ``meter`` the sound's statistics from the same decode, then optionally its 3×3
@@ -647,10 +650,15 @@ def normalize_clip(
     when its sound still decodes more than :data:`MAX_SOUND_EXCESS` longer or shorter
     than its picture after a second pass that does not pad the sound from 0
     (:func:`sound_excess`: a sample rate changing partway); nothing is left behind on
-    failure."""
+    failure. With ``fence`` (the pipeline's lease) the work is checked to be still ours
+    before each conversion pass, and every file is published through it: work taken
+    over by another worker raises :class:`~workers.media.ffmpeg.WorkTakenOver` instead
+    of converting again or publishing over the new owner's files."""
     tmp = temp_path_for(dst)
     try:
         for sound_from_zero in (True, False):
+            if fence is not None:
+                fence.check()
             args = normalize_argv(src, tmp, info, fmt, meter=meter,
                                   stills=bool(sheet or thumbnail),
                                   sound_from_zero=sound_from_zero)
@@ -686,7 +694,7 @@ def normalize_clip(
                 sound = parse_sound_stats(status, text)
             except FFmpegError as exc:  # a measurement that helps; the clip is fine
                 log.warning("no sound statistics for %s: %s", src, exc)
-        replace_atomically(tmp, dst)
+        _publish(tmp, dst, fence)
     except BaseException:
         remove_quietly(tmp)
         raise
@@ -699,10 +707,10 @@ def normalize_clip(
         try:
             if key == "sheet":
                 make_contact_sheet(dst, final, info.duration, timeout=min(timeout, 300),
-                                   fps=fmt.fps)
+                                   fps=fmt.fps, fence=fence)
             else:
                 make_thumbnail(dst, final, at=thumbnail_time(info.duration, fmt.fps),
-                               timeout=min(timeout, 120))
+                               timeout=min(timeout, 120), fence=fence)
             made[key] = final
         except FFmpegError as exc:  # pictures that help; the clip itself is fine
             log.warning("no %s for %s: %s", key, src, exc)
@@ -721,8 +729,9 @@ def thumbnail_argv(src: str, dst: str, at: float, width: int) -> list[str]:
 
 
 def make_thumbnail(src: str, dst: str, *, at: float | None = None, width: int = 320,
-                   timeout: float = 60) -> None:
-    """A JPEG still of ``src`` at ``at`` seconds (default: min(1 s, a third of the clip))."""
+                   timeout: float = 60, fence: Fence | None = None) -> None:
+    """A JPEG still of ``src`` at ``at`` seconds (default: min(1 s, a third of the clip)),
+    published through ``fence`` when given."""
     if width <= 0 or width % 2:
         raise ValueError(f"thumbnail width must be positive and even, not {width}")
     if at is None:
@@ -738,10 +747,20 @@ def make_thumbnail(src: str, dst: str, *, at: float | None = None, width: int = 
             run_ffmpeg(thumbnail_argv(src, tmp, 0.0, width), timeout=timeout)
         if not _nonempty(tmp):
             raise FFmpegError(f"no frame to make a thumbnail from {src}")
-        replace_atomically(tmp, dst)
+        _publish(tmp, dst, fence)
     except BaseException:
         remove_quietly(tmp)
         raise
+
+
+def _publish(tmp: str, dst: str, fence: Fence | None) -> None:
+    """``tmp`` published as ``dst``: through ``fence`` when given (the module's
+    :func:`replace_atomically` otherwise, looked up when called)."""
+    if fence is None:
+        replace_atomically(tmp, dst)
+        return
+    with fence.holding():
+        replace_atomically(tmp, dst)
 
 
 def _nonempty(path: str) -> bool:
