@@ -1045,7 +1045,7 @@ def _children() -> set[int]:
 
 @pytest.mark.parametrize("kind", ["cut", "cut_avi", "cut_fragmented", "fps_bomb",
                                   "fps_bomb_mkv", "tiny", "low_rate", "many_channels",
-                                  "pixel_bomb"])
+                                  "pixel_bomb", "ambisonic_family3"])
 def test_bad_input_leaves_no_process_and_no_temp_file(kinds, tmp_path, kind):
     src = tmp_path / ("upload" + Path(kinds(kind)).suffix)
     src.write_bytes(Path(kinds(kind)).read_bytes())
