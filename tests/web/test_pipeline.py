@@ -722,3 +722,31 @@ def test_a_clip_withdrawn_while_its_proxies_are_built_leaves_none(app, campaign,
         assert clip.status == "withdrawn"
         cache = pipeline.proxy_cache(clip.campaign_id)
         assert not [p for p in cache.iterdir() if p.suffix == ".mp4"]
+
+
+def test_an_upload_that_ends_abruptly_is_kept_and_the_participant_is_told(app, campaign,
+                                                                          tmp_path):
+    """Red team F2, end to end: an MPEG-TS (which states no length) cut partway through a
+    packet is normalized at the length that decodes, and the status page and the API
+    tell the participant it stops abruptly and to upload again if the take went on."""
+    from workers.media.ffmpeg import run_ffmpeg
+
+    whole = tmp_path / "whole.ts"
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=192x108:r=25:d=4", "-f", "lavfi", "-i",
+                "sine=frequency=440:sample_rate=48000:duration=4", "-c:v", "libx264",
+                "-preset", "ultrafast", "-c:a", "aac", "-f", "mpegts", str(whole)], timeout=60)
+    cut = tmp_path / "take.ts"
+    data = whole.read_bytes()
+    cut.write_bytes(data[:len(data) * 6 // 10 + 7])
+    clip_id = _submit(app, campaign, cut)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = _clip(app, clip_id)
+        assert clip.status == "normalized", clip.reason
+        assert clip.media["ends_abruptly"] and clip.media["duration"] < 3.5
+        token = clip.token
+    api = app.test_client().get(f"/api/v1/clips/{token}").get_json()
+    abrupt = [c for c in api["checks"] if c["code"] == "ends_abruptly"]
+    assert len(abrupt) == 1 and abrupt[0]["severity"] == "warning"
+    page = app.test_client().get(f"/clip/{token}").data.decode()
+    assert "stops abruptly" in page
