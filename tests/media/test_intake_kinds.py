@@ -565,6 +565,29 @@ def test_a_head_locked_stereo_pair_after_the_ambisonics_is_added_as_it_is(kinds,
     assert left[1000] - right[1000] > 30
 
 
+@pytest.mark.parametrize("layout, order, extra, channels", [
+    ("ambisonic 1", 1, 0, 4), ("ambisonic 1+stereo", 1, 2, 6), ("ambisonic 3", 3, 0, 16),
+    ("ambisonic 4", 4, 0, 25)])
+def test_ambisonic_layouts_are_read_and_capped_by_their_order(layout, order, extra, channels):
+    """ffmpeg names an ambisonic track by its order (and a head-locked pair after it): the
+    channels are counted from it, and a higher order than Tutti decodes gets one reason
+    (the plain channel cap of 8 does not apply: the sound is decoded to stereo)."""
+    from workers.media.probe import _check_sound
+
+    report = parse_input_report(
+        "Input #0, ogg, from 'x.ogg':\n  Duration: 00:00:02.00, start: 0.000000\n"
+        f"  Stream #0:0: Audio: opus, 48000 Hz, {layout}, fltp\n")
+    audio = report.audio
+    assert (audio.ambisonic_order, audio.ambisonic_extra, audio.channels) == (
+        order, extra, channels)
+    if order <= ProbeLimits().max_ambisonic_order:
+        _check_sound(audio, ProbeLimits())
+    else:
+        with pytest.raises(ProbeRejected) as caught:
+            _check_sound(audio, ProbeLimits())
+        assert caught.value.code == "unsupported_audio" and "stereo" in caught.value.reason
+
+
 def test_ambisonics_ffmpeg_cannot_decode_gets_a_plain_reason(kinds):
     """Opus with a demixing matrix (mapping family 3): ffmpeg shows it as "4.0" and
     cannot open its decoder. Refused at the probe with a reason that names the sound and
