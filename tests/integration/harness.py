@@ -494,6 +494,61 @@ def redis_restarted_empty(stack: Stack, clip: Path, queued: int = 3) -> Outcome:
     return outcome
 
 
+def _fill_redis(client: redis.Redis, headroom: int = 256 * 1024) -> int:
+    """Make Redis refuse writes as a full one does: ``maxmemory`` just above what it uses
+    now (``noeviction``), then keys of 10 kB until it answers OOM. Returns how many."""
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + headroom)
+    made = 0
+    with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+        while made < 10_000:
+            client.set(f"bench:filler:{made}", b"x" * 10_000)
+            made += 1
+    return made
+
+
+def _free_redis(client: redis.Redis) -> None:
+    keys = list(client.scan_iter("bench:filler:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.config_set("maxmemory", 0)
+
+
+def redis_out_of_memory(stack: Stack, clip: Path) -> Outcome:
+    """Redis full (``maxmemory`` reached with ``noeviction``: every write refused) while a
+    clip's message waits in its queue and another clip arrives (its message refused),
+    and a worker starts then (Celery's consumer used to die of it: "Unrecoverable
+    error"). The worker must stay up, waiting, and take both clips once memory frees:
+    the waiting message itself, the refused one through the reconciler."""
+    slug = "redis-oom"
+    stack.campaign(slug)
+    ids = [stack.submit(slug, clip, name="queued before")]
+    client = stack.redis.client()
+    _fill_redis(client)
+    ids.append(stack.submit(slug, clip, name="while redis is full"))  # its send is refused
+    worker = stack.start_worker("worker", beat=True)
+    log = stack.root / "worker.log"
+    outcome = Outcome()
+    try:
+        _wait(lambda: "refused a command" in log.read_text(errors="replace")
+              or worker.poll() is not None, 60, "the worker meeting the full Redis",
+              error=FaultNotMade)
+        time.sleep(2)  # a worker that dies of it does so at once
+    finally:
+        _free_redis(client)
+    freed_at = time.monotonic()
+    if worker.poll() is not None:
+        outcome.lost = len(ids)
+        outcome.notes.append(f"the worker died (exit {worker.returncode}) of a full Redis")
+        return outcome
+    outcome = stack.wait_clips(ids, timeout=120)
+    outcome.seconds = time.monotonic() - freed_at
+    if worker.poll() is not None:
+        outcome.notes.append(f"the worker died (exit {worker.returncode})")
+    stack.count_temp_files(outcome)
+    return outcome
+
+
 TUS = {"Tus-Resumable": "1.0.0"}
 
 
@@ -692,5 +747,5 @@ def full_disk(stack: Stack, clip: Path, big_clip: Path) -> Outcome:
     return outcome
 
 
-SCENARIOS = ("kill-intake", "kill-render", "redis-restart", "web-restart", "full-disk",
-             "render-twice")
+SCENARIOS = ("kill-intake", "kill-render", "redis-restart", "redis-oom", "web-restart",
+             "full-disk", "render-twice")
