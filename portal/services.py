@@ -1145,7 +1145,8 @@ def _resend(due: list[tuple[str, str, int]], counts: dict[str, int]) -> None:
     message waiting: not while its waiting mark lives, nor, once the mark expired, while
     its message is still in the broker's queue (then it is marked again, for twice as
     long). ``counts[kind]`` adds the messages sent, ``counts["waiting"]`` the work left to
-    the message that waits."""
+    the message that waits. The first send the broker refuses (down, or out of memory) ends
+    the pass: the rest is due again at the next one."""
     live = waiting.waiting((task, (row_id,)) for _kind, task, row_id in due)
     unmarked = [item for item in due if (item[1], (item[2],)) not in live]
     queued: set = set()
