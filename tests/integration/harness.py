@@ -371,6 +371,16 @@ class Stack:
             select(Render).join(Campaign, Render.campaign_id == Campaign.id)
             .where(Campaign.slug == slug).order_by(Render.id))])
 
+    def parts_held(self, render_id: int) -> int:
+        """How many parts of the render a worker holds now (a live lease)."""
+        from sqlalchemy import func, select
+
+        from portal.models import RenderPart, lease_now
+
+        return self.query(lambda session: session.scalar(
+            select(func.count()).select_from(RenderPart).where(
+                RenderPart.render_id == render_id, RenderPart.lease_until > lease_now())))
+
     def published(self, slug: str) -> tuple[int | None, Path | None]:
         from sqlalchemy import select
 
@@ -737,6 +747,12 @@ def full_disk(stack: Stack, clip: Path, big_clip: Path) -> Outcome:
     if stack.published(slug)[0] != first or sha256(published_path) != before:
         outcome.notes.append("the published mash-up changed")
         outcome.lost += 1
+    # what is *left*: the render failed as soon as one part met the full disk, while another
+    # part's worker may still be drawing for a moment (it looks at the render's status every
+    # 2 s, then removes the render's folder): count once every part's writer let go
+    with contextlib.suppress(TimeoutError):
+        _wait(lambda: not stack.parts_held(second), 30, "the second render's parts let go",
+              period=0.25)
     uploads = stack.media_root / ".tmp" / "uploads"
     partial = [p for p in stack.media_root.rglob("*") if p.is_file() and p not in files_before
                and p.parent != uploads]
