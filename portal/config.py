@@ -34,6 +34,9 @@ SETTINGS: dict[str, tuple[object, type]] = {
     # work queued but never started is sent again after this (a lost broker message);
     # at once when the broker was restarted empty
     "RESEND_SECONDS": (300, int),
+    # ... but never while its message still waits in the queue: the check of a waiting
+    # message backs off from RESEND_SECONDS, doubling up to this (see portal.waiting)
+    "RESEND_MAX_SECONDS": (3600, int),
     # the broker hands an unacknowledged message (its worker died) to another after this
     "VISIBILITY_SECONDS": (300, int),
     "LOG_FORMAT": ("text", str),  # text | json (one JSON object a line, with clip/render ids)
@@ -168,6 +171,12 @@ def celery_settings(config: dict[str, object]) -> dict[str, object]:
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
+        # Redis refusing a write (out of memory with noeviction, read-only replica) is a
+        # "channel error" to kombu: without this a worker dies of it ("Unrecoverable
+        # error"); with it the worker reconnects and goes on once Redis takes writes again
+        "broker_channel_error_retry": True,
+        # ... waiting longer and longer between attempts, not five times a second
+        "worker_consumer": "workers.celery_app:PatientConsumer",
         # A message whose worker died comes back after the visibility timeout; one whose
         # worker still runs it comes back too and finds the row leased (a no-op). The
         # reconciler takes dead work over sooner, through the leases (see workers.leases).

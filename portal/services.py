@@ -18,7 +18,7 @@ from typing import BinaryIO
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
 
-from . import states
+from . import states, waiting
 from .extensions import db
 from .models import (
     ROLES,
@@ -1117,17 +1117,54 @@ def mashup_changes(campaign: Campaign) -> dict:
 # --- queue ---------------------------------------------------------------------
 
 def enqueue(task_name: str, row_id: int, *more: object) -> bool:
-    """Wake a worker for a committed row. A lost message is not lost work: the
-    reconciler finds the row pending and sends it again."""
+    """Wake a worker for a committed row; True when a message was sent. Nothing is sent
+    while a message for the same work (task and arguments) still waits in the broker
+    (:mod:`portal.waiting`): the worker that takes it reloads the row and sees what is
+    there then. A lost message is not lost work: the reconciler finds the row pending and
+    sends it again."""
     celery = current_app.extensions.get("celery")
     if celery is None:
         return False
+    args = (row_id, *more)
+    if waiting.waiting([(task_name, args)]):
+        log.debug("%s%s: a message for it waits already; not sent again", task_name,
+                  list(args))
+        return False
+    waiting.mark(task_name, args)
     try:
-        celery.send_task(task_name, args=[row_id, *more])
+        celery.send_task(task_name, args=list(args))
         return True
     except Exception:  # noqa: BLE001 - broker down: the reconciler will retry
+        waiting.unmark(task_name, args)
         log.exception("could not enqueue %s(%s); the reconciler will", task_name, row_id)
         return False
+
+
+def _resend(due: list[tuple[str, str, int]], counts: dict[str, int]) -> None:
+    """Send again the ``due`` work (kind for ``counts``, task name, row id) that has no
+    message waiting: not while its waiting mark lives, nor, once the mark expired, while
+    its message is still in the broker's queue (then it is marked again, for twice as
+    long). ``counts[kind]`` adds the messages sent, ``counts["waiting"]`` the work left to
+    the message that waits. The first send the broker refuses (down, or out of memory) ends
+    the pass: the rest is due again at the next one."""
+    live = waiting.waiting((task, (row_id,)) for _kind, task, row_id in due)
+    unmarked = [item for item in due if (item[1], (item[2],)) not in live]
+    queued: set = set()
+    if unmarked:
+        routes = current_app.config["CELERY"].get("task_routes", {})
+        queues = {routes.get(task, {}).get("queue", "intake") for _k, task, _i in unmarked}
+        queued = waiting.in_broker(sorted(queues)) or set()
+    counts["waiting"] = len(due) - len(unmarked)
+    for index, (kind, task, row_id) in enumerate(unmarked):
+        if (task, (row_id,)) in queued:
+            waiting.remark(task, (row_id,))
+            counts["waiting"] += 1
+        elif enqueue(task, row_id):
+            counts[kind] += 1
+        else:  # refused (broker down, or out of memory): the rest waits for the next pass
+            log.warning("reconciler: the broker refused a message; %d more wait for the "
+                        "next pass", len(unmarked) - index - 1)
+            break
 
 
 def broker_was_emptied() -> bool:
@@ -1142,8 +1179,9 @@ def broker_was_emptied() -> bool:
         client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         with client:
             return bool(client.set("tutti:reconciler:alive", "1", nx=True))
-    except redis.RedisError:
-        log.warning("reconciler: the broker does not answer; nothing can be sent now")
+    except redis.RedisError as exc:
+        log.warning("reconciler: the broker does not answer or refuses writes (%s); nothing "
+                    "can be sent now", exc)
         return False
 
 
@@ -1159,7 +1197,10 @@ def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
     restarted empty). A distributed render is sent again when one of its parts' holders
     died. Also removes expired resumable uploads and, every ``LEASE_SECONDS`` * 10 at
     most, the temporary files of writers that died (:func:`workers.leases.sweep_temp_files`).
-    Returns counts per kind."""
+    Work whose message still waits in the broker is not sent again, however many passes
+    find it pending (:func:`_resend`, :mod:`portal.waiting`): a queue no worker consumes
+    holds one message per work item. Returns counts per kind (``"waiting"``: work due
+    but left to the message that waits)."""
     import time as _time
 
     from .models import RenderPart
@@ -1174,27 +1215,23 @@ def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
         log.warning("reconciler: the broker lost its queue; sending all pending work again")
     cutoff = now - stale_after
     counts = {"intake": 0, "align": 0, "render": 0}
+    work: list[tuple[str, str, int]] = []  # (kind, task, row id) due to be sent again
     free = or_(Clip.lease_until.is_(None), Clip.lease_until < lease)
     due = or_(Clip.lease_owner.is_not(None), Clip.updated_at <= cutoff)
-    for clip_id in db.session.scalars(
-        select(Clip.id).where(Clip.status.in_(states.CLIP_INTAKE_PENDING), free, due)
-    ):
-        counts["intake"] += enqueue("tutti.intake_clip", clip_id)
-    for clip_id in db.session.scalars(
+    work += [("intake", "tutti.intake_clip", clip_id) for clip_id in db.session.scalars(
+        select(Clip.id).where(Clip.status.in_(states.CLIP_INTAKE_PENDING), free, due))]
+    work += [("align", "tutti.align_clip", clip_id) for clip_id in db.session.scalars(
         select(Clip.id).where(Clip.sync_state == "pending", free, due,
-                              Clip.status.not_in(states.CLIP_INTAKE_PENDING))
-    ):
-        counts["align"] += enqueue("tutti.align_clip", clip_id)
+                              Clip.status.not_in(states.CLIP_INTAKE_PENDING)))]
     rfree = or_(Render.lease_until.is_(None), Render.lease_until < lease)
     dead_part = select(RenderPart.id).where(
         RenderPart.render_id == Render.id, RenderPart.lease_owner.is_not(None),
         RenderPart.lease_until < lease).exists()
     rdue = or_(Render.lease_owner.is_not(None), Render.updated_at <= cutoff, dead_part)
-    for render_id in db.session.scalars(
-        select(Render.id).where(Render.status.in_(states.RENDER_PENDING), rfree, rdue)
-    ):
-        counts["render"] += enqueue("tutti.render", render_id)
+    work += [("render", "tutti.render", render_id) for render_id in db.session.scalars(
+        select(Render.id).where(Render.status.in_(states.RENDER_PENDING), rfree, rdue))]
     db.session.rollback()
+    _resend(work, counts)
     from .uploads import drop_stale_uploads, finish_whole_uploads
 
     counts["whole_uploads"] = finish_whole_uploads(storage().tmp_dir)
@@ -1204,6 +1241,6 @@ def reconcile(stale_after: timedelta | None = None) -> dict[str, int]:
 
         _last_sweep[0] = _time.monotonic()
         counts["temp_files"] = sweep_temp_files()
-    if any(counts.values()):
+    if any(n for kind, n in counts.items() if kind != "waiting"):
         log.info("reconciler: %s", counts)
     return counts

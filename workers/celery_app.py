@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from celery import Celery, Task
+from celery.worker.consumer import Consumer
 from flask import Flask
+
+from portal import waiting
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +42,62 @@ def _connect_logging_signals() -> None:
 _connect_logging_signals()
 
 
+class PatientConsumer(Consumer):
+    """Celery's consumer, which waits longer and longer while the broker refuses commands.
+
+    Redis out of memory (``maxmemory`` with ``noeviction``) answers writes with an error
+    that kombu calls a channel error. Celery's consumer used to die of it ("Unrecoverable
+    error": a worker starting, or taking a message, writes to Redis); with
+    ``broker_channel_error_retry`` it reconnects instead, but at once and forever, five
+    times a second with a traceback each. This one waits between attempts: 1 s, 2 s, 4 s
+    ... at most :attr:`backoff_max`, one warning line each, and goes on as before once a
+    connection works (the database says what is pending: the reconciler sends again any
+    message lost while Redis refused it). Connection errors keep kombu's own retries."""
+
+    backoff_max = 15.0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.refusals = 0
+
+    def connect(self):  # noqa: ANN201 - kombu's Connection
+        conn = super().connect()
+        if self.refusals:
+            log.warning("the broker takes commands again after %d refusal(s)", self.refusals)
+        self.refusals = 0
+        return conn
+
+    def on_connection_error_before_connected(self, exc: BaseException) -> None:
+        super().on_connection_error_before_connected(exc)
+        self._wait_if_refused(exc)
+
+    def on_connection_error_after_connected(self, exc: BaseException) -> None:
+        super().on_connection_error_after_connected(exc)
+        self._wait_if_refused(exc)
+
+    def _wait_if_refused(self, exc: BaseException) -> None:
+        if not isinstance(exc, tuple(self.channel_errors)) or isinstance(
+                exc, tuple(self.connection_errors)):
+            return
+        from celery.worker.state import maybe_shutdown
+
+        self.refusals += 1
+        delay = min(self.backoff_max, 2.0 ** (self.refusals - 1))
+        log.warning("the broker refused a command (%s): out of memory? consuming again in "
+                    "%.0f s (refusal %d)", exc, delay, self.refusals)
+        until = time.monotonic() + delay
+        while time.monotonic() < until:  # a shutdown asked for meanwhile is not kept waiting
+            maybe_shutdown()
+            time.sleep(min(0.5, max(0.0, until - time.monotonic())))
+
+
 def celery_init_app(app: Flask) -> Celery:
     class FlaskTask(Task):
         def __call__(self, *args: object, **kwargs: object) -> object:
             with app.app_context():
+                if self.name != "tutti.reconcile":
+                    # its message waits no more: the next send of this work may go
+                    waiting.started(self.name, args, app)
                 return self.run(*args, **kwargs)
 
     celery_app = Celery(app.name, task_cls=FlaskTask)

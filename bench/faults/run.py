@@ -54,6 +54,8 @@ def run_once(name: str, root: Path, takes: dict[str, Path], database: str,
                 return harness.kill_mid_render(stack, takes["short"])
             if name == "redis-restart":
                 return harness.redis_restarted_empty(stack, takes["short"])
+            if name == "redis-oom":
+                return harness.redis_out_of_memory(stack, takes["short"])
             if name == "web-restart":
                 return harness.web_restart_during_upload(stack, takes["short"])
             if name == "full-disk":

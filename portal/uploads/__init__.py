@@ -44,7 +44,10 @@ arrived (the same campaign, length, ends, samples and form), so no empty upload 
 left behind; without it, an upload that never got a byte expires within the hour
 (:data:`EMPTY_EXPIRES_AFTER`).
 
-Answers: 412 for a ``Tus-Resumable`` other than 1.0.0; 409 when Upload-Offset is
+Answers: 400 for an ``Upload-Length`` that is not a non-negative integer, and for an
+``Upload-Checksum`` that is not ``<algorithm> <base64 digest>`` (no digest, not base64,
+not the algorithm's size: a malformed header, not a damaged chunk); 412 for a
+``Tus-Resumable`` other than 1.0.0; 409 when Upload-Offset is
 not what arrived; 413 when a PATCH goes beyond Upload-Length (nothing of it is
 kept; the upload stays resumable); 460 when the chunk's checksum does not match
 (the chunk is discarded); 404 for an unknown upload, 410 for one that was deleted
@@ -94,6 +97,7 @@ TUS_EXTENSIONS = "creation,termination,checksum,expiration"
 CHECKSUMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
 CHUNK = 1 << 20
 _ID_RE = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+_LENGTH_RE = re.compile(r"^[0-9]{1,20}$")  # tus: Upload-Length is a non-negative integer
 STALE_AFTER = 24 * 3600  # unfinished uploads without an expiry time are dropped after a day
 # an upload that never got a byte (its creation answer was lost, the page was closed)
 # expires sooner than one under way: the sweep removes it within the hour
@@ -255,11 +259,13 @@ def options():
 @bp.post("/uploads")
 @upload_limits
 def create():
-    try:
-        length = int(request.headers.get("Upload-Length", ""))
-    except ValueError as exc:
-        raise services.ServiceError("Upload-Length is required (the file's size in bytes).") \
-            from exc
+    given = request.headers.get("Upload-Length", "").strip()
+    if not given:
+        raise services.ServiceError("Upload-Length is required (the file's size in bytes).")
+    if not _LENGTH_RE.match(given):  # "-1", "1e6", "+5", "0x10": not a size
+        raise services.ServiceError(f"Upload-Length {given[:40]!r} is invalid: it must be the "
+                                    "file's size in bytes, a non-negative integer.")
+    length = int(given)
     max_bytes = int(current_app.config["MAX_CONTENT_LENGTH"])
     if length > max_bytes:
         raise services.ServiceError(f"The file is larger than {max_bytes // (1024 * 1024)} MB. "
@@ -412,10 +418,20 @@ def _checksum() -> tuple[str, bytes] | None:
     if algorithm not in CHECKSUMS:
         raise services.ServiceError(f"Upload-Checksum: {algorithm!r} is not supported; use "
                                     f"one of {', '.join(CHECKSUMS)}.")
+    shape = ('the header must be "<algorithm> <base64 digest>", e.g. "sha1 '
+             f'{base64.b64encode(CHECKSUMS["sha1"](b"").digest()).decode()}"')
+    if not encoded.strip():  # no digest at all: a malformed header, not a mismatch (460)
+        raise services.ServiceError(f"Upload-Checksum: the digest is missing; {shape}.")
     try:
-        return algorithm, base64.b64decode(encoded.strip(), validate=True)
+        digest = base64.b64decode(encoded.strip(), validate=True)
     except binascii.Error as exc:
-        raise services.ServiceError("Upload-Checksum: the digest is not base64.") from exc
+        raise services.ServiceError(f"Upload-Checksum: the digest is not base64; {shape}.") \
+            from exc
+    size = CHECKSUMS[algorithm]().digest_size
+    if len(digest) != size:
+        raise services.ServiceError(f"Upload-Checksum: a {algorithm} digest is {size} bytes, "
+                                    f"this one is {len(digest)}; {shape}.")
+    return algorithm, digest
 
 
 class _Body:

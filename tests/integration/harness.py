@@ -371,6 +371,16 @@ class Stack:
             select(Render).join(Campaign, Render.campaign_id == Campaign.id)
             .where(Campaign.slug == slug).order_by(Render.id))])
 
+    def parts_held(self, render_id: int) -> int:
+        """How many parts of the render a worker holds now (a live lease)."""
+        from sqlalchemy import func, select
+
+        from portal.models import RenderPart, lease_now
+
+        return self.query(lambda session: session.scalar(
+            select(func.count()).select_from(RenderPart).where(
+                RenderPart.render_id == render_id, RenderPart.lease_until > lease_now())))
+
     def published(self, slug: str) -> tuple[int | None, Path | None]:
         from sqlalchemy import select
 
@@ -491,6 +501,61 @@ def redis_restarted_empty(stack: Stack, clip: Path, queued: int = 3) -> Outcome:
     outcome.seconds = time.monotonic() - restarted_at
     stack.count_temp_files(outcome)
     outcome.notes.append(f"{waiting} message(s) were in the queue when Redis went down")
+    return outcome
+
+
+def _fill_redis(client: redis.Redis, headroom: int = 256 * 1024) -> int:
+    """Make Redis refuse writes as a full one does: ``maxmemory`` just above what it uses
+    now (``noeviction``), then keys of 10 kB until it answers OOM. Returns how many."""
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", int(client.info("memory")["used_memory"]) + headroom)
+    made = 0
+    with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+        while made < 10_000:
+            client.set(f"bench:filler:{made}", b"x" * 10_000)
+            made += 1
+    return made
+
+
+def _free_redis(client: redis.Redis) -> None:
+    keys = list(client.scan_iter("bench:filler:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.config_set("maxmemory", 0)
+
+
+def redis_out_of_memory(stack: Stack, clip: Path) -> Outcome:
+    """Redis full (``maxmemory`` reached with ``noeviction``: every write refused) while a
+    clip's message waits in its queue and another clip arrives (its message refused),
+    and a worker starts then (Celery's consumer used to die of it: "Unrecoverable
+    error"). The worker must stay up, waiting, and take both clips once memory frees:
+    the waiting message itself, the refused one through the reconciler."""
+    slug = "redis-oom"
+    stack.campaign(slug)
+    ids = [stack.submit(slug, clip, name="queued before")]
+    client = stack.redis.client()
+    _fill_redis(client)
+    ids.append(stack.submit(slug, clip, name="while redis is full"))  # its send is refused
+    worker = stack.start_worker("worker", beat=True)
+    log = stack.root / "worker.log"
+    outcome = Outcome()
+    try:
+        _wait(lambda: "refused a command" in log.read_text(errors="replace")
+              or worker.poll() is not None, 60, "the worker meeting the full Redis",
+              error=FaultNotMade)
+        time.sleep(2)  # a worker that dies of it does so at once
+    finally:
+        _free_redis(client)
+    freed_at = time.monotonic()
+    if worker.poll() is not None:
+        outcome.lost = len(ids)
+        outcome.notes.append(f"the worker died (exit {worker.returncode}) of a full Redis")
+        return outcome
+    outcome = stack.wait_clips(ids, timeout=120)
+    outcome.seconds = time.monotonic() - freed_at
+    if worker.poll() is not None:
+        outcome.notes.append(f"the worker died (exit {worker.returncode})")
+    stack.count_temp_files(outcome)
     return outcome
 
 
@@ -682,6 +747,12 @@ def full_disk(stack: Stack, clip: Path, big_clip: Path) -> Outcome:
     if stack.published(slug)[0] != first or sha256(published_path) != before:
         outcome.notes.append("the published mash-up changed")
         outcome.lost += 1
+    # what is *left*: the render failed as soon as one part met the full disk, while another
+    # part's worker may still be drawing for a moment (it looks at the render's status every
+    # 2 s, then removes the render's folder): count once every part's writer let go
+    with contextlib.suppress(TimeoutError):
+        _wait(lambda: not stack.parts_held(second), 30, "the second render's parts let go",
+              period=0.25)
     uploads = stack.media_root / ".tmp" / "uploads"
     partial = [p for p in stack.media_root.rglob("*") if p.is_file() and p not in files_before
                and p.parent != uploads]
@@ -692,5 +763,5 @@ def full_disk(stack: Stack, clip: Path, big_clip: Path) -> Outcome:
     return outcome
 
 
-SCENARIOS = ("kill-intake", "kill-render", "redis-restart", "web-restart", "full-disk",
-             "render-twice")
+SCENARIOS = ("kill-intake", "kill-render", "redis-restart", "redis-oom", "web-restart",
+             "full-disk", "render-twice")

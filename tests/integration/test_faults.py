@@ -58,6 +58,11 @@ def test_redis_restarted_empty_loses_no_clip(stack, takes):
     _check(harness.redis_restarted_empty(stack, takes["short"]), stack)
 
 
+def test_a_full_redis_keeps_the_worker_up_and_loses_no_clip(stack, takes):
+    """Red team, issue 15: Redis out of memory killed workers ("Unrecoverable error")."""
+    _check(harness.redis_out_of_memory(stack, takes["short"]), stack)
+
+
 def test_the_web_server_restarted_mid_upload_the_upload_resumes(stack, takes):
     _check(harness.web_restart_during_upload(stack, takes["short"]), stack)
 

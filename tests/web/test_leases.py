@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from portal import services
+from portal import services, waiting
 from portal.extensions import db
 from portal.models import Clip, Render, RenderPart, utcnow
 from workers import leases, pipeline
@@ -150,6 +150,7 @@ def _planned(app, campaign, media_files) -> int:
     app.config["RENDER_SEGMENT_SECONDS"] = 1
     _approved(app, campaign, media_files, "landscape")
     job_id = services.request_render(services.get_campaign(campaign)).id
+    waiting.started("tutti.render", (job_id,))  # a worker took its message
     job = pipeline._claim_render(job_id)
     from workers.media.spec import parse_spec
 
@@ -378,6 +379,7 @@ def test_a_lost_join_is_sent_again_by_the_reconciler(app, campaign, media_files,
         job_id = services.request_render(services.get_campaign(campaign)).id
         monkeypatch.setattr(services, "enqueue", record)
         monkeypatch.setattr(pipeline, "enqueue", record)
+        waiting.started("tutti.render", (job_id,))  # a worker takes its message and ...
         pipeline.render(job_id)  # plans, sends the parts
         parts = [ids[1] for name, ids in sent if name == "tutti.render_part"]
         assert parts

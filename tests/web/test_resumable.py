@@ -161,6 +161,38 @@ def test_checksums_sha1_and_sha256_and_460_on_a_mismatch(app, client, campaign):
     assert done.status_code == 204 and "Tutti-Clip" in done.headers
 
 
+@pytest.mark.parametrize("length", ["-1", "1e6", "+5", "0x10", "ten"])
+def test_an_invalid_upload_length_is_400_saying_what_a_length_is(client, campaign, length):
+    """Red team, issue 15: ``Upload-Length: -1`` was answered "The file is empty"."""
+    answer = client.post("/api/v1/uploads", headers={
+        **TUS, "Upload-Length": length, "Upload-Metadata": _metadata(campaign=campaign)})
+    assert answer.status_code == 400
+    message = answer.get_json()["error"]
+    assert "invalid" in message and "non-negative integer" in message, message
+    assert "empty" not in message
+
+
+def test_an_empty_file_and_a_missing_length_keep_their_own_answers(client, campaign):
+    assert "empty" in _create(client, 0).get_json()["error"]
+    missing = client.post("/api/v1/uploads", headers={**TUS, "Upload-Metadata": "x eA=="})
+    assert missing.status_code == 400 and "required" in missing.get_json()["error"]
+
+
+@pytest.mark.parametrize("header", ["sha1", "sha1 ", "sha256  ", "sha1 QUJD",
+                                    "sha256 !!notbase64!!"])
+def test_a_malformed_checksum_header_is_400_not_a_mismatch(app, client, campaign, header):
+    """Red team, issue 15: ``Upload-Checksum: sha1`` (no digest) was answered 460, as if
+    the bytes had been damaged on the way."""
+    data = b"0123456789" * 10
+    url = _create(client, len(data)).headers["Location"]
+    answer = client.patch(url, data=data[:40], headers={
+        **TUS, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream",
+        "Upload-Checksum": header})
+    assert answer.status_code == 400, answer.get_json()
+    assert '"<algorithm> <base64 digest>"' in answer.get_json()["error"]
+    assert _part_size(app, url) == 0  # nothing of the chunk was kept
+
+
 def test_uploads_expire_and_are_cleaned_up(app, client, campaign):
     import time
     from email.utils import parsedate_to_datetime
