@@ -3,6 +3,7 @@ timing errors, rendered by FluidSynth; where :func:`workers.media.timemap.fit_ti
 puts each phrase's first and last note against the truth.
 
     .venv/bin/python -m bench.sound.timemap_real [--chorale bwv66.6] [--bpm 80] [--diagnose]
+        [--guide-program 19]
 
 Needs what ``make bench-sync-deps`` installs (music21, FluidSynth, fluid-soundfont-gm).
 The guide: all four parts of the chorale (music21's corpus) on church organ (GM 19, the
@@ -76,17 +77,18 @@ def _warps(starts: list[float], end: float) -> dict:
             "shifted phrases (T)": ("T", shifted)}
 
 
-def build(chorale: str, bpm: float):
+def build(chorale: str, bpm: float, guide_program: int = ORGAN):
     """(guide at RATE, {name: (take at RATE, warp, note onsets, phrase starts, phrase
-    last notes)})."""
+    last notes)}); the guide on General MIDI program ``guide_program``."""
     ch = load_chorale(chorale)
     beat = 60.0 / bpm
 
     def t_of(q: float) -> float:
         return LEAD + q * beat
 
-    tracks = [(ORGAN, [Event(t_of(n.q), n.dur * beat * 0.98, n.midi, 80 + (10 if v == "S" else 0))
-                       for n in ch.parts[v]]) for v in "SATB"]
+    tracks = [(guide_program, [Event(t_of(n.q), n.dur * beat * 0.98, n.midi,
+                                     80 + (10 if v == "S" else 0)) for n in ch.parts[v]])
+              for v in "SATB"]
     guide = to_sr(render_events(tracks, reverb=True).astype(np.float64), GUIDE_SR, RATE)
     starts = [t_of(q) for q in ch.phrase_starts]
     end = t_of(ch.length_q)
@@ -152,17 +154,20 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chorale", default="bwv66.6")
     ap.add_argument("--bpm", type=float, default=80.0)
+    ap.add_argument("--guide-program", type=int, default=ORGAN,
+                    help="the guide's General MIDI program (19 church organ, 0 piano)")
     ap.add_argument("--diagnose", action="store_true",
                     help="what the onset curves see of the true warps, instead of the fits")
     args = ap.parse_args(argv)
-    guide, takes = build(args.chorale, args.bpm)
+    guide, takes = build(args.chorale, args.bpm, args.guide_program)
     if args.diagnose:
         ch = load_chorale(args.chorale)
         beat = 60.0 / args.bpm
         starts = [LEAD + q * beat for q in ch.phrase_starts]
         diagnose(guide, takes, _warps(starts, LEAD + ch.length_q * beat))
         return
-    print(f"{args.chorale} at {args.bpm:g} bpm, organ guide, Choir Aahs takes; ms, + = late")
+    print(f"{args.chorale} at {args.bpm:g} bpm, guide on GM {args.guide_program}, Choir Aahs "
+          "takes; ms, + = late")
     worst = 0.0
     for name, (x, onsets, truth, firsts, lasts) in takes.items():
         t0 = time.process_time()
