@@ -2,7 +2,8 @@
 timing errors, rendered by FluidSynth; where :func:`workers.media.timemap.fit_time_map`
 puts each phrase's first and last note against the truth.
 
-    .venv/bin/python -m bench.sound.timemap_real [--chorale bwv66.6] [--bpm 80]
+    .venv/bin/python -m bench.sound.timemap_real [--chorale bwv66.6] [--bpm 80] [--diagnose]
+        [--guide-program 19]
 
 Needs what ``make bench-sync-deps`` installs (music21, FluidSynth, fluid-soundfont-gm).
 The guide: all four parts of the chorale (music21's corpus) on church organ (GM 19, the
@@ -22,6 +23,12 @@ The map is fitted from the true offset (sync's job is not measured here). Errors
 ``w(t) - map(t)`` in ms at the part's note onsets (+ = the note plays late after the map):
 at each phrase start and at each phrase's last note, and the largest over all notes; the
 same for the offset alone. Rendered audio is cached (``bench/out/sync-real-cache``).
+
+``--diagnose`` prints instead what the map's onset curves can see: where the guide's and
+each take's curve peak after the take's note-ons (median, ms), and how the *true* warp
+scores on them against the one offset (:func:`workers.media.timemap.onset_gain`): as is,
+moved by its best constant, and the offset moved by its own (the safeguard's comparison).
+A warp the curves cannot see scores no better than the offset.
 """
 
 from __future__ import annotations
@@ -70,17 +77,18 @@ def _warps(starts: list[float], end: float) -> dict:
             "shifted phrases (T)": ("T", shifted)}
 
 
-def build(chorale: str, bpm: float):
+def build(chorale: str, bpm: float, guide_program: int = ORGAN):
     """(guide at RATE, {name: (take at RATE, warp, note onsets, phrase starts, phrase
-    last notes)})."""
+    last notes)}); the guide on General MIDI program ``guide_program``."""
     ch = load_chorale(chorale)
     beat = 60.0 / bpm
 
     def t_of(q: float) -> float:
         return LEAD + q * beat
 
-    tracks = [(ORGAN, [Event(t_of(n.q), n.dur * beat * 0.98, n.midi, 80 + (10 if v == "S" else 0))
-                       for n in ch.parts[v]]) for v in "SATB"]
+    tracks = [(guide_program, [Event(t_of(n.q), n.dur * beat * 0.98, n.midi,
+                                     80 + (10 if v == "S" else 0)) for n in ch.parts[v]])
+              for v in "SATB"]
     guide = to_sr(render_events(tracks, reverb=True).astype(np.float64), GUIDE_SR, RATE)
     starts = [t_of(q) for q in ch.phrase_starts]
     end = t_of(ch.length_q)
@@ -112,13 +120,54 @@ def build(chorale: str, bpm: float):
     return guide.astype(np.float32), takes
 
 
+def diagnose(guide: np.ndarray, takes: dict, warps: dict) -> None:
+    """Print where the onset curves peak after the note-ons and how the true warps score."""
+    from scipy import ndimage
+
+    from workers.media.timemap import HOP, _frames, onset_gain
+
+    fps = RATE / HOP
+    go = _frames(guide)[0]
+    gt = np.arange(0.0, (go.size - 1) / fps, 0.05)
+    shifts = range(-16, 17)  # frames, the map's +-80 ms
+
+    def peak_after(curve: np.ndarray, times: np.ndarray) -> float:
+        c = ndimage.gaussian_filter1d(curve, 1.5)
+        idx = [int(round(t * fps)) for t in times]
+        return float(np.median([(np.argmax(c[i - 16:i + 17]) - 16) * 1000 / fps
+                                for i in idx if 16 <= i < c.size - 17]))
+
+    print("take: onset peak after note-on guide / take (median ms); true warp's gain over "
+          "the offset: as is, at its best constant (ms); the offset at its best constant")
+    for name, (x, onsets, truth, _, _) in takes.items():
+        co = _frames(x)[0]
+        ct = np.array([float(warps[name][1](t)) for t in gt])
+        best = max(shifts, key=lambda k: onset_gain(go, co, gt, ct + k / fps, OFFSET, fps))
+        flat = max(onset_gain(go, co, gt, OFFSET + gt + k / fps, OFFSET, fps) for k in shifts)
+        print(f"  {name}: {peak_after(go, onsets):+.0f} / {peak_after(co, truth):+.0f}; "
+              f"{onset_gain(go, co, gt, ct, OFFSET, fps):+.3f}, "
+              f"{onset_gain(go, co, gt, ct + best / fps, OFFSET, fps):+.3f} "
+              f"({best * 1000 / fps:+.0f}); {flat:+.3f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chorale", default="bwv66.6")
     ap.add_argument("--bpm", type=float, default=80.0)
+    ap.add_argument("--guide-program", type=int, default=ORGAN,
+                    help="the guide's General MIDI program (19 church organ, 0 piano)")
+    ap.add_argument("--diagnose", action="store_true",
+                    help="what the onset curves see of the true warps, instead of the fits")
     args = ap.parse_args(argv)
-    guide, takes = build(args.chorale, args.bpm)
-    print(f"{args.chorale} at {args.bpm:g} bpm, organ guide, Choir Aahs takes; ms, + = late")
+    guide, takes = build(args.chorale, args.bpm, args.guide_program)
+    if args.diagnose:
+        ch = load_chorale(args.chorale)
+        beat = 60.0 / args.bpm
+        starts = [LEAD + q * beat for q in ch.phrase_starts]
+        diagnose(guide, takes, _warps(starts, LEAD + ch.length_q * beat))
+        return
+    print(f"{args.chorale} at {args.bpm:g} bpm, guide on GM {args.guide_program}, Choir Aahs "
+          "takes; ms, + = late")
     worst = 0.0
     for name, (x, onsets, truth, firsts, lasts) in takes.items():
         t0 = time.process_time()

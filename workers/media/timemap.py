@@ -64,6 +64,12 @@ QUIET_DB = 12.0
 #: offset: rendered chorale takes exactly in time scored 1-9 % over it, a 2 % slow take
 #: 140 %, takes dragging 60 ms a phrase 8 % (rendered) and 40 % (generated))
 KEEP_GAIN = 0.10
+#: a phrase's entry (the first sounding knot after a breath) is placed by the onsets from
+#: ENTRY_BEFORE s before it to ENTRY_AFTER s after it, within ENTRY_RADIUS frames of the
+#: DTW path and to a fraction of a frame (:func:`_refine_entries`)
+ENTRY_BEFORE = 0.1
+ENTRY_AFTER = 0.4
+ENTRY_RADIUS = 3
 #: how far a take's own tempo is looked for, to tell one beyond the organizer's limit
 WIDE_TEMPO = 0.08
 #: ... and how far past the limit it must be to count as beyond (0.5 %)
@@ -206,6 +212,47 @@ def _band_dtw(cost: np.ndarray, penalty: np.ndarray) -> np.ndarray:
     return path
 
 
+def _refine_entries(go: np.ndarray, co: np.ndarray, base: np.ndarray, knots: np.ndarray,
+                    dev: np.ndarray, guide_quiet: np.ndarray) -> np.ndarray:
+    """The knots' deviations from the line (frames, (K,)), those at a phrase's entry (the
+    first knot that sounds after a breath) moved to where the onset curves (``go``, ``co``
+    (T,)) line the phrase's first notes up best: within :data:`ENTRY_RADIUS` frames of the
+    path, to a fraction of a frame (a parabola through the best three scores). The path
+    holds an entry a frame or two towards the tempo line (each move inside the phrase costs
+    it, so it cuts a drag's ramp short at both ends: a take dragging 60 ms a phrase came
+    into its phrases 1-8 ms late, 12 ms after the render). ``base`` (T,): the line's take
+    frame per guide frame; ``guide_quiet`` (T,) the guide's quiet frames. An entry is a
+    knot where the guide sounds after at least half of :data:`ENTRY_BEFORE` of its silence
+    (a legato guide, an organ, has few: its first note; the take's own breaths are not
+    entries, as a take's onsets alone may pull it towards another timbre's attack)."""
+    fps = RATE / HOP
+    g = ndimage.gaussian_filter1d(go, CHECK_SIGMA)
+    c = ndimage.gaussian_filter1d(co, CHECK_SIGMA)
+    grid = np.arange(c.size, dtype=float)
+    shifts = np.arange(-ENTRY_RADIUS, ENTRY_RADIUS + 1)
+    before, after = int(ENTRY_BEFORE * fps), int(ENTRY_AFTER * fps)
+    out = dev.copy()
+    for i in range(1, knots.size):
+        k = int(knots[i])
+        if guide_quiet[k] or guide_quiet[max(0, k - before):k].mean() < 0.5:
+            continue  # not an entry
+        lo, hi = max(0, k - before), min(go.size, k + after)
+        weight = g[lo:hi]
+        pos = base[lo:hi] + dev[i]
+        scores = np.array([float(np.dot(weight, np.interp(pos + d, grid, c, left=0.0,
+                                                          right=0.0))) for d in shifts])
+        j = int(np.argmax(scores))
+        if scores[j] <= 0:
+            continue
+        step = float(shifts[j])
+        if 0 < j < shifts.size - 1:
+            a, b, cc = scores[j - 1], scores[j], scores[j + 1]
+            if a - 2 * b + cc < 0:
+                step += 0.5 * (a - cc) / (a - 2 * b + cc)
+        out[i] = dev[i] + step
+    return out
+
+
 def fit_time_map(guide: np.ndarray, take: np.ndarray, offset: float, *,
                  max_shift: float = 0.08, max_tempo: float = 0.03,
                  knot_seconds: float = 0.25, line_search: float = 0.25) -> TimeMap:
@@ -276,7 +323,8 @@ def fit_time_map(guide: np.ndarray, take: np.ndarray, offset: float, *,
     if len(knots) > MAX_KNOTS:
         raise ValueError("the guide is too long for this knot spacing")
     gt = np.array(knots) / fps
-    dev = deviation[knots] / fps
+    dev = _refine_entries(go, co, base, np.asarray(knots), deviation[knots].astype(float),
+                          gq[:rows]) / fps
     dev = np.clip(dev, -max_shift, max_shift)
     # a change of one analysis frame is noise: held until the deviation moves further (each
     # change is a tempo command, and each costs atempo a little of its timing); not across
