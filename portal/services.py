@@ -999,6 +999,11 @@ def request_render(campaign: Campaign, kind: str = "final", publish: bool | None
                     request_key=key)
     db.session.add(render)
     try:
+        db.session.flush()  # its id, for the older renders' reason
+        if publish:
+            # in the same transaction as the new row: whoever asks next sees both the new
+            # render and the older ones let go (their keys freed), or neither
+            _supersede(campaign_id, render)
         db.session.commit()
     except IntegrityError:  # the same request, committed a moment before by another process
         db.session.rollback()
@@ -1007,17 +1012,18 @@ def request_render(campaign: Campaign, kind: str = "final", publish: bool | None
             raise
         log.info("render %s: asked for twice at once; one render", pending.id)
         return pending
-    if publish:
-        _supersede(campaign_id, render)
     enqueue("tutti.render", render.id)
     return render
 
 
 def _supersede(campaign_id: int, newer: Render) -> None:
-    """Older pending renders of the campaign that would publish give way to ``newer``."""
+    """Older pending renders of the campaign that would publish give way to ``newer``
+    (the caller commits). Each gives up its request key at once, also one still running
+    and only asked to stop: a request for the same thing, coming while it stops, is a
+    new render (the newest request), never merged into one that ends cancelled."""
     older = db.session.scalars(select(Render).where(
         Render.campaign_id == campaign_id, Render.id < newer.id, Render.publish.is_(True),
-        Render.status.in_(states.RENDER_PENDING)).with_for_update())
+        Render.status.in_(states.RENDER_PENDING)).order_by(Render.id).with_for_update())
     reason = f"replaced by a newer request (render {newer.id}) before it finished"
     for job in older:
         if job.status == "queued":
@@ -1025,8 +1031,8 @@ def _supersede(campaign_id: int, newer: Render) -> None:
         else:
             job.cancel_requested = True
             job.reason = reason
+            job.request_key = None
         log.info("render %s: %s", job.id, reason)
-    db.session.commit()
 
 
 def request_handoff(render: Render) -> None:
@@ -1054,10 +1060,14 @@ def request_handoff(render: Render) -> None:
 
 
 def cancel_render(render: Render) -> None:
+    """Cancel a render: a queued one at once, a running one is asked to stop (its worker
+    ends it). Either gives up its request key now, so asking for the same render again
+    makes a new one rather than returning the one being cancelled."""
     if render.status == "queued":
         states.move_render(render, "cancelled", "cancelled by an organizer")
     elif render.status == "running":
         render.cancel_requested = True
+        render.request_key = None
     db.session.commit()
 
 

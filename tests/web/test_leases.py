@@ -227,6 +227,54 @@ def test_the_newest_request_is_published_whichever_finishes_last(app, campaign, 
         assert services.get_campaign(campaign).published_render_id == newer.id
 
 
+def _running(render_id: int) -> None:
+    """The render as a worker holds it: running, under a live lease."""
+    from portal import states
+
+    job = db.session.get(Render, render_id)
+    states.move_render(job, "running")
+    job.lease_owner = "busy-worker"
+    job.lease_until = utcnow() + timedelta(minutes=5)
+    db.session.commit()
+
+
+def test_a_request_while_the_replaced_render_stops_is_the_newest(app, campaign, media_files):
+    """Red team W5: grid (A) running, sections (B) replaces it, grid again (C) while A is
+    still stopping: C is a render of its own, B gives way to it, and C is published."""
+    _approved(app, campaign, media_files, "landscape")
+    with app.app_context():
+        grid_a = services.request_render(services.get_campaign(campaign)).id
+        _running(grid_a)
+        sections = services.request_render(services.get_campaign(campaign),
+                                           options={"layout": "sections"}).id
+        grid_c = services.request_render(services.get_campaign(campaign)).id
+        assert grid_c not in (grid_a, sections)
+        db.session.expire_all()
+        a = db.session.get(Render, grid_a)
+        assert a.status == "running" and a.cancel_requested and a.request_key is None
+        assert db.session.get(Render, sections).status == "cancelled"
+        assert db.session.get(Render, grid_c).request_key is not None
+        again = services.request_render(services.get_campaign(campaign)).id
+        assert again == grid_c  # C itself is pending and newest: asking again is C
+        pipeline.render(grid_c)
+        db.session.expire_all()
+        assert db.session.get(Render, grid_c).status == "done"
+        assert services.get_campaign(campaign).published_render_id == grid_c
+
+
+def test_a_render_cancelled_while_running_is_not_returned_when_asked_again(
+        app, campaign, media_files):
+    _approved(app, campaign, media_files, "landscape")
+    with app.app_context():
+        first = services.request_render(services.get_campaign(campaign), kind="preview").id
+        _running(first)
+        services.cancel_render(db.session.get(Render, first))
+        again = services.request_render(services.get_campaign(campaign), kind="preview").id
+        assert again != first
+        db.session.expire_all()
+        assert db.session.get(Render, first).cancel_requested
+
+
 def test_a_full_disk_answers_507_and_keeps_nothing(app, client, campaign, media_files,
                                                    monkeypatch):
     from portal.storage import Storage
