@@ -236,8 +236,14 @@ def _children_cpu() -> float:
 
 def _reject(clip: Clip, owner: str, reason: str, when: str) -> None:
     """Reject a clip being taken in with ``reason`` (the participant's words), if this
-    worker still holds it; ``when`` completes the log line."""
+    worker still holds it; ``when`` completes the log line. Not when its lease ran out
+    meanwhile (asked on the database's clock): the worker was paused or starved, so the
+    verdict (a read that "took too long") may be its own trouble, not the file's: the clip
+    is given back and taken in again (red team W1, issue 15)."""
     clip_id = clip.id
+    if lease_lapsed():
+        _retry_now(clip_id, owner, RuntimeError(f"not rejected ({reason})"))
+        return
     log.info("clip %s: rejected%s: %s", clip_id, when, reason)
     if _still_ours(Clip, clip_id, owner):
         _release(clip)
@@ -308,6 +314,11 @@ def _intake_claimed(clip: Clip, owner: str) -> bool:
             _retry_later(clip_id, owner, exc)
             return False
         if lease_lapsed():  # paused past the lease: a sweep may have taken our files
+            _retry_now(clip_id, owner, exc)
+            return False
+        if isinstance(exc, FFmpegError) and exc.starved:
+            # ffmpeg got too little CPU to finish (stopped, paused, an overloaded
+            # machine): the worker's trouble, not the file's (red team W1, issue 15)
             _retry_now(clip_id, owner, exc)
             return False
         if isinstance(exc, OSError):
@@ -423,11 +434,12 @@ def _retry_later(clip_id: int, owner: str, exc: BaseException) -> None:
 
 
 def _retry_now(clip_id: int, owner: str, exc: BaseException) -> None:
-    """Intake failed after this worker's lease ran out (it was paused or starved): the
-    reconciler may have removed its temporary files as a dead writer's, so the failure is
-    ours, not the file's. Give the clip back and send it again at once."""
-    log.warning("clip %s: intake failed after its lease ran out; trying again: %s",
-                clip_id, exc)
+    """Intake failed after this worker's lease ran out, or its ffmpeg was starved (the
+    worker was paused or overloaded): the reconciler may have removed its temporary files
+    as a dead writer's, or the time limit was spent waiting, so the failure is ours, not
+    the file's. Give the clip back and send it again at once."""
+    log.warning("clip %s: intake failed while this worker was paused or starved; trying "
+                "again: %s", clip_id, exc)
     db.session.rollback()
     if _still_ours(Clip, clip_id, owner):
         _release(db.session.get(Clip, clip_id))

@@ -3,6 +3,7 @@ import time
 
 import pytest
 
+from tests.stopping import stop_first_ffmpeg
 from workers.media.ffmpeg import (
     FFmpegError,
     WorkTakenOver,
@@ -99,3 +100,61 @@ def test_remove_quietly(tmp_path):
     remove_quietly(str(path))
     remove_quietly(str(path))  # already gone: no error
     assert not path.exists()
+
+
+def test_a_run_stopped_past_its_timeout_is_not_timed_out(monkeypatch):
+    """Red team W1, issue 15: an ffmpeg that got no CPU during its time limit (stopped,
+    paused, starved) has not shown that its input is slow: it runs on and finishes."""
+    from workers.media import ffmpeg
+
+    # stopped past its limit (1 s), not past the cap
+    stopped = stop_first_ffmpeg(monkeypatch, seconds=ffmpeg.STARVED_LIMIT / 2)
+    run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=64x36:r=10:d=1", "-f", "null", "-"],
+               timeout=1.0)
+    assert stopped, "the run was not stopped"
+
+
+def test_a_run_stopped_for_ever_ends_as_starved_not_as_slow(monkeypatch):
+    stopped = stop_first_ffmpeg(monkeypatch, seconds=None)
+    with pytest.raises(FFmpegError) as caught:
+        run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=64x36:r=10:d=1", "-f", "null", "-"],
+                   timeout=0.5)
+    assert stopped
+    assert caught.value.starved and caught.value.timed_out
+    assert "too little CPU" in str(caught.value)
+
+
+def test_a_busy_run_past_its_timeout_is_timed_out_not_starved(monkeypatch):
+    """The time limit still stops an ffmpeg that works on and on (a hostile or huge
+    input): it got its CPU, so the verdict is the input's."""
+    from workers.media import ffmpeg
+
+    monkeypatch.setattr(ffmpeg, "STARVED_LIMIT", 60.0)  # however loaded this machine is
+    with pytest.raises(FFmpegError) as caught:
+        run_ffmpeg(["-f", "lavfi", "-i", "testsrc2=s=640x360:r=30", "-f", "null", "-"],
+                   timeout=1.0)
+    assert caught.value.timed_out and not caught.value.starved
+
+
+def test_a_run_that_exited_while_unread_is_not_killed():
+    """After a pause of the worker, the time limit is past but ffmpeg finished meanwhile
+    (exited, not yet reaped): the watchdog leaves it to be read to its end."""
+    import subprocess
+    import threading
+
+    from workers.media.ffmpeg import _watchdog, process_cpu
+
+    proc = subprocess.Popen(["true"])
+    while (process_cpu(proc.pid) or ("?",))[0] != "Z":
+        time.sleep(0.01)
+    calls: list[threading.Event] = []
+    finished = threading.Event()
+    timed_out, starved = threading.Event(), threading.Event()
+    watch = threading.Thread(target=_watchdog, args=(proc.pid, 0.05, finished, calls.append,
+                                                     timed_out, starved))
+    watch.start()
+    time.sleep(0.5)  # ten times its limit
+    finished.set()
+    watch.join()
+    proc.wait()
+    assert calls == []

@@ -227,6 +227,116 @@ def test_the_newest_request_is_published_whichever_finishes_last(app, campaign, 
         assert services.get_campaign(campaign).published_render_id == newer.id
 
 
+def _probe_limit(monkeypatch, seconds: float) -> None:
+    """Intake's probe with a time limit of ``seconds`` (60 s by default)."""
+    from functools import partial
+
+    from workers.media import probe
+
+    monkeypatch.setattr(probe, "probe", partial(probe.probe,
+                                                limits=probe.ProbeLimits(timeout=seconds)))
+
+
+def _sent(monkeypatch) -> list:
+    sent: list = []
+    monkeypatch.setattr(pipeline, "enqueue", lambda name, *args: sent.append((name, args)))
+    return sent
+
+
+def _events(clip_id: int) -> list[str]:
+    db.session.expire_all()
+    return [e.status for e in db.session.get(Clip, clip_id).events]
+
+
+def test_a_probe_stopped_past_its_time_limit_ends_normalized(app, campaign, media_files,
+                                                             monkeypatch):
+    """Red team W1, issue 15: the worker (or its ffmpeg) stopped while the probe read the
+    file, past the probe's time limit: the file is not to blame; it is normalized."""
+    from tests.stopping import stop_first_ffmpeg
+
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    _probe_limit(monkeypatch, 1.0)
+    # the probe's read of every packet (measure_streams), stopped twice its time limit
+    stopped = stop_first_ffmpeg(monkeypatch, seconds=2.0, match="-c copy")
+    with app.app_context():
+        pipeline.intake(clip_id)
+        assert stopped, "the probe's ffmpeg was not stopped"
+        assert db.session.get(Clip, clip_id).status == "normalized"
+        assert "rejected" not in _events(clip_id)
+
+
+def test_a_probe_starved_for_ever_is_tried_again_not_rejected(app, campaign, media_files,
+                                                              monkeypatch):
+    from tests.stopping import stop_first_ffmpeg
+
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    _probe_limit(monkeypatch, 0.5)
+    stopped = stop_first_ffmpeg(monkeypatch, seconds=None, match="-c copy")
+    sent = _sent(monkeypatch)
+    with app.app_context():
+        pipeline.intake(clip_id)  # its ffmpeg never runs: stopped as starved
+        assert stopped
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status in ("received", "checked") and clip.lease_owner is None
+        assert ("tutti.intake_clip", (clip_id,)) in sent
+        assert not {"rejected", "failed"} & set(_events(clip_id))
+        pipeline.intake(clip_id)  # the next try, not stopped
+        assert db.session.get(Clip, clip_id).status == "normalized"
+
+
+def test_a_time_out_after_the_lease_ran_out_is_not_a_rejection(app, campaign, media_files,
+                                                                monkeypatch):
+    """The red team's order of events: the worker paused past its lease, and on resume
+    the probe's time limit fired before the heartbeat noticed: the verdict "took too long"
+    is the worker's own trouble. The clip is given back and taken in again."""
+    from workers.media import probe
+
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    real = probe.probe
+
+    def paused_past_the_lease(path, *args, **kwargs):
+        with db.engine.begin() as conn:  # no beat came while the worker was stopped
+            conn.execute(update(Clip).where(Clip.id == clip_id).values(
+                lease_until=leases.lease_now() - timedelta(seconds=5)))
+        raise probe._unreadable(True)  # "Tutti took too long to read this video ..."
+
+    monkeypatch.setattr(probe, "probe", paused_past_the_lease)
+    sent = _sent(monkeypatch)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "received" and clip.lease_owner is None
+        assert ("tutti.intake_clip", (clip_id,)) in sent
+        monkeypatch.setattr(probe, "probe", real)
+        pipeline.intake(clip_id)
+        assert db.session.get(Clip, clip_id).status == "normalized"
+        assert "rejected" not in _events(clip_id)
+
+
+def test_a_file_that_hangs_the_probe_is_still_rejected(app, campaign, media_files,
+                                                       monkeypatch, tmp_path):
+    """A read that works on and on (ffmpeg busy, not stopped) past the time limit is the
+    file's: rejected with the participant's reason, as before."""
+    from workers.media import ffmpeg
+
+    real = ffmpeg.ffmpeg_path()
+    hanging = tmp_path / "ffmpeg"  # busy for ever on the probe's read of every packet
+    hanging.write_text('#!/bin/sh\ncase "$*" in *"-c copy"*) while :; do :; done ;; esac\n'
+                       f'exec "{real}" "$@"\n')
+    hanging.chmod(0o755)
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    _probe_limit(monkeypatch, 1.0)
+    monkeypatch.setattr(ffmpeg, "ffmpeg_path", lambda: str(hanging))
+    # however loaded this machine is, the busy read gets a quarter of its limit in CPU
+    # time before it could be taken for starved
+    monkeypatch.setattr(ffmpeg, "STARVED_LIMIT", 60.0)
+    with app.app_context():
+        pipeline.intake(clip_id)
+        clip = db.session.get(Clip, clip_id)
+        assert clip.status == "rejected"
+        assert "took too long to read" in clip.reason
+
+
 def _running(render_id: int) -> None:
     """The render as a worker holds it: running, under a live lease."""
     from portal import states

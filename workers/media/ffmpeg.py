@@ -31,15 +31,20 @@ _PROGRESS_LINE = re.compile(r"^[a-z_0-9]+=\S*$")
 
 
 class FFmpegError(RuntimeError):
-    """ffmpeg failed or timed out. ``stderr_tail`` holds its last lines."""
+    """ffmpeg failed or timed out. ``stderr_tail`` holds its last lines. ``starved``
+    (with ``timed_out``): it was stopped because it got too little CPU time to finish
+    (stopped with SIGSTOP, a paused container or VM, a machine overloaded), which says
+    nothing about its input: the work is to be tried again, never blamed on the file."""
 
     def __init__(self, message: str, argv: Sequence[str] = (), returncode: int | None = None,
-                 stderr_tail: str = "", timed_out: bool = False) -> None:
+                 stderr_tail: str = "", timed_out: bool = False,
+                 starved: bool = False) -> None:
         super().__init__(message)
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr_tail = stderr_tail
-        self.timed_out = timed_out
+        self.timed_out = timed_out or starved
+        self.starved = starved
 
     def __str__(self) -> str:  # the tail helps whoever reads a log line
         base = super().__str__()
@@ -190,6 +195,8 @@ def _execute(
         reader.start()
 
     timed_out = threading.Event()
+    starved = threading.Event()
+    finished = threading.Event()
 
     def kill_group() -> None:
         try:
@@ -197,13 +204,13 @@ def _execute(
         except ProcessLookupError:
             pass
 
-    def on_timeout() -> None:
-        timed_out.set()
+    def on_timeout(why: threading.Event) -> None:
+        why.set()
         kill_group()
 
-    timer = threading.Timer(timeout, on_timeout)
-    timer.daemon = True
-    timer.start()
+    threading.Thread(target=_watchdog, args=(proc.pid, timeout, finished, on_timeout,
+                                             timed_out, starved),
+                     daemon=True, name="ffmpeg-timeout").start()
     abandoned = threading.Event()
     stop = getattr(_watched, "event", None)
     if stop is not None:
@@ -242,10 +249,14 @@ def _execute(
         proc.wait()
         raise
     finally:
-        timer.cancel()
+        finished.set()
     if reader is not None:
         reader.join()
     stderr = "\n".join([*head, *lines])
+    if starved.is_set():
+        raise FFmpegError(f"ffmpeg got too little CPU time to finish in {timeout:.0f} s "
+                          "(stopped, paused or starved)", argv, returncode, stderr,
+                          starved=True)
     if timed_out.is_set():
         raise FFmpegError(f"ffmpeg timed out after {timeout:.0f} s", argv, returncode,
                           stderr, timed_out=True)
@@ -253,6 +264,75 @@ def _execute(
         raise WorkTakenOver("ffmpeg stopped: another worker took this work over")
     log.debug("ffmpeg exited %s in %.2f s", returncode, time.monotonic() - started)
     return _Outcome(argv, returncode, b"".join(out_chunks), stderr)
+
+
+#: at its time limit, an ffmpeg that got at least this share of the limit in CPU time
+#: (all its threads) is stopped as too slow: the input's fault. One that got less was
+#: stopped (SIGSTOP, a paused container, a VM migrated), starved by an overloaded
+#: machine, or has finished while this worker was paused: it runs on
+STARVED_SHARE = 0.25
+#: ... until it gets that share, or until it has run (this worker not paused) this many
+#: times its limit: then it is stopped as starved, the worker's trouble, not the input's
+STARVED_LIMIT = 4.0
+_PROC = os.path.isdir("/proc/self")
+
+
+def process_cpu(pid: int) -> tuple[str, float] | None:
+    """``(state, CPU seconds)`` of process ``pid`` from ``/proc/PID/stat``: its state
+    letter ("R" running, "S" sleeping, "T" stopped, "Z" exited and not yet reaped, ...)
+    and the user + system time of all its threads and of the children it has waited
+    for. None when there is no such process (or no ``/proc``: not Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return None
+    # the fields after the command name, which is in parentheses and may hold spaces
+    fields = data.rsplit(b")", 1)[-1].split()
+    try:
+        ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    except (IndexError, ValueError):
+        return None
+    return fields[0].decode("ascii", "replace"), ticks / _CLOCK_TICKS
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _watchdog(pid: int, timeout: float, finished: threading.Event,
+              on_timeout: Callable[[threading.Event], None], timed_out: threading.Event,
+              starved: threading.Event) -> None:
+    """Stop ffmpeg ``pid`` when it overruns ``timeout`` seconds, judged by the CPU time
+    it got (see :data:`STARVED_SHARE`): ``on_timeout(timed_out)`` when it was running
+    and did not finish (the input is too slow or hangs it), ``on_timeout(starved)``
+    when it got too little CPU for :data:`STARVED_LIMIT` times the limit. Time this
+    worker itself did not run (the watchdog's own ticks came late: the worker was
+    stopped or frozen) does not count: after a pause, an ffmpeg that finished meanwhile
+    is read to its end, not killed. Without ``/proc``: wall time, as a plain timer."""
+    tick = min(0.5, max(0.02, timeout / 10))
+    started = last = time.monotonic()
+    paused = 0.0
+    while not finished.wait(tick):
+        now = time.monotonic()
+        late = now - last - tick
+        if late > 1.0:  # this worker did not run: stopped, frozen or starved itself
+            paused += late
+        last = now
+        ran = now - started - paused
+        if ran < timeout:
+            continue
+        seen = process_cpu(pid) if _PROC else ("R", timeout)
+        if seen is None or seen[0] in ("Z", "X"):
+            continue  # it has exited: its output is read to the end
+        state, cpu = seen
+        if cpu >= STARVED_SHARE * timeout:
+            on_timeout(timed_out)
+            return
+        if ran >= STARVED_LIMIT * timeout:
+            log.warning("ffmpeg %d got %.1f CPU s in %.0f s (state %s): stopped as starved",
+                        pid, cpu, ran, state)
+            on_timeout(starved)
+            return
 
 
 _watched = threading.local()

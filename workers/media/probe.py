@@ -472,8 +472,10 @@ def _measure_duration(path: str, *, timeout: float, demuxers: tuple[str, ...]) -
 def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa: B008 - frozen
     """Check an uploaded file and describe it, or raise :class:`ProbeRejected`.
 
-    Raises :class:`FFmpegError` only when ffmpeg itself cannot run (missing binary);
-    a file that makes ffmpeg time out is rejected as ``unreadable``.
+    Raises :class:`FFmpegError` only when ffmpeg itself cannot run (missing binary), or
+    was starved of CPU time (:attr:`FFmpegError.starved`: stopped, paused or overloaded;
+    try again); a file that makes ffmpeg time out while it runs is rejected as
+    ``unreadable``.
     """
     try:
         size = os.path.getsize(path)
@@ -494,7 +496,7 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
         report = read_input_report(path, timeout=limits.timeout, demuxers=VIDEO_DEMUXERS)
     except FFmpegError as exc:
         log.info("probe %s: ffmpeg cannot read it: %s", path, exc)
-        raise _unreadable(exc.timed_out) from exc
+        raise _unreadable(exc) from exc
 
     video = report.video
     if video is None:
@@ -529,7 +531,7 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
                                timeout=limits.timeout + size / 20e6, demuxers=VIDEO_DEMUXERS)
     except FFmpegError as exc:
         log.info("probe %s: packets unreadable: %s", path, exc)
-        raise _unreadable(exc.timed_out) from exc
+        raise _unreadable(exc) from exc
     if ends.video_end <= 0 or ends.video_frames == 0:
         raise _unreadable(False)
     measured_fps = ends.video_frames / ends.video_end if ends.video_end > 0 else 0.0
@@ -579,7 +581,7 @@ def probe(path: str, limits: ProbeLimits = ProbeLimits()) -> MediaInfo:  # noqa:
         _decode_one_frame(path, video, timeout=limits.timeout, audio=audio)
     except FFmpegError as exc:
         log.info("probe %s: not decodable: %s", path, exc)
-        raise _unreadable(exc.timed_out) from exc
+        raise _unreadable(exc) from exc
 
     info = MediaInfo(
         path=path,
@@ -1126,7 +1128,14 @@ def _human_duration(seconds: float) -> str:
     return f"{secs} seconds"
 
 
-def _unreadable(timed_out: bool) -> ProbeRejected:
+def _unreadable(cause: FFmpegError | bool) -> ProbeRejected:
+    """The rejection of a file ffmpeg could not read (``cause``: its error, or whether it
+    timed out). An ffmpeg stopped as starved (:attr:`FFmpegError.starved`: it got too
+    little CPU time, the worker was stopped or overloaded) says nothing of the file:
+    that error is raised again as it is, for the work to be tried again."""
+    if isinstance(cause, FFmpegError) and cause.starved:
+        raise cause
+    timed_out = cause.timed_out if isinstance(cause, FFmpegError) else cause
     if timed_out:
         return ProbeRejected("unreadable", "Tutti took too long to read this video; the file "
                              "may be damaged. Please export it again from your phone or editor "
