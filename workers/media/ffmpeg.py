@@ -272,8 +272,11 @@ def _execute(
 #: machine, or has finished while this worker was paused: it runs on
 STARVED_SHARE = 0.25
 #: ... until it gets that share, or until it has run (this worker not paused) this many
-#: times its limit: then it is stopped as starved, the worker's trouble, not the input's
+#: times its limit, and at least STARVED_GRACE seconds past it (a limit of a fraction of
+#: a second is shorter than CPU time is counted in): then it is stopped as starved, the
+#: worker's trouble, not the input's
 STARVED_LIMIT = 4.0
+STARVED_GRACE = 5.0
 _PROC = os.path.isdir("/proc/self")
 
 
@@ -305,7 +308,8 @@ def _watchdog(pid: int, timeout: float, finished: threading.Event,
     """Stop ffmpeg ``pid`` when it overruns ``timeout`` seconds, judged by the CPU time
     it got (see :data:`STARVED_SHARE`): ``on_timeout(timed_out)`` when it was running
     and did not finish (the input is too slow or hangs it), ``on_timeout(starved)``
-    when it got too little CPU for :data:`STARVED_LIMIT` times the limit. Time this
+    when it got too little CPU for :data:`STARVED_LIMIT` times the limit (and
+    :data:`STARVED_GRACE` seconds past it). Time this
     worker itself did not run (the watchdog's own ticks came late: the worker was
     stopped or frozen) does not count: after a pause, an ffmpeg that finished meanwhile
     is read to its end, not killed. Without ``/proc``: wall time, as a plain timer."""
@@ -328,7 +332,7 @@ def _watchdog(pid: int, timeout: float, finished: threading.Event,
         if cpu >= STARVED_SHARE * timeout:
             on_timeout(timed_out)
             return
-        if ran >= STARVED_LIMIT * timeout:
+        if ran >= max(STARVED_LIMIT * timeout, timeout + STARVED_GRACE):
             log.warning("ffmpeg %d got %.1f CPU s in %.0f s (state %s): stopped as starved",
                         pid, cpu, ran, state)
             on_timeout(starved)
