@@ -196,3 +196,40 @@ def test_the_sound_is_searched_near_the_prior_on_a_guide_whose_phrase_repeats():
         assert not check.result.trusted
         offered = [k.offset_seconds for k in check.result.candidates]
         assert any(abs(o - truth) < 0.01 for o in offered)
+
+
+# --- a weak sound torn between places (red team record3 F1: a headphone take of a chorale
+# whose Stollen repeats 10.5 s later; the sound put the repeat 0.4 z ahead of the truth)
+
+def headphone_take(confidence: float = 0.0, method: str = "none") -> AlignResult:
+    """The red team's take's candidates as `tutti align --json` gave them (truth +3.0 s)."""
+    return AlignResult(-7.484, confidence, method, 0.0, False, (
+        candidate(-7.484, 9.9, 5.2), candidate(3.011, 9.5, 5.1), candidate(-7.352, 8.0, 4.2),
+        candidate(-5.988, 8.6, 1.4), candidate(3.26, 7.1, 2.5)))
+
+
+@pytest.mark.parametrize("method,confidence", [("none", 0.0), ("part", 0.1)])
+def test_a_weak_sound_torn_between_repeats_takes_the_place_the_prior_points_at(
+        method, confidence):
+    check = check_prior(headphone_take(confidence, method), RecordTiming(start_s=-3.0))
+    assert check.chose_prior and not check.conflict
+    assert check.result.offset_seconds == pytest.approx(3.011)
+    assert check.result.candidates[0].offset_seconds == pytest.approx(3.011)
+    assert -7.484 in [k.offset_seconds for k in check.result.candidates]  # still offered
+    assert check.error_ms == pytest.approx(11.0)  # kept: the device's error is on record
+    # never trusted on the prior's word: a weak sound does not check a wrong latency
+    assert not check.result.trusted and check.result.confidence <= confidence
+
+
+def test_the_prior_picks_only_a_place_the_sound_holds_nearly_as_well_as_its_best():
+    from dataclasses import replace
+
+    found = headphone_take()
+    weak_near = replace(found, candidates=(candidate(-7.484, 9.9, 5.2),
+                                           candidate(3.011, 6.0, 2.0)))
+    check = check_prior(weak_near, RecordTiming(start_s=-3.0))
+    assert not check.chose_prior and check.result.offset_seconds == -7.484
+    # nothing within PRIOR_PICK_MS of the prior (a device 60 ms off the sound's places)
+    off = check_prior(found, RecordTiming(start_s=-3.071))
+    assert not off.chose_prior and off.result.offset_seconds == -7.484
+    assert off.error_ms is None
