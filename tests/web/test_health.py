@@ -93,3 +93,29 @@ def test_a_redis_that_refuses_writes_is_not_ready_and_breaks_no_upload_or_log_in
             dispose(app)
     finally:
         server.stop()
+
+
+def test_reconcile_rounds_keep_their_gap_on_the_brokers_clock_not_the_senders(tmp_path):
+    """Red team ops3 F3: the schedule's Celery `expires`, stamped on the sender's clock, made
+    a worker whose clock ran 10 minutes ahead discard every reconcile round as revoked. Now
+    no expiry is sent, and rounds queued while no worker ran skip by a gap kept on Redis."""
+    import redis
+
+    from portal.cli import _reconcile_schedule
+    from workers import tasks
+
+    app = make_app("sqlite", tmp_path, BROKER_URL=REDIS_URL, RECONCILE_SECONDS=15)
+    try:
+        schedule = _reconcile_schedule(app)["reconcile"]
+        assert "expires" not in schedule.get("options", {})
+        redis.Redis.from_url(REDIS_URL).delete("tutti:reconciler:round")
+        with app.app_context():
+            first = tasks.reconcile.run()
+            second = tasks.reconcile.run()  # a round queued behind it, run at once
+        assert "skipped" not in first
+        assert second == {"skipped": 1}
+        ttl = redis.Redis.from_url(REDIS_URL).pttl("tutti:reconciler:round")
+        assert 0 < ttl <= 7500  # half the period, on Redis's clock
+    finally:
+        redis.Redis.from_url(REDIS_URL).delete("tutti:reconciler:round")
+        dispose(app)
