@@ -1426,12 +1426,19 @@ def render_part(render_id: int, part: int) -> None:
         return
     row, owner = claimed
     attempts = row.attempts
+    beat = None
     try:
         with Heartbeat(RenderPart, row.id, owner) as beat:
             drawn = _draw_part(job, part, beat)
     except BaseException as exc:
         db.session.rollback()
         _release_part(row.id, owner)
+        if isinstance(exc, Exception) and beat is not None and beat.lost.is_set():
+            # another worker took the part over (this one was paused or starved past its
+            # lease, and the sweep may have removed its files): a takeover, not an error
+            log.info("render %s part %s: taken over by another worker (%s); stopped",
+                     render_id, part, exc.__class__.__name__)
+            return
         if (isinstance(exc, Exception) and not isinstance(exc, LeaseLost)
                 and attempts >= RENDER_PART_ATTEMPTS):
             # the same part broke every time (a bug, not a passing fault): say so,
