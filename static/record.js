@@ -93,7 +93,21 @@
     delete row.blob;
     return row;
   };
-  const keep = function (take) { return inStores("readwrite", function (s) { return s.put(rowOf(take)); }); };
+  // A take sent (from this tab or another of this browser) leaves its row marked SENT,
+  // its bytes deleted: no tab offers it again, and no tab's later write (the form typed
+  // into, Send pressed) turns it back into a take to send (red team W1: two tabs sent one
+  // kept take and made two clips). ``keep`` resolves to the row as it was before.
+  const SENT = "sent";
+  const SENT_KEPT_MS = 7 * 24 * 3600 * 1000;  // how long a sent take's mark is kept
+  const keep = function (take) {
+    return inStores("readwrite", function (s) {
+      const before = s.get(take.id);
+      before.onsuccess = function () {
+        if (!before.result || before.result.state !== SENT) { s.put(rowOf(take)); }
+      };
+      return before;
+    });
+  };
   const chunksOf = function (id) { return IDBKeyRange.bound([id, 0], [id, Infinity]); };
   const keepChunk = function (id, seq, blob) {
     return inStores("readwrite", function (s, c) { return c.put({ take: id, seq: seq, blob: blob }); });
@@ -102,6 +116,21 @@
     return inStores("readwrite", function (s, c) { c.delete(chunksOf(id)); return s.delete(id); });
   };
   const keptTakes = function () { return inStores("readonly", function (s) { return s.getAll(); }); };
+  // Tabs of this browser tell each other when a take is sent, so one that shows it for
+  // review says so at once (the Web Lock and the SENT mark below are what make it sent
+  // once; this only keeps the other tabs' words up to date).
+  const channel = window.BroadcastChannel ? new BroadcastChannel(DB_NAME) : null;
+  const announce = function (message) {
+    if (channel) { try { channel.postMessage(message); } catch (e) { /* closing */ } }
+  };
+  // the take's bytes go, its row stays, marked SENT with where its clip is
+  const markSent = function (take, statusUrl) {
+    return inStores("readwrite", function (s, c) {
+      c.delete(chunksOf(take.id));
+      return s.put({ id: take.id, campaign: take.campaign, created: take.created, state: SENT,
+                     sent_at: Date.now(), status_url: statusUrl || "" });
+    }).then(function () { announce({ sent: take.id, status_url: statusUrl || "" }); });
+  };
   // a kept take's bytes: its chunks in order (or a version 1 row's blob)
   const bytesOf = function (take) {
     if (take.blob) { return Promise.resolve(take.blob); }
@@ -505,6 +534,14 @@
     offer(old, text + " Your previous take is still here: Send it, play it back, or Record again.", true);
     return true;
   };
+  // a take's id: it travels as ``take_id`` and, with the take's bytes, makes the server
+  // answer every upload of one take with its one clip; 128 random bits
+  const newTakeId = function () {
+    const bits = crypto.getRandomValues(new Uint8Array(16));
+    return "take-" + Date.now().toString(36) + "-" + Array.prototype.map.call(bits, function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  };
   const startRecording = function (previous) {
     if (starting || (recorder && recorder.state !== "inactive")) { return; }
     starting = true;
@@ -552,7 +589,7 @@
       };
       // the take is kept from its first chunk on: its row now, each chunk as it arrives
       const take = {
-        id: "take-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8),
+        id: newTakeId(),
         campaign: campaign, mime: mime, seconds: 0, created: Date.now(), state: "recording",
         fields: fieldsOf(),  // and what the form holds, as it changes (keepFields)
       };
@@ -712,6 +749,7 @@
   };
   const offer = function (take, text, isError) {
     current = take;
+    $("record-sent").hidden = true;
     if (recording === take) { recording = null; }
     review.src = URL.createObjectURL(take.blob);
     review.hidden = false;
@@ -871,7 +909,9 @@
   };
   const TIMING_KEYS = ["record_start_s", "output_latency_s", "input_latency_s", "base_latency_s",
                        "latency_calibrated", "recorder_mime", "start_stamped", "start_clock"];
-  const send = function (take) {
+  // Upload ``take``; ``done()`` once it is sent or has failed (the tab then lets go of
+  // the take's lock: see sendOnce).
+  const send = function (take, done) {
     show([]);
     bar.hidden = false;
     bar.removeAttribute("value");
@@ -884,12 +924,16 @@
     fingerprintOf(take, meta).then(function (print) {
       meta.head_sha256 = print.head;
       meta.tail_sha256 = print.tail;
-      startUpload(take, meta, print.key);
+      // the server answers every upload of this take (this take id, these bytes) with
+      // its one clip, whichever tab or visit sends it
+      meta.take_id = take.id;
+      startUpload(take, meta, print.key, done);
     }).catch(function () {
       show(["send", "retake", "play", "discard"]);
       say("The take could not be read back on this device. Save it as a file (the link " +
           "below) and upload it with the form below.", true);
       offerDownload(take);
+      done();
     });
   };
   let sendingTake = null;  // the take being sent, for the connection's word
@@ -899,7 +943,7 @@
   window.addEventListener("online", function () {
     if (sendingTake) { say("The connection is back; sending goes on…", false); }
   });
-  const startUpload = function (take, meta, key) {
+  const startUpload = function (take, meta, key, done) {
     sendingTake = take;
     const upload = new tus.Upload(take.blob, {
       endpoint: new URL(box.dataset.uploads, window.location.href).toString(),
@@ -919,11 +963,13 @@
       onSuccess: function (payload) {
         const answer = payload && payload.lastResponse;
         const statusUrl = answer && answer.getHeader("Tutti-Status-Url");
+        const where = statusUrl ? new URL(statusUrl, upload.url).toString() : "";
         sendingTake = null;
         bar.value = 100;
-        forget(take.id).catch(function () {}).then(function () {
+        markSent(take, where).catch(function () {}).then(function () {
+          done();
           say("Sent. Opening your private status page…", false);
-          if (statusUrl) { window.location.assign(new URL(statusUrl, upload.url).toString()); }
+          if (where) { window.location.assign(where); }
         });
       },
       onError: function (err) {
@@ -940,10 +986,11 @@
           if (!take.untimed && TIMING_KEYS.some(function (k) { return text.indexOf("Upload-Metadata: " + k) >= 0; })) {
             take.untimed = true;
             keep(take).catch(function () {});
-            send(take);
+            send(take, done);
             return;
           }
         }
+        done();
         show(reviewButtons(take));
         say(text, true);
         buttons.send.focus();
@@ -954,15 +1001,77 @@
       upload.start();
     });
   };
+  // A kept take is sent once however many tabs of this browser offer it (red team W1):
+  // Send holds a Web Lock named after the take for the whole upload, and under it marks
+  // the take's row "sending", unless the row says it was sent meanwhile (then this tab
+  // says so and sends nothing). A tab whose Send finds the lock held says the take is
+  // being sent from another tab, and waits: if that tab sends it, this one says so; if
+  // it fails or is closed, this one sends it (the upload resumes from the server's
+  // offset). Without Web Locks the SENT mark still stops a second Send once the first is
+  // done, and the server answers two uploads of one take with its one clip.
+  const SENT_ELSEWHERE = "This take was sent from another tab of this browser, so it is not " +
+    "sent again.";
+  const SENDING_ELSEWHERE = "This take is being sent from another tab of this browser. It is " +
+    "sent once, from there; this page says so here when it has arrived.";
+  const sentElsewhere = function (take, row) {
+    if (take.elsewhere) { return; }
+    take.elsewhere = true;
+    if (current !== take) { return; }  // the page has moved on to another take
+    current = null;
+    review.hidden = true;
+    bar.hidden = true;
+    $("record-save").hidden = true;
+    const where = row && row.status_url;
+    if (where) { $("record-sent-link").href = where; }
+    $("record-sent").hidden = !where;
+    show(["record", "calibrate"]);
+    const text = SENT_ELSEWHERE + (where ? " Its private status page is linked below." : "");
+    say(text, false);
+    buttons.record.focus();
+    offerKept(text + " ");  // another kept take, if there is one
+  };
+  if (channel) {
+    channel.onmessage = function (e) {
+      const message = e.data || {};
+      if (message.sent && current && current.id === message.sent && sendingTake !== current) {
+        sentElsewhere(current, message);
+      }
+    };
+  }
+  // the take's row marked "sending", as it was before: SENT means another tab sent it
+  const claim = function (take) {
+    take.state = "sending";
+    return keep(take).catch(function () { return null; });  // kept on the page: it goes on
+  };
+  const LOCKS = navigator.locks && typeof navigator.locks.request === "function" ? navigator.locks : null;
+  const sendOnce = function (take) {
+    const attempt = function () {
+      return claim(take).then(function (before) {
+        if (before && before.state === SENT) { sentElsewhere(take, before); return null; }
+        if (take.elsewhere) { return null; }
+        return new Promise(function (resolve) { send(take, resolve); });
+      });
+    };
+    if (!LOCKS) { return attempt(); }
+    const name = "tutti-take:" + take.id;
+    let elsewhere = false;
+    return LOCKS.request(name, { ifAvailable: true }, function (lock) {
+      if (!lock) { elsewhere = true; return null; }
+      return attempt();
+    }).then(function () {
+      if (!elsewhere) { return null; }
+      show([]);
+      say(SENDING_ELSEWHERE, false);
+      return LOCKS.request(name, attempt);
+    }, function () { return attempt(); });  // locks refused here (an opaque origin)
+  };
   const sendCurrent = function () {
     if (!current) { return; }
     const fields = fieldsOf();  // a kept take's own were put back in the form (putFields)
     const problem = formProblem(fields);
     if (problem) { say(problem, true); return; }
     current.fields = fields;
-    current.state = "sending";
-    keep(current).catch(function () { /* kept on the page: it goes on while the tab is open */ })
-      .then(function () { send(current); });
+    sendOnce(current);
   };
 
   // --- calibration: the whole path's delay, once per device --------------------------
@@ -1119,6 +1228,7 @@
   // --- buttons, and takes kept from before --------------------------------------------
   buttons.record.addEventListener("click", function () {
     if (current) { review.hidden = true; current = null; }
+    $("record-sent").hidden = true;
     startRecording();
   });
   buttons.stop.addEventListener("click", function () {
@@ -1157,7 +1267,11 @@
   // others are said to be there and offered in turn once it is sent or discarded.
   const offerKept = function (after) {
    return keptTakes().then(function (takes) {
-    const mine = (takes || []).filter(function (t) { return t.campaign === campaign; })
+    // a sent take is not offered (its mark goes after SENT_KEPT_MS)
+    (takes || []).forEach(function (t) {
+      if (t.state === SENT && !(Date.now() - t.sent_at < SENT_KEPT_MS)) { forget(t.id).catch(function () {}); }
+    });
+    const mine = (takes || []).filter(function (t) { return t.campaign === campaign && t.state !== SENT; })
       .sort(function (a, b) { return b.created - a.created; });
     if (!mine.length || current || (recorder && recorder.state !== "inactive")) { return null; }
     const take = mine[0];
@@ -1170,7 +1284,7 @@
       putFields(take.fields);
       if (take.state === "sending") {
         offer(take, "Your take was not sent completely; sending goes on now.", false);
-        send(take);
+        sendOnce(take);
       } else if (take.state === "recording") {
         offer(take, (after || "") + "A take was cut off when this page closed; what was recorded until then " +
               "is kept (" + Math.round(blob.size / 1024) + " kB). Play it back, Send it, or Discard it." + more, false);
