@@ -904,6 +904,13 @@ def held_patches(page) -> list:
     return held
 
 
+def release(page, held: list) -> None:
+    """Let ``page``'s held PATCHes go on (:func:`held_patches`), and hold no more."""
+    page.route("**/api/v1/uploads**", lambda route: route.continue_())
+    for route in held:
+        route.continue_()
+
+
 def test_a_kept_take_offered_in_two_tabs_is_sent_once(live, chromium, campaign):
     """Red team W1: two tabs of one browser profile offered the same kept take, Send in
     both made two clips. Now the tab that sends holds the take's Web Lock: Send in the
@@ -928,9 +935,7 @@ def test_a_kept_take_offered_in_two_tabs_is_sent_once(live, chromium, campaign):
         assert not second.locator("#record-send").is_visible()
         second.wait_for_timeout(1500)
         assert asked == []  # it waits: no upload of its own
-        first.unroute("**/api/v1/uploads**")
-        for route in held:
-            route.continue_()
+        release(first, held)
         first.wait_for_url(STATUS_PAGE, timeout=60_000)
         said = wait_note(second, "sent from another tab")
         assert "not sent again" in said and "status page" in said
@@ -1008,9 +1013,7 @@ def test_two_tabs_without_web_locks_sending_one_take_make_one_clip(live, chromiu
         second.click("#record-send")
         second.wait_for_url(STATUS_PAGE, timeout=60_000)
         assert len(created) == 1 and held[0].request.url.endswith(created[0])
-        first.unroute("**/api/v1/uploads**")
-        for route in held:
-            route.continue_()
+        release(first, held)
         first.wait_for_url(STATUS_PAGE, timeout=60_000)
         assert first.url == second.url
     finally:
