@@ -7,7 +7,8 @@ it stopped instead of starting again.
                                     location, consent, filename; a take recorded on the
                                     page adds its timing: record_start_s, output_latency_s,
                                     input_latency_s, base_latency_s, latency_calibrated,
-                                    recorder_mime): the form is checked here, before a
+                                    recorder_mime, start_stamped, start_clock; and
+                                    take_id): the form is checked here, before a
                                     single byte is sent
     HEAD    /api/v1/uploads/<id>    Upload-Offset: how much arrived; Upload-Expires
     PATCH   /api/v1/uploads/<id>    Upload-Offset + bytes (application/offset+octet-stream),
@@ -43,6 +44,12 @@ repeated because its answer was lost gets the same upload back while no byte has
 arrived (the same campaign, length, ends, samples and form), so no empty upload is
 left behind; without it, an upload that never got a byte expires within the hour
 (:data:`EMPTY_EXPIRES_AFTER`).
+
+Same take, one clip: a take recorded on the page names itself (``take_id``, with its
+ends' SHA-256). A creation of a take that already has an upload is answered with that
+upload (under way: the client continues it; finished: its first PATCH gets the clip),
+and the clip's token is derived from the take (:func:`take_clip_token`), so two uploads
+of one take that both arrive (two tabs at once) make one clip (red team W1).
 
 Answers: 412 for a ``Tus-Resumable`` other than 1.0.0; 409 when Upload-Offset is
 not what arrived; 413 when a PATCH goes beyond Upload-Length (nothing of it is

@@ -180,6 +180,21 @@ KEPT_HEAD = """n => new Promise(r => { const q = indexedDB.open('tutti-takes');
       f.readAsDataURL(new Blob(g.result.map(k => k.blob)).slice(0, n)); }; }; })"""
 
 
+def settled(page, script: str):
+    """``page.evaluate(script)`` on a page that may be reloading itself (the status page
+    does as the clip moves on): asked again once the new page has loaded."""
+    from playwright.sync_api import Error
+
+    for _ in range(5):
+        try:
+            return page.evaluate(script)
+        except Error as exc:
+            if "context was destroyed" not in str(exc):
+                raise
+            page.wait_for_load_state()
+    return page.evaluate(script)
+
+
 def record_take(page, live, slug: str) -> None:
     page.goto(f"{live['base']}/c/{slug}")
     page.wait_for_selector("#record-start:visible")
@@ -221,8 +236,8 @@ def test_record_along_send_and_the_take_lands_synced(live, page, campaign, devic
         abs=0.01)
     # the sent take is no longer kept in the browser: its bytes are gone, its row says
     # it was sent and where its clip is
-    assert page.evaluate(KEPT) == [] and page.evaluate(CHUNKS) == 0
-    sent = page.evaluate(SENT_ROWS)
+    assert settled(page, KEPT) == [] and settled(page, CHUNKS) == 0
+    sent = settled(page, SENT_ROWS)
     assert len(sent) == 1 and sent[0]["status_url"] == page.url
 
 
