@@ -411,8 +411,8 @@ def _take_key(campaign_id: int, length: int, meta: dict[str, str]) -> str | None
 def _take_upload(take: str) -> tuple[str, dict] | None:
     """The upload already made for the take ``take`` (:func:`_take_key`), under way or
     finished into its clip, as (id, state); None when there is none (or it was deleted,
-    or expired unfinished). A second upload of the take continues that one, or is told
-    at once that it is complete, with its clip."""
+    or expired unfinished, or its clip was deleted). A second upload of the take
+    continues that one, or is told at once that it is complete, with its clip."""
     try:
         upload_id = (_dir() / "takes" / take).read_text().strip()
         _part, _meta_path, meta = _load(upload_id)
@@ -420,6 +420,9 @@ def _take_upload(take: str) -> tuple[str, dict] | None:
         return None
     if meta.get("take") != take:
         return None
+    if meta.get("clip") and db.session.scalar(select(Clip.id).filter_by(
+            token=meta["clip"])) is None:
+        return None  # its clip was deleted since: the take may be sent again, as new
     return upload_id, meta
 
 

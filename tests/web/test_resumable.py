@@ -672,6 +672,15 @@ def test_two_uploads_of_one_take_make_one_clip(app, client, campaign):
     assert url != first
     assert _patch(client, url, 0, changed).headers["Tutti-Clip"] not in (token,)
     assert len(clips()) == 3
+    # the take's clip deleted by an organizer: the take sent again is a new clip (with
+    # the take's token again), not an answer naming a clip that is gone
+    with app.app_context():
+        db.session.delete(db.session.scalar(select(Clip).filter_by(token=token)))
+        db.session.commit()
+    anew = _create(client, size, **take).headers["Location"]
+    assert anew not in (first, raced)
+    assert _patch(client, anew, 0, data).headers["Tutti-Clip"] == token
+    assert len(clips()) == 3
     # a take id the page never makes, or one without the bytes' ends, is refused
     odd = _create(client, size, take_id="a b", **_ends(data, FINGERPRINT_BYTES))
     assert odd.status_code == 400 and "take_id" in odd.get_json()["error"]
