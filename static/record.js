@@ -296,15 +296,16 @@
     return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
   };
   // Where (samples) the half second of ``x`` to look for begins: past the encoder's first
-  // frame (50 ms), at the loudest half second of the first two seconds, so a take that
-  // begins in digital silence (a loopback before its first click) is found by its first
-  // sound.
-  const loudest = function (x, rate) {
+  // frame (50 ms) and ``from``, at the loudest half second of the two seconds from there,
+  // so a take that begins in digital silence (a loopback before its first click) is found
+  // by its first sound.
+  const loudest = function (x, rate, from) {
     const step = Math.round(0.05 * rate);
     const span = Math.round(0.5 * rate);
-    let best = step;
+    const first = Math.max(step, from || 0);
+    let best = first;
     let bestEnergy = -1;
-    for (let at = step; at + span <= x.length && at <= 1.5 * rate; at += step) {
+    for (let at = first; at + span <= x.length && at <= first + 1.5 * rate; at += step) {
       let e = 0;
       for (let i = at; i < at + span; i += 4) { e += x[i] * x[i]; }
       if (e > 1.5 * bestEnergy) { bestEnergy = e; best = at; }  // the earliest, unless far louder
@@ -313,17 +314,26 @@
   };
   // The context frame at which the take's first sample entered the context, or null.
   // ``tapped``: {samples, frame} from the worklet; ``expected``: the frame start() gave;
-  // ``sampleRate``: theirs (the context's unless given).
-  const firstFrame = function (tapped, take, expected, sampleRate) {
+  // ``sampleRate``: theirs (the context's unless given); ``held``: look for the take's
+  // sound only where the samples hold it (below).
+  const firstFrame = function (tapped, take, expected, sampleRate, held) {
     const rate = sampleRate || ctx.sampleRate;
     if (!tapped || !tapped.samples.length || take.sampleRate !== rate) { return null; }
     const x = take.getChannelData(0);
     const y = tapped.samples;
-    const skip = loudest(x, rate);            // where the take's sound is to be found
-    const n = Math.min(Math.round(0.5 * rate), x.length - skip);
-    if (n < 0.1 * rate) { return null; }
     const guess = expected - tapped.frame;    // lag of the take in the tapped samples
     const reach = Math.round(0.3 * rate);
+    // where the take's sound is to be found; with ``held``, late enough that the samples
+    // hold it with the whole reach before it (the tap: Firefox's hears nothing for its
+    // first second, measured in ESR 153: its first frame was 1.05 s into a context the
+    // calibration had just made, the recorder started at 0.035 s, so the calibration's
+    // first click, 1 s in, came before anything the tap held and its start was never found
+    // by the tap). Not for the track's samples, whose ``expected`` may be a second off
+    // (a late capture): a later half second there could match another of the calibration's
+    // evenly spaced clicks within the reach.
+    const skip = loudest(x, rate, held ? reach - guess : 0);
+    const n = Math.min(Math.round(0.5 * rate), x.length - skip);
+    if (n < 0.1 * rate) { return null; }
     const lo = Math.max(-skip, guess - reach);
     const hi = Math.min(y.length - skip - n, guess + reach);
     let best = -1;
@@ -344,7 +354,7 @@
   const anchorOf = function (tapped, blob, startedAt, startHeard, renderAhead) {
     const expected = Math.round((startHeard + renderAhead) * ctx.sampleRate);
     return decode(blob).then(function (take) {
-      const frame = firstFrame(tapped, take, expected);
+      const frame = firstFrame(tapped, take, expected, ctx.sampleRate, true);
       return frame === null ? { heard: startHeard, stamped: false, clock: "" }
         : { heard: frame / ctx.sampleRate - renderAhead, stamped: true, frame: frame, clock: "tap" };
     }).catch(function () { return { heard: startHeard, stamped: false, clock: "" }; });
