@@ -1165,7 +1165,10 @@
         renderAhead = aheadMedian();
         startHeard = renderedAt - renderAhead;
       };
-      setTimeout(function () { tapped = grab(tap); }, 2500);
+      // the tap's samples taken 4 s in (its ring holds 6 s, so all since it began): a tap
+      // that hears nothing for its first second or two (Firefox) then still holds clicks
+      // to find the recording by (at 2.5 s it held as little as half a second)
+      setTimeout(function () { tapped = grab(tap); }, 4000);
       const first = ctx.currentTime + 1.0;
       for (let i = 0; i < CLICKS; i += 1) { clicks.push(first + CLICK_GAP * i); tick(first + CLICK_GAP * i, false); }
       setTimeout(function () { rec.stop(); },
