@@ -7,7 +7,8 @@ it stopped instead of starting again.
                                     location, consent, filename; a take recorded on the
                                     page adds its timing: record_start_s, output_latency_s,
                                     input_latency_s, base_latency_s, latency_calibrated,
-                                    recorder_mime): the form is checked here, before a
+                                    recorder_mime, start_stamped, start_clock; and
+                                    take_id): the form is checked here, before a
                                     single byte is sent
     HEAD    /api/v1/uploads/<id>    Upload-Offset: how much arrived; Upload-Expires
     PATCH   /api/v1/uploads/<id>    Upload-Offset + bytes (application/offset+octet-stream),
@@ -44,6 +45,12 @@ arrived (the same campaign, length, ends, samples and form), so no empty upload 
 left behind; without it, an upload that never got a byte expires within the hour
 (:data:`EMPTY_EXPIRES_AFTER`).
 
+Same take, one clip: a take recorded on the page names itself (``take_id``, with its
+ends' SHA-256). A creation of a take that already has an upload is answered with that
+upload (under way: the client continues it; finished: its first PATCH gets the clip),
+and the clip's token is derived from the take (:func:`take_clip_token`), so two uploads
+of one take that both arrive (two tabs at once) make one clip (red team W1).
+
 Answers: 400 for an ``Upload-Length`` that is not a non-negative integer, and for an
 ``Upload-Checksum`` that is not ``<algorithm> <base64 digest>`` (no digest, not base64,
 not the algorithm's size: a malformed header, not a damaged chunk); 412 for a
@@ -69,6 +76,7 @@ import contextlib
 import ctypes
 import fcntl
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -284,7 +292,19 @@ def create():
         if key in meta and meta[key] and not _SHA256_HEX.match(meta[key]):
             raise services.ServiceError(f"Upload-Metadata: {key} must be a SHA-256 (see the "
                                         "tus API notes), as 64 lowercase hex digits.")
-    _record_timing(meta)  # a take recorded on the page: 400 when its timing is unusable
+    # a take recorded on the page: 400 when its timing is unusable (its start bounded by
+    # the guide's length)
+    _record_timing(meta, campaign.guide_duration if campaign.guide_key else None)
+    take = _take_key(campaign.id, length, meta)
+    sending = _take_upload(take) if take else None
+    if sending:  # this take is already on its way (another tab), or arrived: one upload
+        upload_id, state = sending
+        log.info("upload %s asked for again for take %s of %s (sent %s)", upload_id,
+                 meta.get("take_id"), campaign.slug,
+                 "already" if state.get("clip") else "from elsewhere, under way")
+        return _empty(201, Location=path_or_base_url("uploads.upload", upload_id=upload_id),
+                      Upload_Offset=str(_offset(_dir() / f"{upload_id}.part", state)),
+                      Upload_Expires=_http_date(_expires_at(state)))
     key = _creation_key(campaign.id, length, meta)
     twin = _unsent_twin(key) if key else None
     if twin:  # the answer to the first creation was lost, and the client asks again
@@ -301,15 +321,16 @@ def create():
              "expires": now + min(_lifetime(), EMPTY_EXPIRES_AFTER),
              "clip": None, "campaign_id": campaign.id,
              # with the id (SQLite may give a deleted campaign's id again): this campaign
-             "campaign_created": campaign.created_at.isoformat(), "key": key}
+             "campaign_created": campaign.created_at.isoformat(), "key": key, "take": take}
     tmp = meta_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, meta_path)
-    if key:
-        keys = _dir() / "keys"
-        keys.mkdir(exist_ok=True)
-        (keys / f"{key}.tmp").write_text(upload_id)
-        os.replace(keys / f"{key}.tmp", keys / key)
+    for folder, name in (("keys", key), ("takes", take)):
+        if name:
+            keys = _dir() / folder
+            keys.mkdir(exist_ok=True)
+            (keys / f"{name}.tmp").write_text(upload_id)
+            os.replace(keys / f"{name}.tmp", keys / name)
     # a path unless TUTTI_BASE_URL says where we are (tus clients resolve a path
     # against the creation URL, so it is right behind any proxy)
     location = path_or_base_url("uploads.upload", upload_id=upload_id)
@@ -319,22 +340,37 @@ def create():
                   Upload_Expires=_http_date(state["expires"]))
 
 
-def _record_timing(meta: dict[str, str]) -> dict | None:
+def _record_timing(meta: dict[str, str], guide_s: float | None = None) -> dict | None:
     """The timing a take recorded along the guide carries in its Upload-Metadata
     (``record_start_s``, ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
     ``latency_calibrated``, ``recorder_mime``) as stored on the clip; None for a file
-    chosen from the device. 400 naming the key when a value is not a number in range."""
-    from workers.media.record_timing import RecordTiming
+    chosen from the device. ``guide_s``: the campaign's guide length (s), which bounds
+    ``record_start_s`` (:func:`workers.media.record_timing.start_range`). 400 naming the
+    key, and saying what to do, when a value is unusable: not a plain number, out of
+    range, a ``recorder_mime`` that is not an audio or video type."""
+    from workers.media.record_timing import RecordTiming, start_range
 
     try:
-        timing = RecordTiming.from_metadata(meta)
+        timing = RecordTiming.from_metadata(meta, guide_s=guide_s)
     except ValueError as exc:
         key = str(exc)
-        what = {"start_stamped": "yes or nothing", "latency_calibrated": "yes or nothing",
-                "start_clock": "track, tap or nothing",
-                "recorder_mime": "a MIME type such as video/webm;codecs=vp8,opus"}.get(
-            key, "a plain decimal number of seconds such as -3.0125 (latencies within a "
-                 "second)")
+        if key == "record_start_s":
+            low, high = start_range(guide_s)
+            guide = f"this campaign's {guide_s:.1f} s guide" if guide_s else "the guide"
+            what = (f"the guide time at the take's first sample, a plain decimal number of "
+                    f"seconds such as -3.0125, from {low:g} to {high:g} for {guide} "
+                    f"({meta.get('record_start_s', '')[:20]!r} was sent). Record the take "
+                    "again on the campaign page, or send it without its timing")
+        elif key == "recorder_mime":
+            what = ("the recorder's audio or video type, such as video/webm;codecs=vp8,opus "
+                    f"or audio/mp4 ({meta.get('recorder_mime', '')[:40]!r} is not a "
+                    "recording). Send the take from the campaign page, or leave "
+                    "recorder_mime out")
+        else:
+            what = {"start_stamped": "yes or nothing", "latency_calibrated": "yes or nothing",
+                    "start_clock": "track, tap or nothing"}.get(
+                key, "a plain decimal number of seconds such as -3.0125 (latencies within a "
+                     "second)")
         raise services.ServiceError(f"Upload-Metadata: {key} must be {what}.") from None
     return timing.to_json_dict() if timing else None
 
@@ -348,6 +384,52 @@ def _creation_key(campaign_id: int, length: int, meta: dict[str, str]) -> str | 
         "head_sha256", "tail_sha256", "name", "part", "location", "consent", "filename",
         "samples_sha256")]
     return hashlib.sha256("\x00".join(fields).encode()).hexdigest()
+
+
+_TAKE_ID = re.compile(r"^[A-Za-z0-9_-]{8,100}$")
+
+
+def _take_key(campaign_id: int, length: int, meta: dict[str, str]) -> str | None:
+    """What makes two uploads the same take recorded on the page (red team W1: two tabs
+    of one browser sent one kept take and made two clips): the campaign, the take's id
+    (``take_id``: made by the browser that recorded it, kept with the take in its
+    IndexedDB) and the take's bytes (length, ``head_sha256``, ``tail_sha256``). Not the
+    form: a name typed differently in the second tab does not make another take. The
+    bytes are part of it so that knowing a take's id alone never leads to its clip. None
+    for an upload that names no take; 400 for a malformed ``take_id``, or one without
+    both ends' SHA-256."""
+    take_id = meta.get("take_id", "")
+    if not take_id:
+        return None
+    if not _TAKE_ID.match(take_id):
+        raise services.ServiceError("Upload-Metadata: take_id must be the take's id as the "
+                                    "recording page makes it: 8 to 100 letters, digits, "
+                                    "'-' or '_'.")
+    if not meta.get("head_sha256") or not meta.get("tail_sha256"):
+        raise services.ServiceError("Upload-Metadata: a take_id goes with the take's "
+                                    "head_sha256 and tail_sha256 (see the tus API notes); "
+                                    "send them, or leave take_id out.")
+    fields = ["take", str(campaign_id), take_id, str(length), meta["head_sha256"],
+              meta["tail_sha256"]]
+    return hashlib.sha256("\x00".join(fields).encode()).hexdigest()
+
+
+def _take_upload(take: str) -> tuple[str, dict] | None:
+    """The upload already made for the take ``take`` (:func:`_take_key`), under way or
+    finished into its clip, as (id, state); None when there is none (or it was deleted,
+    or expired unfinished, or its clip was deleted). A second upload of the take
+    continues that one, or is told at once that it is complete, with its clip."""
+    try:
+        upload_id = (_dir() / "takes" / take).read_text().strip()
+        _part, _meta_path, meta = _load(upload_id)
+    except (FileNotFoundError, services.ServiceError):
+        return None
+    if meta.get("take") != take:
+        return None
+    if meta.get("clip") and db.session.scalar(select(Clip.id).filter_by(
+            token=meta["clip"])) is None:
+        return None  # its clip was deleted since: the take may be sent again, as new
+    return upload_id, meta
 
 
 def _unsent_twin(key: str) -> tuple[str, dict] | None:
@@ -633,9 +715,17 @@ def _make_clip(part: Path, meta_path: Path, meta: dict) -> None:
     """The clip of a whole upload, made once, named in its state (under the state lock).
     The clip's token is derived from the upload's id (:func:`upload_clip_token`): a web
     process killed between the clip's commit and the state's write leaves a clip that is
-    found again here, never a second one (red team, issue 15)."""
-    token = upload_clip_token(part.stem)
+    found again here, never a second one (red team, issue 15). A take recorded on the
+    page derives it from the take instead (:func:`take_clip_token`), so two uploads of
+    one take (two tabs, a creation raced, a take sent again after its upload's state was
+    swept) become its one clip: the second is answered with the first's clip, and its
+    bytes (the same, by their fingerprint) are dropped."""
+    token = (take_clip_token(meta["take"]) if meta.get("take")
+             else upload_clip_token(part.stem))
     clip = db.session.scalar(select(Clip).filter_by(token=token))
+    if clip is not None and meta.get("take"):
+        log.info("upload %s: take %s was already sent as clip %s; answered with it",
+                 part.stem, meta.get("meta", {}).get("take_id"), clip.id)
     if clip is None:
         try:
             clip = _finish(part, meta, token)
@@ -653,6 +743,16 @@ def upload_clip_token(upload_id: str) -> str:
     upload's id (itself 192 secret bits that only the uploader holds), URL-safe."""
     digest = hashlib.sha256(b"tutti-upload-clip:" + upload_id.encode()).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def take_clip_token(take: str) -> str:
+    """The private token of the clip a take recorded on the page becomes (``take``: its
+    :func:`_take_key`): 128 bits of HMAC-SHA256 keyed by the app's ``SECRET_KEY``, so it
+    cannot be worked out from the take's id and bytes alone (an older page made ids of
+    about 30 random bits), URL-safe."""
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    digest = hmac.new(secret, b"tutti-take-clip:" + take.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
 
 
 def _finish_if_whole(part: Path, meta_path: Path, meta: dict) -> dict:
@@ -787,9 +887,24 @@ def _finish(part: Path, meta: dict, token: str):
         part=info.get("part", ""), location=info.get("location", ""),
         consent=info.get("consent", "") in ("yes", "on", "true", "1"), spooled_path=str(part),
         # a campaign without a guide has no page to record along: a timing is not its own
-        record_timing=_record_timing(info) if campaign.guide_key else None,
+        record_timing=_finished_timing(info, campaign),
         # it was open when this upload was created: a take on its way is not thrown away
         check_open=False, token=token)
+
+
+def _finished_timing(info: dict[str, str], campaign) -> dict | None:
+    """The timing kept on the clip of a finished upload: as checked on its creation, or
+    None when the campaign has no guide (a timing is not its own) or its guide changed
+    since so that the timing no longer fits (the sound syncs the take alone: a take on
+    its way is never refused at its last byte)."""
+    if not campaign.guide_key:
+        return None
+    try:
+        return _record_timing(info, campaign.guide_duration)
+    except services.ServiceError as exc:
+        log.warning("campaign %s: a take's timing no longer fits its guide, not kept: %s",
+                    campaign.slug, exc)
+        return None
 
 
 def _remove(meta_path: Path) -> None:
@@ -869,4 +984,14 @@ def drop_stale_uploads(root: Path, max_age: float = STALE_AFTER) -> int:
             if key.stat().st_mtime < now - EMPTY_EXPIRES_AFTER or \
                     not (folder / f"{key.read_text().strip()}.json").exists():
                 key.unlink()
+    takes = folder / "takes"
+    for take in takes.iterdir() if takes.is_dir() else []:
+        # a take's key serves as long as its upload is kept (its clip's token, derived
+        # from the take, still finds the clip once the upload is swept)
+        with contextlib.suppress(FileNotFoundError):
+            if take.suffix == ".tmp":
+                if take.stat().st_mtime < now - EMPTY_EXPIRES_AFTER:
+                    take.unlink()  # left by a process that died while writing it
+            elif not (folder / f"{take.read_text().strip()}.json").exists():
+                take.unlink()
     return dropped

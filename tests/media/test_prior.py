@@ -233,3 +233,28 @@ def test_the_prior_picks_only_a_place_the_sound_holds_nearly_as_well_as_its_best
     off = check_prior(found, RecordTiming(start_s=-3.071))
     assert not off.chose_prior and off.result.offset_seconds == -7.484
     assert off.error_ms is None
+
+
+def test_the_start_is_bounded_by_the_guide_and_the_recorder_is_audio_or_video():
+    """Red team F2: ``record_start_s=3600`` on a 24-s guide and ``recorder_mime=text/html``
+    were stored. The start lies within RECORD_START_MARGIN_S of a guide of known length (no
+    page measures more: it counts in 3 s, and no take starts after the guide); only an
+    audio or video type is a recorder's."""
+    from workers.media.record_timing import RECORD_START_MARGIN_S, start_range
+
+    assert start_range(24.0) == (-RECORD_START_MARGIN_S, 24.0 + RECORD_START_MARGIN_S)
+    assert start_range(None) == start_range(0.0) == (-3600.0, 3600.0)
+    for raw in ("3600", "34.5", f"{-RECORD_START_MARGIN_S - 0.5}"):
+        with pytest.raises(ValueError, match="record_start_s"):
+            RecordTiming.from_metadata({"record_start_s": raw}, guide_s=24.0)
+    for raw in ("-3.012500", "33.9", f"{-RECORD_START_MARGIN_S}"):
+        assert RecordTiming.from_metadata({"record_start_s": raw}, guide_s=24.0)
+    # without a known guide length only the absolute bound holds
+    assert RecordTiming.from_metadata({"record_start_s": "600"}).start_s == 600.0
+    for mime in ("text/html", "application/octet-stream", "image/png", "text/html;x=video/webm"):
+        with pytest.raises(ValueError, match="recorder_mime"):
+            RecordTiming.from_metadata({"record_start_s": "-3", "recorder_mime": mime})
+    for mime in ("video/webm;codecs=vp8,opus", "audio/mp4", "video/mp4;codecs=avc1.42E01E",
+                 "Video/WebM"):
+        assert RecordTiming.from_metadata({"record_start_s": "-3",
+                                           "recorder_mime": mime}).mime == mime

@@ -650,3 +650,84 @@ def test_the_reconciler_finishes_a_whole_upload_nobody_asks_about(app, client, c
         assert services.reconcile()["whole_uploads"] == 0
         assert db.session.scalar(select(func.count(Clip.id))) == 1
     assert client.head(url, headers=TUS).headers["Tutti-Clip"]
+
+
+def test_two_uploads_of_one_take_make_one_clip(app, client, campaign):
+    """Red team W1: two tabs of one browser sent the same kept take and made two clips.
+    The page names the take (``take_id``, kept with it in IndexedDB) beside its ends'
+    SHA-256: a second creation of the take continues the first upload (under way) or is
+    told it is complete, with its clip; two uploads that raced past that (or one sent
+    after the first's state was swept) finish into the same clip, whose token derives
+    from the take. The bytes are part of the take's key: a take id with other bytes is
+    another take, so an id alone never leads to someone's clip."""
+    from portal.uploads import FINGERPRINT_BYTES, drop_stale_uploads
+
+    size = FINGERPRINT_BYTES + 5000
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    take = {"take_id": "take-3f9a1c0e5b7d4e21", **_ends(data, FINGERPRINT_BYTES)}
+
+    def clips() -> list[str]:
+        with app.app_context():
+            return list(db.session.scalars(select(Clip.token)))
+
+    first = _create(client, size, **take).headers["Location"]
+    assert _patch(client, first, 0, data[:1000]).status_code == 204
+    # the second tab asks (another name typed there): the same upload, resumed from the
+    # server's offset (its PATCH at 0 is told where the upload is)
+    again = _create(client, size, name="Ana M.", **take)
+    assert again.status_code == 201 and again.headers["Location"] == first
+    assert again.headers["Upload-Offset"] == "1000"
+    conflict = _patch(client, first, 0, data)
+    assert conflict.status_code == 409 and conflict.headers["Upload-Offset"] == "1000"
+    done = _patch(client, first, 1000, data[1000:])
+    token = done.headers["Tutti-Clip"]
+    # after it arrived: the same upload, and a PATCH there answers with the clip
+    late = _create(client, size, **take)
+    assert late.headers["Location"] == first
+    assert _patch(client, first, 0, data).headers["Tutti-Clip"] == token
+    # raced: the take's key gone (as two creations at once each found none), or the
+    # upload's state swept a day after: a new upload, which still finishes into that clip
+    drop_stale_uploads(app.extensions["tutti.storage"].tmp_dir, max_age=0)
+    raced = _create(client, size, **take).headers["Location"]
+    assert raced != first
+    answer = _patch(client, raced, 0, data)
+    assert answer.status_code == 204 and answer.headers["Tutti-Clip"] == token
+    assert clips() == [token]
+    assert [n for n in _upload_files(app) if n.endswith(".part")] == []  # its bytes dropped
+    # another take (another id), or other bytes under this id: another clip
+    other = {"take_id": "take-77aa00bb11cc22dd", **_ends(data, FINGERPRINT_BYTES)}
+    url = _create(client, size, **other).headers["Location"]
+    assert _patch(client, url, 0, data).headers["Tutti-Clip"] != token
+    changed = data[:-1] + b"y"
+    url = _create(client, size, **{**take, **_ends(changed, FINGERPRINT_BYTES)}).headers[
+        "Location"]
+    assert url != first
+    assert _patch(client, url, 0, changed).headers["Tutti-Clip"] not in (token,)
+    assert len(clips()) == 3
+    # the take's clip deleted by an organizer: the take sent again is a new clip (with
+    # the take's token again), not an answer naming a clip that is gone
+    with app.app_context():
+        db.session.delete(db.session.scalar(select(Clip).filter_by(token=token)))
+        db.session.commit()
+    anew = _create(client, size, **take).headers["Location"]
+    assert anew not in (first, raced)
+    assert _patch(client, anew, 0, data).headers["Tutti-Clip"] == token
+    assert len(clips()) == 3
+    # a take id the page never makes, or one without the bytes' ends, is refused
+    odd = _create(client, size, take_id="a b", **_ends(data, FINGERPRINT_BYTES))
+    assert odd.status_code == 400 and "take_id" in odd.get_json()["error"]
+    bare = _create(client, size, take_id="take-3f9a1c0e5b7d4e21")
+    assert bare.status_code == 400 and "head_sha256" in bare.get_json()["error"]
+
+
+def test_a_take_token_is_not_derived_from_the_take_alone(app, client, campaign):
+    """The token of a take's clip is keyed by the app's secret: the same take sent to
+    two portals (other SECRET_KEYs) gets two unrelated tokens, so an old page's take id
+    of about 30 random bits and the take's bytes do not give its private link."""
+    from portal.uploads import take_clip_token
+
+    with app.app_context():
+        mine = take_clip_token("0" * 64)
+        app.config["SECRET_KEY"] = "another portal"
+        theirs = take_clip_token("0" * 64)
+    assert mine != theirs and len(mine) == 22

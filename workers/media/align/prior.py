@@ -54,15 +54,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..record_timing import MAX_LATENCY_S, RecordTiming
+from ..record_timing import MAX_LATENCY_S, PRIOR_AGREE_MS, RecordTiming
 from .decide import CONFIDENCE_THRESHOLD, AlignResult, Candidate
 
 __all__ = ["MAX_LATENCY_S", "PRIOR_AGREE_MS", "PRIOR_CONFIDENCE", "PRIOR_CONFLICT_CONFIDENCE",
            "PRIOR_FAR_MS", "PRIOR_FLOOR", "PRIOR_OVERRULE_CONFIDENCE", "PriorCheck",
            "RecordTiming", "check_prior"]
 
-#: the prior and the sound agree when they are at most this far apart (ms)
-PRIOR_AGREE_MS = 5.0
+#: PRIOR_AGREE_MS (imported above, from record_timing): the prior and the sound agree when
+#: they are at most this far apart (ms)
 #: the confidence an agreeing prior lifts a take to (just above the trust threshold)
 PRIOR_CONFIDENCE = 0.6
 #: the least confidence the sound must give on its own for an agreeing prior to count
