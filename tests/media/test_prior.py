@@ -215,6 +215,7 @@ def test_a_weak_sound_torn_between_repeats_takes_the_place_the_prior_points_at(
     assert check.chose_prior and not check.conflict
     assert check.result.offset_seconds == pytest.approx(3.011)
     assert check.result.candidates[0].offset_seconds == pytest.approx(3.011)
+    assert check.result.candidates[0].prior  # the clip page marks where the page's clock is
     assert -7.484 in [k.offset_seconds for k in check.result.candidates]  # still offered
     assert check.error_ms == pytest.approx(11.0)  # kept: the device's error is on record
     # never trusted on the prior's word: a weak sound does not check a wrong latency

@@ -169,6 +169,8 @@ def _pick_near_prior(result: AlignResult, timing: RecordTiming) -> PriorCheck | 
         return None
     error_ms = (pick.offset_seconds - expected) * 1000.0
     rest = [k for k in pool if abs(k.offset_seconds - pick.offset_seconds) > 0.03]
+    # marked as the place the recording page's clock points at (the clip page says so)
+    pick = replace(pick, prior=True)
     picked = replace(result, offset_seconds=pick.offset_seconds, trusted=False,
                      confidence=min(result.confidence, PRIOR_CONFLICT_CONFIDENCE),
                      candidates=tuple([pick, *rest][:6]))
