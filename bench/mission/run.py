@@ -149,10 +149,37 @@ def main(argv: list[str] | None = None) -> int:
         cpu = tree_cpu(workers)
         settled = ("synced", "needs_sync", "failed", "rejected")
 
+        expected: dict[int, list[str]] = {}  # clip id -> the proxy files intake builds
+
+        def proxies_done(clip_id: int, key: str | None, log_text: str) -> bool:
+            """Intake builds a take's proxies after giving the clip back (sync may have
+            settled it first): its intake ends with them built, or with their failure
+            logged."""
+            if key is None:
+                return True
+            if clip_id not in expected:
+                from workers.media.probe import probe
+                from workers.media.proxies import likely_scales, proxy_name
+                from workers.pipeline import proxy_cache
+
+                with stack.app.app_context():
+                    path = str(stack.media_root / key)
+                    info = probe(path)
+                    cache = proxy_cache(stack.query(lambda s: s.get(Clip, clip_id)
+                                                    .campaign_id))
+                    expected[clip_id] = [str(cache / proxy_name(path, scale)) for scale in
+                                         likely_scales(info.width, info.height, cw, ch)]
+            return all(os.path.exists(p) for p in expected[clip_id]) or \
+                f"clip {clip_id}: its proxies could not be built" in log_text
+
         def intake_done() -> bool:
-            rows = stack.query(lambda s: list(s.scalars(db.select(Clip.status)
-                                                        .where(Clip.id.in_(ids)))))
-            return all(r in settled for r in rows)
+            rows = stack.query(lambda s: list(s.execute(
+                db.select(Clip.id, Clip.status, Clip.normalized_key)
+                .where(Clip.id.in_(ids)))))
+            if not all(status in settled for _i, status, _k in rows):
+                return False
+            text = worker_logs(work)[0]
+            return all(proxies_done(i, k, text) for i, _s, k in rows)
 
         harness._wait(intake_done, 24 * 3600, "intake and sync", period=2)
         intake = time.monotonic() - started
