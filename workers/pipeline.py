@@ -1574,8 +1574,9 @@ def _join_render(render_id: int) -> None:
     started, cpu = time.monotonic(), _process_cpu()
     try:
         with Heartbeat(Render, job.id, owner):
+            # in the film's order (parts are sent by work: the order of ``parts`` is not it)
             result = join_segments(
-                plan, [str(store.path(_part_key(job, p))) for p in parts if p >= 0],
+                plan, [str(store.path(_part_key(job, k))) for k in range(len(plan.segments))],
                 str(store.path(_part_key(job, -1))), str(store.path_for_writing(out_key)),
                 poster_path=str(store.path_for_writing(poster_key)),
                 timeout=float(current_app.config["RENDER_TIMEOUT"]))
