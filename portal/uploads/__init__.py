@@ -13,7 +13,8 @@ it stopped instead of starting again.
     PATCH   /api/v1/uploads/<id>    Upload-Offset + bytes (application/offset+octet-stream),
                                     optionally Upload-Checksum (sha1 or sha256)
     DELETE  /api/v1/uploads/<id>    give up: the bytes are deleted, a PATCH still
-                                    sending ends with 410
+                                    sending ends with 410; 409 naming the clip (and
+                                    its status page, to withdraw it) once it is one
     GET     /api/v1/uploads/<id>    JSON: progress, and the clip (id, status URL) once complete
 
 Every answer about a finished upload (HEAD, PATCH, and GET with ``Accept:
@@ -48,8 +49,10 @@ Answers: 400 for an ``Upload-Length`` that is not a non-negative integer, and fo
 ``Upload-Checksum`` that is not ``<algorithm> <base64 digest>`` (no digest, not base64,
 not the algorithm's size: a malformed header, not a damaged chunk); 412 for a
 ``Tus-Resumable`` other than 1.0.0; 409 when Upload-Offset is
-not what arrived; 413 when a PATCH goes beyond Upload-Length (nothing of it is
-kept; the upload stays resumable); 460 when the chunk's checksum does not match
+not what arrived, and for a DELETE of an upload that became a clip; 413 when a PATCH
+goes beyond Upload-Length (nothing of it is kept; the upload stays resumable); 507
+when the disk is full (the chunk is cut back, ``Upload-Offset`` says where to resume,
+and no clip is made: see :func:`_make_clip`); 460 when the chunk's checksum does not match
 (the chunk is discarded); 404 for an unknown upload, 410 for one that was deleted
 or expired.
 
