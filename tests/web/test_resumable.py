@@ -609,7 +609,7 @@ def test_a_server_killed_after_the_last_byte_still_makes_exactly_one_clip(
     if crash == "before the clip":
         monkeypatch.setattr(uploads, "_finish", die)
     else:
-        monkeypatch.setattr(uploads, "_save", die)
+        monkeypatch.setattr(uploads, "_commit_state", die)
     with pytest.raises(Killed):
         _patch(client, url, 0, data)
     monkeypatch.undo()
@@ -731,3 +731,164 @@ def test_a_take_token_is_not_derived_from_the_take_alone(app, client, campaign):
         app.config["SECRET_KEY"] = "another portal"
         theirs = take_clip_token("0" * 64)
     assert mine != theirs and len(mine) == 22
+
+
+# --- a full disk while an upload finishes; DELETE of an upload that is a clip -------------
+
+def _clip_tokens(app) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(select(Clip.token)))
+
+
+def _temporaries(app) -> list[str]:
+    """Temporary files left beside the uploads or in the clips' folders."""
+    storage = app.extensions["tutti.storage"]
+    found = [p.name for p in (storage.tmp_dir / "uploads").glob("*.tmp")]
+    clips = storage.root / "clips"
+    found += [p.name for p in clips.rglob(".*")] if clips.exists() else []
+    return found
+
+
+def _full_disk_at(monkeypatch, step: str) -> None:
+    """ENOSPC where the media disk would first refuse, at ``step`` of the last chunk:
+    ``chunk`` (the .part's fsync), ``state`` (the fsync of the state that names the
+    clip), ``original`` (linking the original into the clip's folder: its mkdir),
+    ``rename`` (putting the state in place)."""
+    import errno
+    import os
+
+    from portal import uploads
+    from portal.storage import Storage
+
+    def full():
+        return OSError(errno.ENOSPC, "No space left on device")
+
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        suffix = {"chunk": ".part", "state": ".json.tmp"}.get(step)
+        if suffix and os.readlink(f"/proc/self/fd/{fd}").endswith(suffix):
+            raise full()
+        return real_fsync(fd)
+
+    def replace(src, dst, **kwargs):
+        if step == "rename" and str(src).endswith(".json.tmp"):
+            raise full()
+        return real_replace(src, dst, **kwargs)
+
+    def put_file(self, key, src, move=False):
+        raise full()
+
+    monkeypatch.setattr(uploads.os, "fsync", fsync)
+    monkeypatch.setattr(uploads.os, "replace", replace)
+    if step == "original":
+        monkeypatch.setattr(Storage, "put_file", put_file)
+
+
+@pytest.mark.parametrize("step", ["chunk", "state", "original"])
+def test_a_full_disk_before_the_clip_is_made_answers_507_and_makes_no_clip(
+        app, client, campaign, monkeypatch, step):
+    """Red team ops3, W2: the last chunk answered 507 "nothing of this upload was kept"
+    while the clip had been made (the state naming it could not be written), and doing
+    as told made a second clip. Now a full disk at any step before the clip exists
+    answers 507 with the offset to resume from, makes no clip and leaves no temporary
+    file; resuming later makes exactly one clip."""
+    data = bytes(range(256)) * 40
+    url = _create(client, len(data)).headers["Location"]
+    half = len(data) // 2
+    assert _patch(client, url, 0, data[:half]).status_code == 204
+    _full_disk_at(monkeypatch, step)
+    last = _patch(client, url, half, data[half:])
+    assert last.status_code == 507
+    assert last.headers["Upload-Offset"] == str(half) and "Tutti-Clip" not in last.headers
+    assert f"resume from byte {half}" in last.get_json()["error"]
+    assert "nothing of this upload" not in last.get_json()["error"]
+    head = client.head(url, headers=TUS)
+    assert head.status_code == 200 and head.headers["Upload-Offset"] == str(half)
+    assert "Tutti-Clip" not in head.headers
+    assert _clip_tokens(app) == [] and _temporaries(app) == []
+    monkeypatch.undo()  # space freed: the client resumes as told
+    done = _patch(client, url, half, data[half:])
+    assert done.status_code == 204 and _clip_tokens(app) == [done.headers["Tutti-Clip"]]
+    assert _temporaries(app) == []
+
+
+def test_a_clip_whose_state_cannot_be_written_is_named_in_every_answer(app, client, campaign,
+                                                                       monkeypatch):
+    """The clip was made and the state naming it could not be put in place: the PATCH,
+    HEAD, GET, a repeated PATCH and DELETE all name the clip (never "not kept", never a
+    second clip), no .tmp is left, and the reconciler writes the state once it can."""
+    import os
+    import time
+
+    data = b"a whole take" * 50
+    url = _create(client, len(data)).headers["Location"]
+    _full_disk_at(monkeypatch, "rename")
+    done = _patch(client, url, 0, data)
+    assert done.status_code == 204 and done.headers["Upload-Offset"] == str(len(data))
+    token = done.headers["Tutti-Clip"]
+    head = client.head(url, headers=TUS)
+    assert head.status_code == 200 and head.headers["Tutti-Clip"] == token
+    assert client.get(url, headers={"Accept": "application/json"}).get_json()["id"] == token
+    assert _patch(client, url, len(data), b"").headers["Tutti-Clip"] == token
+    assert client.delete(url, headers=TUS).status_code == 409
+    assert _clip_tokens(app) == [token] and _temporaries(app) == []
+    monkeypatch.undo()
+    uploads_dir = app.extensions["tutti.storage"].tmp_dir / "uploads"
+    for path in uploads_dir.glob("*.part"):  # kept until the state names the clip
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    with app.app_context():
+        services.reconcile()
+    import json
+
+    states = [json.loads(p.read_text()) for p in uploads_dir.glob("*.json")]
+    assert [s["clip"] for s in states] == [token]
+    assert list(uploads_dir.glob("*.part")) == []
+    assert _clip_tokens(app) == [token]
+
+
+def test_a_full_disk_at_creation_leaves_no_upload(app, client, campaign, monkeypatch):
+    _full_disk_at(monkeypatch, "state")
+    created = _create(client, 100)
+    assert created.status_code == 507
+    assert _upload_files(app) == [] and _temporaries(app) == []
+
+
+def test_deleting_an_upload_that_is_a_clip_is_409_naming_the_clip(app, client, campaign):
+    """Red team ops3, W4: DELETE of a finished upload answered 204 ("terminated") while
+    its clip went on to moderation. Now 409, naming the clip and the status page where
+    the participant withdraws it; the clip and the upload's answers stay."""
+    data = b"finished take" * 20
+    url = _create(client, len(data)).headers["Location"]
+    token = _patch(client, url, 0, data).headers["Tutti-Clip"]
+    refused = client.delete(url, headers=TUS)
+    assert refused.status_code == 409
+    assert refused.headers["Tutti-Clip"] == token
+    assert refused.headers["Tutti-Status-Url"] == f"/clip/{token}"
+    body = refused.get_json()
+    assert body["id"] == token and body["status_url"].endswith(f"/clip/{token}")
+    assert "withdraw" in body["error"] and f"/clip/{token}" in body["error"]
+    assert client.head(url, headers=TUS).headers["Tutti-Clip"] == token
+    assert _clip_tokens(app) == [token]
+
+
+def test_a_delete_during_the_last_patch_is_410_for_the_patch_never_500(app, client, campaign,
+                                                                       monkeypatch):
+    """Red team ops3, W4: a DELETE that removed the .part while the last PATCH checked
+    the file's tail answered that PATCH with 500 (FileNotFoundError). Now the PATCH
+    answers 410, the DELETE 204, and there is no clip and no file."""
+    from portal import uploads
+
+    data = bytes(range(256)) * 20
+    url = _create(client, len(data), **_ends(data, 1 << 20)).headers["Location"]
+    real = uploads._fingerprint_mismatch
+    answers = []
+
+    def deleted_meanwhile(*args, **kwargs):
+        answers.append(client.delete(url, headers=TUS).status_code)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(uploads, "_fingerprint_mismatch", deleted_meanwhile)
+    last = _patch(client, url, 0, data)
+    assert answers == [204] and last.status_code == 410
+    assert _clip_tokens(app) == [] and _upload_files(app) == []
