@@ -140,9 +140,10 @@ def worker(queues: str, concurrency: int | None, beat: bool, loglevel: str) -> N
 
 def _reconcile_schedule(app: Flask) -> dict:
     period = float(app.config["RECONCILE_SECONDS"])
-    # a round no worker ran in time is dropped, not piled up behind a backlog
-    return {"reconcile": {"task": "tutti.reconcile", "schedule": period,
-                          "options": {"expires": max(period, 5.0)}}}
+    # no Celery `expires`: it is stamped on the sender's clock, and a worker whose clock ran
+    # ahead discarded every round as revoked; rounds queued while no worker ran skip instead
+    # (workers.tasks.reconcile keeps a gap on the broker's clock)
+    return {"reconcile": {"task": "tutti.reconcile", "schedule": period}}
 
 
 @main.command()

@@ -8,6 +8,7 @@ import logging
 from flask import Blueprint, current_app, jsonify
 from sqlalchemy import text
 
+from .broker import broker_redis
 from .extensions import db
 
 log = logging.getLogger(__name__)
@@ -47,16 +48,12 @@ def _redis_writable(url: str) -> str | None:
     """A Redis broker that answers may still refuse every write: full under
     ``maxmemory-policy noeviction`` (OOM), or read-only (a replica after a failover). Then
     no task can be sent, so the process is not ready: a write with a 10 s expiry tells."""
-    if not url.startswith(("redis://", "rediss://", "unix://")):
+    client = broker_redis(url, timeout=2)
+    if client is None:
         return None
-    import redis
-
     try:
-        client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-        try:
+        with client:
             client.set("tutti:readyz", "1", ex=10)
-        finally:
-            client.close()
     except Exception as exc:  # noqa: BLE001 - OutOfMemoryError, ReadOnlyError, ...
         return f"broker: {exc.__class__.__name__} (it refuses writes)"
     return None

@@ -19,6 +19,7 @@ from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
 
 from . import states, waiting
+from .broker import broker_redis
 from .extensions import db
 from .models import (
     ROLES,
@@ -1180,13 +1181,12 @@ def _resend(due: list[tuple[str, str, int]], counts: dict[str, int]) -> None:
 def broker_was_emptied() -> bool:
     """Whether the broker lost its messages since the last look (Redis restarted without
     its data): a key the reconciler keeps there is missing. False for other brokers."""
-    url = str(current_app.config["BROKER_URL"])
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        return False
     import redis
 
+    client = broker_redis(str(current_app.config["BROKER_URL"]))
+    if client is None:
+        return False
     try:
-        client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         with client:
             return bool(client.set("tutti:reconciler:alive", "1", nx=True))
     except redis.RedisError as exc:

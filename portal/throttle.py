@@ -120,3 +120,41 @@ def upload_limits(view: Callable) -> Callable:
                                 methods=["POST"])(view)
     return limiter.shared_limit(lambda: current_app.config["UPLOAD_LIMIT_ADDRESS"],
                                 scope="uploads-per-address", methods=["POST"])(view)
+
+
+#: what a log-in (or password change) answers while the shared count store refuses writes
+SIGN_IN_PAUSED_MESSAGE = ("Sign-in is paused for a minute while the server recovers. Please "
+                          "try again in a minute.")
+#: ``Retry-After`` of that answer (s): Flask-Limiter looks at the store again within ~32 s
+SIGN_IN_PAUSED_SECONDS = 60
+_PROBE_KEY = "tutti/shared-counts-writable"
+
+
+def password_guesses_counted() -> bool:
+    """Whether this request's attempt at a password (a log-in, a password change) was
+    counted where every web process sees it. False while the limits' shared store (Redis)
+    cannot take writes: down, full under ``noeviction``, or read-only after a failover.
+
+    Why the caller then refuses (fails closed, 503) instead of checking the password:
+    Flask-Limiter's in-memory fallback (``RATELIMIT_IN_MEMORY_FALLBACK_ENABLED``, kept for
+    the other limits) counts in each process's own memory, so N gunicorn workers times M
+    containers would each allow the full ``TUTTI_LOGIN_LIMIT_*`` of guesses per account
+    (red team ops3, W3: 2x with 2 workers, 48x on a scaled host). A minute without
+    sign-in while /readyz already says the broker is failing costs less than a password
+    guessed; sessions already open keep working. Uploads keep the fallback: a take on its
+    way at a deadline matters more than a flood limit loosened N-fold for a while.
+
+    Two checks, both public Flask-Limiter / limits API: the limiter is not on its
+    fallback (``Limiter.limiter`` is the fallback strategy while the store is marked
+    dead), and the store takes a write now (``Storage.incr`` on a probe key): a
+    read-only or full Redis still answers PING, so Flask-Limiter's own recovery check
+    (PING) would otherwise put it back between two requests."""
+    primary = limiter.storage
+    if limiter.limiter.storage is not primary:
+        return False
+    try:
+        primary.incr(_PROBE_KEY, SIGN_IN_PAUSED_SECONDS)
+    except Exception:  # noqa: BLE001 - redis down, OOM, read-only: not counted
+        log.warning("rate limit store refuses writes: sign-in paused", exc_info=True)
+        return False
+    return True

@@ -35,6 +35,8 @@ from collections.abc import Iterable, Sequence
 
 from flask import Flask, current_app
 
+from .broker import broker_redis
+
 log = logging.getLogger(__name__)
 
 #: kombu's Redis transport keeps messages of priority p (not 0) in ``<queue>\x06\x16<p>``
@@ -93,22 +95,13 @@ class _MemoryMarks:
                 self.counts.pop(key, None)
 
 
-def _redis_url(app: Flask) -> str | None:
-    url = str(app.config["BROKER_URL"])
-    return url if url.startswith(("redis://", "rediss://", "unix://")) else None
-
-
 def _store(app: Flask):
     """The app's marks: a Redis client on the broker, or a :class:`_MemoryMarks`."""
     store = app.extensions.get("tutti.waiting")
     if store is None:
-        url = _redis_url(app)
-        if url is None:
+        store = broker_redis(str(app.config["BROKER_URL"]))
+        if store is None:
             store = _MemoryMarks()
-        else:
-            import redis
-
-            store = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         app.extensions["tutti.waiting"] = store
     return store
 

@@ -93,7 +93,21 @@
     delete row.blob;
     return row;
   };
-  const keep = function (take) { return inStores("readwrite", function (s) { return s.put(rowOf(take)); }); };
+  // A take sent (from this tab or another of this browser) leaves its row marked SENT,
+  // its bytes deleted: no tab offers it again, and no tab's later write (the form typed
+  // into, Send pressed) turns it back into a take to send (red team W1: two tabs sent one
+  // kept take and made two clips). ``keep`` resolves to the row as it was before.
+  const SENT = "sent";
+  const SENT_KEPT_MS = 7 * 24 * 3600 * 1000;  // how long a sent take's mark is kept
+  const keep = function (take) {
+    return inStores("readwrite", function (s) {
+      const before = s.get(take.id);
+      before.onsuccess = function () {
+        if (!before.result || before.result.state !== SENT) { s.put(rowOf(take)); }
+      };
+      return before;
+    });
+  };
   const chunksOf = function (id) { return IDBKeyRange.bound([id, 0], [id, Infinity]); };
   const keepChunk = function (id, seq, blob) {
     return inStores("readwrite", function (s, c) { return c.put({ take: id, seq: seq, blob: blob }); });
@@ -102,6 +116,21 @@
     return inStores("readwrite", function (s, c) { c.delete(chunksOf(id)); return s.delete(id); });
   };
   const keptTakes = function () { return inStores("readonly", function (s) { return s.getAll(); }); };
+  // Tabs of this browser tell each other when a take is sent, so one that shows it for
+  // review says so at once (the Web Lock and the SENT mark below are what make it sent
+  // once; this only keeps the other tabs' words up to date).
+  const channel = window.BroadcastChannel ? new BroadcastChannel(DB_NAME) : null;
+  const announce = function (message) {
+    if (channel) { try { channel.postMessage(message); } catch (e) { /* closing */ } }
+  };
+  // the take's bytes go, its row stays, marked SENT with where its clip is
+  const markSent = function (take, statusUrl) {
+    return inStores("readwrite", function (s, c) {
+      c.delete(chunksOf(take.id));
+      return s.put({ id: take.id, campaign: take.campaign, created: take.created, state: SENT,
+                     sent_at: Date.now(), status_url: statusUrl || "" });
+    }).then(function () { announce({ sent: take.id, status_url: statusUrl || "" }); });
+  };
   // a kept take's bytes: its chunks in order (or a version 1 row's blob)
   const bytesOf = function (take) {
     if (take.blob) { return Promise.resolve(take.blob); }
@@ -267,15 +296,16 @@
     return aa > 0 && bb > 0 ? ab / Math.sqrt(aa * bb) : 0;
   };
   // Where (samples) the half second of ``x`` to look for begins: past the encoder's first
-  // frame (50 ms), at the loudest half second of the first two seconds, so a take that
-  // begins in digital silence (a loopback before its first click) is found by its first
-  // sound.
-  const loudest = function (x, rate) {
+  // frame (50 ms) and ``from``, at the loudest half second of the two seconds from there,
+  // so a take that begins in digital silence (a loopback before its first click) is found
+  // by its first sound.
+  const loudest = function (x, rate, from) {
     const step = Math.round(0.05 * rate);
     const span = Math.round(0.5 * rate);
-    let best = step;
+    const first = Math.max(step, from || 0);
+    let best = first;
     let bestEnergy = -1;
-    for (let at = step; at + span <= x.length && at <= 1.5 * rate; at += step) {
+    for (let at = first; at + span <= x.length && at <= first + 1.5 * rate; at += step) {
       let e = 0;
       for (let i = at; i < at + span; i += 4) { e += x[i] * x[i]; }
       if (e > 1.5 * bestEnergy) { bestEnergy = e; best = at; }  // the earliest, unless far louder
@@ -284,17 +314,26 @@
   };
   // The context frame at which the take's first sample entered the context, or null.
   // ``tapped``: {samples, frame} from the worklet; ``expected``: the frame start() gave;
-  // ``sampleRate``: theirs (the context's unless given).
-  const firstFrame = function (tapped, take, expected, sampleRate) {
+  // ``sampleRate``: theirs (the context's unless given); ``held``: look for the take's
+  // sound only where the samples hold it (below).
+  const firstFrame = function (tapped, take, expected, sampleRate, held) {
     const rate = sampleRate || ctx.sampleRate;
     if (!tapped || !tapped.samples.length || take.sampleRate !== rate) { return null; }
     const x = take.getChannelData(0);
     const y = tapped.samples;
-    const skip = loudest(x, rate);            // where the take's sound is to be found
-    const n = Math.min(Math.round(0.5 * rate), x.length - skip);
-    if (n < 0.1 * rate) { return null; }
     const guess = expected - tapped.frame;    // lag of the take in the tapped samples
     const reach = Math.round(0.3 * rate);
+    // where the take's sound is to be found; with ``held``, late enough that the samples
+    // hold it with the whole reach before it (the tap: Firefox's hears nothing for its
+    // first second, measured in ESR 153: its first frame was 1.05 s into a context the
+    // calibration had just made, the recorder started at 0.035 s, so the calibration's
+    // first click, 1 s in, came before anything the tap held and its start was never found
+    // by the tap). Not for the track's samples, whose ``expected`` may be a second off
+    // (a late capture): a later half second there could match another of the calibration's
+    // evenly spaced clicks within the reach.
+    const skip = loudest(x, rate, held ? reach - guess : 0);
+    const n = Math.min(Math.round(0.5 * rate), x.length - skip);
+    if (n < 0.1 * rate) { return null; }
     const lo = Math.max(-skip, guess - reach);
     const hi = Math.min(y.length - skip - n, guess + reach);
     let best = -1;
@@ -315,7 +354,7 @@
   const anchorOf = function (tapped, blob, startedAt, startHeard, renderAhead) {
     const expected = Math.round((startHeard + renderAhead) * ctx.sampleRate);
     return decode(blob).then(function (take) {
-      const frame = firstFrame(tapped, take, expected);
+      const frame = firstFrame(tapped, take, expected, ctx.sampleRate, true);
       return frame === null ? { heard: startHeard, stamped: false, clock: "" }
         : { heard: frame / ctx.sampleRate - renderAhead, stamped: true, frame: frame, clock: "tap" };
     }).catch(function () { return { heard: startHeard, stamped: false, clock: "" }; });
@@ -505,6 +544,14 @@
     offer(old, text + " Your previous take is still here: Send it, play it back, or Record again.", true);
     return true;
   };
+  // a take's id: it travels as ``take_id`` and, with the take's bytes, makes the server
+  // answer every upload of one take with its one clip; 128 random bits
+  const newTakeId = function () {
+    const bits = crypto.getRandomValues(new Uint8Array(16));
+    return "take-" + Date.now().toString(36) + "-" + Array.prototype.map.call(bits, function (b) {
+      return ("0" + b.toString(16)).slice(-2);
+    }).join("");
+  };
   const startRecording = function (previous) {
     if (starting || (recorder && recorder.state !== "inactive")) { return; }
     starting = true;
@@ -552,7 +599,7 @@
       };
       // the take is kept from its first chunk on: its row now, each chunk as it arrives
       const take = {
-        id: "take-" + Date.now().toString(36) + "-" + Math.random().toString(36).slice(2, 8),
+        id: newTakeId(),
         campaign: campaign, mime: mime, seconds: 0, created: Date.now(), state: "recording",
         fields: fieldsOf(),  // and what the form holds, as it changes (keepFields)
       };
@@ -712,6 +759,7 @@
   };
   const offer = function (take, text, isError) {
     current = take;
+    $("record-sent").hidden = true;
     if (recording === take) { recording = null; }
     review.src = URL.createObjectURL(take.blob);
     review.hidden = false;
@@ -871,7 +919,9 @@
   };
   const TIMING_KEYS = ["record_start_s", "output_latency_s", "input_latency_s", "base_latency_s",
                        "latency_calibrated", "recorder_mime", "start_stamped", "start_clock"];
-  const send = function (take) {
+  // Upload ``take``; ``done()`` once it is sent or has failed (the tab then lets go of
+  // the take's lock: see sendOnce).
+  const send = function (take, done) {
     show([]);
     bar.hidden = false;
     bar.removeAttribute("value");
@@ -884,12 +934,16 @@
     fingerprintOf(take, meta).then(function (print) {
       meta.head_sha256 = print.head;
       meta.tail_sha256 = print.tail;
-      startUpload(take, meta, print.key);
+      // the server answers every upload of this take (this take id, these bytes) with
+      // its one clip, whichever tab or visit sends it
+      meta.take_id = take.id;
+      startUpload(take, meta, print.key, done);
     }).catch(function () {
       show(["send", "retake", "play", "discard"]);
       say("The take could not be read back on this device. Save it as a file (the link " +
           "below) and upload it with the form below.", true);
       offerDownload(take);
+      done();
     });
   };
   let sendingTake = null;  // the take being sent, for the connection's word
@@ -899,7 +953,7 @@
   window.addEventListener("online", function () {
     if (sendingTake) { say("The connection is back; sending goes on…", false); }
   });
-  const startUpload = function (take, meta, key) {
+  const startUpload = function (take, meta, key, done) {
     sendingTake = take;
     const upload = new tus.Upload(take.blob, {
       endpoint: new URL(box.dataset.uploads, window.location.href).toString(),
@@ -919,11 +973,13 @@
       onSuccess: function (payload) {
         const answer = payload && payload.lastResponse;
         const statusUrl = answer && answer.getHeader("Tutti-Status-Url");
+        const where = statusUrl ? new URL(statusUrl, upload.url).toString() : "";
         sendingTake = null;
         bar.value = 100;
-        forget(take.id).catch(function () {}).then(function () {
+        markSent(take, where).catch(function () {}).then(function () {
+          done();
           say("Sent. Opening your private status page…", false);
-          if (statusUrl) { window.location.assign(new URL(statusUrl, upload.url).toString()); }
+          if (where) { window.location.assign(where); }
         });
       },
       onError: function (err) {
@@ -940,10 +996,11 @@
           if (!take.untimed && TIMING_KEYS.some(function (k) { return text.indexOf("Upload-Metadata: " + k) >= 0; })) {
             take.untimed = true;
             keep(take).catch(function () {});
-            send(take);
+            send(take, done);
             return;
           }
         }
+        done();
         show(reviewButtons(take));
         say(text, true);
         buttons.send.focus();
@@ -954,15 +1011,77 @@
       upload.start();
     });
   };
+  // A kept take is sent once however many tabs of this browser offer it (red team W1):
+  // Send holds a Web Lock named after the take for the whole upload, and under it marks
+  // the take's row "sending", unless the row says it was sent meanwhile (then this tab
+  // says so and sends nothing). A tab whose Send finds the lock held says the take is
+  // being sent from another tab, and waits: if that tab sends it, this one says so; if
+  // it fails or is closed, this one sends it (the upload resumes from the server's
+  // offset). Without Web Locks the SENT mark still stops a second Send once the first is
+  // done, and the server answers two uploads of one take with its one clip.
+  const SENT_ELSEWHERE = "This take was sent from another tab of this browser, so it is not " +
+    "sent again.";
+  const SENDING_ELSEWHERE = "This take is being sent from another tab of this browser. It is " +
+    "sent once, from there; this page says so here when it has arrived.";
+  const sentElsewhere = function (take, row) {
+    if (take.elsewhere) { return; }
+    take.elsewhere = true;
+    if (current !== take) { return; }  // the page has moved on to another take
+    current = null;
+    review.hidden = true;
+    bar.hidden = true;
+    $("record-save").hidden = true;
+    const where = row && row.status_url;
+    if (where) { $("record-sent-link").href = where; }
+    $("record-sent").hidden = !where;
+    show(["record", "calibrate"]);
+    const text = SENT_ELSEWHERE + (where ? " Its private status page is linked below." : "");
+    say(text, false);
+    buttons.record.focus();
+    offerKept(text + " ");  // another kept take, if there is one
+  };
+  if (channel) {
+    channel.onmessage = function (e) {
+      const message = e.data || {};
+      if (message.sent && current && current.id === message.sent && sendingTake !== current) {
+        sentElsewhere(current, message);
+      }
+    };
+  }
+  // the take's row marked "sending", as it was before: SENT means another tab sent it
+  const claim = function (take) {
+    take.state = "sending";
+    return keep(take).catch(function () { return null; });  // kept on the page: it goes on
+  };
+  const LOCKS = navigator.locks && typeof navigator.locks.request === "function" ? navigator.locks : null;
+  const sendOnce = function (take) {
+    const attempt = function () {
+      return claim(take).then(function (before) {
+        if (before && before.state === SENT) { sentElsewhere(take, before); return null; }
+        if (take.elsewhere) { return null; }
+        return new Promise(function (resolve) { send(take, resolve); });
+      });
+    };
+    if (!LOCKS) { return attempt(); }
+    const name = "tutti-take:" + take.id;
+    let elsewhere = false;
+    return LOCKS.request(name, { ifAvailable: true }, function (lock) {
+      if (!lock) { elsewhere = true; return null; }
+      return attempt();
+    }).then(function () {
+      if (!elsewhere) { return null; }
+      show([]);
+      say(SENDING_ELSEWHERE, false);
+      return LOCKS.request(name, attempt);
+    }, function () { return attempt(); });  // locks refused here (an opaque origin)
+  };
   const sendCurrent = function () {
     if (!current) { return; }
     const fields = fieldsOf();  // a kept take's own were put back in the form (putFields)
     const problem = formProblem(fields);
     if (problem) { say(problem, true); return; }
     current.fields = fields;
-    current.state = "sending";
-    keep(current).catch(function () { /* kept on the page: it goes on while the tab is open */ })
-      .then(function () { send(current); });
+    sendOnce(current);
   };
 
   // --- calibration: the whole path's delay, once per device --------------------------
@@ -1046,7 +1165,10 @@
         renderAhead = aheadMedian();
         startHeard = renderedAt - renderAhead;
       };
-      setTimeout(function () { tapped = grab(tap); }, 2500);
+      // the tap's samples taken 4 s in (its ring holds 6 s, so all since it began): a tap
+      // that hears nothing for its first second or two (Firefox) then still holds clicks
+      // to find the recording by (at 2.5 s it held as little as half a second)
+      setTimeout(function () { tapped = grab(tap); }, 4000);
       const first = ctx.currentTime + 1.0;
       for (let i = 0; i < CLICKS; i += 1) { clicks.push(first + CLICK_GAP * i); tick(first + CLICK_GAP * i, false); }
       setTimeout(function () { rec.stop(); },
@@ -1119,6 +1241,7 @@
   // --- buttons, and takes kept from before --------------------------------------------
   buttons.record.addEventListener("click", function () {
     if (current) { review.hidden = true; current = null; }
+    $("record-sent").hidden = true;
     startRecording();
   });
   buttons.stop.addEventListener("click", function () {
@@ -1157,7 +1280,11 @@
   // others are said to be there and offered in turn once it is sent or discarded.
   const offerKept = function (after) {
    return keptTakes().then(function (takes) {
-    const mine = (takes || []).filter(function (t) { return t.campaign === campaign; })
+    // a sent take is not offered (its mark goes after SENT_KEPT_MS)
+    (takes || []).forEach(function (t) {
+      if (t.state === SENT && !(Date.now() - t.sent_at < SENT_KEPT_MS)) { forget(t.id).catch(function () {}); }
+    });
+    const mine = (takes || []).filter(function (t) { return t.campaign === campaign && t.state !== SENT; })
       .sort(function (a, b) { return b.created - a.created; });
     if (!mine.length || current || (recorder && recorder.state !== "inactive")) { return null; }
     const take = mine[0];
@@ -1170,7 +1297,7 @@
       putFields(take.fields);
       if (take.state === "sending") {
         offer(take, "Your take was not sent completely; sending goes on now.", false);
-        send(take);
+        sendOnce(take);
       } else if (take.state === "recording") {
         offer(take, (after || "") + "A take was cut off when this page closed; what was recorded until then " +
               "is kept (" + Math.round(blob.size / 1024) + " kB). Play it back, Send it, or Discard it." + more, false);

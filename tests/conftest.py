@@ -138,7 +138,12 @@ def db_kind(request: pytest.FixtureRequest) -> str:
 def make_app(db_kind: str, tmp_path: Path, **overrides: object):
     """A test app on ``db_kind`` in ``tmp_path``; ``overrides`` change its config."""
     from portal import create_app
+    from portal.extensions import limiter
 
+    # Flask-Limiter is one extension object per process, made for one app: a test that
+    # broke an earlier app's Redis leaves it marked "storage dead" (on its in-memory
+    # fallback, where log-ins fail closed), and init_app does not clear that
+    limiter._storage_dead = False
     return create_app({
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),

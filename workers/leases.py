@@ -16,6 +16,7 @@ Temporary files are the media engine's (``workers.media.ffmpeg.temp_path_for``:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
@@ -74,7 +75,9 @@ class Heartbeat:
         self.lost = threading.Event()
         self._lapsed = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True,
+        # the beat thread logs with the ids of the work (render_id, clip_id: log_context)
+        self._thread = threading.Thread(target=contextvars.copy_context().run,
+                                        args=(self._run,), daemon=True,
                                         name=f"lease-{model.__name__}-{row_id}")
 
     def lapsed(self) -> bool:

@@ -234,6 +234,13 @@ def _children_cpu() -> float:
     return times.children_user + times.children_system
 
 
+def _process_cpu() -> float:
+    """CPU seconds (user + system) of this process (all its threads: a mix in numpy) and
+    of its finished child processes (ffmpeg)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
 def _reject(clip: Clip, owner: str, reason: str, when: str) -> None:
     """Reject a clip being taken in with ``reason`` (the participant's words), if this
     worker still holds it; ``when`` completes the log line. Not when its lease ran out
@@ -872,6 +879,7 @@ def _render(render_id: int) -> None:
     if job is None:
         return
     owner = job.lease_owner
+    started, cpu = time.monotonic(), _process_cpu()
     if job.plan:  # a distributed render picked up again (reconciler): send what is missing
         if job.cancel_requested:  # no part is drawing to see the cancel: end it here
             _cancelled(job)
@@ -904,6 +912,8 @@ def _render(render_id: int) -> None:
         if current_app.config["DISTRIBUTED_RENDER"] and _plan_distributed(job, spec):
             _release(job)
             db.session.commit()
+            log.info("render %s: planned in %.1f s (%.1f CPU s)", render_id,
+                     time.monotonic() - started, _process_cpu() - cpu)
             _dispatch_parts(job)
             return
     except SpecError as exc:
@@ -1438,12 +1448,20 @@ def render_part(render_id: int, part: int) -> None:
         return
     row, owner = claimed
     attempts = row.attempts
+    beat = None
+    started, cpu = time.monotonic(), _process_cpu()
     try:
         with Heartbeat(RenderPart, row.id, owner) as beat:
             drawn = _draw_part(job, part, beat)
     except BaseException as exc:
         db.session.rollback()
         _release_part(row.id, owner)
+        if isinstance(exc, Exception) and beat is not None and beat.lost.is_set():
+            # another worker took the part over (this one was paused or starved past its
+            # lease, and the sweep may have removed its files): a takeover, not an error
+            log.info("render %s part %s: taken over by another worker (%s); stopped",
+                     render_id, part, exc.__class__.__name__)
+            return
         if (isinstance(exc, Exception) and not isinstance(exc, LeaseLost)
                 and attempts >= RENDER_PART_ATTEMPTS):
             # the same part broke every time (a bug, not a passing fault): say so,
@@ -1454,6 +1472,8 @@ def render_part(render_id: int, part: int) -> None:
             return
         raise
     if drawn:
+        log.info("render %s: part %s drawn in %.1f s (%.1f CPU s)", render_id, part,
+                 time.monotonic() - started, _process_cpu() - cpu)
         _after_part(render_id)
     _release_part(row.id, owner)
 
@@ -1575,10 +1595,12 @@ def _join_render(render_id: int) -> None:
         return
     _folder, out_key, poster_key = _keys(job)
     plan = RenderPlan.from_dict(job.plan)
+    started, cpu = time.monotonic(), _process_cpu()
     try:
         with Heartbeat(Render, job.id, owner):
+            # in the film's order (parts are sent by work: the order of ``parts`` is not it)
             result = join_segments(
-                plan, [str(store.path(_part_key(job, p))) for p in parts if p >= 0],
+                plan, [str(store.path(_part_key(job, k))) for k in range(len(plan.segments))],
                 str(store.path(_part_key(job, -1))), str(store.path_for_writing(out_key)),
                 poster_path=str(store.path_for_writing(poster_key)),
                 timeout=float(current_app.config["RENDER_TIMEOUT"]))
@@ -1587,6 +1609,8 @@ def _join_render(render_id: int) -> None:
             raise
         _fail_render_on(job, exc, "while joining the parts of the video")
         return
+    log.info("render %s: parts joined in %.1f s (%.1f CPU s)", render_id,
+             time.monotonic() - started, _process_cpu() - cpu)
     _finish_render(job, result, out_key, poster_key, owner)
     db.session.expire_all()
     done = db.session.get(Render, render_id)

@@ -33,7 +33,7 @@ def make_clip(path: str, k: int, width: int, height: int, fps: int, seconds: flo
          "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-g", str(2 * fps),
          "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "160k", "-shortest",
          "-movflags", "+faststart", tmp],
-        check=True, stdin=subprocess.DEVNULL, timeout=600)
+        check=True, stdin=subprocess.DEVNULL, timeout=4 * 3600)
     os.replace(tmp, path)
 
 

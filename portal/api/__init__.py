@@ -21,6 +21,8 @@ def _media(key: str | None) -> str | None:
 
 
 def clip_json(clip: Clip) -> dict:
+    from workers.media.record_timing import PRIOR_AGREE_MS  # light: no aligner imported
+
     published = clip.campaign.published_render
     return {
         "id": clip.token,
@@ -46,6 +48,13 @@ def clip_json(clip: Clip) -> dict:
             "method": clip.sync_method,
             "drift_ppm": clip.drift_ppm,
             "nudge_ms": clip.nudge_ms,
+            # a take recorded on the page: the sound's offset minus the one its device
+            # predicted (ms; None until aligned, or when the sound found nothing to compare
+            # with, or for a file), and whether the two agree (within PRIOR_AGREE_MS, as
+            # the aligner decided): the keys `tutti align --record-start` prints
+            "record_error_ms": clip.record_error_ms,
+            "record_agrees": (None if clip.record_error_ms is None
+                              else abs(clip.record_error_ms) <= PRIOR_AGREE_MS),
         },
         "in_mashup": bool(published and published.clip_ids and clip.id in published.clip_ids),
         "events": [{"status": e.status, "reason": e.reason, "at": e.at.isoformat() + "Z"}

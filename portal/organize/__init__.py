@@ -33,7 +33,12 @@ from ..models import Campaign, CampaignInvite, Clip, Render, utcnow
 from ..policy import allowed, campaign_for, clip_for, render_action, render_for, role_in
 from ..security import safe_next
 from ..states import CLIP_LABELS
-from ..throttle import give_back
+from ..throttle import (
+    SIGN_IN_PAUSED_MESSAGE,
+    SIGN_IN_PAUSED_SECONDS,
+    give_back,
+    password_guesses_counted,
+)
 from ..upload_files import uploaded_file
 
 bp = Blueprint("organize", __name__)
@@ -72,6 +77,9 @@ def _refund_login_attempt() -> None:
 def login():
     error = None
     if request.method == "POST":
+        if not password_guesses_counted():  # fail closed: see portal.throttle
+            return render_template("organize/login.html", error=SIGN_IN_PAUSED_MESSAGE), 503, \
+                {"Retry-After": str(SIGN_IN_PAUSED_SECONDS)}
         email = request.form.get("email", "").strip().lower()
         organizer = auth.check_credentials(email, request.form.get("password", ""))
         if organizer is not None:
@@ -105,6 +113,9 @@ def change_password():
     """A new password; the current one is checked, with the same limit as log-ins
     (someone holding a stolen session cannot guess the password here either)."""
     me = current_user._get_current_object()
+    if not password_guesses_counted():  # fail closed: see portal.throttle
+        return render_template("organize/account.html", error=SIGN_IN_PAUSED_MESSAGE), 503, \
+            {"Retry-After": str(SIGN_IN_PAUSED_SECONDS)}
     try:
         auth.change_password(me, request.form.get("current_password", ""),
                              request.form.get("new_password", ""))

@@ -7,13 +7,15 @@ it stopped instead of starting again.
                                     location, consent, filename; a take recorded on the
                                     page adds its timing: record_start_s, output_latency_s,
                                     input_latency_s, base_latency_s, latency_calibrated,
-                                    recorder_mime): the form is checked here, before a
+                                    recorder_mime, start_stamped, start_clock; and
+                                    take_id): the form is checked here, before a
                                     single byte is sent
     HEAD    /api/v1/uploads/<id>    Upload-Offset: how much arrived; Upload-Expires
     PATCH   /api/v1/uploads/<id>    Upload-Offset + bytes (application/offset+octet-stream),
                                     optionally Upload-Checksum (sha1 or sha256)
     DELETE  /api/v1/uploads/<id>    give up: the bytes are deleted, a PATCH still
-                                    sending ends with 410
+                                    sending ends with 410; 409 naming the clip (and
+                                    its status page, to withdraw it) once it is one
     GET     /api/v1/uploads/<id>    JSON: progress, and the clip (id, status URL) once complete
 
 Every answer about a finished upload (HEAD, PATCH, and GET with ``Accept:
@@ -44,12 +46,20 @@ arrived (the same campaign, length, ends, samples and form), so no empty upload 
 left behind; without it, an upload that never got a byte expires within the hour
 (:data:`EMPTY_EXPIRES_AFTER`).
 
+Same take, one clip: a take recorded on the page names itself (``take_id``, with its
+ends' SHA-256). A creation of a take that already has an upload is answered with that
+upload (under way: the client continues it; finished: its first PATCH gets the clip),
+and the clip's token is derived from the take (:func:`take_clip_token`), so two uploads
+of one take that both arrive (two tabs at once) make one clip (red team W1).
+
 Answers: 400 for an ``Upload-Length`` that is not a non-negative integer, and for an
 ``Upload-Checksum`` that is not ``<algorithm> <base64 digest>`` (no digest, not base64,
 not the algorithm's size: a malformed header, not a damaged chunk); 412 for a
 ``Tus-Resumable`` other than 1.0.0; 409 when Upload-Offset is
-not what arrived; 413 when a PATCH goes beyond Upload-Length (nothing of it is
-kept; the upload stays resumable); 460 when the chunk's checksum does not match
+not what arrived, and for a DELETE of an upload that became a clip; 413 when a PATCH
+goes beyond Upload-Length (nothing of it is kept; the upload stays resumable); 507
+when the disk is full (the chunk is cut back, ``Upload-Offset`` says where to resume,
+and no clip is made: see :func:`_make_clip`); 460 when the chunk's checksum does not match
 (the chunk is discarded); 404 for an unknown upload, 410 for one that was deleted
 or expired.
 
@@ -69,6 +79,7 @@ import contextlib
 import ctypes
 import fcntl
 import hashlib
+import hmac
 import json
 import logging
 import os
@@ -83,10 +94,11 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from .. import DISK_FULL_MESSAGE, is_disk_full, services
+from .. import is_disk_full, services
 from ..extensions import db
 from ..links import external_url, path_or_base_url
 from ..models import Clip
+from ..storage import fsync_dir
 from ..throttle import upload_accepted, upload_limits
 
 log = logging.getLogger(__name__)
@@ -240,13 +252,41 @@ def _load(upload_id: str) -> tuple[Path, Path, dict]:
     return part, meta_path, meta
 
 
+def _write_tmp(meta_path: Path, meta: dict) -> Path:
+    """Write ``meta`` to the state's ``.json.tmp`` and fsync it; returns its path. On any
+    error (a full disk) the ``.tmp`` is removed and the error raised: no half-written
+    state is ever left beside the upload."""
+    tmp = meta_path.with_suffix(".json.tmp")
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(json.dumps(meta))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _commit_state(tmp: Path, meta_path: Path) -> None:
+    """Put a state written by :func:`_write_tmp` in place (a rename: it needs no new
+    space, so a full disk cannot stop it once the ``.tmp`` is written). On an error the
+    ``.tmp`` is removed (the old state stays) and the error raised."""
+    try:
+        os.replace(tmp, meta_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # durability of the name; the content is synced
+        fsync_dir(meta_path.parent)
+
+
 def _save(meta_path: Path, meta: dict) -> None:
-    """Write the state; only under the state lock, and never re-creating a deleted one."""
+    """Write the state; only under the state lock, and never re-creating a deleted one.
+    Raises OSError (a full disk) with nothing left behind: the old state stays."""
     if not meta_path.exists():
         raise Gone()
-    tmp = meta_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta))
-    os.replace(tmp, meta_path)
+    _commit_state(_write_tmp(meta_path, meta), meta_path)
 
 
 @bp.route("/uploads", methods=["OPTIONS"])
@@ -284,7 +324,19 @@ def create():
         if key in meta and meta[key] and not _SHA256_HEX.match(meta[key]):
             raise services.ServiceError(f"Upload-Metadata: {key} must be a SHA-256 (see the "
                                         "tus API notes), as 64 lowercase hex digits.")
-    _record_timing(meta)  # a take recorded on the page: 400 when its timing is unusable
+    # a take recorded on the page: 400 when its timing is unusable (its start bounded by
+    # the guide's length)
+    _record_timing(meta, campaign.guide_duration if campaign.guide_key else None)
+    take = _take_key(campaign.id, length, meta)
+    sending = _take_upload(take) if take else None
+    if sending:  # this take is already on its way (another tab), or arrived: one upload
+        upload_id, state = sending
+        log.info("upload %s asked for again for take %s of %s (sent %s)", upload_id,
+                 meta.get("take_id"), campaign.slug,
+                 "already" if state.get("clip") else "from elsewhere, under way")
+        return _empty(201, Location=path_or_base_url("uploads.upload", upload_id=upload_id),
+                      Upload_Offset=str(_offset(_dir() / f"{upload_id}.part", state)),
+                      Upload_Expires=_http_date(_expires_at(state)))
     key = _creation_key(campaign.id, length, meta)
     twin = _unsent_twin(key) if key else None
     if twin:  # the answer to the first creation was lost, and the client asks again
@@ -295,21 +347,30 @@ def create():
                       Upload_Offset="0", Upload_Expires=_http_date(_expires_at(state)))
     upload_id = secrets.token_urlsafe(24)
     part, meta_path = _paths(upload_id)
-    part.touch()
     now = time.time()
     state = {"length": length, "meta": meta, "created": now,
              "expires": now + min(_lifetime(), EMPTY_EXPIRES_AFTER),
              "clip": None, "campaign_id": campaign.id,
              # with the id (SQLite may give a deleted campaign's id again): this campaign
-             "campaign_created": campaign.created_at.isoformat(), "key": key}
-    tmp = meta_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, meta_path)
-    if key:
-        keys = _dir() / "keys"
-        keys.mkdir(exist_ok=True)
-        (keys / f"{key}.tmp").write_text(upload_id)
-        os.replace(keys / f"{key}.tmp", keys / key)
+             "campaign_created": campaign.created_at.isoformat(), "key": key, "take": take}
+    try:
+        part.touch()
+        _commit_state(_write_tmp(meta_path, state), meta_path)
+    except OSError:  # a full disk (507): no upload, nothing of it left
+        _remove(meta_path)
+        raise
+    for folder, name in (("keys", key), ("takes", take)):
+        if not name:
+            continue
+        keys = _dir() / folder
+        try:
+            keys.mkdir(exist_ok=True)
+            (keys / f"{name}.tmp").write_text(upload_id)
+            os.replace(keys / f"{name}.tmp", keys / name)
+        except OSError as exc:  # the key only serves a lost creation answer: not needed
+            (keys / f"{name}.tmp").unlink(missing_ok=True)
+            if not is_disk_full(exc):
+                raise
     # a path unless TUTTI_BASE_URL says where we are (tus clients resolve a path
     # against the creation URL, so it is right behind any proxy)
     location = path_or_base_url("uploads.upload", upload_id=upload_id)
@@ -319,22 +380,37 @@ def create():
                   Upload_Expires=_http_date(state["expires"]))
 
 
-def _record_timing(meta: dict[str, str]) -> dict | None:
+def _record_timing(meta: dict[str, str], guide_s: float | None = None) -> dict | None:
     """The timing a take recorded along the guide carries in its Upload-Metadata
     (``record_start_s``, ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
     ``latency_calibrated``, ``recorder_mime``) as stored on the clip; None for a file
-    chosen from the device. 400 naming the key when a value is not a number in range."""
-    from workers.media.record_timing import RecordTiming
+    chosen from the device. ``guide_s``: the campaign's guide length (s), which bounds
+    ``record_start_s`` (:func:`workers.media.record_timing.start_range`). 400 naming the
+    key, and saying what to do, when a value is unusable: not a plain number, out of
+    range, a ``recorder_mime`` that is not an audio or video type."""
+    from workers.media.record_timing import RecordTiming, start_range
 
     try:
-        timing = RecordTiming.from_metadata(meta)
+        timing = RecordTiming.from_metadata(meta, guide_s=guide_s)
     except ValueError as exc:
         key = str(exc)
-        what = {"start_stamped": "yes or nothing", "latency_calibrated": "yes or nothing",
-                "start_clock": "track, tap or nothing",
-                "recorder_mime": "a MIME type such as video/webm;codecs=vp8,opus"}.get(
-            key, "a plain decimal number of seconds such as -3.0125 (latencies within a "
-                 "second)")
+        if key == "record_start_s":
+            low, high = start_range(guide_s)
+            guide = f"this campaign's {guide_s:.1f} s guide" if guide_s else "the guide"
+            what = (f"the guide time at the take's first sample, a plain decimal number of "
+                    f"seconds such as -3.0125, from {low:g} to {high:g} for {guide} "
+                    f"({meta.get('record_start_s', '')[:20]!r} was sent). Record the take "
+                    "again on the campaign page, or send it without its timing")
+        elif key == "recorder_mime":
+            what = ("the recorder's audio or video type, such as video/webm;codecs=vp8,opus "
+                    f"or audio/mp4 ({meta.get('recorder_mime', '')[:40]!r} is not a "
+                    "recording). Send the take from the campaign page, or leave "
+                    "recorder_mime out")
+        else:
+            what = {"start_stamped": "yes or nothing", "latency_calibrated": "yes or nothing",
+                    "start_clock": "track, tap or nothing"}.get(
+                key, "a plain decimal number of seconds such as -3.0125 (latencies within a "
+                     "second)")
         raise services.ServiceError(f"Upload-Metadata: {key} must be {what}.") from None
     return timing.to_json_dict() if timing else None
 
@@ -348,6 +424,52 @@ def _creation_key(campaign_id: int, length: int, meta: dict[str, str]) -> str | 
         "head_sha256", "tail_sha256", "name", "part", "location", "consent", "filename",
         "samples_sha256")]
     return hashlib.sha256("\x00".join(fields).encode()).hexdigest()
+
+
+_TAKE_ID = re.compile(r"^[A-Za-z0-9_-]{8,100}$")
+
+
+def _take_key(campaign_id: int, length: int, meta: dict[str, str]) -> str | None:
+    """What makes two uploads the same take recorded on the page (red team W1: two tabs
+    of one browser sent one kept take and made two clips): the campaign, the take's id
+    (``take_id``: made by the browser that recorded it, kept with the take in its
+    IndexedDB) and the take's bytes (length, ``head_sha256``, ``tail_sha256``). Not the
+    form: a name typed differently in the second tab does not make another take. The
+    bytes are part of it so that knowing a take's id alone never leads to its clip. None
+    for an upload that names no take; 400 for a malformed ``take_id``, or one without
+    both ends' SHA-256."""
+    take_id = meta.get("take_id", "")
+    if not take_id:
+        return None
+    if not _TAKE_ID.match(take_id):
+        raise services.ServiceError("Upload-Metadata: take_id must be the take's id as the "
+                                    "recording page makes it: 8 to 100 letters, digits, "
+                                    "'-' or '_'.")
+    if not meta.get("head_sha256") or not meta.get("tail_sha256"):
+        raise services.ServiceError("Upload-Metadata: a take_id goes with the take's "
+                                    "head_sha256 and tail_sha256 (see the tus API notes); "
+                                    "send them, or leave take_id out.")
+    fields = ["take", str(campaign_id), take_id, str(length), meta["head_sha256"],
+              meta["tail_sha256"]]
+    return hashlib.sha256("\x00".join(fields).encode()).hexdigest()
+
+
+def _take_upload(take: str) -> tuple[str, dict] | None:
+    """The upload already made for the take ``take`` (:func:`_take_key`), under way or
+    finished into its clip, as (id, state); None when there is none (or it was deleted,
+    or expired unfinished, or its clip was deleted). A second upload of the take
+    continues that one, or is told at once that it is complete, with its clip."""
+    try:
+        upload_id = (_dir() / "takes" / take).read_text().strip()
+        _part, _meta_path, meta = _load(upload_id)
+    except (FileNotFoundError, services.ServiceError):
+        return None
+    if meta.get("take") != take:
+        return None
+    if meta.get("clip") and db.session.scalar(select(Clip.id).filter_by(
+            token=meta["clip"])) is None:
+        return None  # its clip was deleted since: the take may be sent again, as new
+    return upload_id, meta
 
 
 def _unsent_twin(key: str) -> tuple[str, dict] | None:
@@ -383,10 +505,25 @@ def _done(status: int, meta: dict) -> Response:
                   Tutti_Status_Url=path_or_base_url("participate.status", token=meta["clip"]))
 
 
+WHOLE_NO_ROOM_MESSAGE = ("All of your video arrived and is kept, but the server has no disk "
+                         "space to take it in right now. Please ask again in a few minutes: "
+                         "it is taken in as soon as there is room; the organizers have been "
+                         "told.")
+
+
+def _finished(part: Path, meta_path: Path, meta: dict) -> dict:
+    """:func:`_finish_if_whole` for HEAD and GET: 507 (saying the bytes are kept) when
+    the disk is too full to make the clip of a whole upload now."""
+    try:
+        return _finish_if_whole(part, meta_path, meta)
+    except NoRoom:
+        raise services.ServiceError(WHOLE_NO_ROOM_MESSAGE, 507) from None
+
+
 @bp.route("/uploads/<upload_id>", methods=["HEAD"])
 def head(upload_id: str):
     part, meta_path, meta = _load(upload_id)
-    meta = _finish_if_whole(part, meta_path, meta)
+    meta = _finished(part, meta_path, meta)
     if meta.get("clip"):
         return _done(200, meta)
     return _empty(200, Upload_Offset=str(_offset(part, meta)), Upload_Length=str(meta["length"]),
@@ -397,7 +534,7 @@ def head(upload_id: str):
 def upload(upload_id: str):
     """Progress as JSON; once complete, the clip's ``id``, ``status_url`` and ``api_url``."""
     part, meta_path, meta = _load(upload_id)
-    meta = _finish_if_whole(part, meta_path, meta)
+    meta = _finished(part, meta_path, meta)
     body = {"length": meta["length"], "offset": _offset(part, meta), "clip": meta.get("clip"),
             "complete": bool(meta.get("clip"))}
     if meta.get("clip"):
@@ -527,7 +664,7 @@ def patch(upload_id: str):
     gone = ("This upload was deleted while the chunk was arriving; nothing of it was kept. "
             "Start the upload again to send the file.")
     try:
-        fd = os.open(part, os.O_WRONLY | os.O_APPEND)  # never re-creates a deleted upload
+        fd = os.open(part, os.O_RDWR | os.O_APPEND)  # never re-creates a deleted upload
     except FileNotFoundError:
         if meta.get("clip"):
             return _done(204, meta)
@@ -602,7 +739,7 @@ def patch(upload_id: str):
             return _error(460, "The chunk's checksum does not match what arrived; nothing of "
                                f"it was kept. Send it again from byte {start}.",
                           Upload_Offset=str(start))
-        mismatch = _fingerprint_mismatch(part, meta, start, offset)
+        mismatch = _fingerprint_mismatch(out.fileno(), meta, start, offset)
         if mismatch:
             with _state_lock(meta_path):
                 _remove(meta_path)
@@ -618,34 +755,114 @@ def patch(upload_id: str):
                 if offset < length:
                     expires = time.time() + _lifetime()
                     if abs(expires - _expires_at(meta)) > EXPIRES_STEP:
-                        meta["expires"] = expires
-                        _save(meta_path, meta)
+                        try:
+                            _save(meta_path, dict(meta, expires=expires))
+                            meta["expires"] = expires
+                        except OSError as exc:  # the chunk is kept; its expiry is not moved
+                            if not is_disk_full(exc):
+                                raise
+                            log.error("upload %s: expiry not moved (the disk is full)",
+                                      upload_id)
                     return _empty(204, Upload_Offset=str(offset),
                                   Upload_Expires=_http_date(_expires_at(meta)))
-                _make_clip(part, meta_path, meta)
+                named = _make_clip(part, meta_path, meta)
             except Gone:
                 return _error(410, gone)
-    part.unlink(missing_ok=True)
+            except NoRoom:
+                return _disk_full(out, start, None, upload_id)
+    if named:  # else the .part stays for the reconciler to write the state naming the clip
+        part.unlink(missing_ok=True)
     return _done(204, meta)
 
 
-def _make_clip(part: Path, meta_path: Path, meta: dict) -> None:
-    """The clip of a whole upload, made once, named in its state (under the state lock).
+class NoRoom(Exception):
+    """The disk is full before the upload's clip could be made: no clip was made, the
+    state is as it was, nothing temporary is left."""
+
+
+def _clip_token(upload_id: str, meta: dict | None) -> str:
+    """The token the clip of this upload has or will have: derived from the take when the
+    upload names one (:func:`take_clip_token`), else from the upload's id
+    (:func:`upload_clip_token`)."""
+    take = (meta or {}).get("take")
+    return take_clip_token(take) if take else upload_clip_token(upload_id)
+
+
+def _existing_clip(upload_id: str, meta: dict | None = None) -> str | None:
+    """The token of the clip this upload (with its state ``meta``) already became, found in
+    the database by its derived token (:func:`_clip_token`), or None."""
+    token = _clip_token(upload_id, meta)
+    return db.session.scalar(select(Clip.token).filter_by(token=token))
+
+
+def _name_clip(meta_path: Path, meta: dict, token: str) -> bool:
+    """Record in the upload's state that it became clip ``token`` (``meta`` is changed
+    in place either way, so the answer names the clip). Returns whether the state was
+    written: on a full disk it is not (logged), and the clip is found again by its
+    token in the database by the next HEAD, GET, PATCH, DELETE or reconciler pass."""
+    meta["clip"] = token
+    try:
+        _save(meta_path, meta)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        log.error("upload %s is clip %s, but its state cannot be written (the disk is full); "
+                  "it is found again by its token", meta_path.stem, token)
+        return False
+    return True
+
+
+def _make_clip(part: Path, meta_path: Path, meta: dict) -> bool:
+    """The clip of a whole upload, made once, named in its state (under the state lock;
+    ``meta`` gets ``clip``). Returns whether the state naming it was written.
+
     The clip's token is derived from the upload's id (:func:`upload_clip_token`): a web
     process killed between the clip's commit and the state's write leaves a clip that is
-    found again here, never a second one (red team, issue 15)."""
-    token = upload_clip_token(part.stem)
-    clip = db.session.scalar(select(Clip).filter_by(token=token))
-    if clip is None:
-        try:
-            clip = _finish(part, meta, token)
-        except IntegrityError:  # made meanwhile by a process that does not hold our lock
-            db.session.rollback()
-            clip = db.session.scalar(select(Clip).filter_by(token=token))
-            if clip is None:
-                raise
-    meta["clip"] = clip.token
-    _save(meta_path, meta)
+    found again here, never a second one (red team, issue 15). A take recorded on the
+    page derives it from the take instead (:func:`take_clip_token`), so two uploads of
+    one take (two tabs, a creation raced, a take sent again after its upload's state was
+    swept) become its one clip: the second is answered with the first's clip, and its
+    bytes (the same, by their fingerprint) are dropped. The state naming the clip
+    is written (to ``.json.tmp``, fsynced) before the clip is made and only renamed into
+    place after: a full disk stops the upload before there is a clip (:class:`NoRoom`;
+    the rename needs no space), so an answer never says "not kept" of a clip that was
+    made (red team ops3, W2)."""
+    token = _existing_clip(part.stem, meta)
+    if token is not None:
+        if meta.get("take"):
+            log.info("upload %s: take %s was already sent as clip %s; answered with it",
+                     part.stem, meta.get("meta", {}).get("take_id"), token)
+        return _name_clip(meta_path, meta, token)
+    token = _clip_token(part.stem, meta)
+    try:
+        tmp = _write_tmp(meta_path, dict(meta, clip=token))
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        raise NoRoom() from exc
+    try:
+        _finish(part, meta, token)
+    except IntegrityError:  # made meanwhile by a process that does not hold our lock
+        db.session.rollback()
+        if _existing_clip(part.stem, meta) is None:
+            tmp.unlink(missing_ok=True)
+            raise
+    except services.ServiceError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.status == 507:  # the original could not be linked in: no clip
+            raise NoRoom() from exc
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    meta["clip"] = token
+    try:
+        _commit_state(tmp, meta_path)
+    except OSError:
+        log.exception("upload %s is clip %s, but its state could not be put in place; it is "
+                      "found again by its token", part.stem, token)
+        return False
+    return True
 
 
 def upload_clip_token(upload_id: str) -> str:
@@ -655,16 +872,42 @@ def upload_clip_token(upload_id: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def take_clip_token(take: str) -> str:
+    """The private token of the clip a take recorded on the page becomes (``take``: its
+    :func:`_take_key`): 128 bits of HMAC-SHA256 keyed by the app's ``SECRET_KEY``, so it
+    cannot be worked out from the take's id and bytes alone (an older page made ids of
+    about 30 random bits), URL-safe."""
+    secret = str(current_app.config["SECRET_KEY"]).encode()
+    digest = hmac.new(secret, b"tutti-take-clip:" + take.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:16]).decode().rstrip("=")
+
+
 def _finish_if_whole(part: Path, meta_path: Path, meta: dict) -> dict:
     """An upload whose bytes have all arrived but that names no clip (the web process
     died after the last byte, before the clip was made or named): make its clip now,
     once, as the PATCH would have (its fingerprint checked first). Returns the state
     as it is after. Called by HEAD and GET (a client resuming asks so; tus-js-client
-    then sends nothing more) and by the reconciler (:func:`finish_whole_uploads`)."""
-    if meta.get("clip") or _offset(part, meta) != int(meta["length"]):
+    then sends nothing more) and by the reconciler (:func:`finish_whole_uploads`).
+    An upload that is a clip its state does not name (the state could not be written:
+    a full disk) is named again from the database. Raises :class:`NoRoom` when the
+    disk is too full to make the clip now (nothing made; asked again later)."""
+    if meta.get("clip"):
+        return meta
+    token = _existing_clip(part.stem, meta)
+    if token is not None:
+        with _state_lock(meta_path):
+            try:
+                meta = _read_meta(meta_path)
+            except Gone:
+                return dict(meta, clip=token)
+            if not meta.get("clip") and not _name_clip(meta_path, meta, token):
+                return meta  # the .part stays until the state names the clip
+        part.unlink(missing_ok=True)
+        return meta
+    if _offset(part, meta) != int(meta["length"]):
         return meta
     try:
-        fd = os.open(part, os.O_WRONLY | os.O_APPEND)
+        fd = os.open(part, os.O_RDWR | os.O_APPEND)
     except FileNotFoundError:
         return meta
     with os.fdopen(fd, "ab", buffering=0) as out:
@@ -677,7 +920,7 @@ def _finish_if_whole(part: Path, meta_path: Path, meta: dict) -> dict:
         if meta.get("clip") or out.seek(0, os.SEEK_END) != length:
             return meta
         os.fsync(out.fileno())
-        mismatch = _fingerprint_mismatch(part, meta, 0, length)
+        mismatch = _fingerprint_mismatch(out.fileno(), meta, 0, length)
         if mismatch:
             log.warning("upload %s: whole but its %s does not match; left for the client",
                         part.stem, mismatch)
@@ -688,7 +931,8 @@ def _finish_if_whole(part: Path, meta_path: Path, meta: dict) -> dict:
                 if not meta.get("clip"):
                     log.warning("upload %s: whole but without its clip (the server stopped "
                                 "after the last byte); making it now", part.stem)
-                    _make_clip(part, meta_path, meta)
+                    if not _make_clip(part, meta_path, meta):
+                        return meta
             except Gone:
                 return meta
     part.unlink(missing_ok=True)
@@ -715,56 +959,66 @@ def finish_whole_uploads(root: Path, min_age: float = 30.0) -> int:
             made += bool(_finish_if_whole(part, meta_path, meta).get("clip"))
         except services.ServiceError as exc:  # its campaign was deleted, say
             log.warning("upload %s: whole, but no clip can be made: %s", part.stem, exc)
+        except NoRoom:
+            log.error("upload %s: whole, but the disk is too full to make its clip; "
+                      "tried again on the next pass", part.stem)
     return made
 
 
-def _sha256_of(part: Path, start: int, size: int) -> str:
+def _sha256_of(fd: int, start: int, size: int) -> str:
+    """SHA-256 (hex) of ``size`` bytes from ``start`` of the open file ``fd``; read
+    through the descriptor, so a DELETE that unlinks the ``.part`` meanwhile does not
+    break the check (the state lock then answers 410)."""
     digest = hashlib.sha256()
-    with open(part, "rb") as handle:
-        handle.seek(start)
-        while size > 0:
-            chunk = handle.read(min(CHUNK, size))
-            if not chunk:
-                break
-            digest.update(chunk)
-            size -= len(chunk)
+    while size > 0:
+        chunk = os.pread(fd, min(CHUNK, size), start)
+        if not chunk:
+            break
+        digest.update(chunk)
+        start += len(chunk)
+        size -= len(chunk)
     return digest.hexdigest()
 
 
-def _fingerprint_mismatch(part: Path, meta: dict, before: int, now: int) -> str | None:
+def _fingerprint_mismatch(fd: int, meta: dict, before: int, now: int) -> str | None:
     """Which part of the file (``"head"``, ``"tail"`` or ``"middle"``) the bytes held contradict, or
-    None. The head is checked by the PATCH that completes it, the tail by the one that
-    completes the file; uploads created without the fingerprint are not checked."""
+    None. ``fd``: the ``.part`` file, open (read through it, never by its path). The head is
+    checked by the PATCH that completes it, the tail by the one that completes the file;
+    uploads created without the fingerprint are not checked."""
     info = meta.get("meta", {})
     length = int(meta["length"])
     span = min(FINGERPRINT_BYTES, length)
     if "head_sha256" in info and before < span <= now:
-        if _sha256_of(part, 0, span) != info["head_sha256"]:
+        if _sha256_of(fd, 0, span) != info["head_sha256"]:
             return "head"
     if "tail_sha256" in info and now == length:
-        if _sha256_of(part, length - span, span) != info["tail_sha256"]:
+        if _sha256_of(fd, length - span, span) != info["tail_sha256"]:
             return "tail"
     if info.get("samples_sha256") and now == length:
         digest = hashlib.sha256()
-        with part.open("rb") as handle:
-            for start in sample_starts(length):
-                handle.seek(start)
-                digest.update(handle.read(SAMPLE_BYTES))
+        for start in sample_starts(length):
+            digest.update(os.pread(fd, SAMPLE_BYTES, start))
         if digest.hexdigest() != info["samples_sha256"]:
             return "middle"
     return None
 
 
+CHUNK_DISK_FULL_MESSAGE = ("The server has no disk space left for uploads right now, so "
+                           "this chunk was not kept (the {start} bytes before it are). Please "
+                           "resume from byte {start} later; the organizers have been told.")
+
+
 def _disk_full(out, start: int, stream, upload_id: str) -> Response:
-    """The media disk filled up during a chunk: nothing of the chunk is kept (the file is
-    cut back to where it started), the client is told 507 and may resume from there
-    later."""
+    """The media disk filled up during a chunk, or before the last chunk could become a
+    clip (:class:`NoRoom`: no clip was made): nothing of the chunk is kept (the file is
+    cut back to where it started), the client is told 507 with ``Upload-Offset`` and may
+    resume from there later. ``stream``: the body still to drain, or None."""
     log.error("upload %s: the media disk is full; the chunk from byte %d was not kept",
               upload_id, start)
     os.ftruncate(out.fileno(), start)
-    _drain(stream)
-    return _error(507, DISK_FULL_MESSAGE + f" Resume from byte {start} later.",
-                  Upload_Offset=str(start))
+    if stream is not None:
+        _drain(stream)
+    return _error(507, CHUNK_DISK_FULL_MESSAGE.format(start=start), Upload_Offset=str(start))
 
 
 def _finish(part: Path, meta: dict, token: str):
@@ -787,9 +1041,24 @@ def _finish(part: Path, meta: dict, token: str):
         part=info.get("part", ""), location=info.get("location", ""),
         consent=info.get("consent", "") in ("yes", "on", "true", "1"), spooled_path=str(part),
         # a campaign without a guide has no page to record along: a timing is not its own
-        record_timing=_record_timing(info) if campaign.guide_key else None,
+        record_timing=_finished_timing(info, campaign),
         # it was open when this upload was created: a take on its way is not thrown away
         check_open=False, token=token)
+
+
+def _finished_timing(info: dict[str, str], campaign) -> dict | None:
+    """The timing kept on the clip of a finished upload: as checked on its creation, or
+    None when the campaign has no guide (a timing is not its own) or its guide changed
+    since so that the timing no longer fits (the sound syncs the take alone: a take on
+    its way is never refused at its last byte)."""
+    if not campaign.guide_key:
+        return None
+    try:
+        return _record_timing(info, campaign.guide_duration)
+    except services.ServiceError as exc:
+        log.warning("campaign %s: a take's timing no longer fits its guide, not kept: %s",
+                    campaign.slug, exc)
+        return None
 
 
 def _remove(meta_path: Path) -> None:
@@ -798,11 +1067,36 @@ def _remove(meta_path: Path) -> None:
     meta_path.with_suffix(".json.tmp").unlink(missing_ok=True)
 
 
+CLIP_NOT_DELETED_MESSAGE = ("This upload is complete and is already your clip, so it was not "
+                            "deleted. To take your clip back, withdraw it on its status page: "
+                            "{status_url}")
+
+
 @bp.delete("/uploads/<upload_id>")
 def delete(upload_id: str):
+    """tus termination of an unfinished upload: 204, its bytes deleted. An upload that
+    already became a clip is not an upload to end any more: 409, naming the clip
+    (``Tutti-Clip``, ``Tutti-Status-Url``; ``id`` and ``status_url`` in the JSON) and
+    its status page, where the participant withdraws it (red team ops3, W4). Under the
+    state lock, so a DELETE and the last PATCH never both succeed: either the upload is
+    gone first (the PATCH answers 410, no clip) or the clip is made first (409 here)."""
     _part, meta_path = _paths(upload_id)
     with _state_lock(meta_path):
-        if not meta_path.exists():
+        try:
+            meta = _read_meta(meta_path)
+        except Gone:
+            meta = None
+        token = (meta or {}).get("clip") or _existing_clip(upload_id, meta)
+        if token:
+            status_url = path_or_base_url("participate.status", token=token)
+            response = jsonify({
+                "error": CLIP_NOT_DELETED_MESSAGE.format(
+                    status_url=external_url("participate.status", token=token)),
+                "id": token, "status_url": external_url("participate.status", token=token),
+                "api_url": external_url("api.clip", token=token)})
+            response.status_code = 409
+            return _tus(response, Tutti_Clip=token, Tutti_Status_Url=status_url)
+        if meta is None:
             meta_path.with_suffix(".lock").unlink(missing_ok=True)
             raise services.ServiceError("There is no upload at this address.", 404)
         _remove(meta_path)
@@ -862,6 +1156,10 @@ def drop_stale_uploads(root: Path, max_age: float = STALE_AFTER) -> int:
     for orphan in list(folder.glob("*.lock")) + list(folder.glob("*.part")):
         if not orphan.with_suffix(".json").exists() and orphan.stat().st_mtime < now - 3600:
             orphan.unlink(missing_ok=True)
+    for tmp in folder.glob("*.json.tmp"):  # a state write a killed process left unfinished
+        with contextlib.suppress(FileNotFoundError):
+            if tmp.stat().st_mtime < now - 3600:
+                tmp.unlink()
     keys = folder / "keys"
     for key in keys.iterdir() if keys.is_dir() else []:
         # a creation key only serves a lost creation answer, within the first hour
@@ -869,4 +1167,14 @@ def drop_stale_uploads(root: Path, max_age: float = STALE_AFTER) -> int:
             if key.stat().st_mtime < now - EMPTY_EXPIRES_AFTER or \
                     not (folder / f"{key.read_text().strip()}.json").exists():
                 key.unlink()
+    takes = folder / "takes"
+    for take in takes.iterdir() if takes.is_dir() else []:
+        # a take's key serves as long as its upload is kept (its clip's token, derived
+        # from the take, still finds the clip once the upload is swept)
+        with contextlib.suppress(FileNotFoundError):
+            if take.suffix == ".tmp":
+                if take.stat().st_mtime < now - EMPTY_EXPIRES_AFTER:
+                    take.unlink()  # left by a process that died while writing it
+            elif not (folder / f"{take.read_text().strip()}.json").exists():
+                take.unlink()
     return dropped

@@ -161,18 +161,38 @@ def position_in_mic(live, row: dict, mic: np.ndarray) -> float:
     return lag / SR
 
 
-# The takes kept in the browser (static/record.js: a row per take, its bytes as chunks)
+# The takes kept in the browser (static/record.js: a row per take, its bytes as chunks); a
+# sent take's row stays, marked sent and without bytes (SENT_ROWS), and is not a kept take
 KEPT = """() => new Promise(r => { const q = indexedDB.open('tutti-takes');
   q.onsuccess = () => { const tx = q.result.transaction(['takes', 'chunks']);
     const g = tx.objectStore('takes').getAll(); const c = tx.objectStore('chunks').getAll();
-    tx.oncomplete = () => r(g.result.map(t => ({id: t.id, campaign: t.campaign, state: t.state,
+    tx.oncomplete = () => r(g.result.filter(t => t.state !== 'sent').map(t => ({
+      id: t.id, campaign: t.campaign, state: t.state,
       stamped: (t.timing || {}).start_stamped,
       size: c.result.filter(k => k.take === t.id).reduce((n, k) => n + k.blob.size, 0)}))); }; })"""
+SENT_ROWS = """() => new Promise(r => { const q = indexedDB.open('tutti-takes');
+  q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').getAll();
+    g.onsuccess = () => r(g.result.filter(t => t.state === 'sent')); }; })"""
 # the first bytes of the kept take, base64
 KEPT_HEAD = """n => new Promise(r => { const q = indexedDB.open('tutti-takes');
   q.onsuccess = () => { const g = q.result.transaction('chunks').objectStore('chunks').getAll();
     g.onsuccess = () => { const f = new FileReader(); f.onload = () => r(f.result.split(',')[1]);
       f.readAsDataURL(new Blob(g.result.map(k => k.blob)).slice(0, n)); }; }; })"""
+
+
+def settled(page, script: str):
+    """``page.evaluate(script)`` on a page that may be reloading itself (the status page
+    does as the clip moves on): asked again once the new page has loaded."""
+    from playwright.sync_api import Error
+
+    for _ in range(5):
+        try:
+            return page.evaluate(script)
+        except Error as exc:
+            if "context was destroyed" not in str(exc):
+                raise
+            page.wait_for_load_state()
+    return page.evaluate(script)
 
 
 def record_take(page, live, slug: str) -> None:
@@ -214,11 +234,11 @@ def test_record_along_send_and_the_take_lands_synced(live, page, campaign, devic
     assert row["record_error_ms"] == pytest.approx(
         (row["offset_seconds"] + timing["start_s"] - timing.get("audio_start_s", 0.0)) * 1000,
         abs=0.01)
-    # the sent take is no longer kept in the browser
-    left = page.evaluate("""() => new Promise(r => { const q = indexedDB.open('tutti-takes');
-        q.onsuccess = () => { const g = q.result.transaction('takes').objectStore('takes').count();
-        g.onsuccess = () => r(g.result); }; })""")
-    assert left == 0
+    # the sent take is no longer kept in the browser: its bytes are gone, its row says
+    # it was sent and where its clip is
+    assert settled(page, KEPT) == [] and settled(page, CHUNKS) == 0
+    sent = settled(page, SENT_ROWS)
+    assert len(sent) == 1 and sent[0]["status_url"] == page.url
 
 
 # The page's own clock against the sound. Chromium's file-fed microphone does not hear the
@@ -869,3 +889,149 @@ def test_takes_kept_from_two_tabs_are_both_offered_in_turn(live, page, campaign)
     wait_note(page, "The take was discarded. A take you recorded earlier")
     assert page.locator("#record-send").is_visible()
     assert len(page.evaluate(KEPT)) == 1
+
+
+def two_tabs_with_one_kept_take(context, live, slug: str, second_init: str = ""):
+    """A take recorded in one tab and kept; a second tab of the same browser profile
+    opened on the page (``second_init``: a script run first in it), which offers the same
+    kept take. Returns (first, second)."""
+    first = context.new_page()
+    first.goto(f"{live['base']}/c/{slug}")
+    fill_in(first)
+    record_for(first, 4.5)
+    wait_note(first, "kept on this device")
+    second = context.new_page()
+    if second_init:
+        second.add_init_script(second_init)
+    second.goto(f"{live['base']}/c/{slug}")
+    wait_note(second, "recorded earlier")
+    assert second.locator("#record-send").is_visible()
+    assert kept_ids(first) == kept_ids(second) and len(kept_ids(first)) == 1
+    return first, second
+
+
+def held_patches(page) -> list:
+    """Hold ``page``'s upload PATCHes (the creation goes through): the take is then being
+    sent from that tab until they are let go (``route.continue_()``)."""
+    held: list = []
+    page.route("**/api/v1/uploads**", lambda route: held.append(route)
+               if route.request.method == "PATCH" else route.continue_())
+    return held
+
+
+def release(page, held: list) -> None:
+    """Let ``page``'s held PATCHes go on (:func:`held_patches`), and hold no more."""
+    page.route("**/api/v1/uploads**", lambda route: route.continue_())
+    for route in held:
+        route.continue_()
+
+
+def test_a_kept_take_offered_in_two_tabs_is_sent_once(live, chromium, campaign):
+    """Red team W1: two tabs of one browser profile offered the same kept take, Send in
+    both made two clips. Now the tab that sends holds the take's Web Lock: Send in the
+    other says the take is being sent from another tab and sends nothing; once it has
+    arrived, that tab says it was sent from another tab, links its status page, and no
+    tab offers it again."""
+    context = chromium.new_context()
+    try:
+        first, second = two_tabs_with_one_kept_take(context, live, campaign)
+        asked: list[str] = []
+        second.on("request", lambda r: asked.append(f"{r.method} {r.url}")
+                  if "/api/v1/uploads" in r.url else None)
+        held = held_patches(first)
+        first.click("#record-send")
+        deadline = time.monotonic() + 30
+        while not held:
+            assert time.monotonic() < deadline, note(first)
+            first.wait_for_timeout(100)
+        second.click("#record-send")
+        said = wait_note(second, "being sent from another tab")
+        assert "sent once" in said
+        assert not second.locator("#record-send").is_visible()
+        second.wait_for_timeout(1500)
+        assert asked == []  # it waits: no upload of its own
+        release(first, held)
+        first.wait_for_url(STATUS_PAGE, timeout=60_000)
+        said = wait_note(second, "sent from another tab")
+        assert "not sent again" in said and "status page" in said
+        assert second.locator("#record-sent-link").get_attribute("href") == first.url
+        assert second.locator("#record-start").is_visible()
+        assert not second.locator("#record-send").is_visible()
+        second.wait_for_timeout(1000)
+        assert asked == []
+        # the take's row says it was sent; a tab opened now offers nothing
+        third = context.new_page()
+        third.goto(f"{live['base']}/c/{campaign}")
+        third.wait_for_selector("#record-start:visible")
+        third.wait_for_timeout(1000)
+        assert note(third) == "" and not third.locator("#record-send").is_visible()
+        assert third.evaluate(KEPT) == []
+        assert [r["status_url"] for r in third.evaluate(SENT_ROWS)] == [first.url]
+    finally:
+        context.close()
+    rows = clip_rows(live, campaign)
+    assert len(rows) == 1, rows
+
+
+def test_a_tab_showing_a_take_sent_elsewhere_never_sends_it_again(live, chromium, campaign):
+    """W1, a tab left open on the take (no word from the other tab reaches it: no
+    BroadcastChannel) and Send pressed after the other tab sent it: the take's row is
+    marked sent, so Send says so and sends nothing; typing into the form does not make
+    it a take to send again."""
+    context = chromium.new_context()
+    try:
+        first, second = two_tabs_with_one_kept_take(  # it hears nothing from the first
+            context, live, campaign, second_init="delete window.BroadcastChannel;")
+        assert second.evaluate("window.BroadcastChannel === undefined")
+        first.click("#record-send")
+        first.wait_for_url(STATUS_PAGE, timeout=60_000)
+        asked: list[str] = []
+        second.on("request", lambda r: asked.append(r.method)
+                  if "/api/v1/uploads" in r.url else None)
+        second.fill("input[name=location]", "Porto")  # keeps the form with the take
+        second.wait_for_timeout(500)
+        assert second.evaluate(KEPT) == []  # the sent mark stays
+        second.click("#record-send")
+        wait_note(second, "sent from another tab")
+        assert second.locator("#record-sent-link").get_attribute("href") == first.url
+        second.wait_for_timeout(1000)
+        assert asked == [], asked
+    finally:
+        context.close()
+    assert len(clip_rows(live, campaign)) == 1
+
+
+NO_LOCKS = "delete Navigator.prototype.locks; delete window.BroadcastChannel;"
+
+
+def test_two_tabs_without_web_locks_sending_one_take_make_one_clip(live, chromium, campaign):
+    """W1 on the server: where the browser has no Web Locks (and the tabs hear nothing of
+    each other), both tabs send the take at once, the second with another name typed:
+    its creation names the same take (take_id and the same bytes), so the server hands
+    it the first tab's upload; whichever finishes first makes the clip, the other is
+    answered with it. Both tabs end on the same status page; one clip."""
+    context = chromium.new_context()
+    context.add_init_script(NO_LOCKS)
+    try:
+        first, second = two_tabs_with_one_kept_take(context, live, campaign)
+        assert first.evaluate("navigator.locks === undefined")
+        created: list[str] = []
+        second.on("response", lambda r: created.append(r.headers.get("location"))
+                  if r.request.method == "POST" and "/api/v1/uploads" in r.url else None)
+        held = held_patches(first)
+        first.click("#record-send")
+        deadline = time.monotonic() + 30
+        while not held:
+            assert time.monotonic() < deadline, note(first)
+            first.wait_for_timeout(100)
+        second.fill("input[name=name]", "Ana Maria")  # another form: another tus key
+        second.click("#record-send")
+        second.wait_for_url(STATUS_PAGE, timeout=60_000)
+        assert len(created) == 1 and held[0].request.url.endswith(created[0])
+        release(first, held)
+        first.wait_for_url(STATUS_PAGE, timeout=60_000)
+        assert first.url == second.url
+    finally:
+        context.close()
+    rows = clip_rows(live, campaign)
+    assert len(rows) == 1, rows

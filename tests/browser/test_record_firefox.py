@@ -239,6 +239,36 @@ def test_firefox_a_take_cut_off_mid_recording_is_offered_again(live, context, ca
     assert len(rows) == 1 and rows[0]["record_timing"]
 
 
+def test_firefox_a_kept_take_offered_in_two_tabs_is_sent_once(live, context, campaign):
+    """Red team W1 in Firefox (Web Locks and BroadcastChannel since Firefox 96 and 38): a
+    take kept by one tab is offered by a second tab of the same profile; Send pressed in
+    both, one right after the other, sends it once: the second tab says it is being, or
+    was, sent from another tab, links the status page, and one clip is made."""
+    ctx = context()
+    first = ctx.new_page()
+    first.goto(f"{live['base']}/c/{campaign}")
+    first.wait_for("() => !document.getElementById('record').hidden")
+    fill_in(first)
+    first.click("#record-start")
+    wait_note(first, "Recording")
+    time.sleep(4.5)
+    first.click("#record-stop")
+    wait_note(first, "kept on this device", timeout=60)
+    second = ctx.new_page()
+    second.goto(f"{live['base']}/c/{campaign}")
+    wait_note(second, "recorded earlier")
+    first.click("#record-send")
+    second.click("#record-send")
+    sent = wait_status_page(first)
+    said = wait_note(second, "sent from another tab")
+    assert "not sent again" in said, said
+    assert second.evaluate("document.getElementById('record-sent-link').href") == sent
+    assert not second.is_visible("#record-send")
+    assert second.evaluate(KEPT) == []
+    time.sleep(1)
+    assert len(clip_rows(live, campaign)) == 1
+
+
 def test_firefox_fake_devices_as_they_are(live, context, campaign):
     """Firefox's own fake microphone (a steady tone) and camera, nothing replaced: the page
     records, keeps and sends a take that intake accepts; the sound of a tone cannot place

@@ -196,3 +196,66 @@ def test_the_sound_is_searched_near_the_prior_on_a_guide_whose_phrase_repeats():
         assert not check.result.trusted
         offered = [k.offset_seconds for k in check.result.candidates]
         assert any(abs(o - truth) < 0.01 for o in offered)
+
+
+# --- a weak sound torn between places (red team record3 F1: a headphone take of a chorale
+# whose Stollen repeats 10.5 s later; the sound put the repeat 0.4 z ahead of the truth)
+
+def headphone_take(confidence: float = 0.0, method: str = "none") -> AlignResult:
+    """The red team's take's candidates as `tutti align --json` gave them (truth +3.0 s)."""
+    return AlignResult(-7.484, confidence, method, 0.0, False, (
+        candidate(-7.484, 9.9, 5.2), candidate(3.011, 9.5, 5.1), candidate(-7.352, 8.0, 4.2),
+        candidate(-5.988, 8.6, 1.4), candidate(3.26, 7.1, 2.5)))
+
+
+@pytest.mark.parametrize("method,confidence", [("none", 0.0), ("part", 0.1)])
+def test_a_weak_sound_torn_between_repeats_takes_the_place_the_prior_points_at(
+        method, confidence):
+    check = check_prior(headphone_take(confidence, method), RecordTiming(start_s=-3.0))
+    assert check.chose_prior and not check.conflict
+    assert check.result.offset_seconds == pytest.approx(3.011)
+    assert check.result.candidates[0].offset_seconds == pytest.approx(3.011)
+    assert check.result.candidates[0].prior  # the clip page marks where the page's clock is
+    assert -7.484 in [k.offset_seconds for k in check.result.candidates]  # still offered
+    assert check.error_ms == pytest.approx(11.0)  # kept: the device's error is on record
+    # never trusted on the prior's word: a weak sound does not check a wrong latency
+    assert not check.result.trusted and check.result.confidence <= confidence
+
+
+def test_the_prior_picks_only_a_place_the_sound_holds_nearly_as_well_as_its_best():
+    from dataclasses import replace
+
+    found = headphone_take()
+    weak_near = replace(found, candidates=(candidate(-7.484, 9.9, 5.2),
+                                           candidate(3.011, 6.0, 2.0)))
+    check = check_prior(weak_near, RecordTiming(start_s=-3.0))
+    assert not check.chose_prior and check.result.offset_seconds == -7.484
+    # nothing within PRIOR_PICK_MS of the prior (a device 60 ms off the sound's places)
+    off = check_prior(found, RecordTiming(start_s=-3.071))
+    assert not off.chose_prior and off.result.offset_seconds == -7.484
+    assert off.error_ms is None
+
+
+def test_the_start_is_bounded_by_the_guide_and_the_recorder_is_audio_or_video():
+    """Red team F2: ``record_start_s=3600`` on a 24-s guide and ``recorder_mime=text/html``
+    were stored. The start lies within RECORD_START_MARGIN_S of a guide of known length (no
+    page measures more: it counts in 3 s, and no take starts after the guide); only an
+    audio or video type is a recorder's."""
+    from workers.media.record_timing import RECORD_START_MARGIN_S, start_range
+
+    assert start_range(24.0) == (-RECORD_START_MARGIN_S, 24.0 + RECORD_START_MARGIN_S)
+    assert start_range(None) == start_range(0.0) == (-3600.0, 3600.0)
+    for raw in ("3600", "34.5", f"{-RECORD_START_MARGIN_S - 0.5}"):
+        with pytest.raises(ValueError, match="record_start_s"):
+            RecordTiming.from_metadata({"record_start_s": raw}, guide_s=24.0)
+    for raw in ("-3.012500", "33.9", f"{-RECORD_START_MARGIN_S}"):
+        assert RecordTiming.from_metadata({"record_start_s": raw}, guide_s=24.0)
+    # without a known guide length only the absolute bound holds
+    assert RecordTiming.from_metadata({"record_start_s": "600"}).start_s == 600.0
+    for mime in ("text/html", "application/octet-stream", "image/png", "text/html;x=video/webm"):
+        with pytest.raises(ValueError, match="recorder_mime"):
+            RecordTiming.from_metadata({"record_start_s": "-3", "recorder_mime": mime})
+    for mime in ("video/webm;codecs=vp8,opus", "audio/mp4", "video/mp4;codecs=avc1.42E01E",
+                 "Video/WebM"):
+        assert RecordTiming.from_metadata({"record_start_s": "-3",
+                                           "recorder_mime": mime}).mime == mime

@@ -61,12 +61,13 @@ def free_port_of_nothing() -> int:
 
 
 @pytest.mark.parametrize("how", ["full", "read-only"])
-def test_a_redis_that_refuses_writes_is_not_ready_and_breaks_no_upload_or_log_in(
+def test_a_redis_that_refuses_writes_is_not_ready_and_breaks_no_upload(
         tmp_path, how, media_files):
     """Red team, issue 15: with Redis full or read-only, the rate limits (counted in the
-    broker) made every upload and log-in a 500 while /readyz said ready. Now the limits
-    count in memory meanwhile, the clip is accepted (its message waits for the
-    reconciler) and /readyz names the broker."""
+    broker) made every upload and log-in a 500 while /readyz said ready. Now the upload
+    limits count in memory meanwhile, the clip is accepted (its message waits for the
+    reconciler), log-in answers 503 (see tests/web/test_throttle.py) and /readyz names
+    the broker."""
     from portal.services import create_campaign
     from tests.conftest import ensure_organizer, log_in
     from tests.integration.harness import RedisServer
@@ -82,8 +83,11 @@ def test_a_redis_that_refuses_writes_is_not_ready_and_breaks_no_upload_or_log_in
             ready = client.get("/readyz")
             assert ready.status_code == 503
             assert "refuses writes" in ready.get_json()["failing"][0]
-            assert log_in(client, password="wrong password").status_code == 401  # not a 500
-            assert log_in(client).status_code == 303
+            # not a 500; and not a guess counted in this process only (red team ops3, W3):
+            # sign-in fails closed while the shared count store refuses writes
+            paused = log_in(client)
+            assert paused.status_code == 503 and paused.headers["Retry-After"] == "60"
+            assert "Sign-in is paused" in paused.get_data(as_text=True)
             with open(media_files["landscape"], "rb") as handle:
                 answer = client.post("/api/v1/campaigns/ode/clips",
                                      data={"name": "Ana", "part": "Alto", "consent": "yes",
@@ -93,3 +97,29 @@ def test_a_redis_that_refuses_writes_is_not_ready_and_breaks_no_upload_or_log_in
             dispose(app)
     finally:
         server.stop()
+
+
+def test_reconcile_rounds_keep_their_gap_on_the_brokers_clock_not_the_senders(tmp_path):
+    """Red team ops3 F3: the schedule's Celery `expires`, stamped on the sender's clock, made
+    a worker whose clock ran 10 minutes ahead discard every reconcile round as revoked. Now
+    no expiry is sent, and rounds queued while no worker ran skip by a gap kept on Redis."""
+    import redis
+
+    from portal.cli import _reconcile_schedule
+    from workers import tasks
+
+    app = make_app("sqlite", tmp_path, BROKER_URL=REDIS_URL, RECONCILE_SECONDS=15)
+    try:
+        schedule = _reconcile_schedule(app)["reconcile"]
+        assert "expires" not in schedule.get("options", {})
+        redis.Redis.from_url(REDIS_URL).delete("tutti:reconciler:round")
+        with app.app_context():
+            first = tasks.reconcile.run()
+            second = tasks.reconcile.run()  # a round queued behind it, run at once
+        assert "skipped" not in first
+        assert second == {"skipped": 1}
+        ttl = redis.Redis.from_url(REDIS_URL).pttl("tutti:reconciler:round")
+        assert 0 < ttl <= 7500  # half the period, on Redis's clock
+    finally:
+        redis.Redis.from_url(REDIS_URL).delete("tutti:reconciler:round")
+        dispose(app)

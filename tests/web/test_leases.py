@@ -94,6 +94,32 @@ def test_the_heartbeat_renews_only_its_own_lease(app, campaign, media_files):
         assert beat.lost.is_set()
 
 
+def test_the_heartbeats_lines_carry_the_ids_of_its_work(app, campaign, media_files, caplog):
+    """Red team ops3 F7: 'renderpart 21: lease ... lost' carried no render_id: the beat
+    thread did not see the task's log context."""
+    import logging
+
+    from portal.logs import IdsFilter, log_context
+
+    clip_id = _submit(app, campaign, media_files["landscape"])
+    caplog.handler.addFilter(IdsFilter())  # as the app's handlers: ids read at emit time
+    with app.app_context():
+        clip = db.session.get(Clip, clip_id)
+        clip.lease_owner, clip.lease_until = "me", utcnow() + timedelta(seconds=0.6)
+        db.session.commit()
+        with caplog.at_level(logging.WARNING, logger="workers.leases"), \
+                log_context(render_id=4242, task="render_part 3"), \
+                leases.Heartbeat(Clip, clip_id, "me", seconds=0.6) as beat:
+            clip.lease_owner = "someone-else"  # taken over
+            db.session.commit()
+            deadline = time.monotonic() + 5
+            while not beat.lost.is_set() and time.monotonic() < deadline:
+                time.sleep(0.05)
+    lost = [r for r in caplog.records if "lost (taken over)" in r.getMessage()]
+    assert lost
+    assert lost[0].render_id == 4242 and lost[0].task == "render_part 3"
+
+
 def test_a_taken_over_workers_ffmpeg_is_stopped(app, campaign, media_files):
     """Red team, issue 15: a worker paused past its lease and resumed kept its ffmpeg
     converting for minutes after the heartbeat found the lease lost."""

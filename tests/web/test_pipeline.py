@@ -433,6 +433,39 @@ def test_distributed_render_runs_parts_then_joins(app, campaign, media_files, mo
         assert db.session.get(Render, job_id).status == "done"
 
 
+def test_a_distributed_render_joins_its_segments_in_plan_order(app, campaign, media_files,
+                                                               monkeypatch):
+    """Parts are sent with the most drawing first, but the join must take the segments in
+    the plan's order: with an intro card and credits (segments with no tile, drawing more
+    or less than the performers' by their length), the order sent is not the film's, and
+    the join was given them in the order sent (the credits inside the film, each segment
+    timed as another)."""
+    from workers.media import render as render_module
+
+    sent = _distributed_with_two_approved(app, campaign, media_files, monkeypatch)
+    joined: list[list[str]] = []
+
+    def capture(plan, paths, *args, **kwargs):
+        joined.append(list(paths))
+        raise pipeline.FFmpegError("stopped here: only the order is tested")
+
+    monkeypatch.setattr(render_module, "join_segments", capture)
+    with app.app_context():
+        job_id = services.request_render(services.get_campaign(campaign),
+                                         options={"intro": "yes", "credits": "yes"}).id
+        pipeline.render(job_id)
+        job = db.session.get(Render, job_id)
+        sent_order = [s[2] for s in sent if s[0] == "tutti.render_part" and s[2] >= 0]
+        assert sent_order != sorted(sent_order)  # the credits are sent before the film
+        store = app.extensions["tutti.storage"]
+        for part in pipeline._parts(job):
+            store.path_for_writing(pipeline._part_key(job, part)).write_bytes(b"part")
+        pipeline.join_render(job_id)
+        in_plan_order = [str(store.path(pipeline._part_key(job, k)))
+                         for k in range(len(job.plan["segments"]))]
+        assert joined == [in_plan_order]
+
+
 def test_render_options_reach_the_spec(app, organizer_client, campaign, media_files):
     ids = _approved(app, campaign, media_files, "landscape", "portrait")
     answer = organizer_client.post(f"/organize/c/{campaign}/render", data={

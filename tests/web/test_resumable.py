@@ -609,7 +609,7 @@ def test_a_server_killed_after_the_last_byte_still_makes_exactly_one_clip(
     if crash == "before the clip":
         monkeypatch.setattr(uploads, "_finish", die)
     else:
-        monkeypatch.setattr(uploads, "_save", die)
+        monkeypatch.setattr(uploads, "_commit_state", die)
     with pytest.raises(Killed):
         _patch(client, url, 0, data)
     monkeypatch.undo()
@@ -650,3 +650,245 @@ def test_the_reconciler_finishes_a_whole_upload_nobody_asks_about(app, client, c
         assert services.reconcile()["whole_uploads"] == 0
         assert db.session.scalar(select(func.count(Clip.id))) == 1
     assert client.head(url, headers=TUS).headers["Tutti-Clip"]
+
+
+def test_two_uploads_of_one_take_make_one_clip(app, client, campaign):
+    """Red team W1: two tabs of one browser sent the same kept take and made two clips.
+    The page names the take (``take_id``, kept with it in IndexedDB) beside its ends'
+    SHA-256: a second creation of the take continues the first upload (under way) or is
+    told it is complete, with its clip; two uploads that raced past that (or one sent
+    after the first's state was swept) finish into the same clip, whose token derives
+    from the take. The bytes are part of the take's key: a take id with other bytes is
+    another take, so an id alone never leads to someone's clip."""
+    from portal.uploads import FINGERPRINT_BYTES, drop_stale_uploads
+
+    size = FINGERPRINT_BYTES + 5000
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    take = {"take_id": "take-3f9a1c0e5b7d4e21", **_ends(data, FINGERPRINT_BYTES)}
+
+    def clips() -> list[str]:
+        with app.app_context():
+            return list(db.session.scalars(select(Clip.token)))
+
+    first = _create(client, size, **take).headers["Location"]
+    assert _patch(client, first, 0, data[:1000]).status_code == 204
+    # the second tab asks (another name typed there): the same upload, resumed from the
+    # server's offset (its PATCH at 0 is told where the upload is)
+    again = _create(client, size, name="Ana M.", **take)
+    assert again.status_code == 201 and again.headers["Location"] == first
+    assert again.headers["Upload-Offset"] == "1000"
+    conflict = _patch(client, first, 0, data)
+    assert conflict.status_code == 409 and conflict.headers["Upload-Offset"] == "1000"
+    done = _patch(client, first, 1000, data[1000:])
+    token = done.headers["Tutti-Clip"]
+    # after it arrived: the same upload, and a PATCH there answers with the clip
+    late = _create(client, size, **take)
+    assert late.headers["Location"] == first
+    assert _patch(client, first, 0, data).headers["Tutti-Clip"] == token
+    # raced: the take's key gone (as two creations at once each found none), or the
+    # upload's state swept a day after: a new upload, which still finishes into that clip
+    drop_stale_uploads(app.extensions["tutti.storage"].tmp_dir, max_age=0)
+    raced = _create(client, size, **take).headers["Location"]
+    assert raced != first
+    answer = _patch(client, raced, 0, data)
+    assert answer.status_code == 204 and answer.headers["Tutti-Clip"] == token
+    assert clips() == [token]
+    assert [n for n in _upload_files(app) if n.endswith(".part")] == []  # its bytes dropped
+    # another take (another id), or other bytes under this id: another clip
+    other = {"take_id": "take-77aa00bb11cc22dd", **_ends(data, FINGERPRINT_BYTES)}
+    url = _create(client, size, **other).headers["Location"]
+    assert _patch(client, url, 0, data).headers["Tutti-Clip"] != token
+    changed = data[:-1] + b"y"
+    url = _create(client, size, **{**take, **_ends(changed, FINGERPRINT_BYTES)}).headers[
+        "Location"]
+    assert url != first
+    assert _patch(client, url, 0, changed).headers["Tutti-Clip"] not in (token,)
+    assert len(clips()) == 3
+    # the take's clip deleted by an organizer: the take sent again is a new clip (with
+    # the take's token again), not an answer naming a clip that is gone
+    with app.app_context():
+        db.session.delete(db.session.scalar(select(Clip).filter_by(token=token)))
+        db.session.commit()
+    anew = _create(client, size, **take).headers["Location"]
+    assert anew not in (first, raced)
+    assert _patch(client, anew, 0, data).headers["Tutti-Clip"] == token
+    assert len(clips()) == 3
+    # a take id the page never makes, or one without the bytes' ends, is refused
+    odd = _create(client, size, take_id="a b", **_ends(data, FINGERPRINT_BYTES))
+    assert odd.status_code == 400 and "take_id" in odd.get_json()["error"]
+    bare = _create(client, size, take_id="take-3f9a1c0e5b7d4e21")
+    assert bare.status_code == 400 and "head_sha256" in bare.get_json()["error"]
+
+
+def test_a_take_token_is_not_derived_from_the_take_alone(app, client, campaign):
+    """The token of a take's clip is keyed by the app's secret: the same take sent to
+    two portals (other SECRET_KEYs) gets two unrelated tokens, so an old page's take id
+    of about 30 random bits and the take's bytes do not give its private link."""
+    from portal.uploads import take_clip_token
+
+    with app.app_context():
+        mine = take_clip_token("0" * 64)
+        app.config["SECRET_KEY"] = "another portal"
+        theirs = take_clip_token("0" * 64)
+    assert mine != theirs and len(mine) == 22
+
+
+# --- a full disk while an upload finishes; DELETE of an upload that is a clip -------------
+
+def _clip_tokens(app) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(select(Clip.token)))
+
+
+def _temporaries(app) -> list[str]:
+    """Temporary files left beside the uploads or in the clips' folders."""
+    storage = app.extensions["tutti.storage"]
+    found = [p.name for p in (storage.tmp_dir / "uploads").glob("*.tmp")]
+    clips = storage.root / "clips"
+    found += [p.name for p in clips.rglob(".*")] if clips.exists() else []
+    return found
+
+
+def _full_disk_at(monkeypatch, step: str) -> None:
+    """ENOSPC where the media disk would first refuse, at ``step`` of the last chunk:
+    ``chunk`` (the .part's fsync), ``state`` (the fsync of the state that names the
+    clip), ``original`` (linking the original into the clip's folder: its mkdir),
+    ``rename`` (putting the state in place)."""
+    import errno
+    import os
+
+    from portal import uploads
+    from portal.storage import Storage
+
+    def full():
+        return OSError(errno.ENOSPC, "No space left on device")
+
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        suffix = {"chunk": ".part", "state": ".json.tmp"}.get(step)
+        if suffix and os.readlink(f"/proc/self/fd/{fd}").endswith(suffix):
+            raise full()
+        return real_fsync(fd)
+
+    def replace(src, dst, **kwargs):
+        if step == "rename" and str(src).endswith(".json.tmp"):
+            raise full()
+        return real_replace(src, dst, **kwargs)
+
+    def put_file(self, key, src, move=False):
+        raise full()
+
+    monkeypatch.setattr(uploads.os, "fsync", fsync)
+    monkeypatch.setattr(uploads.os, "replace", replace)
+    if step == "original":
+        monkeypatch.setattr(Storage, "put_file", put_file)
+
+
+@pytest.mark.parametrize("step", ["chunk", "state", "original"])
+def test_a_full_disk_before_the_clip_is_made_answers_507_and_makes_no_clip(
+        app, client, campaign, monkeypatch, step):
+    """Red team ops3, W2: the last chunk answered 507 "nothing of this upload was kept"
+    while the clip had been made (the state naming it could not be written), and doing
+    as told made a second clip. Now a full disk at any step before the clip exists
+    answers 507 with the offset to resume from, makes no clip and leaves no temporary
+    file; resuming later makes exactly one clip."""
+    data = bytes(range(256)) * 40
+    url = _create(client, len(data)).headers["Location"]
+    half = len(data) // 2
+    assert _patch(client, url, 0, data[:half]).status_code == 204
+    _full_disk_at(monkeypatch, step)
+    last = _patch(client, url, half, data[half:])
+    assert last.status_code == 507
+    assert last.headers["Upload-Offset"] == str(half) and "Tutti-Clip" not in last.headers
+    assert f"resume from byte {half}" in last.get_json()["error"]
+    assert "nothing of this upload" not in last.get_json()["error"]
+    head = client.head(url, headers=TUS)
+    assert head.status_code == 200 and head.headers["Upload-Offset"] == str(half)
+    assert "Tutti-Clip" not in head.headers
+    assert _clip_tokens(app) == [] and _temporaries(app) == []
+    monkeypatch.undo()  # space freed: the client resumes as told
+    done = _patch(client, url, half, data[half:])
+    assert done.status_code == 204 and _clip_tokens(app) == [done.headers["Tutti-Clip"]]
+    assert _temporaries(app) == []
+
+
+def test_a_clip_whose_state_cannot_be_written_is_named_in_every_answer(app, client, campaign,
+                                                                       monkeypatch):
+    """The clip was made and the state naming it could not be put in place: the PATCH,
+    HEAD, GET, a repeated PATCH and DELETE all name the clip (never "not kept", never a
+    second clip), no .tmp is left, and the reconciler writes the state once it can."""
+    import os
+    import time
+
+    data = b"a whole take" * 50
+    url = _create(client, len(data)).headers["Location"]
+    _full_disk_at(monkeypatch, "rename")
+    done = _patch(client, url, 0, data)
+    assert done.status_code == 204 and done.headers["Upload-Offset"] == str(len(data))
+    token = done.headers["Tutti-Clip"]
+    head = client.head(url, headers=TUS)
+    assert head.status_code == 200 and head.headers["Tutti-Clip"] == token
+    assert client.get(url, headers={"Accept": "application/json"}).get_json()["id"] == token
+    assert _patch(client, url, len(data), b"").headers["Tutti-Clip"] == token
+    assert client.delete(url, headers=TUS).status_code == 409
+    assert _clip_tokens(app) == [token] and _temporaries(app) == []
+    monkeypatch.undo()
+    uploads_dir = app.extensions["tutti.storage"].tmp_dir / "uploads"
+    for path in uploads_dir.glob("*.part"):  # kept until the state names the clip
+        os.utime(path, (time.time() - 120, time.time() - 120))
+    with app.app_context():
+        services.reconcile()
+    import json
+
+    states = [json.loads(p.read_text()) for p in uploads_dir.glob("*.json")]
+    assert [s["clip"] for s in states] == [token]
+    assert list(uploads_dir.glob("*.part")) == []
+    assert _clip_tokens(app) == [token]
+
+
+def test_a_full_disk_at_creation_leaves_no_upload(app, client, campaign, monkeypatch):
+    _full_disk_at(monkeypatch, "state")
+    created = _create(client, 100)
+    assert created.status_code == 507
+    assert _upload_files(app) == [] and _temporaries(app) == []
+
+
+def test_deleting_an_upload_that_is_a_clip_is_409_naming_the_clip(app, client, campaign):
+    """Red team ops3, W4: DELETE of a finished upload answered 204 ("terminated") while
+    its clip went on to moderation. Now 409, naming the clip and the status page where
+    the participant withdraws it; the clip and the upload's answers stay."""
+    data = b"finished take" * 20
+    url = _create(client, len(data)).headers["Location"]
+    token = _patch(client, url, 0, data).headers["Tutti-Clip"]
+    refused = client.delete(url, headers=TUS)
+    assert refused.status_code == 409
+    assert refused.headers["Tutti-Clip"] == token
+    assert refused.headers["Tutti-Status-Url"] == f"/clip/{token}"
+    body = refused.get_json()
+    assert body["id"] == token and body["status_url"].endswith(f"/clip/{token}")
+    assert "withdraw" in body["error"] and f"/clip/{token}" in body["error"]
+    assert client.head(url, headers=TUS).headers["Tutti-Clip"] == token
+    assert _clip_tokens(app) == [token]
+
+
+def test_a_delete_during_the_last_patch_is_410_for_the_patch_never_500(app, client, campaign,
+                                                                       monkeypatch):
+    """Red team ops3, W4: a DELETE that removed the .part while the last PATCH checked
+    the file's tail answered that PATCH with 500 (FileNotFoundError). Now the PATCH
+    answers 410, the DELETE 204, and there is no clip and no file."""
+    from portal import uploads
+
+    data = bytes(range(256)) * 20
+    url = _create(client, len(data), **_ends(data, 1 << 20)).headers["Location"]
+    real = uploads._fingerprint_mismatch
+    answers = []
+
+    def deleted_meanwhile(*args, **kwargs):
+        answers.append(client.delete(url, headers=TUS).status_code)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(uploads, "_fingerprint_mismatch", deleted_meanwhile)
+    last = _patch(client, url, 0, data)
+    assert answers == [204] and last.status_code == 410
+    assert _clip_tokens(app) == [] and _upload_files(app) == []

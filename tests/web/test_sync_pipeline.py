@@ -105,6 +105,9 @@ def test_unrelated_music_needs_a_manual_check(app, client, guided, sync_media):
     page = client.get(f"/clip/{token}").data
     assert b"Needs a manual sync check" in page
     assert b"We could not hear the song in this take" in page
+    # a file chosen from the device has no recorded start to compare
+    sync = client.get(f"/api/v1/clips/{token}").get_json()["sync"]
+    assert sync["record_error_ms"] is None and sync["record_agrees"] is None
 
 
 def test_a_clip_without_audio_says_there_is_nothing_to_sync(app, guided, media_files):
@@ -242,6 +245,39 @@ def test_a_take_recorded_on_the_page_keeps_its_timing_and_the_sound_wins(app, cl
         clip = db.session.get(Clip, clip_id)
         assert clip.status == "synced" and abs(clip.offset_seconds - DELAY) < 0.005
         assert clip.record_error_ms == pytest.approx(-30.0, abs=5.0)
+    # the clip's JSON says it too, beside the offset (red team: it was only in the database)
+    sync = client.get(f"/api/v1/clips/{token}").get_json()["sync"]
+    assert sync["record_error_ms"] == pytest.approx(-30.0, abs=5.0)
+    assert sync["record_agrees"] is False  # 30 ms apart: more than PRIOR_AGREE_MS
+
+
+def test_a_timing_no_recording_page_measures_is_refused_saying_what_to_do(client, guided):
+    """Red team F2: a start an hour into an 8-s guide, and a recorder type that is a web
+    page, were stored on the clip. Refused before any byte, the key named, with the range
+    the guide allows and what to do; a start within the guide's margin is taken."""
+    import base64
+
+    def create(**timing: str):
+        fields = {"campaign": guided, "name": "Ana", "consent": "yes", "filename": "t.webm",
+                  **timing}
+        return client.post("/api/v1/uploads", headers={
+            "Tus-Resumable": "1.0.0", "Upload-Length": "1000", "Upload-Metadata": ",".join(
+                f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in fields.items())})
+
+    for start in ("3600", "18.5", "-10.5"):
+        refused = create(record_start_s=start)
+        error = refused.get_json()["error"]
+        assert refused.status_code == 400, start
+        assert error.startswith("Upload-Metadata: record_start_s must be"), error
+        assert "from -10 to 18 for this campaign's 8.0 s guide" in error, error
+        assert f"'{start}' was sent" in error and "Record the take again" in error, error
+    refused = create(record_start_s="-3.0", recorder_mime="text/html")
+    error = refused.get_json()["error"]
+    assert refused.status_code == 400 and error.startswith("Upload-Metadata: recorder_mime")
+    assert "audio or video type" in error and "'text/html' is not a recording" in error
+    assert create(record_start_s="-3.0", recorder_mime="audio/webm;codecs=opus"
+                  ).status_code == 201
+    assert create(record_start_s="17.5", recorder_mime="video/mp4").status_code == 201
 
 
 def _take_with_timing(app, client, guided, data: bytes, **timing: str) -> int:
@@ -280,6 +316,9 @@ def test_a_late_audio_start_over_a_second_is_taken_out_of_the_recorded_start(
         assert clip.record_timing["audio_start_s"] == 1.25
         assert clip.status == "synced" and abs(clip.offset_seconds - DELAY) < 0.005
         assert abs(clip.record_error_ms) < 5.0
+        token = clip.token
+    sync = client.get(f"/api/v1/clips/{token}").get_json()["sync"]
+    assert abs(sync["record_error_ms"]) < 5.0 and sync["record_agrees"] is True
 
 
 def test_a_recorded_start_ten_seconds_from_the_sound_leaves_the_take_to_an_organizer(

@@ -235,3 +235,70 @@ def test_refused_uploads_neither_use_up_the_campaign_nor_lock_the_participant_ou
     # refused requests are counted on their own: a flood from one address ends in 429
     codes = [refused[1]("203.0.113.50").status_code for _ in range(10)]
     assert codes[:8] == [400] * 8 and codes[8:] == [429, 429], codes
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("how", ["read-only", "full"])
+def test_no_password_is_checked_while_the_shared_count_store_refuses_writes(
+        tmp_path, monkeypatch, how):
+    """Red team ops3, W3: while Redis refused writes, Flask-Limiter's in-memory fallback
+    counted log-ins per process, so every gunicorn worker allowed the full limit of
+    guesses per account (2x with 2 workers). Now no password is checked at all while
+    the shared store cannot count the attempt: 503 with Retry-After and a plain message
+    (so the number of web processes no longer matters), log-ins and password changes
+    alike; once Redis takes writes again the limit is counted there as before."""
+    import portal.auth as auth
+    from tests.integration.harness import RedisServer, free_port
+
+    server = RedisServer(tmp_path / "redis").start()
+    app = make_app("sqlite", tmp_path, BROKER_URL=server.url)
+    checked = []
+    real = auth.check_credentials
+    monkeypatch.setattr(auth, "check_credentials",
+                        lambda *a, **k: checked.append(a[0]) or real(*a, **k))
+    try:
+        with app.app_context():
+            ensure_organizer("victim@example.org", "the right one")
+        client = app.test_client()
+        opened = client.post("/organize/login", data={"email": "victim@example.org",
+                                                      "password": "the right one"})
+        assert opened.status_code == 303
+        redis = server.client()
+        if how == "full":  # maxmemory reached under noeviction, as docker-compose.yml runs it
+            redis.config_set("maxmemory-policy", "noeviction")
+            redis.config_set("maxmemory", 1)
+        else:  # a replica of a primary that is gone: answers PING, refuses writes
+            redis.execute_command("REPLICAOF", "127.0.0.1", str(free_port()))
+        checked.clear()
+        # a password change (someone holding a session guesses here) is paused too
+        change = client.post("/organize/account/password", data={
+            "current_password": "a guess", "new_password": "another long password"})
+        assert change.status_code == 503 and "Sign-in is paused" in change.get_data(as_text=True)
+        client.post("/organize/logout")
+        answers = [_login(client, "victim@example.org", address=f"198.51.100.{i + 10}")
+                   for i in range(12)]  # more than the per-account limit, fresh addresses
+        first = answers[0]
+        assert first.status_code == 503 and first.headers["Retry-After"] == "60"
+        assert "Sign-in is paused for a minute" in first.get_data(as_text=True)
+        # paused, or over the limit counted in this process meanwhile: refused either way
+        assert {a.status_code for a in answers} <= {503, 429}
+        assert checked == []  # not one password was checked
+        # the store takes writes again: counted there, 5 per minute per account
+        if how == "full":
+            redis.config_set("maxmemory", 0)
+        else:
+            redis.execute_command("REPLICAOF", "NO", "ONE")
+        codes = []
+        for i in range(70):  # Flask-Limiter looks at the store again within ~32 s
+            codes.append(_login(client, "victim@example.org", address=f"198.51.101.{i}")
+                         .status_code)
+            if codes[-1] not in (503, 429):  # still on the fallback: paused or counted here
+                break
+            __import__("time").sleep(1)
+        assert codes[-1] == 401
+        codes = [_login(client, "victim@example.org", address=f"198.51.102.{i}").status_code
+                 for i in range(6)]
+        assert codes == [401, 401, 401, 401, 429, 429]  # 5 in the minute, one above
+    finally:
+        dispose(app)
+        server.stop()

@@ -14,6 +14,18 @@ from dataclasses import dataclass
 
 #: the largest plausible value of any latency a browser reports or a calibration gives (s)
 MAX_LATENCY_S = 1.0
+#: the prior and the sound agree when they are at most this far apart (ms); here, not in
+#: :mod:`workers.media.align.prior` (which re-exports it), so the web tier can say whether a
+#: stored ``record_error_ms`` agrees without importing the aligner
+PRIOR_AGREE_MS = 5.0
+#: how far outside the guide a take's ``record_start_s`` may lie (s): the page starts the
+#: recorder a 3-s count-in before the guide (``record_start_s`` about -3, less the
+#: latencies, each within MAX_LATENCY_S), and no take starts after the guide has ended;
+#: 10 s either side covers both with room, and refuses what no recording page measures
+#: (red team F2: ``record_start_s=3600`` on a 24-s guide was stored)
+RECORD_START_MARGIN_S = 10.0
+#: the bound on ``record_start_s`` when the guide's length is not known (s)
+RECORD_START_MAX_S = 3600.0
 #: the ways the page reads a take's start (``start_clock``); anything else is stored empty
 START_CLOCKS = ("track", "tap")
 #: a number as the page writes one: an optional minus, ASCII digits, an optional decimal
@@ -23,9 +35,19 @@ _PLAIN_NUMBER = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,12})?", re.ASCII)
 #: the values the page writes for a yes/no key (``latency_calibrated``, ``start_stamped``)
 _FLAGS = {"yes": True, "1": True, "true": True, "no": False, "0": False, "false": False,
           "": False}
-#: the longest ``recorder_mime`` kept, and what it may hold (a MIME type with parameters)
-_MIME = re.compile(r"[A-Za-z0-9!#$&^_.+\-]+/[A-Za-z0-9!#$&^_.+\-]+(?:;[ A-Za-z0-9=,.\"_\-]*)?",
-                   re.ASCII)
+#: the longest ``recorder_mime`` kept, and what it may hold: a recorder's type, audio or
+#: video, with parameters (red team F2: ``text/html`` was stored)
+_MIME = re.compile(r"(?:audio|video)/[A-Za-z0-9!#$&^_.+\-]+(?:;[ A-Za-z0-9=,.\"_\-]*)?",
+                   re.ASCII | re.IGNORECASE)
+
+
+def start_range(guide_s: float | None) -> tuple[float, float]:
+    """The ``record_start_s`` a recording page can measure along a guide of ``guide_s``
+    seconds, as (lowest, highest) in s: :data:`RECORD_START_MARGIN_S` either side of the
+    guide; ±:data:`RECORD_START_MAX_S` when the guide's length is unknown (None or 0)."""
+    if not guide_s or not math.isfinite(guide_s) or guide_s < 0:
+        return -RECORD_START_MAX_S, RECORD_START_MAX_S
+    return -RECORD_START_MARGIN_S, guide_s + RECORD_START_MARGIN_S
 
 
 def parse_plain_number(raw: str) -> float:
@@ -76,12 +98,14 @@ class RecordTiming:
                 "clock": self.clock}
 
     @classmethod
-    def from_metadata(cls, meta: dict[str, str]) -> RecordTiming | None:
+    def from_metadata(cls, meta: dict[str, str],
+                      guide_s: float | None = None) -> RecordTiming | None:
         """The timing from a tus Upload-Metadata dict (keys ``record_start_s``,
         ``output_latency_s``, ``input_latency_s``, ``base_latency_s``,
         ``latency_calibrated``, ``recorder_mime``, ``start_stamped``, ``start_clock``); None
-        when the take was not recorded on the page (no ``record_start_s``). Raises
-        ValueError naming the bad key."""
+        when the take was not recorded on the page (no ``record_start_s``). ``guide_s``: the
+        guide's length (s), when known: ``record_start_s`` must then lie within
+        :func:`start_range` of it. Raises ValueError naming the bad key."""
         if not meta.get("record_start_s"):
             return None
         values = {}
@@ -97,8 +121,10 @@ class RecordTiming:
             low = -MAX_LATENCY_S if key == "input_latency_s" else 0.0
             if field is None and not low <= value <= MAX_LATENCY_S:
                 raise ValueError(key)
-            if field == "start_s" and abs(value) > 3600.0:
-                raise ValueError(key)
+            if field == "start_s":
+                low, high = start_range(guide_s)
+                if not low <= value <= high:
+                    raise ValueError(key)
             values[field or key] = value
         flags = {}
         for key in ("start_stamped", "latency_calibrated"):
