@@ -296,11 +296,13 @@ from .leak import (
     LEAK_MIN_Z,
     LEAK_NEAR_S,
     LEAK_NEAR_Z,
+    LEAK_SCAN_Z,
     LeakFit,
     leak_check,
     leak_fit,
     leak_fit_on_clock,
     leak_near,
+    leak_scan,
 )
 from .music import (
     RHYTHM_BEAT_HI,
@@ -423,6 +425,10 @@ ONSETS_NEAR_MARGIN = 2.0
 #: The debug line that names the part-only stages' offsets: the music score's pick, the fine
 #: offset (both at the take's centre, s), the drift (ppm) and that centre (guide s).
 PART_STAGES_LOG = "part stages: pick %.5f fine %.5f drift %.1f ppm centre %.2f s"
+#: Part-only: the confidence of a take whose music score passes its threshold (the song is
+#: heard) is at least this, so that it never reads as "no evidence" (confidence 0, the check
+#: "We could not hear the song"); far under CONFIDENCE_THRESHOLD.
+MIN_HEARD_CONFIDENCE = 0.01
 #: How many candidates a result lists.
 MAX_CANDIDATES = 5
 #: Candidates listed are at least this far apart (one peak's shoulders are not choices).
@@ -902,13 +908,27 @@ def _decide(guide: GuideAnalysis, c: np.ndarray, fc: Features, ev: _Evidence,
         conf *= sigmoid((LOCAL_MEDIAN_MID - abs(timing.median)) / LOCAL_MEDIAN_SLOPE)
     else:
         log.debug("part timing at %.4f: none", off)
-    if conf < 0.1:
-        return _result(off, conf, "none", drift, ev, seen)
-    near = leak_near(g, c, off, fg.active)
+    # a faint leak near the part's offset refines it (the trust stays the part's); a guide
+    # that never stops sounding (an organ) leaks as steady tones, which only the short
+    # windows read at every lag find (:func:`~.leak.leak_scan`): looked for even where the
+    # part alone is not enough to say anything, so that the take is not "none" with the
+    # guide audible in it
+    near = leak_near(g, c, off, fg.active) if conf >= 0.1 else None
+    if near is None:
+        near = leak_scan(g, c, off, drift, fg.active)
+        if near is not None and (near.z < LEAK_SCAN_Z or abs(near.offset - off) > LEAK_NEAR_S):
+            near = None
     if near is not None:
         seen.append(_Seen(near.offset, leak=near.z))
         return _result(near.offset, conf, "leak", near.drift_ppm, ev, seen)
-    return _result(off, conf, "part", drift, ev, seen)
+    # "none" says the song was not heard in the take (the participant is told so): only when
+    # the music score itself is too weak, not when strong evidence fits several offsets about
+    # as well (a guide whose phrase repeats: the take's notes fit each repeat alike, so the
+    # notes' lead is nil and the confidence with it) or the notes are weak: then the song was
+    # heard, the take waits for a person, and the candidates are the repeats
+    if conf < 0.1 and score < mid:
+        return _result(off, conf, "none", drift, ev, seen)
+    return _result(off, max(conf, MIN_HEARD_CONFIDENCE), "part", drift, ev, seen)
 
 
 def _onsets_near(ev: _Evidence, off: float, score: float) -> tuple[float, float] | None:
