@@ -318,7 +318,7 @@ def leak_scan(g: np.ndarray, c: np.ndarray, off: float, drift_ppm: float,
     so the line is neither found by :func:`leak_fit` (a handful of 3 s windows, a peak each) nor
     passed by the check (windows lit at 3). Summed over 10-12 short windows, the weak peaks of
     a real leak still stand out (issue 9: an organ guide leaking 6 dB down under a sung part
-    through a room: 7.0-8.7 at the true offset, against at most 5.0 with no leak). None when
+    through a room: 5.8-8.7 at the true offset, against at most 5.0 with no leak). None when
     fewer than four windows lie where the guide sounds.
     """
     sr = ANALYSIS_RATE
