@@ -176,3 +176,30 @@ def test_leak_checks_share_the_guide_windows_spectra_exactly():
     other = leak.leak_check(guide, clip, 6.5, 0.0, fg.active, spectra)
     assert other == leak.leak_check(guide, clip, 6.5, 0.0, fg.active)
     assert len(spectra) == kept
+
+
+def timing_error_ms(seed: int) -> float:
+    """The fine offset's signed error (ms) for a take of 80 sharp notes each displaced by a
+    slow rubato curve (+-30 ms, a 4-12 s period) and jitter (+-25 ms), of mean zero."""
+    ns, seconds = notes(seed, 80)
+    rng = np.random.default_rng(seed + 100)
+    starts = np.array([s for s, _, _ in ns])
+    d = 0.03 * np.sin(2 * np.pi * starts / rng.uniform(4, 12) + rng.uniform(0, 2 * np.pi))
+    d = d + rng.uniform(-0.025, 0.025, len(ns))
+    d -= d.mean()
+    moved = [(s + x, dur, m) for (s, dur, m), x in zip(ns, d, strict=True)]
+    guide = voice(ns, seconds, attack=0.003, decays=True)
+    clip = np.concatenate([np.zeros(2 * SR, np.float32),
+                           voice(moved, seconds, attack=0.003, decays=True)])
+    fg = features.compute_features(guide, guide=True)
+    return (music.fine_offset(fg, features.compute_features(clip), 2.0) - 2.0) * 1000
+
+
+def test_the_fine_offset_follows_the_mean_of_the_notes_timing():
+    """The correlation of raw attack curves is a ragged histogram of the notes' displacements,
+    and its lobe follows the few that pile up (-4.6, +6.4, +12.8, -4.0 ms on these takes);
+    smoothed by about the timing's spread, its centre follows their mean (within 8.5 ms, the
+    mean error under 4 ms)."""
+    errs = [timing_error_ms(seed) for seed in (1, 2, 3, 7)]
+    assert max(abs(e) for e in errs) < 8.5, errs
+    assert np.mean(np.abs(errs)) < 4.0, errs
