@@ -919,6 +919,18 @@ def held_patches(page) -> list:
     return held
 
 
+def send_held(page) -> list:
+    """Press Send in ``page`` with its upload PATCHes held (:func:`held_patches`) and wait
+    until the first is held: the take is then being sent from that tab. Returns them."""
+    held = held_patches(page)
+    page.click("#record-send")
+    deadline = time.monotonic() + 30
+    while not held:
+        assert time.monotonic() < deadline, note(page)
+        page.wait_for_timeout(100)
+    return held
+
+
 def release(page, held: list) -> None:
     """Let ``page``'s held PATCHes go on (:func:`held_patches`), and hold no more."""
     page.route("**/api/v1/uploads**", lambda route: route.continue_())
@@ -938,12 +950,7 @@ def test_a_kept_take_offered_in_two_tabs_is_sent_once(live, chromium, campaign):
         asked: list[str] = []
         second.on("request", lambda r: asked.append(f"{r.method} {r.url}")
                   if "/api/v1/uploads" in r.url else None)
-        held = held_patches(first)
-        first.click("#record-send")
-        deadline = time.monotonic() + 30
-        while not held:
-            assert time.monotonic() < deadline, note(first)
-            first.wait_for_timeout(100)
+        held = send_held(first)
         second.click("#record-send")
         said = wait_note(second, "being sent from another tab")
         assert "sent once" in said
@@ -1018,12 +1025,7 @@ def test_two_tabs_without_web_locks_sending_one_take_make_one_clip(live, chromiu
         created: list[str] = []
         second.on("response", lambda r: created.append(r.headers.get("location"))
                   if r.request.method == "POST" and "/api/v1/uploads" in r.url else None)
-        held = held_patches(first)
-        first.click("#record-send")
-        deadline = time.monotonic() + 30
-        while not held:
-            assert time.monotonic() < deadline, note(first)
-            first.wait_for_timeout(100)
+        held = send_held(first)
         second.fill("input[name=name]", "Ana Maria")  # another form: another tus key
         second.click("#record-send")
         second.wait_for_url(STATUS_PAGE, timeout=60_000)

@@ -228,6 +228,29 @@ def leak_fit_on_clock(g: np.ndarray, c: np.ndarray, offset_s: float,
     return again if again is not None and again.z > fit.z else fit
 
 
+def _short_windows(g: np.ndarray, c: np.ndarray, offset: float, a: float, pad: int,
+                   t_lo: float, t_hi: float, guide_active: np.ndarray):
+    """The short, disjoint windows of :func:`leak_check` and :func:`leak_scan`: about 12
+    over the guide's overlap ``t_lo``..``t_hi`` (s; 0.5 to 3 s each), those where the guide
+    sounds (``guide_active``, 30 % of its frames), each as ``(ga, gw, cw)``: the guide
+    window's first sample, its samples and the clip's under it read on the guide's clock
+    (clock ratio ``a``: a drifting clip's peak is not smeared) with ``pad`` samples of lag
+    either side of ``offset`` (s)."""
+    sr = ANALYSIS_RATE
+    overlap = t_hi - t_lo
+    w = float(np.clip(overlap / 12, 0.5, 3.0))
+    for k in range(max(0, int(overlap // w))):
+        t0 = t_lo + k * w
+        fa, fb = int(t0 / HOP_S), int((t0 + w) / HOP_S)
+        if guide_active[fa:fb].mean() < 0.3:
+            continue
+        ga = int(round(t0 * sr))
+        gw = g[ga:ga + int(w * sr)]
+        cw = clip_window(c, (offset + t0 * a) * sr - pad * a, len(gw) + 2 * pad, a)
+        if cw is not None:
+            yield ga, gw, cw
+
+
 def leak_check(g: np.ndarray, c: np.ndarray, offset: float, drift_ppm: float,
                 guide_active: np.ndarray, spectra: dict | None = None) -> LeakCheck | None:
     """Independent check of a leak line on short, disjoint windows covering the overlap.
@@ -247,24 +270,8 @@ def leak_check(g: np.ndarray, c: np.ndarray, offset: float, drift_ppm: float,
     pad = int(0.025 * sr)
     t_lo = max(0.0, (-offset + 0.03) / a)
     t_hi = min(len(g) / sr, (len(c) / sr - offset - 0.03) / a)
-    overlap = t_hi - t_lo
-    w = float(np.clip(overlap / 12, 0.5, 3.0))
-    n = int(overlap // w)
-    if n < 4:
-        return None
-    rows = []
-    for k in range(n):
-        t0 = t_lo + k * w
-        fa, fb = int(t0 / HOP_S), int((t0 + w) / HOP_S)
-        if guide_active[fa:fb].mean() < 0.3:
-            continue
-        ga = int(round(t0 * sr))
-        gw = g[ga:ga + int(w * sr)]
-        # the window read on the guide's clock: a drifting clip's peak is not smeared
-        cw = clip_window(c, (offset + t0 * a) * sr - pad * a, len(gw) + 2 * pad, a)
-        if cw is None:
-            continue
-        rows.append(gcc_phat_curve(gw, cw, 2 * pad, spectra, (ga, len(gw))))
+    rows = [gcc_phat_curve(gw, cw, 2 * pad, spectra, (ga, len(gw))) for ga, gw, cw in
+            _short_windows(g, c, offset, a, pad, t_lo, t_hi, guide_active)]
     if len(rows) < 4:
         return None
     # the mean over +-1 sample (the peak's main lobe) stays unbiased under noise, unlike a max
@@ -326,21 +333,8 @@ def leak_scan(g: np.ndarray, c: np.ndarray, off: float, drift_ppm: float,
     pad = int(span_s * sr)
     t_lo = max(0.0, (-off + span_s) / a)
     t_hi = min(len(g) / sr, (len(c) / sr - off - span_s) / a)
-    overlap = t_hi - t_lo
-    w = float(np.clip(overlap / 12, 0.5, 3.0))
-    n = int(overlap // w)
-    rows = []
-    for k in range(max(0, n)):
-        t0 = t_lo + k * w
-        fa, fb = int(t0 / HOP_S), int((t0 + w) / HOP_S)
-        if guide_active[fa:fb].mean() < 0.3:
-            continue
-        ga = int(round(t0 * sr))
-        gw = g[ga:ga + int(w * sr)]
-        cw = clip_window(c, (off + t0 * a) * sr - pad * a, len(gw) + 2 * pad, a)
-        if cw is None:
-            continue
-        rows.append(gcc_phat_curve(gw, cw, 2 * pad))
+    rows = [gcc_phat_curve(gw, cw, 2 * pad) for _ga, gw, cw in
+            _short_windows(g, c, off, a, pad, t_lo, t_hi, guide_active)]
     if len(rows) < 4:
         return None
     cur = np.array(rows)
