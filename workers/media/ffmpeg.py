@@ -14,7 +14,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -152,39 +151,6 @@ class _Outcome:
     stderr: str
 
 
-def _linux_prctl():
-    """libc's ``prctl`` on Linux, resolved once, before any fork; None elsewhere."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _linux_prctl()
-#: prctl(2)'s PR_SET_PDEATHSIG: the signal a process gets when its parent thread dies
-_PR_SET_PDEATHSIG = 1
-#: the pid that forks ffmpeg (set just before each fork: a pool's forked child has its own)
-_PARENT = [0]
-
-
-def _die_with_parent() -> None:
-    """In the forked child, before exec: ask the kernel to SIGKILL it when the worker that
-    started it dies (prctl(2) ``PR_SET_PDEATHSIG``, kept across execve). ffmpeg runs in a
-    session of its own (so that a kill of its group takes its children), so a worker killed
-    with SIGKILL (the OOM killer, ``docker kill``) otherwise left its ffmpeg running on for a
-    minute and more, writing a file that the work's new owner redoes (issue 15, red team
-    ops3 F4). Only a libc call: nothing here takes a lock another thread may hold at fork."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != _PARENT[0]:  # the worker died between fork and prctl
-            os._exit(137)
-
-
 def _execute(
     args: Sequence[str],
     *,
@@ -205,7 +171,6 @@ def _execute(
     head: list[str] = []  # with keep_head: the first keep_lines lines, then the tail
     lines: deque[str] = deque(maxlen=keep_lines)
     out_chunks: list[bytes] = []
-    _PARENT[0] = os.getpid()
     try:
         proc = subprocess.Popen(
             argv,
@@ -213,7 +178,6 @@ def _execute(
             stdout=subprocess.PIPE if stdout is None else stdout,
             stderr=subprocess.PIPE,
             start_new_session=True,  # its own process group, so a kill takes its children too
-            preexec_fn=_die_with_parent if _PRCTL is not None else None,
         )
     except OSError as exc:
         raise FFmpegError(f"cannot start ffmpeg: {exc}", argv) from exc
