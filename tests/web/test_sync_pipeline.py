@@ -331,7 +331,7 @@ def test_a_recorded_start_ten_seconds_from_the_sound_leaves_the_take_to_an_organ
 
     monkeypatch.setattr(prior, "PRIOR_OVERRULE_CONFIDENCE", 1.01)
     clip_id = _take_with_timing(app, client, guided, sync_media["leak"].read_bytes(),
-                                record_start_s=f"{-(DELAY + 10.0)}")
+                                record_start_s=f"{-(DELAY - 10.0)}")
     with app.app_context():
         pipeline.intake(clip_id)
         pipeline.align(clip_id)
@@ -340,12 +340,12 @@ def test_a_recorded_start_ten_seconds_from_the_sound_leaves_the_take_to_an_organ
         assert "disagree by 10.0 s" in clip.reason
         assert clip.sync_confidence <= prior.PRIOR_CONFLICT_CONFIDENCE
         assert abs(clip.offset_seconds - DELAY) < 0.005
-        assert clip.record_error_ms == pytest.approx(-10000.0, abs=5.0)
+        assert clip.record_error_ms == pytest.approx(10000.0, abs=5.0)
         # the clip page marks the place the recording page's clock points at
         clip.sync_candidates = [*clip.sync_candidates, {
-            "offset_seconds": DELAY + 10.0, "music": 20.0, "notes": 1.0, "claps": 0,
+            "offset_seconds": DELAY - 10.0, "music": 20.0, "notes": 1.0, "claps": 0,
             "leak": 0.0, "prior": True}]
         db.session.commit()
     page = organizer_client.get(f"/organize/clips/{clip_id}").get_data(as_text=True)
     assert page.count("own clock points here") == 1
-    assert f"offset={DELAY + 10.0:.4f}" in page
+    assert f"offset={DELAY - 10.0:.4f}" in page
